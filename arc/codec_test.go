@@ -1,0 +1,262 @@
+package arc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The contract's example body (ARC-CONTRACT.md §3.0), as Arc writes it.
+const contractExample = `{"type":"order.created","payload":{"orderId":"o-1","total":99},"meta":{"id":"7b0f2a8e-5a1e-4c1b-9d7e-2f4b7c9d1e00","timestamp":"2026-04-28T10:00:00.000Z","correlationId":"req-abc","userId":"u-7","organizationId":"org-1"}}`
+
+func mustUnmarshal(t *testing.T, s string) Event {
+	t.Helper()
+	var ev Event
+	require.NoError(t, Unmarshal([]byte(s), &ev))
+	return ev
+}
+
+func mustMarshal(t *testing.T, ev Event) string {
+	t.Helper()
+	b, err := Marshal(ev)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// Golden: what Arc writes, we read and write back byte for byte.
+func TestGoldenRoundTrip(t *testing.T) {
+	cases := map[string]string{
+		"contract example": contractExample,
+		"every field": `{"type":"order.shipped","payload":{"a":[1,2.5,-0,1e+21,"x"],"b":null},"meta":{"id":"e-1","timestamp":"2026-04-28T10:00:00.123Z","schemaVersion":3,"correlationId":"c-1","causationId":"p-1","partitionKey":"o-9","source":"commerce","idempotencyKey":"k-1","resource":"order","resourceId":"o-9","userId":"u-1","organizationId":"org-1","aggregate":{"type":"Order","id":"o-9"},"hostKey":{"nested":[true,false]},"zeta":"last"}}`,
+		"no payload":          `{"type":"x","meta":{"id":"1"}}`,
+		"null payload":        `{"type":"x","payload":null,"meta":{"id":"1"}}`,
+		"string payload":      `{"type":"x","payload":"just text","meta":{"id":"1"}}`,
+		"number payload":      `{"type":"x","payload":12.50,"meta":{"id":"1"}}`,
+		"array payload":       `{"type":"x","payload":[{"a":1},[],{}],"meta":{"id":"1"}}`,
+		"bool payload":        `{"type":"x","payload":false,"meta":{"id":"1"}}`,
+		"colon type":          `{"type":"order:placed","payload":{},"meta":{"id":"1"}}`,
+		"dead letter type":    `{"type":"$deadLetter","payload":{},"meta":{"id":"1"}}`,
+		"html and separators": "{\"type\":\"a<b>&c/d\",\"payload\":{\"s\":\"<script>\\u2028\"},\"meta\":{\"id\":\"1\",\"source\":\"x<y>&z/\u2028\u2029\x7f\"}}",
+		"unicode":             `{"type":"commande.créée","payload":{"nom":"Zoë 🎉 日本"},"meta":{"id":"ü-1","userId":"用户"}}`,
+		"control characters":  `{"type":"x","payload":{},"meta":{"id":"1","source":"a\nb\tc\r\"q\"\\\b\f\u0001\u001f"}}`,
+		"empty aggregate":     `{"type":"x","meta":{"id":"1","aggregate":{}}}`,
+		"aggregate type only": `{"type":"x","meta":{"id":"1","aggregate":{"type":"Order"}}}`,
+		"known key odd type":  `{"type":"x","meta":{"id":"1","resourceId":123,"schemaVersion":"2","userId":{"id":7}}}`,
+		"payload whitespace":  `{"type":"x","payload":{ "a" : [ 1 , 2 ] },"meta":{"id":"1"}}`,
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			ev := mustUnmarshal(t, in)
+			assert.Equal(t, in, mustMarshal(t, ev))
+		})
+	}
+}
+
+// Golden files: what we write for events we build, byte for byte.
+func TestGoldenFiles(t *testing.T) {
+	ts := time.Date(2026, 4, 28, 10, 0, 0, 123456789, time.UTC)
+	cases := map[string]Event{
+		"minimal": {Type: "order.created", Payload: json.RawMessage(`{"orderId":"o-1"}`),
+			Meta: Meta{ID: "7b0f2a8e-5a1e-4c1b-9d7e-2f4b7c9d1e00", Timestamp: ts}},
+		"full": {Type: "order.shipped", Payload: json.RawMessage(`{"note":"<fragile> & \"heavy\""}`),
+			Meta: Meta{ID: "e-2", Timestamp: ts.In(time.FixedZone("X", 5*3600)), SchemaVersion: 2,
+				CorrelationID: "c", CausationID: "p", PartitionKey: "pk", Source: "s", IdempotencyKey: "k",
+				Resource: "order", ResourceID: "o-9", UserID: "u", OrganizationID: "org",
+				Aggregate: &Aggregate{Type: "Order", ID: "o-9"},
+				Extra:     map[string]json.RawMessage{"b": json.RawMessage(`2`), "a": json.RawMessage(`"1"`)}}},
+	}
+	for name, ev := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := mustMarshal(t, ev)
+			want, err := readGolden(name, got)
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+		})
+	}
+}
+
+func TestUnmarshalFields(t *testing.T) {
+	ev := mustUnmarshal(t, `{"type":"t","payload":{"p":1},"meta":{"id":"i","timestamp":"2026-04-28T10:00:00.5+02:00",
+		"schemaVersion":7,"correlationId":"c","causationId":"ca","partitionKey":"pk","source":"s","idempotencyKey":"ik",
+		"resource":"r","resourceId":"ri","userId":"u","organizationId":"o","aggregate":{"type":"A","id":"1"},"x-host":[1]}}`)
+	want := Event{Type: "t", Payload: json.RawMessage(`{"p":1}`), Meta: Meta{
+		ID: "i", Timestamp: time.Date(2026, 4, 28, 8, 0, 0, 500e6, time.UTC), SchemaVersion: 7,
+		CorrelationID: "c", CausationID: "ca", PartitionKey: "pk", Source: "s", IdempotencyKey: "ik",
+		Resource: "r", ResourceID: "ri", UserID: "u", OrganizationID: "o", Aggregate: &Aggregate{"A", "1"},
+		Extra: map[string]json.RawMessage{"x-host": json.RawMessage(`[1]`)},
+	}}
+	assert.Equal(t, want, ev)
+}
+
+func TestUnmarshalNulls(t *testing.T) {
+	ev := mustUnmarshal(t, `{"type":"t","payload":null,"meta":{"id":"i","timestamp":null,"schemaVersion":null,
+		"correlationId":null,"causationId":null,"partitionKey":null,"source":null,"idempotencyKey":null,"resource":null,
+		"resourceId":null,"userId":null,"organizationId":null,"aggregate":null}}`)
+	assert.Equal(t, Event{Type: "t", Payload: json.RawMessage("null"), Meta: Meta{ID: "i"}}, ev)
+	assert.Equal(t, `{"type":"t","payload":null,"meta":{"id":"i"}}`, mustMarshal(t, ev))
+}
+
+func TestUnmarshalLastDuplicateWins(t *testing.T) {
+	ev := mustUnmarshal(t, `{"type":"a","type":"b","meta":{"id":"1","userId":7,"userId":"u","resourceId":"r","resourceId":9}}`)
+	assert.Equal(t, "b", ev.Type)
+	assert.Equal(t, "u", ev.Meta.UserID)
+	assert.Equal(t, "", ev.Meta.ResourceID)
+	assert.Equal(t, map[string]json.RawMessage{"resourceId": json.RawMessage("9")}, ev.Meta.Extra)
+}
+
+func TestUnmarshalEscapedKeysAndStrings(t *testing.T) {
+	ev := mustUnmarshal(t, `{"t\u0079pe":"caf\u00e9","meta":{"\u0069d":"\ud83c\udf89","user\u0049d":"a\/b"}}`)
+	assert.Equal(t, "café", ev.Type)
+	assert.Equal(t, "🎉", ev.Meta.ID)
+	assert.Equal(t, "a/b", ev.Meta.UserID)
+	assert.Equal(t, `{"type":"café","meta":{"id":"🎉","userId":"a/b"}}`, mustMarshal(t, ev))
+}
+
+func TestUnmarshalIgnoresUnknownTopLevelKeys(t *testing.T) {
+	ev := mustUnmarshal(t, `{"version":2,"type":"t","meta":{"id":"1"},"extra":{"deep":[1,{"x":null}]}}`)
+	assert.Equal(t, `{"type":"t","meta":{"id":"1"}}`, mustMarshal(t, ev))
+}
+
+func TestBigPayload(t *testing.T) {
+	big := `{"items":[` + strings.Repeat(`{"sku":"abc-123","qty":1,"note":"héllo \"world\""},`, 40000) + `{}]}`
+	in := `{"type":"bulk","payload":` + big + `,"meta":{"id":"1","timestamp":"2026-04-28T10:00:00.000Z"}}`
+	require.Greater(t, len(in), 1<<20, "larger than Arc's default maxPayloadBytes")
+	ev := mustUnmarshal(t, in)
+	assert.Equal(t, big, string(ev.Payload))
+	assert.Equal(t, in, mustMarshal(t, ev))
+}
+
+func TestDeepNesting(t *testing.T) {
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	ev := mustUnmarshal(t, `{"type":"t","payload":`+deep+`,"meta":{"id":"1"}}`)
+	assert.Equal(t, deep, string(ev.Payload))
+
+	tooDeep := strings.Repeat("[", maxNesting+1) + strings.Repeat("]", maxNesting+1)
+	var out Event
+	assert.ErrorIs(t, Unmarshal([]byte(`{"type":"t","payload":`+tooDeep+`,"meta":{"id":"1"}}`), &out), ErrMalformedEvent)
+}
+
+func TestUnmarshalMalformed(t *testing.T) {
+	cases := []struct {
+		name, in, field, says string
+	}{
+		{"empty input", ``, "", "not JSON"},
+		{"not JSON", `{"type":`, "", "not JSON"},
+		{"array", `[1,2]`, "", "not a JSON object"},
+		{"string", `"order.created"`, "", "not a JSON object"},
+		{"bom", "\ufeff" + contractExample, "", "not JSON"},
+		{"trailing garbage", contractExample + `x`, "", "not JSON"},
+		{"two values", contractExample + contractExample, "", "not JSON"},
+		{"missing type", `{"meta":{"id":"1"}}`, "type", "non-empty string"},
+		{"empty type", `{"type":"","meta":{"id":"1"}}`, "type", "non-empty string"},
+		{"number type", `{"type":5,"meta":{"id":"1"}}`, "type", "must be a string"},
+		{"null type", `{"type":null,"meta":{"id":"1"}}`, "type", "must be a string"},
+		{"missing meta", `{"type":"t"}`, "meta", "missing"},
+		{"null meta", `{"type":"t","meta":null}`, "meta", "JSON object"},
+		{"array meta", `{"type":"t","meta":[]}`, "meta", "JSON object"},
+		{"missing id", `{"type":"t","meta":{}}`, "meta.id", "non-empty string"},
+		{"empty id", `{"type":"t","meta":{"id":""}}`, "meta.id", "non-empty string"},
+		{"null id", `{"type":"t","meta":{"id":null}}`, "meta.id", "non-empty string"},
+		{"number id", `{"type":"t","meta":{"id":420}}`, "meta.id", "non-empty string"},
+		{"garbage timestamp", `{"type":"t","meta":{"id":"1","timestamp":"yesterday"}}`, "meta.timestamp", "not a date"},
+		{"epoch string timestamp", `{"type":"t","meta":{"id":"1","timestamp":"1714298400000"}}`, "meta.timestamp", "not a date"},
+		{"local time timestamp", `{"type":"t","meta":{"id":"1","timestamp":"2026-04-28T10:00:00"}}`, "meta.timestamp", "not a date"},
+		{"object timestamp", `{"type":"t","meta":{"id":"1","timestamp":{}}}`, "meta.timestamp", "date string or epoch"},
+		{"bool timestamp", `{"type":"t","meta":{"id":"1","timestamp":true}}`, "meta.timestamp", "date string or epoch"},
+		{"huge epoch", `{"type":"t","meta":{"id":"1","timestamp":1e300}}`, "meta.timestamp", "not a date"},
+		{"control char", "{\"type\":\"a\nb\",\"meta\":{\"id\":\"1\"}}", "", "not JSON"},
+		{"bad escape", `{"type":"\x","meta":{"id":"1"}}`, "", "not JSON"},
+		{"bad payload", `{"type":"t","payload":{"a":},"meta":{"id":"1"}}`, "", "not JSON"},
+		{"leading zero", `{"type":"t","payload":01,"meta":{"id":"1"}}`, "", "not JSON"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ev Event
+			err := Unmarshal([]byte(c.in), &ev)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrMalformedEvent)
+			var de *DecodeError
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, c.field, de.Field)
+			assert.Contains(t, err.Error(), c.says)
+			assert.Equal(t, Event{}, ev, "the target is written only on success")
+			assert.Equal(t, json.Valid([]byte(c.in)), errors.As(err, new(*syntaxError)) == false,
+				"a syntax error is reported exactly when encoding/json finds the input invalid")
+		})
+	}
+}
+
+func TestStdlibJSONUsesArcCodec(t *testing.T) {
+	var ev Event
+	require.NoError(t, json.Unmarshal([]byte(contractExample), &ev))
+	assert.Equal(t, "req-abc", ev.Meta.CorrelationID)
+	out, err := json.Marshal(ev)
+	require.NoError(t, err)
+	assert.JSONEq(t, contractExample, string(out))
+
+	// Inside another value, through encoding/json, with HTML escaping off: exact bytes.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	require.NoError(t, enc.Encode(struct {
+		Events []Event `json:"events"`
+	}{[]Event{ev}}))
+	assert.Equal(t, `{"events":[`+contractExample+`]}`+"\n", buf.String())
+
+	// Meta alone.
+	var m Meta
+	require.NoError(t, json.Unmarshal([]byte(`{"id":"1","userId":"u","k":1}`), &m))
+	b, err := json.Marshal(m)
+	require.NoError(t, err)
+	assert.Equal(t, `{"id":"1","userId":"u","k":1}`, string(b))
+}
+
+func TestMarshalRefusesWhatArcCannotRead(t *testing.T) {
+	ok := Event{Type: "t", Meta: Meta{ID: "1"}}
+	cases := map[string]func(*Event){
+		"empty type":       func(e *Event) { e.Type = "" },
+		"empty id":         func(e *Event) { e.Meta.ID = "" },
+		"payload not JSON": func(e *Event) { e.Payload = json.RawMessage(`{"a":`) },
+		"extra not JSON":   func(e *Event) { e.Meta.Extra = map[string]json.RawMessage{"k": json.RawMessage(`nope`)} },
+		"extra timestamp":  func(e *Event) { e.Meta.Extra = map[string]json.RawMessage{"timestamp": json.RawMessage(`"x"`)} },
+		"year 10000":       func(e *Event) { e.Meta.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"negative year":    func(e *Event) { e.Meta.Timestamp = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			ev := ok
+			mutate(&ev)
+			_, err := Marshal(ev)
+			assert.ErrorIs(t, err, ErrInvalidEvent)
+			_, err = ToMessage(ev)
+			assert.ErrorIs(t, err, ErrInvalidEvent)
+		})
+	}
+}
+
+func TestExtraTypedFieldWins(t *testing.T) {
+	ev := Event{Type: "t", Meta: Meta{ID: "1", UserID: "u", Extra: map[string]json.RawMessage{
+		"userId": json.RawMessage(`7`), "resourceId": json.RawMessage(`8`)}}}
+	assert.Equal(t, `{"type":"t","meta":{"id":"1","userId":"u","resourceId":8}}`, mustMarshal(t, ev))
+}
+
+func TestAppendJSONAppends(t *testing.T) {
+	ev := mustUnmarshal(t, contractExample)
+	b, err := ev.AppendJSON([]byte("prefix:"))
+	require.NoError(t, err)
+	assert.Equal(t, "prefix:"+contractExample, string(b))
+}
+
+func TestScanValueAgreesWithStdlib(t *testing.T) {
+	for _, s := range []string{`1`, `-0`, `-`, `1.`, `.5`, `1e`, `1e+`, `1E-2`, `0.0e0`, `"\u12"`, `"\u1234"`,
+		`{"a" 1}`, `{"a":1,}`, `[1,]`, `[,]`, `{,}`, `tru`, `nul`, `[1 2]`, `{"a":1 "b":2}`, `{1:2}`, "\"\x7f\"",
+		"\"\xff\"", ` [ ] `, `{"a":[{"b":{}}]}`, `"\/"`, `"\a"`, `[[[]]`, `]`, `}`, ``} {
+		assert.Equal(t, json.Valid([]byte(s)), validJSON([]byte(s)) == nil, "%q", s)
+	}
+}

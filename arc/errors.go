@@ -1,0 +1,58 @@
+package arc
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrMalformedEvent is wrapped by every error that reports bytes or a
+	// message that do not hold an Arc event: not a JSON object, no string
+	// type, no meta.id, a timestamp that is not a date. Dead-letter code uses
+	// errors.Is(err, ErrMalformedEvent) to choose the reason "malformed".
+	ErrMalformedEvent = errors.New("arc: malformed event")
+
+	// ErrInvalidEvent is wrapped by every error that refuses to build or
+	// write an event that Arc would reject or misread: an empty or reserved
+	// type, an empty id, a payload that is not JSON, a non-date string in a
+	// "timestamp" field.
+	ErrInvalidEvent = errors.New("arc: invalid event")
+)
+
+// DecodeError says what is wrong with an event that could not be decoded.
+// It matches ErrMalformedEvent with errors.Is.
+type DecodeError struct {
+	// Field is where the problem is, as a JSON path ("meta.id") or a
+	// Watermill metadata key; empty for the document as a whole.
+	Field string
+	// Reason says what is wrong, in words.
+	Reason string
+	// Err is the underlying error, if any (a JSON syntax or time parse error).
+	Err error
+}
+
+func (e *DecodeError) Error() string {
+	msg := "arc: malformed event"
+	if e.Field != "" {
+		msg += ": " + e.Field
+	}
+	msg += ": " + e.Reason
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is reports whether target is ErrMalformedEvent.
+func (e *DecodeError) Is(target error) bool { return target == ErrMalformedEvent }
+
+// Unwrap returns the underlying error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func malformed(field, reason string, err error) error {
+	return &DecodeError{Field: field, Reason: reason, Err: err}
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidEvent}, args...)...)
+}

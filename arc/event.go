@@ -1,0 +1,319 @@
+package arc
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is Arc's DomainEvent: {type, payload, meta}.
+//
+// json.Marshal and json.Unmarshal read and write Arc's wire JSON through
+// MarshalJSON and UnmarshalJSON. For byte parity with Node's JSON.stringify
+// (no HTML escaping) and for speed, transports use Marshal, AppendJSON and
+// Unmarshal instead.
+type Event struct {
+	// Type names the event, dotted by convention ("order.created"); Arc
+	// ecosystems also use colons ("order:placed").
+	Type string
+	// Payload holds the payload's JSON bytes exactly as received or built.
+	// Any JSON value is allowed. Nil means the payload is absent (as when an
+	// Arc host emits undefined); JSON null is the four bytes "null".
+	Payload json.RawMessage
+	// Meta is the event's metadata.
+	Meta Meta
+}
+
+// Meta is Arc's EventMeta. Empty optional fields are absent on the wire.
+type Meta struct {
+	// ID identifies the event (a UUID v4 unless the producer chose another
+	// string). Required.
+	ID string
+	// Timestamp is when the event was created. Arc's wire carries it to the
+	// millisecond, in UTC; decoding returns it so (UTC, truncated to ms).
+	Timestamp time.Time
+	// SchemaVersion selects the payload schema; 0 means absent.
+	SchemaVersion int
+	// CorrelationID ties together every event caused by one request.
+	CorrelationID string
+	// CausationID is the id of the event that caused this one.
+	CausationID string
+	// PartitionKey orders events that share it.
+	PartitionKey string
+	// Source names the producing service.
+	Source string
+	// IdempotencyKey lets consumers and outboxes drop repeats. Arc copies it
+	// to child events; see DedupeKey for how arcmill keeps children safe.
+	IdempotencyKey string
+	// Resource is the resource name of a CRUD event.
+	Resource string
+	// ResourceID is the id of the resource document.
+	ResourceID string
+	// UserID is the acting user.
+	UserID string
+	// OrganizationID is the acting organization (tenant).
+	OrganizationID string
+	// Aggregate names the aggregate the event belongs to; nil when absent.
+	Aggregate *Aggregate
+	// Extra keeps meta keys arcmill does not model (Arc hosts may extend
+	// EventMeta), as raw JSON, so they are written back unchanged. A known
+	// key whose value has a type Arc does not define (a number for userId,
+	// say) is kept here too, and its typed field stays empty. Written in
+	// key order after the known keys.
+	Extra map[string]json.RawMessage
+}
+
+// Aggregate is the aggregate an event belongs to.
+type Aggregate struct {
+	Type string
+	ID   string
+}
+
+// MaxTypeLength is the longest event type Arc's publish accepts.
+const MaxTypeLength = 256
+
+// DeadLetterType is the one reserved ($-prefixed) type Arc lets hosts publish.
+const DeadLetterType = "$deadLetter"
+
+// ValidateType applies the checks of Arc's eventPlugin.publish: non-empty, at
+// most MaxTypeLength characters, and no leading '$' except DeadLetterType.
+func ValidateType(eventType string) error {
+	switch {
+	case eventType == "":
+		return invalid("event type must be a non-empty string")
+	case strings.HasPrefix(eventType, "$") && eventType != DeadLetterType:
+		return invalid("event type %q uses reserved '$' prefix", eventType)
+	case len([]rune(eventType)) > MaxTypeLength:
+		return invalid("event type exceeds %d characters", MaxTypeLength)
+	}
+	return nil
+}
+
+// NewEvent is Arc's createEvent. It returns an event of the given type whose
+// meta is meta with a fresh UUID v4 ID and the current time (UTC, to the
+// millisecond, as Arc's wire carries it) filled in where they are zero;
+// everything the caller set is kept.
+//
+// payload may be a Go value (encoded with encoding/json, without HTML
+// escaping), a json.RawMessage or a []byte of JSON (checked and copied), or
+// nil for JSON null. The event is checked with Validate.
+func NewEvent(eventType string, payload any, meta Meta) (Event, error) {
+	raw, err := encodePayload(payload)
+	if err != nil {
+		return Event{}, err
+	}
+	if meta.ID == "" {
+		meta.ID = uuid.NewString()
+	}
+	if meta.Timestamp.IsZero() {
+		meta.Timestamp = time.Now().UTC().Truncate(time.Millisecond)
+	}
+	ev := Event{Type: eventType, Payload: raw, Meta: meta}
+	if err := ev.Validate(); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// NewChild is Arc's createChildEvent: an event caused by parent.
+//
+// Its CausationID is the parent's ID; its CorrelationID is the parent's, or
+// the parent's ID when the parent has none (the root of a chain). It
+// inherits UserID, OrganizationID, Source and IdempotencyKey, but not
+// Aggregate, Resource, ResourceID, PartitionKey, SchemaVersion or Extra. Any
+// field set in meta wins over the inherited value; ID and Timestamp are
+// fresh unless meta sets them.
+//
+// The inherited IdempotencyKey keeps Arc's wire meaning. Outboxes and
+// consumer guards deduplicate with DedupeKey, which tells a child from its
+// parent, so a child is never dropped as a duplicate of its parent.
+func NewChild(parent Event, eventType string, payload any, meta Meta) (Event, error) {
+	p := parent.Meta
+	if p.ID == "" {
+		return Event{}, invalid("parent event has no meta.id")
+	}
+	child := Meta{
+		CausationID:    p.ID,
+		CorrelationID:  p.CorrelationID,
+		UserID:         p.UserID,
+		OrganizationID: p.OrganizationID,
+		Source:         p.Source,
+		IdempotencyKey: p.IdempotencyKey,
+	}
+	if child.CorrelationID == "" {
+		child.CorrelationID = p.ID
+	}
+	overlay(&child, meta)
+	return NewEvent(eventType, payload, child)
+}
+
+// overlay copies every non-empty field of src over dst.
+func overlay(dst *Meta, src Meta) {
+	set := func(d *string, s string) {
+		if s != "" {
+			*d = s
+		}
+	}
+	set(&dst.ID, src.ID)
+	set(&dst.CorrelationID, src.CorrelationID)
+	set(&dst.CausationID, src.CausationID)
+	set(&dst.PartitionKey, src.PartitionKey)
+	set(&dst.Source, src.Source)
+	set(&dst.IdempotencyKey, src.IdempotencyKey)
+	set(&dst.Resource, src.Resource)
+	set(&dst.ResourceID, src.ResourceID)
+	set(&dst.UserID, src.UserID)
+	set(&dst.OrganizationID, src.OrganizationID)
+	if !src.Timestamp.IsZero() {
+		dst.Timestamp = src.Timestamp
+	}
+	if src.SchemaVersion != 0 {
+		dst.SchemaVersion = src.SchemaVersion
+	}
+	if src.Aggregate != nil {
+		a := *src.Aggregate
+		dst.Aggregate = &a
+	}
+	if src.Extra != nil {
+		dst.Extra = src.Extra
+	}
+}
+
+// Validate reports whether the event may be published to Arc services: a
+// valid type (ValidateType), a non-empty ID, a payload and extra meta values
+// that are JSON, a timestamp Arc can write, and no non-date string in any
+// object key named "timestamp" at any depth. Arc's readers turn every such
+// key into a Date, so a non-date string there would reach Arc handlers as
+// Invalid Date. Errors wrap ErrInvalidEvent.
+func (ev Event) Validate() error {
+	if err := ValidateType(ev.Type); err != nil {
+		return err
+	}
+	if err := ev.checkEncodable(); err != nil {
+		return err
+	}
+	if err := checkTimestampKeys("payload", ev.Payload); err != nil {
+		return err
+	}
+	for k, v := range ev.Meta.Extra {
+		if err := checkTimestampKeys("meta."+k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkEncodable holds the checks every write makes: those without which the
+// bytes would not be an event Arc's readers accept.
+func (ev Event) checkEncodable() error {
+	if ev.Type == "" {
+		return invalid("event type is empty")
+	}
+	if ev.Meta.ID == "" {
+		return invalid("meta.id is empty")
+	}
+	if len(ev.Payload) > 0 {
+		if err := validJSON(ev.Payload); err != nil {
+			return invalid("payload is not JSON: %v", err)
+		}
+	}
+	for k, v := range ev.Meta.Extra {
+		if k == "timestamp" || k == "id" {
+			// Never from decoding; written, they would bypass the typed checks.
+			return invalid("meta.Extra must not hold the key %q; set the typed field", k)
+		}
+		if err := validJSON(v); err != nil {
+			return invalid("meta.%s is not JSON: %v", k, err)
+		}
+	}
+	if t := ev.Meta.Timestamp; !t.IsZero() {
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			return invalid("meta.timestamp year %d is outside 0000-9999", y)
+		}
+	}
+	return nil
+}
+
+// DedupeKey returns the key under which an outbox or a consumer-side guard
+// deduplicates ev, or "" when ev has no IdempotencyKey (no deduplication).
+//
+// Arc maps meta.idempotencyKey straight to the outbox's dedupe key, and its
+// createChildEvent copies the key to children, so Arc silently drops a child
+// stored in the same outbox as its parent. arcmill keeps the key on the wire
+// unchanged but deduplicates on (idempotency key, type, causation id): a
+// repeat of the same write is still dropped, including a child re-created
+// when its parent is redelivered, while a child never collides with its
+// parent or with its siblings of other types. The result is the hex SHA-256
+// of the three parts, length-prefixed, so it fits any key column.
+func DedupeKey(ev Event) string {
+	if ev.Meta.IdempotencyKey == "" {
+		return ""
+	}
+	h := sha256.New()
+	var n [8]byte
+	for _, part := range []string{ev.Meta.IdempotencyKey, ev.Type, ev.Meta.CausationID} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write([]byte(part))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Equal reports whether two events carry the same type, payload bytes and
+// meta, comparing timestamps as instants and Extra values as bytes. An empty
+// payload equals an absent one: both are written as no payload.
+func (ev Event) Equal(o Event) bool {
+	if ev.Type != o.Type || !bytes.Equal(ev.Payload, o.Payload) {
+		return false
+	}
+	a, b := ev.Meta, o.Meta
+	if !a.Timestamp.Equal(b.Timestamp) || (a.Aggregate == nil) != (b.Aggregate == nil) ||
+		a.Aggregate != nil && *a.Aggregate != *b.Aggregate || len(a.Extra) != len(b.Extra) {
+		return false
+	}
+	for k, v := range a.Extra {
+		w, ok := b.Extra[k]
+		if !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return a.ID == b.ID && a.SchemaVersion == b.SchemaVersion && a.CorrelationID == b.CorrelationID &&
+		a.CausationID == b.CausationID && a.PartitionKey == b.PartitionKey && a.Source == b.Source &&
+		a.IdempotencyKey == b.IdempotencyKey && a.Resource == b.Resource && a.ResourceID == b.ResourceID &&
+		a.UserID == b.UserID && a.OrganizationID == b.OrganizationID
+}
+
+// encodePayload turns NewEvent's payload argument into JSON bytes.
+func encodePayload(payload any) (json.RawMessage, error) {
+	var raw []byte
+	switch p := payload.(type) {
+	case nil:
+		return json.RawMessage("null"), nil
+	case json.RawMessage:
+		raw = p
+	case []byte:
+		raw = p
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // JSON.stringify does not escape <, > and &
+		if err := enc.Encode(payload); err != nil {
+			return nil, invalid("cannot encode payload: %v", err)
+		}
+		return json.RawMessage(bytes.TrimRight(buf.Bytes(), "\n")), nil
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, invalid("payload is empty; use nil for JSON null")
+	}
+	if err := validJSON(raw); err != nil {
+		return nil, invalid("payload is not JSON: %v", err)
+	}
+	return append(json.RawMessage(nil), raw...), nil
+}

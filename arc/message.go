@@ -1,0 +1,178 @@
+package arc
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Watermill metadata keys of the event mapping (see ToMessage). Each meta
+// field has its own key so that Watermill-native middleware and readers can
+// use them without decoding anything.
+const (
+	MetadataType           = "arc_type"
+	MetadataTimestamp      = "arc_timestamp"
+	MetadataSchemaVersion  = "arc_schema_version"
+	MetadataCorrelationID  = "correlation_id" // Watermill's middleware.CorrelationIDMetadataKey
+	MetadataCausationID    = "arc_causation_id"
+	MetadataPartitionKey   = "arc_partition_key"
+	MetadataSource         = "arc_source"
+	MetadataIdempotencyKey = "arc_idempotency_key"
+	MetadataResource       = "arc_resource"
+	MetadataResourceID     = "arc_resource_id"
+	MetadataUserID         = "arc_user_id"
+	MetadataOrganizationID = "arc_organization_id"
+	MetadataAggregateType  = "arc_aggregate_type"
+	MetadataAggregateID    = "arc_aggregate_id"
+	// MetadataPayloadAbsent is set to "true" when the event has no payload at
+	// all (as opposed to JSON null), so that the difference survives
+	// transports that turn an empty payload into nil or the reverse.
+	MetadataPayloadAbsent = "arc_payload_absent"
+	// MetadataExtraPrefix prefixes each Meta.Extra key; the value is the raw
+	// JSON text.
+	MetadataExtraPrefix = "arc_meta_"
+)
+
+// stringMetadata pairs the optional string fields with their metadata keys.
+var stringMetadata = []struct {
+	key   string
+	field func(*Meta) *string
+}{
+	{MetadataCorrelationID, func(m *Meta) *string { return &m.CorrelationID }},
+	{MetadataCausationID, func(m *Meta) *string { return &m.CausationID }},
+	{MetadataPartitionKey, func(m *Meta) *string { return &m.PartitionKey }},
+	{MetadataSource, func(m *Meta) *string { return &m.Source }},
+	{MetadataIdempotencyKey, func(m *Meta) *string { return &m.IdempotencyKey }},
+	{MetadataResource, func(m *Meta) *string { return &m.Resource }},
+	{MetadataResourceID, func(m *Meta) *string { return &m.ResourceID }},
+	{MetadataUserID, func(m *Meta) *string { return &m.UserID }},
+	{MetadataOrganizationID, func(m *Meta) *string { return &m.OrganizationID }},
+}
+
+// ToMessage maps ev onto a Watermill message, losslessly: UUID is meta.id,
+// Payload is the payload's bytes, and type and every meta field (unknown
+// keys included) go into Metadata under the Metadata* keys, correlation
+// under Watermill's own "correlation_id". Empty fields get no key. The
+// timestamp is written as RFC 3339 in UTC (milliseconds as on Arc's wire,
+// more digits only when the time has them).
+//
+// It fails, wrapping ErrInvalidEvent, for an event Marshal would refuse.
+func ToMessage(ev Event) (*message.Message, error) {
+	if err := ev.checkEncodable(); err != nil {
+		return nil, err
+	}
+	m := ev.Meta
+	md := make(message.Metadata, 4+len(m.Extra))
+	md[MetadataType] = ev.Type
+	if !m.Timestamp.IsZero() {
+		md[MetadataTimestamp] = formatMetadataTime(m.Timestamp)
+	}
+	if m.SchemaVersion != 0 {
+		md[MetadataSchemaVersion] = strconv.Itoa(m.SchemaVersion)
+	}
+	for _, f := range stringMetadata {
+		if v := *f.field(&m); v != "" {
+			md[f.key] = v
+		}
+	}
+	if a := m.Aggregate; a != nil {
+		// Both keys, even empty, mark an aggregate that is present.
+		md[MetadataAggregateType] = a.Type
+		md[MetadataAggregateID] = a.ID
+	}
+	for k, v := range m.Extra {
+		md[MetadataExtraPrefix+k] = string(v)
+	}
+	payload := message.Payload(ev.Payload)
+	if len(ev.Payload) == 0 {
+		md[MetadataPayloadAbsent] = "true"
+		payload = message.Payload{}
+	}
+	msg := message.NewMessage(m.ID, payload)
+	msg.Metadata = md
+	return msg, nil
+}
+
+// FromMessage is the inverse of ToMessage: FromMessage(ToMessage(ev))
+// equals ev (Event.Equal; the timestamp comes back in UTC). The event's
+// Payload shares the message's payload bytes. Metadata keys
+// outside the mapping are ignored. A message that does not carry an event,
+// such as one with no arc_type, no UUID, a payload that is not JSON or a
+// timestamp that is not a date, gives a *DecodeError that wraps
+// ErrMalformedEvent.
+func FromMessage(msg *message.Message) (Event, error) {
+	if msg == nil {
+		return Event{}, malformed("", "nil message", nil)
+	}
+	md := msg.Metadata
+	ev := Event{Type: md[MetadataType]}
+	if ev.Type == "" {
+		return Event{}, malformed(MetadataType, "must be a non-empty event type", nil)
+	}
+	m := &ev.Meta
+	if m.ID = msg.UUID; m.ID == "" {
+		return Event{}, malformed("uuid", "must be the non-empty meta.id", nil)
+	}
+	if s, ok := md[MetadataTimestamp]; ok && s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return Event{}, malformed(MetadataTimestamp, "not an RFC 3339 time", err)
+		}
+		m.Timestamp = t.UTC()
+	}
+	if s, ok := md[MetadataSchemaVersion]; ok && s != "" {
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil {
+			return Event{}, malformed(MetadataSchemaVersion, "not an integer", err)
+		}
+		m.SchemaVersion = int(n)
+	}
+	for _, f := range stringMetadata {
+		*f.field(m) = md[f.key]
+	}
+	at, hasType := md[MetadataAggregateType]
+	aid, hasID := md[MetadataAggregateID]
+	if hasType || hasID {
+		m.Aggregate = &Aggregate{Type: at, ID: aid}
+	}
+	for k, v := range md {
+		if name, ok := strings.CutPrefix(k, MetadataExtraPrefix); ok {
+			if err := validJSON([]byte(v)); err != nil {
+				return Event{}, malformed(k, "not JSON", err)
+			}
+			if m.Extra == nil {
+				m.Extra = make(map[string]json.RawMessage)
+			}
+			m.Extra[name] = json.RawMessage(v)
+		}
+	}
+	switch {
+	case md[MetadataPayloadAbsent] == "true":
+		// no payload
+	case len(msg.Payload) == 0:
+		return Event{}, malformed("payload", "is empty (JSON null is \"null\")", nil)
+	default:
+		if err := validJSON(msg.Payload); err != nil {
+			return Event{}, malformed("payload", "not JSON", err)
+		}
+		ev.Payload = json.RawMessage(msg.Payload)
+	}
+	if err := ev.checkEncodable(); err != nil {
+		return Event{}, malformed("", err.Error(), nil)
+	}
+	return ev, nil
+}
+
+// formatMetadataTime writes Arc's millisecond form when it loses nothing,
+// and all nanosecond digits otherwise.
+func formatMetadataTime(t time.Time) string {
+	if t.Nanosecond()%int(time.Millisecond) == 0 {
+		if y := t.UTC().Year(); y >= 0 && y <= 9999 {
+			return FormatTimestamp(t)
+		}
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
