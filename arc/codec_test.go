@@ -32,8 +32,8 @@ func mustMarshal(t *testing.T, ev Event) string {
 // Golden: what Arc writes, we read and write back byte for byte.
 func TestGoldenRoundTrip(t *testing.T) {
 	cases := map[string]string{
-		"contract example": contractExample,
-		"every field": `{"type":"order.shipped","payload":{"a":[1,2.5,-0,1e+21,"x"],"b":null},"meta":{"id":"e-1","timestamp":"2026-04-28T10:00:00.123Z","schemaVersion":3,"correlationId":"c-1","causationId":"p-1","partitionKey":"o-9","source":"commerce","idempotencyKey":"k-1","resource":"order","resourceId":"o-9","userId":"u-1","organizationId":"org-1","aggregate":{"type":"Order","id":"o-9"},"hostKey":{"nested":[true,false]},"zeta":"last"}}`,
+		"contract example":    contractExample,
+		"every field":         `{"type":"order.shipped","payload":{"a":[1,2.5,-0,1e+21,"x"],"b":null},"meta":{"id":"e-1","timestamp":"2026-04-28T10:00:00.123Z","schemaVersion":3,"correlationId":"c-1","causationId":"p-1","partitionKey":"o-9","source":"commerce","idempotencyKey":"k-1","resource":"order","resourceId":"o-9","userId":"u-1","organizationId":"org-1","aggregate":{"type":"Order","id":"o-9"},"hostKey":{"nested":[true,false]},"zeta":"last"}}`,
 		"no payload":          `{"type":"x","meta":{"id":"1"}}`,
 		"null payload":        `{"type":"x","payload":null,"meta":{"id":"1"}}`,
 		"string payload":      `{"type":"x","payload":"just text","meta":{"id":"1"}}`,

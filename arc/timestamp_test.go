@@ -44,12 +44,12 @@ func TestParseTimestamp(t *testing.T) {
 
 func TestFormatTimestamp(t *testing.T) {
 	cases := map[time.Time]string{
-		time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC):                             "2026-04-28T10:00:00.000Z",
-		time.Date(2026, 4, 28, 10, 0, 0, 123999999, time.UTC):                     "2026-04-28T10:00:00.123Z",
-		time.Date(2026, 4, 28, 12, 0, 0, 5e6, time.FixedZone("CEST", 2*3600)):     "2026-04-28T10:00:00.005Z",
-		time.Date(7, 1, 2, 3, 4, 5, 0, time.UTC):                                  "0007-01-02T03:04:05.000Z",
-		time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC):                      "9999-12-31T23:59:59.999Z",
-		time.Date(2026, 4, 27, 22, 0, 0, 0, time.FixedZone("m", -(12*3600))):      "2026-04-28T10:00:00.000Z",
+		time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC):                            "2026-04-28T10:00:00.000Z",
+		time.Date(2026, 4, 28, 10, 0, 0, 123999999, time.UTC):                    "2026-04-28T10:00:00.123Z",
+		time.Date(2026, 4, 28, 12, 0, 0, 5e6, time.FixedZone("CEST", 2*3600)):    "2026-04-28T10:00:00.005Z",
+		time.Date(7, 1, 2, 3, 4, 5, 0, time.UTC):                                 "0007-01-02T03:04:05.000Z",
+		time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC):                     "9999-12-31T23:59:59.999Z",
+		time.Date(2026, 4, 27, 22, 0, 0, 0, time.FixedZone("m", -(12*3600))):     "2026-04-28T10:00:00.000Z",
 		time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC).Add(time.Nanosecond * 1e6): "2026-04-28T10:00:00.001Z",
 	}
 	for in, want := range cases {

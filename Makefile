@@ -1,0 +1,32 @@
+# arcmill. `make test` is what CI runs (.ci/run).
+GO ?= go
+
+.PHONY: test services check quickstart bench fuzz
+
+## test: bring up Redis, PostgreSQL and MySQL/MariaDB, then vet and race-test everything
+test: services check
+	ARCMILL_REQUIRE_SERVICES=1 $(GO) test -race -count=1 ./...
+
+## services: make sure the test servers answer on loopback (see scripts/services.sh)
+services:
+	@bash scripts/services.sh
+
+## check: gofmt and go vet
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## quickstart: the front door, no server needed
+quickstart:
+	$(GO) run ./examples/quickstart
+
+## bench: every benchmark, once (numbers go to BENCHMARKS.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: each decoder's fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	for f in FuzzUnmarshal FuzzFromMessage FuzzValidJSON; do \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./arc || exit 1; done

@@ -1,0 +1,180 @@
+// Command quickstart is arcmill's front door: with no server at all, it
+// publishes an Arc event on Watermill's GoChannel, lets a router handler
+// react with child events (Arc's createChildEvent), and prints every event
+// as the Arc JSON an Arc (Node) service would read, then the causation
+// chain that links them.
+//
+//	go run ./examples/quickstart
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+// topic carries every event type, as Arc's Redis Streams transport does
+// with its single "arc:events" stream.
+const topic = "arc.events"
+
+func main() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := run(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole story; main_test.go runs it too.
+func run(ctx context.Context, out io.Writer) error {
+	logger := watermill.NopLogger{}
+	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16}, logger)
+	defer pubSub.Close()
+
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
+	if err != nil {
+		return err
+	}
+
+	// The saga reacts to each event with the next one, as a child event:
+	// causation = the incoming event, correlation inherited.
+	next := map[string]struct {
+		typ     string
+		payload any
+	}{
+		"order.created":     {"payment.requested", map[string]any{"orderId": "o-1", "amount": 99}},
+		"payment.requested": {"payment.captured", map[string]any{"orderId": "o-1", "provider": "stripe"}},
+		"payment.captured":  {"receipt.sent", map[string]any{"orderId": "o-1", "email": "ada@example.com"}},
+	}
+	router.AddHandler("saga", topic, pubSub, topic, pubSub, func(msg *message.Message) ([]*message.Message, error) {
+		ev, err := arc.FromMessage(msg)
+		if err != nil {
+			return nil, err
+		}
+		step, ok := next[ev.Type]
+		if !ok {
+			return nil, nil
+		}
+		child, err := arc.NewChild(ev, step.typ, step.payload, arc.Meta{})
+		if err != nil {
+			return nil, err
+		}
+		out, err := arc.ToMessage(child)
+		if err != nil {
+			return nil, err
+		}
+		return []*message.Message{out}, nil
+	})
+
+	// The audit log sees every event on the topic, in its own subscription.
+	var (
+		mu   sync.Mutex
+		seen []arc.Event
+		done = make(chan struct{})
+	)
+	router.AddConsumerHandler("audit", topic, pubSub, func(msg *message.Message) error {
+		ev, err := arc.FromMessage(msg)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, ev)
+		if ev.Type == "receipt.sent" {
+			close(done)
+		}
+		return nil
+	})
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- router.Run(ctx) }()
+	select {
+	case <-router.Running():
+	case err := <-runErr:
+		return err
+	}
+
+	// The root event, as an Arc service's eventPlugin.publish would make it.
+	root, err := arc.NewEvent("order.created", map[string]any{"orderId": "o-1", "total": 99},
+		arc.Meta{UserID: "u-7", OrganizationID: "org-1", Source: "shop", Resource: "order", ResourceID: "o-1"})
+	if err != nil {
+		return err
+	}
+	msg, err := arc.ToMessage(root)
+	if err != nil {
+		return err
+	}
+	if err := pubSub.Publish(topic, msg); err != nil {
+		return err
+	}
+
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the chain: %w", ctx.Err())
+	}
+	if err := router.Close(); err != nil {
+		return err
+	}
+	if err := <-runErr; err != nil {
+		return err
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintln(out, "Events as Arc JSON (what an Arc service reads from Redis):")
+	for _, ev := range seen {
+		wire, err := arc.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  %s\n", wire)
+	}
+	fmt.Fprintln(out, "\nCausation chain:")
+	printChain(out, seen)
+	return nil
+}
+
+// printChain prints events as a tree, each under the event that caused it.
+func printChain(out io.Writer, events []arc.Event) {
+	children := map[string][]arc.Event{}
+	types := map[string]string{}
+	for _, ev := range events {
+		children[ev.Meta.CausationID] = append(children[ev.Meta.CausationID], ev)
+		types[ev.Meta.ID] = ev.Type
+	}
+	var walk func(parent string, depth int)
+	walk = func(parent string, depth int) {
+		for _, ev := range children[parent] {
+			label := ev.Type
+			if depth > 0 {
+				label = strings.Repeat("   ", depth-1) + "└─ " + ev.Type
+			}
+			cause := "root"
+			if c := ev.Meta.CausationID; c != "" {
+				cause = fmt.Sprintf("caused by %s (%s), correlation %s", short(c), types[c], short(ev.Meta.CorrelationID))
+			}
+			fmt.Fprintf(out, "  %-28s %s  %s\n", label, short(ev.Meta.ID), cause)
+			walk(ev.Meta.ID, depth+1)
+		}
+	}
+	walk("", 0)
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

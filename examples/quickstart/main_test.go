@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+func TestQuickstart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, &out))
+
+	// Every JSON line is an Arc event; together they form one causal chain.
+	var events []arc.Event
+	for _, line := range strings.Split(out.String(), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "{") {
+			var ev arc.Event
+			require.NoError(t, arc.Unmarshal([]byte(line), &ev), line)
+			events = append(events, ev)
+		}
+	}
+	require.Len(t, events, 4)
+	wantTypes := []string{"order.created", "payment.requested", "payment.captured", "receipt.sent"}
+	root := events[0]
+	for i, ev := range events {
+		assert.Equal(t, wantTypes[i], ev.Type)
+		assert.Equal(t, "u-7", ev.Meta.UserID, "user inherited down the chain")
+		if i > 0 {
+			assert.Equal(t, events[i-1].Meta.ID, ev.Meta.CausationID)
+			assert.Equal(t, root.Meta.ID, ev.Meta.CorrelationID)
+			assert.Empty(t, ev.Meta.ResourceID, "resource is not inherited")
+		}
+	}
+	assert.Contains(t, out.String(), "Causation chain:")
+	assert.Contains(t, out.String(), "└─ receipt.sent")
+}

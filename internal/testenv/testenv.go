@@ -1,0 +1,94 @@
+// Package testenv finds the Redis, PostgreSQL and MySQL servers that
+// integration tests run against. Settings come from ARCMILL_REDIS_ADDR,
+// ARCMILL_POSTGRES_DSN and ARCMILL_MYSQL_DSN, with the loopback defaults that
+// scripts/services.sh provisions. A test asking for a server that does not
+// answer is skipped with a message naming it, unless
+// ARCMILL_REQUIRE_SERVICES=1 (set by make test), when it fails instead: CI
+// must never pass by skipping.
+package testenv
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Defaults, shared with scripts/services.sh.
+const (
+	DefaultRedisAddr   = "127.0.0.1:6379"
+	DefaultPostgresDSN = "postgres://postgres:postgres@127.0.0.1:5432/arcmill?sslmode=disable"
+	DefaultMySQLDSN    = "arcmill:arcmill@tcp(127.0.0.1:3306)/arcmill?parseTime=true"
+)
+
+// RedisAddr returns the Redis address for tests, or skips (or fails) t when
+// nothing answers there.
+func RedisAddr(t testing.TB) string {
+	addr := setting("ARCMILL_REDIS_ADDR", DefaultRedisAddr)
+	require(t, "redis", "ARCMILL_REDIS_ADDR", addr)
+	return addr
+}
+
+// PostgresDSN returns the PostgreSQL URL for tests, or skips (or fails) t.
+func PostgresDSN(t testing.TB) string {
+	dsn := setting("ARCMILL_POSTGRES_DSN", DefaultPostgresDSN)
+	require(t, "postgres", "ARCMILL_POSTGRES_DSN", PostgresHostPort(dsn))
+	return dsn
+}
+
+// MySQLDSN returns the go-sql-driver/mysql DSN for tests, or skips (or
+// fails) t.
+func MySQLDSN(t testing.TB) string {
+	dsn := setting("ARCMILL_MYSQL_DSN", DefaultMySQLDSN)
+	require(t, "mysql", "ARCMILL_MYSQL_DSN", MySQLHostPort(dsn))
+	return dsn
+}
+
+// PostgresHostPort returns host:port of a postgres:// URL (port 5432 when
+// absent).
+func PostgresHostPort(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		return "127.0.0.1:5432"
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5432")
+	}
+	return u.Host
+}
+
+// MySQLHostPort returns host:port of a DSN in go-sql-driver/mysql form,
+// user:pass@tcp(host:port)/db.
+func MySQLHostPort(dsn string) string {
+	_, rest, ok := strings.Cut(dsn, "tcp(")
+	if !ok {
+		return "127.0.0.1:3306"
+	}
+	hostPort, _, _ := strings.Cut(rest, ")")
+	return hostPort
+}
+
+func setting(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Required reports whether missing services fail tests instead of skipping.
+func Required() bool { return os.Getenv("ARCMILL_REQUIRE_SERVICES") == "1" }
+
+func require(t testing.TB, service, variable, hostPort string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", hostPort, 2*time.Second)
+	if err == nil {
+		conn.Close()
+		return
+	}
+	if Required() {
+		t.Fatalf("%s is required (ARCMILL_REQUIRE_SERVICES=1) but does not answer at %s: %v", service, hostPort, err)
+	}
+	t.Skipf("%s does not answer at %s (%v): run `make test`, which starts it, or set %s", service, hostPort, err, variable)
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Makes sure Redis, PostgreSQL and MySQL/MariaDB answer on loopback for the
+# tests: a running server is used as it is, an installed one that is stopped
+# is started, a missing one is installed with apt-get (when run as root).
+# Then the test database and user are created if they are missing.
+#
+# Point the tests elsewhere with ARCMILL_REDIS_ADDR, ARCMILL_POSTGRES_DSN and
+# ARCMILL_MYSQL_DSN: a service named by one of them is only checked, never
+# started, installed or changed. Idempotent, and quick when all is up.
+set -euo pipefail
+
+log() { printf 'services: %s\n' "$*"; }
+die() { printf 'services: %s\n' "$*" >&2; exit 1; }
+
+# Defaults, shared with internal/testenv.
+DEFAULT_REDIS_ADDR=127.0.0.1:6379
+DEFAULT_POSTGRES_DSN='postgres://postgres:postgres@127.0.0.1:5432/arcmill?sslmode=disable'
+DEFAULT_MYSQL_DSN='arcmill:arcmill@tcp(127.0.0.1:3306)/arcmill?parseTime=true'
+
+reachable() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+wait_for() { # name host port
+	for _ in $(seq 1 60); do
+		reachable "$2" "$3" && return 0
+		sleep 0.5
+	done
+	die "$1 did not come up on $2:$3 within 30 s"
+}
+
+apt_updated=false
+install_packages() {
+	[ "$(id -u)" = 0 ] || die "$* missing and not root: install it, or point the ARCMILL_* variables at a server"
+	command -v apt-get >/dev/null || die "$* missing and no apt-get: install it by hand"
+	if ! $apt_updated; then
+		log "apt-get update"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+		apt_updated=true
+	fi
+	log "installing $*"
+	# Package scripts try to start services through init systems a container
+	# lacks; the server is started below either way.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 ||
+		DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
+# --- Redis -----------------------------------------------------------------
+redis() {
+	local addr=${ARCMILL_REDIS_ADDR:-$DEFAULT_REDIS_ADDR}
+	local host=${addr%:*} port=${addr##*:}
+	if reachable "$host" "$port"; then log "redis      $addr up"; return; fi
+	[ -z "${ARCMILL_REDIS_ADDR:-}" ] || die "redis at ARCMILL_REDIS_ADDR=$addr does not answer"
+	command -v redis-server >/dev/null || install_packages redis-server
+	log "starting redis-server on $addr"
+	mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+	redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$port" --save "" --appendonly no \
+		--dir /var/lib/redis --logfile /var/log/redis/arcmill.log >/dev/null
+	wait_for redis "$host" "$port"
+	log "redis      $addr up"
+}
+
+# --- PostgreSQL --------------------------------------------------------------
+pg_as_admin() { # sql...: over TCP as the DSN's user, else as the postgres OS user
+	if psql "$pg_admin_dsn" -v ON_ERROR_STOP=1 -qtAc "$1" 2>/dev/null; then return 0; fi
+	[ "$(id -u)" = 0 ] || return 1
+	runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtAc "$1"
+}
+
+postgres() {
+	local dsn=${ARCMILL_POSTGRES_DSN:-$DEFAULT_POSTGRES_DSN}
+	local rest=${dsn#*://}; rest=${rest#*@}
+	local hostport=${rest%%/*} db=${rest#*/}; db=${db%%\?*}
+	local host=${hostport%:*} port=${hostport##*:}
+	[ "$host" != "$hostport" ] || port=5432
+	if ! reachable "$host" "$port"; then
+		[ -z "${ARCMILL_POSTGRES_DSN:-}" ] || die "postgres at ARCMILL_POSTGRES_DSN does not answer on $host:$port"
+		ls /etc/postgresql/*/main >/dev/null 2>&1 || install_packages postgresql postgresql-client
+		local ver; ver=$(ls /etc/postgresql | sort -V | tail -n1)
+		log "starting postgresql $ver"
+		pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+		wait_for postgres "$host" "$port"
+	fi
+	if [ -n "${ARCMILL_POSTGRES_DSN:-}" ]; then log "postgres   $host:$port up (not managed)"; return; fi
+	command -v psql >/dev/null || install_packages postgresql-client
+	pg_admin_dsn=${dsn%%/"$db"*}/postgres?sslmode=disable
+	if ! psql "$pg_admin_dsn" -qtAc 'select 1' >/dev/null 2>&1; then
+		# A fresh Debian server wants a password over TCP: give the default one.
+		log "setting the postgres role's password for loopback logins"
+		pg_as_admin "ALTER ROLE postgres PASSWORD 'postgres'" >/dev/null ||
+			die "cannot log in to postgres on $host:$port; set ARCMILL_POSTGRES_DSN"
+	fi
+	if [ "$(pg_as_admin "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+		log "creating database $db"
+		pg_as_admin "CREATE DATABASE \"$db\"" >/dev/null
+	fi
+	log "postgres   $host:$port/$db up"
+}
+
+# --- MySQL / MariaDB -----------------------------------------------------------
+mysql_client() { command -v mariadb || command -v mysql; }
+
+mysql() {
+	local dsn=${ARCMILL_MYSQL_DSN:-$DEFAULT_MYSQL_DSN}
+	local creds=${dsn%%@*} user pass
+	user=${creds%%:*}; pass=${creds#*:}
+	local hostport=${dsn#*tcp(}; hostport=${hostport%%)*}
+	local db=${dsn#*)/}; db=${db%%\?*}
+	local host=${hostport%:*} port=${hostport##*:}
+	if ! reachable "$host" "$port"; then
+		[ -z "${ARCMILL_MYSQL_DSN:-}" ] || die "mysql at ARCMILL_MYSQL_DSN does not answer on $host:$port"
+		local server
+		server=$(command -v mariadbd || command -v mysqld || ls /usr/sbin/mariadbd /usr/sbin/mysqld 2>/dev/null | head -n1 || true)
+		if [ -z "$server" ]; then
+			install_packages mariadb-server
+			server=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+		fi
+		log "starting $(basename "$server")"
+		mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+		start-stop-daemon --start --oknodo --background --exec "$server"
+		wait_for mysql "$host" "$port"
+	fi
+	if [ -n "${ARCMILL_MYSQL_DSN:-}" ]; then log "mysql      $host:$port up (not managed)"; return; fi
+	local client; client=$(mysql_client) || install_packages mariadb-client
+	client=$(mysql_client)
+	if ! "$client" -h "$host" -P "$port" -u "$user" -p"$pass" "$db" -e 'SELECT 1' >/dev/null 2>&1; then
+		log "creating database $db and user $user"
+		# As the server's root: over the socket (Debian's root uses unix_socket
+		# auth), else over TCP with an empty password.
+		local sql="CREATE DATABASE IF NOT EXISTS \`$db\`;
+			CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$pass';
+			CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$pass';
+			CREATE USER IF NOT EXISTS '$user'@'::1' IDENTIFIED BY '$pass';
+			GRANT ALL PRIVILEGES ON \`$db\`.* TO '$user'@'localhost', '$user'@'127.0.0.1', '$user'@'::1';
+			FLUSH PRIVILEGES;"
+		"$client" -uroot -e "$sql" 2>/dev/null || "$client" -h "$host" -P "$port" -uroot -e "$sql" ||
+			die "cannot create the mysql test user; set ARCMILL_MYSQL_DSN"
+	fi
+	log "mysql      $host:$port/$db up"
+}
+
+redis
+postgres
+mysql
