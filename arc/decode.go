@@ -66,6 +66,9 @@ func Unmarshal(data []byte, ev *Event) error {
 	if end := skipWS(data, it.i); end != len(data) {
 		return malformed("", "not JSON", &syntaxError{"unexpected data after value", end})
 	}
+	if err := out.checkTimestampKeys(); err != nil {
+		return malformed("", "a \"timestamp\" key Arc would misread", err)
+	}
 	switch {
 	case !hasType || out.Type == "":
 		return malformed("type", "must be a non-empty string", nil)
@@ -78,12 +81,26 @@ func Unmarshal(data []byte, ev *Event) error {
 	return nil
 }
 
-// UnmarshalJSON implements json.Unmarshaler with Unmarshal.
-func (ev *Event) UnmarshalJSON(data []byte) error { return Unmarshal(data, ev) }
+// UnmarshalJSON implements json.Unmarshaler with Unmarshal; JSON null
+// leaves ev unchanged, as encoding/json does for values.
+func (ev *Event) UnmarshalJSON(data []byte) error {
+	if isJSONNull(data) {
+		return nil
+	}
+	return Unmarshal(data, ev)
+}
+
+func isJSONNull(data []byte) bool {
+	i := skipWS(data, 0)
+	return len(data)-i >= 4 && string(data[i:i+4]) == "null" && skipWS(data, i+4) == len(data)
+}
 
 // UnmarshalJSON implements json.Unmarshaler: meta as it appears inside an
 // event (an id is not required here).
 func (m *Meta) UnmarshalJSON(data []byte) error {
+	if isJSONNull(data) {
+		return nil
+	}
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return malformed("meta", "must be a JSON object", nil)
@@ -91,6 +108,9 @@ func (m *Meta) UnmarshalJSON(data []byte) error {
 	var out Meta
 	if err := out.decode(data, i); err != nil {
 		return err
+	}
+	if err := validJSON(data); err != nil {
+		return malformed("meta", "not JSON", err)
 	}
 	*m = out
 	return nil
@@ -119,8 +139,9 @@ func (m *Meta) decode(data []byte, i int) error {
 	}
 }
 
-// decodeField reads one meta member. A known key whose value has a type Arc
-// does not define goes to Extra, so it survives a round trip.
+// decodeField reads one meta member. A known key whose value the typed field
+// cannot hold (a type Arc does not define, an empty string, schemaVersion 0)
+// goes to Extra, so it survives a round trip.
 func (m *Meta) decodeField(name []byte, v []byte) error {
 	isNull := v[0] == 'n'
 	switch string(name) {
@@ -156,7 +177,7 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 			m.dropExtra(name)
 			return nil
 		}
-		if n, ok := parseSmallInt(v); ok {
+		if n, ok := parseInt(v); ok && n != 0 {
 			m.SchemaVersion = n
 			m.dropExtra(name)
 			return nil
@@ -179,7 +200,7 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 				*p = ""
 				m.dropExtra(name)
 				return nil
-			case v[0] == '"':
+			case v[0] == '"' && len(v) > 2:
 				*p = unquoteRaw(v)
 				m.dropExtra(name)
 				return nil
@@ -230,14 +251,14 @@ func (m *Meta) stringFieldBytes(name []byte) *string {
 	return nil
 }
 
-// parseSmallInt reads a JSON integer that fits in 32 bits.
-func parseSmallInt(v []byte) (int, bool) {
+// parseInt reads a JSON integer that fits in an int.
+func parseInt(v []byte) (int, bool) {
 	for _, c := range v {
 		if c == '.' || c == 'e' || c == 'E' {
 			return 0, false
 		}
 	}
-	n, err := strconv.ParseInt(string(v), 10, 32)
+	n, err := strconv.ParseInt(string(v), 10, strconv.IntSize)
 	return int(n), err == nil
 }
 
@@ -276,10 +297,12 @@ func decodeAggregate(v []byte) (*Aggregate, bool) {
 		default:
 			return nil, false
 		}
-		switch f[0] {
-		case '"':
+		switch {
+		case len(f) == 2: // "": the typed field cannot tell it from absent
+			return nil, false
+		case f[0] == '"':
 			*dst = unquoteRaw(f)
-		case 'n':
+		case f[0] == 'n':
 			*dst = ""
 		default:
 			return nil, false

@@ -45,7 +45,10 @@ func (ev Event) MarshalJSON() ([]byte, error) { return Marshal(ev) }
 
 // MarshalJSON implements json.Marshaler: meta as it appears inside an event.
 func (m Meta) MarshalJSON() ([]byte, error) {
-	if err := (Event{Type: "x", Meta: m}).checkEncodable(); err != nil {
+	if err := m.checkEncodable(); err != nil {
+		return nil, err
+	}
+	if err := (Event{Meta: m}).checkTimestampKeys(); err != nil {
 		return nil, err
 	}
 	return m.appendJSON(nil), nil

@@ -17,6 +17,11 @@ var (
 	// type, an empty id, a payload that is not JSON, a non-date string in a
 	// "timestamp" field.
 	ErrInvalidEvent = errors.New("arc: invalid event")
+
+	// ErrUnrecoverable marks a handler error that no retry can fix (a payload
+	// of the wrong shape, say): wrap it, and retry middleware dead-letters the
+	// message at once instead of retrying.
+	ErrUnrecoverable = errors.New("arc: unrecoverable")
 )
 
 // DecodeError says what is wrong with an event that could not be decoded.

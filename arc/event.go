@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"strings"
 	"time"
 
@@ -75,7 +76,8 @@ type Aggregate struct {
 	ID   string
 }
 
-// MaxTypeLength is the longest event type Arc's publish accepts.
+// MaxTypeLength is the longest event type Arc's publish accepts, in
+// JavaScript characters (UTF-16 code units).
 const MaxTypeLength = 256
 
 // DeadLetterType is the one reserved ($-prefixed) type Arc lets hosts publish.
@@ -89,10 +91,22 @@ func ValidateType(eventType string) error {
 		return invalid("event type must be a non-empty string")
 	case strings.HasPrefix(eventType, "$") && eventType != DeadLetterType:
 		return invalid("event type %q uses reserved '$' prefix", eventType)
-	case len([]rune(eventType)) > MaxTypeLength:
+	case utf16Len(eventType) > MaxTypeLength:
 		return invalid("event type exceeds %d characters", MaxTypeLength)
 	}
 	return nil
+}
+
+// utf16Len counts UTF-16 code units, as JavaScript's String length does.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r >= 0x10000 {
+			n++
+		}
+	}
+	return n
 }
 
 // NewEvent is Arc's createEvent. It returns an event of the given type whose
@@ -114,6 +128,7 @@ func NewEvent(eventType string, payload any, meta Meta) (Event, error) {
 	if meta.Timestamp.IsZero() {
 		meta.Timestamp = time.Now().UTC().Truncate(time.Millisecond)
 	}
+	meta.Extra = maps.Clone(meta.Extra)
 	ev := Event{Type: eventType, Payload: raw, Meta: meta}
 	if err := ev.Validate(); err != nil {
 		return Event{}, err
@@ -146,14 +161,29 @@ func NewChild(parent Event, eventType string, payload any, meta Meta) (Event, er
 		Source:         p.Source,
 		IdempotencyKey: p.IdempotencyKey,
 	}
-	if child.CorrelationID == "" {
+	// A value Arc allows but the typed field cannot hold (userId: 42, or an
+	// empty string) sits in Extra; Arc's createChildEvent copies it all the same.
+	for _, k := range inheritedKeys {
+		if v, ok := p.Extra[k]; ok {
+			if child.Extra == nil {
+				child.Extra = map[string]json.RawMessage{}
+			}
+			child.Extra[k] = v
+		}
+	}
+	if _, ok := child.Extra["correlationId"]; !ok && child.CorrelationID == "" {
 		child.CorrelationID = p.ID
 	}
 	overlay(&child, meta)
 	return NewEvent(eventType, payload, child)
 }
 
-// overlay copies every non-empty field of src over dst.
+// inheritedKeys are the meta keys a child takes from its parent, besides
+// the correlation id.
+var inheritedKeys = []string{"correlationId", "userId", "organizationId", "source", "idempotencyKey"}
+
+// overlay copies every non-empty field of src over dst; src's Extra keys
+// are merged over dst's.
 func overlay(dst *Meta, src Meta) {
 	set := func(d *string, s string) {
 		if s != "" {
@@ -180,37 +210,40 @@ func overlay(dst *Meta, src Meta) {
 		a := *src.Aggregate
 		dst.Aggregate = &a
 	}
-	if src.Extra != nil {
-		dst.Extra = src.Extra
+	for k, v := range src.Extra {
+		if dst.Extra == nil {
+			dst.Extra = map[string]json.RawMessage{}
+		}
+		dst.Extra[k] = v
+	}
+	// A typed field the caller set replaces an inherited odd-typed value.
+	for k := range dst.Extra {
+		if _, set := dst.known(k); set {
+			if _, fromCaller := src.Extra[k]; !fromCaller {
+				delete(dst.Extra, k)
+			}
+		}
 	}
 }
 
 // Validate reports whether the event may be published to Arc services: a
-// valid type (ValidateType), a non-empty ID, a payload and extra meta values
-// that are JSON, a timestamp Arc can write, and no non-date string in any
-// object key named "timestamp" at any depth. Arc's readers turn every such
-// key into a Date, so a non-date string there would reach Arc handlers as
-// Invalid Date. Errors wrap ErrInvalidEvent.
+// valid type (ValidateType), an ID and a Timestamp, and everything Marshal
+// checks. Errors wrap ErrInvalidEvent.
 func (ev Event) Validate() error {
 	if err := ValidateType(ev.Type); err != nil {
 		return err
 	}
-	if err := ev.checkEncodable(); err != nil {
-		return err
+	if ev.Meta.Timestamp.IsZero() {
+		return invalid("meta.timestamp is not set")
 	}
-	if err := checkTimestampKeys("payload", ev.Payload); err != nil {
-		return err
-	}
-	for k, v := range ev.Meta.Extra {
-		if err := checkTimestampKeys("meta."+k, v); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ev.checkEncodable()
 }
 
 // checkEncodable holds the checks every write makes: those without which the
-// bytes would not be an event Arc's readers accept.
+// bytes would not be an event Arc's readers accept and read as we meant. A
+// payload or Extra value must be JSON with no non-date string under a
+// "timestamp" key at any depth: Arc's readers turn every such key into a
+// Date, so it would reach Arc handlers as Invalid Date.
 func (ev Event) checkEncodable() error {
 	if ev.Type == "" {
 		return invalid("event type is empty")
@@ -223,7 +256,27 @@ func (ev Event) checkEncodable() error {
 			return invalid("payload is not JSON: %v", err)
 		}
 	}
+	if err := ev.Meta.checkEncodable(); err != nil {
+		return err
+	}
+	return ev.checkTimestampKeys()
+}
+
+func (ev Event) checkTimestampKeys() error {
+	if err := checkTimestampKeys("payload", ev.Payload); err != nil {
+		return err
+	}
 	for k, v := range ev.Meta.Extra {
+		if err := checkTimestampKeys("meta."+k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkEncodable checks what a write of meta needs; the id aside.
+func (m Meta) checkEncodable() error {
+	for k, v := range m.Extra {
 		if k == "timestamp" || k == "id" {
 			// Never from decoding; written, they would bypass the typed checks.
 			return invalid("meta.Extra must not hold the key %q; set the typed field", k)
@@ -231,8 +284,16 @@ func (ev Event) checkEncodable() error {
 		if err := validJSON(v); err != nil {
 			return invalid("meta.%s is not JSON: %v", k, err)
 		}
+		if isKnown, _ := m.known(k); isKnown {
+			// Decoding would move such a value into the typed field, and the
+			// event would not come back as it left.
+			var probe Meta
+			if _ = probe.decodeField([]byte(k), v); probe.Extra[k] == nil {
+				return invalid("meta.Extra[%q] holds %s, which belongs in the typed field", k, v)
+			}
+		}
 	}
-	if t := ev.Meta.Timestamp; !t.IsZero() {
+	if t := m.Timestamp; !t.IsZero() {
 		if y := t.UTC().Year(); y < 0 || y > 9999 {
 			return invalid("meta.timestamp year %d is outside 0000-9999", y)
 		}
@@ -246,21 +307,30 @@ func (ev Event) checkEncodable() error {
 // Arc maps meta.idempotencyKey straight to the outbox's dedupe key, and its
 // createChildEvent copies the key to children, so Arc silently drops a child
 // stored in the same outbox as its parent. arcmill keeps the key on the wire
-// unchanged but deduplicates on (idempotency key, type, causation id): a
-// repeat of the same write is still dropped, including a child re-created
-// when its parent is redelivered, while a child never collides with its
-// parent or with its siblings of other types. The result is the hex SHA-256
-// of the three parts, length-prefixed, so it fits any key column.
+// unchanged but deduplicates on (idempotency key, type, causation id) and,
+// for an event with a cause, its payload bytes: a repeat of the same write is
+// still dropped, including a child re-created when its parent is
+// redelivered, while a child never collides with its parent, nor with a
+// sibling of another type or another payload. The result is the hex SHA-256
+// of the parts, length-prefixed, so it fits any key column.
 func DedupeKey(ev Event) string {
 	if ev.Meta.IdempotencyKey == "" {
 		return ""
 	}
 	h := sha256.New()
 	var n [8]byte
-	for _, part := range []string{ev.Meta.IdempotencyKey, ev.Type, ev.Meta.CausationID} {
+	write := func(part []byte) {
 		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
 		h.Write(n[:])
-		h.Write([]byte(part))
+		h.Write(part)
+	}
+	write([]byte(ev.Meta.IdempotencyKey))
+	write([]byte(ev.Type))
+	write([]byte(ev.Meta.CausationID))
+	if ev.Meta.CausationID != "" {
+		// Two children of one parent and one type (two emails to send) are
+		// both kept unless their payloads are the same.
+		write(ev.Payload)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

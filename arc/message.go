@@ -124,7 +124,7 @@ func FromMessage(msg *message.Message) (Event, error) {
 		m.Timestamp = t.UTC()
 	}
 	if s, ok := md[MetadataSchemaVersion]; ok && s != "" {
-		n, err := strconv.ParseInt(s, 10, 32)
+		n, err := strconv.ParseInt(s, 10, strconv.IntSize)
 		if err != nil {
 			return Event{}, malformed(MetadataSchemaVersion, "not an integer", err)
 		}

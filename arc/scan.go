@@ -132,19 +132,55 @@ func scanLiteral(data []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
+// frame is an open container while scanning: an object with the raw token
+// of its current key, or an array with the index of its current element.
+type frame struct {
+	obj      bool
+	plain    bool
+	keyStart int
+	keyEnd   int
+	idx      int
+}
+
+// key returns the current key of an object frame, unquoted.
+func (f frame) key(data []byte) string {
+	if f.plain {
+		return string(data[f.keyStart+1 : f.keyEnd-1])
+	}
+	return unquote(data[f.keyStart:f.keyEnd], false)
+}
+
 // scanValue validates the JSON value starting at data[i] (no leading
 // whitespace) and returns the index just after it. It accepts exactly what
 // encoding/json.Valid accepts, iteratively, so depth costs no stack.
-func scanValue(data []byte, i int) (int, error) {
-	var small [32]byte
-	stack := small[:0] // open containers, '{' or '['
+func scanValue(data []byte, i int) (int, error) { return scanWith(data, i, nil) }
+
+// scanAll validates that data is one JSON value with optional whitespace
+// around it; a non-nil hook sees every string value inside a container
+// (a concrete type, not an interface, so that the frame stack stays on the
+// goroutine's stack).
+func scanAll(data []byte, hook *tsCheck) error {
+	end, err := scanWith(data, skipWS(data, 0), hook)
+	if err != nil || end < 0 {
+		return err
+	}
+	if end = skipWS(data, end); end != len(data) {
+		return &syntaxError{"unexpected data after value", end}
+	}
+	return nil
+}
+
+// scanWith is scanValue with a hook; it returns -1 when the hook stopped it.
+func scanWith(data []byte, i int, hook *tsCheck) (int, error) {
+	var small [16]frame
+	stack := small[:0]
+	var err error
 	for {
 		// A value is expected at i.
 		i = skipWS(data, i)
 		if i >= len(data) {
 			return 0, &syntaxError{"unexpected end of input", i}
 		}
-		var err error
 		switch c := data[i]; {
 		case c == '{' || c == '[':
 			if len(stack) >= maxNesting {
@@ -159,15 +195,22 @@ func scanValue(data []byte, i int) (int, error) {
 				i++
 				break // an empty container is a complete value
 			}
-			stack = append(stack, c)
+			stack = append(stack, frame{obj: c == '{'})
 			if c == '{' {
-				if i, err = scanKey(data, i); err != nil {
+				if i, err = scanKeyInto(data, i, &stack[len(stack)-1]); err != nil {
 					return 0, err
 				}
 			}
 			continue
 		case c == '"':
-			i, _, err = scanString(data, i)
+			start := i
+			var plain bool
+			if i, plain, err = scanString(data, i); err != nil {
+				return 0, err
+			}
+			if hook != nil && len(stack) > 0 && !hook.stringValue(stack, data, start, i, plain) {
+				return -1, nil
+			}
 		case c == 't':
 			i, err = scanLiteral(data, i, "true")
 		case c == 'f':
@@ -191,17 +234,19 @@ func scanValue(data []byte, i int) (int, error) {
 			if i >= len(data) {
 				return 0, &syntaxError{"unexpected end of input", i}
 			}
-			top := stack[len(stack)-1]
+			top := &stack[len(stack)-1]
 			if data[i] == ',' {
 				i++
-				if top == '{' {
-					if i, err = scanKey(data, skipWS(data, i)); err != nil {
+				if top.obj {
+					if i, err = scanKeyInto(data, skipWS(data, i), top); err != nil {
 						return 0, err
 					}
+				} else {
+					top.idx++
 				}
 				break
 			}
-			if top == '{' && data[i] == '}' || top == '[' && data[i] == ']' {
+			if top.obj && data[i] == '}' || !top.obj && data[i] == ']' {
 				stack = stack[:len(stack)-1]
 				i++
 				continue
@@ -211,32 +256,24 @@ func scanValue(data []byte, i int) (int, error) {
 	}
 }
 
-// scanKey validates `"key" :` at data[i] and returns the index after the colon.
-func scanKey(data []byte, i int) (int, error) {
-	i, _, err := scanString(data, i)
+// scanKeyInto validates `"key" :` at data[i], records the key in f and
+// returns the index after the colon.
+func scanKeyInto(data []byte, i int, f *frame) (int, error) {
+	end, plain, err := scanString(data, i)
 	if err != nil {
 		return 0, err
 	}
-	i = skipWS(data, i)
-	if i >= len(data) || data[i] != ':' {
-		return 0, &syntaxError{"expected ':' after object key", i}
+	f.keyStart, f.keyEnd, f.plain = i, end, plain
+	end = skipWS(data, end)
+	if end >= len(data) || data[end] != ':' {
+		return 0, &syntaxError{"expected ':' after object key", end}
 	}
-	return i + 1, nil
+	return end + 1, nil
 }
 
 // validJSON reports whether data holds exactly one JSON value, surrounded by
 // optional whitespace.
-func validJSON(data []byte) error {
-	i := skipWS(data, 0)
-	end, err := scanValue(data, i)
-	if err != nil {
-		return err
-	}
-	if end = skipWS(data, end); end != len(data) {
-		return &syntaxError{"unexpected data after value", end}
-	}
-	return nil
-}
+func validJSON(data []byte) error { return scanAll(data, nil) }
 
 // unquote returns the Go string of the JSON string token raw (quotes
 // included). Escapes and invalid UTF-8 follow encoding/json (U+FFFD).

@@ -5,19 +5,29 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // appendTimestamp appends t as JavaScript's Date.prototype.toJSON writes it:
-// YYYY-MM-DDTHH:mm:ss.sssZ, in UTC, truncated to the millisecond. The caller
-// has checked that the year is within 0000-9999.
+// YYYY-MM-DDTHH:mm:ss.sssZ, in UTC, truncated to the millisecond. Years
+// outside 0000-9999 take JavaScript's extended form, ±YYYYYY.
 func appendTimestamp(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	year, month, day := t.Date()
 	hour, min, sec := t.Clock()
 	ms := t.Nanosecond() / int(time.Millisecond)
-	b = appendInt(b, year, 4)
+	switch {
+	case year < 0:
+		b = append(b, '-')
+		b = appendInt(b, -year, 6)
+	case year > 9999:
+		b = append(b, '+')
+		b = appendInt(b, year, 6)
+	default:
+		b = appendInt(b, year, 4)
+	}
 	b = append(b, '-')
 	b = appendInt(b, int(month), 2)
 	b = append(b, '-')
@@ -33,10 +43,11 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 	return append(b, 'Z')
 }
 
+// appendInt appends v >= 0 in decimal, zero-padded to at least width digits.
 func appendInt(b []byte, v, width int) []byte {
-	var buf [8]byte
+	var buf [24]byte
 	i := len(buf)
-	for v > 0 || width > 0 {
+	for (v > 0 || width > 0) && i > 0 {
 		i--
 		buf[i] = byte('0' + v%10)
 		v /= 10
@@ -47,76 +58,108 @@ func appendInt(b []byte, v, width int) []byte {
 
 // FormatTimestamp returns t as Arc's wire writes it: YYYY-MM-DDTHH:mm:ss.sssZ.
 func FormatTimestamp(t time.Time) string {
-	return string(appendTimestamp(make([]byte, 0, 24), t))
+	return string(appendTimestamp(make([]byte, 0, 27), t))
 }
 
-// timestampLayouts are the forms ParseTimestamp accepts after upper-casing
-// 't' and 'z'. Go accepts any number of fraction digits after the seconds
-// in every one of them. Each is also read by Node's Date parser, so an event
-// we accept is one an Arc service accepts too.
-var timestampLayouts = []string{
-	time.RFC3339,               // 2026-04-28T10:00:00.000Z, +02:00
-	"2006-01-02T15:04:05Z0700", // +0000
-	"2006-01-02T15:04Z07:00",   // no seconds
-	"2006-01-02",               // date only: UTC midnight, as Node reads it
-}
-
-// ParseTimestamp reads a meta.timestamp string the way Arc's readers do:
-// RFC 3339 with 0-9 fraction digits and any offset (also lower-case 't' and
-// 'z', "+0000" offsets, and no seconds) or a date alone (UTC midnight). The
-// result is in UTC, truncated to the millisecond as Node does. A
-// time without an offset is refused: Node would read it in its local zone.
+// ParseTimestamp reads a meta.timestamp string the way Arc's readers do, but
+// only in forms that Node's Date parser also reads, so that whatever we
+// accept an Arc service accepts too:
+//
+//	YYYY-MM-DD                                 UTC midnight
+//	YYYY-MM-DDTHH:mm[:ss[.f]](Z|±HH:mm|±HHmm)  f: 1-9 digits
+//
+// with 'T' and 'Z' also in lower case. The result is in UTC, truncated to
+// the millisecond as Node does. A time without an offset is refused (Node
+// would read it in its local zone), as is anything outside years 0000-9999.
 func ParseTimestamp(s string) (time.Time, error) {
-	if t, ok := parseCanonical(s); ok {
+	if t, ok := parseRFC3339(s); ok {
 		return t, nil
 	}
-	up := strings.Map(func(r rune) rune {
-		switch r {
-		case 't':
-			return 'T'
-		case 'z':
-			return 'Z'
-		}
-		return r
-	}, s)
-	for _, layout := range timestampLayouts {
-		if t, err := time.Parse(layout, up); err == nil {
-			t = t.UTC().Truncate(time.Millisecond)
-			if y := t.Year(); y < 0 || y > 9999 {
-				return time.Time{}, fmt.Errorf("%q is outside years 0000-9999 in UTC", s)
-			}
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 date-time", s)
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 date-time with an offset", s)
 }
 
-// parseCanonical reads exactly YYYY-MM-DDTHH:mm:ss.sssZ without time.Parse:
-// it is what Arc and arcmill write, so nearly every event takes this path.
-func parseCanonical(s string) (time.Time, bool) {
-	if len(s) != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-		s[16] != ':' || s[19] != '.' || s[23] != 'Z' {
-		return time.Time{}, false
+// digits reads s[a:b] as a decimal number of exactly b-a digits.
+func digits(s string, a, b int) (int, bool) {
+	if b > len(s) {
+		return 0, false
 	}
-	num := func(a, b int) int {
-		v := 0
-		for i := a; i < b; i++ {
-			c := s[i]
-			if c < '0' || c > '9' {
-				return -1
-			}
-			v = v*10 + int(c-'0')
+	v := 0
+	for i := a; i < b; i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
 		}
-		return v
+		v = v*10 + int(c-'0')
 	}
-	year, month, day := num(0, 4), num(5, 7), num(8, 10)
-	hour, min, sec, ms := num(11, 13), num(14, 16), num(17, 19), num(20, 23)
-	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
-		min < 0 || min > 59 || sec < 0 || sec > 59 || ms < 0 {
+	return v, true
+}
+
+func parseRFC3339(s string) (time.Time, bool) {
+	year, ok1 := digits(s, 0, 4)
+	month, ok2 := digits(s, 5, 7)
+	day, ok3 := digits(s, 8, 10)
+	if !ok1 || !ok2 || !ok3 || s[4] != '-' || s[7] != '-' {
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, min, sec, ms*int(time.Millisecond), time.UTC)
+	var hour, min, sec, nsec, offset int
+	rest := s[10:]
+	if rest != "" {
+		if rest[0] != 'T' && rest[0] != 't' || len(rest) < 6 || rest[3] != ':' {
+			return time.Time{}, false
+		}
+		var okh, okm bool
+		hour, okh = digits(rest, 1, 3)
+		min, okm = digits(rest, 4, 6)
+		if !okh || !okm {
+			return time.Time{}, false
+		}
+		rest = rest[6:]
+		if rest != "" && rest[0] == ':' {
+			var ok bool
+			if sec, ok = digits(rest, 1, 3); !ok {
+				return time.Time{}, false
+			}
+			rest = rest[3:]
+			if rest != "" && rest[0] == '.' {
+				n := 1
+				for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+					n++
+				}
+				if n == 1 || n > 10 {
+					return time.Time{}, false
+				}
+				frac, _ := digits(rest, 1, n)
+				for i := n; i <= 9; i++ {
+					frac *= 10
+				}
+				nsec, rest = frac, rest[n:]
+			}
+		}
+		switch {
+		case rest == "Z" || rest == "z":
+		case len(rest) == 6 && rest[3] == ':' || len(rest) == 5:
+			oh, okh := digits(rest, 1, 3)
+			om, okm := digits(rest, len(rest)-2, len(rest))
+			if !okh || !okm || oh > 23 || om > 59 || rest[0] != '+' && rest[0] != '-' {
+				return time.Time{}, false
+			}
+			offset = oh*3600 + om*60
+			if rest[0] == '-' {
+				offset = -offset
+			}
+		default:
+			return time.Time{}, false
+		}
+	}
+	if month < 1 || month > 12 || day < 1 || hour > 23 || min > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, min, sec, nsec, time.UTC)
 	if t.Day() != day { // 2026-02-30 normalises to March: not a date
+		return time.Time{}, false
+	}
+	t = t.Add(-time.Duration(offset) * time.Second).Truncate(time.Millisecond)
+	if y := t.Year(); y < 0 || y > 9999 {
 		return time.Time{}, false
 	}
 	return t, true
@@ -140,45 +183,59 @@ func timestampFromMillis(raw []byte) (time.Time, error) {
 	return t, nil
 }
 
-var timestampKey = []byte(`"timestamp"`)
+var timestampKey = []byte("timestamp")
 
 // checkTimestampKeys reports the first object key named "timestamp", at any
-// depth of the JSON value raw, whose value is a string that is not a date.
-// where names raw in the error ("payload").
+// depth of the JSON value raw, whose value is a string that is not a date:
+// Arc's readers turn every such key into a Date, so it would reach Arc
+// handlers as Invalid Date. where names raw in the error ("payload").
 func checkTimestampKeys(where string, raw []byte) error {
 	if !bytes.Contains(raw, timestampKey) && !bytes.Contains(raw, []byte(`\u`)) {
 		return nil // the common case: nothing to look at
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	var check tsCheck
+	if err := scanAll(raw, &check); err != nil {
 		return invalid("%s is not JSON: %v", where, err)
 	}
-	return walkTimestamps(where, v)
+	if check.bad == "" {
+		return nil
+	}
+	return invalid("%s%s holds %q, which is not a date: Arc's readers turn every \"timestamp\" key "+
+		"into a Date, so it would arrive as Invalid Date", where, check.path, check.bad)
 }
 
-func walkTimestamps(path string, v any) error {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, child := range v {
-			p := path + "." + k
-			if s, ok := child.(string); ok && k == "timestamp" {
-				if _, err := ParseTimestamp(s); err != nil {
-					return invalid("%s holds %q, which is not a date: Arc's readers turn every "+
-						"\"timestamp\" key into a Date, so it would arrive as Invalid Date", p, s)
-				}
-			}
-			if err := walkTimestamps(p, child); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, child := range v {
-			if err := walkTimestamps(fmt.Sprintf("%s[%d]", path, i), child); err != nil {
-				return err
-			}
+// tsCheck is the scanner hook that finds the first "timestamp" key holding
+// a string that is not a date.
+type tsCheck struct {
+	bad, path string
+}
+
+func (c *tsCheck) stringValue(stack []frame, data []byte, start, end int, plain bool) bool {
+	top := stack[len(stack)-1]
+	if !top.obj || top.key(data) != "timestamp" {
+		return true
+	}
+	if s := unquote(data[start:end], plain); !isDate(s) {
+		c.bad, c.path = s, pathOf(stack, data)
+		return false
+	}
+	return true
+}
+
+func pathOf(stack []frame, data []byte) string {
+	var b strings.Builder
+	for _, f := range stack {
+		if f.obj {
+			b.WriteString(".")
+			b.WriteString(f.key(data))
+		} else {
+			b.WriteString("[" + strconv.Itoa(f.idx) + "]")
 		}
 	}
-	return nil
+	return b.String()
+}
+
+func isDate(s string) bool {
+	_, ok := parseRFC3339(s)
+	return ok
 }
