@@ -1,0 +1,78 @@
+package wildcard
+
+import (
+	"container/list"
+	"sync"
+)
+
+// progress remembers, for events some of whose handlers failed, which
+// handlers succeeded, so that a redelivery runs only the others. It holds
+// at most max events, forgetting the least recently failed first.
+type progress struct {
+	mu  sync.Mutex
+	max int
+	ll  *list.List // of *progressItem, most recent first
+	m   map[string]*list.Element
+}
+
+type progressItem struct {
+	id   string
+	done map[string]struct{}
+}
+
+func newProgress(max int) *progress {
+	return &progress{max: max, ll: list.New(), m: map[string]*list.Element{}}
+}
+
+// done returns a copy of the handlers that already succeeded for id, or nil.
+func (p *progress) done(id string) map[string]struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	el, ok := p.m[id]
+	if !ok {
+		return nil
+	}
+	src := el.Value.(*progressItem).done
+	out := make(map[string]struct{}, len(src))
+	for k := range src {
+		out[k] = struct{}{}
+	}
+	return out
+}
+
+// add records handlers that succeeded for id.
+func (p *progress) add(id string, names []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	el, ok := p.m[id]
+	if !ok {
+		el = p.ll.PushFront(&progressItem{id: id, done: map[string]struct{}{}})
+		p.m[id] = el
+		for p.ll.Len() > p.max {
+			oldest := p.ll.Back()
+			p.ll.Remove(oldest)
+			delete(p.m, oldest.Value.(*progressItem).id)
+		}
+	} else {
+		p.ll.MoveToFront(el)
+	}
+	for _, n := range names {
+		el.Value.(*progressItem).done[n] = struct{}{}
+	}
+}
+
+// forget drops id once every handler has succeeded.
+func (p *progress) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if el, ok := p.m[id]; ok {
+		p.ll.Remove(el)
+		delete(p.m, id)
+	}
+}
+
+func (p *progress) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ll.Len()
+}

@@ -1,0 +1,328 @@
+package wildcard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+var (
+	// ErrNoHandlers is returned (so the message is nacked, not acked) for
+	// an event that reaches a source whose handlers have all unsubscribed:
+	// an event nobody processed is never acknowledged.
+	ErrNoHandlers = errors.New("wildcard: no handlers left on this source")
+	// ErrOutputWithoutPublisher is a handler's error when it returns
+	// messages but its HandlerConfig names no Publisher.
+	ErrOutputWithoutPublisher = errors.New("wildcard: handler returned messages but has no publisher")
+	// ErrDuplicateHandler is returned for a handler name already used on the
+	// same subscriber and topic.
+	ErrDuplicateHandler = errors.New("wildcard: duplicate handler name")
+)
+
+// Config configures a Router. The zero value is valid.
+type Config struct {
+	// Workers is how many events of one subscription are handled at once.
+	// Events with the same partition key are handled in order, one at a
+	// time. Default 1: Watermill's one at a time. Parallelism needs a
+	// subscriber that delivers the next message before the previous one is
+	// acknowledged; Watermill's Redis and SQL subscribers do not.
+	Workers int
+	// PartitionKey returns the ordering key of a message. Default: the
+	// event's meta.partitionKey, else its aggregate id, else the message
+	// UUID (no ordering).
+	PartitionKey func(*message.Message) string
+	// MaxTracked bounds how many partly handled events are remembered, so
+	// that their redelivery runs only the handlers that failed. Past it the
+	// oldest is forgotten, and its handlers all run again (still at least
+	// once). Default 10,000.
+	MaxTracked int
+	// OnMalformed handles a message that does not hold an Arc event. A nil
+	// error acknowledges the message; an error nacks it. Default: nack with
+	// an error wrapping arc.ErrMalformedEvent, so a router-level poison
+	// queue (or arcmill's dead-letter middleware) can take it.
+	OnMalformed func(msg *message.Message, err error) error
+	// Logger defaults to the message.Router's logger.
+	Logger watermill.LoggerAdapter
+}
+
+func (c *Config) setDefaults(r *message.Router) {
+	if c.Workers == 0 {
+		c.Workers = 1
+	}
+	if c.PartitionKey == nil {
+		c.PartitionKey = DefaultPartitionKey
+	}
+	if c.MaxTracked == 0 {
+		c.MaxTracked = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = r.Logger()
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.Workers < 0 {
+		return fmt.Errorf("wildcard: Workers must not be negative, got %d", c.Workers)
+	}
+	if c.MaxTracked < 0 {
+		return fmt.Errorf("wildcard: MaxTracked must not be negative, got %d", c.MaxTracked)
+	}
+	return nil
+}
+
+// Router adds pattern subscriptions to a Watermill message.Router. For
+// each (subscriber, topic) it registers one Watermill handler, however many
+// patterns are subscribed there, and fans each event out in process to
+// every handler with a matching pattern:
+//
+//   - A handler runs once per event even when several of its patterns match.
+//   - Each handler has its own middleware chain and fails alone: the message
+//     is acknowledged when every matched handler has succeeded; when one
+//     fails it is nacked, and its redelivery runs only the handlers that have
+//     not yet succeeded for that event.
+//   - An event no handler matches is acknowledged and counted (the consumer
+//     group is the service: every instance of one group must subscribe the
+//     same patterns).
+//   - Handlers come and go at run time. Unsubscribing never acknowledges an
+//     event that was not processed: a source left without handlers nacks
+//     what it still receives and stops.
+type Router struct {
+	router *message.Router
+	cfg    Config
+
+	mu      sync.Mutex
+	runCtx  context.Context
+	sources map[sourceKey]*source
+	nextID  int
+
+	handled, unmatched, failed, malformed atomic.Uint64
+}
+
+type sourceKey struct {
+	sub   message.Subscriber
+	topic string
+}
+
+// NewRouter returns a Router that registers its subscriptions on r.
+func NewRouter(r *message.Router, cfg Config) (*Router, error) {
+	if r == nil {
+		return nil, errors.New("wildcard: nil message.Router")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults(r)
+	return &Router{router: r, cfg: cfg, sources: map[sourceKey]*source{}}, nil
+}
+
+// Run runs the underlying message.Router; handlers added later start under
+// ctx. Running the message.Router directly works too; subscriptions added
+// after it started then run under context.Background (the router's Close
+// still stops them).
+func (r *Router) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.runCtx = ctx
+	r.mu.Unlock()
+	return r.router.Run(ctx)
+}
+
+// HandlerConfig names a handler and where and what it subscribes to.
+type HandlerConfig struct {
+	// Name identifies the handler; unique per (Subscriber, Topic). Required.
+	Name string
+	// Subscriber and Topic are where events are read. Required.
+	Subscriber message.Subscriber
+	Topic      string
+	// Patterns are the event types the handler wants (see Mode). At least one.
+	Patterns []string
+	// Mode says how Patterns are read. Default ArcMode.
+	Mode Mode
+	// Middleware wraps this handler only; the first is the outermost, as
+	// with message.Router.
+	Middleware []message.HandlerMiddleware
+	// Publisher and PublishTopic receive the messages a HandlerFunc returns.
+	Publisher    message.Publisher
+	PublishTopic string
+}
+
+// Validate reports a configuration that cannot work.
+func (c HandlerConfig) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("wildcard: HandlerConfig.Name is required")
+	case c.Subscriber == nil:
+		return errors.New("wildcard: HandlerConfig.Subscriber is required")
+	case c.Topic == "":
+		return errors.New("wildcard: HandlerConfig.Topic is required")
+	case len(c.Patterns) == 0:
+		return errors.New("wildcard: HandlerConfig.Patterns needs at least one pattern")
+	case c.Publisher != nil && c.PublishTopic == "":
+		return errors.New("wildcard: HandlerConfig.PublishTopic is required with a Publisher")
+	}
+	return nil
+}
+
+// Unsubscribe removes a handler's subscription. It is safe to call more
+// than once.
+type Unsubscribe func()
+
+// Handle subscribes an Arc-shaped handler.
+func (r *Router) Handle(cfg HandlerConfig, h Handler) (Unsubscribe, error) {
+	if h == nil {
+		return nil, errors.New("wildcard: nil handler")
+	}
+	return r.HandleFunc(cfg, func(msg *message.Message) ([]*message.Message, error) {
+		info, _ := msg.Context().Value(infoKey{}).(*Info)
+		return nil, h(msg.Context(), info.Event)
+	})
+}
+
+// Subscribe is Arc's subscribe(pattern, handler): an ArcMode pattern on
+// one subscriber and topic, under a generated handler name.
+func (r *Router) Subscribe(sub message.Subscriber, topic, pattern string, h Handler) (Unsubscribe, error) {
+	r.mu.Lock()
+	r.nextID++
+	name := fmt.Sprintf("%s#%d", pattern, r.nextID)
+	r.mu.Unlock()
+	return r.Handle(HandlerConfig{Name: name, Subscriber: sub, Topic: topic, Patterns: []string{pattern}}, h)
+}
+
+// HandleFunc subscribes a plain Watermill handler. It receives its own copy
+// of the message, whose context carries Info (InfoFromContext) and whose
+// metadata names the handler, pattern and topic. Messages it returns go to
+// cfg.Publisher.
+func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscribe, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("wildcard: nil handler")
+	}
+	e := &entry{name: cfg.Name, publisher: cfg.Publisher, publishTopic: cfg.PublishTopic}
+	for _, s := range cfg.Patterns {
+		p, err := ParseMode(s, cfg.Mode)
+		if err != nil {
+			return nil, fmt.Errorf("handler %q: %w", cfg.Name, err)
+		}
+		e.patterns = append(e.patterns, p)
+	}
+	e.fn = h
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		e.fn = cfg.Middleware[i](e.fn)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := sourceKey{cfg.Subscriber, cfg.Topic}
+	src := r.sources[key]
+	if src != nil {
+		if _, dup := src.handlers[cfg.Name]; dup {
+			return nil, fmt.Errorf("%w: %q on topic %q", ErrDuplicateHandler, cfg.Name, cfg.Topic)
+		}
+	}
+	fresh := src == nil
+	if fresh {
+		src = r.newSource(key)
+	}
+	// The handler is in place before a new source can receive anything.
+	src.handlers[e.name] = e
+	src.count.Store(int32(len(src.handlers)))
+	for _, p := range e.patterns {
+		src.index.Add(p, e)
+	}
+	if fresh {
+		if err := r.startSource(src); err != nil {
+			return nil, err
+		}
+	}
+	r.cfg.Logger.Info("Pattern handler subscribed", watermill.LogFields{
+		"handler": e.name, "patterns": cfg.Patterns, "topic": cfg.Topic, "mode": cfg.Mode.String(),
+	})
+	var once sync.Once
+	return func() { once.Do(func() { r.unsubscribe(src, e) }) }, nil
+}
+
+// newSource makes the source of key, not yet registered.
+func (r *Router) newSource(key sourceKey) *source {
+	r.nextID++
+	src := &source{
+		r:        r,
+		key:      key,
+		name:     fmt.Sprintf("wildcard(%s)#%d", key.topic, r.nextID),
+		index:    NewIndex[*entry](),
+		handlers: map[string]*entry{},
+		progress: newProgress(r.cfg.MaxTracked),
+	}
+	src.buffers.New = func() any { s := make([]*entry, 0, 8); return &s }
+	return src
+}
+
+// startSource registers the source's Watermill handler, and starts it if
+// the router runs. Called with r.mu held.
+func (r *Router) startSource(src *source) error {
+	key := src.key
+	sub := key.sub
+	if r.cfg.Workers > 1 {
+		sub = &partitioned{Subscriber: sub, workers: r.cfg.Workers, key: r.cfg.PartitionKey}
+	}
+	src.wm = r.router.AddConsumerHandler(src.name, key.topic, sub, src.dispatch)
+	r.sources[key] = src
+	if r.router.IsRunning() {
+		ctx := r.runCtx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if err := r.router.RunHandlers(ctx); err != nil {
+			delete(r.sources, key)
+			return fmt.Errorf("wildcard: starting the subscription to %q: %w", key.topic, err)
+		}
+	}
+	return nil
+}
+
+func (r *Router) unsubscribe(src *source, e *entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range e.patterns {
+		src.index.Remove(p, e)
+	}
+	delete(src.handlers, e.name)
+	src.count.Store(int32(len(src.handlers)))
+	r.cfg.Logger.Info("Pattern handler unsubscribed", watermill.LogFields{"handler": e.name, "topic": src.key.topic})
+	if len(src.handlers) > 0 {
+		return
+	}
+	// The source stops; a later subscription starts a new one.
+	delete(r.sources, src.key)
+	select {
+	case <-src.wm.Started():
+		src.stop()
+	default:
+		// Not started yet: dispatch stops it on its first message, which it
+		// nacks.
+	}
+}
+
+// Stats counts what the router's sources did with events.
+type Stats struct {
+	// Handled events: every matched handler succeeded.
+	Handled uint64
+	// Unmatched events: no handler matched; acknowledged.
+	Unmatched uint64
+	// Failed deliveries: at least one handler failed; nacked.
+	Failed uint64
+	// Malformed messages: not an Arc event.
+	Malformed uint64
+}
+
+// Stats returns the counters so far.
+func (r *Router) Stats() Stats {
+	return Stats{Handled: r.handled.Load(), Unmatched: r.unmatched.Load(), Failed: r.failed.Load(),
+		Malformed: r.malformed.Load()}
+}

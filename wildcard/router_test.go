@@ -1,0 +1,399 @@
+package wildcard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+const topic = "arc.events"
+
+type harness struct {
+	t      *testing.T
+	router *message.Router
+	wr     *Router
+	pubSub *gochannel.GoChannel
+	ran    bool
+}
+
+func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	logger := watermill.NopLogger{}
+	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64}, logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
+	require.NoError(t, err)
+	wr, err := NewRouter(router, cfg)
+	require.NoError(t, err)
+	h := &harness{t: t, router: router, wr: wr, pubSub: pubSub}
+	t.Cleanup(func() {
+		if h.ran { // a Watermill router that never ran times out on Close
+			require.NoError(t, router.Close())
+		}
+		require.NoError(t, pubSub.Close())
+	})
+	return h
+}
+
+// run starts the router and waits until every source listens.
+func (h *harness) run() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.t.Cleanup(cancel)
+	h.ran = true
+	go func() { _ = h.wr.Run(ctx) }()
+	<-h.router.Running()
+	h.waitStarted()
+}
+
+func (h *harness) waitStarted() {
+	h.wr.mu.Lock()
+	var srcs []*source
+	for _, s := range h.wr.sources {
+		srcs = append(srcs, s)
+	}
+	h.wr.mu.Unlock()
+	for _, s := range srcs {
+		<-s.wm.Started()
+	}
+}
+
+func (h *harness) publish(typ string, payload any, meta arc.Meta) arc.Event {
+	h.t.Helper()
+	ev, err := arc.NewEvent(typ, payload, meta)
+	require.NoError(h.t, err)
+	msg, err := arc.ToMessage(ev)
+	require.NoError(h.t, err)
+	require.NoError(h.t, h.pubSub.Publish(topic, msg))
+	return ev
+}
+
+// recorder collects the event types each handler saw.
+type recorder struct {
+	mu   sync.Mutex
+	seen map[string][]string
+}
+
+func (r *recorder) handler(name string) Handler {
+	return func(ctx context.Context, ev arc.Event) error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.seen == nil {
+			r.seen = map[string][]string{}
+		}
+		r.seen[name] = append(r.seen[name], ev.Type)
+		return nil
+	}
+}
+
+func (r *recorder) get(name string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]string(nil), r.seen[name]...)
+	sort.Strings(out)
+	return out
+}
+
+func eventually(t *testing.T, cond func() bool, msg string) {
+	t.Helper()
+	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
+}
+
+func TestRouterFansOutByPattern(t *testing.T) {
+	h := newHarness(t, Config{})
+	var rec recorder
+	sub := func(name string, patterns ...string) {
+		_, err := h.wr.Handle(HandlerConfig{Name: name, Subscriber: h.pubSub, Topic: topic, Patterns: patterns}, rec.handler(name))
+		require.NoError(t, err)
+	}
+	sub("orders", "order.*")
+	sub("all", "*")
+	sub("created", "order.created")
+	sub("twice", "order.created", "order.*") // both match: runs once
+	sub("payments", "payment:*")
+	h.run()
+	assert.Len(t, h.wr.sources, 1, "one subscription however many patterns")
+
+	h.publish("order.created", nil, arc.Meta{})
+	h.publish("order.item.added", nil, arc.Meta{})
+	h.publish("payment:captured", nil, arc.Meta{})
+	h.publish("$deadLetter", nil, arc.Meta{})
+	eventually(t, func() bool { return len(rec.get("all")) == 4 }, "all four reach *")
+
+	assert.Equal(t, []string{"order.created", "order.item.added"}, rec.get("orders"))
+	assert.Equal(t, []string{"order.created"}, rec.get("created"))
+	assert.Equal(t, []string{"order.created", "order.item.added"}, rec.get("twice"))
+	assert.Equal(t, []string{"payment:captured"}, rec.get("payments"))
+	assert.Equal(t, uint64(4), h.wr.Stats().Handled)
+}
+
+// One handler failing does not re-run its siblings on redelivery.
+func TestRouterFailureIsolation(t *testing.T) {
+	h := newHarness(t, Config{})
+	var okCalls, flakyCalls atomic.Int32
+	_, err := h.wr.Subscribe(h.pubSub, topic, "order.*", func(context.Context, arc.Event) error {
+		okCalls.Add(1)
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error {
+		if flakyCalls.Add(1) < 3 {
+			return errors.New("transient")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	h.run()
+
+	h.publish("order.created", nil, arc.Meta{})
+	eventually(t, func() bool { return h.wr.Stats().Handled == 1 }, "handled after redeliveries")
+	assert.Equal(t, int32(1), okCalls.Load(), "the sibling that succeeded ran once")
+	assert.Equal(t, int32(3), flakyCalls.Load())
+	assert.Equal(t, uint64(2), h.wr.Stats().Failed)
+	h.wr.mu.Lock()
+	for _, s := range h.wr.sources {
+		assert.Zero(t, s.progress.len(), "nothing remembered once all succeeded")
+	}
+	h.wr.mu.Unlock()
+}
+
+func TestRouterAcksAndCountsUnmatched(t *testing.T) {
+	h := newHarness(t, Config{})
+	var rec recorder
+	_, err := h.wr.Subscribe(h.pubSub, topic, "order.*", rec.handler("orders"))
+	require.NoError(t, err)
+	h.run()
+	h.publish("user.created", nil, arc.Meta{})
+	h.publish("order.created", nil, arc.Meta{})
+	eventually(t, func() bool { return len(rec.get("orders")) == 1 }, "the next event flows")
+	assert.Equal(t, uint64(1), h.wr.Stats().Unmatched)
+}
+
+func TestRouterSubscribeAndUnsubscribeAtRunTime(t *testing.T) {
+	h := newHarness(t, Config{})
+	var rec recorder
+	_, err := h.wr.Subscribe(h.pubSub, topic, "*", rec.handler("all"))
+	require.NoError(t, err)
+	h.run()
+
+	unsub, err := h.wr.Subscribe(h.pubSub, topic, "order.*", rec.handler("orders"))
+	require.NoError(t, err)
+	h.publish("order.created", nil, arc.Meta{})
+	eventually(t, func() bool { return len(rec.get("orders")) == 1 }, "a handler added at run time receives")
+
+	unsub()
+	unsub() // idempotent
+	h.publish("order.updated", nil, arc.Meta{})
+	eventually(t, func() bool { return len(rec.get("all")) == 2 }, "the other handler still receives")
+	assert.Equal(t, []string{"order.created"}, rec.get("orders"), "an unsubscribed handler does not")
+
+	// A new topic at run time starts its own subscription.
+	var other recorder
+	_, err = h.wr.Subscribe(h.pubSub, "other.topic", "*", other.handler("x"))
+	require.NoError(t, err)
+	h.waitStarted()
+	ev, _ := arc.NewEvent("x.y", nil, arc.Meta{})
+	msg, _ := arc.ToMessage(ev)
+	require.NoError(t, h.pubSub.Publish("other.topic", msg))
+	eventually(t, func() bool { return len(other.get("x")) == 1 }, "new topic subscribed at run time")
+}
+
+// Arc acks what arrives after the last unsubscribe; arcmill nacks it.
+func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
+	h := newHarness(t, Config{})
+	unsub, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	h.run()
+	unsub()
+	ev, _ := arc.NewEvent("order.created", nil, arc.Meta{})
+	msg, _ := arc.ToMessage(ev)
+	assert.ErrorIs(t, src.dispatch(msg), ErrNoHandlers)
+	assert.Zero(t, h.wr.Stats().Unmatched)
+	select {
+	case <-src.wm.Stopped():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the source without handlers did not stop")
+	}
+}
+
+func TestRouterMalformed(t *testing.T) {
+	var hooked error
+	h := newHarness(t, Config{})
+	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	bad := message.NewMessage("1", []byte(`{}`)) // no arc_type
+	err = src.dispatch(bad)
+	assert.ErrorIs(t, err, arc.ErrMalformedEvent, "nacked for a poison queue, never acked silently")
+
+	h.wr.cfg.OnMalformed = func(msg *message.Message, err error) error { hooked = err; return nil }
+	assert.NoError(t, src.dispatch(bad))
+	assert.ErrorIs(t, hooked, arc.ErrMalformedEvent)
+	assert.Equal(t, uint64(2), h.wr.Stats().Malformed)
+}
+
+func TestTypedHandler(t *testing.T) {
+	type order struct {
+		ID    string `json:"orderId"`
+		Total int    `json:"total"`
+	}
+	h := newHarness(t, Config{})
+	got := make(chan order, 1)
+	_, err := h.wr.Subscribe(h.pubSub, topic, "order.*", Typed(func(_ context.Context, _ arc.Event, o order) error {
+		got <- o
+		return nil
+	}))
+	require.NoError(t, err)
+	h.run()
+	h.publish("order.created", map[string]any{"orderId": "o-1", "total": 99}, arc.Meta{})
+	select {
+	case o := <-got:
+		assert.Equal(t, order{"o-1", 99}, o)
+	case <-time.After(5 * time.Second):
+		t.Fatal("typed handler not called")
+	}
+
+	ev, _ := arc.NewEvent("order.created", []int{1}, arc.Meta{})
+	err = Typed(func(context.Context, arc.Event, order) error { return nil })(context.Background(), ev)
+	assert.ErrorIs(t, err, arc.ErrUnrecoverable)
+}
+
+// Middleware sees the handler, pattern and topic; each chain wraps its own handler.
+func TestPerHandlerMiddlewareAndInfo(t *testing.T) {
+	h := newHarness(t, Config{})
+	var mu sync.Mutex
+	var seen []string
+	mw := func(tag string) message.HandlerMiddleware {
+		return func(next message.HandlerFunc) message.HandlerFunc {
+			return func(msg *message.Message) ([]*message.Message, error) {
+				info, ok := InfoFromContext(msg.Context())
+				mu.Lock()
+				seen = append(seen, fmt.Sprintf("%s:%v:%s:%s:%s:%s", tag, ok, info.Handler, info.Pattern,
+					msg.Metadata.Get(MetadataPattern), info.Event.Type))
+				mu.Unlock()
+				return next(msg)
+			}
+		}
+	}
+	done := make(chan struct{}, 2)
+	for _, name := range []string{"a", "b"} {
+		_, err := h.wr.Handle(HandlerConfig{Name: name, Subscriber: h.pubSub, Topic: topic,
+			Patterns: []string{"nope", "order.*"}, Middleware: []message.HandlerMiddleware{mw(name)}},
+			func(context.Context, arc.Event) error { done <- struct{}{}; return nil })
+		require.NoError(t, err)
+	}
+	h.run()
+	h.publish("order.created", nil, arc.Meta{})
+	<-done
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Strings(seen)
+	assert.Equal(t, []string{"a:true:a:order.*:order.*:order.created", "b:true:b:order.*:order.*:order.created"}, seen)
+}
+
+func TestHandleFuncPublishesOutput(t *testing.T) {
+	h := newHarness(t, Config{})
+	out, err := h.pubSub.Subscribe(context.Background(), "out")
+	require.NoError(t, err)
+	_, err = h.wr.HandleFunc(HandlerConfig{Name: "fwd", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"},
+		Publisher: h.pubSub, PublishTopic: "out"}, message.PassthroughHandler)
+	require.NoError(t, err)
+	_, err = h.wr.HandleFunc(HandlerConfig{Name: "lost", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"x"}},
+		message.PassthroughHandler)
+	require.NoError(t, err)
+	h.run()
+	sent := h.publish("order.created", nil, arc.Meta{})
+	select {
+	case msg := <-out:
+		msg.Ack()
+		assert.Equal(t, sent.Meta.ID, msg.UUID)
+		assert.Equal(t, "fwd", msg.Metadata.Get(MetadataHandler))
+	case <-time.After(5 * time.Second):
+		t.Fatal("output not published")
+	}
+
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
+	msg, _ := arc.ToMessage(ev)
+	assert.ErrorIs(t, src.dispatch(msg), ErrOutputWithoutPublisher)
+}
+
+func TestHandlerPanicFailsOnlyThatHandler(t *testing.T) {
+	h := newHarness(t, Config{})
+	var calls atomic.Int32
+	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { panic("boom") })
+	require.NoError(t, err)
+	_, err = h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { calls.Add(1); return nil })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
+	msg, _ := arc.ToMessage(ev)
+	err = src.dispatch(msg)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "panic: boom")
+	assert.Equal(t, int32(1), calls.Load())
+	require.Error(t, src.dispatch(msg))
+	assert.Equal(t, int32(1), calls.Load(), "not run again on redelivery")
+}
+
+func TestConfigErrors(t *testing.T) {
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	_, err = NewRouter(router, Config{Workers: -1})
+	assert.Error(t, err)
+	_, err = NewRouter(nil, Config{})
+	assert.Error(t, err)
+	wr, err := NewRouter(router, Config{})
+	require.NoError(t, err)
+	pubSub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	defer pubSub.Close()
+	ok := HandlerConfig{Name: "h", Subscriber: pubSub, Topic: "t", Patterns: []string{"*"}}
+	noop := func(context.Context, arc.Event) error { return nil }
+	for name, mutate := range map[string]func(*HandlerConfig){
+		"no name": func(c *HandlerConfig) { c.Name = "" }, "no subscriber": func(c *HandlerConfig) { c.Subscriber = nil },
+		"no topic": func(c *HandlerConfig) { c.Topic = "" }, "no patterns": func(c *HandlerConfig) { c.Patterns = nil },
+		"publisher without topic": func(c *HandlerConfig) { c.Publisher = pubSub },
+	} {
+		c := ok
+		mutate(&c)
+		_, err := wr.Handle(c, noop)
+		assert.Error(t, err, name)
+	}
+	bad := ok
+	bad.Patterns = []string{"a.*b"}
+	bad.Mode = SegmentMode
+	_, err = wr.Handle(bad, noop)
+	assert.ErrorIs(t, err, ErrInvalidPattern)
+	_, err = wr.Handle(ok, noop)
+	require.NoError(t, err)
+	_, err = wr.Handle(ok, noop)
+	assert.ErrorIs(t, err, ErrDuplicateHandler)
+	_, err = wr.Handle(ok, nil)
+	assert.Error(t, err)
+}
+
+func TestProgressIsBounded(t *testing.T) {
+	p := newProgress(3)
+	for i := 0; i < 10; i++ {
+		p.add(fmt.Sprint(i), []string{"a"})
+	}
+	assert.Equal(t, 3, p.len())
+	assert.Nil(t, p.done("0"), "the oldest is forgotten")
+	assert.Equal(t, map[string]struct{}{"a": {}}, p.done("9"))
+	p.forget("9")
+	assert.Nil(t, p.done("9"))
+}
