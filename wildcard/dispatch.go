@@ -74,7 +74,7 @@ func (s *source) dispatch(msg *message.Message) error {
 		if _, ok := done[e.name]; ok {
 			continue
 		}
-		if err := s.run(e, msg, ev); err != nil {
+		if err := s.run(e, msg, ev, len(matches) == 1); err != nil {
 			errs = append(errs, fmt.Errorf("handler %q: %w", e.name, err))
 			continue
 		}
@@ -92,11 +92,16 @@ func (s *source) dispatch(msg *message.Message) error {
 	return errors.Join(errs...)
 }
 
-// run gives one handler its own copy of the message and turns a panic into
-// an error, so one handler cannot take its siblings down.
-func (s *source) run(e *entry, msg *message.Message, ev arc.Event) (err error) {
+// run gives one handler its own copy of the message (the message itself
+// when it is the only handler: no sibling can see what its middleware
+// changes) and turns a panic into an error, so one handler cannot take its
+// siblings down.
+func (s *source) run(e *entry, msg *message.Message, ev arc.Event, only bool) (err error) {
 	info := &Info{Handler: e.name, Pattern: firstMatch(e.patterns, ev.Type), Topic: s.key.topic, Event: ev}
-	hm := msg.Copy()
+	hm := msg
+	if !only {
+		hm = msg.Copy()
+	}
 	hm.Metadata[MetadataHandler] = info.Handler
 	hm.Metadata[MetadataPattern] = info.Pattern
 	hm.Metadata[MetadataTopic] = info.Topic

@@ -1,6 +1,7 @@
 // Command quickstart is arcmill's front door: with no server at all, it
-// publishes an Arc event on Watermill's GoChannel, lets a router handler
-// react with child events (Arc's createChildEvent), and prints every event
+// publishes an Arc event on Watermill's GoChannel, lets pattern handlers
+// ("order.*", "payment.*", "*") react, one of them with child events (Arc's
+// createChildEvent), and prints every event
 // as the Arc JSON an Arc (Node) service would read, then the causation
 // chain that links them.
 //
@@ -21,6 +22,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // topic carries every event type, as Arc's Redis Streams transport does
@@ -46,6 +48,12 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Pattern subscriptions, as Arc handlers subscribe: one Watermill
+	// subscription to the topic, fanned out in process by pattern.
+	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	if err != nil {
+		return err
+	}
 
 	// The saga reacts to each event with the next one, as a child event:
 	// causation = the incoming event, correlation inherited.
@@ -57,16 +65,16 @@ func run(ctx context.Context, out io.Writer) error {
 		"payment.requested": {"payment.captured", map[string]any{"orderId": "o-1", "provider": "stripe"}},
 		"payment.captured":  {"receipt.sent", map[string]any{"orderId": "o-1", "email": "ada@example.com"}},
 	}
-	router.AddHandler("saga", topic, pubSub, topic, pubSub, func(msg *message.Message) ([]*message.Message, error) {
-		ev, err := arc.FromMessage(msg)
-		if err != nil {
-			return nil, err
-		}
-		step, ok := next[ev.Type]
+	_, err = events.HandleFunc(wildcard.HandlerConfig{
+		Name: "saga", Subscriber: pubSub, Topic: topic, Patterns: []string{"order.*", "payment.*"},
+		Publisher: pubSub, PublishTopic: topic,
+	}, func(msg *message.Message) ([]*message.Message, error) {
+		info, _ := wildcard.InfoFromContext(msg.Context())
+		step, ok := next[info.Event.Type]
 		if !ok {
 			return nil, nil
 		}
-		child, err := arc.NewChild(ev, step.typ, step.payload, arc.Meta{})
+		child, err := arc.NewChild(info.Event, step.typ, step.payload, arc.Meta{})
 		if err != nil {
 			return nil, err
 		}
@@ -76,18 +84,27 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		return []*message.Message{out}, nil
 	})
+	if err != nil {
+		return err
+	}
 
-	// The audit log sees every event on the topic, in its own subscription.
+	// Arc-shaped handlers on patterns: "*" is the audit log, "payment.*"
+	// sees only payments.
 	var (
-		mu   sync.Mutex
-		seen []arc.Event
-		done = make(chan struct{})
+		mu       sync.Mutex
+		seen     []arc.Event
+		payments []string
+		done     = make(chan struct{})
 	)
-	router.AddConsumerHandler("audit", topic, pubSub, func(msg *message.Message) error {
-		ev, err := arc.FromMessage(msg)
-		if err != nil {
-			return err
-		}
+	if _, err := events.Subscribe(pubSub, topic, "payment.*", func(_ context.Context, ev arc.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		payments = append(payments, ev.Type)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if _, err := events.Subscribe(pubSub, topic, "*", func(_ context.Context, ev arc.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, ev)
@@ -95,10 +112,12 @@ func run(ctx context.Context, out io.Writer) error {
 			close(done)
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
 
 	runErr := make(chan error, 1)
-	go func() { runErr <- router.Run(ctx) }()
+	go func() { runErr <- events.Run(ctx) }()
 	select {
 	case <-router.Running():
 	case err := <-runErr:
@@ -141,6 +160,7 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "  %s\n", wire)
 	}
+	fmt.Fprintf(out, "\nPattern handlers:\n  *          saw %d events\n  payment.*  saw %s\n", len(seen), strings.Join(payments, ", "))
 	fmt.Fprintln(out, "\nCausation chain:")
 	printChain(out, seen)
 	return nil

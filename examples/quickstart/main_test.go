@@ -41,6 +41,8 @@ func TestQuickstart(t *testing.T) {
 			assert.Empty(t, ev.Meta.ResourceID, "resource is not inherited")
 		}
 	}
+	assert.Contains(t, out.String(), "*          saw 4 events")
+	assert.Contains(t, out.String(), "payment.*  saw payment.requested, payment.captured")
 	assert.Contains(t, out.String(), "Causation chain:")
 	assert.Contains(t, out.String(), "└─ receipt.sent")
 }

@@ -1,0 +1,92 @@
+package wildcard
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+// eagerSubscriber delivers every message at once, without waiting for acks,
+// as a batching subscriber does: the case where Workers matter.
+type eagerSubscriber struct {
+	msgs []*message.Message
+}
+
+func (s *eagerSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message, len(s.msgs))
+	for _, m := range s.msgs {
+		out <- m
+	}
+	go func() { <-ctx.Done(); close(out) }()
+	return out, nil
+}
+
+func (s *eagerSubscriber) Close() error { return nil }
+
+// Same partition key: in order, one at a time. Different keys: in parallel,
+// never more than Workers at once.
+func TestWorkersKeepPartitionOrder(t *testing.T) {
+	const keys, perKey, workers = 6, 20, 3
+	sub := &eagerSubscriber{}
+	for i := 0; i < perKey; i++ {
+		for k := 0; k < keys; k++ {
+			ev, err := arc.NewEvent("order.updated", map[string]int{"seq": i}, arc.Meta{PartitionKey: fmt.Sprint("order-", k)})
+			require.NoError(t, err)
+			msg, err := arc.ToMessage(ev)
+			require.NoError(t, err)
+			sub.msgs = append(sub.msgs, msg)
+		}
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
+	require.NoError(t, err)
+	wr, err := NewRouter(router, Config{Workers: workers})
+	require.NoError(t, err)
+
+	var (
+		mu       sync.Mutex
+		order    = map[string][]int{}
+		inFlight atomic.Int32
+		peak     atomic.Int32
+		total    atomic.Int32
+	)
+	_, err = wr.Subscribe(sub, "t", "order.*", Typed(func(_ context.Context, ev arc.Event, p struct{ Seq int }) error {
+		n := inFlight.Add(1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		order[ev.Meta.PartitionKey] = append(order[ev.Meta.PartitionKey], p.Seq)
+		mu.Unlock()
+		inFlight.Add(-1)
+		total.Add(1)
+		return nil
+	}))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = wr.Run(ctx) }()
+	require.Eventually(t, func() bool { return total.Load() == keys*perKey }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, router.Close())
+
+	for k, seqs := range order {
+		for i, s := range seqs {
+			require.Equal(t, i, s, "partition %s out of order: %v", k, seqs)
+		}
+	}
+	assert.LessOrEqual(t, peak.Load(), int32(workers))
+	assert.Greater(t, peak.Load(), int32(1), "different keys ran in parallel")
+}
