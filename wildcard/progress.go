@@ -3,6 +3,7 @@ package wildcard
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 )
 
 // progress remembers, for events some of whose handlers failed, which
@@ -13,6 +14,7 @@ type progress struct {
 	max int
 	ll  *list.List // of *progressItem, most recent first
 	m   map[string]*list.Element
+	n   atomic.Int32 // len(m), so the common case (nothing failed) takes no lock
 }
 
 type progressItem struct {
@@ -26,6 +28,9 @@ func newProgress(max int) *progress {
 
 // done returns a copy of the handlers that already succeeded for id, or nil.
 func (p *progress) done(id string) map[string]struct{} {
+	if p.n.Load() == 0 {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	el, ok := p.m[id]
@@ -53,6 +58,7 @@ func (p *progress) add(id string, names []string) {
 			p.ll.Remove(oldest)
 			delete(p.m, oldest.Value.(*progressItem).id)
 		}
+		p.n.Store(int32(len(p.m)))
 	} else {
 		p.ll.MoveToFront(el)
 	}
@@ -68,6 +74,7 @@ func (p *progress) forget(id string) {
 	if el, ok := p.m[id]; ok {
 		p.ll.Remove(el)
 		delete(p.m, id)
+		p.n.Store(int32(len(p.m)))
 	}
 }
 
