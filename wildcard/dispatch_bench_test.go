@@ -14,11 +14,18 @@ import (
 	"github.com/arcmill/arcmill/arc"
 )
 
+type dispatchMode int
+
+const (
+	viaWildcard    dispatchMode = iota // one subscription, one exact-pattern handler per type
+	plainPerTopic                      // Watermill, one handler and one topic per type
+	plainOneStream                     // Watermill, every handler on one topic, filtering by type
+)
+
 // dispatchRun publishes n events spread over `handlers` types and returns
-// how long until every one was handled. wildcard: one subscription, one
-// exact-pattern handler per type; plain: Watermill with one handler (and
-// one topic) per type, the way one subscribes per type without arcmill.
-func dispatchRun(b *testing.B, wildcard bool, handlers, n int) time.Duration {
+// how long until every one was handled.
+func dispatchRun(b *testing.B, mode dispatchMode, handlers, n int) time.Duration {
+	wildcard := mode == viaWildcard
 	logger := watermill.NopLogger{}
 	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: int64(n)}, logger)
 	defer pubSub.Close()
@@ -39,11 +46,18 @@ func dispatchRun(b *testing.B, wildcard bool, handlers, n int) time.Duration {
 		if wildcard {
 			_, err = wr.Subscribe(pubSub, "events", typ, func(context.Context, arc.Event) error { count(); return nil })
 		} else {
-			router.AddConsumerHandler(typ, typ, pubSub, func(msg *message.Message) error {
-				if _, err := arc.FromMessage(msg); err != nil {
+			subTopic := typ
+			if mode == plainOneStream {
+				subTopic = "events"
+			}
+			router.AddConsumerHandler(typ, subTopic, pubSub, func(msg *message.Message) error {
+				ev, err := arc.FromMessage(msg)
+				if err != nil {
 					return err
 				}
-				count()
+				if ev.Type == typ {
+					count()
+				}
 				return nil
 			})
 		}
@@ -55,9 +69,6 @@ func dispatchRun(b *testing.B, wildcard bool, handlers, n int) time.Duration {
 	defer cancel()
 	go func() { _ = router.Run(ctx) }()
 	<-router.Running()
-	for _, h := range router.Handlers() {
-		_ = h
-	}
 	time.Sleep(20 * time.Millisecond) // every subscription listening
 	msgs := make([]*message.Message, n)
 	topics := make([]string, n)
@@ -66,7 +77,7 @@ func dispatchRun(b *testing.B, wildcard bool, handlers, n int) time.Duration {
 		ev, _ := arc.NewEvent(typ, map[string]int{"i": i}, arc.Meta{})
 		msgs[i], _ = arc.ToMessage(ev)
 		topics[i] = typ
-		if wildcard {
+		if mode != plainPerTopic {
 			topics[i] = "events"
 		}
 	}
@@ -83,20 +94,63 @@ func dispatchRun(b *testing.B, wildcard bool, handlers, n int) time.Duration {
 }
 
 // BenchmarkDispatch: events/s through the wildcard router against plain
-// Watermill with one handler per topic, in one run; reports the ratio.
+// Watermill with one handler per topic, and with every handler on one
+// stream filtering by type, in one run; reports the ratios.
 func BenchmarkDispatch(b *testing.B) {
 	for _, handlers := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("handlers=%d", handlers), func(b *testing.B) {
 			const n = 20000
-			var wild, plain time.Duration
+			var wild, perTopic, oneStream time.Duration
 			for b.Loop() {
-				wild += dispatchRun(b, true, handlers, n)
-				plain += dispatchRun(b, false, handlers, n)
+				wild += dispatchRun(b, viaWildcard, handlers, n)
+				perTopic += dispatchRun(b, plainPerTopic, handlers, n)
+				oneStream += dispatchRun(b, plainOneStream, handlers, n)
 			}
 			runs := float64(b.N)
 			b.ReportMetric(n*runs/wild.Seconds(), "wildcard_events/s")
-			b.ReportMetric(n*runs/plain.Seconds(), "plain_events/s")
-			b.ReportMetric(plain.Seconds()/wild.Seconds(), "x_plain")
+			b.ReportMetric(n*runs/perTopic.Seconds(), "per_topic_events/s")
+			b.ReportMetric(n*runs/oneStream.Seconds(), "one_stream_events/s")
+			b.ReportMetric(perTopic.Seconds()/wild.Seconds(), "x_per_topic")
+			b.ReportMetric(oneStream.Seconds()/wild.Seconds(), "x_one_stream")
+		})
+	}
+}
+
+// BenchmarkDispatchOverhead: the dispatcher's own cost per event, without a
+// transport, against decoding the event and calling the handler directly.
+func BenchmarkDispatchOverhead(b *testing.B) {
+	ev, _ := arc.NewEvent("order.created", map[string]string{"orderId": "o-1"}, arc.Meta{UserID: "u-1"})
+	msg, _ := arc.ToMessage(ev)
+	noop := func(context.Context, arc.Event) error { return nil }
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e, err := arc.FromMessage(msg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = noop(msg.Context(), e)
+		}
+	})
+	for _, handlers := range []int{1, 3} {
+		b.Run(fmt.Sprintf("wildcard/matching=%d", handlers), func(b *testing.B) {
+			router, _ := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+			wr, _ := NewRouter(router, Config{})
+			pubSub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+			defer pubSub.Close()
+			for i := 0; i < handlers; i++ {
+				_, _ = wr.Subscribe(pubSub, "t", "order.*", noop)
+			}
+			for i := 0; i < 1000; i++ { // patterns that do not match
+				_, _ = wr.Subscribe(pubSub, "t", fmt.Sprintf("svc%d.*", i), noop)
+			}
+			src := wr.sources[sourceKey{pubSub, "t"}]
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := src.dispatch(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }
