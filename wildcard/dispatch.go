@@ -52,6 +52,9 @@ func (s *source) dispatch(msg *message.Message) error {
 	}
 	bufp := s.buffers.Get().(*[]*entry)
 	matches := s.index.AppendMatches((*bufp)[:0], ev.Type)
+	if target := msg.Metadata.Get(MetadataTargetHandler); target != "" {
+		matches = onlyHandler(matches, target)
+	}
 	defer func() {
 		clear(matches)
 		*bufp = matches[:0]
@@ -119,6 +122,17 @@ func (s *source) run(e *entry, msg *message.Message, ev arc.Event, only bool) (e
 		return ErrOutputWithoutPublisher
 	}
 	return e.publisher.Publish(e.publishTopic, out...)
+}
+
+// onlyHandler keeps the entry named target, if it matched.
+func onlyHandler(matches []*entry, target string) []*entry {
+	for _, e := range matches {
+		if e.name == target {
+			matches[0] = e
+			return matches[:1]
+		}
+	}
+	return matches[:0]
 }
 
 func firstMatch(patterns []Pattern, eventType string) string {

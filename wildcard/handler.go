@@ -47,6 +47,12 @@ const (
 	MetadataTopic   = "wildcard_topic"
 )
 
+// MetadataTargetHandler, set on a message, delivers it only to the handler
+// of that name: a delayed retry of one handler's failure must not run its
+// siblings again. If that handler is gone, the message is acknowledged and
+// counted as unmatched.
+const MetadataTargetHandler = "wildcard_target_handler"
+
 type infoKey struct{}
 
 // InfoFromContext returns the delivery Info the router put in ctx.

@@ -397,3 +397,25 @@ func TestProgressIsBounded(t *testing.T) {
 	p.forget("9")
 	assert.Nil(t, p.done("9"))
 }
+
+func TestTargetHandlerMetadataRunsOnlyThatHandler(t *testing.T) {
+	h := newHarness(t, Config{})
+	var a, b atomic.Int32
+	_, err := h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
+		func(context.Context, arc.Event) error { a.Add(1); return nil })
+	require.NoError(t, err)
+	_, err = h.wr.Handle(HandlerConfig{Name: "b", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
+		func(context.Context, arc.Event) error { b.Add(1); return nil })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
+	msg, _ := arc.ToMessage(ev)
+	msg.Metadata.Set(MetadataTargetHandler, "b")
+	require.NoError(t, src.dispatch(msg))
+	assert.Equal(t, int32(0), a.Load())
+	assert.Equal(t, int32(1), b.Load())
+
+	msg.Metadata.Set(MetadataTargetHandler, "gone")
+	require.NoError(t, src.dispatch(msg))
+	assert.Equal(t, uint64(1), h.wr.Stats().Unmatched)
+}

@@ -1,0 +1,343 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/delay"
+	"github.com/ThreeDotsLabs/watermill/message"
+	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+// Metadata keys of a dead letter, for Watermill-native readers. The payload
+// holds the same facts as a DeadLetteredEvent.
+const (
+	MetadataDLQReason        = "dlq_reason"
+	MetadataDLQError         = "dlq_error"
+	MetadataDLQErrorType     = "dlq_error_type"
+	MetadataDLQAttempts      = "dlq_attempts"
+	MetadataDLQFirstFailedAt = "dlq_first_failed_at"
+	MetadataDLQLastFailedAt  = "dlq_last_failed_at"
+	MetadataDLQHandler       = "dlq_handler"
+	MetadataDLQSourceTopic   = "dlq_source_topic"
+	MetadataDLQPattern       = "dlq_pattern"
+	MetadataDLQConsumerGroup = "dlq_consumer_group"
+	MetadataDLQOriginalID    = "dlq_original_id"
+	MetadataDLQHost          = "dlq_host"
+	// MetadataOriginalID is where a subscriber may put the transport's id of
+	// a message (stream entry id, offset) for dead letters to name it.
+	MetadataOriginalID = "arcmill_original_id"
+)
+
+// DeadLetterConfig configures DeadLetter.
+type DeadLetterConfig struct {
+	// Publisher and Topic receive dead letters. Required.
+	Publisher message.Publisher
+	Topic     string
+	// Delayed, when set, adds NServiceBus's second tier: once the immediate
+	// retries are spent, the message goes back to the transport and returns
+	// after a delay, without holding up the messages behind it.
+	Delayed *DelayedRetry
+	// ConsumerGroup is named in dead letters.
+	ConsumerGroup string
+	// IncludeStack puts stack traces (of panics, and of errors that format
+	// one with %+v) in dead letters. Off by default: stacks leak internals.
+	IncludeStack bool
+	// OnDeadLetter is called after a dead letter is stored.
+	OnDeadLetter func(DeadLetteredEvent)
+	// Logger defaults to no logging.
+	Logger watermill.LoggerAdapter
+}
+
+// DelayedRetry is the delayed tier.
+type DelayedRetry struct {
+	// Publisher publishes the message back; it must honour Watermill's delay
+	// metadata (components/delay), as watermill-sql's delayed Pub/Subs do.
+	// Required.
+	Publisher message.Publisher
+	// Topic to publish back to. Default: the topic the message came from.
+	Topic string
+	// Delays holds one wait per delayed retry. Default 10 s, 20 s, 30 s
+	// (NServiceBus's defaults).
+	Delays []time.Duration
+}
+
+func (c *DeadLetterConfig) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+	if c.Delayed != nil && c.Delayed.Delays == nil {
+		c.Delayed.Delays = []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c DeadLetterConfig) Validate() error {
+	switch {
+	case c.Publisher == nil:
+		return errors.New("middleware: DeadLetterConfig.Publisher is required")
+	case c.Topic == "":
+		return errors.New("middleware: DeadLetterConfig.Topic is required")
+	case c.Delayed != nil && c.Delayed.Publisher == nil:
+		return errors.New("middleware: DelayedRetry.Publisher is required")
+	}
+	return nil
+}
+
+// DeadLetter is the outermost recovery middleware: a handler error that
+// reaches it is final (Retry, inside it, has given up), so it publishes a
+// DeadLetteredEvent to the dead-letter topic and acknowledges the message.
+// If that publish fails the message is nacked: nothing is lost. An error
+// caused by shutdown (ErrShutdown, or the message's context ending) is
+// nacked, never dead-lettered. With Delayed set, an exhausted (not
+// unrecoverable) failure first goes back to the transport for each delay.
+//
+// A message that is itself a dead letter is never dead-lettered again: its
+// failure is returned (nacked), so no amplification loop can start.
+type DeadLetter struct {
+	cfg                    DeadLetterConfig
+	host                   string
+	deadLettered, requeued atomic.Uint64
+	publishFailures        atomic.Uint64
+}
+
+// NewDeadLetter returns a DeadLetter.
+func NewDeadLetter(cfg DeadLetterConfig) (*DeadLetter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	host, _ := os.Hostname()
+	return &DeadLetter{cfg: cfg, host: host}, nil
+}
+
+// DeadLetterStats counts what DeadLetter did.
+type DeadLetterStats struct {
+	DeadLettered, DelayedRetries, PublishFailures uint64
+}
+
+// Stats returns the counters so far.
+func (d *DeadLetter) Stats() DeadLetterStats {
+	return DeadLetterStats{DeadLettered: d.deadLettered.Load(), DelayedRetries: d.requeued.Load(),
+		PublishFailures: d.publishFailures.Load()}
+}
+
+// Middleware is the message.HandlerMiddleware.
+func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		ctx := msg.Context()
+		out, err := h(msg)
+		if err == nil {
+			return out, nil
+		}
+		if errors.Is(err, ErrShutdown) || ctx.Err() != nil {
+			return nil, err
+		}
+		if msg.Metadata.Get(MetadataDLQReason) != "" {
+			d.cfg.Logger.Error("Handling a dead letter failed; not dead-lettering it again", err,
+				watermill.LogFields{"message_uuid": msg.UUID})
+			return nil, err
+		}
+		dl := d.envelope(ctx, msg, err)
+		if d.cfg.Delayed != nil && dl.Reason == ReasonRetryExhausted {
+			n, _ := strconv.Atoi(msg.Metadata.Get(MetadataDelayedRetries))
+			if n < len(d.cfg.Delayed.Delays) {
+				if perr := d.requeue(msg, dl, n); perr != nil {
+					return nil, errors.Join(err, fmt.Errorf("delayed retry not published: %w", perr))
+				}
+				return nil, nil
+			}
+		}
+		if perr := d.publish(msg, dl); perr != nil {
+			return nil, errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
+		}
+		return nil, nil
+	}
+}
+
+// Malformed dead-letters a message that is not an Arc event, with reason
+// "malformed" and the raw message. Its signature fits
+// wildcard.Config.OnMalformed.
+func (d *DeadLetter) Malformed(msg *message.Message, err error) error {
+	dl := d.envelope(msg.Context(), msg, err)
+	if perr := d.publish(msg, dl); perr != nil {
+		return errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
+	}
+	return nil
+}
+
+// envelope gathers every fact about the failure.
+func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err error) DeadLetteredEvent {
+	now := time.Now().UTC()
+	dl := DeadLetteredEvent{Attempts: 1, FirstFailedAt: now, LastFailedAt: now, Host: d.host,
+		ConsumerGroup: d.cfg.ConsumerGroup, OriginalID: msg.Metadata.Get(MetadataOriginalID)}
+	var re *RetryError
+	if errors.As(err, &re) {
+		dl.Attempts, dl.FirstFailedAt, dl.LastFailedAt = re.Attempts, re.FirstFailedAt.UTC(), re.LastFailedAt.UTC()
+	}
+	switch {
+	case errors.Is(err, ErrValidation):
+		dl.Reason = ReasonValidationFailed
+	case errors.Is(err, arc.ErrMalformedEvent):
+		dl.Reason = ReasonMalformed
+	case re != nil && re.Unrecoverable || errors.Is(err, arc.ErrUnrecoverable):
+		dl.Reason = ReasonUnrecoverable
+	default:
+		dl.Reason = ReasonRetryExhausted
+	}
+	if info, ok := wildcard.InfoFromContext(ctx); ok {
+		dl.Event, dl.HandlerName, dl.Pattern, dl.SourceTopic = info.Event, info.Handler, info.Pattern, info.Topic
+	} else {
+		dl.HandlerName = message.HandlerNameFromCtx(ctx)
+		dl.SourceTopic = message.SubscribeTopicFromCtx(ctx)
+		if ev, derr := arc.FromMessage(msg); derr == nil {
+			dl.Event = ev
+		}
+	}
+	if dl.Event.Type == "" { // not an event: Arc's placeholder, and the raw message
+		dl.Event = arc.Event{Type: "<unknown>", Payload: json.RawMessage("null"),
+			Meta: arc.Meta{ID: fallback(msg.UUID, "<unknown>"), Timestamp: now.Truncate(time.Millisecond)}}
+		dl.Raw = &RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
+	}
+	dl.Error = d.errorInfo(err)
+	dl.ErrorType = innermostType(err)
+	return dl
+}
+
+// errorInfo is Arc's {message, code, stack} of the last handler error: the
+// error Retry gave up on, without Retry's wrapping; a panic as "panic: v".
+func (d *DeadLetter) errorInfo(err error) ErrorInfo {
+	var re *RetryError
+	if errors.As(err, &re) {
+		err = re.Err
+	}
+	info := ErrorInfo{Message: err.Error()}
+	var p wmiddleware.RecoveredPanicError
+	isPanic := errors.As(err, &p)
+	if isPanic {
+		info.Message = fmt.Sprintf("panic: %v", p.V)
+	}
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) {
+		info.Code = coded.Code()
+	}
+	if d.cfg.IncludeStack {
+		if isPanic {
+			info.Stack = p.Stacktrace
+		} else if s := fmt.Sprintf("%+v", err); s != info.Message {
+			info.Stack = s
+		}
+	}
+	return info
+}
+
+// innermostType names the Go type of the deepest error in err's chain.
+func innermostType(err error) string {
+	for {
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if errs := u.Unwrap(); len(errs) > 0 {
+				next = errs[len(errs)-1]
+			}
+		}
+		if next == nil {
+			return reflect.TypeOf(err).String()
+		}
+		err = next
+	}
+}
+
+// publish stores the dead letter: payload the envelope, metadata the same
+// facts, plus the original event's correlation id and its id as causation.
+func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
+	payload, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	out := message.NewMessage(watermill.NewUUID(), payload)
+	corr := dl.Event.Meta.CorrelationID
+	if corr == "" {
+		corr = dl.Event.Meta.ID
+	}
+	out.Metadata = message.Metadata{
+		MetadataDLQReason: dl.Reason, MetadataDLQError: dl.Error.Message, MetadataDLQErrorType: dl.ErrorType,
+		MetadataDLQAttempts: strconv.Itoa(dl.Attempts), MetadataDLQFirstFailedAt: arc.FormatTimestamp(dl.FirstFailedAt),
+		MetadataDLQLastFailedAt: arc.FormatTimestamp(dl.LastFailedAt), MetadataDLQHandler: dl.HandlerName,
+		MetadataDLQSourceTopic: dl.SourceTopic, MetadataDLQPattern: dl.Pattern, MetadataDLQConsumerGroup: dl.ConsumerGroup,
+		MetadataDLQOriginalID: dl.OriginalID, MetadataDLQHost: dl.Host,
+		arc.MetadataCorrelationID: corr, arc.MetadataCausationID: dl.Event.Meta.ID,
+		// Watermill's PoisonQueue keys, for tools that read those.
+		wmiddleware.ReasonForPoisonedKey: dl.Error.Message, wmiddleware.PoisonedTopicKey: dl.SourceTopic,
+		wmiddleware.PoisonedHandlerKey: dl.HandlerName,
+	}
+	for k, v := range out.Metadata {
+		if v == "" {
+			delete(out.Metadata, k)
+		}
+	}
+	out.SetContext(context.WithoutCancel(msg.Context()))
+	if err := d.cfg.Publisher.Publish(d.cfg.Topic, out); err != nil {
+		d.publishFailures.Add(1)
+		d.cfg.Logger.Error("Dead letter not published; nacking", err, watermill.LogFields{"message_uuid": msg.UUID})
+		return err
+	}
+	d.deadLettered.Add(1)
+	d.cfg.Logger.Info("Message dead-lettered", watermill.LogFields{
+		"message_uuid": msg.UUID, "reason": dl.Reason, "handler": dl.HandlerName, "attempts": dl.Attempts,
+	})
+	if d.cfg.OnDeadLetter != nil {
+		d.cfg.OnDeadLetter(dl)
+	}
+	return nil
+}
+
+// requeue publishes the message back with its history and a delay; n
+// delayed retries have happened so far.
+func (d *DeadLetter) requeue(msg *message.Message, dl DeadLetteredEvent, n int) error {
+	out := msg.Copy()
+	out.Metadata.Set(MetadataAttempts, strconv.Itoa(dl.Attempts))
+	out.Metadata.Set(MetadataFirstFailedAt, dl.FirstFailedAt.Format(time.RFC3339Nano))
+	out.Metadata.Set(MetadataDelayedRetries, strconv.Itoa(n+1))
+	if dl.HandlerName != "" {
+		out.Metadata.Set(wildcard.MetadataTargetHandler, dl.HandlerName)
+	}
+	delay.Message(out, delay.For(d.cfg.Delayed.Delays[n]))
+	out.SetContext(context.WithoutCancel(msg.Context()))
+	topic := d.cfg.Delayed.Topic
+	if topic == "" {
+		topic = dl.SourceTopic
+	}
+	if topic == "" {
+		return errors.New("no topic to publish the delayed retry to: set DelayedRetry.Topic")
+	}
+	if err := d.cfg.Delayed.Publisher.Publish(topic, out); err != nil {
+		d.publishFailures.Add(1)
+		return err
+	}
+	d.requeued.Add(1)
+	d.cfg.Logger.Info("Message sent back for a delayed retry", watermill.LogFields{
+		"message_uuid": msg.UUID, "handler": dl.HandlerName, "delayed_retry": n + 1, "delay": d.cfg.Delayed.Delays[n].String(),
+	})
+	return nil
+}
+
+func fallback(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

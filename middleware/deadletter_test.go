@@ -1,0 +1,287 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+func TestRetriesThenDeadLetterWithEveryField(t *testing.T) {
+	var retries []int
+	h := newHarness(t, StackConfig{
+		Retry:      RetryConfig{MaxRetries: 2, OnRetry: func(i RetryInfo) { retries = append(retries, i.Attempt) }},
+		DeadLetter: DeadLetterConfig{ConsumerGroup: "billing-service"},
+	})
+	var calls counter
+	h.handle("charge", "billing.*", func(context.Context, arc.Event) error {
+		calls.inc()
+		return fmt.Errorf("charging: %w", codedError{"Stripe API timeout", "ETIMEDOUT"})
+	})
+	h.run()
+	sent := h.publish("billing.charge", map[string]int{"amount": 99}, arc.Meta{CorrelationID: "req-1", UserID: "u-1"})
+
+	dl, msg := h.nextDeadLetter()
+	assert.Equal(t, 3, calls.get(), "one call and two retries")
+	assert.Equal(t, []int{1, 2}, retries)
+	assert.True(t, sent.Equal(dl.Event), "the event, whole")
+	assert.Equal(t, ErrorInfo{Message: "charging: Stripe API timeout", Code: "ETIMEDOUT"}, dl.Error, "no stack unless enabled")
+	assert.Equal(t, 3, dl.Attempts)
+	assert.False(t, dl.FirstFailedAt.IsZero())
+	assert.False(t, dl.LastFailedAt.Before(dl.FirstFailedAt))
+	assert.Equal(t, "charge", dl.HandlerName)
+	assert.Equal(t, ReasonRetryExhausted, dl.Reason)
+	assert.Equal(t, "middleware.codedError", dl.ErrorType)
+	assert.Equal(t, topic, dl.SourceTopic)
+	assert.Equal(t, "billing.*", dl.Pattern)
+	assert.Equal(t, "billing-service", dl.ConsumerGroup)
+	host, _ := os.Hostname()
+	assert.Equal(t, host, dl.Host)
+
+	// The same facts in metadata, and the chain kept (Arc loses it: weakness 25).
+	md := msg.Metadata
+	assert.Equal(t, ReasonRetryExhausted, md.Get(MetadataDLQReason))
+	assert.Equal(t, "3", md.Get(MetadataDLQAttempts))
+	assert.Equal(t, "charge", md.Get(MetadataDLQHandler))
+	assert.Equal(t, "billing.*", md.Get(MetadataDLQPattern))
+	assert.Equal(t, topic, md.Get(MetadataDLQSourceTopic))
+	assert.Equal(t, "billing-service", md.Get(MetadataDLQConsumerGroup))
+	assert.Equal(t, "charging: Stripe API timeout", md.Get(MetadataDLQError))
+	assert.Equal(t, arc.FormatTimestamp(dl.FirstFailedAt), md.Get(MetadataDLQFirstFailedAt))
+	assert.Equal(t, "req-1", md.Get(arc.MetadataCorrelationID))
+	assert.Equal(t, sent.Meta.ID, md.Get(arc.MetadataCausationID))
+	assert.Equal(t, "charging: Stripe API timeout", md.Get("reason_poisoned"), "Watermill's PoisonQueue keys too")
+
+	// Arc's field names and time format on the wire.
+	assert.Contains(t, string(msg.Payload), `"firstFailedAt":"`+arc.FormatTimestamp(dl.FirstFailedAt)+`"`)
+	assert.Contains(t, string(msg.Payload), `"handlerName":"charge"`)
+
+	// The source message was acked: no redelivery.
+	h.noDeadLetter(100 * time.Millisecond)
+	assert.Equal(t, 3, calls.get())
+	assert.Equal(t, uint64(2), h.stack.Retry.Retried())
+	assert.Equal(t, uint64(1), h.stack.DeadLetter.Stats().DeadLettered)
+}
+
+func TestUnrecoverableSkipsRetries(t *testing.T) {
+	errPermanent := errors.New("card declined")
+	h := newHarness(t, StackConfig{Retry: RetryConfig{Unrecoverable: func(err error) bool { return errors.Is(err, errPermanent) }}})
+	var a, b counter
+	h.handle("a", "a.*", func(context.Context, arc.Event) error {
+		a.inc()
+		return fmt.Errorf("bad payload: %w", arc.ErrUnrecoverable)
+	})
+	h.handle("b", "b.*", func(context.Context, arc.Event) error { b.inc(); return errPermanent })
+	h.run()
+	h.publish("a.x", nil, arc.Meta{})
+	dl, _ := h.nextDeadLetter()
+	assert.Equal(t, ReasonUnrecoverable, dl.Reason)
+	assert.Equal(t, 1, dl.Attempts)
+	h.publish("b.x", nil, arc.Meta{})
+	dl, _ = h.nextDeadLetter()
+	assert.Equal(t, ReasonUnrecoverable, dl.Reason)
+	assert.Equal(t, 1, a.get())
+	assert.Equal(t, 1, b.get())
+}
+
+// A panic and a timeout are retried, then dead-lettered.
+func TestPanicAndTimeoutAreRetried(t *testing.T) {
+	h := newHarness(t, StackConfig{Retry: RetryConfig{MaxRetries: 1}, Timeout: 20 * time.Millisecond,
+		DeadLetter: DeadLetterConfig{IncludeStack: true}})
+	var panics, timeouts counter
+	var freshContexts counter
+	h.handle("panics", "p.*", func(context.Context, arc.Event) error {
+		panics.inc()
+		panic("boom")
+	})
+	h.handle("slow", "s.*", func(ctx context.Context, _ arc.Event) error {
+		timeouts.inc()
+		if ctx.Err() == nil {
+			freshContexts.inc()
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	h.run()
+	h.publish("p.x", nil, arc.Meta{})
+	dl, _ := h.nextDeadLetter()
+	assert.Equal(t, 2, panics.get())
+	assert.Equal(t, "panic: boom", dl.Error.Message)
+	assert.Contains(t, dl.Error.Stack, "goroutine", "stack included when enabled")
+	assert.Equal(t, ReasonRetryExhausted, dl.Reason)
+
+	h.publish("s.x", nil, arc.Meta{})
+	dl, _ = h.nextDeadLetter()
+	assert.Equal(t, 2, timeouts.get())
+	assert.Equal(t, 2, freshContexts.get(), "each attempt starts with a live context")
+	assert.Equal(t, 2, dl.Attempts)
+	assert.Contains(t, dl.Error.Message, "deadline exceeded")
+}
+
+func TestStackTraceOffByDefault(t *testing.T) {
+	h := newHarness(t, StackConfig{Retry: RetryConfig{MaxRetries: NoRetries}})
+	h.handle("panics", "*", func(context.Context, arc.Event) error { panic("boom") })
+	h.run()
+	h.publish("x", nil, arc.Meta{})
+	dl, _ := h.nextDeadLetter()
+	assert.Equal(t, "panic: boom", dl.Error.Message)
+	assert.Empty(t, dl.Error.Stack)
+	assert.Equal(t, 1, dl.Attempts)
+}
+
+// A shutdown during backoff nacks the message; it never dead-letters it.
+func TestShutdownDuringBackoffNacks(t *testing.T) {
+	h := newHarness(t, StackConfig{Retry: RetryConfig{Backoff: time.Hour, MaxBackoff: time.Hour}})
+	var calls counter
+	failed := make(chan struct{}, 1)
+	h.handle("h", "*", func(context.Context, arc.Event) error {
+		calls.inc()
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+		return errors.New("down")
+	})
+	h.run()
+	h.publish("x", nil, arc.Meta{})
+	<-failed
+	start := time.Now()
+	h.close()
+	assert.Less(t, time.Since(start), 4*time.Second, "close did not wait out the backoff")
+	h.noDeadLetter(50 * time.Millisecond)
+	assert.Zero(t, h.stack.DeadLetter.Stats().DeadLettered)
+
+	// The same at the middleware level: the message is nacked with ErrShutdown.
+	ctx, cancel := context.WithCancel(context.Background())
+	msg := eventMessage(t, "x")
+	msg.SetContext(ctx)
+	chain := chainOf(h.stack.Middleware, func(*message.Message) ([]*message.Message, error) {
+		cancel()
+		return nil, errors.New("down")
+	})
+	_, err := chain(msg)
+	assert.ErrorIs(t, err, ErrShutdown)
+}
+
+// failingPublisher fails while fail is set: a broker that is down.
+type failingPublisher struct {
+	fail bool
+	got  []*message.Message
+}
+
+func (p *failingPublisher) Publish(_ string, msgs ...*message.Message) error {
+	if p.fail {
+		return errors.New("broker down")
+	}
+	p.got = append(p.got, msgs...)
+	return nil
+}
+
+func (p *failingPublisher) Close() error { return nil }
+
+func TestDeadLetterPublishFailureNacks(t *testing.T) {
+	pub := &failingPublisher{fail: true}
+	stack, err := NewStack(StackConfig{DeadLetter: DeadLetterConfig{Publisher: pub, Topic: "dlq"},
+		Retry: RetryConfig{MaxRetries: NoRetries}})
+	require.NoError(t, err)
+	chain := chainOf(stack.Middleware, func(*message.Message) ([]*message.Message, error) { return nil, errors.New("nope") })
+	msg := eventMessage(t, "x")
+	_, err = chain(msg)
+	require.Error(t, err, "nacked: nothing is lost")
+	assert.Contains(t, err.Error(), "dead letter not published")
+	assert.Empty(t, pub.got)
+	assert.Equal(t, uint64(1), stack.DeadLetter.Stats().PublishFailures)
+
+	pub.fail = false
+	_, err = chain(msg)
+	require.NoError(t, err, "acked once the dead letter is stored")
+	assert.Len(t, pub.got, 1)
+}
+
+func TestDeadLetterOfADeadLetterIsNotRepeated(t *testing.T) {
+	pub := &failingPublisher{}
+	stack, err := NewStack(StackConfig{DeadLetter: DeadLetterConfig{Publisher: pub, Topic: "dlq"},
+		Retry: RetryConfig{MaxRetries: NoRetries}})
+	require.NoError(t, err)
+	chain := chainOf(stack.Middleware, func(*message.Message) ([]*message.Message, error) { return nil, errors.New("nope") })
+	msg := eventMessage(t, "x")
+	msg.Metadata.Set(MetadataDLQReason, ReasonRetryExhausted)
+	_, err = chain(msg)
+	assert.Error(t, err)
+	assert.Empty(t, pub.got, "no amplification loop")
+}
+
+func TestMalformedMessagesAreDeadLettered(t *testing.T) {
+	h := newHarness(t, StackConfig{})
+	h.handle("all", "*", func(context.Context, arc.Event) error { return nil })
+	h.run()
+	bad := message.NewMessage("m-1", []byte(`{"not":"an event"}`))
+	bad.Metadata.Set("foreign", "yes")
+	require.NoError(t, h.pubSub.Publish(topic, bad))
+	dl, msg := h.nextDeadLetter()
+	assert.Equal(t, ReasonMalformed, dl.Reason)
+	assert.Equal(t, "<unknown>", dl.Event.Type)
+	assert.Equal(t, "m-1", dl.Event.Meta.ID)
+	require.NotNil(t, dl.Raw)
+	assert.Equal(t, `{"not":"an event"}`, dl.Raw.Payload)
+	assert.Equal(t, "yes", dl.Raw.Metadata["foreign"])
+	assert.Contains(t, dl.Error.Message, "arc_type")
+	assert.Equal(t, ReasonMalformed, msg.Metadata.Get(MetadataDLQReason))
+}
+
+func TestConfigValidation(t *testing.T) {
+	_, err := NewDeadLetter(DeadLetterConfig{Topic: "x"})
+	assert.Error(t, err)
+	_, err = NewDeadLetter(DeadLetterConfig{Publisher: &failingPublisher{}})
+	assert.Error(t, err)
+	_, err = NewDeadLetter(DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "x", Delayed: &DelayedRetry{}})
+	assert.Error(t, err)
+	_, err = NewRetry(RetryConfig{MaxRetries: -2})
+	assert.Error(t, err)
+	_, err = NewRetry(RetryConfig{Jitter: 2})
+	assert.Error(t, err)
+	_, err = NewStack(StackConfig{DeadLetter: DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "x"}, Timeout: -1})
+	assert.Error(t, err)
+}
+
+// Arc's withRetry delays: 1 s, 2 s, 4 s, capped at 30 s, jitter adding up to 10 %.
+func TestArcBackoff(t *testing.T) {
+	r, err := NewRetry(RetryConfig{})
+	require.NoError(t, err)
+	for n, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 6: 30 * time.Second, 40: 30 * time.Second} {
+		for range 50 {
+			d := r.Delay(n)
+			assert.GreaterOrEqual(t, d, base)
+			assert.Less(t, d, base+base/10+1)
+		}
+	}
+	r, _ = NewRetry(RetryConfig{Jitter: NoJitter})
+	assert.Equal(t, 2*time.Second, r.Delay(2))
+}
+
+func eventMessage(t *testing.T, typ string) *message.Message {
+	t.Helper()
+	ev, err := arc.NewEvent(typ, map[string]string{"k": "v"}, arc.Meta{})
+	require.NoError(t, err)
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	return msg
+}
+
+func chainOf(mw []message.HandlerMiddleware, h message.HandlerFunc) message.HandlerFunc {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+var _ = strings.Contains

@@ -1,0 +1,85 @@
+package middleware
+
+import (
+	"errors"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+)
+
+// StackConfig configures NewStack.
+type StackConfig struct {
+	// DeadLetter is required (a publisher and a topic).
+	DeadLetter DeadLetterConfig
+	// Retry defaults to Arc's withRetry: 3 retries from 1 s, doubling to 30 s.
+	Retry RetryConfig
+	// Validator, when set, validates incoming payloads; OnInvalid says what
+	// happens to an invalid one (default: dead-letter it, without retries).
+	Validator Validator
+	OnInvalid InvalidAction
+	// Timeout bounds each attempt (0: none).
+	Timeout time.Duration
+	// Logger is given to the parts that log.
+	Logger watermill.LoggerAdapter
+}
+
+// Stack is the one order of recovery middleware that works. Use its
+// Middleware on a message.Router handler, a wildcard.HandlerConfig, or the
+// router itself, and give its DeadLetter.Malformed to wildcard.Config.
+type Stack struct {
+	Retry      *Retry
+	DeadLetter *DeadLetter
+	// Middleware is, outermost first: Causation, DeadLetter, Validation (if
+	// any), Retry, Timeout (if any), Recoverer.
+	Middleware []message.HandlerMiddleware
+}
+
+// NewStack assembles the recovery middleware in the only order that works:
+//
+//  1. Causation, outermost, so that everything inside, dead letters
+//     included, sees the event being handled.
+//  2. DeadLetter, outside everything that fails, so that a failure reaching
+//     it is final; nothing outside it swallows errors (the mistake of
+//     watermill issues #580 and #645, PoisonQueue inside Retry, cannot be
+//     made).
+//  3. Validation, outside Retry: an invalid payload is dead-lettered with
+//     reason validation_failed at once, never retried.
+//  4. Retry, outside Timeout and Recoverer, so that a timed-out or panicking
+//     attempt is retried, and then dead-lettered; each attempt gets the
+//     original context back, so one attempt's timeout does not end the next.
+//  5. Timeout, per attempt.
+//  6. Recoverer, innermost, so that a panic is an error Retry can see.
+func NewStack(cfg StackConfig) (*Stack, error) {
+	if cfg.Logger != nil {
+		if cfg.DeadLetter.Logger == nil {
+			cfg.DeadLetter.Logger = cfg.Logger
+		}
+		if cfg.Retry.Logger == nil {
+			cfg.Retry.Logger = cfg.Logger
+		}
+	}
+	dl, err := NewDeadLetter(cfg.DeadLetter)
+	if err != nil {
+		return nil, err
+	}
+	retry, err := NewRetry(cfg.Retry)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Timeout < 0 {
+		return nil, errors.New("middleware: Timeout must not be negative")
+	}
+	s := &Stack{Retry: retry, DeadLetter: dl}
+	s.Middleware = append(s.Middleware, Causation, dl.Middleware)
+	if cfg.Validator != nil {
+		s.Middleware = append(s.Middleware, Validation(cfg.Validator, cfg.OnInvalid, cfg.Logger))
+	}
+	s.Middleware = append(s.Middleware, retry.Middleware)
+	if cfg.Timeout > 0 {
+		s.Middleware = append(s.Middleware, wmiddleware.Timeout(cfg.Timeout))
+	}
+	s.Middleware = append(s.Middleware, wmiddleware.Recoverer)
+	return s, nil
+}
