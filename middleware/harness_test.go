@@ -146,3 +146,8 @@ type codedError struct{ msg, code string }
 
 func (e codedError) Error() string { return e.msg }
 func (e codedError) Code() string  { return e.code }
+
+func eventuallyEqual(t *testing.T, want int, get func() int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return get() == want }, 5*time.Second, 5*time.Millisecond, "want %d, have %d", want, get())
+}

@@ -55,6 +55,12 @@ const MetadataTargetHandler = "wildcard_target_handler"
 
 type infoKey struct{}
 
+// ContextWithInfo returns ctx carrying info, as the router sets it; for
+// middleware tests and for code that dispatches by hand.
+func ContextWithInfo(ctx context.Context, info Info) context.Context {
+	return context.WithValue(ctx, infoKey{}, &info)
+}
+
 // InfoFromContext returns the delivery Info the router put in ctx.
 func InfoFromContext(ctx context.Context) (Info, bool) {
 	info, ok := ctx.Value(infoKey{}).(*Info)
