@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/arcmill/arcmill/arc"
@@ -22,7 +22,9 @@ type entry struct {
 	publishTopic string
 }
 
-// source is the one Watermill handler of a (subscriber, topic).
+// source is the one Watermill handler of a (subscriber, topic). It is also
+// the message.Subscriber that handler reads: the user's subscriber, split
+// into lanes (partition.go).
 type source struct {
 	r        *Router
 	key      sourceKey
@@ -30,13 +32,42 @@ type source struct {
 	wm       *message.Handler
 	index    *Index[*entry]
 	handlers map[string]*entry // guarded by r.mu
-	count    atomic.Int32      // len(handlers), for dispatch
 	progress *progress
 	buffers  sync.Pool
-	stopOnce sync.Once
+	workers  int
+	keyFunc  func(*message.Message) string
+	logger   watermill.LoggerAdapter
+
+	// startErr is a failed Subscribe of a source started at run time
+	// (startedLate), reported by Handle instead of ending the router.
+	startedLate bool
+	startErr    error
+
+	mu      sync.Mutex
+	count   int           // len(handlers)
+	wake    chan struct{} // closed when count leaves 0
+	subDone <-chan struct{}
 }
 
-func (s *source) stop() { s.stopOnce.Do(func() { go s.wm.Stop() }) }
+// setCount records how many handlers the source has, waking a paused
+// dispatch when there are some again.
+func (s *source) setCount(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.count == 0 && n > 0 {
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+	s.count = n
+}
+
+// empty returns whether the source has no handlers, and the channel that
+// closes when it has some again.
+func (s *source) empty() (bool, <-chan struct{}, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count == 0, s.wake, s.subDone
+}
 
 // dispatch is the source's Watermill handler: decode once, run every
 // matching handler that has not yet succeeded for this event.
@@ -51,37 +82,48 @@ func (s *source) dispatch(msg *message.Message) error {
 		return err
 	}
 	bufp := s.buffers.Get().(*[]*entry)
-	matches := s.index.AppendMatches((*bufp)[:0], ev.Type)
-	if target := msg.Metadata.Get(MetadataTargetHandler); target != "" {
-		matches = onlyHandler(matches, target)
-	}
+	var matches []*entry
 	defer func() {
 		clear(matches)
 		*bufp = matches[:0]
 		s.buffers.Put(bufp)
 	}()
-
-	if len(matches) == 0 {
-		if s.count.Load() == 0 {
-			s.stop()
+	for {
+		matches = s.index.AppendMatches((*bufp)[:0], ev.Type)
+		if target := msg.Metadata.Get(MetadataTargetHandler); target != "" {
+			matches = onlyHandler(matches, target)
+		}
+		if len(matches) > 0 {
+			break
+		}
+		empty, wake, subDone := s.empty()
+		if !empty {
+			s.r.unmatched.Add(1)
+			return nil
+		}
+		// No handlers at all: hold the message until one subscribes, never
+		// acking what nobody processed.
+		select {
+		case <-wake:
+		case <-subDone:
+			return ErrNoHandlers
+		case <-msg.Context().Done():
 			return ErrNoHandlers
 		}
-		s.r.unmatched.Add(1)
-		return nil
 	}
 
 	done := s.progress.done(msg.UUID)
 	var errs []error
-	var succeeded []string
+	var succeeded []*entry
 	for _, e := range matches {
-		if _, ok := done[e.name]; ok {
+		if _, ok := done[e]; ok {
 			continue
 		}
 		if err := s.run(e, msg, ev, len(matches) == 1); err != nil {
 			errs = append(errs, fmt.Errorf("handler %q: %w", e.name, err))
 			continue
 		}
-		succeeded = append(succeeded, e.name)
+		succeeded = append(succeeded, e)
 	}
 	if len(errs) == 0 {
 		if done != nil {

@@ -18,9 +18,10 @@
 // Delivery rules, stricter than Arc's: a handler runs once per event even
 // under several matching patterns; one handler's failure nacks the message
 // and its redelivery runs only the handlers that have not yet succeeded; an
-// event no handler matches is acknowledged and counted; a source whose
-// handlers have all unsubscribed nacks rather than acknowledges what it still
-// receives. Every handler has its own middleware chain, and reads the
+// event no handler matches is acknowledged and counted; a subscription whose
+// handlers have all unsubscribed holds what it receives, unacknowledged,
+// until a handler subscribes again or the router closes. Config.Workers lanes
+// keep one partition key in order. Every handler has its own middleware chain, and reads the
 // matched pattern, its name and the topic with InfoFromContext or from its
 // message's metadata.
 package wildcard

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"sync"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/arcmill/arcmill/arc"
@@ -22,21 +23,32 @@ func DefaultPartitionKey(msg *message.Message) string {
 	return msg.UUID
 }
 
-// partitioned delivers up to workers messages at once from a subscriber,
-// one lane per worker: a message goes to the lane of its key's hash, and a
-// lane hands out its next message only once the previous one is acked or
-// nacked. Messages with one key are therefore handled in order.
-type partitioned struct {
-	message.Subscriber
-	workers int
-	key     func(*message.Message) string
-}
-
-func (p *partitioned) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	in, err := p.Subscriber.Subscribe(ctx, topic)
+// Subscribe reads the user's subscriber in lanes, one per worker: a message
+// goes to the lane of its key's hash, and a lane hands out its next message
+// only once the previous one is acked or nacked. Messages with one key are
+// therefore handled in order, and never more than Workers at once, even
+// from a subscriber that delivers ahead of acknowledgements (Watermill's
+// router would otherwise run each in its own goroutine). After a nack the
+// lane moves on; a subscriber that redelivers later breaks the key's order.
+func (s *source) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	s.subDone = ctx.Done()
+	s.mu.Unlock()
+	in, err := s.key.sub.Subscribe(ctx, topic)
 	if err != nil {
-		return nil, err
+		if !s.startedLate {
+			return nil, err // Run reports it
+		}
+		s.startErr = err
+		s.logger.Error("Pattern subscription failed", err, watermill.LogFields{"topic": topic})
+		closed := make(chan *message.Message)
+		close(closed) // the Watermill handler ends at once; Handle reports the error
+		return closed, nil
 	}
+	p := struct {
+		workers int
+		key     func(*message.Message) string
+	}{s.workers, s.keyFunc}
 	out := make(chan *message.Message)
 	lanes := make([]chan *message.Message, p.workers)
 	var wg sync.WaitGroup
@@ -88,3 +100,7 @@ func (p *partitioned) Subscribe(ctx context.Context, topic string) (<-chan *mess
 	}()
 	return out, nil
 }
+
+// Close closes the user's subscriber (Watermill subscribers' Close is
+// idempotent; the router calls it once per handler).
+func (s *source) Close() error { return s.key.sub.Close() }

@@ -7,7 +7,8 @@ import (
 )
 
 // progress remembers, for events some of whose handlers failed, which
-// handlers succeeded, so that a redelivery runs only the others. It holds
+// handlers (by identity, not name: a new handler of an old name is new)
+// succeeded, so that a redelivery runs only the others. It holds
 // at most max events, forgetting the least recently failed first.
 type progress struct {
 	mu  sync.Mutex
@@ -19,7 +20,7 @@ type progress struct {
 
 type progressItem struct {
 	id   string
-	done map[string]struct{}
+	done map[*entry]struct{}
 }
 
 func newProgress(max int) *progress {
@@ -27,7 +28,7 @@ func newProgress(max int) *progress {
 }
 
 // done returns a copy of the handlers that already succeeded for id, or nil.
-func (p *progress) done(id string) map[string]struct{} {
+func (p *progress) done(id string) map[*entry]struct{} {
 	if p.n.Load() == 0 {
 		return nil
 	}
@@ -38,20 +39,23 @@ func (p *progress) done(id string) map[string]struct{} {
 		return nil
 	}
 	src := el.Value.(*progressItem).done
-	out := make(map[string]struct{}, len(src))
+	out := make(map[*entry]struct{}, len(src))
 	for k := range src {
 		out[k] = struct{}{}
 	}
 	return out
 }
 
-// add records handlers that succeeded for id.
-func (p *progress) add(id string, names []string) {
+// add records handlers that succeeded for id; nothing when none did.
+func (p *progress) add(id string, handlers []*entry) {
+	if len(handlers) == 0 {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	el, ok := p.m[id]
 	if !ok {
-		el = p.ll.PushFront(&progressItem{id: id, done: map[string]struct{}{}})
+		el = p.ll.PushFront(&progressItem{id: id, done: map[*entry]struct{}{}})
 		p.m[id] = el
 		for p.ll.Len() > p.max {
 			oldest := p.ll.Back()
@@ -62,8 +66,8 @@ func (p *progress) add(id string, names []string) {
 	} else {
 		p.ll.MoveToFront(el)
 	}
-	for _, n := range names {
-		el.Value.(*progressItem).done[n] = struct{}{}
+	for _, h := range handlers {
+		el.Value.(*progressItem).done[h] = struct{}{}
 	}
 }
 

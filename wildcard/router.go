@@ -22,6 +22,8 @@ var (
 	// ErrDuplicateHandler is returned for a handler name already used on the
 	// same subscriber and topic.
 	ErrDuplicateHandler = errors.New("wildcard: duplicate handler name")
+	// ErrRouterClosed is returned by Handle after the message.Router closed.
+	ErrRouterClosed = errors.New("wildcard: the router is closed")
 )
 
 // Config configures a Router. The zero value is valid.
@@ -90,8 +92,10 @@ func (c Config) Validate() error {
 //     group is the service: every instance of one group must subscribe the
 //     same patterns).
 //   - Handlers come and go at run time. Unsubscribing never acknowledges an
-//     event that was not processed: a source left without handlers nacks
-//     what it still receives and stops.
+//     event that was not processed: a subscription left without handlers
+//     pauses, holding the message it received unacknowledged until a handler
+//     subscribes again (it is reused) or the router closes (the message is
+//     nacked).
 type Router struct {
 	router *message.Router
 	cfg    Config
@@ -122,13 +126,28 @@ func NewRouter(r *message.Router, cfg Config) (*Router, error) {
 }
 
 // Run runs the underlying message.Router; handlers added later start under
-// ctx. Running the message.Router directly works too; subscriptions added
-// after it started then run under context.Background (the router's Close
-// still stops them).
+// ctx. Prefer it to running the message.Router directly: a subscription
+// added while message.Router.Run is starting up is missed by Run, and this
+// Run starts it once the router runs. (Running the message.Router directly
+// works otherwise; later subscriptions then run under context.Background,
+// and the router's Close still stops them.)
 func (r *Router) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.runCtx = ctx
 	r.mu.Unlock()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-r.router.Running():
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if err := r.router.RunHandlers(ctx); err != nil {
+				r.cfg.Logger.Error("Starting pattern subscriptions", err, nil)
+			}
+		case <-done:
+		}
+	}()
 	return r.router.Run(ctx)
 }
 
@@ -219,6 +238,9 @@ func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscri
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.router.IsClosed() {
+		return nil, ErrRouterClosed
+	}
 	key := sourceKey{cfg.Subscriber, cfg.Topic}
 	src := r.sources[key]
 	if src != nil {
@@ -230,12 +252,13 @@ func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscri
 	if fresh {
 		src = r.newSource(key)
 	}
-	// The handler is in place before a new source can receive anything.
+	// The handler is in place before a new source can receive anything,
+	// and before a paused one wakes up.
 	src.handlers[e.name] = e
-	src.count.Store(int32(len(src.handlers)))
 	for _, p := range e.patterns {
 		src.index.Add(p, e)
 	}
+	src.setCount(len(src.handlers))
 	if fresh {
 		if err := r.startSource(src); err != nil {
 			return nil, err
@@ -258,6 +281,10 @@ func (r *Router) newSource(key sourceKey) *source {
 		index:    NewIndex[*entry](),
 		handlers: map[string]*entry{},
 		progress: newProgress(r.cfg.MaxTracked),
+		wake:     make(chan struct{}),
+		workers:  r.cfg.Workers,
+		keyFunc:  r.cfg.PartitionKey,
+		logger:   r.cfg.Logger,
 	}
 	src.buffers.New = func() any { s := make([]*entry, 0, 8); return &s }
 	return src
@@ -267,21 +294,25 @@ func (r *Router) newSource(key sourceKey) *source {
 // the router runs. Called with r.mu held.
 func (r *Router) startSource(src *source) error {
 	key := src.key
-	sub := key.sub
-	if r.cfg.Workers > 1 {
-		sub = &partitioned{Subscriber: sub, workers: r.cfg.Workers, key: r.cfg.PartitionKey}
-	}
-	src.wm = r.router.AddConsumerHandler(src.name, key.topic, sub, src.dispatch)
+	src.wm = r.router.AddConsumerHandler(src.name, key.topic, src, src.dispatch)
 	r.sources[key] = src
-	if r.router.IsRunning() {
-		ctx := r.runCtx
-		if ctx == nil {
-			ctx = context.Background()
-		}
-		if err := r.router.RunHandlers(ctx); err != nil {
-			delete(r.sources, key)
-			return fmt.Errorf("wildcard: starting the subscription to %q: %w", key.topic, err)
-		}
+	if !r.router.IsRunning() {
+		return nil // Run starts it
+	}
+	ctx := r.runCtx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	src.startedLate = true
+	err := r.router.RunHandlers(ctx)
+	if err == nil {
+		err = src.startErr
+	}
+	if err != nil {
+		// Watermill cannot unregister a handler; this one has already ended
+		// (its subscription failed), and the next Handle starts a new source.
+		delete(r.sources, key)
+		return fmt.Errorf("wildcard: starting the subscription to %q: %w", key.topic, err)
 	}
 	return nil
 }
@@ -289,24 +320,14 @@ func (r *Router) startSource(src *source) error {
 func (r *Router) unsubscribe(src *source, e *entry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	delete(src.handlers, e.name)
+	// The count first: a dispatch that finds no match must already see the
+	// source empty, and pause rather than ack.
+	src.setCount(len(src.handlers))
 	for _, p := range e.patterns {
 		src.index.Remove(p, e)
 	}
-	delete(src.handlers, e.name)
-	src.count.Store(int32(len(src.handlers)))
 	r.cfg.Logger.Info("Pattern handler unsubscribed", watermill.LogFields{"handler": e.name, "topic": src.key.topic})
-	if len(src.handlers) > 0 {
-		return
-	}
-	// The source stops; a later subscription starts a new one.
-	delete(r.sources, src.key)
-	select {
-	case <-src.wm.Started():
-		src.stop()
-	default:
-		// Not started yet: dispatch stops it on its first message, which it
-		// nacks.
-	}
 }
 
 // Stats counts what the router's sources did with events.

@@ -210,7 +210,8 @@ func TestRouterSubscribeAndUnsubscribeAtRunTime(t *testing.T) {
 	eventually(t, func() bool { return len(other.get("x")) == 1 }, "new topic subscribed at run time")
 }
 
-// Arc acks what arrives after the last unsubscribe; arcmill nacks it.
+// Arc acks what arrives after the last unsubscribe; arcmill holds it until
+// a handler subscribes again, or nacks it when the subscription ends.
 func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
 	h := newHarness(t, Config{})
 	unsub, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
@@ -218,15 +219,40 @@ func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
 	h.run()
 	unsub()
+
 	ev, _ := arc.NewEvent("order.created", nil, arc.Meta{})
 	msg, _ := arc.ToMessage(ev)
-	assert.ErrorIs(t, src.dispatch(msg), ErrNoHandlers)
-	assert.Zero(t, h.wr.Stats().Unmatched)
+	result := make(chan error, 1)
+	go func() { result <- src.dispatch(msg) }()
 	select {
-	case <-src.wm.Stopped():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the source without handlers did not stop")
+	case err := <-result:
+		t.Fatalf("dispatch returned %v with no handler: it must hold the message", err)
+	case <-time.After(50 * time.Millisecond):
 	}
+	got := make(chan string, 1)
+	_, err = h.wr.Subscribe(h.pubSub, topic, "order.*", func(_ context.Context, ev arc.Event) error {
+		got <- ev.Meta.ID
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, <-result, "processed by the handler that came back")
+	assert.Equal(t, ev.Meta.ID, <-got)
+	assert.Same(t, src, h.wr.sources[sourceKey{h.pubSub, topic}], "the subscription is reused")
+	assert.Zero(t, h.wr.Stats().Unmatched)
+
+	// With no handler and a message context that ends (the router
+	// closing), the message is nacked.
+	h2 := newHarness(t, Config{})
+	unsub2, err := h2.wr.Subscribe(h2.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	src2 := h2.wr.sources[sourceKey{h2.pubSub, topic}]
+	unsub2()
+	ctx, cancel := context.WithCancel(context.Background())
+	msg2, _ := arc.ToMessage(ev)
+	msg2.SetContext(ctx)
+	go func() { result <- src2.dispatch(msg2) }()
+	cancel()
+	assert.ErrorIs(t, <-result, ErrNoHandlers)
 }
 
 func TestRouterMalformed(t *testing.T) {
@@ -388,14 +414,53 @@ func TestConfigErrors(t *testing.T) {
 
 func TestProgressIsBounded(t *testing.T) {
 	p := newProgress(3)
+	a := &entry{name: "a"}
 	for i := 0; i < 10; i++ {
-		p.add(fmt.Sprint(i), []string{"a"})
+		p.add(fmt.Sprint(i), []*entry{a})
 	}
 	assert.Equal(t, 3, p.len())
 	assert.Nil(t, p.done("0"), "the oldest is forgotten")
-	assert.Equal(t, map[string]struct{}{"a": {}}, p.done("9"))
+	assert.Equal(t, map[*entry]struct{}{a: {}}, p.done("9"))
 	p.forget("9")
 	assert.Nil(t, p.done("9"))
+	p.add("x", nil)
+	assert.Nil(t, p.done("x"), "nothing succeeded, nothing remembered")
+	assert.Equal(t, 2, p.len())
+}
+
+// A handler that replaces one of the same name is a new handler: it runs on
+// a redelivery even though its namesake had succeeded.
+func TestProgressTracksHandlersNotNames(t *testing.T) {
+	h := newHarness(t, Config{})
+	var first, second, failing atomic.Int32
+	unsub, err := h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
+		func(context.Context, arc.Event) error { first.Add(1); return nil })
+	require.NoError(t, err)
+	_, err = h.wr.Handle(HandlerConfig{Name: "b", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
+		func(context.Context, arc.Event) error { failing.Add(1); return errors.New("x") })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
+	msg, _ := arc.ToMessage(ev)
+	require.Error(t, src.dispatch(msg))
+	unsub()
+	_, err = h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
+		func(context.Context, arc.Event) error { second.Add(1); return nil })
+	require.NoError(t, err)
+	require.Error(t, src.dispatch(msg))
+	assert.Equal(t, int32(1), first.Load())
+	assert.Equal(t, int32(1), second.Load())
+	assert.Equal(t, int32(2), failing.Load())
+}
+
+func TestHandleAfterCloseFails(t *testing.T) {
+	h := newHarness(t, Config{})
+	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	h.run()
+	require.NoError(t, h.router.Close())
+	_, err = h.wr.Subscribe(h.pubSub, "other", "*", func(context.Context, arc.Event) error { return nil })
+	assert.ErrorIs(t, err, ErrRouterClosed)
 }
 
 func TestTargetHandlerMetadataRunsOnlyThatHandler(t *testing.T) {
