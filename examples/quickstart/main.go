@@ -1,7 +1,8 @@
 // Command quickstart is arcmill's front door: with no server at all, it
 // publishes an Arc event on Watermill's GoChannel, lets pattern handlers
-// ("order.*", "payment.*", "*") react, one of them with child events (Arc's
-// createChildEvent), and prints every event
+// ("order.*", "payment.*", "receipt.*", "*") react, one of them with child
+// events (Arc's createChildEvent) and one failing, retried and
+// dead-lettered, and prints every event
 // as the Arc JSON an Arc (Node) service would read, then the causation
 // chain that links them.
 //
@@ -10,6 +11,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,12 +25,16 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/wildcard"
 )
 
 // topic carries every event type, as Arc's Redis Streams transport does
 // with its single "arc:events" stream.
-const topic = "arc.events"
+const (
+	topic    = "arc.events"
+	dlqTopic = "arc.events.dlq"
+)
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -50,7 +57,30 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	// Pattern subscriptions, as Arc handlers subscribe: one Watermill
 	// subscription to the topic, fanned out in process by pattern.
-	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	// Retry with Arc's backoff (fast here), then a dead letter; causation
+	// stamped on whatever handlers publish. One order, assembled for you.
+	var (
+		mu      sync.Mutex
+		retries []string
+	)
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry: middleware.RetryConfig{MaxRetries: 2, Backoff: 5 * time.Millisecond,
+			OnRetry: func(r middleware.RetryInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				retries = append(retries, fmt.Sprintf("attempt %d failed (%v), retrying in ~%s",
+					r.Attempt, r.Err, r.Delay.Round(time.Millisecond)))
+			}},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: pubSub, Topic: dlqTopic},
+	})
+	if err != nil {
+		return err
+	}
+	deadLetters, err := pubSub.Subscribe(ctx, dlqTopic)
+	if err != nil {
+		return err
+	}
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
 	if err != nil {
 		return err
 	}
@@ -67,31 +97,35 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	_, err = events.HandleFunc(wildcard.HandlerConfig{
 		Name: "saga", Subscriber: pubSub, Topic: topic, Patterns: []string{"order.*", "payment.*"},
-		Publisher: pubSub, PublishTopic: topic,
+		Publisher: pubSub, PublishTopic: topic, Middleware: stack.Middleware,
 	}, func(msg *message.Message) ([]*message.Message, error) {
 		info, _ := wildcard.InfoFromContext(msg.Context())
 		step, ok := next[info.Event.Type]
 		if !ok {
 			return nil, nil
 		}
-		child, err := arc.NewChild(info.Event, step.typ, step.payload, arc.Meta{})
+		// A child of the event being handled: Arc's createChildEvent.
+		child, err := middleware.Child(msg.Context(), step.typ, step.payload, arc.Meta{})
 		if err != nil {
 			return nil, err
 		}
-		out, err := arc.ToMessage(child)
-		if err != nil {
-			return nil, err
-		}
-		return []*message.Message{out}, nil
+		return []*message.Message{child}, nil
 	})
 	if err != nil {
+		return err
+	}
+
+	// The mailer is down: its handler fails, is retried, and dead-lettered.
+	// Its failure touches nobody else.
+	if _, err := events.Handle(wildcard.HandlerConfig{Name: "mailer", Subscriber: pubSub, Topic: topic,
+		Patterns: []string{"receipt.*"}, Middleware: stack.Middleware},
+		func(context.Context, arc.Event) error { return errors.New("SMTP server unreachable") }); err != nil {
 		return err
 	}
 
 	// Arc-shaped handlers on patterns: "*" is the audit log, "payment.*"
 	// sees only payments.
 	var (
-		mu       sync.Mutex
 		seen     []arc.Event
 		payments []string
 		done     = make(chan struct{})
@@ -143,6 +177,13 @@ func run(ctx context.Context, out io.Writer) error {
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for the chain: %w", ctx.Err())
 	}
+	var dead *message.Message
+	select {
+	case dead = <-deadLetters:
+		dead.Ack()
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the dead letter: %w", ctx.Err())
+	}
 	if err := router.Close(); err != nil {
 		return err
 	}
@@ -161,6 +202,17 @@ func run(ctx context.Context, out io.Writer) error {
 		fmt.Fprintf(out, "  %s\n", wire)
 	}
 	fmt.Fprintf(out, "\nPattern handlers:\n  *          saw %d events\n  payment.*  saw %s\n", len(seen), strings.Join(payments, ", "))
+	fmt.Fprintln(out, "\nThe mailer's handler on receipt.*:")
+	for _, r := range retries {
+		fmt.Fprintf(out, "  %s\n", r)
+	}
+	var dl middleware.DeadLetteredEvent
+	if err := json.Unmarshal(dead.Payload, &dl); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  dead-lettered to %s: reason=%s attempts=%d handler=%s pattern=%s error=%q\n",
+		dlqTopic, dl.Reason, dl.Attempts, dl.HandlerName, dl.Pattern, dl.Error.Message)
+	fmt.Fprintf(out, "  envelope (Arc's DeadLetteredEvent): %.160s…\n", dead.Payload)
 	fmt.Fprintln(out, "\nCausation chain:")
 	printChain(out, seen)
 	return nil

@@ -23,7 +23,7 @@ func TestQuickstart(t *testing.T) {
 	var events []arc.Event
 	for _, line := range strings.Split(out.String(), "\n") {
 		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "{") {
+		if strings.HasPrefix(line, "{\"type\"") {
 			var ev arc.Event
 			require.NoError(t, arc.Unmarshal([]byte(line), &ev), line)
 			events = append(events, ev)
@@ -43,6 +43,9 @@ func TestQuickstart(t *testing.T) {
 	}
 	assert.Contains(t, out.String(), "*          saw 4 events")
 	assert.Contains(t, out.String(), "payment.*  saw payment.requested, payment.captured")
+	assert.Contains(t, out.String(), "attempt 1 failed (SMTP server unreachable), retrying in")
+	assert.Contains(t, out.String(), "attempt 2 failed (SMTP server unreachable), retrying in")
+	assert.Contains(t, out.String(), "reason=retry_exhausted attempts=3 handler=mailer pattern=receipt.*")
 	assert.Contains(t, out.String(), "Causation chain:")
 	assert.Contains(t, out.String(), "└─ receipt.sent")
 }

@@ -1,0 +1,29 @@
+// Package middleware gives Arc's recoverability and event chaining to
+// Watermill handlers: retry with Arc's backoff, dead letters in Arc's
+// DeadLetteredEvent shape (with the facts Arc leaves out), an optional
+// delayed retry tier, causation and correlation stamping of child events,
+// and schema validation on publish and on consume.
+//
+// The parts are ordinary message.HandlerMiddleware and publisher
+// decorators, but their order matters, and the wrong one loses messages
+// (watermill issues #580 and #645: a poison queue inside Retry swallows the
+// first error). NewStack assembles them in the only order that works:
+//
+//	Causation → DeadLetter → Validation → Retry → Timeout → Recoverer → handler
+//
+// so that a panic or a timeout is retried and then dead-lettered, an invalid
+// payload is dead-lettered at once with reason validation_failed, a shutdown
+// during a backoff nacks the message instead of dead-lettering it, and a
+// dead letter that cannot be stored nacks the message instead of losing it.
+//
+// With the wildcard router, give the Stack's Middleware to each
+// wildcard.HandlerConfig (one handler's failure then retries and
+// dead-letters that handler alone) and its DeadLetter.Malformed to
+// wildcard.Config.OnMalformed (foreign or corrupt messages are dead-lettered
+// with reason malformed, never dropped).
+//
+// Dead letters are Watermill messages, not Arc events: their payload is the
+// DeadLetteredEvent JSON, their metadata the same facts under dlq_* keys
+// (plus Watermill's PoisonQueue keys), with the failed event's correlation
+// id and its id as causation id, so a dead letter stays in its chain.
+package middleware
