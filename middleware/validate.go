@@ -38,9 +38,9 @@ type ValidationError struct {
 	Err error
 }
 
-func (e *ValidationError) Error() string {
-	return fmt.Sprintf("event %q (schema version %d) payload validation failed: %v", e.Type, e.Version, e.Err)
-}
+// Error is the validator's error, which names the event (the registry's
+// does), behind a fixed prefix.
+func (e *ValidationError) Error() string { return "payload validation failed: " + e.Err.Error() }
 
 // Is reports whether target is ErrValidation.
 func (e *ValidationError) Is(target error) bool { return target == ErrValidation }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/registry"
 	"github.com/arcmill/arcmill/wildcard"
 )
 
@@ -158,8 +159,27 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
+	// Event definitions with JSON Schemas (Arc's defineEvent), and a
+	// publisher that refuses invalid payloads (Arc's validateMode "reject").
+	catalog := registry.New(registry.Config{})
+	orderCreated := registry.MustDefine[OrderCreated](registry.Definition{Name: "order.created", Description: "An order was placed"})
+	catalog.MustRegister(orderCreated.Definition())
+	publisher, err := middleware.ValidatingPublisher(middleware.CausationPublisher(pubSub), catalog, middleware.Reject, logger)
+	if err != nil {
+		return err
+	}
+	invalid, err := orderCreated.Create(OrderCreated{OrderID: "o-0", Total: -5}, arc.Meta{})
+	if err != nil {
+		return err
+	}
+	invalidMsg, err := arc.ToMessage(invalid)
+	if err != nil {
+		return err
+	}
+	rejected := publisher.Publish(topic, invalidMsg)
+
 	// The root event, as an Arc service's eventPlugin.publish would make it.
-	root, err := arc.NewEvent("order.created", map[string]any{"orderId": "o-1", "total": 99},
+	root, err := orderCreated.Create(OrderCreated{OrderID: "o-1", Total: 99},
 		arc.Meta{UserID: "u-7", OrganizationID: "org-1", Source: "shop", Resource: "order", ResourceID: "o-1"})
 	if err != nil {
 		return err
@@ -168,7 +188,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := pubSub.Publish(topic, msg); err != nil {
+	if err := publisher.Publish(topic, msg); err != nil {
 		return err
 	}
 
@@ -193,6 +213,7 @@ func run(ctx context.Context, out io.Writer) error {
 
 	mu.Lock()
 	defer mu.Unlock()
+	fmt.Fprintf(out, "Schema validation (reject mode):\n  %v\n\n", rejected)
 	fmt.Fprintln(out, "Events as Arc JSON (what an Arc service reads from Redis):")
 	for _, ev := range seen {
 		wire, err := arc.Marshal(ev)
@@ -216,6 +237,13 @@ func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintln(out, "\nCausation chain:")
 	printChain(out, seen)
 	return nil
+}
+
+// OrderCreated is the payload of order.created; its JSON Schema is
+// generated from this type.
+type OrderCreated struct {
+	OrderID string  `json:"orderId"`
+	Total   float64 `json:"total" jsonschema:"minimum=0"`
 }
 
 // printChain prints events as a tree, each under the event that caused it.

@@ -46,6 +46,9 @@ func TestQuickstart(t *testing.T) {
 	assert.Contains(t, out.String(), "attempt 1 failed (SMTP server unreachable), retrying in")
 	assert.Contains(t, out.String(), "attempt 2 failed (SMTP server unreachable), retrying in")
 	assert.Contains(t, out.String(), "reason=retry_exhausted attempts=3 handler=mailer pattern=receipt.*")
+	assert.Contains(t, out.String(), `not published to "arc.events"`)
+	assert.Contains(t, out.String(), `event "order.created" v1: /total: minimum: got -5, want 0`)
+	assert.Equal(t, 1, root.Meta.SchemaVersion, "stamped by the definition")
 	assert.Contains(t, out.String(), "Causation chain:")
 	assert.Contains(t, out.String(), "└─ receipt.sent")
 }

@@ -1,0 +1,165 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// ErrDuplicate is wrapped by Register's error for a (name, version) that is
+// already registered.
+var ErrDuplicate = errors.New("registry: duplicate definition")
+
+// Definition is Arc's defineEvent: an event's name, version, description
+// and payload schema.
+type Definition struct {
+	// Name is the event type ("order.created"). Required.
+	Name string
+	// Version is the schema version; default 1.
+	Version int
+	// Description says what the event means.
+	Description string
+	// Schema is the payload's JSON Schema (2020-12 unless it says
+	// otherwise with $schema); nil means no schema, and every payload is
+	// valid.
+	Schema json.RawMessage
+	// GoType is the payload's Go type, for typed definitions (Define).
+	GoType reflect.Type
+}
+
+func (d *Definition) setDefaults() {
+	if d.Version == 0 {
+		d.Version = 1
+	}
+}
+
+// Validate reports a definition that cannot be registered.
+func (d Definition) Validate() error {
+	switch {
+	case d.Name == "":
+		return errors.New("registry: Definition.Name is required")
+	case d.Version < 0:
+		return fmt.Errorf("registry: event %q: version must be positive, got %d", d.Name, d.Version)
+	}
+	return nil
+}
+
+// Config configures a Registry. The zero value is valid.
+type Config struct {
+	// Loader resolves $refs to documents outside a schema. Default: none,
+	// so schemas never reach for the network; such a $ref fails
+	// registration.
+	Loader jsonschema.URLLoader
+}
+
+// Registry is Arc's createEventRegistry with real JSON Schema. It is safe
+// for concurrent use.
+type Registry struct {
+	cfg   Config
+	mu    sync.RWMutex
+	defs  map[string]map[int]*entry // name → version → definition
+	order []*entry
+}
+
+type entry struct {
+	def    Definition
+	schema *jsonschema.Schema // nil: no schema
+}
+
+// New returns an empty registry.
+func New(cfg Config) *Registry {
+	return &Registry{cfg: cfg, defs: map[string]map[int]*entry{}}
+}
+
+// Register adds a definition, compiling its schema once. A second
+// definition of the same name and version is refused with Arc's message;
+// several versions of one name coexist. An invalid schema fails with an
+// error wrapping ErrInvalidSchema.
+func (r *Registry) Register(def Definition) error {
+	def.setDefaults()
+	if err := def.Validate(); err != nil {
+		return err
+	}
+	e := &entry{def: def}
+	if len(def.Schema) > 0 {
+		sch, err := compile(def.Name, def.Version, def.Schema, r.cfg.Loader)
+		if err != nil {
+			return err
+		}
+		e.schema = sch
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.defs[def.Name][def.Version]; dup {
+		return fmt.Errorf("%w: Event '%s' v%d is already registered. Use a different version number for schema evolution.",
+			ErrDuplicate, def.Name, def.Version)
+	}
+	if r.defs[def.Name] == nil {
+		r.defs[def.Name] = map[int]*entry{}
+	}
+	r.defs[def.Name][def.Version] = e
+	r.order = append(r.order, e)
+	return nil
+}
+
+// MustRegister is Register for definitions known to be valid; it panics
+// otherwise.
+func (r *Registry) MustRegister(def Definition) {
+	if err := r.Register(def); err != nil {
+		panic(err)
+	}
+}
+
+// lookup returns the exact version, or the latest when version is 0.
+func (r *Registry) lookup(name string, version int) *entry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	versions := r.defs[name]
+	if version != 0 {
+		return versions[version]
+	}
+	var latest *entry
+	for _, e := range versions {
+		if latest == nil || e.def.Version > latest.def.Version {
+			latest = e
+		}
+	}
+	return latest
+}
+
+// Get returns the definition of name at version, or its latest version when
+// version is 0.
+func (r *Registry) Get(name string, version int) (Definition, bool) {
+	if e := r.lookup(name, version); e != nil {
+		return e.def, true
+	}
+	return Definition{}, false
+}
+
+// Validate checks a payload as Arc's registry.validate does: with a version,
+// against that version only; without (0), against the latest. An unknown
+// name or version, or a definition without a schema, is valid (validation
+// is opt-in). Otherwise a failure is a *ValidationError whose Violations
+// carry JSON Pointer paths. Its signature is middleware.Validator's.
+func (r *Registry) Validate(name string, payload json.RawMessage, version int) error {
+	e := r.lookup(name, version)
+	if e == nil || e.schema == nil {
+		return nil
+	}
+	return check(e.schema, e.def.Name, e.def.Version, payload)
+}
+
+// Catalog returns the definitions in registration order.
+func (r *Registry) Catalog() []Definition {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Definition, len(r.order))
+	for i, e := range r.order {
+		out[i] = e.def
+	}
+	return out
+}
