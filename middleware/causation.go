@@ -47,6 +47,9 @@ func Causation(h message.HandlerFunc) message.HandlerFunc {
 		msg.SetContext(ctx)
 		for _, m := range out {
 			Stamp(m, ev)
+			// The router publishes returned messages after the handler
+			// returns, when an attempt's Timeout context has ended.
+			m.SetContext(context.WithoutCancel(m.Context()))
 		}
 		return out, err
 	}

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/components/delay"
@@ -56,11 +58,17 @@ type DeadLetterConfig struct {
 	IncludeStack bool
 	// OnDeadLetter is called after a dead letter is stored.
 	OnDeadLetter func(DeadLetteredEvent)
+	// PublishTimeout bounds each dead-letter and delayed-retry publish, which
+	// does not end with the message's context. Default 30 s.
+	PublishTimeout time.Duration
 	// Logger defaults to no logging.
 	Logger watermill.LoggerAdapter
 }
 
-// DelayedRetry is the delayed tier.
+// DelayedRetry is the delayed tier. The message goes back to Topic, so every
+// consumer group of that topic receives it again: on a topic several groups
+// (or Arc services) read, give the delayed retries a topic of their own that
+// the same router also reads.
 type DelayedRetry struct {
 	// Publisher publishes the message back; it must honour Watermill's delay
 	// metadata (components/delay), as watermill-sql's delayed Pub/Subs do.
@@ -77,8 +85,15 @@ func (c *DeadLetterConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
-	if c.Delayed != nil && c.Delayed.Delays == nil {
-		c.Delayed.Delays = []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 30 * time.Second
+	}
+	if c.Delayed != nil {
+		d := *c.Delayed // the caller's value may be shared
+		if d.Delays == nil {
+			d.Delays = []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
+		}
+		c.Delayed = &d
 	}
 }
 
@@ -110,6 +125,7 @@ type DeadLetter struct {
 	host                   string
 	deadLettered, requeued atomic.Uint64
 	publishFailures        atomic.Uint64
+	ignoredDeadLetters     atomic.Uint64
 }
 
 // NewDeadLetter returns a DeadLetter.
@@ -125,12 +141,15 @@ func NewDeadLetter(cfg DeadLetterConfig) (*DeadLetter, error) {
 // DeadLetterStats counts what DeadLetter did.
 type DeadLetterStats struct {
 	DeadLettered, DelayedRetries, PublishFailures uint64
+	// IgnoredDeadLetters counts dead letters that reached Malformed (a
+	// router reading its own dead-letter topic) and were acknowledged.
+	IgnoredDeadLetters uint64
 }
 
 // Stats returns the counters so far.
 func (d *DeadLetter) Stats() DeadLetterStats {
 	return DeadLetterStats{DeadLettered: d.deadLettered.Load(), DelayedRetries: d.requeued.Load(),
-		PublishFailures: d.publishFailures.Load()}
+		PublishFailures: d.publishFailures.Load(), IgnoredDeadLetters: d.ignoredDeadLetters.Load()}
 }
 
 // Middleware is the message.HandlerMiddleware.
@@ -141,8 +160,12 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil {
 			return out, nil
 		}
-		if errors.Is(err, ErrShutdown) || ctx.Err() != nil {
+		if errors.Is(err, ErrShutdown) {
 			return nil, err
+		}
+		var re *RetryError
+		if ctx.Err() != nil && !errors.As(err, &re) {
+			return nil, err // no Retry inside: a failure as the context ends is a shutdown's
 		}
 		if msg.Metadata.Get(MetadataDLQReason) != "" {
 			d.cfg.Logger.Error("Handling a dead letter failed; not dead-lettering it again", err,
@@ -169,7 +192,16 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // Malformed dead-letters a message that is not an Arc event, with reason
 // "malformed" and the raw message. Its signature fits
 // wildcard.Config.OnMalformed.
+//
+// A dead letter is not an event either (a router reading its own
+// dead-letter topic, as Arc's single stream invites): it is acknowledged and
+// counted, never dead-lettered again, so no amplification loop can start.
 func (d *DeadLetter) Malformed(msg *message.Message, err error) error {
+	if msg.Metadata.Get(MetadataDLQReason) != "" {
+		d.ignoredDeadLetters.Add(1)
+		d.cfg.Logger.Debug("A dead letter reached the router; acknowledged", watermill.LogFields{"message_uuid": msg.UUID})
+		return nil
+	}
 	dl := d.envelope(msg.Context(), msg, err)
 	if perr := d.publish(msg, dl); perr != nil {
 		return errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
@@ -198,6 +230,7 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 	}
 	if info, ok := wildcard.InfoFromContext(ctx); ok {
 		dl.Event, dl.HandlerName, dl.Pattern, dl.SourceTopic = info.Event, info.Handler, info.Pattern, info.Topic
+		dl.target = info.Handler
 	} else {
 		dl.HandlerName = message.HandlerNameFromCtx(ctx)
 		dl.SourceTopic = message.SubscribeTopicFromCtx(ctx)
@@ -208,7 +241,7 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 	if dl.Event.Type == "" { // not an event: Arc's placeholder, and the raw message
 		dl.Event = arc.Event{Type: "<unknown>", Payload: json.RawMessage("null"),
 			Meta: arc.Meta{ID: fallback(msg.UUID, "<unknown>"), Timestamp: now.Truncate(time.Millisecond)}}
-		dl.Raw = &RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
+		dl.Raw = rawMessage(msg)
 	}
 	dl.Error = d.errorInfo(err)
 	dl.ErrorType = innermostType(err)
@@ -289,7 +322,9 @@ func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
 			delete(out.Metadata, k)
 		}
 	}
-	out.SetContext(context.WithoutCancel(msg.Context()))
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
+	defer cancel()
+	out.SetContext(pctx)
 	if err := d.cfg.Publisher.Publish(d.cfg.Topic, out); err != nil {
 		d.publishFailures.Add(1)
 		d.cfg.Logger.Error("Dead letter not published; nacking", err, watermill.LogFields{"message_uuid": msg.UUID})
@@ -312,11 +347,15 @@ func (d *DeadLetter) requeue(msg *message.Message, dl DeadLetteredEvent, n int) 
 	out.Metadata.Set(MetadataAttempts, strconv.Itoa(dl.Attempts))
 	out.Metadata.Set(MetadataFirstFailedAt, dl.FirstFailedAt.Format(time.RFC3339Nano))
 	out.Metadata.Set(MetadataDelayedRetries, strconv.Itoa(n+1))
-	if dl.HandlerName != "" {
-		out.Metadata.Set(wildcard.MetadataTargetHandler, dl.HandlerName)
+	// Only the wildcard router's handlers can be targeted; a plain
+	// Watermill handler gets its message back as it is.
+	if dl.target != "" {
+		out.Metadata.Set(wildcard.MetadataTargetHandler, dl.target)
 	}
 	delay.Message(out, delay.For(d.cfg.Delayed.Delays[n]))
-	out.SetContext(context.WithoutCancel(msg.Context()))
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
+	defer cancel()
+	out.SetContext(pctx)
 	topic := d.cfg.Delayed.Topic
 	if topic == "" {
 		topic = dl.SourceTopic
@@ -333,6 +372,16 @@ func (d *DeadLetter) requeue(msg *message.Message, dl DeadLetteredEvent, n int) 
 		"message_uuid": msg.UUID, "handler": dl.HandlerName, "delayed_retry": n + 1, "delay": d.cfg.Delayed.Delays[n].String(),
 	})
 	return nil
+}
+
+// rawMessage keeps a message as it arrived; a payload that is not UTF-8
+// text is kept in base64.
+func rawMessage(msg *message.Message) *RawMessage {
+	raw := &RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
+	if !utf8.Valid(msg.Payload) {
+		raw.Payload, raw.Encoding = base64.StdEncoding.EncodeToString(msg.Payload), "base64"
+	}
+	return raw
 }
 
 func fallback(s, def string) string {

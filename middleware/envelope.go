@@ -47,6 +47,8 @@ type DeadLetteredEvent struct {
 	Host string `json:"host,omitempty"`
 	// Raw holds a malformed message as it arrived.
 	Raw *RawMessage `json:"raw,omitempty"`
+
+	target string // the wildcard handler to send a delayed retry to
 }
 
 // ErrorInfo is Arc's {message, code?, stack?}.
@@ -61,6 +63,8 @@ type RawMessage struct {
 	UUID     string            `json:"uuid"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 	Payload  string            `json:"payload"`
+	// Encoding is "base64" when the payload was not UTF-8 text.
+	Encoding string `json:"encoding,omitempty"`
 }
 
 type envelopeJSON struct {

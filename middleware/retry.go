@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // NoRetries, as RetryConfig.MaxRetries, turns immediate retries off (zero
@@ -57,6 +59,10 @@ type RetryConfig struct {
 // NoJitter, as RetryConfig.Jitter, turns jitter off.
 const NoJitter = -1
 
+// NoBackoff, as RetryConfig.Backoff, retries at once (zero means the
+// default).
+const NoBackoff time.Duration = -1
+
 // RetryInfo describes a retry about to happen.
 type RetryInfo struct {
 	Message *message.Message
@@ -73,10 +79,13 @@ func (c *RetryConfig) setDefaults() {
 	if c.MaxRetries < 0 {
 		c.MaxRetries = 0
 	}
-	if c.Backoff == 0 {
+	switch c.Backoff {
+	case 0:
 		c.Backoff = time.Second
+	case NoBackoff:
+		c.Backoff, c.MaxBackoff = 0, 0
 	}
-	if c.MaxBackoff == 0 {
+	if c.MaxBackoff == 0 && c.Backoff > 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
 	if c.Jitter == 0 {
@@ -95,8 +104,8 @@ func (c RetryConfig) Validate() error {
 	switch {
 	case c.MaxRetries < NoRetries:
 		return fmt.Errorf("middleware: MaxRetries must be >= %d, got %d", NoRetries, c.MaxRetries)
-	case c.Backoff < 0 || c.MaxBackoff < 0:
-		return errors.New("middleware: Backoff and MaxBackoff must not be negative")
+	case c.Backoff < 0 && c.Backoff != NoBackoff || c.MaxBackoff < 0:
+		return errors.New("middleware: Backoff and MaxBackoff must not be negative (NoBackoff retries at once)")
 	case c.Jitter > 1:
 		return fmt.Errorf("middleware: Jitter must be at most 1, got %v", c.Jitter)
 	}
@@ -111,6 +120,11 @@ func (c RetryConfig) Validate() error {
 type Retry struct {
 	cfg     RetryConfig
 	retried atomic.Uint64
+	// interrupted remembers the attempts of deliveries whose context ended
+	// before the retries were spent (a shutdown, or a subscriber's ack
+	// deadline), so that a redelivery to this process counts on instead of
+	// starting over and looping for ever.
+	interrupted *attemptMemory
 }
 
 // NewRetry returns a Retry.
@@ -119,7 +133,7 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	return &Retry{cfg: cfg}, nil
+	return &Retry{cfg: cfg, interrupted: newAttemptMemory(10000)}, nil
 }
 
 // Retried counts the retries made so far.
@@ -165,25 +179,36 @@ func (e *RetryError) Unwrap() error { return e.Err }
 func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		ctx := msg.Context()
+		defer msg.SetContext(ctx) // an attempt's Timeout context must not outlive it
+		key := memoryKey(msg)
 		prior, _ := strconv.Atoi(msg.Metadata.Get(MetadataAttempts))
 		first, _ := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetadataFirstFailedAt))
-		for try := 0; ; try++ {
+		start := 0 // tries of this delivery's retry budget already spent
+		if seen, ok := r.interrupted.get(key); ok && seen.attempts > prior {
+			prior, first, start = seen.attempts, seen.first, seen.tries
+		}
+		for try := start; ; try++ {
 			msg.SetContext(ctx)
 			out, err := h(msg)
 			if err == nil {
+				r.interrupted.forget(key)
 				return out, nil
 			}
 			now := time.Now()
 			if first.IsZero() {
 				first = now
 			}
-			attempt := prior + try + 1
+			attempt := prior + try - start + 1
 			unrecoverable := r.unrecoverable(err)
-			if unrecoverable || try >= r.cfg.MaxRetries || ctx.Err() != nil {
-				msg.SetContext(ctx)
-				if ctx.Err() != nil && !unrecoverable {
-					return nil, fmt.Errorf("%w: %w (after %d attempt(s): %v)", ErrShutdown, ctx.Err(), attempt, err)
-				}
+			exhausted := unrecoverable || try >= r.cfg.MaxRetries
+			if ctx.Err() != nil && (!exhausted || isContextErr(err)) {
+				// The delivery ends before its retries do (shutdown, ack
+				// deadline): nack, and count on at the next delivery.
+				r.interrupted.put(key, attempts{attempt, first, try + 1})
+				return nil, fmt.Errorf("%w: %w (after %d attempt(s): %v)", ErrShutdown, ctx.Err(), attempt, err)
+			}
+			if exhausted {
+				r.interrupted.forget(key)
 				return nil, &RetryError{Err: err, Attempts: attempt, FirstFailedAt: first, LastFailedAt: now,
 					Unrecoverable: unrecoverable}
 			}
@@ -200,11 +225,23 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			case <-timer.C:
 			case <-ctx.Done():
 				timer.Stop()
-				msg.SetContext(ctx)
+				r.interrupted.put(key, attempts{attempt, first, try + 1})
 				return nil, fmt.Errorf("%w: %w (after %d attempt(s): %v)", ErrShutdown, ctx.Err(), attempt, err)
 			}
 		}
 	}
+}
+
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// memoryKey identifies one handler's delivery of one message.
+func memoryKey(msg *message.Message) string {
+	if info, ok := wildcard.InfoFromContext(msg.Context()); ok {
+		return msg.UUID + "\x00" + info.Handler
+	}
+	return msg.UUID + "\x00" + message.HandlerNameFromCtx(msg.Context())
 }
 
 func (r *Retry) unrecoverable(err error) bool {

@@ -83,6 +83,9 @@ func (s *source) dispatch(msg *message.Message) error {
 	}
 	bufp := s.buffers.Get().(*[]*entry)
 	var matches []*entry
+	// A delayed retry of one handler's failure: that handler alone, and no
+	// progress tracking (the copy shares the event's id with the original).
+	target := msg.Metadata.Get(MetadataTargetHandler)
 	defer func() {
 		clear(matches)
 		*bufp = matches[:0]
@@ -90,8 +93,8 @@ func (s *source) dispatch(msg *message.Message) error {
 	}()
 	for {
 		matches = s.index.AppendMatches((*bufp)[:0], ev.Type)
-		if target := msg.Metadata.Get(MetadataTargetHandler); target != "" {
-			matches = onlyHandler(matches, target)
+		if target != "" {
+			matches = s.onlyHandler(matches, target)
 		}
 		if len(matches) > 0 {
 			break
@@ -112,7 +115,10 @@ func (s *source) dispatch(msg *message.Message) error {
 		}
 	}
 
-	done := s.progress.done(msg.UUID)
+	var done map[*entry]struct{}
+	if target == "" {
+		done = s.progress.done(msg.UUID)
+	}
 	var errs []error
 	var succeeded []*entry
 	for _, e := range matches {
@@ -132,7 +138,9 @@ func (s *source) dispatch(msg *message.Message) error {
 		s.r.handled.Add(1)
 		return nil
 	}
-	s.progress.add(msg.UUID, succeeded)
+	if target == "" {
+		s.progress.add(msg.UUID, succeeded)
+	}
 	s.r.failed.Add(1)
 	return errors.Join(errs...)
 }
@@ -166,15 +174,18 @@ func (s *source) run(e *entry, msg *message.Message, ev arc.Event, only bool) (e
 	return e.publisher.Publish(e.publishTopic, out...)
 }
 
-// onlyHandler keeps the entry named target, if it matched.
-func onlyHandler(matches []*entry, target string) []*entry {
+// onlyHandler keeps the entry named target. If none of that name matched
+// (another instance named its handlers otherwise), every match runs: a
+// duplicate for some, rather than a loss for the one that failed.
+func (s *source) onlyHandler(matches []*entry, target string) []*entry {
 	for _, e := range matches {
 		if e.name == target {
 			matches[0] = e
 			return matches[:1]
 		}
 	}
-	return matches[:0]
+	s.logger.Info("Target handler of a delayed retry not found; running every match", watermill.LogFields{"target": target})
+	return matches
 }
 
 func firstMatch(patterns []Pattern, eventType string) string {

@@ -49,8 +49,8 @@ const (
 
 // MetadataTargetHandler, set on a message, delivers it only to the handler
 // of that name: a delayed retry of one handler's failure must not run its
-// siblings again. If that handler is gone, the message is acknowledged and
-// counted as unmatched.
+// siblings again. If no matching handler has that name, every match runs
+// (duplicates rather than a loss): give handlers stable names.
 const MetadataTargetHandler = "wildcard_target_handler"
 
 type infoKey struct{}

@@ -482,5 +482,23 @@ func TestTargetHandlerMetadataRunsOnlyThatHandler(t *testing.T) {
 
 	msg.Metadata.Set(MetadataTargetHandler, "gone")
 	require.NoError(t, src.dispatch(msg))
-	assert.Equal(t, uint64(1), h.wr.Stats().Unmatched)
+	assert.Equal(t, int32(1), a.Load(), "an unknown target runs every match, never loses the event")
+	assert.Equal(t, int32(2), b.Load())
+}
+
+// A delayed retry (a targeted copy with the event's id) runs its handler
+// even when progress says that handler succeeded for that id.
+func TestTargetedCopyBypassesProgress(t *testing.T) {
+	h := newHarness(t, Config{})
+	var a atomic.Int32
+	_, err := h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
+		func(context.Context, arc.Event) error { a.Add(1); return nil })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
+	src.progress.add(ev.Meta.ID, []*entry{src.handlers["a"]})
+	msg, _ := arc.ToMessage(ev)
+	msg.Metadata.Set(MetadataTargetHandler, "a")
+	require.NoError(t, src.dispatch(msg))
+	assert.Equal(t, int32(1), a.Load())
 }
