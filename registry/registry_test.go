@@ -271,3 +271,14 @@ func TestCatalogs(t *testing.T) {
 }
 
 var _ = errors.New
+
+// Found by the suite: a schema with relative $ids must register (the base
+// URL of a compilation must be hierarchical).
+func TestRelativeIDs(t *testing.T) {
+	r := New(Config{})
+	require.NoError(t, r.Register(Definition{Name: "order:placed", Schema: json.RawMessage(`{
+		"$id": "/schemas/order.json", "$ref": "int.json",
+		"$defs": {"int": {"$id": "int.json", "type": "integer"}}}`)}))
+	assert.NoError(t, r.Validate("order:placed", json.RawMessage(`5`), 0))
+	assert.Error(t, r.Validate("order:placed", json.RawMessage(`"x"`), 0))
+}

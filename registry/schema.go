@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"strings"
 	"sync/atomic"
 
@@ -70,8 +71,10 @@ func compile(name string, version int, schema json.RawMessage, loader jsonschema
 		loader = refuseLoader{}
 	}
 	c.UseLoader(loader)
-	// A unique URL per compilation: relative $refs resolve against it.
-	url := fmt.Sprintf("urn:arcmill:registry:%d:%s:v%d", schemaSeq.Add(1), name, version)
+	// A unique, hierarchical URL per compilation, so that relative $ids and
+	// $refs resolve against it (a urn: cannot take relative references). The
+	// .invalid host is reserved and never fetched: the loader refuses it.
+	url := fmt.Sprintf("http://arcmill.invalid/registry/%d/%s/v%d.json", schemaSeq.Add(1), neturl.PathEscape(name), version)
 	if err := c.AddResource(url, doc); err != nil {
 		return nil, fmt.Errorf("%w: event %q v%d: %v", ErrInvalidSchema, name, version, err)
 	}
