@@ -30,3 +30,4 @@ FUZZTIME ?= 30s
 fuzz:
 	for f in FuzzUnmarshal FuzzFromMessage FuzzValidJSON; do \
 	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./arc || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalEntry$$' -fuzztime $(FUZZTIME) ./adapters/redisstream

@@ -34,6 +34,12 @@ const (
 	// MetadataExtraPrefix prefixes each Meta.Extra key; the value is the raw
 	// JSON text.
 	MetadataExtraPrefix = "arc_meta_"
+	// MetadataMalformed is set by a transport adapter on a message whose
+	// entry was not an Arc event (the adapter never fails a read: a foreign
+	// or corrupt entry must not end a subscription); its value says why.
+	// FromMessage reports it, so the message is dead-lettered with the
+	// transport's reason.
+	MetadataMalformed = "arc_malformed"
 )
 
 // stringMetadata pairs the optional string fields with their metadata keys.
@@ -108,6 +114,9 @@ func FromMessage(msg *message.Message) (Event, error) {
 		return Event{}, malformed("", "nil message", nil)
 	}
 	md := msg.Metadata
+	if why := md[MetadataMalformed]; why != "" {
+		return Event{}, malformed("", why, nil)
+	}
 	ev := Event{Type: md[MetadataType]}
 	if ev.Type == "" {
 		return Event{}, malformed(MetadataType, "must be a non-empty event type", nil)

@@ -102,6 +102,7 @@ func TestFromMessageMalformed(t *testing.T) {
 		"bad version":      {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_schema_version": "two"}), "arc_schema_version"},
 		"bad extra":        {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_meta_k": "not json"}), "arc_meta_k"},
 		"extra timestamp":  {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_meta_timestamp": `"x"`}), ""},
+		"adapter says":     {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_malformed": "stream entry has no data field"}), ""},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -1,0 +1,105 @@
+package redisstream
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+// Stream entry fields, as Arc's RedisStreamTransport writes them.
+const (
+	FieldType = "type"
+	FieldData = "data"
+)
+
+// MetadataRawFields holds, on a malformed message, the entry's fields as a
+// JSON object, so a dead letter keeps the entry exactly.
+const MetadataRawFields = "arc_stream_fields"
+
+// Marshaller writes and reads Arc's stream entries for watermill-redisstream:
+// fields type (the event type) and data (the event's Arc JSON), which is
+// what Arc's RedisStreamTransport writes and reads. It is both a
+// redisstream.Marshaller and a redisstream.Unmarshaller.
+//
+// Reading is total: Unmarshal never fails, since an Unmarshal error ends a
+// Watermill subscription. A foreign or corrupt entry (Arc's malformed
+// cases: type or data missing or empty, data not an Arc event) becomes a
+// message with arc.MetadataMalformed saying why and MetadataRawFields
+// holding the fields, which the wildcard router hands to its OnMalformed
+// hook (middleware.DeadLetter.Malformed dead-letters it with reason
+// "malformed"). Arc acknowledges and drops such entries; arcmill keeps them.
+type Marshaller struct {
+	// WatermillUUID also writes _watermill_message_uuid = meta.id. Arc
+	// ignores extra fields; Watermill's default unmarshaller needs it.
+	WatermillUUID bool
+}
+
+var _ wredis.MarshallerUnmarshaller = Marshaller{}
+
+// Marshal returns the entry fields of an Arc event message. A message that
+// is not an Arc event is refused: Arc readers would drop it.
+func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error) {
+	ev, err := arc.FromMessage(msg)
+	if err != nil {
+		return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
+	}
+	data, err := arc.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]any{FieldType: ev.Type, FieldData: string(data)}
+	if m.WatermillUUID {
+		fields[wredis.UUIDHeaderKey] = ev.Meta.ID
+	}
+	return fields, nil
+}
+
+// Unmarshal returns the message of an entry; it never fails (see Marshaller).
+func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
+	typ, _ := values[FieldType].(string)
+	data, _ := values[FieldData].(string)
+	var why string
+	switch {
+	case typ == "":
+		why = "stream entry has no type field"
+	case data == "":
+		why = "stream entry has no data field"
+	default:
+		var ev arc.Event
+		if err := arc.Unmarshal([]byte(data), &ev); err != nil {
+			why = "stream entry data: " + err.Error()
+			break
+		}
+		msg, err := arc.ToMessage(ev)
+		if err != nil { // cannot happen for an event Unmarshal accepted
+			why = "stream entry data: " + err.Error()
+			break
+		}
+		return msg, nil
+	}
+	msg := message.NewMessage(watermill.NewUUID(), []byte(data))
+	msg.Metadata.Set(arc.MetadataMalformed, why)
+	msg.Metadata.Set(MetadataRawFields, rawFields(values))
+	return msg, nil
+}
+
+// rawFields renders entry fields as a JSON object with sorted keys.
+func rawFields(values map[string]any) string {
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make(map[string]string, len(values))
+	for _, k := range keys {
+		out[k] = fmt.Sprint(values[k])
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
