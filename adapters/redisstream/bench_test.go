@@ -1,0 +1,143 @@
+package redisstream
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+func benchEvents(b *testing.B, n int) []*message.Message { return benchEventsT(b, n) }
+
+func benchEventsT(b testing.TB, n int) []*message.Message {
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		ev, err := arc.NewEvent("order.created", map[string]any{"orderId": fmt.Sprint("o-", i), "total": 99},
+			arc.Meta{UserID: "u-1", CorrelationID: "req-1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i], _ = arc.ToMessage(ev)
+	}
+	return msgs
+}
+
+// fill writes n Arc events to a new stream, pipelined, and returns its key.
+func fill(b *testing.B, client *redis.Client, msgs []*message.Message) string {
+	stream := "arcmill-bench:" + uuid.NewString()
+	pub, _ := NewPublisher(PublisherConfig{Client: client})
+	for i := 0; i < len(msgs); i += 500 {
+		if err := pub.Publish(stream, msgs[i:min(i+500, len(msgs))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return stream
+}
+
+// consume runs the wildcard router with a no-op Arc handler over sub until
+// n events are handled, and returns the time it took.
+func consume(b *testing.B, sub message.Subscriber, stream string, n int) time.Duration {
+	router, _ := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	events, _ := wildcard.NewRouter(router, wildcard.Config{})
+	var handled atomic.Int64
+	done := make(chan struct{})
+	_, err := events.Subscribe(sub, stream, "order.*", func(context.Context, arc.Event) error {
+		if handled.Add(1) == int64(n) {
+			close(done)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	go func() { _ = events.Run(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("handled %d of %d", handled.Load(), n)
+	}
+	elapsed := time.Since(start)
+	_ = router.Close()
+	return elapsed
+}
+
+var benchConsumers = 1
+
+// BenchmarkConsume: events/s through the wildcard router with a no-op Arc
+// handler, arcmill's subscriber against watermill-redisstream's default
+// one (COUNT 1, one XACK per message), both reading Arc's layout from the
+// same Redis, in one run (TARGETS.md: ≥ 100k/s, ≥ 9× the default).
+func BenchmarkConsume(b *testing.B) {
+	addr := testenv.RedisAddr(b)
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	const n = 50000
+	msgs := benchEvents(b, n)
+	var ours, theirs time.Duration
+	for b.Loop() {
+		stream := fill(b, admin, msgs)
+		sub, _ := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
+			ConsumerGroup: "bench-arcmill", CloseClient: true, Consumers: benchConsumers})
+		ours += consume(b, sub, stream, n)
+		_ = sub.Close()
+
+		wsub, _ := wredis.NewSubscriber(wredis.SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
+			ConsumerGroup: "bench-watermill", Unmarshaller: Marshaller{}}, watermill.NopLogger{})
+		theirs += consume(b, wsub, stream, n)
+		_ = wsub.Close()
+		admin.Del(context.Background(), stream)
+	}
+	runs := float64(b.N)
+	b.ReportMetric(n*runs/ours.Seconds(), "arcmill_events/s")
+	b.ReportMetric(n*runs/theirs.Seconds(), "watermill_events/s")
+	b.ReportMetric(theirs.Seconds()/ours.Seconds(), "x_faster")
+}
+
+// BenchmarkPublish: events/s published in batches of 100 (one pipelined
+// round trip each) and one by one, against watermill-redisstream's
+// publisher (one XADD per message) with the same Arc marshaller.
+func BenchmarkPublish(b *testing.B) {
+	addr := testenv.RedisAddr(b)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	const n = 20000
+	msgs := benchEvents(b, n)
+	ours, _ := NewPublisher(PublisherConfig{Client: client})
+	theirs, _ := wredis.NewPublisher(wredis.PublisherConfig{Client: client, Marshaller: Marshaller{}}, watermill.NopLogger{})
+	run := func(pub message.Publisher, batch int) time.Duration {
+		stream := "arcmill-bench:" + uuid.NewString()
+		defer client.Del(context.Background(), stream)
+		start := time.Now()
+		for i := 0; i < n; i += batch {
+			if err := pub.Publish(stream, msgs[i:min(i+batch, n)]...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	var oursBatch, theirsBatch, oursOne, theirsOne time.Duration
+	for b.Loop() {
+		oursBatch += run(ours, 100)
+		theirsBatch += run(theirs, 100)
+		oursOne += run(ours, 1)
+		theirsOne += run(theirs, 1)
+	}
+	runs := float64(b.N)
+	b.ReportMetric(n*runs/oursBatch.Seconds(), "arcmill_batch_events/s")
+	b.ReportMetric(n*runs/theirsBatch.Seconds(), "watermill_batch_events/s")
+	b.ReportMetric(n*runs/oursOne.Seconds(), "arcmill_single_events/s")
+	b.ReportMetric(n*runs/theirsOne.Seconds(), "watermill_single_events/s")
+	b.ReportMetric(theirsBatch.Seconds()/oursBatch.Seconds(), "x_faster_batch")
+}

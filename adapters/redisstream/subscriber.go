@@ -1,0 +1,415 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+// ErrClosed is returned by Subscribe and Publish after Close.
+var ErrClosed = errors.New("redisstream: closed")
+
+// MetadataEntryID holds the stream entry id of a received message; dead
+// letters name it (it is middleware.MetadataOriginalID).
+const MetadataEntryID = "arcmill_original_id"
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	// Client runs every command. go-redis takes a pool connection per
+	// command, so the blocking XREADGROUP never holds up XACK or a
+	// publisher's XADD (Arc's weakness 9). Required.
+	Client redis.UniversalClient
+	// ConsumerGroup is the group; required (the group is the service).
+	ConsumerGroup string
+	// Consumer names this process in the group; default a random short id.
+	// Give a stable name to pick up your own pending entries after a restart
+	// without waiting for ClaimIdle.
+	Consumer string
+	// Consumers is how many consumers this subscriber runs per topic, each
+	// reading and delivering on its own (names Consumer-1, Consumer-2, …).
+	// Default 1.
+	Consumers int
+	// Unmarshaller reads entries; default Marshaller (Arc's layout). An
+	// Unmarshal error never ends the subscription: the entry becomes a
+	// message flagged with arc.MetadataMalformed.
+	Unmarshaller wredis.Unmarshaller
+	// BatchSize is XREADGROUP's COUNT and the most acks sent in one XACK.
+	// Default 100.
+	BatchSize int
+	// BlockTime is XREADGROUP's BLOCK. Default 1 s.
+	BlockTime time.Duration
+	// OldestID is where a new group starts: "0" (default) reads the whole
+	// stream, "$" only new entries (Arc's choice).
+	OldestID string
+	// ClaimIdle is how long an entry stays pending on a consumer before
+	// another takes it over with XAUTOCLAIM. Default 30 s (Arc's
+	// claimTimeoutMs); ClaimInterval is how often to look. Default 5 s.
+	ClaimIdle, ClaimInterval time.Duration
+	// NackResendSleep is the pause before a nacked message is sent again.
+	// Default 0.
+	NackResendSleep time.Duration
+	// CloseTimeout bounds how long Close waits for in-flight messages to be
+	// acked or nacked; unsettled ones stay pending. Default 30 s.
+	CloseTimeout time.Duration
+	// CloseClient closes Client on Close (Watermill's subscriber always
+	// does; here the client stays the caller's unless this is set).
+	CloseClient bool
+	// Logger defaults to no logging.
+	Logger watermill.LoggerAdapter
+}
+
+func (c *SubscriberConfig) setDefaults() {
+	if c.Consumer == "" {
+		c.Consumer = watermill.NewShortUUID()
+	}
+	if c.Consumers == 0 {
+		c.Consumers = 1
+	}
+	if c.Unmarshaller == nil {
+		c.Unmarshaller = Marshaller{}
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 100
+	}
+	if c.BlockTime == 0 {
+		c.BlockTime = time.Second
+	}
+	if c.OldestID == "" {
+		c.OldestID = "0"
+	}
+	if c.ClaimIdle == 0 {
+		c.ClaimIdle = 30 * time.Second
+	}
+	if c.ClaimInterval == 0 {
+		c.ClaimInterval = 5 * time.Second
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c SubscriberConfig) Validate() error {
+	switch {
+	case c.Client == nil:
+		return errors.New("redisstream: SubscriberConfig.Client is required")
+	case c.ConsumerGroup == "":
+		return errors.New("redisstream: SubscriberConfig.ConsumerGroup is required")
+	case c.Consumers < 0 || c.BatchSize < 0 || c.BlockTime < 0 || c.ClaimIdle < 0 || c.ClaimInterval < 0:
+		return errors.New("redisstream: counts and durations must not be negative")
+	}
+	return nil
+}
+
+// Subscriber reads Redis Streams through a consumer group, built for
+// throughput: batched XREADGROUP and XACK, XAUTOCLAIM of entries left idle
+// by dead consumers, several consumers per process on request. It delivers
+// one message at a time per consumer (the next after the previous is acked
+// or nacked), so order holds per consumer. A message is acknowledged only
+// after it is acked; a nacked one is sent again; on Close, reading stops
+// first, in-flight messages are given CloseTimeout to settle, and whatever
+// is not acked stays pending for the group (Arc acks entries read during
+// shutdown without running them: weakness 2).
+type Subscriber struct {
+	cfg     SubscriberConfig
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+// NewSubscriber returns a Subscriber.
+func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Subscriber{cfg: cfg, closing: make(chan struct{})}, nil
+}
+
+// Subscribe reads topic (the stream key) until ctx ends or Close.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	select {
+	case <-s.closing:
+		return nil, ErrClosed
+	default:
+	}
+	if err := s.createGroup(ctx, topic); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan *message.Message)
+	var consumers sync.WaitGroup
+	for i := 1; i <= s.cfg.Consumers; i++ {
+		name := s.cfg.Consumer
+		if s.cfg.Consumers > 1 {
+			name = fmt.Sprintf("%s-%d", s.cfg.Consumer, i)
+		}
+		c := &consumer{s: s, topic: topic, name: name, out: out,
+			logger: s.cfg.Logger.With(watermill.LogFields{"topic": topic, "consumer": name})}
+		consumers.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer consumers.Done()
+			c.run(ctx)
+		}()
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.closing:
+		case <-ctx.Done():
+		}
+		cancel()
+		consumers.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+func (s *Subscriber) createGroup(ctx context.Context, topic string) error {
+	err := s.cfg.Client.XGroupCreateMkStream(ctx, topic, s.cfg.ConsumerGroup, s.cfg.OldestID).Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("redisstream: creating group %q on %q: %w", s.cfg.ConsumerGroup, topic, err)
+	}
+	return nil
+}
+
+// Close stops every subscription and waits for them; idempotent.
+func (s *Subscriber) Close() error {
+	s.once.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		if s.cfg.CloseClient {
+			_ = s.cfg.Client.Close()
+		}
+	})
+	return nil
+}
+
+// consumer is one consumer of one stream.
+type consumer struct {
+	s      *Subscriber
+	topic  string
+	name   string
+	out    chan<- *message.Message
+	logger watermill.LoggerAdapter
+	acks   []string
+}
+
+func (c *consumer) run(ctx context.Context) {
+	defer c.flush()
+	cfg := c.s.cfg
+	// First this consumer's own pending entries (a restart under a stable
+	// name): read from 0 until none are left.
+	for ctx.Err() == nil {
+		entries, err := c.read(ctx, "0")
+		if err != nil || len(entries) == 0 {
+			break
+		}
+		if !c.deliverAll(ctx, entries) {
+			return
+		}
+	}
+	nextClaim := time.Now()
+	for ctx.Err() == nil {
+		if time.Now().After(nextClaim) {
+			if !c.claim(ctx) {
+				return
+			}
+			nextClaim = time.Now().Add(cfg.ClaimInterval)
+		}
+		c.flush() // acks go out before blocking
+		entries, err := c.read(ctx, ">")
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if strings.Contains(err.Error(), "NOGROUP") { // the stream or group was deleted: recreate (Arc loops on it)
+				if cerr := c.s.createGroup(ctx, c.topic); cerr != nil {
+					c.logger.Error("Recreating the consumer group", cerr, nil)
+				}
+				continue
+			}
+			c.logger.Error("XREADGROUP failed", err, nil)
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		if !c.deliverAll(ctx, entries) {
+			return
+		}
+	}
+}
+
+// read runs XREADGROUP from id (">" new entries, "0" own pending ones).
+func (c *consumer) read(ctx context.Context, id string) ([]redis.XMessage, error) {
+	block := c.s.cfg.BlockTime
+	if id != ">" {
+		block = -1 // no BLOCK for pending entries
+	}
+	streams, err := c.s.cfg.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: c.s.cfg.ConsumerGroup, Consumer: c.name, Streams: []string{c.topic, id},
+		Count: int64(c.s.cfg.BatchSize), Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var entries []redis.XMessage
+	for _, st := range streams {
+		entries = append(entries, st.Messages...)
+	}
+	return entries, nil
+}
+
+// claim takes over entries idle on other consumers for ClaimIdle.
+func (c *consumer) claim(ctx context.Context) bool {
+	start := "0-0"
+	for ctx.Err() == nil {
+		entries, next, err := c.s.cfg.Client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: c.topic, Group: c.s.cfg.ConsumerGroup, Consumer: c.name,
+			MinIdle: c.s.cfg.ClaimIdle, Start: start, Count: int64(c.s.cfg.BatchSize),
+		}).Result()
+		if err != nil {
+			if ctx.Err() == nil {
+				c.logger.Error("XAUTOCLAIM failed", err, nil)
+			}
+			return ctx.Err() == nil
+		}
+		if !c.deliverAll(ctx, entries) {
+			return false
+		}
+		if next == "0-0" || next == "" {
+			return true
+		}
+		start = next
+	}
+	return false
+}
+
+func (c *consumer) deliverAll(ctx context.Context, entries []redis.XMessage) bool {
+	for _, e := range entries {
+		if !c.deliver(ctx, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// deliver sends one entry until it is acked; false when the consumer must
+// stop (the entry then stays pending).
+func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
+	msg := c.unmarshal(e)
+	for {
+		m := msg.Copy()
+		// Each delivery has its own context, ended once it is settled.
+		mctx, cancel := context.WithCancel(ctx)
+		m.SetContext(mctx)
+		ok, again := c.settle(ctx, m, e.ID)
+		cancel()
+		if !again {
+			return ok
+		}
+	}
+}
+
+// settle sends m and waits for it: ok false when the consumer must stop,
+// again true when it was nacked and must be sent again.
+func (c *consumer) settle(ctx context.Context, m *message.Message, id string) (ok, again bool) {
+	{
+		select {
+		case c.out <- m:
+		case <-ctx.Done():
+			return false, false
+		}
+		select {
+		case <-m.Acked():
+			c.ack(id)
+			return true, false
+		case <-m.Nacked():
+			return sleep(ctx, c.s.cfg.NackResendSleep), true
+		case <-ctx.Done():
+			// Closing: the handler may still settle it.
+			select {
+			case <-m.Acked():
+				c.ack(id)
+			case <-m.Nacked():
+			case <-time.After(c.s.cfg.CloseTimeout):
+			}
+			return false, false
+		}
+	}
+}
+
+func (c *consumer) unmarshal(e redis.XMessage) *message.Message {
+	msg, err := c.s.cfg.Unmarshaller.Unmarshal(e.Values)
+	if err != nil || msg == nil {
+		why := "unreadable entry"
+		if err != nil {
+			why = err.Error()
+		}
+		msg = message.NewMessage(watermill.NewUUID(), nil)
+		msg.Metadata.Set(arc.MetadataMalformed, why)
+		msg.Metadata.Set(MetadataRawFields, rawFields(e.Values))
+	}
+	msg.Metadata.Set(MetadataEntryID, e.ID)
+	return msg
+}
+
+func (c *consumer) ack(id string) {
+	c.acks = append(c.acks, id)
+	if len(c.acks) >= c.s.cfg.BatchSize {
+		c.flush()
+	}
+}
+
+// flush sends the pending acks in one XACK. On failure they stay pending
+// in Redis and come back through a claim: at least once.
+func (c *consumer) flush() {
+	if len(c.acks) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for attempt := 0; attempt < 3; attempt++ {
+		if err := c.s.cfg.Client.XAck(ctx, c.topic, c.s.cfg.ConsumerGroup, c.acks...).Err(); err == nil {
+			c.acks = c.acks[:0]
+			return
+		} else if attempt == 2 {
+			c.logger.Error("XACK failed; the entries stay pending", err, watermill.LogFields{"entries": len(c.acks)})
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.acks = c.acks[:0]
+}
+
+// sleep waits d or until ctx ends; false if ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
