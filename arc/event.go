@@ -277,12 +277,19 @@ func (ev Event) checkTimestampKeys() error {
 // checkEncodable checks what a write of meta needs; the id aside.
 func (m Meta) checkEncodable() error {
 	for k, v := range m.Extra {
+		if err := validJSON(v); err != nil {
+			return invalid("meta.%s is not JSON: %v", k, err)
+		}
+	}
+	return m.checkKeys()
+}
+
+// checkKeys is checkEncodable without the JSON validity of Extra values.
+func (m Meta) checkKeys() error {
+	for k, v := range m.Extra {
 		if k == "timestamp" || k == "id" {
 			// Never from decoding; written, they would bypass the typed checks.
 			return invalid("meta.Extra must not hold the key %q; set the typed field", k)
-		}
-		if err := validJSON(v); err != nil {
-			return invalid("meta.%s is not JSON: %v", k, err)
 		}
 		if isKnown, _ := m.known(k); isKnown {
 			// Decoding would move such a value into the typed field, and the

@@ -70,6 +70,21 @@ func ToMessage(ev Event) (*message.Message, error) {
 	if err := ev.checkEncodable(); err != nil {
 		return nil, err
 	}
+	return toMessage(ev), nil
+}
+
+// UnmarshalMessage is Unmarshal then ToMessage, for transport adapters: it
+// checks the wire JSON once rather than again on the way to the message.
+func UnmarshalMessage(data []byte) (*message.Message, error) {
+	var ev Event
+	if err := Unmarshal(data, &ev); err != nil {
+		return nil, err
+	}
+	return toMessage(ev), nil
+}
+
+// toMessage maps an event already known to be writable.
+func toMessage(ev Event) *message.Message {
 	m := ev.Meta
 	md := make(message.Metadata, 4+len(m.Extra))
 	md[MetadataType] = ev.Type
@@ -99,7 +114,7 @@ func ToMessage(ev Event) (*message.Message, error) {
 	}
 	msg := message.NewMessage(m.ID, payload)
 	msg.Metadata = md
-	return msg, nil
+	return msg
 }
 
 // FromMessage is the inverse of ToMessage: FromMessage(ToMessage(ev))
@@ -126,11 +141,15 @@ func FromMessage(msg *message.Message) (Event, error) {
 		return Event{}, malformed("uuid", "must be the non-empty meta.id", nil)
 	}
 	if s, ok := md[MetadataTimestamp]; ok && s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return Event{}, malformed(MetadataTimestamp, "not an RFC 3339 time", err)
+		t, ok := parseRFC3339(s, false)
+		if !ok {
+			t2, err := time.Parse(time.RFC3339Nano, s) // years ToMessage writes in Go's form
+			if err != nil {
+				return Event{}, malformed(MetadataTimestamp, "not an RFC 3339 time", err)
+			}
+			t = t2.UTC()
 		}
-		m.Timestamp = t.UTC()
+		m.Timestamp = t
 	}
 	if s, ok := md[MetadataSchemaVersion]; ok && s != "" {
 		n, err := strconv.ParseInt(s, 10, strconv.IntSize)
@@ -169,7 +188,12 @@ func FromMessage(msg *message.Message) (Event, error) {
 		}
 		ev.Payload = json.RawMessage(msg.Payload)
 	}
-	if err := ev.checkEncodable(); err != nil {
+	// The JSON of payload and Extra is checked above; the rest of what a
+	// write needs, here.
+	if err := ev.Meta.checkKeys(); err != nil {
+		return Event{}, malformed("", err.Error(), nil)
+	}
+	if err := ev.checkTimestampKeys(); err != nil {
 		return Event{}, malformed("", err.Error(), nil)
 	}
 	return ev, nil

@@ -72,7 +72,7 @@ func FormatTimestamp(t time.Time) string {
 // the millisecond as Node does. A time without an offset is refused (Node
 // would read it in its local zone), as is anything outside years 0000-9999.
 func ParseTimestamp(s string) (time.Time, error) {
-	if t, ok := parseRFC3339(s); ok {
+	if t, ok := parseRFC3339(s, true); ok {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 date-time with an offset", s)
@@ -94,7 +94,10 @@ func digits(s string, a, b int) (int, bool) {
 	return v, true
 }
 
-func parseRFC3339(s string) (time.Time, bool) {
+// parseRFC3339 reads the forms ParseTimestamp documents, in UTC; to the
+// millisecond when truncate is set (as Node reads them), exactly otherwise
+// (the message mapping's own timestamps).
+func parseRFC3339(s string, truncate bool) (time.Time, bool) {
 	year, ok1 := digits(s, 0, 4)
 	month, ok2 := digits(s, 5, 7)
 	day, ok3 := digits(s, 8, 10)
@@ -158,7 +161,10 @@ func parseRFC3339(s string) (time.Time, bool) {
 	if t.Day() != day { // 2026-02-30 normalises to March: not a date
 		return time.Time{}, false
 	}
-	t = t.Add(-time.Duration(offset) * time.Second).Truncate(time.Millisecond)
+	t = t.Add(-time.Duration(offset) * time.Second)
+	if truncate {
+		t = t.Truncate(time.Millisecond)
+	}
 	if y := t.Year(); y < 0 || y > 9999 {
 		return time.Time{}, false
 	}
@@ -236,6 +242,6 @@ func pathOf(stack []frame, data []byte) string {
 }
 
 func isDate(s string) bool {
-	_, ok := parseRFC3339(s)
+	_, ok := parseRFC3339(s, true)
 	return ok
 }

@@ -49,7 +49,7 @@ func fill(b *testing.B, client *redis.Client, msgs []*message.Message) string {
 // n events are handled, and returns the time it took.
 func consume(b *testing.B, sub message.Subscriber, stream string, n int) time.Duration {
 	router, _ := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
-	events, _ := wildcard.NewRouter(router, wildcard.Config{})
+	events, _ := wildcard.NewRouter(router, wildcard.Config{Workers: benchWorkers})
 	var handled atomic.Int64
 	done := make(chan struct{})
 	_, err := events.Subscribe(sub, stream, "order.*", func(context.Context, arc.Event) error {
@@ -73,7 +73,13 @@ func consume(b *testing.B, sub message.Subscriber, stream string, n int) time.Du
 	return elapsed
 }
 
-var benchConsumers = 1
+// The configuration measured: one consumer, 64 messages in flight, the
+// router's events spread over 4 lanes (per partition key in order).
+var (
+	benchConsumers = 1
+	benchInFlight  = 64
+	benchWorkers   = 64
+)
 
 // BenchmarkConsume: events/s through the wildcard router with a no-op Arc
 // handler, arcmill's subscriber against watermill-redisstream's default
@@ -89,7 +95,7 @@ func BenchmarkConsume(b *testing.B) {
 	for b.Loop() {
 		stream := fill(b, admin, msgs)
 		sub, _ := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
-			ConsumerGroup: "bench-arcmill", CloseClient: true, Consumers: benchConsumers})
+			ConsumerGroup: "bench-arcmill", CloseClient: true, Consumers: benchConsumers, MaxInFlight: benchInFlight})
 		ours += consume(b, sub, stream, n)
 		_ = sub.Close()
 

@@ -71,13 +71,8 @@ func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	case data == "":
 		why = "stream entry has no data field"
 	default:
-		var ev arc.Event
-		if err := arc.Unmarshal([]byte(data), &ev); err != nil {
-			why = "stream entry data: " + err.Error()
-			break
-		}
-		msg, err := arc.ToMessage(ev)
-		if err != nil { // cannot happen for an event Unmarshal accepted
+		msg, err := arc.UnmarshalMessage([]byte(data))
+		if err != nil {
 			why = "stream entry data: " + err.Error()
 			break
 		}

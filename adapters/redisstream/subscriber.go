@@ -55,6 +55,12 @@ type SubscriberConfig struct {
 	// another takes it over with XAUTOCLAIM. Default 30 s (Arc's
 	// claimTimeoutMs); ClaimInterval is how often to look. Default 5 s.
 	ClaimIdle, ClaimInterval time.Duration
+	// MaxInFlight is how many messages a consumer may have delivered and
+	// not yet acked or nacked. Default 1: the next message after the
+	// previous one is settled, Watermill's rule, and order holds. More
+	// pipelines deliveries (with the wildcard router's Workers, per
+	// partition key in order).
+	MaxInFlight int
 	// NackResendSleep is the pause before a nacked message is sent again.
 	// Default 0.
 	NackResendSleep time.Duration
@@ -80,6 +86,9 @@ func (c *SubscriberConfig) setDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 100
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 1
 	}
 	if c.BlockTime == 0 {
 		c.BlockTime = time.Second
@@ -108,7 +117,7 @@ func (c SubscriberConfig) Validate() error {
 		return errors.New("redisstream: SubscriberConfig.Client is required")
 	case c.ConsumerGroup == "":
 		return errors.New("redisstream: SubscriberConfig.ConsumerGroup is required")
-	case c.Consumers < 0 || c.BatchSize < 0 || c.BlockTime < 0 || c.ClaimIdle < 0 || c.ClaimInterval < 0:
+	case c.Consumers < 0 || c.BatchSize < 0 || c.MaxInFlight < 0 || c.BlockTime < 0 || c.ClaimIdle < 0 || c.ClaimInterval < 0:
 		return errors.New("redisstream: counts and durations must not be negative")
 	}
 	return nil
@@ -116,9 +125,10 @@ func (c SubscriberConfig) Validate() error {
 
 // Subscriber reads Redis Streams through a consumer group, built for
 // throughput: batched XREADGROUP and XACK, XAUTOCLAIM of entries left idle
-// by dead consumers, several consumers per process on request. It delivers
-// one message at a time per consumer (the next after the previous is acked
-// or nacked), so order holds per consumer. A message is acknowledged only
+// by dead consumers, several consumers per process on request. By default
+// it delivers one message at a time per consumer (the next after the
+// previous is acked or nacked), so order holds per consumer; MaxInFlight
+// pipelines more. A message is acknowledged only
 // after it is acked; a nacked one is sent again; on Close, reading stops
 // first, in-flight messages are given CloseTimeout to settle, and whatever
 // is not acked stays pending for the group (Arc acks entries read during
@@ -150,14 +160,16 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	out := make(chan *message.Message)
+	// Buffered to what may be in flight anyway: the slots, not the channel,
+	// bound unsettled messages (MaxInFlight 1 keeps Watermill's rule).
+	out := make(chan *message.Message, s.cfg.MaxInFlight*s.cfg.Consumers-1)
 	var consumers sync.WaitGroup
 	for i := 1; i <= s.cfg.Consumers; i++ {
 		name := s.cfg.Consumer
 		if s.cfg.Consumers > 1 {
 			name = fmt.Sprintf("%s-%d", s.cfg.Consumer, i)
 		}
-		c := &consumer{s: s, topic: topic, name: name, out: out,
+		c := &consumer{s: s, topic: topic, name: name, out: out, slots: make(chan struct{}, s.cfg.MaxInFlight),
 			logger: s.cfg.Logger.With(watermill.LogFields{"topic": topic, "consumer": name})}
 		consumers.Add(1)
 		s.wg.Add(1)
@@ -175,7 +187,19 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		case <-ctx.Done():
 		}
 		cancel()
-		consumers.Wait()
+		// Messages still in the buffer never reached a handler: nack them
+		// (their entries stay pending) so their watchers need not wait.
+		done := make(chan struct{})
+		go func() { consumers.Wait(); close(done) }()
+		for {
+			select {
+			case m := <-out:
+				m.Nack()
+				continue
+			case <-done:
+			}
+			break
+		}
 		close(out)
 	}()
 	return out, nil
@@ -203,16 +227,25 @@ func (s *Subscriber) Close() error {
 
 // consumer is one consumer of one stream.
 type consumer struct {
-	s      *Subscriber
-	topic  string
-	name   string
-	out    chan<- *message.Message
-	logger watermill.LoggerAdapter
-	acks   []string
+	s        *Subscriber
+	topic    string
+	name     string
+	out      chan<- *message.Message
+	logger   watermill.LoggerAdapter
+	slots    chan struct{} // one per message in flight
+	inFlight sync.WaitGroup
+	stopped  chan struct{} // closed when a settling goroutine asks the consumer to stop
+
+	mu   sync.Mutex
+	acks []string
 }
 
 func (c *consumer) run(ctx context.Context) {
-	defer c.flush()
+	c.stopped = make(chan struct{})
+	defer func() {
+		c.inFlight.Wait() // every delivered message settled, or left pending
+		c.flush()
+	}()
 	cfg := c.s.cfg
 	// First this consumer's own pending entries (a restart under a stable
 	// name): read from 0 until none are left.
@@ -312,48 +345,89 @@ func (c *consumer) deliverAll(ctx context.Context, entries []redis.XMessage) boo
 	return true
 }
 
-// deliver sends one entry until it is acked; false when the consumer must
-// stop (the entry then stays pending).
+// deliver sends one entry and has it watched until it is acked; false
+// when the consumer must stop (the entry then stays pending). Entries are
+// sent in order; up to MaxInFlight wait for their ack at once.
 func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	case <-c.stopped:
+		return false
+	}
 	msg := c.unmarshal(e)
-	for {
-		m := msg.Copy()
-		// Each delivery has its own context, ended once it is settled.
-		mctx, cancel := context.WithCancel(ctx)
-		m.SetContext(mctx)
-		ok, again := c.settle(ctx, m, e.ID)
+	m, cancel := c.prepare(ctx, msg)
+	select {
+	case c.out <- m:
+	case <-ctx.Done():
 		cancel()
-		if !again {
-			return ok
+		<-c.slots
+		return false
+	}
+	c.inFlight.Add(1)
+	go func() {
+		defer c.inFlight.Done()
+		defer func() { <-c.slots }()
+		for {
+			ok, again := c.settle(ctx, m, e.ID)
+			cancel()
+			if !again || ctx.Err() != nil { // a nack while closing is not sent again
+				if !ok || ctx.Err() != nil {
+					c.stop()
+				}
+				return
+			}
+			// Nacked: send it again.
+			m, cancel = c.prepare(ctx, msg)
+			select {
+			case c.out <- m:
+			case <-ctx.Done():
+				cancel()
+				return
+			}
 		}
+	}()
+	return true
+}
+
+// prepare makes one delivery of msg, with its own context, ended once it
+// is settled.
+func (c *consumer) prepare(ctx context.Context, msg *message.Message) (*message.Message, context.CancelFunc) {
+	m := msg.Copy()
+	mctx, cancel := context.WithCancel(ctx)
+	m.SetContext(mctx)
+	return m, cancel
+}
+
+func (c *consumer) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.stopped:
+	default:
+		close(c.stopped)
 	}
 }
 
-// settle sends m and waits for it: ok false when the consumer must stop,
+// settle waits for the delivered m: ok false when the consumer must stop,
 // again true when it was nacked and must be sent again.
 func (c *consumer) settle(ctx context.Context, m *message.Message, id string) (ok, again bool) {
-	{
-		select {
-		case c.out <- m:
-		case <-ctx.Done():
-			return false, false
-		}
+	select {
+	case <-m.Acked():
+		c.ack(id)
+		return true, false
+	case <-m.Nacked():
+		return sleep(ctx, c.s.cfg.NackResendSleep), true
+	case <-ctx.Done():
+		// Closing: the handler may still settle it.
 		select {
 		case <-m.Acked():
 			c.ack(id)
-			return true, false
 		case <-m.Nacked():
-			return sleep(ctx, c.s.cfg.NackResendSleep), true
-		case <-ctx.Done():
-			// Closing: the handler may still settle it.
-			select {
-			case <-m.Acked():
-				c.ack(id)
-			case <-m.Nacked():
-			case <-time.After(c.s.cfg.CloseTimeout):
-			}
-			return false, false
+		case <-time.After(c.s.cfg.CloseTimeout):
 		}
+		return false, false
 	}
 }
 
@@ -373,8 +447,11 @@ func (c *consumer) unmarshal(e redis.XMessage) *message.Message {
 }
 
 func (c *consumer) ack(id string) {
+	c.mu.Lock()
 	c.acks = append(c.acks, id)
-	if len(c.acks) >= c.s.cfg.BatchSize {
+	full := len(c.acks) >= c.s.cfg.BatchSize
+	c.mu.Unlock()
+	if full {
 		c.flush()
 	}
 }
@@ -382,6 +459,8 @@ func (c *consumer) ack(id string) {
 // flush sends the pending acks in one XACK. On failure they stay pending
 // in Redis and come back through a claim: at least once.
 func (c *consumer) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.acks) == 0 {
 		return
 	}
