@@ -1,0 +1,92 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+// Our dead letters in Arc's layout, from a failing handler on our
+// subscriber; and Arc's dead letters read by us.
+func TestDeadLetterStreamInArcsLayout(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	stream := "arcmill-test:" + uuid.NewString()
+	dlq := stream + ":dlq"
+	t.Cleanup(func() { client.Del(context.Background(), stream, dlq) })
+
+	sub, err := NewSubscriber(SubscriberConfig{Client: client, ConsumerGroup: "billing", BlockTime: 100 * time.Millisecond})
+	require.NoError(t, err)
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry:      middleware.RetryConfig{MaxRetries: 1, Backoff: middleware.NoBackoff},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: &DeadLetterPublisher{Client: client}, Topic: dlq, ConsumerGroup: "billing"},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, nil)
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	require.NoError(t, err)
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "charge", Subscriber: sub, Topic: stream,
+		Patterns: []string{"billing.*"}, Middleware: stack.Middleware},
+		func(context.Context, arc.Event) error { return errors.New("Stripe API timeout") })
+	require.NoError(t, err)
+	go func() { _ = events.Run(context.Background()) }()
+	defer router.Close()
+
+	pub, err := NewPublisher(PublisherConfig{Client: client})
+	require.NoError(t, err)
+	ev, err := arc.NewEvent("billing.charge", map[string]int{"amount": 99}, arc.Meta{})
+	require.NoError(t, err)
+	msg, _ := arc.ToMessage(ev)
+	require.NoError(t, pub.Publish(stream, msg))
+	entryID := client.XRevRangeN(context.Background(), stream, "+", "-", 1).Val()[0].ID
+
+	require.Eventually(t, func() bool { return client.XLen(context.Background(), dlq).Val() == 1 }, 10*time.Second, 10*time.Millisecond)
+	raw, err := client.Do(context.Background(), "XRANGE", dlq, "-", "+").Slice()
+	require.NoError(t, err)
+	fields := raw[0].([]any)[1].([]any)
+	names := []any{fields[0], fields[2], fields[4], fields[6], fields[8]}
+	assert.Equal(t, []any{"type", "originalStream", "originalId", "group", "data"}, names, "Arc's fields, in Arc's order")
+
+	entry, err := ReadDeadLetter(client.XRange(context.Background(), dlq, "-", "+").Val()[0])
+	require.NoError(t, err)
+	assert.Equal(t, "billing.charge", entry.Type)
+	assert.Equal(t, stream, entry.OriginalStream)
+	assert.Equal(t, entryID, entry.OriginalID, "the original entry id, from our subscriber")
+	assert.Equal(t, "billing", entry.Group)
+	assert.True(t, ev.Equal(entry.Envelope.Event))
+	assert.Equal(t, 2, entry.Envelope.Attempts)
+	assert.Equal(t, "Stripe API timeout", entry.Envelope.Error.Message)
+	assert.Equal(t, middleware.ReasonRetryExhausted, entry.Envelope.Reason)
+	assert.Equal(t, entryID, entry.Envelope.OriginalID)
+
+	// Arc's own dead letter (ARC-CONTRACT §3.2), as its transport writes it.
+	arcEnvelope := `{"event":{"type":"billing.charge","payload":{"amount":5},"meta":{"id":"e-9","timestamp":"2026-04-28T10:00:00.000Z","correlationId":"c-1"}},"error":{"message":"exhausted retries — failure occurred on a different consumer; error context not preserved across consumer-group failover"},"attempts":5,"firstFailedAt":"2026-04-28T10:00:01.000Z","lastFailedAt":"2026-04-28T10:02:01.000Z"}`
+	require.NoError(t, client.Do(context.Background(), "XADD", dlq, "*", "type", "billing.charge",
+		"originalStream", "arc:events", "originalId", "1714298400000-0", "group", "default", "data", arcEnvelope).Err())
+	all := client.XRange(context.Background(), dlq, "-", "+").Val()
+	arcEntry, err := ReadDeadLetter(all[len(all)-1])
+	require.NoError(t, err)
+	assert.Equal(t, "arc:events", arcEntry.OriginalStream)
+	assert.Equal(t, 5, arcEntry.Envelope.Attempts)
+	assert.Equal(t, "e-9", arcEntry.Envelope.Event.Meta.ID)
+	assert.Equal(t, time.Date(2026, 4, 28, 10, 2, 1, 0, time.UTC), arcEntry.Envelope.LastFailedAt)
+	assert.Empty(t, arcEntry.Envelope.Reason, "Arc gives none")
+
+	_, err = ReadDeadLetter(redis.XMessage{ID: "1-0", Values: map[string]any{"type": "x"}})
+	assert.Error(t, err)
+	assert.Error(t, (&DeadLetterPublisher{Client: client}).Publish(dlq, message.NewMessage("x", []byte("nope"))))
+}
