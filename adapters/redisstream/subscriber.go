@@ -2,8 +2,10 @@ package redisstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 // ErrClosed is returned by Subscribe and Publish after Close.
@@ -61,6 +64,14 @@ type SubscriberConfig struct {
 	// pipelines deliveries (with the wildcard router's Workers, per
 	// partition key in order).
 	MaxInFlight int
+	// DeadLetterStream, when set, receives (in Arc's dead-letter layout) the
+	// entries left pending on dead consumers that Redis has delivered
+	// MaxDeliveries times (default 5, Arc's maxRetries), instead of their
+	// being claimed again; and entries deleted or trimmed while pending,
+	// which XCLAIM would silently drop. Its length is capped at
+	// DefaultDeadLetterMaxLen.
+	DeadLetterStream string
+	MaxDeliveries    int
 	// NackResendSleep is the pause before a nacked message is sent again.
 	// Default 0.
 	NackResendSleep time.Duration
@@ -89,6 +100,9 @@ func (c *SubscriberConfig) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 1
+	}
+	if c.MaxDeliveries == 0 {
+		c.MaxDeliveries = 5
 	}
 	if c.BlockTime == 0 {
 		c.BlockTime = time.Second
@@ -135,6 +149,7 @@ func (c SubscriberConfig) Validate() error {
 // shutdown without running them: weakness 2).
 type Subscriber struct {
 	cfg     SubscriberConfig
+	host    string
 	closing chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -146,7 +161,8 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	return &Subscriber{cfg: cfg, closing: make(chan struct{})}, nil
+	host, _ := os.Hostname()
+	return &Subscriber{cfg: cfg, host: host, closing: make(chan struct{})}, nil
 }
 
 // Subscribe reads topic (the stream key) until ctx ends or Close.
@@ -311,29 +327,110 @@ func (c *consumer) read(ctx context.Context, id string) ([]redis.XMessage, error
 	return entries, nil
 }
 
-// claim takes over entries idle on other consumers for ClaimIdle.
+// claim takes over entries idle for ClaimIdle on dead consumers: with
+// XPENDING IDLE, for Redis's delivery counts, then one XCLAIM. Entries at
+// MaxDeliveries, and entries gone from the stream, go to DeadLetterStream.
 func (c *consumer) claim(ctx context.Context) bool {
-	start := "0-0"
-	for ctx.Err() == nil {
-		entries, next, err := c.s.cfg.Client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: c.topic, Group: c.s.cfg.ConsumerGroup, Consumer: c.name,
-			MinIdle: c.s.cfg.ClaimIdle, Start: start, Count: int64(c.s.cfg.BatchSize),
-		}).Result()
+	cfg := c.s.cfg
+	for round := 0; round < 10 && ctx.Err() == nil; round++ {
+		pending, err := cfg.Client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: c.topic, Group: cfg.ConsumerGroup,
+			Idle: cfg.ClaimIdle, Start: "-", End: "+", Count: int64(cfg.BatchSize)}).Result()
 		if err != nil {
 			if ctx.Err() == nil {
-				c.logger.Error("XAUTOCLAIM failed", err, nil)
+				c.logger.Error("XPENDING failed", err, nil)
 			}
 			return ctx.Err() == nil
 		}
-		if !c.deliverAll(ctx, entries) {
-			return false
-		}
-		if next == "0-0" || next == "" {
+		if len(pending) == 0 {
 			return true
 		}
-		start = next
+		var ids []string
+		counts := map[string]int64{}
+		for _, p := range pending {
+			counts[p.ID] = p.RetryCount
+			if cfg.DeadLetterStream != "" && p.RetryCount >= int64(cfg.MaxDeliveries) {
+				c.deadLetter(ctx, p.ID, p.RetryCount, fmt.Sprintf(
+					"delivered %d times without being acknowledged (its consumers died or timed out)", p.RetryCount))
+				continue
+			}
+			ids = append(ids, p.ID)
+		}
+		if len(ids) > 0 {
+			claimed, err := cfg.Client.XClaim(ctx, &redis.XClaimArgs{Stream: c.topic, Group: cfg.ConsumerGroup,
+				Consumer: c.name, MinIdle: cfg.ClaimIdle, Messages: ids}).Result()
+			if err != nil {
+				if ctx.Err() == nil {
+					c.logger.Error("XCLAIM failed", err, nil)
+				}
+				return ctx.Err() == nil
+			}
+			got := map[string]bool{}
+			for _, e := range claimed {
+				got[e.ID] = true
+			}
+			for _, id := range ids {
+				if !got[id] && c.gone(ctx, id) { // deleted or trimmed while pending: Redis dropped it from the group
+					c.deadLetter(ctx, id, counts[id], "the entry was deleted or trimmed from the stream before it was processed")
+				}
+			}
+			if !c.deliverAll(ctx, claimed) {
+				return false
+			}
+		}
+		if len(pending) < cfg.BatchSize {
+			return true
+		}
 	}
-	return false
+	return ctx.Err() == nil
+}
+
+// gone reports whether an entry no longer exists in the stream.
+func (c *consumer) gone(ctx context.Context, id string) bool {
+	entries, err := c.s.cfg.Client.XRange(ctx, c.topic, id, id).Result()
+	return err == nil && len(entries) == 0
+}
+
+// deadLetter moves an entry to DeadLetterStream in Arc's layout, then acks
+// it; if the write fails, the entry stays pending for the next pass.
+func (c *consumer) deadLetter(ctx context.Context, id string, deliveries int64, why string) {
+	cfg := c.s.cfg
+	if cfg.DeadLetterStream == "" {
+		c.logger.Error("Entry lost from the stream while pending", nil, watermill.LogFields{"entry": id})
+		return
+	}
+	now := time.Now().UTC()
+	dl := middleware.DeadLetteredEvent{Error: middleware.ErrorInfo{Message: why}, Attempts: int(deliveries),
+		FirstFailedAt: now, LastFailedAt: now, Reason: middleware.ReasonRetryExhausted, SourceTopic: c.topic,
+		ConsumerGroup: cfg.ConsumerGroup, OriginalID: id, Host: c.s.host}
+	if entries, err := cfg.Client.XRange(ctx, c.topic, id, id).Result(); err == nil && len(entries) == 1 {
+		msg := c.unmarshal(entries[0])
+		if ev, err := arc.FromMessage(msg); err == nil {
+			dl.Event = ev
+		} else {
+			dl.Reason = middleware.ReasonMalformed
+			dl.Raw = &middleware.RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
+		}
+	}
+	if dl.Event.Type == "" { // Arc's placeholder
+		dl.Event = arc.Event{Type: "<unknown>", Payload: []byte("null"),
+			Meta: arc.Meta{ID: id, Timestamp: now.Truncate(time.Millisecond)}}
+	}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		c.logger.Error("Encoding a dead letter", err, watermill.LogFields{"entry": id})
+		return
+	}
+	err = cfg.Client.XAdd(ctx, &redis.XAddArgs{Stream: cfg.DeadLetterStream, ID: "*", MaxLen: DefaultDeadLetterMaxLen, Approx: true,
+		Values: []any{FieldType, dl.Event.Type, FieldOriginalStream, c.topic, FieldOriginalID, id,
+			FieldGroup, cfg.ConsumerGroup, FieldData, string(data)}}).Err()
+	if err != nil {
+		c.logger.Error("Dead letter not written; the entry stays pending", err, watermill.LogFields{"entry": id})
+		return
+	}
+	if err := cfg.Client.XAck(ctx, c.topic, cfg.ConsumerGroup, id).Err(); err != nil {
+		c.logger.Error("XACK of a dead-lettered entry failed", err, watermill.LogFields{"entry": id})
+	}
+	c.logger.Info("Entry moved to the dead-letter stream", watermill.LogFields{"entry": id, "deliveries": deliveries})
 }
 
 func (c *consumer) deliverAll(ctx context.Context, entries []redis.XMessage) bool {
