@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -26,6 +27,10 @@ type PublisherConfig struct {
 	// entries (Arc's weakness 4).
 	MaxLens       map[string]int64
 	DefaultMaxLen int64
+	// SafeTrimEvery, when set, runs SafeTrim on a topic after every so many
+	// messages published to it: trimming that never removes an entry a
+	// consumer group still needs. Use it instead of MaxLens.
+	SafeTrimEvery int
 	// CloseClient closes Client on Close.
 	CloseClient bool
 }
@@ -43,6 +48,9 @@ func (c PublisherConfig) Validate() error {
 type Publisher struct {
 	cfg    PublisherConfig
 	closed atomic.Bool
+
+	mu        sync.Mutex
+	published map[string]int // since the last SafeTrim, per topic
 }
 
 // NewPublisher returns a Publisher.
@@ -53,7 +61,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Marshaller == nil {
 		cfg.Marshaller = Marshaller{}
 	}
-	return &Publisher{cfg: cfg}, nil
+	return &Publisher{cfg: cfg, published: map[string]int{}}, nil
 }
 
 // Publish appends msgs to the stream topic, in order, under the first
@@ -78,6 +86,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 	}
 	ctx := msgs[0].Context()
+	defer p.trim(ctx, topic, len(msgs))
 	if len(args) == 1 {
 		if err := p.cfg.Client.XAdd(ctx, args[0]).Err(); err != nil {
 			return fmt.Errorf("redisstream: XADD to %q: %w", topic, err)
@@ -121,6 +130,24 @@ func (p *Publisher) values(topic string, msg *message.Message) (any, error) {
 	return p.cfg.Marshaller.Marshal(topic, msg)
 }
 
+// trim runs SafeTrim after SafeTrimEvery messages to topic. A failure is
+// not the publish's: the entries are written, the stream only stays longer.
+func (p *Publisher) trim(ctx context.Context, topic string, n int) {
+	if p.cfg.SafeTrimEvery <= 0 {
+		return
+	}
+	p.mu.Lock()
+	p.published[topic] += n
+	due := p.published[topic] >= p.cfg.SafeTrimEvery
+	if due {
+		p.published[topic] = 0
+	}
+	p.mu.Unlock()
+	if due {
+		_, _ = SafeTrim(ctx, p.cfg.Client, topic)
+	}
+}
+
 func (p *Publisher) maxLen(topic string) int64 {
 	if n, ok := p.cfg.MaxLens[topic]; ok {
 		return n
@@ -135,5 +162,3 @@ func (p *Publisher) Close() error {
 	}
 	return nil
 }
-
-var _ = context.Background
