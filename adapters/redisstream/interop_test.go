@@ -44,9 +44,9 @@ func TestInteropWithArcOnRealRedis(t *testing.T) {
 		_ = admin.Close()
 	})
 	logger := watermill.NopLogger{}
-	pub, err := wredis.NewPublisher(ArcPublisherConfig(newClient()), logger)
+	pub, err := wredis.NewPublisher(WatermillArcPublisherConfig(newClient()), logger)
 	require.NoError(t, err)
-	sub, err := wredis.NewSubscriber(ArcSubscriberConfig(newClient(), "arcmill-interop", true), logger)
+	sub, err := wredis.NewSubscriber(WatermillArcSubscriberConfig(newClient(), "arcmill-interop", true), logger)
 	require.NoError(t, err)
 	dlqPub, err := wredis.NewPublisher(wredis.PublisherConfig{Client: newClient()}, logger)
 	require.NoError(t, err)
