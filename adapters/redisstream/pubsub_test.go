@@ -24,8 +24,9 @@ func newPubSub(t *testing.T, group string) (message.Publisher, message.Subscribe
 	if group == "" { // no group asked for: a group of its own, like a fan-out subscriber
 		group = "arcmill-test-" + watermill.NewShortUUID()
 	}
+	// A separate client for the blocking reads, as a team would configure it.
 	sub, err := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
-		ConsumerGroup: group, Unmarshaller: wredis.DefaultMarshallerUnmarshaller{}, CloseClient: true,
+		BlockingClient: redis.NewClient(&redis.Options{Addr: addr}), ConsumerGroup: group, Unmarshaller: wredis.DefaultMarshallerUnmarshaller{}, CloseClient: true,
 		BlockTime: 100e6, ClaimIdle: 2e9, ClaimInterval: 500e6, CloseTimeout: 200e6})
 	require.NoError(t, err)
 	return pub, sub

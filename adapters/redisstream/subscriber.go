@@ -32,6 +32,9 @@ type SubscriberConfig struct {
 	// command, so the blocking XREADGROUP never holds up XACK or a
 	// publisher's XADD (Arc's weakness 9). Required.
 	Client redis.UniversalClient
+	// BlockingClient, when set, runs the blocking XREADGROUP reads, so
+	// they never take connections from Client's pool; default Client.
+	BlockingClient redis.UniversalClient
 	// ConsumerGroup is the group; required (the group is the service).
 	ConsumerGroup string
 	// Consumer names this process in the group; default a random short id.
@@ -88,6 +91,9 @@ type SubscriberConfig struct {
 func (c *SubscriberConfig) setDefaults() {
 	if c.Consumer == "" {
 		c.Consumer = watermill.NewShortUUID()
+	}
+	if c.BlockingClient == nil {
+		c.BlockingClient = c.Client
 	}
 	if c.Consumers == 0 {
 		c.Consumers = 1
@@ -236,6 +242,9 @@ func (s *Subscriber) Close() error {
 		s.wg.Wait()
 		if s.cfg.CloseClient {
 			_ = s.cfg.Client.Close()
+			if s.cfg.BlockingClient != s.cfg.Client {
+				_ = s.cfg.BlockingClient.Close()
+			}
 		}
 	})
 	return nil
@@ -306,11 +315,11 @@ func (c *consumer) run(ctx context.Context) {
 
 // read runs XREADGROUP from id (">" new entries, "0" own pending ones).
 func (c *consumer) read(ctx context.Context, id string) ([]redis.XMessage, error) {
-	block := c.s.cfg.BlockTime
+	block, client := c.s.cfg.BlockTime, c.s.cfg.BlockingClient
 	if id != ">" {
-		block = -1 // no BLOCK for pending entries
+		block, client = -1, c.s.cfg.Client // no BLOCK for pending entries
 	}
-	streams, err := c.s.cfg.Client.XReadGroup(ctx, &redis.XReadGroupArgs{
+	streams, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: c.s.cfg.ConsumerGroup, Consumer: c.name, Streams: []string{c.topic, id},
 		Count: int64(c.s.cfg.BatchSize), Block: block,
 	}).Result()
