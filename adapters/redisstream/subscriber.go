@@ -159,6 +159,30 @@ type Subscriber struct {
 	closing chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	inFlight map[string]bool // topic + "\x00" + entry id: delivered here, not yet settled
+}
+
+func inFlightKey(topic, id string) string { return topic + "\x00" + id }
+
+// busy reports whether this subscriber is handling an entry: claims and
+// dead-lettering leave it alone.
+func (s *Subscriber) busy(topic, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight[inFlightKey(topic, id)]
+}
+
+func (s *Subscriber) setBusy(topic, id string, busy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if busy {
+		s.inFlight[inFlightKey(topic, id)] = true
+	} else {
+		delete(s.inFlight, inFlightKey(topic, id))
+	}
 }
 
 // NewSubscriber returns a Subscriber.
@@ -168,16 +192,19 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	}
 	cfg.setDefaults()
 	host, _ := os.Hostname()
-	return &Subscriber{cfg: cfg, host: host, closing: make(chan struct{})}, nil
+	return &Subscriber{cfg: cfg, host: host, closing: make(chan struct{}), inFlight: map[string]bool{}}, nil
 }
 
 // Subscribe reads topic (the stream key) until ctx ends or Close.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	select {
-	case <-s.closing:
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return nil, ErrClosed
-	default:
 	}
+	s.wg.Add(1) // held until the subscription is running, so Close waits for it
+	s.mu.Unlock()
+	defer s.wg.Done()
 	if err := s.createGroup(ctx, topic); err != nil {
 		return nil, err
 	}
@@ -192,6 +219,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			name = fmt.Sprintf("%s-%d", s.cfg.Consumer, i)
 		}
 		c := &consumer{s: s, topic: topic, name: name, out: out, slots: make(chan struct{}, s.cfg.MaxInFlight),
+			mine:   map[string]bool{},
 			logger: s.cfg.Logger.With(watermill.LogFields{"topic": topic, "consumer": name})}
 		consumers.Add(1)
 		s.wg.Add(1)
@@ -238,6 +266,9 @@ func (s *Subscriber) createGroup(ctx context.Context, topic string) error {
 // Close stops every subscription and waits for them; idempotent.
 func (s *Subscriber) Close() error {
 	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		close(s.closing)
 		s.wg.Wait()
 		if s.cfg.CloseClient {
@@ -263,25 +294,29 @@ type consumer struct {
 
 	mu   sync.Mutex
 	acks []string
+	mine map[string]bool // entries this consumer is handling
 }
 
 func (c *consumer) run(ctx context.Context) {
 	c.stopped = make(chan struct{})
+	beat := c.heartbeat()
 	defer func() {
 		c.inFlight.Wait() // every delivered message settled, or left pending
+		beat()
 		c.flush()
 	}()
 	cfg := c.s.cfg
 	// First this consumer's own pending entries (a restart under a stable
 	// name): read from 0 until none are left.
-	for ctx.Err() == nil {
-		entries, err := c.read(ctx, "0")
+	for from := "0"; ctx.Err() == nil; {
+		entries, err := c.read(ctx, from)
 		if err != nil || len(entries) == 0 {
 			break
 		}
 		if !c.deliverAll(ctx, entries) {
 			return
 		}
+		from = entries[len(entries)-1].ID
 	}
 	nextClaim := time.Now()
 	for ctx.Err() == nil {
@@ -311,6 +346,45 @@ func (c *consumer) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// heartbeat keeps the entries this consumer is handling from looking idle:
+// every ClaimIdle/3, XCLAIM … JUSTID to itself resets their idle time
+// without counting a delivery, so no other process claims (or
+// dead-letters) an entry a slow handler is still working on. It returns
+// the function that stops it.
+func (c *consumer) heartbeat() (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(max(c.s.cfg.ClaimIdle/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			c.mu.Lock()
+			ids := make([]string, 0, len(c.mine))
+			for id := range c.mine {
+				ids = append(ids, id)
+			}
+			c.mu.Unlock()
+			if len(ids) == 0 {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := c.s.cfg.Client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: c.topic, Group: c.s.cfg.ConsumerGroup,
+				Consumer: c.name, Messages: ids}).Err()
+			cancel()
+			if err != nil {
+				c.logger.Error("Refreshing in-flight entries failed", err, nil)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // read runs XREADGROUP from id (">" new entries, "0" own pending ones).
@@ -357,6 +431,9 @@ func (c *consumer) claim(ctx context.Context) bool {
 		counts := map[string]int64{}
 		for _, p := range pending {
 			counts[p.ID] = p.RetryCount
+			if c.s.busy(c.topic, p.ID) {
+				continue // one of this subscriber's handlers has it
+			}
 			if cfg.DeadLetterStream != "" && p.RetryCount >= int64(cfg.MaxDeliveries) {
 				c.deadLetter(ctx, p.ID, p.RetryCount, fmt.Sprintf(
 					"delivered %d times without being acknowledged (its consumers died or timed out)", p.RetryCount))
@@ -407,6 +484,12 @@ func (c *consumer) deadLetter(ctx context.Context, id string, deliveries int64, 
 		c.logger.Error("Entry lost from the stream while pending", nil, watermill.LogFields{"entry": id})
 		return
 	}
+	// One dead letter per entry, whichever consumer or process gets here
+	// first.
+	guard := "arcmill:dead-lettered:" + c.topic + ":" + cfg.ConsumerGroup + ":" + id
+	if won, err := cfg.Client.SetNX(ctx, guard, c.name, 10*time.Minute).Result(); err != nil || !won {
+		return
+	}
 	now := time.Now().UTC()
 	dl := middleware.DeadLetteredEvent{Error: middleware.ErrorInfo{Message: why}, Attempts: int(deliveries),
 		FirstFailedAt: now, LastFailedAt: now, Reason: middleware.ReasonRetryExhausted, SourceTopic: c.topic,
@@ -433,6 +516,7 @@ func (c *consumer) deadLetter(ctx context.Context, id string, deliveries int64, 
 		Values: []any{FieldType, dl.Event.Type, FieldOriginalStream, c.topic, FieldOriginalID, id,
 			FieldGroup, cfg.ConsumerGroup, FieldData, string(data)}}).Err()
 	if err != nil {
+		cfg.Client.Del(context.WithoutCancel(ctx), guard) // let the next pass try again
 		c.logger.Error("Dead letter not written; the entry stays pending", err, watermill.LogFields{"entry": id})
 		return
 	}
@@ -464,10 +548,12 @@ func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
 	}
 	msg := c.unmarshal(e)
 	m, cancel := c.prepare(ctx, msg)
+	c.track(e.ID, true)
 	select {
 	case c.out <- m:
 	case <-ctx.Done():
 		cancel()
+		c.track(e.ID, false)
 		<-c.slots
 		return false
 	}
@@ -475,6 +561,7 @@ func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
 	go func() {
 		defer c.inFlight.Done()
 		defer func() { <-c.slots }()
+		defer c.track(e.ID, false)
 		for {
 			ok, again := c.settle(ctx, m, e.ID)
 			cancel()
@@ -495,6 +582,18 @@ func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
 		}
 	}()
 	return true
+}
+
+// track records whether this consumer is handling entry id.
+func (c *consumer) track(id string, busy bool) {
+	c.s.setBusy(c.topic, id, busy)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if busy {
+		c.mine[id] = true
+	} else {
+		delete(c.mine, id)
+	}
 }
 
 // prepare makes one delivery of msg, with its own context, ended once it

@@ -35,7 +35,9 @@ func SafeTrim(ctx context.Context, client redis.UniversalClient, stream string) 
 			if err != nil {
 				return 0, fmt.Errorf("redisstream: XPENDING %s %s: %w", stream, g.Name, err)
 			}
-			need = p.Lower
+			if p.Lower != "" { // its pending entries may have been acked since XINFO
+				need = p.Lower
+			}
 		}
 		if keep == "" || lessID(need, keep) {
 			keep = need
