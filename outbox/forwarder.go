@@ -1,0 +1,147 @@
+// Package outbox is the transactional outbox: an event is stored in the
+// same database transaction as the business write that caused it, and a
+// relay delivers it to the broker afterwards, at least once, so a broker
+// that is down when the request runs loses nothing.
+//
+// This file is the Watermill-native path, for teams already on Watermill's
+// forwarder: publishers bound to the caller's transaction (*sql.Tx or
+// pgx.Tx, never watermill-sql types) that write Watermill's forwarder
+// envelopes through watermill-sql v4, and Watermill's Forwarder that moves
+// them to any publisher, Redis Streams in Arc's layout included. Arc events
+// cross it with every meta field intact, since the envelope carries the
+// message's UUID, metadata and payload unchanged. The tables are created by
+// Migrate, explicitly and idempotently, never inside the caller's
+// transaction (CREATE TABLE may commit it).
+package outbox
+
+import (
+	"context"
+	stdsql "database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+)
+
+// Dialect is a database flavour.
+type Dialect int
+
+const (
+	// PostgreSQL needs version 13 or newer (watermill-sql's schema uses xid8).
+	PostgreSQL Dialect = iota
+	// MySQL covers MySQL 8 and MariaDB 10.5+.
+	MySQL
+)
+
+func (d Dialect) schema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
+	switch d {
+	case PostgreSQL:
+		return wsql.DefaultPostgreSQLSchema{}, wsql.DefaultPostgreSQLOffsetsAdapter{}, nil
+	case MySQL:
+		return wsql.DefaultMySQLSchema{}, wsql.DefaultMySQLOffsetsAdapter{}, nil
+	}
+	return nil, nil, fmt.Errorf("outbox: unknown dialect %d", d)
+}
+
+// DefaultForwarderTopic is Watermill's forwarder topic (table
+// watermill_forwarder_topic).
+const DefaultForwarderTopic = "forwarder_topic"
+
+// Migrate creates the forwarder's tables (watermill_<topic> and its
+// offsets table) if they are missing. Run it at deploy or start-up, not
+// inside a business transaction. topic "" is DefaultForwarderTopic.
+func Migrate(ctx context.Context, db *stdsql.DB, dialect Dialect, topic string) error {
+	if topic == "" {
+		topic = DefaultForwarderTopic
+	}
+	schema, offsets, err := dialect.schema()
+	if err != nil {
+		return err
+	}
+	sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
+		SchemaAdapter: schema, OffsetsAdapter: offsets, InitializeSchema: true, ConsumerGroup: "arcmill_migrate",
+	}, watermill.NopLogger{})
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	if err := sub.SubscribeInitialize(topic); err != nil {
+		return fmt.Errorf("outbox: creating the tables of %q: %w", topic, err)
+	}
+	return nil
+}
+
+// TxPublisher returns a publisher that writes into tx: what it publishes to
+// a topic reaches that topic once tx commits and the Forwarder runs, and
+// never if tx rolls back. One publisher per transaction; commit or roll
+// back tx yourself. topic "" is DefaultForwarderTopic.
+func TxPublisher(tx *stdsql.Tx, dialect Dialect, forwarderTopic string) (message.Publisher, error) {
+	if tx == nil {
+		return nil, errors.New("outbox: nil transaction")
+	}
+	return txPublisher(wsql.TxFromStdSQL(tx), dialect, forwarderTopic)
+}
+
+// PgxTxPublisher is TxPublisher for a pgx transaction (PostgreSQL). Commit
+// or roll back tx directly: watermill-sql's pgx wrapper holds no context.
+func PgxTxPublisher(tx pgx.Tx, forwarderTopic string) (message.Publisher, error) {
+	if tx == nil {
+		return nil, errors.New("outbox: nil transaction")
+	}
+	return txPublisher(wsql.TxFromPgx(tx), PostgreSQL, forwarderTopic)
+}
+
+func txPublisher(tx wsql.ContextExecutor, dialect Dialect, topic string) (message.Publisher, error) {
+	if topic == "" {
+		topic = DefaultForwarderTopic
+	}
+	schema, _, err := dialect.schema()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: schema}, watermill.NopLogger{})
+	if err != nil {
+		return nil, err
+	}
+	return forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: topic}), nil
+}
+
+// ForwarderConfig configures NewForwarder.
+type ForwarderConfig struct {
+	// Topic is the forwarder topic; default DefaultForwarderTopic.
+	Topic string
+	// ConsumerGroup names the forwarder's offsets; default "arcmill_forwarder".
+	ConsumerGroup string
+	// Logger defaults to no logging.
+	Logger watermill.LoggerAdapter
+}
+
+// NewForwarder returns Watermill's Forwarder reading the outbox in db and
+// publishing each message, unchanged, to its destination topic on dest.
+// Run it with Run(ctx); Close stops it.
+func NewForwarder(db *stdsql.DB, dialect Dialect, dest message.Publisher, cfg ForwarderConfig) (*forwarder.Forwarder, error) {
+	if cfg.Topic == "" {
+		cfg.Topic = DefaultForwarderTopic
+	}
+	if cfg.ConsumerGroup == "" {
+		cfg.ConsumerGroup = "arcmill_forwarder"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = watermill.NopLogger{}
+	}
+	schema, offsets, err := dialect.schema()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
+		SchemaAdapter: schema, OffsetsAdapter: offsets, ConsumerGroup: cfg.ConsumerGroup,
+	}, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return forwarder.NewForwarder(sub, dest, cfg.Logger, forwarder.Config{ForwarderTopic: cfg.Topic})
+}
