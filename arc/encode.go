@@ -54,12 +54,6 @@ func (m Meta) MarshalJSON() ([]byte, error) {
 	return m.appendJSON(nil), nil
 }
 
-// metaKeys are the JSON names of Meta's typed fields, in the order written.
-var metaKeys = []string{
-	"id", "timestamp", "schemaVersion", "correlationId", "causationId", "partitionKey", "source",
-	"idempotencyKey", "resource", "resourceId", "userId", "organizationId", "aggregate",
-}
-
 // known returns whether key names a typed field, and whether that field is
 // set (and so written, which hides an Extra entry of the same name).
 func (m *Meta) known(key string) (isKnown, set bool) {

@@ -239,9 +239,8 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 		}
 	}
 	if dl.Event.Type == "" { // not an event: Arc's placeholder, and the raw message
-		dl.Event = arc.Event{Type: "<unknown>", Payload: json.RawMessage("null"),
-			Meta: arc.Meta{ID: fallback(msg.UUID, "<unknown>"), Timestamp: now.Truncate(time.Millisecond)}}
-		dl.Raw = rawMessage(msg)
+		dl.Event = PlaceholderEvent(msg.UUID, now)
+		dl.Raw = NewRawMessage(msg)
 	}
 	dl.Error = d.errorInfo(err)
 	dl.ErrorType = innermostType(err)
@@ -374,14 +373,22 @@ func (d *DeadLetter) requeue(msg *message.Message, dl DeadLetteredEvent, n int) 
 	return nil
 }
 
-// rawMessage keeps a message as it arrived; a payload that is not UTF-8
-// text is kept in base64.
-func rawMessage(msg *message.Message) *RawMessage {
+// NewRawMessage keeps a message as it arrived, for DeadLetteredEvent.Raw;
+// a payload that is not UTF-8 text is kept in base64.
+func NewRawMessage(msg *message.Message) *RawMessage {
 	raw := &RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
 	if !utf8.Valid(msg.Payload) {
 		raw.Payload, raw.Encoding = base64.StdEncoding.EncodeToString(msg.Payload), "base64"
 	}
 	return raw
+}
+
+// PlaceholderEvent is Arc's stand-in for an event that cannot be read: type
+// "<unknown>", a null payload, meta.id the transport's id ("<unknown>" when
+// there is none), timestamp at.
+func PlaceholderEvent(id string, at time.Time) arc.Event {
+	return arc.Event{Type: "<unknown>", Payload: json.RawMessage("null"),
+		Meta: arc.Meta{ID: fallback(id, "<unknown>"), Timestamp: at.UTC().Truncate(time.Millisecond)}}
 }
 
 func fallback(s, def string) string {

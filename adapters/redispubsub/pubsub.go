@@ -31,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/ctxsleep"
 )
 
 // ArcPrefix is Arc's channel prefix: events go to arc-events:<type>.
@@ -221,7 +222,7 @@ func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, topic string, ou
 				return
 			}
 			p.cfg.Logger.Error("Pub/Sub receive failed", err, watermill.LogFields{"topic": topic})
-			if !sleep(ctx, 100*time.Millisecond) {
+			if !ctxsleep.Sleep(ctx, 100*time.Millisecond) {
 				return
 			}
 			continue
@@ -283,15 +284,4 @@ func (p *PubSub) Close() error {
 		}
 	})
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

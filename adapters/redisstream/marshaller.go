@@ -45,6 +45,20 @@ var _ wredis.MarshallerUnmarshaller = Marshaller{}
 // Marshal returns the entry fields of an Arc event message. A message that
 // is not an Arc event is refused: Arc readers would drop it.
 func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error) {
+	pairs, err := m.fields(msg)
+	if err != nil {
+		return nil, err
+	}
+	fields := make(map[string]any, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		fields[pairs[i].(string)] = pairs[i+1]
+	}
+	return fields, nil
+}
+
+// fields returns the entry as field/value pairs in Arc's order: type, data
+// (then _watermill_message_uuid when asked).
+func (m Marshaller) fields(msg *message.Message) ([]any, error) {
 	ev, err := arc.FromMessage(msg)
 	if err != nil {
 		return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
@@ -53,11 +67,11 @@ func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, err
 	if err != nil {
 		return nil, err
 	}
-	fields := map[string]any{FieldType: ev.Type, FieldData: string(data)}
+	pairs := []any{FieldType, ev.Type, FieldData, string(data)}
 	if m.WatermillUUID {
-		fields[wredis.UUIDHeaderKey] = ev.Meta.ID
+		pairs = append(pairs, wredis.UUIDHeaderKey, ev.Meta.ID)
 	}
-	return fields, nil
+	return pairs, nil
 }
 
 // Unmarshal returns the message of an entry; it never fails (see Marshaller).

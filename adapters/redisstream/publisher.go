@@ -10,8 +10,6 @@ import (
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/arcmill/arcmill/arc"
 )
 
 // PublisherConfig configures a Publisher.
@@ -113,19 +111,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 // values returns the entry fields; Arc's in Arc's order.
 func (p *Publisher) values(topic string, msg *message.Message) (any, error) {
 	if m, ok := p.cfg.Marshaller.(Marshaller); ok {
-		ev, err := arc.FromMessage(msg)
-		if err != nil {
-			return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
-		}
-		data, err := arc.Marshal(ev)
-		if err != nil {
-			return nil, err
-		}
-		fields := []any{FieldType, ev.Type, FieldData, string(data)}
-		if m.WatermillUUID {
-			fields = append(fields, wredis.UUIDHeaderKey, ev.Meta.ID)
-		}
-		return fields, nil
+		return m.fields(msg) // a slice keeps Arc's field order; a map would not
 	}
 	return p.cfg.Marshaller.Marshal(topic, msg)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/ctxsleep"
 	"github.com/arcmill/arcmill/middleware"
 )
 
@@ -339,7 +340,7 @@ func (c *consumer) run(ctx context.Context) {
 				continue
 			}
 			c.logger.Error("XREADGROUP failed", err, nil)
-			sleep(ctx, 500*time.Millisecond)
+			ctxsleep.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
 		if !c.deliverAll(ctx, entries) {
@@ -500,12 +501,11 @@ func (c *consumer) deadLetter(ctx context.Context, id string, deliveries int64, 
 			dl.Event = ev
 		} else {
 			dl.Reason = middleware.ReasonMalformed
-			dl.Raw = &middleware.RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
+			dl.Raw = middleware.NewRawMessage(msg)
 		}
 	}
-	if dl.Event.Type == "" { // Arc's placeholder
-		dl.Event = arc.Event{Type: "<unknown>", Payload: []byte("null"),
-			Meta: arc.Meta{ID: id, Timestamp: now.Truncate(time.Millisecond)}}
+	if dl.Event.Type == "" {
+		dl.Event = middleware.PlaceholderEvent(id, now)
 	}
 	data, err := json.Marshal(dl)
 	if err != nil {
@@ -623,7 +623,7 @@ func (c *consumer) settle(ctx context.Context, m *message.Message, id string) (o
 		c.ack(id)
 		return true, false
 	case <-m.Nacked():
-		return sleep(ctx, c.s.cfg.NackResendSleep), true
+		return ctxsleep.Sleep(ctx, c.s.cfg.NackResendSleep), true
 	case <-ctx.Done():
 		// Closing: the handler may still settle it.
 		select {
@@ -681,19 +681,4 @@ func (c *consumer) flush() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.acks = c.acks[:0]
-}
-
-// sleep waits d or until ctx ends; false if ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
