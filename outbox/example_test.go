@@ -21,7 +21,7 @@ func ExampleTxPublisher() {
 	if db == nil {
 		return // this example only shows the calls
 	}
-	_ = outbox.Migrate(ctx, db, outbox.PostgreSQL, "") // once, at deploy or start-up
+	_ = outbox.MigrateForwarder(ctx, db, outbox.PostgreSQL, "") // once, at deploy or start-up
 
 	tx, _ := db.BeginTx(ctx, nil)
 	_, _ = tx.ExecContext(ctx, `INSERT INTO orders (id) VALUES ($1)`, "o-1")

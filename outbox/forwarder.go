@@ -27,34 +27,26 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Dialect is a database flavour.
-type Dialect int
-
-const (
-	// PostgreSQL needs version 13 or newer (watermill-sql's schema uses xid8).
-	PostgreSQL Dialect = iota
-	// MySQL covers MySQL 8 and MariaDB 10.5+.
-	MySQL
-)
-
 func (d Dialect) schema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
 	switch d {
 	case PostgreSQL:
 		return wsql.DefaultPostgreSQLSchema{}, wsql.DefaultPostgreSQLOffsetsAdapter{}, nil
 	case MySQL:
 		return wsql.DefaultMySQLSchema{}, wsql.DefaultMySQLOffsetsAdapter{}, nil
+	case SQLite:
+		return nil, nil, fmt.Errorf("%w: watermill-sql has no SQLite dialect; use Outbox", ErrInvalidConfig)
 	}
-	return nil, nil, fmt.Errorf("outbox: unknown dialect %d", d)
+	return nil, nil, fmt.Errorf("%w: unknown dialect %d", ErrInvalidConfig, d)
 }
 
 // DefaultForwarderTopic is Watermill's forwarder topic (table
 // watermill_forwarder_topic).
 const DefaultForwarderTopic = "forwarder_topic"
 
-// Migrate creates the forwarder's tables (watermill_<topic> and its
+// MigrateForwarder creates the forwarder's tables (watermill_<topic> and its
 // offsets table) if they are missing. Run it at deploy or start-up, not
 // inside a business transaction. topic "" is DefaultForwarderTopic.
-func Migrate(ctx context.Context, db *stdsql.DB, dialect Dialect, topic string) error {
+func MigrateForwarder(ctx context.Context, db *stdsql.DB, dialect Dialect, topic string) error {
 	if topic == "" {
 		topic = DefaultForwarderTopic
 	}

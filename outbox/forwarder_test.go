@@ -61,8 +61,8 @@ func forwarderScenario(t *testing.T, db *stdsql.DB, dialect Dialect, begin func(
 			_, _ = db.Exec("DROP TABLE IF EXISTS " + quote(tbl))
 		}
 	})
-	require.NoError(t, Migrate(ctx, db, dialect, fwdTopic))
-	require.NoError(t, Migrate(ctx, db, dialect, fwdTopic), "idempotent")
+	require.NoError(t, MigrateForwarder(ctx, db, dialect, fwdTopic))
+	require.NoError(t, MigrateForwarder(ctx, db, dialect, fwdTopic), "idempotent")
 	_, err := db.Exec("CREATE TABLE " + quote(orders) + " (id VARCHAR(64) PRIMARY KEY)")
 	require.NoError(t, err)
 

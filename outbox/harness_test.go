@@ -1,0 +1,217 @@
+package outbox
+
+import (
+	"context"
+	stdsql "database/sql"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+)
+
+// sqliteDSN opens SQLite the way arcmill recommends: WAL, a busy timeout,
+// and write transactions that take the lock up front.
+func sqliteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+}
+
+// openDB opens a real database of the dialect.
+func openDB(t testing.TB, d Dialect) *stdsql.DB {
+	t.Helper()
+	var db *stdsql.DB
+	var err error
+	switch d {
+	case PostgreSQL:
+		db, err = stdsql.Open("pgx", testenv.PostgresDSN(t))
+	case MySQL:
+		db, err = stdsql.Open("mysql", testenv.MySQLDSN(t))
+	case SQLite:
+		db, err = stdsql.Open("sqlite", sqliteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	db.SetMaxOpenConns(32)
+	require.NoError(t, db.Ping())
+	return db
+}
+
+// fixture is one outbox on a fresh table, with a business table beside it.
+type fixture struct {
+	t       testing.TB
+	d       Dialect
+	db      *stdsql.DB
+	ob      *Outbox
+	clock   *fakeClock
+	orders  string
+	counter int
+}
+
+func newFixture(t testing.TB, d Dialect, withClock bool) *fixture {
+	t.Helper()
+	db := openDB(t, d)
+	return newFixtureOn(t, d, db, "arcmill_ob_"+strings.ReplaceAll(uuid.NewString()[:8], "-", ""), withClock)
+}
+
+func newFixtureOn(t testing.TB, d Dialect, db *stdsql.DB, table string, withClock bool) *fixture {
+	f := &fixture{t: t, d: d, db: db, orders: table + "_orders"}
+	cfg := Config{Dialect: d, Table: table}
+	if withClock {
+		f.clock = &fakeClock{now: time.UnixMilli(1_800_000_000_000)}
+		cfg.Now = f.clock.Now
+	}
+	ob, err := New(db, cfg)
+	require.NoError(t, err)
+	f.ob = ob
+	ctx := context.Background()
+	require.NoError(t, ob.Migrate(ctx))
+	require.NoError(t, ob.Migrate(ctx), "Migrate is idempotent")
+	_, err = db.ExecContext(ctx, "CREATE TABLE "+f.orders+" (id VARCHAR(64) PRIMARY KEY)")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, s := range []string{f.orders, table, table + "_lock"} {
+			_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+s)
+		}
+		if d == PostgreSQL {
+			_, _ = db.ExecContext(context.Background(), "DROP FUNCTION IF EXISTS "+table+"_notify()")
+		}
+	})
+	return f
+}
+
+// dialects runs fn for PostgreSQL, MySQL and SQLite.
+func dialects(t *testing.T, fn func(t *testing.T, d Dialect)) {
+	for _, d := range []Dialect{PostgreSQL, MySQL, SQLite} {
+		t.Run(d.String(), func(t *testing.T) { fn(t, d) })
+	}
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// event returns a new Arc event of typ with a readable payload.
+func (f *fixture) event(typ string, meta arc.Meta) arc.Event {
+	f.counter++
+	ev, err := arc.NewEvent(typ, map[string]any{"n": f.counter}, meta)
+	require.NoError(f.t, err)
+	return ev
+}
+
+// commit writes a business row and entries in one transaction and
+// commits it.
+func (f *fixture) commit(entries ...Entry) {
+	f.t.Helper()
+	ctx := context.Background()
+	tx, err := f.db.BeginTx(ctx, nil)
+	require.NoError(f.t, err)
+	_, err = tx.ExecContext(ctx, f.ob.q.bind("INSERT INTO "+f.orders+" (id) VALUES (?)"), uuid.NewString())
+	require.NoError(f.t, err)
+	require.NoError(f.t, f.ob.Write(ctx, tx, entries...))
+	require.NoError(f.t, tx.Commit())
+}
+
+// count returns the rows of the outbox with the given status.
+func (f *fixture) count(status int) int {
+	var n int
+	require.NoError(f.t, f.db.QueryRow(f.ob.q.bind("SELECT COUNT(*) FROM "+f.ob.cfg.Table+" WHERE status = ?"), status).Scan(&n))
+	return n
+}
+
+// recorder is the destination publisher: it keeps what it got, in order,
+// and fails the ids in failing.
+type recorder struct {
+	mu        sync.Mutex
+	got       []published
+	failing   map[string]error
+	calls     int
+	onPublish func(topic string, msgs []*message.Message) // runs before recording, unlocked
+}
+
+type published struct {
+	topic string
+	msg   *message.Message
+}
+
+func newRecorder() *recorder { return &recorder{failing: map[string]error{}} }
+
+func (r *recorder) Publish(topic string, msgs ...*message.Message) error {
+	if r.onPublish != nil {
+		r.onPublish(topic, msgs)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	for _, m := range msgs {
+		if err := r.failing[m.UUID]; err != nil {
+			return fmt.Errorf("broker refused %s: %w", m.UUID, err)
+		}
+	}
+	for _, m := range msgs {
+		r.got = append(r.got, published{topic, m})
+	}
+	return nil
+}
+
+func (r *recorder) Close() error { return nil }
+
+func (r *recorder) fail(id string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		delete(r.failing, id)
+	} else {
+		r.failing[id] = err
+	}
+}
+
+func (r *recorder) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.got))
+	for i, p := range r.got {
+		out[i] = p.msg.UUID
+	}
+	return out
+}
+
+// counts returns how many times each id was published.
+func (r *recorder) counts() map[string]int {
+	c := map[string]int{}
+	for _, id := range r.ids() {
+		c[id]++
+	}
+	return c
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,322 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// settleTimeout bounds the settlement statements of a pass, which run even
+// when the relay is closing so that published rows are acknowledged.
+const settleTimeout = 10 * time.Second
+
+// pass claims, publishes and settles one batch as owner.
+func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
+	var res RelayResult
+	now := r.o.nowMs()
+	rows, err := r.o.claim(ctx, owner, now+r.cfg.Lease.Milliseconds(), now, r.cfg.BatchSize,
+		r.cfg.KeepPartitionOrder, r.cfg.Types)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.report(RelayError{Kind: ClaimFailed, Err: err})
+		}
+		return res, err
+	}
+	res.claimed = len(rows)
+	if len(rows) == 0 {
+		r.finish(res)
+		return res, nil
+	}
+	// Settle even if ctx ends now: the rows are ours until acknowledged.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+
+	valid := rows[:0:0]
+	for _, row := range rows {
+		row.decode()
+		switch {
+		case row.msg == nil:
+			res.Malformed++
+			err := fmt.Errorf("%w: %s", ErrMalformedRow, row.bad)
+			r.report(RelayError{Kind: MalformedEvent, Seq: row.seq, EventID: row.eventID, Err: err})
+			r.deadLetter(sctx, owner, row, err, &res)
+		case r.cfg.MaxUnsettledClaims > 0 && row.claims-row.attempts > r.cfg.MaxUnsettledClaims:
+			r.deadLetter(sctx, owner, row, fmt.Errorf("outbox: claimed %d times without being settled "+
+				"(a relay crashed or timed out on it each time)", row.claims-row.attempts), &res)
+		default:
+			valid = append(valid, row)
+		}
+	}
+	if ctx.Err() != nil {
+		// Closing before publishing: give the rows back untouched.
+		r.release(sctx, owner, valid)
+		r.finish(res)
+		return res, nil
+	}
+
+	res.Attempted = len(valid)
+	published, failed, held := r.publish(ctx, valid, &res)
+	r.ack(sctx, owner, published, &res)
+	for _, f := range failed {
+		r.fail(sctx, owner, f.row, f.err, &res)
+	}
+	r.release(sctx, owner, held)
+	res.released = len(held)
+	r.finish(res)
+	return res, nil
+}
+
+func (r *Relay) finish(res RelayResult) {
+	r.mu.Lock()
+	r.totals.add(res)
+	r.mu.Unlock()
+	if r.cfg.OnPass != nil {
+		r.cfg.OnPass(res)
+	}
+}
+
+type failedRow struct {
+	row *row
+	err error
+}
+
+// publish sends rows in sequence order, one Publish call per run of rows
+// with the same topic. When a call fails, its rows are retried one by one
+// so that one poison row does not fail its neighbours. With partition
+// order kept, a key whose row failed holds its later rows back (held).
+func (r *Relay) publish(ctx context.Context, rows []*row, res *RelayResult) (published []*row, failed []failedRow, held []*row) {
+	blocked := map[string]bool{}
+	keyed := r.cfg.KeepPartitionOrder
+	for start := 0; start < len(rows); {
+		end := start + 1
+		for end < len(rows) && rows[end].topic == rows[start].topic {
+			end++
+		}
+		group := rows[start:end]
+		start = end
+		if keyed && len(blocked) > 0 {
+			kept := group[:0:0]
+			for _, row := range group {
+				if row.partition != "" && blocked[row.partition] {
+					held = append(held, row)
+				} else {
+					kept = append(kept, row)
+				}
+			}
+			group = kept
+		}
+		if len(group) == 0 {
+			continue
+		}
+		err := r.publishRows(ctx, group)
+		if len(group) > 1 {
+			res.UsedPublishMany = true
+		}
+		if err == nil {
+			published = append(published, group...)
+			continue
+		}
+		if len(group) == 1 {
+			failed = append(failed, failedRow{group[0], err})
+			if keyed && group[0].partition != "" {
+				blocked[group[0].partition] = true
+			}
+			continue
+		}
+		// One by one; three failures in a row mean the publisher is down,
+		// not one poison row: the rest fail with the batch's error.
+		streak := 0
+		for i, row := range group {
+			if keyed && row.partition != "" && blocked[row.partition] {
+				held = append(held, row)
+				continue
+			}
+			rerr := err
+			if streak < 3 {
+				rerr = r.publishRows(ctx, group[i:i+1])
+			}
+			if rerr == nil {
+				streak = 0
+				published = append(published, row)
+				continue
+			}
+			streak++
+			failed = append(failed, failedRow{row, rerr})
+			if keyed && row.partition != "" {
+				blocked[row.partition] = true
+			}
+		}
+	}
+	return published, failed, held
+}
+
+// publishRows makes one Publish call, bounded by PublishTimeout; a closing
+// relay lets it finish. A panicking publisher is an error, not a crash.
+func (r *Relay) publishRows(ctx context.Context, rows []*row) (err error) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+	defer cancel()
+	msgs := make([]*message.Message, len(rows))
+	for i, row := range rows {
+		m := row.msg.Copy() // a publisher may keep or alter what it gets
+		m.SetContext(pctx)
+		msgs[i] = m
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("outbox: publisher panicked: %v", p)
+		}
+	}()
+	return r.pub.Publish(rows[0].topic, msgs...)
+}
+
+// ack marks published rows delivered in one statement; rows another
+// worker owns now are rejected and reported.
+func (r *Relay) ack(ctx context.Context, owner string, rows []*row, res *RelayResult) {
+	if len(rows) == 0 {
+		return
+	}
+	args := make([]any, 0, len(rows)+2)
+	args = append(args, r.o.nowMs(), owner)
+	for _, row := range rows {
+		args = append(args, row.seq)
+	}
+	out, err := r.o.db.ExecContext(ctx, r.o.q.ack(len(rows)), args...)
+	var n int64
+	if err == nil {
+		n, err = out.RowsAffected()
+	}
+	if err != nil {
+		res.AckFailed += len(rows)
+		for _, row := range rows {
+			r.report(RelayError{Kind: AcknowledgeFailed, Seq: row.seq, EventID: row.eventID, Err: err})
+		}
+		return
+	}
+	res.Relayed += int(n)
+	if int(n) == len(rows) {
+		return
+	}
+	// Some rows moved on: find which, and who has them.
+	lost := r.o.notOwned(ctx, owner, rows)
+	for _, e := range lost {
+		res.AckFailed++
+		res.OwnershipMismatches++
+		r.report(RelayError{Kind: OwnershipMismatch, Seq: e.Seq, EventID: e.EventID, Err: e})
+	}
+	// Rows neither acknowledged nor found owned by another (a failed
+	// lookup) are counted as failed acknowledgements.
+	if missing := len(rows) - int(n) - len(lost); missing > 0 {
+		res.AckFailed += missing
+	}
+}
+
+// notOwned returns an OwnershipError for each row owner no longer holds
+// (after an acknowledgement that did not update it).
+func (o *Outbox) notOwned(ctx context.Context, owner string, rows []*row) []*OwnershipError {
+	args := make([]any, len(rows))
+	byID := make(map[int64]*row, len(rows))
+	for i, row := range rows {
+		args[i] = row.seq
+		byID[row.seq] = row
+	}
+	rs, err := o.db.QueryContext(ctx, o.q.owners(len(rows)), args...)
+	if err != nil {
+		return nil
+	}
+	defer rs.Close()
+	var out []*OwnershipError
+	for rs.Next() {
+		var (
+			id, until int64
+			status    int
+			holder    *string
+		)
+		if err := rs.Scan(&id, &status, &holder, &until); err != nil {
+			return out
+		}
+		cur := ""
+		if holder != nil {
+			cur = *holder
+		}
+		// Ours and delivered by us is not a mismatch; anything else is.
+		if cur == owner && status == statusPending {
+			continue
+		}
+		out = append(out, &OwnershipError{Seq: id, EventID: byID[id].eventID, AttemptedBy: owner, CurrentOwner: cur})
+	}
+	return out
+}
+
+// fail records a failed publish through the failure policy.
+func (r *Relay) fail(ctx context.Context, owner string, row *row, perr error, res *RelayResult) {
+	res.PublishFailed++
+	r.report(RelayError{Kind: PublishFailed, Seq: row.seq, EventID: row.eventID, Err: perr})
+	d := r.decide(ctx, row, perr)
+	retryAt := r.o.nowMs()
+	if !d.RetryAt.IsZero() {
+		retryAt = max(retryAt, d.RetryAt.UnixMilli())
+	}
+	status := statusPending
+	if d.DeadLetter {
+		status = statusDead
+	}
+	r.settleFailure(ctx, owner, row, status, retryAt, perr, res)
+}
+
+func (r *Relay) decide(ctx context.Context, row *row, perr error) (d Decision) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.report(RelayError{Kind: FailFailed, Seq: row.seq, EventID: row.eventID,
+				Err: fmt.Errorf("outbox: failure policy panicked: %v", p)})
+			d = Decision{}
+		}
+	}()
+	return r.cfg.FailurePolicy(ctx, Failure{Message: row.msg, Topic: row.topic, Err: perr, Attempts: row.attempts + 1, At: r.o.cfg.Now()})
+}
+
+// deadLetter moves a row the relay will not publish to the dead letters.
+func (r *Relay) deadLetter(ctx context.Context, owner string, row *row, reason error, res *RelayResult) {
+	r.settleFailure(ctx, owner, row, statusDead, r.o.nowMs(), reason, res)
+}
+
+func (r *Relay) settleFailure(ctx context.Context, owner string, rw *row, status int, retryAt int64, cause error, res *RelayResult) {
+	now := r.o.nowMs()
+	msg := cause.Error()
+	out, err := r.o.db.ExecContext(ctx, r.o.q.fail(), status, retryAt, msg, now, now, rw.seq, owner)
+	var n int64
+	if err == nil {
+		n, err = out.RowsAffected()
+	}
+	switch {
+	case err != nil:
+		res.FailHookErrors++
+		r.report(RelayError{Kind: FailFailed, Seq: rw.seq, EventID: rw.eventID, Err: err})
+	case n == 0:
+		res.OwnershipMismatches++
+		var oe error = &OwnershipError{Seq: rw.seq, EventID: rw.eventID, AttemptedBy: owner}
+		if lost := r.o.notOwned(ctx, owner, []*row{rw}); len(lost) == 1 {
+			oe = lost[0]
+		}
+		r.report(RelayError{Kind: OwnershipMismatch, Seq: rw.seq, EventID: rw.eventID, Err: oe})
+	case status == statusDead:
+		res.DeadLettered++
+	}
+}
+
+// release gives rows back without counting an attempt.
+func (r *Relay) release(ctx context.Context, owner string, rows []*row) {
+	if len(rows) == 0 {
+		return
+	}
+	args := make([]any, 0, len(rows)+1)
+	args = append(args, owner)
+	for _, row := range rows {
+		args = append(args, row.seq)
+	}
+	if _, err := r.o.db.ExecContext(ctx, r.o.q.release(len(rows)), args...); err != nil {
+		// Harmless: the lease expires and the rows come back anyway.
+		r.cfg.Logger.Info("Outbox relay could not release rows", map[string]any{"error": err.Error()})
+	}
+}

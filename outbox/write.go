@@ -1,0 +1,294 @@
+package outbox
+
+import (
+	"context"
+	stdsql "database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+// Metadata keys that carry per-message write options through a Watermill
+// publisher (Outbox.Publisher). They are read at write time and never
+// stored, so the relayed message does not carry them.
+const (
+	// MetadataDedupeKey overrides the dedupe key; without it, an Arc
+	// message with an idempotency key is deduplicated on arc.DedupeKey.
+	MetadataDedupeKey = "arcmill_outbox_dedupe_key"
+	// MetadataPartitionKey overrides the partition key (default: the Arc
+	// meta.partitionKey, arc_partition_key).
+	MetadataPartitionKey = "arcmill_outbox_partition_key"
+	// MetadataVisibleAt holds the earliest relay time, RFC 3339.
+	MetadataVisibleAt = "arcmill_outbox_visible_at"
+)
+
+// Entry is one event to store.
+type Entry struct {
+	// Topic is the destination topic on the relay's publisher. Required.
+	Topic string
+	// Event is the Arc event to deliver, unchanged (same meta.id and
+	// timestamp, as Arc's outbox does). Ignored when Message is set.
+	Event arc.Event
+	// Message is a Watermill message to deliver instead of an Arc event.
+	Message *message.Message
+	// DedupeKey makes a second write of the same key a no-op, while the
+	// first row is pending, delivered (until purged) or dead-lettered.
+	// Default: arc.DedupeKey of the event, from meta.idempotencyKey, which
+	// keeps a child that inherited its parent's key from being dropped.
+	DedupeKey string
+	// PartitionKey orders rows that share it when the relay keeps
+	// partition order. Default: the event's meta.partitionKey.
+	PartitionKey string
+	// VisibleAt delays the row's first relay until then. Zero: at once.
+	VisibleAt time.Time
+}
+
+// message turns e into the message to store, its options in metadata.
+func (e Entry) message() (*message.Message, error) {
+	if e.Topic == "" {
+		return nil, fmt.Errorf("%w: topic is required", ErrInvalidEntry)
+	}
+	var msg *message.Message
+	if e.Message != nil {
+		msg = e.Message.Copy()
+		msg.SetContext(e.Message.Context())
+	} else {
+		if e.Event.Type == "" {
+			return nil, fmt.Errorf("%w: event.type is required", ErrInvalidEntry)
+		}
+		if e.Event.Meta.ID == "" {
+			return nil, fmt.Errorf("%w: event.meta.id is required", ErrInvalidEntry)
+		}
+		var err error
+		if msg, err = arc.ToMessage(e.Event); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidEntry, err)
+		}
+		if e.DedupeKey == "" {
+			e.DedupeKey = arc.DedupeKey(e.Event)
+		}
+	}
+	if e.DedupeKey != "" {
+		msg.Metadata.Set(MetadataDedupeKey, e.DedupeKey)
+	}
+	if e.PartitionKey != "" {
+		msg.Metadata.Set(MetadataPartitionKey, e.PartitionKey)
+	}
+	if !e.VisibleAt.IsZero() {
+		msg.Metadata.Set(MetadataVisibleAt, e.VisibleAt.UTC().Format(time.RFC3339Nano))
+	}
+	return msg, nil
+}
+
+// Write stores entries inside tx, in order, one INSERT statement per run
+// of entries with the same topic (and per 1,000 rows), through watermill-sql's publisher and this
+// outbox's schema adapter. Nothing is relayed unless tx commits.
+func (o *Outbox) Write(ctx context.Context, tx *stdsql.Tx, entries ...Entry) error {
+	if tx == nil {
+		return fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
+	}
+	return o.write(ctx, wsql.TxFromStdSQL(tx), entries)
+}
+
+// WritePgx is Write for a pgx transaction (PostgreSQL).
+func (o *Outbox) WritePgx(ctx context.Context, tx pgx.Tx, entries ...Entry) error {
+	if tx == nil {
+		return fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
+	}
+	return o.write(ctx, wsql.TxFromPgx(tx), entries)
+}
+
+func (o *Outbox) write(ctx context.Context, tx wsql.ContextExecutor, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	pub, err := o.publisher(tx)
+	if err != nil {
+		return err
+	}
+	// One statement per run of entries with the same topic, so the rows'
+	// sequence is the caller's order.
+	msgs := make([]*message.Message, 0, len(entries))
+	for i, e := range entries {
+		msg, err := e.message()
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		msg.SetContext(ctx)
+		msgs = append(msgs, msg)
+	}
+	for start := 0; start < len(entries); {
+		end := start + 1
+		for end < len(entries) && entries[end].Topic == entries[start].Topic {
+			end++
+		}
+		if err := pub.Publish(entries[start].Topic, msgs[start:end]...); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// Publisher returns a Watermill publisher that writes into tx: a message
+// published to a topic is relayed to that topic after tx commits, never if
+// it rolls back. Per-message options ride in MetadataDedupeKey,
+// MetadataPartitionKey and MetadataVisibleAt. One publisher per
+// transaction; commit or roll back tx yourself.
+func (o *Outbox) Publisher(tx *stdsql.Tx) (message.Publisher, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
+	}
+	return o.publisher(wsql.TxFromStdSQL(tx))
+}
+
+// PgxPublisher is Publisher for a pgx transaction. Commit or roll back tx
+// directly: watermill-sql's pgx wrapper holds no context.
+func (o *Outbox) PgxPublisher(tx pgx.Tx) (message.Publisher, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
+	}
+	return o.publisher(wsql.TxFromPgx(tx))
+}
+
+func (o *Outbox) publisher(tx wsql.ContextExecutor) (message.Publisher, error) {
+	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: SchemaAdapter{o: o}}, watermill.NopLogger{})
+	if err != nil {
+		return nil, err
+	}
+	return chunkedPublisher{pub}, nil
+}
+
+// chunkedPublisher splits a large Publish into statements of at most
+// maxRowsPerInsert rows.
+type chunkedPublisher struct{ *wsql.Publisher }
+
+func (p chunkedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for len(msgs) > maxRowsPerInsert {
+		if err := p.Publisher.Publish(topic, msgs[:maxRowsPerInsert]...); err != nil {
+			return err
+		}
+		msgs = msgs[maxRowsPerInsert:]
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return p.Publisher.Publish(topic, msgs...)
+}
+
+// SchemaAdapter is the watermill-sql v4 schema adapter of arcmill's outbox
+// table: it builds the multi-row INSERT that Write and Publisher run,
+// ignoring repeated dedupe keys. The table is read by the Relay, not by a
+// watermill-sql Subscriber, so the subscribing methods return
+// ErrNotSubscribable.
+type SchemaAdapter struct{ o *Outbox }
+
+// ErrNotSubscribable is returned by SchemaAdapter's subscribing methods.
+var ErrNotSubscribable = errors.New("outbox: the outbox table is read by outbox.Relay, not by a watermill-sql subscriber")
+
+// InsertQuery implements wsql.SchemaAdapter.
+func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error) {
+	if len(p.Msgs) == 0 {
+		return wsql.Query{}, errors.New("outbox: nothing to insert")
+	}
+	now := a.o.nowMs()
+	args := make([]any, 0, 9*len(p.Msgs))
+	for _, msg := range p.Msgs {
+		row, err := rowFor(msg, now)
+		if err != nil {
+			return wsql.Query{}, err
+		}
+		args = append(args, msg.UUID, p.Topic, row.eventType, []byte(msg.Payload), row.metadata,
+			nullString(row.dedupe), nullString(row.partition), row.visibleAt, now)
+	}
+	return wsql.Query{Query: a.o.q.insert(len(p.Msgs)), Args: args}, nil
+}
+
+type insertRow struct {
+	eventType, dedupe, partition string
+	metadata                     string
+	visibleAt                    int64
+}
+
+func rowFor(msg *message.Message, now int64) (insertRow, error) {
+	if msg.UUID == "" {
+		return insertRow{}, fmt.Errorf("%w: message uuid (event.meta.id) is required", ErrInvalidEntry)
+	}
+	r := insertRow{eventType: msg.Metadata.Get(arc.MetadataType), visibleAt: now}
+	r.dedupe = msg.Metadata.Get(MetadataDedupeKey)
+	r.partition = msg.Metadata.Get(MetadataPartitionKey)
+	if r.partition == "" {
+		r.partition = msg.Metadata.Get(arc.MetadataPartitionKey)
+	}
+	if r.dedupe == "" && msg.Metadata.Get(arc.MetadataIdempotencyKey) != "" {
+		if ev, err := arc.FromMessage(msg); err == nil {
+			r.dedupe = arc.DedupeKey(ev)
+		}
+	}
+	if v := msg.Metadata.Get(MetadataVisibleAt); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return insertRow{}, fmt.Errorf("%w: %s %q: %w", ErrInvalidEntry, MetadataVisibleAt, v, err)
+		}
+		r.visibleAt = t.UnixMilli()
+	}
+	if len(r.eventType) > 255 || len(r.dedupe) > 255 || len(r.partition) > 255 || len(msg.UUID) > 255 {
+		return insertRow{}, fmt.Errorf("%w: id, type, dedupe and partition keys are limited to 255 bytes", ErrInvalidEntry)
+	}
+	md := make(map[string]string, len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		if !strings.HasPrefix(k, "arcmill_outbox_") {
+			md[k] = v
+		}
+	}
+	b, err := json.Marshal(md)
+	if err != nil {
+		return insertRow{}, fmt.Errorf("%w: metadata: %w", ErrInvalidEntry, err)
+	}
+	r.metadata = string(b)
+	return r, nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// SelectQuery implements wsql.SchemaAdapter; it returns ErrNotSubscribable.
+func (a SchemaAdapter) SelectQuery(wsql.SelectQueryParams) (wsql.Query, error) {
+	return wsql.Query{}, ErrNotSubscribable
+}
+
+// UnmarshalMessage implements wsql.SchemaAdapter; it returns
+// ErrNotSubscribable.
+func (a SchemaAdapter) UnmarshalMessage(wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	return wsql.Row{}, ErrNotSubscribable
+}
+
+// SchemaInitializingQueries implements wsql.SchemaAdapter with Migrate's
+// statements (outside a transaction only).
+func (a SchemaAdapter) SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
+	var qs []wsql.Query
+	for _, s := range a.o.q.migration() {
+		qs = append(qs, wsql.Query{Query: s})
+	}
+	return qs, nil
+}
+
+// SubscribeIsolationLevel implements wsql.SchemaAdapter.
+func (a SchemaAdapter) SubscribeIsolationLevel() stdsql.IsolationLevel { return stdsql.LevelDefault }
+
+var _ wsql.SchemaAdapter = SchemaAdapter{}
+
+func formatMs(ms int64) string { return strconv.FormatInt(ms, 10) }
