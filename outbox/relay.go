@@ -241,8 +241,9 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends or Close is called, then returns nil (or
-// ErrRelayClosed when it was closed before it started).
+// Run relays until ctx ends or Close is called, then returns nil; the
+// relay is closed then. It returns ErrRelayClosed when the relay was
+// closed before (a relay runs once).
 func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -258,6 +259,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	defer close(r.done)
 	defer cancel()
+	defer func() { r.mu.Lock(); r.closed = true; r.mu.Unlock() }()
 
 	var wg sync.WaitGroup
 	if r.o.cfg.Dialect == PostgreSQL && !r.cfg.DisableNotify {

@@ -1,0 +1,268 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+)
+
+// Two and four relays (separate Relay values, as separate processes would
+// be) drain one table while writers keep committing: every row is
+// published exactly once while all is healthy.
+func TestConcurrentRelaysPublishOnce(t *testing.T) {
+	dialects(t, func(t *testing.T, d Dialect) {
+		for _, relays := range []int{2, 4} {
+			t.Run(fmt.Sprintf("%d relays", relays), func(t *testing.T) {
+				f := newFixture(t, d, false)
+				const writers, perWriter, perTx = 4, 50, 5
+				rec := newRecorder()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var running sync.WaitGroup
+				for i := 0; i < relays; i++ {
+					r, err := f.ob.NewRelay(rec, RelayConfig{ConsumerID: fmt.Sprintf("relay-%d", i), BatchSize: 7,
+						PollInterval: 5 * time.Millisecond, Workers: 2, DisableNotify: i%2 == 0})
+					require.NoError(t, err)
+					running.Add(1)
+					go func() { defer running.Done(); _ = r.Run(ctx) }()
+					defer r.Close()
+				}
+				var wg sync.WaitGroup
+				for w := 0; w < writers; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; i < perWriter/perTx; i++ {
+							var es []Entry
+							for j := 0; j < perTx; j++ {
+								ev, _ := arc.NewEvent("load.test", map[string]int{"i": i}, arc.Meta{})
+								es = append(es, Entry{Topic: "t", Event: ev})
+							}
+							f.commit(es...)
+						}
+					}()
+				}
+				wg.Wait()
+				total := writers * perWriter
+				require.Eventually(t, func() bool { return len(rec.ids()) >= total }, 20*time.Second, 10*time.Millisecond)
+				time.Sleep(50 * time.Millisecond) // a duplicate would show up now
+				counts := rec.counts()
+				assert.Len(t, counts, total)
+				for id, n := range counts {
+					if n != 1 {
+						t.Errorf("%s published %d times", id, n)
+					}
+				}
+				assert.Equal(t, total, f.count(statusDelivered))
+				cancel()
+				running.Wait()
+			})
+		}
+	})
+}
+
+// A worker whose lease expired and was taken over cannot acknowledge: the
+// late ack is rejected and reported, as Arc's contract demands.
+func TestLateAckRejected(t *testing.T) {
+	dialects(t, func(t *testing.T, d Dialect) {
+		f := newFixture(t, d, true)
+		ctx := context.Background()
+		ev := f.event("order.created", arc.Meta{})
+		f.commit(Entry{Topic: "t", Event: ev})
+
+		slow := newRecorder()
+		inPublish, resume := make(chan struct{}), make(chan struct{})
+		slow.onPublish = func(string, []*message.Message) { close(inPublish); <-resume }
+		var reported []RelayError
+		a, err := f.ob.NewRelay(slow, RelayConfig{ConsumerID: "a", Lease: 30 * time.Second,
+			OnError: func(e RelayError) { reported = append(reported, e) }})
+		require.NoError(t, err)
+		fast := newRecorder()
+		b, err := f.ob.NewRelay(fast, RelayConfig{ConsumerID: "b", Lease: 30 * time.Second})
+		require.NoError(t, err)
+
+		done := make(chan RelayResult)
+		go func() { res, _ := a.RelayBatch(ctx); done <- res }()
+		<-inPublish
+		res, err := b.RelayBatch(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, res.Attempted, "a's lease still holds")
+		f.clock.Advance(31 * time.Second)
+		res, err = b.RelayBatch(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 1, res.Relayed, "b took the row over after the lease")
+		close(resume)
+		late := <-done
+		assert.Zero(t, late.Relayed)
+		assert.Equal(t, 1, late.AckFailed)
+		assert.Equal(t, 1, late.OwnershipMismatches)
+		require.Len(t, reported, 1)
+		assert.Equal(t, OwnershipMismatch, reported[0].Kind)
+		var oe *OwnershipError
+		require.ErrorAs(t, reported[0].Err, &oe)
+		assert.ErrorIs(t, reported[0].Err, ErrOwnership)
+		assert.Equal(t, "a", oe.AttemptedBy)
+		assert.Equal(t, ev.Meta.ID, oe.EventID)
+		assert.Contains(t, oe.Error(), `attempted by "a", current owner is "none"`)
+
+		// A late failure is rejected the same way and changes nothing.
+		ev2 := f.event("order.created", arc.Meta{})
+		f.commit(Entry{Topic: "t", Event: ev2})
+		slow2 := newRecorder()
+		slow2.fail(ev2.Meta.ID, errors.New("down"))
+		inPublish2, resume2 := make(chan struct{}), make(chan struct{})
+		slow2.onPublish = func(string, []*message.Message) { close(inPublish2); <-resume2 }
+		a2, err := f.ob.NewRelay(slow2, RelayConfig{ConsumerID: "a2"})
+		require.NoError(t, err)
+		go func() { res, _ := a2.RelayBatch(ctx); done <- res }()
+		<-inPublish2
+		f.clock.Advance(31 * time.Second)
+		slowB := newRecorder()
+		inPublishB, resumeB := make(chan struct{}), make(chan struct{})
+		slowB.onPublish = func(string, []*message.Message) { close(inPublishB); <-resumeB }
+		b2, err := f.ob.NewRelay(slowB, RelayConfig{ConsumerID: "b2"})
+		require.NoError(t, err)
+		doneB := make(chan RelayResult)
+		go func() { res, _ := b2.RelayBatch(ctx); doneB <- res }()
+		<-inPublishB // b2 holds the row now
+		close(resume2)
+		late = <-done
+		assert.Equal(t, 1, late.PublishFailed)
+		assert.Equal(t, 1, late.OwnershipMismatches, "a2's failure is rejected: b2 owns the row")
+		close(resumeB)
+		assert.Equal(t, 1, (<-doneB).Relayed)
+		assert.Equal(t, 0, f.count(statusPending))
+	})
+}
+
+// With KeepPartitionOrder, rows of one key go out in order across four
+// workers, through failures and retries, and in commit order when an
+// earlier transaction commits after a later one.
+func TestPartitionOrder(t *testing.T) {
+	dialects(t, func(t *testing.T, d Dialect) {
+		f := newFixture(t, d, false)
+		ctx := context.Background()
+		const keys, perKey = 8, 12
+		want := map[string][]string{}
+		for i := 0; i < perKey; i++ {
+			var es []Entry
+			for k := 0; k < keys; k++ {
+				key := fmt.Sprintf("order-%d", k)
+				ev := f.event("order.step", arc.Meta{PartitionKey: key})
+				want[key] = append(want[key], ev.Meta.ID)
+				es = append(es, Entry{Topic: "t", Event: ev})
+			}
+			f.commit(es...)
+		}
+		rec := newRecorder()
+		// Every key's third row fails twice before it goes through.
+		var failures sync.Map
+		for _, ids := range want {
+			failures.Store(ids[2], new(atomic.Int32))
+		}
+		var inFlight sync.Map
+		rec.onPublish = func(_ string, msgs []*message.Message) {
+			batchKeys := map[string]bool{}
+			for _, m := range msgs {
+				batchKeys[m.Metadata.Get(arc.MetadataPartitionKey)] = true
+			}
+			for key := range batchKeys {
+				if _, busy := inFlight.LoadOrStore(key, true); busy {
+					t.Errorf("rows of %s in flight in two batches at once", key)
+				}
+			}
+			time.Sleep(time.Millisecond)
+			for key := range batchKeys {
+				inFlight.Delete(key)
+			}
+			for _, m := range msgs {
+				if c, ok := failures.Load(m.UUID); ok && c.(*atomic.Int32).Add(1) <= 2 {
+					rec.fail(m.UUID, errors.New("flaky"))
+				} else {
+					rec.fail(m.UUID, nil)
+				}
+			}
+		}
+		runRelays(t, f, rec, 4, RelayConfig{KeepPartitionOrder: true, BatchSize: 5,
+			FailurePolicy: func(context.Context, Failure) Decision { return Decision{} }}, func() bool {
+			return len(rec.ids()) >= keys*perKey
+		})
+		got := map[string][]string{}
+		for _, p := range rec.got {
+			key := p.msg.Metadata.Get(arc.MetadataPartitionKey)
+			got[key] = append(got[key], p.msg.UUID)
+		}
+		assert.Equal(t, want, got)
+
+		// Late commit: tx1 writes first but commits after tx2.
+		tx1, err := f.db.BeginTx(ctx, nil)
+		require.NoError(t, err)
+		first := f.event("order.step", arc.Meta{PartitionKey: "late"})
+		require.NoError(t, f.ob.Write(ctx, tx1, Entry{Topic: "t", Event: first}))
+		second := f.event("order.step", arc.Meta{PartitionKey: "late"})
+		if d == SQLite {
+			// SQLite has one writer at a time: tx2 cannot commit while tx1
+			// is open, so a late commit cannot happen there.
+			require.NoError(t, tx1.Commit())
+			f.commit(Entry{Topic: "t", Event: second})
+		} else {
+			f.commit(Entry{Topic: "t", Event: second})
+		}
+		late := newRecorder()
+		inPublish, resume := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		late.onPublish = func(string, []*message.Message) { once.Do(func() { close(inPublish); <-resume }) }
+		a, err := f.ob.NewRelay(late, RelayConfig{ConsumerID: "a", KeepPartitionOrder: true, BatchSize: 1})
+		require.NoError(t, err)
+		done := make(chan struct{})
+		go func() { _, _ = a.RelayBatch(ctx); close(done) }()
+		<-inPublish // a holds the key's first visible row
+		if d != SQLite {
+			require.NoError(t, tx1.Commit())
+		}
+		other, err := f.ob.NewRelay(late, RelayConfig{ConsumerID: "b", KeepPartitionOrder: true})
+		require.NoError(t, err)
+		res, err := other.RelayBatch(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, res.Attempted, "the key is in flight: its other row waits")
+		close(resume)
+		<-done
+		res, err = other.RelayBatch(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 1, res.Relayed)
+		if d == SQLite {
+			assert.Equal(t, []string{first.Meta.ID, second.Meta.ID}, late.ids())
+		} else {
+			assert.Equal(t, []string{second.Meta.ID, first.Meta.ID}, late.ids(), "commit order; nothing skipped")
+		}
+	})
+}
+
+// runRelays runs n relays until done() holds.
+func runRelays(t *testing.T, f *fixture, pub message.Publisher, n int, cfg RelayConfig, done func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		c := cfg
+		c.ConsumerID = fmt.Sprintf("relay-%d", i)
+		c.PollInterval = 2 * time.Millisecond
+		r, err := f.ob.NewRelay(pub, c)
+		require.NoError(t, err)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Run(ctx) }()
+	}
+	assert.Eventually(t, done, 30*time.Second, 5*time.Millisecond)
+	cancel()
+	wg.Wait()
+}

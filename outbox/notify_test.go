@@ -1,0 +1,102 @@
+package outbox
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+)
+
+// With polling effectively off, only LISTEN/NOTIFY can wake the relay: a
+// commit is relayed at once, a rollback wakes nobody.
+func TestListenNotifyWakesRelay(t *testing.T) {
+	f := newFixture(t, PostgreSQL, false)
+	rec := newRecorder()
+	relay, err := f.ob.NewRelay(rec, RelayConfig{PollInterval: time.Hour})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = relay.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // the first pass ran; LISTEN is in place
+
+	for i := 0; i < 3; i++ {
+		ev := f.event("order.created", arc.Meta{})
+		start := time.Now()
+		f.commit(Entry{Topic: "t", Event: ev})
+		require.Eventually(t, func() bool { return len(rec.ids()) == i+1 }, 5*time.Second, time.Millisecond,
+			"woken by NOTIFY, not by the hourly poll")
+		t.Logf("commit to publish: %s", time.Since(start))
+	}
+	assert.NoError(t, relay.Close())
+	assert.ErrorIs(t, relay.Close(), nil, "Close twice")
+}
+
+// Without LISTEN, a relay still delivers by polling: DisableNotify.
+func TestPollingFallback(t *testing.T) {
+	f := newFixture(t, PostgreSQL, false)
+	rec := newRecorder()
+	relay, err := f.ob.NewRelay(rec, RelayConfig{DisableNotify: true, PollInterval: 20 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = relay.Run(ctx); close(done) }()
+	f.commit(Entry{Topic: "t", Event: f.event("a.b", arc.Meta{})})
+	assert.Eventually(t, func() bool { return len(rec.ids()) == 1 }, 5*time.Second, time.Millisecond)
+	cancel()
+	<-done
+	assert.ErrorIs(t, relay.Run(context.Background()), ErrRelayClosed)
+	_, err = relay.RelayBatch(context.Background())
+	assert.ErrorIs(t, err, ErrRelayClosed)
+}
+
+// An Arc event written in a pgx transaction reaches Redis Streams in Arc's
+// layout, byte for byte.
+func TestPgxWriteRelayToRedis(t *testing.T) {
+	f := newFixture(t, PostgreSQL, false)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testenv.PostgresDSN(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	defer client.Close()
+	stream := "arcmill-test:" + uuid.NewString()
+	t.Cleanup(func() { client.Del(ctx, stream) })
+
+	ev := fullEvent(t, "o-9")
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "INSERT INTO "+f.orders+" (id) VALUES ($1)", "o-9")
+	require.NoError(t, err)
+	require.NoError(t, f.ob.WritePgx(ctx, tx, Entry{Topic: stream, Event: ev}))
+	require.NoError(t, tx.Commit(ctx))
+
+	tx, err = conn.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, f.ob.WritePgx(ctx, tx, Entry{Topic: stream, Event: fullEvent(t, "o-10")}))
+	require.NoError(t, tx.Rollback(ctx))
+
+	dest, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
+	require.NoError(t, err)
+	relay, err := f.ob.NewRelay(dest, RelayConfig{})
+	require.NoError(t, err)
+	res, err := relay.RelayBatch(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Relayed)
+
+	entries := client.XRange(ctx, stream, "-", "+").Val()
+	require.Len(t, entries, 1)
+	want, _ := arc.Marshal(ev)
+	assert.Equal(t, string(want), entries[0].Values["data"], "byte for byte")
+	assert.Equal(t, "order.created", entries[0].Values["type"])
+}
