@@ -114,12 +114,12 @@ func TestWriteRefusesInvalidEntries(t *testing.T) {
 	f := newFixture(t, SQLite, false)
 	ctx := context.Background()
 	cases := map[string]Entry{
-		"no topic":   {Event: f.event("a.b", arc.Meta{})},
-		"no type":    {Topic: "t", Event: arc.Event{Meta: arc.Meta{ID: "x"}}},
-		"no id":      {Topic: "t", Event: arc.Event{Type: "a.b"}},
-		"no uuid":    {Topic: "t", Message: message.NewMessage("", nil)},
-		"bad topic":  {Topic: "a b", Event: f.event("a.b", arc.Meta{})},
-		"long key":   {Topic: "t", Event: f.event("a.b", arc.Meta{}), DedupeKey: string(make([]byte, 256))},
+		"no topic":  {Event: f.event("a.b", arc.Meta{})},
+		"no type":   {Topic: "t", Event: arc.Event{Meta: arc.Meta{ID: "x"}}},
+		"no id":     {Topic: "t", Event: arc.Event{Type: "a.b"}},
+		"no uuid":   {Topic: "t", Message: message.NewMessage("", nil)},
+		"bad topic": {Topic: "a b", Event: f.event("a.b", arc.Meta{})},
+		"long key":  {Topic: "t", Event: f.event("a.b", arc.Meta{}), DedupeKey: string(make([]byte, 256))},
 		"bad visible": {Topic: "t", Message: func() *message.Message {
 			m := message.NewMessage("id", nil)
 			m.Metadata.Set(MetadataVisibleAt, "tomorrow")
