@@ -177,7 +177,7 @@ func (o *Outbox) redriveChunk(ctx context.Context, f Filter, n int) (int, error)
 			return err
 		}
 		out, err := tx.ExecContext(ctx, o.q.bind("UPDATE "+o.q.table+" SET status = 0, visible_at = ?, attempts = 0,"+
-			" claims = 0, lease_owner = NULL, lease_until = 0 WHERE status = 2 AND id IN ("+list(len(ids))+")"),
+			" claims = 0, lease_owner = NULL, lease_until = 0 WHERE status + 0 = 2 AND id IN ("+list(len(ids))+")"),
 			append([]any{o.nowMs()}, ids...)...)
 		if err != nil {
 			return err

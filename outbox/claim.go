@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	stdsql "database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -45,10 +44,13 @@ func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64,
 	case o.cfg.Dialect == SQLite:
 		// One statement: SQLite runs one writer at a time, keyed or not.
 		rows, err = o.claimReturning(ctx, o.db, owner, leaseUntil, filter, keyed, len(types))
-	case o.cfg.Dialect == PostgreSQL && !keyed:
-		rows, err = o.claimReturning(ctx, o.db, owner, leaseUntil, filter, keyed, len(types))
 	default:
 		err = o.inTx(ctx, func(tx *stdsql.Tx) error {
+			if o.cfg.Dialect == PostgreSQL {
+				if _, err := tx.ExecContext(ctx, steerPlanner); err != nil {
+					return err
+				}
+			}
 			if keyed {
 				// Keyed claims take turns, so that each sees the leases of
 				// the one before it.
@@ -71,6 +73,13 @@ func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64,
 	slices.SortFunc(rows, func(a, b *row) int { return compareInt64(a.seq, b.seq) })
 	return rows, nil
 }
+
+// steerPlanner keeps PostgreSQL on the ordered walk of the pending index
+// for "ORDER BY id LIMIT n": before the table is analyzed (a backlog built
+// up within autovacuum's first minute) it misjudges the pending rows as
+// few and would bitmap-scan and sort all of them (5 ms per claim at
+// 10,000 rows, 0.2 ms walking the index).
+const steerPlanner = "SET LOCAL enable_bitmapscan = off"
 
 func compareInt64(a, b int64) int {
 	switch {
@@ -157,8 +166,8 @@ func (r *row) decode() {
 		r.bad = "row has no topic"
 		return
 	}
-	md := message.Metadata{}
-	if err := json.Unmarshal(r.metadata, &md); err != nil {
+	md, err := decodeMetadata(r.metadata)
+	if err != nil {
 		r.bad = "metadata is not a JSON object of strings: " + err.Error()
 		return
 	}

@@ -84,11 +84,11 @@ func TestLateAckRejected(t *testing.T) {
 		inPublish, resume := make(chan struct{}), make(chan struct{})
 		slow.onPublish = func(string, []*message.Message) { close(inPublish); <-resume }
 		var reported []RelayError
-		a, err := f.ob.NewRelay(slow, RelayConfig{ConsumerID: "a", Lease: 30 * time.Second,
+		a, err := f.ob.NewRelay(slow, RelayConfig{ConsumerID: "a", Lease: 30 * time.Second, Claim: ClaimLease,
 			OnError: func(e RelayError) { reported = append(reported, e) }})
 		require.NoError(t, err)
 		fast := newRecorder()
-		b, err := f.ob.NewRelay(fast, RelayConfig{ConsumerID: "b", Lease: 30 * time.Second})
+		b, err := f.ob.NewRelay(fast, RelayConfig{ConsumerID: "b", Lease: 30 * time.Second, Claim: ClaimLease})
 		require.NoError(t, err)
 
 		done := make(chan RelayResult)
@@ -122,7 +122,7 @@ func TestLateAckRejected(t *testing.T) {
 		slow2.fail(ev2.Meta.ID, errors.New("down"))
 		inPublish2, resume2 := make(chan struct{}), make(chan struct{})
 		slow2.onPublish = func(string, []*message.Message) { close(inPublish2); <-resume2 }
-		a2, err := f.ob.NewRelay(slow2, RelayConfig{ConsumerID: "a2"})
+		a2, err := f.ob.NewRelay(slow2, RelayConfig{ConsumerID: "a2", Claim: ClaimLease})
 		require.NoError(t, err)
 		go func() { res, _ := a2.RelayBatch(ctx); done <- res }()
 		<-inPublish2
@@ -130,7 +130,7 @@ func TestLateAckRejected(t *testing.T) {
 		slowB := newRecorder()
 		inPublishB, resumeB := make(chan struct{}), make(chan struct{})
 		slowB.onPublish = func(string, []*message.Message) { close(inPublishB); <-resumeB }
-		b2, err := f.ob.NewRelay(slowB, RelayConfig{ConsumerID: "b2"})
+		b2, err := f.ob.NewRelay(slowB, RelayConfig{ConsumerID: "b2", Claim: ClaimLease})
 		require.NoError(t, err)
 		doneB := make(chan RelayResult)
 		go func() { res, _ := b2.RelayBatch(ctx); doneB <- res }()
@@ -265,4 +265,41 @@ func runRelays(t *testing.T, f *fixture, pub message.Publisher, n int, cfg Relay
 	assert.Eventually(t, done, 30*time.Second, 5*time.Millisecond)
 	cancel()
 	wg.Wait()
+}
+
+// In lock mode on PostgreSQL, a pass that stalls past Lease loses its
+// session: its rows are free for another relay at once, and its late
+// acknowledgement (the commit) is rejected.
+func TestLockModeStalledPassRejected(t *testing.T) {
+	f := newFixture(t, PostgreSQL, false)
+	ctx := context.Background()
+	ev := f.event("order.created", arc.Meta{})
+	f.commit(Entry{Topic: "t", Event: ev})
+	slow := newRecorder()
+	slow.onPublish = func(string, []*message.Message) { time.Sleep(1500 * time.Millisecond) }
+	var reported []RelayError
+	a, err := f.ob.NewRelay(slow, RelayConfig{Claim: ClaimLock, Lease: time.Second,
+		OnError: func(e RelayError) { reported = append(reported, e) }})
+	require.NoError(t, err)
+	done := make(chan RelayResult)
+	go func() { res, _ := a.RelayBatch(ctx); done <- res }()
+
+	fast := newRecorder()
+	b, err := f.ob.NewRelay(fast, RelayConfig{Claim: ClaimLock})
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	res, err := b.RelayBatch(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, res.Attempted, "a holds the row's lock")
+	require.Eventually(t, func() bool {
+		res, err := b.RelayBatch(ctx)
+		return err == nil && res.Relayed == 1
+	}, 5*time.Second, 50*time.Millisecond, "the stalled session is ended after Lease and b takes the row")
+	late := <-done
+	assert.Zero(t, late.Relayed)
+	assert.Equal(t, 1, late.AckFailed, "a's commit is rejected")
+	require.NotEmpty(t, reported)
+	assert.Equal(t, AcknowledgeFailed, reported[len(reported)-1].Kind)
+	assert.Equal(t, 1, f.count(statusDelivered))
+	assert.Equal(t, []string{ev.Meta.ID}, fast.ids())
 }

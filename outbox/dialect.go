@@ -87,6 +87,13 @@ func (q *queries) bind(s string) string {
 	return b.String()
 }
 
+// byID is "status = 0" written so that no index on status can serve it:
+// statements that name their rows by id must reach them through the
+// primary key. Before the table is analyzed, PostgreSQL would otherwise
+// walk the whole pending index checking each row against the id list
+// (18 ms instead of 2 for 100 rows of 10,000).
+const byID = "status + 0 = 0"
+
 // list returns "?, ?, …" with n placeholders.
 func list(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
@@ -105,7 +112,7 @@ func (q *queries) migration() []string {
 	event_type VARCHAR(255) NOT NULL DEFAULT '',
 	payload BYTEA,
 	metadata TEXT NOT NULL,
-	dedupe_key VARCHAR(255) UNIQUE,
+	dedupe_key VARCHAR(255),
 	partition_key VARCHAR(255),
 	status SMALLINT NOT NULL DEFAULT 0,
 	visible_at BIGINT NOT NULL,
@@ -118,10 +125,12 @@ func (q *queries) migration() []string {
 	first_failed_at BIGINT,
 	last_failed_at BIGINT,
 	last_error TEXT
-)`,
+) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_pending ON ` + t + ` (id) WHERE status = 0`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_partition ON ` + t + ` (partition_key, id) WHERE status = 0`,
-			`CREATE INDEX IF NOT EXISTS ` + t + `_settled ON ` + t + ` (status, delivered_at)`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_dead ON ` + t + ` (id) WHERE status = 2`,
+			// Partial, so that the many rows without a key cost nothing here.
+			`CREATE UNIQUE INDEX IF NOT EXISTS ` + t + `_dedupe ON ` + t + ` (dedupe_key) WHERE dedupe_key IS NOT NULL`,
 			`CREATE TABLE IF NOT EXISTS ` + t + `_lock (name VARCHAR(64) PRIMARY KEY)`,
 			`INSERT INTO ` + t + `_lock (name) VALUES ('claim') ON CONFLICT DO NOTHING`,
 			// One notification per inserting statement, delivered at commit
@@ -158,8 +167,7 @@ END $d$`,
 	last_error TEXT NULL,
 	UNIQUE KEY ` + t + `_dedupe (dedupe_key),
 	KEY ` + t + `_pending (status, id),
-	KEY ` + t + `_partition (partition_key, status, id),
-	KEY ` + t + `_settled (status, delivered_at)
+	KEY ` + t + `_partition (partition_key, status, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 			"CREATE TABLE IF NOT EXISTS " + t + "_lock (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB",
 			"INSERT IGNORE INTO " + t + "_lock (name) VALUES ('claim')",
@@ -209,7 +217,11 @@ func (q *queries) insert(n int) string {
 	if q.d == MySQL {
 		b.WriteString(" ON DUPLICATE KEY UPDATE id = id")
 	} else {
-		b.WriteString(" ON CONFLICT (dedupe_key) DO NOTHING")
+		b.WriteString(" ON CONFLICT (dedupe_key)")
+		if q.d == PostgreSQL {
+			b.WriteString(" WHERE dedupe_key IS NOT NULL") // infers the partial index
+		}
+		b.WriteString(" DO NOTHING")
 	}
 	return q.bind(b.String())
 }
@@ -267,10 +279,23 @@ func (q *queries) selectIDs(n int) string {
 	return q.bind("SELECT " + q.cols + " FROM " + q.table + " WHERE id IN (" + list(n) + ")")
 }
 
-// ack marks n rows delivered, only where owner still holds them.
-func (q *queries) ack(n int) string {
+// lockSelect reads up to limit claimable rows and locks them for the
+// rest of the transaction, skipping rows other workers hold (lock mode).
+func (q *queries) lockSelect(types int) string {
+	return q.bind("SELECT " + q.cols + " FROM " + q.table + " o WHERE " + q.claimable(false, types) +
+		" ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED")
+}
+
+// ack marks n rows delivered: with owned, only where the owner (the
+// first argument after the time) still holds their lease; otherwise the
+// caller holds their row locks.
+func (q *queries) ack(n int, owned bool) string {
+	cond := ""
+	if owned {
+		cond = " AND lease_owner = ?"
+	}
 	return q.bind("UPDATE " + q.table + " SET status = 1, delivered_at = ?, lease_owner = NULL, lease_until = 0" +
-		" WHERE status = 0 AND lease_owner = ? AND id IN (" + list(n) + ")")
+		" WHERE " + byID + cond + " AND id IN (" + list(n) + ")")
 }
 
 // owners reads who holds n rows now, to explain a rejected settlement.
@@ -278,15 +303,20 @@ func (q *queries) owners(n int) string {
 	return q.bind("SELECT id, status, lease_owner, lease_until FROM " + q.table + " WHERE id IN (" + list(n) + ")")
 }
 
-// fail records one failed publish: back to pending at visible_at, or dead.
-func (q *queries) fail() string {
-	return q.bind("UPDATE " + q.table + " SET status = ?, visible_at = ?, lease_owner = NULL, lease_until = 0," +
+// fail records one failed publish: back to pending at visible_at, or
+// dead; owned as for ack (the owner is the last argument).
+func (q *queries) fail(owned bool) string {
+	s := "UPDATE " + q.table + " SET status = ?, visible_at = ?, lease_owner = NULL, lease_until = 0," +
 		" attempts = attempts + 1, last_error = ?, first_failed_at = COALESCE(first_failed_at, ?), last_failed_at = ?" +
-		" WHERE id = ? AND status = 0 AND lease_owner = ?")
+		" WHERE " + byID + " AND id = ?"
+	if owned {
+		s += " AND lease_owner = ?"
+	}
+	return q.bind(s)
 }
 
 // release gives n rows back untouched (their key's order stopped them).
 func (q *queries) release(n int) string {
 	return q.bind("UPDATE " + q.table + " SET lease_owner = NULL, lease_until = 0" +
-		" WHERE status = 0 AND lease_owner = ? AND id IN (" + list(n) + ")")
+		" WHERE " + byID + " AND lease_owner = ? AND id IN (" + list(n) + ")")
 }

@@ -54,7 +54,8 @@ func TestRelayProcessHelper(t *testing.T) {
 	if spec == "" {
 		t.Skip("runs only as the child of TestRelayKilledMidBatch")
 	}
-	parts := strings.SplitN(spec, "|", 5)
+	parts := strings.SplitN(spec, "|", 6)
+	mode, _ := strconv.Atoi(parts[5])
 	d, _ := strconv.Atoi(parts[0])
 	driver := map[Dialect]string{PostgreSQL: "pgx", MySQL: "mysql", SQLite: "sqlite"}[Dialect(d)]
 	db, err := stdsql.Open(driver, parts[1])
@@ -63,7 +64,8 @@ func TestRelayProcessHelper(t *testing.T) {
 	require.NoError(t, err)
 	rdb := redis.NewClient(&redis.Options{Addr: parts[4]})
 	relay, err := ob.NewRelay(listPublisher{rdb, parts[3], 20 * time.Millisecond}, RelayConfig{
-		ConsumerID: "doomed", Workers: 2, BatchSize: 10, Lease: time.Second, PollInterval: 5 * time.Millisecond})
+		ConsumerID: "doomed", Workers: 2, BatchSize: 10, Lease: time.Second, PollInterval: 5 * time.Millisecond,
+		Claim: ClaimMode(mode)})
 	require.NoError(t, err)
 	_ = relay.Run(context.Background()) // until SIGKILL
 }
@@ -73,6 +75,20 @@ func TestRelayProcessHelper(t *testing.T) {
 // delivers them (some twice: at least once).
 func TestRelayKilledMidBatch(t *testing.T) {
 	dialects(t, func(t *testing.T, d Dialect) {
+		modes := []ClaimMode{ClaimLease, ClaimLock}
+		if d == SQLite {
+			modes = modes[:1]
+		}
+		for _, mode := range modes {
+			t.Run(map[ClaimMode]string{ClaimLease: "lease", ClaimLock: "lock"}[mode], func(t *testing.T) {
+				killRelay(t, d, mode)
+			})
+		}
+	})
+}
+
+func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
+	{
 		var dsn string
 		db := openDB(t, d)
 		switch d {
@@ -112,7 +128,7 @@ func TestRelayKilledMidBatch(t *testing.T) {
 
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestRelayProcessHelper$", "-test.count", "1")
 		cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join([]string{
-			strconv.Itoa(int(d)), dsn, table, list, redisAddr}, "|"))
+			strconv.Itoa(int(d)), dsn, table, list, redisAddr, strconv.Itoa(int(mode))}, "|"))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		require.NoError(t, cmd.Start())
 		require.Eventually(t, func() bool { return rdb.LLen(context.Background(), list).Val() >= 60 },
@@ -123,8 +139,14 @@ func TestRelayKilledMidBatch(t *testing.T) {
 		ctx := context.Background()
 		st, err := f.ob.Status(ctx)
 		require.NoError(t, err)
-		t.Logf("after SIGKILL: %+v, %d published", st, rdb.LLen(ctx, list).Val())
-		assert.Positive(t, st.InFlight, "killed holding leases")
+		published := rdb.LLen(ctx, list).Val()
+		t.Logf("after SIGKILL: %+v, %d published", st, published)
+		assert.Greater(t, published, st.Delivered, "killed between publishing rows and acknowledging them")
+		if mode == ClaimLease {
+			assert.Positive(t, st.InFlight, "killed holding leases")
+		} else {
+			assert.Zero(t, st.InFlight, "row locks die with the connection")
+		}
 
 		relay, err := f.ob.NewRelay(listPublisher{rdb, list, 0}, RelayConfig{ConsumerID: "survivor",
 			PollInterval: 10 * time.Millisecond})
@@ -150,5 +172,5 @@ func TestRelayKilledMidBatch(t *testing.T) {
 		}
 		assert.Len(t, got, total, "nothing foreign published")
 		t.Logf("%s: %d events, 0 lost, %d published twice (published, then killed before the ack)", d, total, dups)
-	})
+	}
 }

@@ -2,7 +2,9 @@ package outbox
 
 import (
 	"context"
+	stdsql "database/sql"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -12,8 +14,28 @@ import (
 // when the relay is closing so that published rows are acknowledged.
 const settleTimeout = 10 * time.Second
 
+// settler applies a pass's settlements: through the pool, checking that
+// owner still holds each lease (lease mode), or inside the claiming
+// transaction, whose row locks are the ownership (lock mode, owner "").
+type settler struct {
+	db    queryer
+	owner string
+}
+
+func (s settler) owned() bool { return s.owner != "" }
+
+// lockMode reports whether passes hold their rows by row locks in one
+// transaction (claim, publish, settle, commit) rather than by leases.
+func (r *Relay) lockMode() bool {
+	return r.cfg.Claim == ClaimLock ||
+		(r.cfg.Claim == ClaimAuto && r.o.cfg.Dialect != SQLite && !r.cfg.KeepPartitionOrder)
+}
+
 // pass claims, publishes and settles one batch as owner.
 func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
+	if r.lockMode() {
+		return r.lockedPass(ctx)
+	}
 	var res RelayResult
 	now := r.o.nowMs()
 	rows, err := r.o.claim(ctx, owner, now+r.cfg.Lease.Milliseconds(), now, r.cfg.BatchSize,
@@ -32,7 +54,80 @@ func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
 	// Settle even if ctx ends now: the rows are ours until acknowledged.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
+	st := settler{db: r.o.db, owner: owner}
+	r.relayRows(ctx, sctx, st, rows, &res)
+	r.finish(res)
+	return res, nil
+}
 
+// lockedPass is a pass in one transaction: SELECT … FOR UPDATE SKIP
+// LOCKED, publish, settle, commit. Nothing is written to claim, and a
+// relay that dies mid-batch has its transaction rolled back by the
+// server, so its rows are claimable at once. On PostgreSQL the session is
+// ended if the pass stalls longer than Lease
+// (idle_in_transaction_session_timeout), which frees the rows and makes
+// the stalled pass's commit fail: a late acknowledgement is rejected.
+func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
+	var res RelayResult
+	// The transaction must outlive a Close that lands mid-pass: it ends
+	// by its own commit or rollback.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease+settleTimeout)
+	defer cancel()
+	var opts *stdsql.TxOptions
+	if r.o.cfg.Dialect == MySQL {
+		opts = &stdsql.TxOptions{Isolation: stdsql.LevelReadCommitted}
+	}
+	tx, err := r.o.db.BeginTx(tctx, opts)
+	if err == nil && r.o.cfg.Dialect == PostgreSQL {
+		_, err = tx.ExecContext(tctx, "SET LOCAL idle_in_transaction_session_timeout = "+
+			strconv.FormatInt(max(1, r.cfg.Lease.Milliseconds()), 10)+"; "+steerPlanner)
+	}
+	var rows []*row
+	if err == nil {
+		now := r.o.nowMs()
+		args := []any{now, now}
+		for _, t := range r.cfg.Types {
+			args = append(args, t)
+		}
+		var rs *stdsql.Rows
+		if rs, err = tx.QueryContext(tctx, r.o.q.lockSelect(len(r.cfg.Types)), append(args, r.cfg.BatchSize)...); err == nil {
+			rows, err = scanRows(rs)
+		}
+	}
+	if err != nil {
+		if tx != nil {
+			_ = tx.Rollback()
+		}
+		err = fmt.Errorf("outbox: claiming rows: %w", err)
+		if ctx.Err() == nil {
+			r.report(RelayError{Kind: ClaimFailed, Err: err})
+		}
+		return res, err
+	}
+	res.claimed = len(rows)
+	if len(rows) == 0 {
+		_ = tx.Rollback()
+		r.finish(res)
+		return res, nil
+	}
+	r.relayRows(ctx, tctx, settler{db: tx}, rows, &res)
+	if err := tx.Commit(); err != nil {
+		// Every settlement is undone: the rows are claimable again, and
+		// the published ones will be published again (at least once).
+		for _, row := range rows {
+			if row.msg != nil {
+				r.report(RelayError{Kind: AcknowledgeFailed, Seq: row.seq, EventID: row.eventID, Err: err})
+			}
+		}
+		res.AckFailed += res.Relayed
+		res.Relayed, res.DeadLettered = 0, 0
+	}
+	r.finish(res)
+	return res, nil
+}
+
+// relayRows screens, publishes and settles claimed rows.
+func (r *Relay) relayRows(ctx, sctx context.Context, st settler, rows []*row, res *RelayResult) {
 	valid := rows[:0:0]
 	for _, row := range rows {
 		row.decode()
@@ -41,31 +136,27 @@ func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
 			res.Malformed++
 			err := fmt.Errorf("%w: %s", ErrMalformedRow, row.bad)
 			r.report(RelayError{Kind: MalformedEvent, Seq: row.seq, EventID: row.eventID, Err: err})
-			r.deadLetter(sctx, owner, row, err, &res)
-		case r.cfg.MaxUnsettledClaims > 0 && row.claims-row.attempts > r.cfg.MaxUnsettledClaims:
-			r.deadLetter(sctx, owner, row, fmt.Errorf("outbox: claimed %d times without being settled "+
-				"(a relay crashed or timed out on it each time)", row.claims-row.attempts), &res)
+			r.deadLetter(sctx, st, row, err, res)
+		case st.owned() && r.cfg.MaxUnsettledClaims > 0 && row.claims-row.attempts > r.cfg.MaxUnsettledClaims:
+			r.deadLetter(sctx, st, row, fmt.Errorf("outbox: claimed %d times without being settled "+
+				"(a relay crashed or timed out on it each time)", row.claims-row.attempts), res)
 		default:
 			valid = append(valid, row)
 		}
 	}
 	if ctx.Err() != nil {
 		// Closing before publishing: give the rows back untouched.
-		r.release(sctx, owner, valid)
-		r.finish(res)
-		return res, nil
+		r.release(sctx, st, valid)
+		return
 	}
-
 	res.Attempted = len(valid)
-	published, failed, held := r.publish(ctx, valid, &res)
-	r.ack(sctx, owner, published, &res)
+	published, failed, held := r.publish(ctx, valid, res)
+	r.ack(sctx, st, published, res)
 	for _, f := range failed {
-		r.fail(sctx, owner, f.row, f.err, &res)
+		r.fail(sctx, st, f.row, f.err, res)
 	}
-	r.release(sctx, owner, held)
+	r.release(sctx, st, held)
 	res.released = len(held)
-	r.finish(res)
-	return res, nil
 }
 
 func (r *Relay) finish(res RelayResult) {
@@ -173,16 +264,19 @@ func (r *Relay) publishRows(ctx context.Context, rows []*row) (err error) {
 
 // ack marks published rows delivered in one statement; rows another
 // worker owns now are rejected and reported.
-func (r *Relay) ack(ctx context.Context, owner string, rows []*row, res *RelayResult) {
+func (r *Relay) ack(ctx context.Context, st settler, rows []*row, res *RelayResult) {
 	if len(rows) == 0 {
 		return
 	}
 	args := make([]any, 0, len(rows)+2)
-	args = append(args, r.o.nowMs(), owner)
+	args = append(args, r.o.nowMs())
+	if st.owned() {
+		args = append(args, st.owner)
+	}
 	for _, row := range rows {
 		args = append(args, row.seq)
 	}
-	out, err := r.o.db.ExecContext(ctx, r.o.q.ack(len(rows)), args...)
+	out, err := st.db.ExecContext(ctx, r.o.q.ack(len(rows), st.owned()), args...)
 	var n int64
 	if err == nil {
 		n, err = out.RowsAffected()
@@ -198,8 +292,12 @@ func (r *Relay) ack(ctx context.Context, owner string, rows []*row, res *RelayRe
 	if int(n) == len(rows) {
 		return
 	}
+	if !st.owned() {
+		res.AckFailed += len(rows) - int(n) // cannot happen under our row locks
+		return
+	}
 	// Some rows moved on: find which, and who has them.
-	lost := r.o.notOwned(ctx, owner, rows)
+	lost := r.o.notOwned(ctx, st.owner, rows)
 	for _, e := range lost {
 		res.AckFailed++
 		res.OwnershipMismatches++
@@ -250,7 +348,7 @@ func (o *Outbox) notOwned(ctx context.Context, owner string, rows []*row) []*Own
 }
 
 // fail records a failed publish through the failure policy.
-func (r *Relay) fail(ctx context.Context, owner string, row *row, perr error, res *RelayResult) {
+func (r *Relay) fail(ctx context.Context, st settler, row *row, perr error, res *RelayResult) {
 	res.PublishFailed++
 	r.report(RelayError{Kind: PublishFailed, Seq: row.seq, EventID: row.eventID, Err: perr})
 	d := r.decide(ctx, row, perr)
@@ -262,7 +360,7 @@ func (r *Relay) fail(ctx context.Context, owner string, row *row, perr error, re
 	if d.DeadLetter {
 		status = statusDead
 	}
-	r.settleFailure(ctx, owner, row, status, retryAt, perr, res)
+	r.settleFailure(ctx, st, row, status, retryAt, perr, res)
 }
 
 func (r *Relay) decide(ctx context.Context, row *row, perr error) (d Decision) {
@@ -277,14 +375,17 @@ func (r *Relay) decide(ctx context.Context, row *row, perr error) (d Decision) {
 }
 
 // deadLetter moves a row the relay will not publish to the dead letters.
-func (r *Relay) deadLetter(ctx context.Context, owner string, row *row, reason error, res *RelayResult) {
-	r.settleFailure(ctx, owner, row, statusDead, r.o.nowMs(), reason, res)
+func (r *Relay) deadLetter(ctx context.Context, st settler, row *row, reason error, res *RelayResult) {
+	r.settleFailure(ctx, st, row, statusDead, r.o.nowMs(), reason, res)
 }
 
-func (r *Relay) settleFailure(ctx context.Context, owner string, rw *row, status int, retryAt int64, cause error, res *RelayResult) {
+func (r *Relay) settleFailure(ctx context.Context, st settler, rw *row, status int, retryAt int64, cause error, res *RelayResult) {
 	now := r.o.nowMs()
-	msg := cause.Error()
-	out, err := r.o.db.ExecContext(ctx, r.o.q.fail(), status, retryAt, msg, now, now, rw.seq, owner)
+	args := []any{status, retryAt, cause.Error(), now, now, rw.seq}
+	if st.owned() {
+		args = append(args, st.owner)
+	}
+	out, err := st.db.ExecContext(ctx, r.o.q.fail(st.owned()), args...)
 	var n int64
 	if err == nil {
 		n, err = out.RowsAffected()
@@ -295,8 +396,8 @@ func (r *Relay) settleFailure(ctx context.Context, owner string, rw *row, status
 		r.report(RelayError{Kind: FailFailed, Seq: rw.seq, EventID: rw.eventID, Err: err})
 	case n == 0:
 		res.OwnershipMismatches++
-		var oe error = &OwnershipError{Seq: rw.seq, EventID: rw.eventID, AttemptedBy: owner}
-		if lost := r.o.notOwned(ctx, owner, []*row{rw}); len(lost) == 1 {
+		var oe error = &OwnershipError{Seq: rw.seq, EventID: rw.eventID, AttemptedBy: st.owner}
+		if lost := r.o.notOwned(ctx, st.owner, []*row{rw}); len(lost) == 1 {
 			oe = lost[0]
 		}
 		r.report(RelayError{Kind: OwnershipMismatch, Seq: rw.seq, EventID: rw.eventID, Err: oe})
@@ -306,16 +407,16 @@ func (r *Relay) settleFailure(ctx context.Context, owner string, rw *row, status
 }
 
 // release gives rows back without counting an attempt.
-func (r *Relay) release(ctx context.Context, owner string, rows []*row) {
-	if len(rows) == 0 {
-		return
+func (r *Relay) release(ctx context.Context, st settler, rows []*row) {
+	if len(rows) == 0 || !st.owned() {
+		return // under row locks, the rollback or commit releases them
 	}
 	args := make([]any, 0, len(rows)+1)
-	args = append(args, owner)
+	args = append(args, st.owner)
 	for _, row := range rows {
 		args = append(args, row.seq)
 	}
-	if _, err := r.o.db.ExecContext(ctx, r.o.q.release(len(rows)), args...); err != nil {
+	if _, err := st.db.ExecContext(ctx, r.o.q.release(len(rows)), args...); err != nil {
 		// Harmless: the lease expires and the rows come back anyway.
 		r.cfg.Logger.Info("Outbox relay could not release rows", map[string]any{"error": err.Error()})
 	}

@@ -14,6 +14,25 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
+// ClaimMode is how a relay holds the rows it is publishing.
+type ClaimMode int
+
+const (
+	// ClaimAuto is ClaimLock on PostgreSQL and MySQL, and ClaimLease on
+	// SQLite or with KeepPartitionOrder.
+	ClaimAuto ClaimMode = iota
+	// ClaimLease writes a lease (owner and expiry) on each claimed row, as
+	// Arc's claimPending: the claim commits at once, and a relay that dies
+	// or stalls loses its rows when the lease ends. Settlements check the
+	// owner, so a late one is rejected.
+	ClaimLease
+	// ClaimLock holds row locks in one transaction per pass (claim,
+	// publish, settle, commit): no writes to claim, the fastest mode. A
+	// dead relay's transaction is rolled back by the server; on PostgreSQL
+	// a stalled one is ended after Lease. Not with KeepPartitionOrder.
+	ClaimLock
+)
+
 // RelayConfig configures a Relay. Zero values take the documented defaults.
 type RelayConfig struct {
 	// ConsumerID names the relay as lease owner. Default "relay-" and 8
@@ -37,9 +56,15 @@ type RelayConfig struct {
 	// batch; default 100 ms. On PostgreSQL a LISTEN/NOTIFY wake-up cuts it
 	// short when a transaction commits new rows.
 	PollInterval time.Duration
+	// BusyPollInterval is the wait after a pass that found some rows but
+	// less than a full batch: while rows keep coming, they are picked up
+	// this soon. Default 5 ms (at most PollInterval).
+	BusyPollInterval time.Duration
 	// DisableNotify turns off LISTEN/NOTIFY on PostgreSQL (it needs the
 	// pgx database/sql driver); polling alone remains.
 	DisableNotify bool
+	// Claim chooses leases or row locks; default ClaimAuto.
+	Claim ClaimMode
 	// KeepPartitionOrder relays rows that share a partition key in order,
 	// across workers and relays: a key's row is not claimed while another
 	// row of the key is in flight or an earlier one waits for its retry.
@@ -85,6 +110,10 @@ func (c *RelayConfig) setDefaults() {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 100 * time.Millisecond
 	}
+	if c.BusyPollInterval <= 0 {
+		c.BusyPollInterval = 5 * time.Millisecond
+	}
+	c.BusyPollInterval = min(c.BusyPollInterval, c.PollInterval)
 	if c.FailurePolicy == nil {
 		c.FailurePolicy = ExponentialBackoff(5, Backoff{})
 	}
@@ -100,6 +129,9 @@ func (c *RelayConfig) setDefaults() {
 func (c RelayConfig) Validate() error {
 	if c.PublishTimeout >= c.Lease {
 		return fmt.Errorf("%w: PublishTimeout (%s) must be shorter than Lease (%s)", ErrInvalidConfig, c.PublishTimeout, c.Lease)
+	}
+	if c.Claim == ClaimLock && c.KeepPartitionOrder {
+		return fmt.Errorf("%w: KeepPartitionOrder needs leases (ClaimLease or ClaimAuto)", ErrInvalidConfig)
 	}
 	if len(c.ConsumerID) > 240 {
 		return fmt.Errorf("%w: ConsumerID is longer than 240 bytes", ErrInvalidConfig)
@@ -206,6 +238,9 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Claim == ClaimLock && o.cfg.Dialect == SQLite {
+		return nil, fmt.Errorf("%w: SQLite has no row locks; use ClaimLease", ErrInvalidConfig)
+	}
 	r := &Relay{o: o, pub: pub, cfg: cfg, wake: make([]chan struct{}, cfg.Workers)}
 	for i := range r.wake {
 		r.wake[i] = make(chan struct{}, 1)
@@ -302,8 +337,10 @@ func (r *Relay) work(ctx context.Context, worker int) {
 		case err != nil:
 			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer": owner})
 			wait = r.cfg.PollInterval
-		case res.claimed < r.cfg.BatchSize:
+		case res.claimed == 0:
 			wait = r.cfg.PollInterval
+		case res.claimed < r.cfg.BatchSize:
+			wait = r.cfg.BusyPollInterval
 		}
 		if wait == 0 {
 			continue

@@ -3,10 +3,8 @@ package outbox
 import (
 	"context"
 	stdsql "database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -244,16 +242,19 @@ func rowFor(msg *message.Message, now int64) (insertRow, error) {
 	if len(r.eventType) > 255 || len(r.dedupe) > 255 || len(r.partition) > 255 || len(msg.UUID) > 255 {
 		return insertRow{}, fmt.Errorf("%w: id, type, dedupe and partition keys are limited to 255 bytes", ErrInvalidEntry)
 	}
-	md := make(map[string]string, len(msg.Metadata))
-	for k, v := range msg.Metadata {
-		if !strings.HasPrefix(k, "arcmill_outbox_") {
-			md[k] = v
+	md := msg.Metadata
+	for k := range md {
+		if strings.HasPrefix(k, "arcmill_outbox_") {
+			md = make(message.Metadata, len(msg.Metadata))
+			for k, v := range msg.Metadata {
+				if !strings.HasPrefix(k, "arcmill_outbox_") {
+					md[k] = v
+				}
+			}
+			break
 		}
 	}
-	b, err := json.Marshal(md)
-	if err != nil {
-		return insertRow{}, fmt.Errorf("%w: metadata: %w", ErrInvalidEntry, err)
-	}
+	b := appendMetadata(make([]byte, 0, 64*len(md)), md)
 	r.metadata = string(b)
 	return r, nil
 }
@@ -290,5 +291,3 @@ func (a SchemaAdapter) SchemaInitializingQueries(wsql.SchemaInitializingQueriesP
 func (a SchemaAdapter) SubscribeIsolationLevel() stdsql.IsolationLevel { return stdsql.LevelDefault }
 
 var _ wsql.SchemaAdapter = SchemaAdapter{}
-
-func formatMs(ms int64) string { return strconv.FormatInt(ms, 10) }

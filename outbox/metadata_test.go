@@ -1,0 +1,69 @@
+package outbox
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMetadataCodec(t *testing.T) {
+	md := message.Metadata{"arc_type": "order.created", "q": `say "hi"\n`, "ctl": "a\tb", "html": "<&>",
+		"uni": "héllo ✓", "": "empty key", "bad": "\xff\xfe"}
+	b := appendMetadata(nil, md)
+	var viaJSON map[string]string
+	require.NoError(t, json.Unmarshal(b, &viaJSON), "valid JSON: %s", b)
+	got, err := decodeMetadata(b)
+	require.NoError(t, err)
+	want := message.Metadata(viaJSON)
+	assert.Equal(t, want, got)
+	assert.Equal(t, "\ufffd\ufffd", got["bad"], "invalid UTF-8 is replaced, as encoding/json does")
+	std, _ := json.Marshal(map[string]string{"b": "1", "a": "2"})
+	assert.Equal(t, string(std), string(appendMetadata(nil, message.Metadata{"b": "1", "a": "2"})), "sorted, compact")
+
+	for _, in := range []string{`{ "a" : "b" }`, `{"a":"\u0041"}`, `null`, `{}`} {
+		_, err := decodeMetadata([]byte(in))
+		assert.NoError(t, err, in)
+	}
+	for _, in := range []string{``, `{`, `{"a":1}`, `[]`, `{"a":"b"`, `{"a":"b"}x`, `{"a""b"}`, "{\"a\":\"\x01\"}"} {
+		_, err := decodeMetadata([]byte(in))
+		assert.Error(t, err, in)
+	}
+}
+
+// FuzzDecodeMetadata: the stored metadata decoder agrees with
+// encoding/json on every input, and never panics.
+func FuzzDecodeMetadata(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"b"}`, `{"a":"b","c":"d"}`, `{"a":"\n"}`, `{ "a":"b"}`, `{"a":1}`, `null`,
+		"{\"a\":\"\xff\"}", `{"a":"b","a":"c"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeMetadata(data)
+		var want map[string]string
+		werr := json.Unmarshal(data, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: decodeMetadata error %v, encoding/json error %v", data, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		if want == nil {
+			want = map[string]string{}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: got %v, want %v", data, got, want)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("%q: key %q: got %q, want %q", data, k, got[k], v)
+			}
+		}
+		again, err := decodeMetadata(appendMetadata(nil, got))
+		if err != nil || len(again) != len(got) {
+			t.Fatalf("round trip of %v: %v %v", got, again, err)
+		}
+	})
+}
