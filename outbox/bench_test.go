@@ -56,11 +56,11 @@ func seedOutbox(b testing.TB, f *fixture, topic string, n int) {
 
 // relayRate drains n seeded rows to Redis with the given workers and
 // returns events per second.
-func relayRate(b *testing.B, d Dialect, n, workers int) float64 {
+func relayRate(b *testing.B, d Dialect, n, workers, batch int) float64 {
 	f := newFixture(b, d, false)
 	client, pub, stream := benchRedis(b)
 	seedOutbox(b, f, stream, n)
-	relay, err := f.ob.NewRelay(pub, RelayConfig{Workers: workers, DisableNotify: true})
+	relay, err := f.ob.NewRelay(pub, RelayConfig{Workers: workers, BatchSize: batch, DisableNotify: true})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -130,12 +130,14 @@ func BenchmarkRelayToRedis(b *testing.B) {
 	for _, d := range []Dialect{PostgreSQL, MySQL} {
 		b.Run(d.String(), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				fwd := forwarderRate(b, d, 3000)
-				one := relayRate(b, d, 20000, 1)
-				four := relayRate(b, d, 40000, 4)
+				fwd := forwarderRate(b, d, 10000)
+				one := relayRate(b, d, 20000, 1, 100)
+				four := relayRate(b, d, 40000, 4, 100)
+				four500 := relayRate(b, d, 40000, 4, 500)
 				b.ReportMetric(fwd, "forwarder_ev/s")
 				b.ReportMetric(one, "relay1_ev/s")
 				b.ReportMetric(four, "relay4_ev/s")
+				b.ReportMetric(four500, "relay4_b500_ev/s")
 				b.ReportMetric(four/fwd, "relay4/forwarder")
 			}
 		})
@@ -190,15 +192,15 @@ func commitToPublish(b *testing.B, poll bool, d time.Duration) (p50, p99 time.Du
 	go func() { _ = relay.Run(ctx); close(done) }()
 	time.Sleep(100 * time.Millisecond)
 
-	// Two writers, each committing one event every 2 ms: 1,000 events/s.
+	// Four writers, each committing one event every 4 ms: 1,000 events/s.
 	var mu sync.Mutex
 	committed := map[string]time.Time{}
 	var wg sync.WaitGroup
-	for w := 0; w < 2; w++ {
+	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			tick := time.NewTicker(2 * time.Millisecond)
+			tick := time.NewTicker(4 * time.Millisecond)
 			defer tick.Stop()
 			end := time.Now().Add(d)
 			for i := 0; time.Now().Before(end); i++ {
@@ -270,6 +272,16 @@ func BenchmarkWriteCost(b *testing.B) {
 					return f.ob.Write(ctx, tx, Entry{Topic: "orders", Event: benchEvent(b, i)})
 				})
 			})
+			if d == PostgreSQL {
+				// The same without the NOTIFY trigger, to show its share.
+				_, err := f.db.Exec("DROP TRIGGER " + f.ob.cfg.Table + "_notify ON " + f.ob.cfg.Table)
+				require.NoError(b, err)
+				b.Run("1-row+event-no-notify", func(b *testing.B) {
+					run(b, func(tx *stdsql.Tx, i int) error {
+						return f.ob.Write(ctx, tx, Entry{Topic: "orders", Event: benchEvent(b, i)})
+					})
+				})
+			}
 		})
 	}
 }

@@ -250,9 +250,8 @@ func (r *Relay) publishRows(ctx context.Context, rows []*row) (err error) {
 	defer cancel()
 	msgs := make([]*message.Message, len(rows))
 	for i, row := range rows {
-		m := row.msg.Copy() // a publisher may keep or alter what it gets
-		m.SetContext(pctx)
-		msgs[i] = m
+		row.msg.SetContext(pctx) // each row's message is built for this pass alone
+		msgs[i] = row.msg
 	}
 	defer func() {
 		if p := recover(); p != nil {
