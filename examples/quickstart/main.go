@@ -2,20 +2,23 @@
 // publishes an Arc event on Watermill's GoChannel, lets pattern handlers
 // ("order.*", "payment.*", "receipt.*", "*") react, one of them with child
 // events (Arc's createChildEvent) and one failing, retried and
-// dead-lettered, and prints every event
-// as the Arc JSON an Arc (Node) service would read, then the causation
-// chain that links them.
+// dead-lettered, and prints every event as the Arc JSON an Arc (Node)
+// service would read, then the causation chain that links them. The first
+// event is written with its order row in one SQLite transaction and
+// delivered by the outbox relay.
 //
 //	go run ./examples/quickstart
 package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -23,9 +26,11 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	_ "modernc.org/sqlite" // the embedded database, no cgo
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/outbox"
 	"github.com/arcmill/arcmill/registry"
 	"github.com/arcmill/arcmill/wildcard"
 )
@@ -184,11 +189,10 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	msg, err := arc.ToMessage(root)
+	// The order row and its event commit in one SQLite transaction (the
+	// outbox); the relay then publishes the event, at least once.
+	relayed, err := writeAndRelay(ctx, root, publisher)
 	if err != nil {
-		return err
-	}
-	if err := publisher.Publish(topic, msg); err != nil {
 		return err
 	}
 
@@ -214,6 +218,8 @@ func run(ctx context.Context, out io.Writer) error {
 	mu.Lock()
 	defer mu.Unlock()
 	fmt.Fprintf(out, "Schema validation (reject mode):\n  %v\n\n", rejected)
+	fmt.Fprintf(out, "Transactional outbox (SQLite):\n  order o-1 and its order.created event committed in one transaction;\n"+
+		"  relay: relayed=%d attempted=%d publishFailed=%d\n\n", relayed.Relayed, relayed.Attempted, relayed.PublishFailed)
 	fmt.Fprintln(out, "Events as Arc JSON (what an Arc service reads from Redis):")
 	for _, ev := range seen {
 		wire, err := arc.Marshal(ev)
@@ -237,6 +243,67 @@ func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintln(out, "\nCausation chain:")
 	printChain(out, seen)
 	return nil
+}
+
+// writeAndRelay stores an order and its event in one transaction of an
+// embedded SQLite database, then runs the outbox relay until the event is
+// published to pub.
+func writeAndRelay(ctx context.Context, ev arc.Event, pub message.Publisher) (outbox.RelayResult, error) {
+	dir, err := os.MkdirTemp("", "arcmill-quickstart-")
+	if err != nil {
+		return outbox.RelayResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "shop.db")+
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return outbox.RelayResult{}, err
+	}
+	defer db.Close()
+	ob, err := outbox.New(db, outbox.Config{Dialect: outbox.SQLite})
+	if err != nil {
+		return outbox.RelayResult{}, err
+	}
+	if err := ob.Migrate(ctx); err != nil { // once, at start-up
+		return outbox.RelayResult{}, err
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE orders (id TEXT PRIMARY KEY, total REAL)`); err != nil {
+		return outbox.RelayResult{}, err
+	}
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return outbox.RelayResult{}, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, total) VALUES (?, ?)`, "o-1", 99); err != nil {
+		return outbox.RelayResult{}, err
+	}
+	if err := ob.Write(ctx, tx, outbox.Entry{Topic: topic, Event: ev}); err != nil {
+		return outbox.RelayResult{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return outbox.RelayResult{}, err
+	}
+
+	relay, err := ob.NewRelay(pub, outbox.RelayConfig{PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		return outbox.RelayResult{}, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(rctx) }()
+	for relay.Totals().Relayed == 0 && rctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		return outbox.RelayResult{}, err
+	}
+	if relay.Totals().Relayed == 0 {
+		return relay.Totals(), fmt.Errorf("outbox relay: %w", ctx.Err())
+	}
+	return relay.Totals(), nil
 }
 
 // OrderCreated is the payload of order.created; its JSON Schema is

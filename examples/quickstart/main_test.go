@@ -49,6 +49,7 @@ func TestQuickstart(t *testing.T) {
 	assert.Contains(t, out.String(), `not published to "arc.events"`)
 	assert.Contains(t, out.String(), `event "order.created" v1: /total: minimum: got -5, want 0`)
 	assert.Equal(t, 1, root.Meta.SchemaVersion, "stamped by the definition")
+	assert.Contains(t, out.String(), "relay: relayed=1 attempted=1 publishFailed=0")
 	assert.Contains(t, out.String(), "Causation chain:")
 	assert.Contains(t, out.String(), "└─ receipt.sent")
 }
