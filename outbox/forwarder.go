@@ -1,8 +1,3 @@
-// Package outbox is the transactional outbox: an event is stored in the
-// same database transaction as the business write that caused it, and a
-// relay delivers it to the broker afterwards, at least once, so a broker
-// that is down when the request runs loses nothing.
-//
 // This file is the Watermill-native path, for teams already on Watermill's
 // forwarder: publishers bound to the caller's transaction (*sql.Tx or
 // pgx.Tx, never watermill-sql types) that write Watermill's forwarder
@@ -10,8 +5,9 @@
 // them to any publisher, Redis Streams in Arc's layout included. Arc events
 // cross it with every meta field intact, since the envelope carries the
 // message's UUID, metadata and payload unchanged. The tables are created by
-// Migrate, explicitly and idempotently, never inside the caller's
+// MigrateForwarder, explicitly and idempotently, never inside the caller's
 // transaction (CREATE TABLE may commit it).
+
 package outbox
 
 import (
