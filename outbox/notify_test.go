@@ -100,3 +100,30 @@ func TestPgxWriteRelayToRedis(t *testing.T) {
 	assert.Equal(t, string(want), entries[0].Values["data"], "byte for byte")
 	assert.Equal(t, "order.created", entries[0].Values["type"])
 }
+
+// When acknowledgements keep failing, the relay does not republish the
+// same rows in a tight loop: it waits a poll interval between passes.
+func TestFailingAcksDoNotSpin(t *testing.T) {
+	f := newFixture(t, PostgreSQL, false)
+	tbl := f.ob.Table()
+	for _, s := range []string{
+		`CREATE FUNCTION ` + tbl + `_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'ack refused'; END $$`,
+		`CREATE TRIGGER ` + tbl + `_refuse BEFORE UPDATE ON ` + tbl + ` FOR EACH ROW WHEN (NEW.status = 1) EXECUTE FUNCTION ` + tbl + `_refuse()`,
+	} {
+		_, err := f.db.Exec(s)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { _, _ = f.db.Exec("DROP FUNCTION IF EXISTS " + tbl + "_refuse() CASCADE") })
+	f.commit(Entry{Topic: "t", Event: f.event("a.b", arc.Meta{})})
+	rec := newRecorder()
+	relay, err := f.ob.NewRelay(rec, RelayConfig{PollInterval: 100 * time.Millisecond, DisableNotify: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 450*time.Millisecond)
+	defer cancel()
+	require.NoError(t, relay.Run(ctx))
+	n := len(rec.ids())
+	assert.GreaterOrEqual(t, n, 2, "retried")
+	assert.LessOrEqual(t, n, 6, "one attempt per poll interval, not a tight loop")
+	assert.Positive(t, relay.Totals().AckFailed)
+	assert.Equal(t, 1, f.count(statusPending), "nothing lost")
+}

@@ -339,6 +339,11 @@ func (r *Relay) work(ctx context.Context, worker int) {
 			wait = r.cfg.PollInterval
 		case res.claimed == 0:
 			wait = r.cfg.PollInterval
+		case res.Relayed+res.DeadLettered == 0:
+			// Rows were claimed but none settled: the publisher or the
+			// database is failing. Claiming again at once would publish
+			// the same rows in a tight loop.
+			wait = r.cfg.PollInterval
 		case res.claimed < r.cfg.BatchSize:
 			wait = r.cfg.BusyPollInterval
 		}
