@@ -109,6 +109,17 @@ func (o *Outbox) DeadLetters(ctx context.Context, f Filter, limit int) ([]DeadLe
 	return out, nil
 }
 
+// CountDeadLetters counts the dead letters matching f.
+func (o *Outbox) CountDeadLetters(ctx context.Context, f Filter) (int64, error) {
+	where, args := f.where()
+	var n int64
+	if err := o.db.QueryRowContext(ctx, o.q.bind("SELECT COUNT(*) FROM "+o.q.table+" WHERE status = 2"+where),
+		args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("outbox: counting dead letters: %w", err)
+	}
+	return n, nil
+}
+
 // RedriveOptions selects and paces a redrive.
 type RedriveOptions struct {
 	Filter
@@ -134,13 +145,13 @@ func (o *Outbox) Redrive(ctx context.Context, opts RedriveOptions) (int, error) 
 		if opts.Limit > 0 {
 			n = min(n, opts.Limit-total)
 		}
-		moved, err := o.redriveChunk(ctx, opts.Filter, n)
+		moved, selected, err := o.redriveChunk(ctx, opts.Filter, n)
 		total += moved
 		if err != nil {
 			return total, err
 		}
-		if moved < n {
-			break
+		if selected < n {
+			break // none left (a concurrent redrive may have taken some)
 		}
 		if opts.Rate > 0 {
 			due := start.Add(time.Duration(float64(total) / opts.Rate * float64(time.Second)))
@@ -155,10 +166,9 @@ func (o *Outbox) Redrive(ctx context.Context, opts RedriveOptions) (int, error) 
 	return total, nil
 }
 
-func (o *Outbox) redriveChunk(ctx context.Context, f Filter, n int) (int, error) {
+func (o *Outbox) redriveChunk(ctx context.Context, f Filter, n int) (moved, selected int, err error) {
 	where, args := f.where()
-	moved := 0
-	err := o.inTx(ctx, func(tx *stdsql.Tx) error {
+	err = o.inTx(ctx, func(tx *stdsql.Tx) error {
 		rs, err := tx.QueryContext(ctx, o.q.bind("SELECT id FROM "+o.q.table+" WHERE status = 2"+where+
 			" ORDER BY id LIMIT ?"), append(args, n)...)
 		if err != nil {
@@ -173,6 +183,7 @@ func (o *Outbox) redriveChunk(ctx context.Context, f Filter, n int) (int, error)
 			}
 			ids = append(ids, id)
 		}
+		selected = len(ids)
 		if err := closeRows(rs); err != nil || len(ids) == 0 {
 			return err
 		}
@@ -187,9 +198,9 @@ func (o *Outbox) redriveChunk(ctx context.Context, f Filter, n int) (int, error)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox: redriving dead letters: %w", err)
+		return 0, 0, fmt.Errorf("outbox: redriving dead letters: %w", err)
 	}
-	return moved, nil
+	return moved, selected, nil
 }
 
 // PurgeDelivered deletes rows delivered more than olderThan ago (Arc's

@@ -29,14 +29,7 @@ type row struct {
 // claim leases up to limit claimable rows to owner until leaseUntil and
 // returns them in sequence order.
 func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64, limit int, keyed bool, types []string) ([]*row, error) {
-	filter := []any{now, now}
-	for _, t := range types {
-		filter = append(filter, t)
-	}
-	if keyed {
-		filter = append(filter, now, now)
-	}
-	filter = append(filter, limit)
+	filter := claimArgs(now, keyed, types, limit)
 
 	var rows []*row
 	var err error

@@ -45,7 +45,9 @@ const (
 // placeholder limit (SQLite's is 32766; 9 columns per row).
 const maxRowsPerInsert = 1000
 
-var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,50}$`)
+// tableName is lower case: PostgreSQL folds unquoted names, and the
+// migration's catalog lookups must see the name as written.
+var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,50}$`)
 
 // queries holds one dialect's statements for one table, written with ?
 // placeholders and rebound to $n for PostgreSQL.
@@ -226,8 +228,8 @@ func (q *queries) insert(n int) string {
 	return q.bind(b.String())
 }
 
-// claimable is the filter of rows a claim may take, with "?" = now three
-// times; keyed adds the partition-order condition (one more now).
+// claimable is the filter of rows a claim may take. Its arguments are
+// claimArgs's: now, now, the types; keyed adds now, now and the types again.
 func (q *queries) claimable(keyed bool, types int) string {
 	s := "status = 0 AND visible_at <= ? AND lease_until <= ?"
 	if types > 0 {
@@ -235,12 +237,32 @@ func (q *queries) claimable(keyed bool, types int) string {
 	}
 	if keyed {
 		// No row of the same key may be in flight, and no earlier row of it
-		// may be waiting for its retry time: the key's order holds across
-		// workers, failures and late commits.
+		// may be pending unless this claim can take it too (an earlier
+		// claimable row comes first in the same batch): the key's order
+		// holds across workers, failures, type filters and late commits.
+		later := "p.visible_at > ?"
+		if types > 0 {
+			later += " OR p.event_type NOT IN (" + list(types) + ")"
+		}
 		s += " AND NOT EXISTS (SELECT 1 FROM " + q.table + " p WHERE p.partition_key = o.partition_key" +
-			" AND p.status = 0 AND p.id <> o.id AND (p.lease_until > ? OR (p.id < o.id AND p.visible_at > ?)))"
+			" AND p.status = 0 AND p.id <> o.id AND (p.lease_until > ? OR (p.id < o.id AND (" + later + "))))"
 	}
 	return s
+}
+
+// claimArgs are the arguments of claimable and a LIMIT, in order.
+func claimArgs(now int64, keyed bool, types []string, limit int) []any {
+	args := []any{now, now}
+	for _, t := range types {
+		args = append(args, t)
+	}
+	if keyed {
+		args = append(args, now, now)
+		for _, t := range types {
+			args = append(args, t)
+		}
+	}
+	return append(args, limit)
 }
 
 // claimSelect selects the ids of up to limit claimable rows, locking them
@@ -315,8 +337,9 @@ func (q *queries) fail(owned bool) string {
 	return q.bind(s)
 }
 
-// release gives n rows back untouched (their key's order stopped them).
+// release gives n leased rows back unpublished; the claim is taken back
+// too, so that waiting behind a key never counts as an unsettled claim.
 func (q *queries) release(n int) string {
-	return q.bind("UPDATE " + q.table + " SET lease_owner = NULL, lease_until = 0" +
+	return q.bind("UPDATE " + q.table + " SET lease_owner = NULL, lease_until = 0, claims = claims - 1" +
 		" WHERE " + byID + " AND lease_owner = ? AND id IN (" + list(n) + ")")
 }

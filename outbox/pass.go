@@ -37,7 +37,7 @@ func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
 		return r.lockedPass(ctx)
 	}
 	var res RelayResult
-	now := r.o.nowMs()
+	claimed, now := time.Now(), r.o.nowMs() // the deadline runs on this host's clock
 	rows, err := r.o.claim(ctx, owner, now+r.cfg.Lease.Milliseconds(), now, r.cfg.BatchSize,
 		r.cfg.KeepPartitionOrder, r.cfg.Types)
 	if err != nil {
@@ -55,9 +55,17 @@ func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	st := settler{db: r.o.db, owner: owner}
-	r.relayRows(ctx, sctx, st, rows, &res)
+	r.relayRows(ctx, sctx, st, rows, r.deadline(claimed), &res)
 	r.finish(res)
 	return res, nil
+}
+
+// deadline is when a pass claimed at claimed must stop publishing: three
+// quarters into its lease, leaving the rest to settle before another
+// worker may take the rows (lease mode) or the session is ended (lock
+// mode on PostgreSQL).
+func (r *Relay) deadline(claimed time.Time) time.Time {
+	return claimed.Add(r.cfg.Lease * 3 / 4)
 }
 
 // lockedPass is a pass in one transaction: SELECT … FOR UPDATE SKIP
@@ -77,6 +85,7 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 	if r.o.cfg.Dialect == MySQL {
 		opts = &stdsql.TxOptions{Isolation: stdsql.LevelReadCommitted}
 	}
+	claimed := time.Now()
 	tx, err := r.o.db.BeginTx(tctx, opts)
 	if err == nil && r.o.cfg.Dialect == PostgreSQL {
 		_, err = tx.ExecContext(tctx, "SET LOCAL idle_in_transaction_session_timeout = "+
@@ -84,13 +93,9 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 	}
 	var rows []*row
 	if err == nil {
-		now := r.o.nowMs()
-		args := []any{now, now}
-		for _, t := range r.cfg.Types {
-			args = append(args, t)
-		}
+		args := claimArgs(r.o.nowMs(), false, r.cfg.Types, r.cfg.BatchSize)
 		var rs *stdsql.Rows
-		if rs, err = tx.QueryContext(tctx, r.o.q.lockSelect(len(r.cfg.Types)), append(args, r.cfg.BatchSize)...); err == nil {
+		if rs, err = tx.QueryContext(tctx, r.o.q.lockSelect(len(r.cfg.Types)), args...); err == nil {
 			rows, err = scanRows(rs)
 		}
 	}
@@ -110,12 +115,13 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 		r.finish(res)
 		return res, nil
 	}
-	r.relayRows(ctx, tctx, settler{db: tx}, rows, &res)
+	published := r.relayRows(ctx, tctx, settler{db: tx}, rows, r.deadline(claimed), &res)
 	if err := tx.Commit(); err != nil {
 		// Every settlement is undone: the rows are claimable again, and
-		// the published ones will be published again (at least once).
-		for _, row := range rows {
-			if row.msg != nil {
+		// the published ones will be published again (at least once). A
+		// failed acknowledgement statement was reported already.
+		if res.Relayed > 0 {
+			for _, row := range published {
 				r.report(RelayError{Kind: AcknowledgeFailed, Seq: row.seq, EventID: row.eventID, Err: err})
 			}
 		}
@@ -126,8 +132,9 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 	return res, nil
 }
 
-// relayRows screens, publishes and settles claimed rows.
-func (r *Relay) relayRows(ctx, sctx context.Context, st settler, rows []*row, res *RelayResult) {
+// relayRows screens, publishes (until deadline) and settles claimed rows,
+// and returns those it published.
+func (r *Relay) relayRows(ctx, sctx context.Context, st settler, rows []*row, deadline time.Time, res *RelayResult) []*row {
 	valid := rows[:0:0]
 	for _, row := range rows {
 		row.decode()
@@ -147,16 +154,17 @@ func (r *Relay) relayRows(ctx, sctx context.Context, st settler, rows []*row, re
 	if ctx.Err() != nil {
 		// Closing before publishing: give the rows back untouched.
 		r.release(sctx, st, valid)
-		return
+		return nil
 	}
-	res.Attempted = len(valid)
-	published, failed, held := r.publish(ctx, valid, res)
+	published, failed, held := r.publish(ctx, valid, deadline, res)
+	res.Attempted = len(published) + len(failed)
 	r.ack(sctx, st, published, res)
 	for _, f := range failed {
 		r.fail(sctx, st, f.row, f.err, res)
 	}
 	r.release(sctx, st, held)
 	res.released = len(held)
+	return published
 }
 
 func (r *Relay) finish(res RelayResult) {
@@ -176,8 +184,9 @@ type failedRow struct {
 // publish sends rows in sequence order, one Publish call per run of rows
 // with the same topic. When a call fails, its rows are retried one by one
 // so that one poison row does not fail its neighbours. With partition
-// order kept, a key whose row failed holds its later rows back (held).
-func (r *Relay) publish(ctx context.Context, rows []*row, res *RelayResult) (published []*row, failed []failedRow, held []*row) {
+// order kept, a key whose row failed holds its later rows back (held);
+// rows not yet sent at deadline are held too, unpublished and uncharged.
+func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, res *RelayResult) (published []*row, failed []failedRow, held []*row) {
 	blocked := map[string]bool{}
 	keyed := r.cfg.KeepPartitionOrder
 	for start := 0; start < len(rows); {
@@ -187,6 +196,10 @@ func (r *Relay) publish(ctx context.Context, rows []*row, res *RelayResult) (pub
 		}
 		group := rows[start:end]
 		start = end
+		if !time.Now().Before(deadline) {
+			held = append(held, group...)
+			continue
+		}
 		if keyed && len(blocked) > 0 {
 			kept := group[:0:0]
 			for _, row := range group {
@@ -201,7 +214,7 @@ func (r *Relay) publish(ctx context.Context, rows []*row, res *RelayResult) (pub
 		if len(group) == 0 {
 			continue
 		}
-		err := r.publishRows(ctx, group)
+		err := r.publishRows(ctx, group, deadline)
 		if len(group) > 1 {
 			res.UsedPublishMany = true
 		}
@@ -217,17 +230,14 @@ func (r *Relay) publish(ctx context.Context, rows []*row, res *RelayResult) (pub
 			continue
 		}
 		// One by one; three failures in a row mean the publisher is down,
-		// not one poison row: the rest fail with the batch's error.
+		// not one poison row: the rest are held back, uncharged.
 		streak := 0
 		for i, row := range group {
-			if keyed && row.partition != "" && blocked[row.partition] {
+			if (keyed && row.partition != "" && blocked[row.partition]) || streak >= 3 || !time.Now().Before(deadline) {
 				held = append(held, row)
 				continue
 			}
-			rerr := err
-			if streak < 3 {
-				rerr = r.publishRows(ctx, group[i:i+1])
-			}
+			rerr := r.publishRows(ctx, group[i:i+1], deadline)
 			if rerr == nil {
 				streak = 0
 				published = append(published, row)
@@ -243,10 +253,11 @@ func (r *Relay) publish(ctx context.Context, rows []*row, res *RelayResult) (pub
 	return published, failed, held
 }
 
-// publishRows makes one Publish call, bounded by PublishTimeout; a closing
-// relay lets it finish. A panicking publisher is an error, not a crash.
-func (r *Relay) publishRows(ctx context.Context, rows []*row) (err error) {
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+// publishRows makes one Publish call, bounded by PublishTimeout and the
+// pass's deadline; a closing relay lets it finish. A panicking publisher
+// is an error, not a crash.
+func (r *Relay) publishRows(ctx context.Context, rows []*row, deadline time.Time) (err error) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(r.cfg.PublishTimeout, time.Until(deadline)))
 	defer cancel()
 	msgs := make([]*message.Message, len(rows))
 	for i, row := range rows {

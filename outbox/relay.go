@@ -83,9 +83,10 @@ type RelayConfig struct {
 	// time); default 10, negative disables.
 	MaxUnsettledClaims int
 	// OnError receives each problem a pass meets, as Arc's onError; it is
-	// called from the relay's goroutines and must not block for long.
+	// called from the relay's goroutines, must not block for long, and must
+	// not call Close (which waits for those goroutines).
 	OnError func(RelayError)
-	// OnPass receives each pass's result.
+	// OnPass receives each pass's result, under OnError's rules.
 	OnPass func(RelayResult)
 	// Logger defaults to no logging.
 	Logger watermill.LoggerAdapter
@@ -368,10 +369,14 @@ func (r *Relay) work(ctx context.Context, worker int) {
 // itself failed (nothing was published).
 func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 	r.mu.Lock()
-	closed := r.closed
+	closed, running := r.closed, r.running
 	r.mu.Unlock()
 	if closed {
 		return RelayResult{}, ErrRelayClosed
+	}
+	if running {
+		// Its worker 0 owns leases under the same name.
+		return RelayResult{}, errors.New("outbox: RelayBatch while Run is running; use another Relay")
 	}
 	return r.pass(ctx, r.owner(0))
 }

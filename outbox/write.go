@@ -53,8 +53,8 @@ type Entry struct {
 
 // message turns e into the message to store, its options in metadata.
 func (e Entry) message() (*message.Message, error) {
-	if e.Topic == "" {
-		return nil, fmt.Errorf("%w: topic is required", ErrInvalidEntry)
+	if e.Topic == "" || len(e.Topic) > 255 {
+		return nil, fmt.Errorf("%w: a topic of 1 to 255 bytes is required", ErrInvalidEntry)
 	}
 	var msg *message.Message
 	if e.Message != nil {
@@ -197,6 +197,9 @@ var ErrNotSubscribable = errors.New("outbox: the outbox table is read by outbox.
 func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error) {
 	if len(p.Msgs) == 0 {
 		return wsql.Query{}, errors.New("outbox: nothing to insert")
+	}
+	if len(p.Topic) > 255 {
+		return wsql.Query{}, fmt.Errorf("%w: topic longer than 255 bytes", ErrInvalidEntry)
 	}
 	now := a.o.nowMs()
 	args := make([]any, 0, 9*len(p.Msgs))
