@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/outbox"
+)
+
+const dlqUsage = `Usage: arcmill dlq list|show|redrive|purge [id] [flags]
+
+Dead letters of a Redis dead-letter stream in Arc's layout (default
+arc:events:dlq, written by Arc services and by arcmill), or, with --outbox,
+of arcmill's SQL outbox.
+
+  list              the dead letters, oldest first (--type, --id, --limit)
+  show <id>         one dead letter in full: a dead-letter entry id, an event
+                    id, or (--outbox) a row number
+  redrive           put dead letters back, oldest first: on their original
+                    stream (or --to), or pending again in the outbox. Each
+                    one is moved atomically, so an interrupted redrive can be
+                    run again and redrives nothing twice. --rate caps it.
+  purge             delete dead letters (--type, --id, or --all)
+
+Examples:
+  arcmill dlq list
+  arcmill dlq show 1764150000000-0
+  arcmill dlq redrive --type order.created --rate 50
+  arcmill dlq redrive --to arc:events:replay --limit 10
+  arcmill dlq purge --id 4f0c…  --outbox --dsn postgres://…
+  arcmill dlq list --outbox --dsn file:shop.db --format json
+`
+
+// dlqOpts are the flags of every dlq subcommand.
+type dlqOpts struct {
+	redisFlags
+	dbFlags
+	stream, to, format string
+	useOutbox, all     bool
+	types, ids         stringList
+	limit              int
+	rate               float64
+}
+
+// stringList is a repeatable (or comma-free) string flag.
+type stringList []string
+
+func (s *stringList) String() string { return fmt.Sprint([]string(*s)) }
+func (s *stringList) Set(v string) error {
+	*s = append(*s, v)
+	return nil
+}
+
+func dlqCmd(ctx context.Context, e env, args []string) error {
+	var o dlqOpts
+	fs := newFlags(e, "dlq", dlqUsage)
+	o.redisFlags.register(fs)
+	o.dbFlags.register(fs)
+	fs.StringVar(&o.stream, "stream", redisstream.ArcDeadLetterStream, "dead-letter `stream`")
+	fs.BoolVar(&o.useOutbox, "outbox", false, "the outbox's dead letters instead of a Redis stream (needs --dsn)")
+	fs.Var(&o.types, "type", "only events of this `type` (repeatable)")
+	fs.Var(&o.ids, "id", "only this event `id` (repeatable)")
+	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100; redrive, purge: all)")
+	fs.Float64Var(&o.rate, "rate", 0, "redrive at most `n` per second (0: no cap)")
+	fs.StringVar(&o.to, "to", "", "redrive to this `stream` instead of each entry's original stream")
+	fs.BoolVar(&o.all, "all", false, "purge every dead letter (purge wants a filter or --all)")
+	fs.StringVar(&o.format, "format", "", "json or text (default: text on a terminal, json otherwise)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("want a subcommand: list, show, redrive or purge")
+	}
+	sub, rest := pos[0], pos[1:]
+	want := map[string]int{"list": 0, "show": 1, "redrive": 0, "purge": 0}
+	n, ok := want[sub]
+	if !ok {
+		return usageErr("unknown subcommand %q: use list, show, redrive or purge", sub)
+	}
+	if len(rest) != n {
+		return usageErr("%s takes %d argument(s), got %d", sub, n, len(rest))
+	}
+	if sub == "purge" && !o.all && len(o.types) == 0 && len(o.ids) == 0 {
+		return usageErr("purge deletes for good: give --type, --id, or --all")
+	}
+	if o.useOutbox && o.to != "" {
+		return usageErr("--to applies to Redis streams; an outbox row keeps its topic")
+	}
+	p, err := newPrinter(e.stdout, o.format)
+	if err != nil {
+		return err
+	}
+	if o.useOutbox {
+		return outboxDLQ(ctx, e, o, p, sub, rest)
+	}
+	client, err := o.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	d := &streamDLQ{client: client, stream: o.stream, types: o.types, ids: o.ids}
+	switch sub {
+	case "list":
+		return d.list(ctx, p, max(o.limit, 0))
+	case "show":
+		return d.show(ctx, p, rest[0])
+	case "redrive":
+		return d.redrive(ctx, e, p, o.to, o.limit, o.rate)
+	default:
+		return d.purge(ctx, p, o.limit)
+	}
+}
+
+func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, rest []string) error {
+	ob, closeDB, err := o.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	f := outbox.Filter{Types: o.types, EventIDs: o.ids}
+	switch sub {
+	case "list":
+		limit := o.limit
+		if limit <= 0 {
+			limit = 100
+		}
+		dead, err := ob.DeadLetters(ctx, f, limit)
+		if err != nil {
+			return err
+		}
+		for _, d := range dead {
+			if err := p.value(outboxDeadJSON(d), func(w io.Writer) {
+				fmt.Fprintf(w, "#%-8d %-24s event=%s  attempts=%d  topic=%s  last failed %s  error=%q\n", d.Seq, d.Type,
+					d.EventID, d.Attempts, d.Topic, d.LastFailedAt.UTC().Format(time.RFC3339), d.Error)
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "show":
+		if seq, err := strconv.ParseInt(rest[0], 10, 64); err == nil && seq > 0 {
+			f = outbox.Filter{AfterSeq: seq - 1}
+		} else {
+			f = outbox.Filter{EventIDs: []string{rest[0]}}
+		}
+		dead, err := ob.DeadLetters(ctx, f, 1)
+		if err != nil {
+			return err
+		}
+		if len(dead) == 0 || (f.AfterSeq > 0 && dead[0].Seq != f.AfterSeq+1) {
+			return fmt.Errorf("%w: no dead letter %q in the outbox", errNotFound, rest[0])
+		}
+		d := dead[0]
+		return p.value(outboxDeadJSON(d), func(w io.Writer) {
+			fmt.Fprintf(w, "row:           #%d\ntype:          %s\nevent id:      %s\ntopic:         %s\nattempts:      %d\n"+
+				"first failed:  %s\nlast failed:   %s\nerror:         %s\n", d.Seq, d.Type, d.EventID, d.Topic, d.Attempts,
+				d.FirstFailedAt.UTC().Format(time.RFC3339Nano), d.LastFailedAt.UTC().Format(time.RFC3339Nano), d.Error)
+			if d.Message != nil {
+				fmt.Fprintf(w, "metadata:      %v\npayload:       %s\n", d.Message.Metadata, d.Message.Payload)
+			}
+		})
+	case "redrive":
+		total, err := ob.CountDeadLetters(ctx, f)
+		if err != nil {
+			return err
+		}
+		if o.limit > 0 {
+			total = min(total, int64(o.limit))
+		}
+		bar := newProgress(e.stderr, total)
+		moved := 0
+		for o.limit == 0 || moved < o.limit {
+			chunk := 100
+			if o.limit > 0 {
+				chunk = min(chunk, o.limit-moved)
+			}
+			n, err := ob.Redrive(ctx, outbox.RedriveOptions{Filter: f, Limit: chunk, Rate: o.rate})
+			moved += n
+			bar.set(int64(moved))
+			if err != nil {
+				bar.done()
+				fmt.Fprintf(e.stderr, "redriven %d before stopping\n", moved)
+				return err
+			}
+			if n < chunk {
+				break
+			}
+		}
+		bar.done()
+		fmt.Fprintf(e.stderr, "redriven %d dead letter(s): pending again in %s\n", moved, ob.Table())
+		return nil
+	default:
+		n, err := ob.PurgeDeadLetters(ctx, f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "purged %d dead letter(s) from %s\n", n, ob.Table())
+		return nil
+	}
+}
+
+func outboxDeadJSON(d outbox.DeadLetter) map[string]any {
+	out := map[string]any{"row": d.Seq, "type": d.Type, "eventId": d.EventID, "topic": d.Topic,
+		"attempts": d.Attempts, "error": d.Error, "firstFailedAt": d.FirstFailedAt.UTC(),
+		"lastFailedAt": d.LastFailedAt.UTC()}
+	if d.Message != nil {
+		out["metadata"] = d.Message.Metadata
+		out["payload"] = string(d.Message.Payload)
+	}
+	return out
+}

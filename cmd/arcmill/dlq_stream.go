@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/ctxsleep"
+)
+
+// streamDLQ is a dead-letter stream in Arc's layout, filtered.
+type streamDLQ struct {
+	client *redis.Client
+	stream string
+	types  []string
+	ids    []string
+}
+
+// entry is one dead letter as read, or why it cannot be read.
+type entry struct {
+	raw redis.XMessage
+	dl  redisstream.DeadLetterEntry
+	err error
+}
+
+func (d *streamDLQ) matches(e entry) bool {
+	if len(d.types) > 0 && !slices.Contains(d.types, e.dl.Type) && !slices.Contains(d.types, e.dl.Envelope.Event.Type) {
+		return false
+	}
+	if len(d.ids) > 0 && !slices.Contains(d.ids, e.dl.Envelope.Event.Meta.ID) && !slices.Contains(d.ids, e.raw.ID) {
+		return false
+	}
+	return true
+}
+
+// each walks the stream oldest first, in pages, calling fn for each
+// matching entry until fn says stop.
+func (d *streamDLQ) each(ctx context.Context, fn func(entry) (stop bool, err error)) error {
+	start := "-"
+	for {
+		page, err := d.client.XRangeN(ctx, d.stream, start, "+", 200).Result()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", d.stream, err)
+		}
+		for _, m := range page {
+			dl, rerr := redisstream.ReadDeadLetter(m)
+			e := entry{raw: m, dl: dl, err: rerr}
+			if !d.matches(e) {
+				continue
+			}
+			if stop, err := fn(e); stop || err != nil {
+				return err
+			}
+		}
+		if len(page) < 200 {
+			return nil
+		}
+		start = "(" + page[len(page)-1].ID
+	}
+}
+
+func entryJSON(e entry) map[string]any {
+	env := e.dl.Envelope
+	out := map[string]any{"entryId": e.raw.ID, "type": e.dl.Type, "eventId": env.Event.Meta.ID,
+		"originalStream": e.dl.OriginalStream, "originalId": e.dl.OriginalID, "group": e.dl.Group,
+		"attempts": env.Attempts, "reason": env.Reason, "error": env.Error.Message, "handler": env.HandlerName}
+	if e.err != nil {
+		out["unreadable"] = e.err.Error()
+	}
+	return out
+}
+
+func (d *streamDLQ) list(ctx context.Context, p printer, limit int) error {
+	if limit == 0 {
+		limit = 100
+	}
+	n := 0
+	return d.each(ctx, func(e entry) (bool, error) {
+		n++
+		env := e.dl.Envelope
+		err := p.value(entryJSON(e), func(w io.Writer) {
+			if e.err != nil {
+				fmt.Fprintf(w, "%s  UNREADABLE  %v\n", e.raw.ID, e.err)
+				return
+			}
+			reason := env.Reason
+			if reason == "" {
+				reason = "-" // Arc's own envelopes have none
+			}
+			fmt.Fprintf(w, "%s  %-24s event=%s  attempts=%d  reason=%s  from=%s  error=%q\n", e.raw.ID, e.dl.Type,
+				env.Event.Meta.ID, env.Attempts, reason, e.dl.OriginalStream, env.Error.Message)
+		})
+		return n >= limit, err
+	})
+}
+
+func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
+	found := false
+	d.ids = append(d.ids, id)
+	err := d.each(ctx, func(e entry) (bool, error) {
+		found = true
+		return true, p.value(map[string]any{"entry": entryJSON(e), "data": e.raw.Values[redisstream.FieldData]},
+			func(w io.Writer) {
+				fmt.Fprintf(w, "entry:            %s\ntype:             %s\noriginal stream:  %s\noriginal id:      %s\n"+
+					"group:            %s\n", e.raw.ID, e.dl.Type, e.dl.OriginalStream, e.dl.OriginalID, e.dl.Group)
+				if e.err != nil {
+					fmt.Fprintf(w, "unreadable:       %v\n", e.err)
+				}
+				fmt.Fprintf(w, "data:             %v\n", e.raw.Values[redisstream.FieldData])
+			})
+	})
+	if err == nil && !found {
+		return fmt.Errorf("%w: no dead letter %q on %s", errNotFound, id, d.stream)
+	}
+	return err
+}
+
+// redrive moves matching dead letters back, oldest first, each in one
+// MULTI (XADD to the target, XDEL from the dead-letter stream), so a
+// redrive interrupted at any point and run again redrives nothing twice.
+func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, to string, limit int, rate float64) error {
+	total := int64(0)
+	if err := d.each(ctx, func(entry) (bool, error) { total++; return false, nil }); err != nil {
+		return err
+	}
+	if limit > 0 {
+		total = min(total, int64(limit))
+	}
+	bar := newProgress(e.stderr, total)
+	moved, skipped := 0, 0
+	start := time.Now()
+	err := d.each(ctx, func(en entry) (bool, error) {
+		if en.err != nil || en.dl.Envelope.Raw != nil || en.dl.Envelope.Event.Type == "" {
+			skipped++ // unreadable, or a malformed message: nothing to replay
+			return false, nil
+		}
+		target := to
+		if target == "" {
+			target = en.dl.OriginalStream
+		}
+		if target == "" {
+			skipped++
+			return false, nil
+		}
+		data, err := arc.Marshal(en.dl.Envelope.Event)
+		if err != nil {
+			skipped++
+			return false, nil
+		}
+		_, err = d.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: target, Values: []any{redisstream.FieldType,
+				en.dl.Envelope.Event.Type, redisstream.FieldData, string(data)}})
+			pipe.XDel(ctx, d.stream, en.raw.ID)
+			return nil
+		})
+		if err != nil {
+			return true, fmt.Errorf("redriving %s to %s: %w", en.raw.ID, target, err)
+		}
+		moved++
+		bar.set(int64(moved + skipped))
+		if limit > 0 && moved >= limit {
+			return true, nil
+		}
+		if rate > 0 {
+			due := start.Add(time.Duration(float64(moved) / rate * float64(time.Second)))
+			if !ctxsleep.Sleep(ctx, time.Until(due)) {
+				return true, ctx.Err()
+			}
+		}
+		return false, nil
+	})
+	bar.done()
+	where := "their original streams"
+	if to != "" {
+		where = to
+	}
+	fmt.Fprintf(e.stderr, "redriven %d dead letter(s) to %s; skipped %d (malformed, unreadable or without a stream: use --to)\n",
+		moved, where, skipped)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(e.stderr, "interrupted: run the same command again to go on")
+	}
+	return err
+}
+
+func (d *streamDLQ) purge(ctx context.Context, p printer, limit int) error {
+	var ids []string
+	if err := d.each(ctx, func(e entry) (bool, error) {
+		ids = append(ids, e.raw.ID)
+		return limit > 0 && len(ids) >= limit, nil
+	}); err != nil {
+		return err
+	}
+	var n int64
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		c, err := d.client.XDel(ctx, d.stream, chunk...).Result()
+		n += c
+		if err != nil {
+			return err
+		}
+	}
+	return p.value(map[string]any{"purged": n, "stream": d.stream}, func(w io.Writer) {
+		fmt.Fprintf(w, "purged %d dead letter(s) from %s\n", n, d.stream)
+	})
+}
+
+// progress draws a bar on a terminal and nothing elsewhere.
+type progress struct {
+	w     io.Writer
+	total int64
+	on    bool
+}
+
+func newProgress(w io.Writer, total int64) *progress {
+	return &progress{w: w, total: total, on: isTerminal(w) && total > 0}
+}
+
+func (p *progress) set(n int64) {
+	if !p.on {
+		return
+	}
+	const width = 30
+	filled := int(min(n, p.total) * width / p.total)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", repeat('#', filled), repeat(' ', width-filled), n, p.total)
+}
+
+func (p *progress) done() {
+	if p.on {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func repeat(c byte, n int) string {
+	b := make([]byte, max(n, 0))
+	for i := range b {
+		b[i] = c
+	}
+	return string(b)
+}

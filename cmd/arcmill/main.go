@@ -1,0 +1,175 @@
+// Command arcmill is the operator's tool for Arc events on Redis and in
+// arcmill's SQL outbox: tail a stream or Pub/Sub channels, publish a test
+// event, inspect, redrive and purge dead letters, and check an outbox's
+// backlog.
+//
+//	arcmill tail 'order.*'                     follow arc:events
+//	arcmill publish order.created '{"id":1}'   publish one Arc event
+//	arcmill dlq list                           dead letters on arc:events:dlq
+//	arcmill dlq redrive --type order.created   put them back, oldest first
+//	arcmill outbox status --dsn postgres://…   pending, in flight, dead
+//
+// Connection settings come from flags or the environment:
+// ARCMILL_REDIS_ADDR (default 127.0.0.1:6379), ARCMILL_OUTBOX_DSN,
+// ARCMILL_OUTBOX_DIALECT and ARCMILL_OUTBOX_TABLE.
+//
+// Exit codes: 0 success, 1 failure (a server, a bad event), 2 bad usage,
+// 3 nothing matched (dlq show of an unknown id), 130 interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitNotFound    = 3
+	exitInterrupted = 130
+)
+
+// errUsage marks a command-line mistake (exit 2); errNotFound exit 3.
+var (
+	errUsage    = errors.New("usage")
+	errNotFound = errors.New("not found")
+)
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+const mainUsage = `arcmill: operate Arc events on Redis and in arcmill's SQL outbox.
+
+Usage:
+  arcmill <command> [arguments] [flags]
+
+Commands:
+  tail [pattern]                 follow a stream or Pub/Sub channels, one event per line
+  publish <type> [payload-json]  publish one Arc event (payload from stdin when not given)
+  dlq list|show|redrive|purge    dead letters of a Redis stream or of the outbox
+  outbox status|purge            an outbox's backlog, and purging delivered rows
+
+Run "arcmill <command> --help" for a command's flags and examples.
+
+Environment:
+  ARCMILL_REDIS_ADDR       Redis address (default 127.0.0.1:6379)
+  ARCMILL_OUTBOX_DSN       outbox database: postgres://…, user:pass@tcp(host)/db (MySQL), file:path.db (SQLite)
+  ARCMILL_OUTBOX_DIALECT   postgres, mysql or sqlite (default: guessed from the DSN)
+  ARCMILL_OUTBOX_TABLE     outbox table (default arcmill_outbox)
+
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 nothing matched, 130 interrupted.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// env carries the process's streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := env{stdin, stdout, stderr}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, mainUsage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	commands := map[string]func(context.Context, env, []string) error{
+		"tail": tailCmd, "publish": publishCmd, "dlq": dlqCmd, "outbox": outboxCmd,
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "arcmill: unknown command %q\n\n%s", args[0], mainUsage)
+		return exitUsage
+	}
+	err := cmd(ctx, e, args[1:])
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "arcmill: interrupted")
+		return exitInterrupted
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintf(stderr, "Run \"arcmill %s --help\" for usage.\n", args[0])
+		return exitUsage
+	case errors.Is(err, errNotFound):
+		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], err)
+		return exitNotFound
+	default:
+		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], err)
+		return exitFailure
+	}
+}
+
+// newFlags returns a flag set that prints usage (with examples) to stdout
+// on --help and reports its errors as usage errors.
+func newFlags(e env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprint(e.stdout, usage, "\nFlags:\n")
+		fs.SetOutput(e.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parse parses flags and positional arguments in any order.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
+				return nil, err
+			}
+			return nil, usageErr("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		if args[0] == "--" {
+			return append(positional, args[1:]...), nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func getenv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// isTerminal reports whether w is a terminal (for colours of progress and
+// the default output format).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

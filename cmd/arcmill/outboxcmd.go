@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+const outboxUsage = `Usage: arcmill outbox status|purge [flags]
+
+An arcmill outbox on PostgreSQL, MySQL/MariaDB or SQLite.
+
+  status   rows pending, waiting for a retry or visible-at time, in flight,
+           dead and delivered, and the age of the oldest undelivered row
+  purge    delete rows delivered more than --older-than ago (their dedupe
+           keys are free again); dead letters: "arcmill dlq purge --outbox"
+
+Examples:
+  arcmill outbox status --dsn postgres://postgres@127.0.0.1:5432/shop
+  ARCMILL_OUTBOX_DSN=file:shop.db arcmill outbox status --format json
+  arcmill outbox purge --older-than 72h --dsn 'shop:secret@tcp(127.0.0.1:3306)/shop'
+`
+
+func outboxCmd(ctx context.Context, e env, args []string) error {
+	var (
+		db        dbFlags
+		format    string
+		olderThan time.Duration
+	)
+	fs := newFlags(e, "outbox", outboxUsage)
+	db.register(fs)
+	fs.StringVar(&format, "format", "", "json or text (default: text on a terminal, json otherwise)")
+	fs.DurationVar(&olderThan, "older-than", 7*24*time.Hour, "purge: rows delivered more than this `duration` ago")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || (pos[0] != "status" && pos[0] != "purge") {
+		return usageErr("want status or purge")
+	}
+	p, err := newPrinter(e.stdout, format)
+	if err != nil {
+		return err
+	}
+	ob, closeDB, err := db.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if pos[0] == "purge" {
+		if olderThan < 0 {
+			return usageErr("--older-than must not be negative")
+		}
+		n, err := ob.PurgeDelivered(ctx, olderThan)
+		if err != nil {
+			return err
+		}
+		return p.value(map[string]any{"purged": n, "table": ob.Table()}, func(w io.Writer) {
+			fmt.Fprintf(w, "purged %d delivered row(s) older than %s from %s\n", n, olderThan, ob.Table())
+		})
+	}
+	st, err := ob.Status(ctx)
+	if err != nil {
+		return err
+	}
+	age := time.Duration(0)
+	if !st.OldestPending.IsZero() {
+		age = time.Since(st.OldestPending).Round(time.Millisecond)
+	}
+	out := map[string]any{"table": ob.Table(), "dialect": ob.Dialect().String(), "pending": st.Pending,
+		"delayed": st.Delayed, "inFlight": st.InFlight, "dead": st.Dead, "delivered": st.Delivered,
+		"oldestPendingAgeSeconds": age.Seconds()}
+	return p.value(out, func(w io.Writer) {
+		fmt.Fprintf(w, "outbox %s (%s)\n  pending    %d\n  delayed    %d\n  in flight  %d\n  dead       %d\n  delivered  %d\n",
+			ob.Table(), ob.Dialect(), st.Pending, st.Delayed, st.InFlight, st.Dead, st.Delivered)
+		if age > 0 {
+			fmt.Fprintf(w, "  oldest undelivered row: %s old\n", age)
+		}
+	})
+}

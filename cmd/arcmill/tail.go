@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arcmill/arcmill/adapters/redispubsub"
+	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+const tailUsage = `Usage: arcmill tail [pattern] [flags]
+
+Follow Arc events and print one per line: JSON with --format json (the
+default when stdout is not a terminal), otherwise time, type, id,
+correlation and causation. The pattern is Arc's ("order.*", "*"; default *).
+
+By default it reads the stream without a consumer group and acknowledges
+nothing, so it disturbs no consumer. With --group it reads as a member of
+that group (created if missing) and acknowledges what it printed. With
+--channel it subscribes to Arc's Pub/Sub channels (<prefix>:<type>).
+
+Examples:
+  arcmill tail                                  every new event on arc:events
+  arcmill tail 'order.*' --from-start           the stream's history, then new ones
+  arcmill tail --group audit --format json      as consumer group "audit"
+  arcmill tail 'payment.*' --channel            Arc's Pub/Sub transport
+  arcmill tail --count 10 --timeout 30s         stop after 10 events or 30 s
+`
+
+type tailOpts struct {
+	redisFlags
+	stream, group, consumer, prefix, format string
+	channel, fromStart                      bool
+	count                                   int
+	timeout                                 time.Duration
+}
+
+func tailCmd(ctx context.Context, e env, args []string) error {
+	var o tailOpts
+	fs := newFlags(e, "tail", tailUsage)
+	o.register(fs)
+	fs.StringVar(&o.stream, "stream", redisstream.ArcStream, "`stream` to read")
+	fs.StringVar(&o.group, "group", "", "read as this consumer `group` and acknowledge (default: no group, no acks)")
+	fs.StringVar(&o.consumer, "consumer", "", "consumer `name` within --group (default arcmill-tail-<host>-<pid>)")
+	fs.BoolVar(&o.channel, "channel", false, "read Redis Pub/Sub channels instead of a stream")
+	fs.StringVar(&o.prefix, "prefix", redispubsub.ArcPrefix, "Pub/Sub channel `prefix` (with --channel)")
+	fs.BoolVar(&o.fromStart, "from-start", false, "start at the stream's first entry instead of new ones")
+	fs.StringVar(&o.format, "format", "", "json or text (default: text on a terminal, json otherwise)")
+	fs.IntVar(&o.count, "count", 0, "stop after `n` lines (events and malformed entries; 0: never)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "stop after this `duration`, exit 0 (0: never)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usageErr("one pattern at most, got %d", len(pos))
+	}
+	pattern := "*"
+	if len(pos) == 1 {
+		pattern = pos[0]
+	}
+	if _, err := wildcard.Parse(pattern); err != nil {
+		return usageErr("%v", err)
+	}
+	p, err := newPrinter(e.stdout, o.format)
+	if err != nil {
+		return err
+	}
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	client, err := o.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	printed := 0
+	emit := func(data []byte, where string) (done bool, err error) {
+		var ev arc.Event
+		if uerr := arc.Unmarshal(data, &ev); uerr != nil {
+			err = p.malformed(where, uerr.Error())
+		} else if !wildcard.Match(pattern, ev.Type) {
+			return false, nil
+		} else {
+			err = p.event(ev, where)
+		}
+		if err != nil {
+			return true, err
+		}
+		printed++
+		return o.count > 0 && printed >= o.count, nil
+	}
+	if o.channel {
+		err = tailChannel(ctx, client, o, pattern, emit)
+	} else {
+		err = tailStream(ctx, client, o, emit)
+	}
+	if o.timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+type emitFunc func(data []byte, where string) (done bool, err error)
+
+func tailStream(ctx context.Context, client *redis.Client, o tailOpts, emit emitFunc) error {
+	last := "$"
+	if o.fromStart {
+		last = "0-0"
+	}
+	if o.group != "" {
+		if o.consumer == "" {
+			host, _ := os.Hostname()
+			o.consumer = "arcmill-tail-" + host + "-" + strconv.Itoa(os.Getpid())
+		}
+		err := client.XGroupCreateMkStream(ctx, o.stream, o.group, last).Err()
+		if err != nil && !isBusyGroup(err) {
+			return fmt.Errorf("creating group %q on %s: %w", o.group, o.stream, err)
+		}
+	}
+	for {
+		var streams []redis.XStream
+		var err error
+		if o.group != "" {
+			streams, err = client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: o.group, Consumer: o.consumer,
+				Streams: []string{o.stream, ">"}, Count: 100, Block: time.Second}).Result()
+		} else {
+			streams, err = client.XRead(ctx, &redis.XReadArgs{Streams: []string{o.stream, last}, Count: 100,
+				Block: time.Second}).Result()
+		}
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("reading %s: %w", o.stream, err)
+		}
+		for _, s := range streams {
+			for _, m := range s.Messages {
+				last = m.ID
+				data, _ := m.Values[redisstream.FieldData].(string)
+				done, err := emit([]byte(data), m.ID) // no data field: printed as malformed
+				if o.group != "" {
+					if aerr := client.XAck(ctx, o.stream, o.group, m.ID).Err(); aerr != nil && err == nil {
+						err = aerr
+					}
+				}
+				if err != nil || done {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func isBusyGroup(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP")
+}
+
+func tailChannel(ctx context.Context, client *redis.Client, o tailOpts, pattern string, emit emitFunc) error {
+	channel := o.prefix + ":" + pattern
+	var sub *redis.PubSub
+	if redispubsub.IsPattern(channel) {
+		sub = client.PSubscribe(ctx, channel)
+	} else {
+		sub = client.Subscribe(ctx, channel)
+	}
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", channel, err)
+	}
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-ch:
+			if !ok {
+				return errors.New("the Pub/Sub connection closed")
+			}
+			done, err := emit([]byte(m.Payload), m.Channel)
+			if err != nil || done {
+				return err
+			}
+		}
+	}
+}
