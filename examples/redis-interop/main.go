@@ -89,7 +89,13 @@ func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string)
 	received := make(chan arc.Event, 4)
 	if _, err := events.Handle(wildcard.HandlerConfig{Name: "billing", Subscriber: sub, Topic: stream,
 		Patterns: []string{"order.*"}, Middleware: stack.Middleware},
-		func(_ context.Context, ev arc.Event) error { received <- ev; return nil }); err != nil {
+		func(_ context.Context, ev arc.Event) error {
+			if ev.Type == "order.refunded" {
+				return errors.New("refunds are not supported yet") // retried, then dead-lettered
+			}
+			received <- ev
+			return nil
+		}); err != nil {
 		return err
 	}
 	go func() { _ = events.Run(ctx) }()
@@ -133,6 +139,27 @@ func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string)
 	fmt.Fprintf(out, "Go wrote to %s (what Arc's consumers read):\n  type=%v data=%v\n\n",
 		stream, last[0].Values["type"], last[0].Values["data"])
 	<-received // our own group sees it too
+
+	// An event the Go handler cannot take: retried, then dead-lettered in
+	// Arc's layout, where "arcmill dlq list" and Arc's tooling read it.
+	refund, err := arc.NewEvent("order.refunded", map[string]string{"orderId": "o-1"}, arc.Meta{CorrelationID: "req-abc"})
+	if err != nil {
+		return err
+	}
+	if msg, err := arc.ToMessage(refund); err != nil {
+		return err
+	} else if err := pub.Publish(stream, msg); err != nil {
+		return err
+	}
+	for client.XLen(ctx, stream+":dlq").Val() == 0 {
+		select {
+		case <-ctx.Done():
+			return errors.New("the failing event was not dead-lettered")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(out, "The Go handler failed on order.refunded (id=%s): retried, then dead-lettered to %s:dlq\n"+
+		"  see it with: arcmill dlq list --stream %s:dlq\n\n", refund.Meta.ID, stream, stream)
 
 	// --- Pub/Sub: Arc's channels. ---
 	ps, err := redispubsub.New(redispubsub.Config{Client: client})

@@ -37,6 +37,9 @@ func TestRedisInterop(t *testing.T) {
 	assert.Contains(t, s, "to 1 subscriber(s)")
 
 	// What Go wrote is an entry an Arc consumer reads: type + data, Arc JSON.
+	assert.Contains(t, s, "dead-lettered to "+stream+":dlq")
+	assert.EqualValues(t, 1, client.XLen(context.Background(), stream+":dlq").Val())
+
 	var data string
 	for _, line := range strings.Split(s, "\n") {
 		if strings.HasPrefix(line, "  type=order.shipped data=") {
