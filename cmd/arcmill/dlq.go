@@ -88,6 +88,15 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	if sub == "purge" && !o.all && len(o.types) == 0 && len(o.ids) == 0 {
 		return usageErr("purge deletes for good: give --type, --id, or --all")
 	}
+	if o.limit < 0 || o.rate < 0 {
+		return usageErr("--limit and --rate must not be negative")
+	}
+	if sub == "purge" && o.useOutbox && o.limit > 0 {
+		return usageErr("--limit does not apply to an outbox purge: filter with --type or --id")
+	}
+	if sub == "show" {
+		o.types, o.ids = nil, nil // show names its one dead letter
+	}
 	if o.useOutbox && o.to != "" {
 		return usageErr("--to applies to Redis streams; an outbox row keeps its topic")
 	}
@@ -143,16 +152,20 @@ func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 		}
 		return nil
 	case "show":
-		if seq, err := strconv.ParseInt(rest[0], 10, 64); err == nil && seq > 0 {
-			f = outbox.Filter{AfterSeq: seq - 1}
-		} else {
-			f = outbox.Filter{EventIDs: []string{rest[0]}}
-		}
-		dead, err := ob.DeadLetters(ctx, f, 1)
+		// An event id first; a number that is no event id is a row number.
+		dead, err := ob.DeadLetters(ctx, outbox.Filter{EventIDs: []string{rest[0]}}, 1)
 		if err != nil {
 			return err
 		}
-		if len(dead) == 0 || (f.AfterSeq > 0 && dead[0].Seq != f.AfterSeq+1) {
+		if seq, perr := strconv.ParseInt(rest[0], 10, 64); len(dead) == 0 && perr == nil && seq > 0 {
+			if dead, err = ob.DeadLetters(ctx, outbox.Filter{AfterSeq: seq - 1}, 1); err != nil {
+				return err
+			}
+			if len(dead) > 0 && dead[0].Seq != seq {
+				dead = nil
+			}
+		}
+		if len(dead) == 0 {
 			return fmt.Errorf("%w: no dead letter %q in the outbox", errNotFound, rest[0])
 		}
 		d := dead[0]
@@ -184,10 +197,10 @@ func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 			bar.set(int64(moved))
 			if err != nil {
 				bar.done()
-				fmt.Fprintf(e.stderr, "redriven %d before stopping\n", moved)
+				fmt.Fprintf(e.stderr, "redriven %d before stopping; run it again to go on\n", moved)
 				return err
 			}
-			if n < chunk {
+			if left, err := ob.CountDeadLetters(ctx, f); err != nil || left == 0 || n == 0 {
 				break
 			}
 		}

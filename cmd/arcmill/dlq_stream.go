@@ -122,9 +122,19 @@ func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
 	return err
 }
 
-// redrive moves matching dead letters back, oldest first, each in one
-// MULTI (XADD to the target, XDEL from the dead-letter stream), so a
-// redrive interrupted at any point and run again redrives nothing twice.
+// redriveScript moves one dead letter: if it is still there, XADD it to
+// KEYS[1] and XDEL it from KEYS[2], atomically. A failing XADD aborts the
+// script before the XDEL (a MULTI would run the XDEL anyway and lose the
+// event). Both keys must live on one node (one hash slot on a cluster).
+var redriveScript = redis.NewScript(`
+if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then return 0 end
+redis.call('XADD', KEYS[1], '*', 'type', ARGV[1], 'data', ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return 1`)
+
+// redrive moves matching dead letters back, oldest first, each atomically
+// (redriveScript), so a redrive interrupted at any point and run again, or
+// two run at once, redrive nothing twice.
 func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, to string, limit int, rate float64) error {
 	total := int64(0)
 	if err := d.each(ctx, func(entry) (bool, error) { total++; return false, nil }); err != nil {
@@ -154,14 +164,13 @@ func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, to string, li
 			skipped++
 			return false, nil
 		}
-		_, err = d.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: target, Values: []any{redisstream.FieldType,
-				en.dl.Envelope.Event.Type, redisstream.FieldData, string(data)}})
-			pipe.XDel(ctx, d.stream, en.raw.ID)
-			return nil
-		})
+		n, err := redriveScript.Run(ctx, d.client, []string{target, d.stream},
+			en.dl.Envelope.Event.Type, string(data), en.raw.ID).Int()
 		if err != nil {
 			return true, fmt.Errorf("redriving %s to %s: %w", en.raw.ID, target, err)
+		}
+		if n == 0 {
+			return false, nil // a concurrent redrive took it
 		}
 		moved++
 		bar.set(int64(moved + skipped))

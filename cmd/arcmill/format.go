@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/arcmill/arcmill/arc"
 )
@@ -37,7 +39,13 @@ func (p printer) event(ev arc.Event, where string) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(p.w, "%s\n", b)
+		// One line per event, even for a payload stored pretty-printed.
+		var line bytes.Buffer
+		if json.Compact(&line, b) != nil {
+			line.Reset()
+			line.Write(b)
+		}
+		_, err = fmt.Fprintf(p.w, "%s\n", line.Bytes())
 		return err
 	}
 	var b strings.Builder
@@ -52,9 +60,17 @@ func (p printer) event(ev arc.Event, where string) error {
 		fmt.Fprintf(&b, "  [%s]", where)
 	}
 	if len(ev.Payload) > 0 {
+		var compact bytes.Buffer
 		payload := string(ev.Payload)
+		if json.Compact(&compact, ev.Payload) == nil {
+			payload = compact.String()
+		}
 		if len(payload) > 120 {
-			payload = payload[:117] + "..."
+			cut := 117
+			for cut > 0 && !utf8.RuneStart(payload[cut]) {
+				cut--
+			}
+			payload = payload[:cut] + "..."
 		}
 		fmt.Fprintf(&b, "  %s", payload)
 	}

@@ -119,40 +119,49 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 }
 
-// newFlags returns a flag set that prints usage (with examples) to stdout
-// on --help and reports its errors as usage errors.
+// newFlags returns a flag set whose --help prints usage (with examples)
+// to stdout; any other mistake is a usage error on stderr, without the
+// help text (which would pollute a pipe).
 func newFlags(e env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	fs.Usage = func() {}
+	help := func() {
 		fmt.Fprint(e.stdout, usage, "\nFlags:\n")
 		fs.SetOutput(e.stdout)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
+	helpFuncs[fs] = help
 	return fs
 }
 
-// parse parses flags and positional arguments in any order.
+// helpFuncs holds each flag set's help printer (one command per process).
+var helpFuncs = map[*flag.FlagSet]func(){}
+
+// parse parses flags and positional arguments in any order; after "--"
+// everything is positional.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+				if h := helpFuncs[fs]; h != nil {
+					h()
+				}
 				return nil, err
 			}
 			return nil, usageErr("%v", err)
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
 			return positional, nil
 		}
-		if args[0] == "--" {
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
 }
 

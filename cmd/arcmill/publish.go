@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,8 +18,9 @@ const publishUsage = `Usage: arcmill publish <type> [payload-json] [flags]
 Publish one Arc event, built as Arc's createEvent builds it (a new id and
 timestamp; meta from the flags), to a stream in Arc's layout or, with
 --channel, to Arc's Pub/Sub channel <prefix>:<type>. Without a payload
-argument the payload is read from stdin (unless stdin is a terminal: then
-the event has no payload). The event is printed as Arc JSON.
+argument the payload is read from stdin until it closes (unless stdin is a
+terminal: then the event has no payload; in scripts, pass the payload or
+</dev/null). The event is printed as Arc JSON, on one line.
 
 Examples:
   arcmill publish order.created '{"orderId":"o-1","total":99}'
@@ -92,8 +94,12 @@ func publishCmd(ctx context.Context, e env, args []string) error {
 		}
 		payload = []byte(strings.TrimSpace(string(payload)))
 	}
-	if len(payload) > 0 && !json.Valid(payload) {
-		return usageErr("the payload is not JSON: %.80s", payload)
+	if len(payload) > 0 {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, payload); err != nil {
+			return usageErr("the payload is not JSON (%v): %.80s", err, payload)
+		}
+		payload = compact.Bytes() // one line on the wire and in every tail
 	}
 	meta.ID, meta.SchemaVersion = id, schemaVersion
 	if len(extra) > 0 {
@@ -105,7 +111,7 @@ func publishCmd(ctx context.Context, e env, args []string) error {
 	}
 	ev, err := arc.NewEvent(pos[0], p, meta)
 	if err != nil {
-		return err
+		return usageErr("%v", err) // the flags or payload are not a valid event
 	}
 	msg, err := arc.ToMessage(ev)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,8 +24,12 @@ correlation and causation. The pattern is Arc's ("order.*", "*"; default *).
 
 By default it reads the stream without a consumer group and acknowledges
 nothing, so it disturbs no consumer. With --group it reads as a member of
-that group (created if missing) and acknowledges what it printed. With
---channel it subscribes to Arc's Pub/Sub channels (<prefix>:<type>).
+that group (created if missing, at the stream's end or with --from-start
+its beginning; an existing group keeps its position) and acknowledges
+every entry it reads, including those the pattern filters out. An
+interrupted run leaves what it read but did not print pending, and the
+next run with the same --consumer prints it first. With --channel it
+subscribes to Arc's Pub/Sub channels (<prefix>:<type>).
 
 Examples:
   arcmill tail                                  every new event on arc:events
@@ -50,7 +53,7 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 	o.register(fs)
 	fs.StringVar(&o.stream, "stream", redisstream.ArcStream, "`stream` to read")
 	fs.StringVar(&o.group, "group", "", "read as this consumer `group` and acknowledge (default: no group, no acks)")
-	fs.StringVar(&o.consumer, "consumer", "", "consumer `name` within --group (default arcmill-tail-<host>-<pid>)")
+	fs.StringVar(&o.consumer, "consumer", "", "consumer `name` within --group (default arcmill-tail-<host>)")
 	fs.BoolVar(&o.channel, "channel", false, "read Redis Pub/Sub channels instead of a stream")
 	fs.StringVar(&o.prefix, "prefix", redispubsub.ArcPrefix, "Pub/Sub channel `prefix` (with --channel)")
 	fs.BoolVar(&o.fromStart, "from-start", false, "start at the stream's first entry instead of new ones")
@@ -116,31 +119,58 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 type emitFunc func(data []byte, where string) (done bool, err error)
 
 func tailStream(ctx context.Context, client *redis.Client, o tailOpts, emit emitFunc) error {
-	last := "$"
-	if o.fromStart {
-		last = "0-0"
+	last := "0-0"
+	if !o.fromStart {
+		// The stream's last id now, never "$" in a loop: "$" re-read after
+		// an empty wait would skip what arrived in between.
+		tip, err := client.XRevRangeN(ctx, o.stream, "+", "-", 1).Result()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", o.stream, err)
+		}
+		if len(tip) > 0 {
+			last = tip[0].ID
+		}
 	}
+	pending := false
 	if o.group != "" {
 		if o.consumer == "" {
+			// Stable per host, so that a run that stopped mid-batch (Ctrl-C)
+			// leaves its unprinted entries to the next run: it reads its own
+			// pending entries first.
 			host, _ := os.Hostname()
-			o.consumer = "arcmill-tail-" + host + "-" + strconv.Itoa(os.Getpid())
+			o.consumer = "arcmill-tail-" + host
 		}
 		err := client.XGroupCreateMkStream(ctx, o.stream, o.group, last).Err()
 		if err != nil && !isBusyGroup(err) {
 			return fmt.Errorf("creating group %q on %s: %w", o.group, o.stream, err)
 		}
+		pending = true
 	}
+	printed := 0
 	for {
+		n := int64(100)
+		if o.count > 0 {
+			n = int64(max(1, min(100, o.count-printed))) // never read more than will be printed
+		}
 		var streams []redis.XStream
 		var err error
 		if o.group != "" {
+			from := ">"
+			if pending {
+				from = "0"
+			}
 			streams, err = client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: o.group, Consumer: o.consumer,
-				Streams: []string{o.stream, ">"}, Count: 100, Block: time.Second}).Result()
+				Streams: []string{o.stream, from}, Count: n, Block: time.Second}).Result()
+			if pending && err == nil && (len(streams) == 0 || len(streams[0].Messages) == 0) {
+				pending = false // own backlog done
+				continue
+			}
 		} else {
-			streams, err = client.XRead(ctx, &redis.XReadArgs{Streams: []string{o.stream, last}, Count: 100,
+			streams, err = client.XRead(ctx, &redis.XReadArgs{Streams: []string{o.stream, last}, Count: n,
 				Block: time.Second}).Result()
 		}
 		if errors.Is(err, redis.Nil) {
+			pending = false
 			continue
 		}
 		if err != nil {
@@ -154,15 +184,16 @@ func tailStream(ctx context.Context, client *redis.Client, o tailOpts, emit emit
 				last = m.ID
 				data, _ := m.Values[redisstream.FieldData].(string)
 				done, err := emit([]byte(data), m.ID) // no data field: printed as malformed
-				if o.group != "" {
-					if aerr := client.XAck(ctx, o.stream, o.group, m.ID).Err(); aerr != nil && err == nil {
-						err = aerr
-					}
+				if o.group != "" && err == nil {
+					// Every entry read is settled for this group, printed or
+					// filtered out by the pattern; otherwise it stays pending.
+					err = client.XAck(ctx, o.stream, o.group, m.ID).Err()
 				}
 				if err != nil || done {
 					return err
 				}
 			}
+			printed += len(s.Messages)
 		}
 	}
 }
