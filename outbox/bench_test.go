@@ -192,15 +192,15 @@ func commitToPublish(b *testing.B, poll bool, d time.Duration) (p50, p99 time.Du
 	go func() { _ = relay.Run(ctx); close(done) }()
 	time.Sleep(100 * time.Millisecond)
 
-	// Four writers, each committing one event every 4 ms: 1,000 events/s.
+	// Sixteen writers, each committing one event every 16 ms: 1,000 events/s.
 	var mu sync.Mutex
 	committed := map[string]time.Time{}
 	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
+	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			tick := time.NewTicker(4 * time.Millisecond)
+			tick := time.NewTicker(16 * time.Millisecond)
 			defer tick.Stop()
 			end := time.Now().Add(d)
 			for i := 0; time.Now().Before(end); i++ {
