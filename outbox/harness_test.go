@@ -5,7 +5,6 @@ import (
 	stdsql "database/sql"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -205,13 +204,4 @@ func (r *recorder) counts() map[string]int {
 		c[id]++
 	}
 	return c
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
