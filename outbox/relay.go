@@ -43,7 +43,8 @@ type RelayConfig struct {
 	// this process; default 1. Relays in other processes may share the
 	// table: no row is ever leased to two of them at once.
 	Workers int
-	// BatchSize is the most rows one pass claims; default 100.
+	// BatchSize is the most rows one pass claims; default 500 (Arc's is
+	// 100; 500 relays 20–40 % more per second, BENCHMARKS.md).
 	BatchSize int
 	// Lease is how long a claim owns its rows; default 30 s. A relay that
 	// dies mid-batch loses nothing: its rows are claimable again when the
@@ -100,7 +101,7 @@ func (c *RelayConfig) setDefaults() {
 		c.Workers = 1
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 100
+		c.BatchSize = 500
 	}
 	if c.Lease <= 0 {
 		c.Lease = 30 * time.Second
