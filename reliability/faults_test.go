@@ -1,0 +1,387 @@
+package reliability
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/outbox"
+)
+
+// scenario sizes the fault run. The short run is CI's; the long one runs
+// with ARCMILL_RELIABILITY_EVENTS=100000 (see RELIABILITY.md).
+type scenario struct {
+	events, malformed, relays, consumers, kills int
+	restartRedis, restartPostgres              bool
+	timeout                                    time.Duration
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// TestFaults is the fault scenario: a business transaction writes each
+// event to the outbox; 4 relay processes move them to Redis Streams; 2
+// consumer processes run them through the wildcard router, retry and dead
+// letters into an Arc handler behind an idempotency guard. Meanwhile relays
+// and consumers are killed with SIGKILL at random moments (and restarted),
+// and Redis is restarted once. At the end every event is counted.
+func TestFaults(t *testing.T) {
+	sc := scenario{events: envInt("ARCMILL_RELIABILITY_EVENTS", 5000), relays: 4, consumers: 2,
+		kills: envInt("ARCMILL_RELIABILITY_KILLS", 12), restartRedis: true,
+		restartPostgres: os.Getenv("ARCMILL_RELIABILITY_RESTART_POSTGRES") == "1"}
+	sc.malformed = max(3, sc.events/1000)
+	sc.timeout = time.Duration(120+sc.events/200) * time.Second
+	if !sc.restartPostgres {
+		t.Log("PostgreSQL is not restarted: it is shared with the other tests; " +
+			"ARCMILL_RELIABILITY_RESTART_POSTGRES=1 restarts the local cluster (long run, nothing else running)")
+	}
+	runFaults(t, sc)
+}
+
+// privateRedis is a redis-server of the test's own, with an append-only
+// file synced on every write, so that it can be restarted without losing
+// what it acknowledged (the shared one keeps nothing on disk).
+type privateRedis struct {
+	addr, dir string
+	cmd       *exec.Cmd
+}
+
+func startRedis(t *testing.T, dir, addr string) *privateRedis {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if testenv.Required() {
+			t.Fatalf("redis-server is not installed: %v", err)
+		}
+		t.Skip("redis-server is not installed")
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	r := &privateRedis{addr: addr, dir: dir}
+	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+		"--appendfsync", "always", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
+	require.NoError(t, r.cmd.Start())
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	require.Eventually(t, func() bool { return client.Ping(context.Background()).Err() == nil },
+		10*time.Second, 20*time.Millisecond, "private redis-server on %s", addr)
+	return r
+}
+
+func (r *privateRedis) stop() {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM) // shutdown: the AOF is complete
+	_ = r.cmd.Wait()
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// children runs the relay and consumer processes and kills them on demand.
+type children struct {
+	t     *testing.T
+	mu    sync.Mutex
+	procs map[string]*exec.Cmd
+	specs map[string]roleSpec
+}
+
+func (c *children) start(spec roleSpec) {
+	raw, _ := json.Marshal(spec)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestRole$", "-test.count", "1")
+	cmd.Env = append(os.Environ(), roleEnv+"="+string(raw))
+	logf, err := os.Create(filepath.Join(c.t.TempDir(), spec.Name+".log"))
+	require.NoError(c.t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(c.t, cmd.Start())
+	c.mu.Lock()
+	c.procs[spec.Name], c.specs[spec.Name] = cmd, spec
+	c.mu.Unlock()
+	go func() { _ = cmd.Wait(); _ = logf.Close() }()
+}
+
+// killAndRestart SIGKILLs one child and starts its replacement.
+func (c *children) killAndRestart(name string) {
+	c.mu.Lock()
+	cmd, spec := c.procs[name], c.specs[name]
+	c.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	time.Sleep(50 * time.Millisecond)
+	c.start(spec)
+}
+
+func (c *children) stopAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cmd := range c.procs {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+func (c *children) names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n := range c.specs {
+		out = append(out, n)
+	}
+	return out
+}
+
+// report is the scenario's results table.
+type report struct {
+	sent, malformed, expected, handled, lost, duplicates int
+	dead                                                 map[string]int
+	kills, redisRestarts, pgRestarts                     int
+	elapsed                                              time.Duration
+}
+
+func (r report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintln(&b, "| events written | malformed entries injected | expected effects | effects applied (unique) | lost | duplicate deliveries (absorbed by the guard) | dead-lettered: retry_exhausted / validation_failed / malformed | SIGKILLs | Redis restarts | PostgreSQL restarts | time |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d / %d / %d | %d | %d | %d | %s |\n", r.sent, r.malformed, r.expected,
+		r.handled, r.lost, r.duplicates, r.dead[middleware.ReasonRetryExhausted], r.dead[middleware.ReasonValidationFailed],
+		r.dead[middleware.ReasonMalformed], r.kills, r.redisRestarts, r.pgRestarts, r.elapsed.Round(100*time.Millisecond))
+	return b.String()
+}
+
+func runFaults(t *testing.T, sc scenario) {
+	start := time.Now()
+	ctx := context.Background()
+	dsn := testenv.PostgresDSN(t)
+	rdir := t.TempDir()
+	rds := startRedis(t, rdir, freeAddr(t))
+	t.Cleanup(func() { rds.stop() })
+	db, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	defer db.Close()
+
+	prefix := "rel_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	ob, err := outbox.New(db, outbox.Config{Dialect: outbox.PostgreSQL, Table: prefix})
+	require.NoError(t, err)
+	require.NoError(t, ob.Migrate(ctx))
+	for _, s := range []string{
+		`CREATE TABLE ` + prefix + `_orders (id TEXT PRIMARY KEY)`,
+		`CREATE TABLE ` + prefix + `_effects (event_id TEXT PRIMARY KEY)`,
+		`CREATE TABLE ` + prefix + `_deliveries (event_id TEXT PRIMARY KEY, n INT NOT NULL)`,
+	} {
+		_, err := db.Exec(s)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		for _, s := range []string{"_orders", "_effects", "_deliveries", "", "_lock"} {
+			_, _ = db.Exec("DROP TABLE IF EXISTS " + prefix + s)
+		}
+		_, _ = db.Exec("DROP FUNCTION IF EXISTS " + prefix + "_notify()")
+	})
+	stream := "rel:" + prefix + ":events"
+	client := redis.NewClient(&redis.Options{Addr: rds.addr})
+	defer client.Close()
+	require.NoError(t, client.XGroupCreateMkStream(ctx, stream, "rel", "0").Err())
+
+	kids := &children{t: t, procs: map[string]*exec.Cmd{}, specs: map[string]roleSpec{}}
+	t.Cleanup(kids.stopAll)
+	for i := 0; i < sc.relays; i++ {
+		kids.start(roleSpec{Role: "relay", Name: fmt.Sprintf("relay-%d", i), DSN: dsn, Table: prefix, Redis: rds.addr, Stream: stream})
+	}
+	for i := 0; i < sc.consumers; i++ {
+		kids.start(roleSpec{Role: "consumer", Name: fmt.Sprintf("consumer-%d", i), DSN: dsn, Table: prefix, Redis: rds.addr, Stream: stream})
+	}
+
+	// The producer: business transactions of 20 events each, spread over
+	// the chaos; some poison, some schema-invalid, and foreign entries
+	// written straight to the stream.
+	var rep report
+	rep.dead = map[string]int{}
+	want := map[string]string{} // event id → the dead-letter reason it must end with ("" = handled)
+	var wantMu sync.Mutex
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < sc.events; {
+			var entries []outbox.Entry
+			for j := 0; j < 20 && i < sc.events; j, i = j+1, i+1 {
+				typ, total, reason := "order.created", 10, ""
+				switch {
+				case i%397 == 7:
+					typ, reason = poisonType, middleware.ReasonRetryExhausted
+				case i%331 == 5:
+					total, reason = -1, middleware.ReasonValidationFailed
+				}
+				// The request's idempotency key makes a retried transaction
+				// (the database restarted under it) a no-op where it had
+				// committed after all.
+				ev, eerr := arc.NewEvent(typ, map[string]int{"n": i, "total": total}, arc.Meta{
+					PartitionKey: strconv.Itoa(i % 16), IdempotencyKey: prefix + "-" + strconv.Itoa(i)})
+				if eerr != nil {
+					t.Error(eerr)
+					return
+				}
+				wantMu.Lock()
+				want[ev.Meta.ID] = reason
+				wantMu.Unlock()
+				entries = append(entries, outbox.Entry{Topic: stream, Event: ev})
+			}
+			if err := writeRetrying(ctx, db, ob, prefix, entries); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%(sc.events/sc.malformed+1) < 20 {
+				_ = client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"type", "foreign.bytes", "data", "\x00{not json"}}).Err()
+				rep.malformed++
+			}
+			// Spread the writes over the chaos (about 550 ms per kill).
+			time.Sleep(time.Duration(sc.kills) * 550 * time.Millisecond * 20 / time.Duration(sc.events))
+		}
+	}()
+
+	// Chaos: SIGKILL a random relay or consumer, restart it; Redis once
+	// halfway (and PostgreSQL, when allowed).
+	names := kids.names()
+	for k := 0; k < sc.kills; k++ {
+		time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
+		kids.killAndRestart(names[rand.IntN(len(names))])
+		rep.kills++
+		if k == sc.kills/2 && sc.restartRedis {
+			rds.stop()
+			time.Sleep(300 * time.Millisecond)
+			rds = startRedis(t, rdir, rds.addr)
+			rep.redisRestarts++
+		}
+		if k == sc.kills/3 && sc.restartPostgres {
+			out, err := exec.Command("bash", "-c", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart").CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			rep.pgRestarts++
+		}
+	}
+	<-produced
+	wantMu.Lock()
+	rep.sent = len(want)
+	for _, reason := range want {
+		if reason == "" {
+			rep.expected++
+		}
+	}
+	wantMu.Unlock()
+
+	// Wait until every event has ended: handled, or dead-lettered.
+	deadline := time.Now().Add(sc.timeout)
+	var effects int
+	for time.Now().Before(deadline) {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + prefix + `_effects`).Scan(&effects); err == nil &&
+			effects >= rep.expected && len(deadLetters(t, client, stream)) >= rep.sent-rep.expected+rep.malformed {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // late duplicates show up in the counts too
+	kids.stopAll()
+	rep.elapsed = time.Since(start)
+
+	// Count.
+	handled := map[string]bool{}
+	rows, err := db.Query(`SELECT event_id FROM ` + prefix + `_effects`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id string
+		require.NoError(t, rows.Scan(&id))
+		handled[id] = true
+	}
+	require.NoError(t, rows.Err())
+	require.NoError(t, db.QueryRow(`SELECT COALESCE(SUM(n - 1), 0) FROM `+prefix+`_deliveries`).Scan(&rep.duplicates))
+	rep.handled = len(handled)
+	dead := deadLetters(t, client, stream)
+	for _, reason := range dead {
+		rep.dead[reason]++
+	}
+	for id, reason := range want {
+		switch {
+		case reason == "" && !handled[id]:
+			rep.lost++
+			t.Errorf("event %s was never handled (dead-lettered as %q)", id, dead[id])
+		case reason != "" && dead[id] != reason:
+			t.Errorf("poison event %s: want a dead letter with reason %s, got %q", id, reason, dead[id])
+		case reason != "" && handled[id]:
+			t.Errorf("poison event %s had an effect", id)
+		}
+	}
+	st, err := ob.Status(ctx)
+	require.NoError(t, err)
+	t.Logf("outbox at the end: %+v", st)
+	t.Logf("results:\n%s", rep.markdown())
+	assert.Zero(t, rep.lost, "lost events")
+	assert.Equal(t, rep.expected, rep.handled, "each good event's effect exactly once")
+	assert.Equal(t, rep.malformed, rep.dead[middleware.ReasonMalformed], "every foreign entry dead-lettered as malformed")
+	assert.EqualValues(t, rep.sent, st.Delivered, "the outbox delivered every row")
+	assert.GreaterOrEqual(t, rep.kills, 10)
+}
+
+// writeRetrying commits a business row and entries, retrying for up to a
+// minute while the database is unreachable, as a service would retry a
+// request.
+func writeRetrying(ctx context.Context, db *sql.DB, ob *outbox.Outbox, prefix string, entries []outbox.Entry) error {
+	var err error
+	for try := 0; try < 600; try++ {
+		var tx *sql.Tx
+		if tx, err = db.BeginTx(ctx, nil); err == nil {
+			if _, err = tx.Exec(`INSERT INTO `+prefix+`_orders (id) VALUES ($1)`, uuid.NewString()); err == nil {
+				if err = ob.Write(ctx, tx, entries...); err == nil {
+					if err = tx.Commit(); err == nil {
+						return nil
+					}
+				}
+			}
+			_ = tx.Rollback()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// deadLetters reads the dead-letter stream: event id → reason (for a
+// malformed entry, its stream entry id).
+func deadLetters(t *testing.T, client *redis.Client, stream string) map[string]string {
+	out := map[string]string{}
+	entries, err := client.XRange(context.Background(), stream+":dlq", "-", "+").Result()
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		dl, err := redisstream.ReadDeadLetter(e)
+		if err != nil {
+			t.Errorf("unreadable dead letter %s: %v", e.ID, err)
+			continue
+		}
+		id := dl.Envelope.Event.Meta.ID
+		if dl.Envelope.Reason == middleware.ReasonMalformed {
+			id = "malformed:" + dl.OriginalID
+		}
+		out[id] = dl.Envelope.Reason
+	}
+	return out
+}
