@@ -2,11 +2,14 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arcmill/arcmill/arc"
 )
 
 // Failure is what a FailurePolicy decides on: Arc's OutboxFailureContext.
@@ -85,11 +88,13 @@ func (b Backoff) Delay(attempt int) time.Duration {
 }
 
 // ExponentialBackoff is Arc's documented policy: dead-letter after
-// maxAttempts failures, otherwise retry after b.Delay(attempts). It is the
-// relay's default with maxAttempts 5 and Arc's defaults for b.
+// maxAttempts failures (0: never), otherwise retry after b.Delay(attempts).
+// An error wrapping arc.ErrUnrecoverable (an event the broker will never
+// take, such as one over its size limit) is dead-lettered at once. It is
+// the relay's default with maxAttempts 5 and Arc's defaults for b.
 func ExponentialBackoff(maxAttempts int, b Backoff) FailurePolicy {
 	return func(_ context.Context, f Failure) Decision {
-		if maxAttempts > 0 && f.Attempts >= maxAttempts {
+		if errors.Is(f.Err, arc.ErrUnrecoverable) || (maxAttempts > 0 && f.Attempts >= maxAttempts) {
 			return Decision{DeadLetter: true}
 		}
 		at := f.At

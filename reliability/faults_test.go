@@ -179,7 +179,7 @@ func runFaults(t *testing.T, sc scenario) {
 	t.Cleanup(func() { rds.stop() })
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 
 	prefix := "rel_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	ob, err := outbox.New(db, outbox.Config{Dialect: outbox.PostgreSQL, Table: prefix})

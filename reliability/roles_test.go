@@ -117,8 +117,9 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	catalog := registry.New(registry.Config{})
 	catalog.MustRegister(registry.Definition{Name: "order.created", Schema: json.RawMessage(orderSchema)})
 	stack, err := middleware.NewStack(middleware.StackConfig{
-		// A budget of about 5 s, longer than a database restart.
-		Retry:      middleware.RetryConfig{MaxRetries: 8, Backoff: 20 * time.Millisecond, MaxBackoff: time.Second},
+		// A small budget: the handler waits out its own database's outages
+		// itself (below), so retries are for the event, not the database.
+		Retry:      middleware.RetryConfig{MaxRetries: 2, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
 		DeadLetter: middleware.DeadLetterConfig{Publisher: &redisstream.DeadLetterPublisher{Client: client}, Topic: spec.Stream + ":dlq", ConsumerGroup: "rel"},
 		Validator:  catalog,
 	})
@@ -146,25 +147,39 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 		if ev.Type == poisonType {
 			return errors.New("this handler always fails on " + poisonType)
 		}
-		// The consumer-side idempotency guard: every delivery is counted,
-		// the effect is applied once per event id, in one transaction.
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
+		// An outage of the handler's own database is waited out here (up
+		// to a minute), as a service would, rather than spent against the
+		// event's retry budget and dead-lettered.
+		var err error
+		for try := 0; try < 600; try++ {
+			if err = applyEffect(ctx, db, prefix, ev.Meta.ID); err == nil || ctx.Err() != nil {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_deliveries (event_id, n) VALUES ($1, 1)
-			ON CONFLICT (event_id) DO UPDATE SET n = `+prefix+`_deliveries.n + 1`, ev.Meta.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_effects (event_id) VALUES ($1)
-			ON CONFLICT (event_id) DO NOTHING`, ev.Meta.ID); err != nil {
-			return err
-		}
-		return tx.Commit()
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	return events.Run(ctx)
+}
+
+// applyEffect is the consumer-side idempotency guard: every delivery is
+// counted, and the effect is applied once per event id, in one transaction.
+func applyEffect(ctx context.Context, db *sql.DB, prefix, id string) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_deliveries (event_id, n) VALUES ($1, 1)
+		ON CONFLICT (event_id) DO UPDATE SET n = `+prefix+`_deliveries.n + 1`, id); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_effects (event_id) VALUES ($1)
+		ON CONFLICT (event_id) DO NOTHING`, id); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -10,6 +10,8 @@ import (
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/arcmill/arcmill/arc"
 )
 
 // PublisherConfig configures a Publisher.
@@ -29,9 +31,23 @@ type PublisherConfig struct {
 	// messages published to it: trimming that never removes an entry a
 	// consumer group still needs. Use it instead of MaxLens.
 	SafeTrimEvery int
+	// MaxPayloadBytes refuses an entry whose data field (the event's Arc
+	// JSON) is longer, with ErrPayloadTooLarge, before anything of the
+	// Publish call is written: Arc's maxPayloadBytes, whose default this
+	// is (1,000,000). Arc counts UTF-16 code units; this counts bytes, so it
+	// is the stricter of the two for non-ASCII text. Negative: no limit.
+	MaxPayloadBytes int
 	// CloseClient closes Client on Close.
 	CloseClient bool
 }
+
+// DefaultMaxPayloadBytes is Arc's maxPayloadBytes.
+const DefaultMaxPayloadBytes = 1_000_000
+
+// ErrPayloadTooLarge refuses an entry over MaxPayloadBytes. It wraps
+// arc.ErrUnrecoverable: retrying cannot help, so middleware and the outbox
+// relay dead-letter such an event at once.
+var ErrPayloadTooLarge = fmt.Errorf("redisstream: event larger than MaxPayloadBytes: %w", arc.ErrUnrecoverable)
 
 // Validate reports a configuration that cannot work.
 func (c PublisherConfig) Validate() error {
@@ -78,6 +94,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		if err != nil {
 			return err
 		}
+		if err := p.checkSize(msg, values); err != nil {
+			return err
+		}
 		args[i] = &redis.XAddArgs{Stream: topic, Values: values, ID: "*"}
 		if maxLen := p.maxLen(topic); maxLen > 0 {
 			args[i].MaxLen, args[i].Approx = maxLen, true
@@ -104,6 +123,28 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			}
 		}
 		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+	}
+	return nil
+}
+
+// checkSize applies MaxPayloadBytes to the data field (Arc's layout) or,
+// for another Marshaller, to the message payload.
+func (p *Publisher) checkSize(msg *message.Message, values any) error {
+	limit := p.cfg.MaxPayloadBytes
+	if limit == 0 {
+		limit = DefaultMaxPayloadBytes
+	}
+	if limit < 0 {
+		return nil
+	}
+	size := len(msg.Payload)
+	if pairs, ok := values.([]any); ok && len(pairs) >= 4 {
+		if data, ok := pairs[3].(string); ok {
+			size = len(data)
+		}
+	}
+	if size > limit {
+		return fmt.Errorf("%w: message %s is %d bytes, the limit %d", ErrPayloadTooLarge, msg.UUID, size, limit)
 	}
 	return nil
 }
