@@ -33,8 +33,8 @@ import (
 // with ARCMILL_RELIABILITY_EVENTS=100000 (see RELIABILITY.md).
 type scenario struct {
 	events, malformed, relays, consumers, kills int
-	restartRedis, restartPostgres              bool
-	timeout                                    time.Duration
+	restartRedis, restartPostgres               bool
+	timeout                                     time.Duration
 }
 
 func envInt(name string, def int) int {
