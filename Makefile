@@ -31,5 +31,6 @@ fuzz:
 	for f in FuzzUnmarshal FuzzFromMessage FuzzValidJSON; do \
 	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./arc || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalEntry$$' -fuzztime $(FUZZTIME) ./adapters/redisstream
+	$(GO) test -run '^$$' -fuzz '^FuzzReadDeadLetter$$' -fuzztime $(FUZZTIME) ./adapters/redisstream
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./adapters/redispubsub
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMetadata$$' -fuzztime $(FUZZTIME) ./outbox
