@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -54,7 +55,15 @@ type Config struct {
 	// so schemas never reach for the network; such a $ref fails
 	// registration.
 	Loader jsonschema.URLLoader
+	// RejectUnknownVersions makes Validate refuse, with ErrUnknownVersion, a
+	// payload whose schemaVersion is not registered for a registered name.
+	// Default false: Arc's rule, under which such a payload is valid.
+	RejectUnknownVersions bool
 }
+
+// ErrUnknownVersion refuses a schema version a registered event does not
+// have (with Config.RejectUnknownVersions).
+var ErrUnknownVersion = errors.New("registry: unknown schema version")
 
 // Registry is Arc's createEventRegistry with real JSON Schema. It is safe
 // for concurrent use.
@@ -147,10 +156,27 @@ func (r *Registry) Get(name string, version int) (Definition, bool) {
 // carry JSON Pointer paths. Its signature is middleware.Validator's.
 func (r *Registry) Validate(name string, payload json.RawMessage, version int) error {
 	e := r.lookup(name, version)
+	if e == nil && version != 0 && r.cfg.RejectUnknownVersions {
+		if known := r.versions(name); len(known) > 0 {
+			return fmt.Errorf("%w: event %q has no version %d (registered: %v)", ErrUnknownVersion, name, version, known)
+		}
+	}
 	if e == nil || e.schema == nil {
 		return nil
 	}
 	return check(e.schema, e.def.Name, e.def.Version, payload)
+}
+
+// versions lists name's registered versions, in order.
+func (r *Registry) versions(name string) []int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []int
+	for v := range r.defs[name] {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Catalog returns the definitions in registration order.

@@ -282,3 +282,18 @@ func TestRelativeIDs(t *testing.T) {
 	assert.NoError(t, r.Validate("order:placed", json.RawMessage(`5`), 0))
 	assert.Error(t, r.Validate("order:placed", json.RawMessage(`"x"`), 0))
 }
+
+func TestRejectUnknownVersions(t *testing.T) {
+	arcRules := New(Config{})
+	arcRules.MustRegister(Definition{Name: "order.created", Version: 2, Schema: json.RawMessage(`{"type":"object"}`)})
+	assert.NoError(t, arcRules.Validate("order.created", json.RawMessage(`{}`), 3), "Arc: an unknown version is valid")
+
+	strict := New(Config{RejectUnknownVersions: true})
+	strict.MustRegister(Definition{Name: "order.created", Version: 2, Schema: json.RawMessage(`{"type":"object"}`)})
+	err := strict.Validate("order.created", json.RawMessage(`{}`), 3)
+	assert.ErrorIs(t, err, ErrUnknownVersion)
+	assert.Contains(t, err.Error(), "registered: [2]")
+	assert.NoError(t, strict.Validate("order.created", json.RawMessage(`{}`), 2))
+	assert.NoError(t, strict.Validate("order.created", json.RawMessage(`{}`), 0), "no version: the latest")
+	assert.NoError(t, strict.Validate("unknown.event", json.RawMessage(`{}`), 3), "unregistered names stay opt-in")
+}

@@ -97,6 +97,11 @@ func TestBadInputAtEveryEntryPoint(t *testing.T) {
 			r.MustRegister(registry.Definition{Name: "a.b", Schema: json.RawMessage(`{"type":"object","required":["id"]}`)})
 			return r.Validate("a.b", json.RawMessage(`{}`), 0)
 		}, registry.ErrValidation},
+		{"registry: unknown schema version (RejectUnknownVersions)", func() error {
+			r := registry.New(registry.Config{RejectUnknownVersions: true})
+			r.MustRegister(registry.Definition{Name: "a.b", Schema: json.RawMessage(`{"type":"object"}`)})
+			return r.Validate("a.b", json.RawMessage(`{}`), 7)
+		}, registry.ErrUnknownVersion},
 		{"redisstream: publisher without a client", func() error { _, err := redisstream.NewPublisher(redisstream.PublisherConfig{}); return err }, nil},
 		{"redisstream: payload over the size limit", func() error {
 			p, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
