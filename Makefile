@@ -34,3 +34,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadDeadLetter$$' -fuzztime $(FUZZTIME) ./adapters/redisstream
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./adapters/redispubsub
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMetadata$$' -fuzztime $(FUZZTIME) ./outbox
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalStructured$$' -fuzztime $(FUZZTIME) ./cloudevents
