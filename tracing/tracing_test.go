@@ -1,0 +1,146 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+func attr(s sdktrace.ReadOnlySpan, key string) attribute.Value {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value
+		}
+	}
+	return attribute.Value{}
+}
+
+func TestProducerAndConsumerSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	cfg := Config{TracerProvider: tp, System: "redis"}
+	logger := watermill.NopLogger{}
+	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
+	defer bus.Close()
+
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, logger)
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	require.NoError(t, err)
+	handled := make(chan trace.SpanContext, 4)
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "billing", Subscriber: bus, Topic: "arc:events",
+		Patterns: []string{"order.*"}, Middleware: []message.HandlerMiddleware{Middleware(cfg)}},
+		func(ctx context.Context, ev arc.Event) error {
+			// The handler's own spans hang under the process span.
+			_, child := tp.Tracer("app").Start(ctx, "charge")
+			child.End()
+			handled <- trace.SpanContextFromContext(ctx)
+			if ev.Type == "order.failed" {
+				return errors.New("card declined")
+			}
+			return nil
+		})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = events.Run(ctx) }()
+	<-router.Running()
+
+	pub := Publisher(bus, cfg)
+	var msgs []*message.Message
+	for _, typ := range []string{"order.created", "order.paid"} {
+		ev, err := arc.NewEvent(typ, map[string]int{"n": 1}, arc.Meta{CorrelationID: "req-7"})
+		require.NoError(t, err)
+		m, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		msgs = append(msgs, m)
+	}
+	require.NoError(t, pub.Publish("arc:events", msgs...)) // one call, two messages
+	for range msgs {
+		select {
+		case <-handled:
+		case <-time.After(5 * time.Second):
+			t.Fatal("not handled")
+		}
+	}
+	cancel()
+	_ = router.Close()
+
+	var producers, consumers, children []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch {
+		case s.SpanKind() == trace.SpanKindProducer:
+			producers = append(producers, s)
+		case s.SpanKind() == trace.SpanKindConsumer:
+			consumers = append(consumers, s)
+		case s.Name() == "charge":
+			children = append(children, s)
+		}
+	}
+	require.Len(t, producers, 2, "a span per message, not per batch")
+	require.Len(t, consumers, 2)
+	for i, p := range producers {
+		assert.Equal(t, "send arc:events", p.Name())
+		assert.Equal(t, "redis", attr(p, "messaging.system").AsString())
+		assert.Equal(t, "send", attr(p, "messaging.operation.type").AsString())
+		assert.Equal(t, "arc:events", attr(p, "messaging.destination.name").AsString())
+		assert.Equal(t, "req-7", attr(p, "messaging.message.conversation_id").AsString())
+		assert.EqualValues(t, 2, attr(p, "messaging.batch.message_count").AsInt64())
+		assert.NotEmpty(t, msgs[i].Metadata.Get("traceparent"), "W3C traceparent injected")
+		assert.Contains(t, msgs[i].Metadata.Get("traceparent"), p.SpanContext().SpanID().String())
+	}
+	byProducer := map[trace.SpanID]bool{producers[0].SpanContext().SpanID(): true, producers[1].SpanContext().SpanID(): true}
+	for _, c := range consumers {
+		assert.Equal(t, "process order.*", c.Name(), "the low-cardinality template, not the event type")
+		assert.Equal(t, "order.*", attr(c, "messaging.destination.template").AsString())
+		assert.Equal(t, "arc:events", attr(c, "messaging.destination.name").AsString())
+		assert.Equal(t, "process", attr(c, "messaging.operation.type").AsString())
+		assert.Equal(t, "req-7", attr(c, "messaging.message.conversation_id").AsString())
+		require.Len(t, c.Links(), 1, "links to the creation context")
+		assert.True(t, byProducer[c.Links()[0].SpanContext.SpanID()])
+	}
+	require.Len(t, children, 2)
+	for _, ch := range children {
+		parent := ch.Parent().SpanID()
+		assert.True(t, parent == consumers[0].SpanContext().SpanID() || parent == consumers[1].SpanContext().SpanID(),
+			"the handler's spans are children of its process span")
+	}
+}
+
+// A failed publish marks its spans in error; a message without trace
+// context still gets a process span, without a link.
+func TestErrorsAndMissingContext(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	cfg := Config{TracerProvider: tp}
+	bus := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	_ = bus.Close()
+	err := Publisher(bus, cfg).Publish("t", message.NewMessage("m-1", nil))
+	require.Error(t, err)
+	spans := rec.Ended()
+	require.Len(t, spans, 1)
+	assert.Equal(t, "Error", spans[0].Status().Code.String())
+	assert.Equal(t, "arcmill", attr(spans[0], "messaging.system").AsString())
+
+	h := Middleware(cfg)(func(msg *message.Message) ([]*message.Message, error) { return nil, errors.New("boom") })
+	_, err = h(message.NewMessage("m-2", nil))
+	require.Error(t, err)
+	spans = rec.Ended()
+	require.Len(t, spans, 2)
+	assert.Empty(t, spans[1].Links())
+	assert.Equal(t, "Error", spans[1].Status().Code.String())
+}
