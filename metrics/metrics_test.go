@@ -1,0 +1,152 @@
+package metrics
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/outbox"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+func TestHandlerRetryDeadLetterAndRouterMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, Config{})
+	require.NoError(t, err)
+	logger := watermill.NopLogger{}
+	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
+	defer bus.Close()
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry:      middleware.RetryConfig{MaxRetries: 2, Backoff: time.Millisecond, OnRetry: m.OnRetry},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: bus, Topic: "dlq", OnDeadLetter: m.OnDeadLetter},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, logger)
+	require.NoError(t, err)
+	m.AddWatermillRouterMetrics(router)
+	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	require.NoError(t, err)
+	require.NoError(t, m.WatchRouter("main", events))
+	done := make(chan struct{}, 8)
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "billing", Subscriber: bus, Topic: "arc:events",
+		Patterns: []string{"order.*"}, Middleware: append(stack.Middleware, m.Middleware)},
+		func(_ context.Context, ev arc.Event) error {
+			defer func() { done <- struct{}{} }()
+			if ev.Type == "order.failed" {
+				return errors.New("card declined")
+			}
+			return nil
+		})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = events.Run(ctx) }()
+	<-router.Running()
+	for _, typ := range []string{"order.created", "order.failed", "user.signed_up"} {
+		ev, err := arc.NewEvent(typ, map[string]int{"n": 1}, arc.Meta{})
+		require.NoError(t, err)
+		msg, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		require.NoError(t, bus.Publish("arc:events", msg))
+	}
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(m.dead.WithLabelValues("billing", "order.*", middleware.ReasonRetryExhausted)) == 1 &&
+			events.Stats().Unmatched == 1
+	}, 5*time.Second, 5*time.Millisecond)
+
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.handled.WithLabelValues("billing", "order.*", "ok")))
+	assert.Equal(t, 3.0, testutil.ToFloat64(m.handled.WithLabelValues("billing", "order.*", "error")), "three attempts")
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.retried.WithLabelValues("billing", "order.*")))
+	names := gathered(t, reg)
+	assert.Contains(t, names, `arcmill_router_events_total{outcome="unmatched",router="main"} 1`)
+	assert.Contains(t, names, "arcmill_watermill_", "Watermill's own router metrics, same registry")
+}
+
+func TestOutboxAndStreamMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, Config{Namespace: "shop"})
+	require.NoError(t, err)
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "o.db")+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	defer db.Close()
+	ob, err := outbox.New(db, outbox.Config{Dialect: outbox.SQLite})
+	require.NoError(t, err)
+	require.NoError(t, ob.Migrate(ctx))
+	require.NoError(t, m.WatchOutbox(ob))
+	for i := 0; i < 3; i++ {
+		ev, err := arc.NewEvent("order.created", map[string]int{"n": i}, arc.Meta{})
+		require.NoError(t, err)
+		tx, err := db.BeginTx(ctx, nil)
+		require.NoError(t, err)
+		require.NoError(t, ob.Write(ctx, tx, outbox.Entry{Topic: "t", Event: ev}))
+		require.NoError(t, tx.Commit())
+	}
+	time.Sleep(20 * time.Millisecond)
+	out := gathered(t, reg)
+	assert.Contains(t, out, `shop_outbox_rows{state="pending",table="arcmill_outbox"} 3`)
+	assert.Contains(t, out, `shop_outbox_status_up{table="arcmill_outbox"} 1`)
+	assert.NotContains(t, out, `shop_outbox_oldest_pending_seconds{table="arcmill_outbox"} 0`+"\n", "the lag grows")
+
+	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
+	defer bus.Close()
+	relay, err := ob.NewRelay(bus, outbox.RelayConfig{OnPass: m.OnRelayPass})
+	require.NoError(t, err)
+	_, err = relay.RelayBatch(ctx)
+	require.NoError(t, err)
+	out = gathered(t, reg)
+	assert.Contains(t, out, `shop_outbox_relay_rows_total{outcome="relayed"} 3`)
+	assert.Contains(t, out, `shop_outbox_rows{state="delivered",table="arcmill_outbox"} 3`)
+	assert.Contains(t, out, `shop_outbox_oldest_pending_seconds{table="arcmill_outbox"} 0`)
+
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	defer client.Close()
+	stream := "arcmill-metrics:" + uuid.NewString()
+	defer client.Del(ctx, stream)
+	require.NoError(t, client.XGroupCreateMkStream(ctx, stream, "g", "0").Err())
+	for i := 0; i < 5; i++ {
+		client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"type", "x", "data", "{}"}})
+	}
+	client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 2})
+	require.NoError(t, m.WatchStream(client, stream, "g"))
+	out = gathered(t, reg)
+	assert.Contains(t, out, `shop_consumer_pending{group="g",stream="`+stream+`"} 2`)
+	assert.Contains(t, out, `shop_consumer_lag{group="g",stream="`+stream+`"} 3`)
+}
+
+// gathered renders the registry as Prometheus' text format.
+func gathered(t *testing.T, reg *prometheus.Registry) string {
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var b strings.Builder
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			var labels []string
+			for _, l := range m.Label {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			b.WriteString(mf.GetName() + "{" + strings.Join(labels, ",") + "} " + strconv.FormatFloat(v, 'f', -1, 64) + "\n")
+		}
+	}
+	return b.String()
+}
