@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,7 +35,7 @@ func TestBadInputAtEveryEntryPoint(t *testing.T) {
 	ctx := context.Background()
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	defer client.Close()
-	stream := "arcmill-badinput:" + strings.Repeat("x", 8)
+	stream := "arcmill-badinput:" + uuid.NewString()
 	defer client.Del(ctx, stream)
 	ev, err := arc.NewEvent("order.created", map[string]int{"n": 1}, arc.Meta{})
 	require.NoError(t, err)
@@ -169,7 +170,7 @@ func TestOversizedEventDeadLetteredByRelay(t *testing.T) {
 	ctx := context.Background()
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	defer client.Close()
-	stream := "arcmill-oversize:" + strings.Repeat("y", 8)
+	stream := "arcmill-oversize:" + uuid.NewString()
 	defer client.Del(ctx, stream)
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "o.db")+"?_pragma=busy_timeout(5000)")
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -79,7 +80,11 @@ func poisonDelays(b *testing.B, retry middleware.RetryConfig, poisonEvery int) [
 		if ev.Type == poisonType {
 			return errors.New("poison")
 		}
-		d := time.Since(ev.Meta.Timestamp)
+		var p struct{ At int64 }
+		if err := json.Unmarshal(ev.Payload, &p); err != nil {
+			return err
+		}
+		d := time.Since(time.Unix(0, p.At))
 		mu.Lock()
 		defer mu.Unlock()
 		delays = append(delays, d)
@@ -101,9 +106,10 @@ func poisonDelays(b *testing.B, retry middleware.RetryConfig, poisonEvery int) [
 		if poisonEvery > 0 && i%poisonEvery == poisonEvery-1 {
 			typ = poisonType
 		}
-		ev, err := arc.NewEvent(typ, map[string]int{"n": i}, arc.Meta{PartitionKey: strconv.Itoa(i % 64)})
+		// The publish time, to the nanosecond (meta.timestamp has milliseconds).
+		ev, err := arc.NewEvent(typ, map[string]int64{"n": int64(i), "at": time.Now().UnixNano()},
+			arc.Meta{PartitionKey: strconv.Itoa(i % 64)})
 		require.NoError(b, err)
-		ev.Meta.Timestamp = time.Now() // to the microsecond: the delay's start
 		msg, err := arc.ToMessage(ev)
 		require.NoError(b, err)
 		require.NoError(b, pub.Publish(stream, msg))

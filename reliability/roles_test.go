@@ -93,7 +93,10 @@ func runRelay(ctx context.Context, spec roleSpec) error {
 		return err
 	}
 	// Redis may be down for a while: retry for ever, never dead-letter.
-	relay, err := ob.NewRelay(pub, outbox.RelayConfig{ConsumerID: spec.Name, Workers: 2, Lease: 3 * time.Second,
+	// 30 ms of "network" per publish call and small batches keep the relays
+	// busy while events flow, so that kills land mid-batch.
+	relay, err := ob.NewRelay(slowPublisher{pub, 30 * time.Millisecond}, outbox.RelayConfig{ConsumerID: spec.Name,
+		Workers: 2, Lease: 3 * time.Second, BatchSize: 10,
 		PublishTimeout: time.Second, FailurePolicy: outbox.ExponentialBackoff(0, outbox.Backoff{Base: 50 * time.Millisecond,
 			Max: 500 * time.Millisecond})})
 	if err != nil {
@@ -177,9 +180,32 @@ func applyEffect(ctx context.Context, db *sql.DB, prefix, id string) error {
 		ON CONFLICT (event_id) DO UPDATE SET n = `+prefix+`_deliveries.n + 1`, id); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_effects (event_id) VALUES ($1)
-		ON CONFLICT (event_id) DO NOTHING`, id); err != nil {
+	// The guard: the effect (a ledger row, which nothing would stop from
+	// repeating) is applied only by the delivery that claimed the event.
+	res, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_effects (event_id) VALUES ($1)
+		ON CONFLICT (event_id) DO NOTHING`, id)
+	if err != nil {
 		return err
 	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 1 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_ledger (event_id) VALUES ($1)`, id); err != nil {
+			return err
+		}
+	}
 	return tx.Commit()
+}
+
+// slowPublisher adds latency after each publish (the rows are published
+// but not yet acknowledged while it sleeps).
+type slowPublisher struct {
+	message.Publisher
+	wait time.Duration
+}
+
+func (p slowPublisher) Publish(topic string, msgs ...*message.Message) error {
+	err := p.Publisher.Publish(topic, msgs...)
+	time.Sleep(p.wait)
+	return err
 }
