@@ -15,6 +15,7 @@ services:
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@grep -q '^go 1\.25' go.mod || { echo "go.mod must keep 'go 1.25' (DESIGN.md): a dependency upgrade raised it"; exit 1; }
 	$(GO) vet ./...
 
 ## quickstart: the front door, no server needed
