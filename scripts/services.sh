@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Makes sure Redis, PostgreSQL and MySQL/MariaDB answer on loopback for the
+# Makes sure Redis, PostgreSQL, MySQL/MariaDB and NATS (with JetStream) answer on loopback for the
 # tests: a running server is used as it is, an installed one that is stopped
 # is started, a missing one is installed with apt-get (when run as root).
 # Then the test database and user are created if they are missing.
 #
 # Point the tests elsewhere with ARCMILL_REDIS_ADDR, ARCMILL_POSTGRES_DSN and
-# ARCMILL_MYSQL_DSN: a service named by one of them is only checked, never
+# ARCMILL_MYSQL_DSN and ARCMILL_NATS_URL: a service named by one of them is only checked, never
 # started, installed or changed. Idempotent, and quick when all is up.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ die() { printf 'services: %s\n' "$*" >&2; exit 1; }
 DEFAULT_REDIS_ADDR=127.0.0.1:6379
 DEFAULT_POSTGRES_DSN='postgres://postgres:postgres@127.0.0.1:5432/arcmill?sslmode=disable'
 DEFAULT_MYSQL_DSN='arcmill:arcmill@tcp(127.0.0.1:3306)/arcmill?parseTime=true'
+DEFAULT_NATS_URL=nats://127.0.0.1:4222
 
 reachable() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
@@ -137,6 +138,22 @@ mysql() {
 	log "mysql      $host:$port/$db up"
 }
 
+nats() {
+	local url=${ARCMILL_NATS_URL:-$DEFAULT_NATS_URL}
+	local hostport=${url#nats://}
+	local host=${hostport%:*} port=${hostport##*:}
+	if reachable "$host" "$port"; then log "nats       $hostport up"; return; fi
+	[ -z "${ARCMILL_NATS_URL:-}" ] || die "nats at ARCMILL_NATS_URL=$url does not answer"
+	command -v nats-server >/dev/null || install_packages nats-server
+	log "starting nats-server -js on $hostport"
+	mkdir -p /var/lib/nats-server 2>/dev/null || true
+	setsid nohup nats-server -a "$host" -p "$port" -js -sd /var/lib/nats-server \
+		-l /var/log/nats-server-arcmill.log >/dev/null 2>&1 < /dev/null &
+	wait_for nats "$host" "$port"
+	log "nats       $hostport up"
+}
+
 redis
 postgres
 mysql
+nats

@@ -1,4 +1,4 @@
-// Package testenv finds the Redis, PostgreSQL and MySQL servers that
+// Package testenv finds the Redis, PostgreSQL, MySQL and NATS servers that
 // integration tests run against. Settings come from ARCMILL_REDIS_ADDR,
 // ARCMILL_POSTGRES_DSN and ARCMILL_MYSQL_DSN, with the loopback defaults that
 // scripts/services.sh provisions. A test asking for a server that does not
@@ -21,6 +21,7 @@ const (
 	DefaultRedisAddr   = "127.0.0.1:6379"
 	DefaultPostgresDSN = "postgres://postgres:postgres@127.0.0.1:5432/arcmill?sslmode=disable"
 	DefaultMySQLDSN    = "arcmill:arcmill@tcp(127.0.0.1:3306)/arcmill?parseTime=true"
+	DefaultNatsURL     = "nats://127.0.0.1:4222"
 )
 
 // RedisAddr returns the Redis address for tests, or skips (or fails) t when
@@ -44,6 +45,14 @@ func MySQLDSN(t testing.TB) string {
 	dsn := setting("ARCMILL_MYSQL_DSN", DefaultMySQLDSN)
 	require(t, "mysql", "ARCMILL_MYSQL_DSN", MySQLHostPort(dsn))
 	return dsn
+}
+
+// NatsURL returns the NATS server (with JetStream) for tests, or skips (or
+// fails) t.
+func NatsURL(t testing.TB) string {
+	u := setting("ARCMILL_NATS_URL", DefaultNatsURL)
+	require(t, "nats", "ARCMILL_NATS_URL", strings.TrimPrefix(u, "nats://"))
+	return u
 }
 
 // PostgresHostPort returns host:port of a postgres:// URL (port 5432 when

@@ -1,0 +1,146 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+func TestSubject(t *testing.T) {
+	for pattern, want := range map[string]struct {
+		subject string
+		exact   bool
+	}{
+		"order.created":  {"arc.order.created", true},
+		"order.*":        {"arc.order.>", true},
+		"order.line.*":   {"arc.order.line.>", true},
+		"*":              {"arc.>", true},
+		"order:*":        {"arc.>", false}, // Arc's colon prefix is no subject wildcard
+		"order*":         {"arc.>", false},
+		"order placed.*": {"arc.>", false},
+	} {
+		got, exact := Subject("arc", pattern)
+		assert.Equal(t, want.subject, got, pattern)
+		assert.Equal(t, want.exact, exact, pattern)
+	}
+}
+
+// The same Arc handlers and wildcard router as on Redis, on a real NATS
+// JetStream: subjects per type, patterns as filtered durable consumers,
+// retry then dead letter, nothing delivered twice.
+func TestWildcardRouterOnJetStream(t *testing.T) {
+	url := testenv.NatsURL(t)
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := nc.JetStream()
+	require.NoError(t, err)
+	id := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	prefix, stream := "arcmilltest"+id, "ARCMILL_TEST_"+id
+	require.NoError(t, EnsureStream(js, stream, prefix))
+	require.NoError(t, EnsureStream(js, stream, prefix), "idempotent")
+	defer func() { _ = js.DeleteStream(stream) }()
+
+	logger := watermill.NopLogger{}
+	pub, err := NewPublisher(url, prefix, logger)
+	require.NoError(t, err)
+	defer pub.Close()
+	sub, err := NewSubscriber(url, "billing", logger)
+	require.NoError(t, err)
+	defer sub.Close()
+
+	dlq := make(chan middleware.DeadLetteredEvent, 4)
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry: middleware.RetryConfig{MaxRetries: 1, Backoff: time.Millisecond},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: discard{}, Topic: "dlq",
+			OnDeadLetter: func(dl middleware.DeadLetteredEvent) { dlq <- dl }},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 2 * time.Second}, logger)
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	got := map[string][]string{}
+	handle := func(name, pattern string) {
+		subject, _ := Subject(prefix, pattern)
+		_, err := events.Handle(wildcard.HandlerConfig{Name: name, Subscriber: sub, Topic: subject,
+			Patterns: []string{pattern}, Middleware: stack.Middleware}, func(_ context.Context, ev arc.Event) error {
+			mu.Lock()
+			got[name] = append(got[name], ev.Type)
+			mu.Unlock()
+			if name == "orders" && ev.Type == "order.refunded" {
+				return errors.New("refunds are not supported")
+			}
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	handle("orders", "order.*")
+	handle("audit", "*")
+	handle("payments", "payment.captured")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = events.Run(ctx) }()
+	<-router.Running()
+
+	for _, typ := range []string{"order.created", "payment.captured", "order.refunded", "user.signed_up"} {
+		ev, err := arc.NewEvent(typ, map[string]int{"n": 1}, arc.Meta{})
+		require.NoError(t, err)
+		msg, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		require.NoError(t, pub.Publish("ignored", msg))
+	}
+	select {
+	case dl := <-dlq:
+		assert.Equal(t, "order.refunded", dl.Event.Type)
+		assert.Equal(t, "orders", dl.HandlerName)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dead letter")
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got["audit"]) == 4 && len(got["payments"]) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // a redelivery would show now
+	mu.Lock()
+	assert.ElementsMatch(t, []string{"order.created", "order.refunded", "order.refunded"}, got["orders"],
+		"the server filtered order.* (the refund tried twice, then dead-lettered)")
+	assert.ElementsMatch(t, []string{"order.created", "payment.captured", "order.refunded", "user.signed_up"}, got["audit"])
+	assert.Equal(t, []string{"payment.captured"}, got["payments"])
+	mu.Unlock()
+
+	// Each pattern is a durable consumer filtered on its subject.
+	consumer, err := js.ConsumerInfo(stream, "billing_"+sanitize(prefix+".order.>"))
+	require.NoError(t, err)
+	assert.Equal(t, prefix+".order.>", consumer.Config.FilterSubject)
+	assert.Zero(t, consumer.NumAckPending, "every delivery acknowledged")
+
+	bad, err := arc.NewEvent("order placed", nil, arc.Meta{})
+	require.NoError(t, err)
+	msg, err := arc.ToMessage(bad)
+	require.NoError(t, err)
+	assert.Error(t, pub.Publish("", msg), "a type that is no subject is refused")
+}
+
+type discard struct{}
+
+func (discard) Publish(string, ...*message.Message) error { return nil }
+func (discard) Close() error                              { return nil }
