@@ -146,7 +146,7 @@ func newDelayedPipeline(dsn, topic string) (*delayedPipeline, error) {
 	p.stack, err = NewStack(StackConfig{
 		Retry: RetryConfig{MaxRetries: 1, Backoff: time.Millisecond},
 		DeadLetter: DeadLetterConfig{Publisher: pub, Topic: topic + "_dlq",
-			Delayed: &DelayedRetry{Publisher: pub, Delays: []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}}},
+			Delayed: &DelayedRetry{Publisher: pub, Delays: []time.Duration{1500 * time.Millisecond, 300 * time.Millisecond}}}, // the first delay outlasts process one's exit, even on a loaded machine
 	})
 	if err != nil {
 		return nil, err
