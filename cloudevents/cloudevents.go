@@ -13,7 +13,7 @@
 //	type                 type
 //	time                 meta.timestamp (RFC 3339)
 //	subject              meta.resourceId
-//	dataschema           meta.schemaVersion, as urn:arc:schema:<type>:<version>
+//	dataschema           meta.schemaVersion, as urn:arc:schema:<type, path-escaped>:<version>
 //	datacontenttype      application/json (an absent payload has no data)
 //	data                 payload, the JSON bytes unchanged
 //	partitionkey         meta.partitionKey      (the Partitioning extension)
@@ -28,6 +28,7 @@
 //	aggregateid          meta.aggregate.id
 //	arcmeta              every other meta key, as a JSON object of its raw values
 //	arcnullpayload       "true" when the payload is JSON null (so it stays apart from an absent one)
+//	arcattrsagg          "true" for an aggregate whose type and id are both empty
 //	arcattrs             the Arc values of id, type, source and subject when CloudEvents cannot hold
 //	                     them as they are (surrounding spaces, which attributes trim; a source that
 //	                     is no URI reference), as a JSON object; the attributes carry cleaned forms
@@ -46,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +124,11 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 		return ce.Event{}, err
 	}
 	e := ce.New(ce.CloudEventsVersionV1)
-	e.SetID(ev.Meta.ID)
+	if strings.TrimSpace(ev.Meta.ID) == "" {
+		e.SetID("_") // CloudEvents trims ids; the Arc id rides in arcattrs
+	} else {
+		e.SetID(ev.Meta.ID)
+	}
 	e.SetType(ev.Type)
 	if ev.Meta.Source != "" {
 		e.SetSource(ev.Meta.Source)
@@ -140,7 +146,7 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 		e.SetSubject(ev.Meta.ResourceID)
 	}
 	if ev.Meta.SchemaVersion != 0 {
-		e.SetDataSchema(schemaPrefix + ev.Type + ":" + strconv.Itoa(ev.Meta.SchemaVersion))
+		e.SetDataSchema(schemaURN(e.Type(), ev.Meta.SchemaVersion))
 	}
 	for _, f := range stringExts {
 		if v := *f.field(&ev.Meta); v != "" {
@@ -148,24 +154,26 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 		}
 	}
 	if a := ev.Meta.Aggregate; a != nil {
+		// Present even when empty: Arc writes "aggregate":{} for those.
 		e.SetExtension(ExtAggregateType, a.Type)
 		e.SetExtension(ExtAggregateID, a.ID)
+		if a.Type == "" && a.ID == "" {
+			e.SetExtension(ExtArcAttrs+"agg", "true")
+		}
 	}
 	rest := map[string]json.RawMessage{}
 	for k, v := range ev.Meta.Extra {
 		var s string
-		if k == "traceparent" && json.Unmarshal(v, &s) == nil && s != "" {
+		// The W3C header only when its JSON is the plain encoding of its
+		// text, so that writing it back gives the same bytes.
+		if k == "traceparent" && json.Unmarshal(v, &s) == nil && s != "" && string(jsonString(s)) == string(v) {
 			e.SetExtension(ExtTraceParent, s)
 			continue
 		}
 		rest[k] = v
 	}
 	if len(rest) > 0 {
-		b, err := json.Marshal(rest)
-		if err != nil {
-			return ce.Event{}, err
-		}
-		e.SetExtension(ExtArcMeta, string(b))
+		e.SetExtension(ExtArcMeta, string(rawObject(rest)))
 	}
 	if ev.Payload != nil {
 		e.SetDataContentType(ce.ApplicationJSON)
@@ -229,7 +237,7 @@ func (c Codec) FromCloudEvent(e ce.Event) (arc.Event, error) {
 		m.Source = e.Source()
 	}
 	if ds := e.DataSchema(); ds != "" {
-		if v, ok := strings.CutPrefix(ds, schemaPrefix+ev.Type+":"); ok {
+		if v, ok := strings.CutPrefix(ds, strings.TrimSuffix(schemaURN(e.Type(), 1), "1")); ok {
 			if n, err := strconv.Atoi(v); err == nil && n > 0 {
 				m.SchemaVersion = n
 			}
@@ -257,12 +265,12 @@ func (c Codec) FromCloudEvent(e ce.Event) (arc.Event, error) {
 		}
 	}
 	known := map[string]bool{ExtNoSource: true, ExtNullPayload: true, ExtArcMeta: true, ExtTraceParent: true,
-		ExtAggregateType: true, ExtAggregateID: true, ExtArcAttrs: true}
+		ExtAggregateType: true, ExtAggregateID: true, ExtArcAttrs: true, ExtArcAttrs + "agg": true}
 	for _, f := range stringExts {
 		*f.field(m) = str(f.name)
 		known[f.name] = true
 	}
-	if t, id := str(ExtAggregateType), str(ExtAggregateID); t != "" || id != "" {
+	if t, id := str(ExtAggregateType), str(ExtAggregateID); t != "" || id != "" || str(ExtArcAttrs+"agg") == "true" {
 		m.Aggregate = &arc.Aggregate{Type: t, ID: id}
 	}
 	if raw := str(ExtArcMeta); raw != "" {
@@ -312,8 +320,42 @@ func setExtra(m *arc.Meta, key, s string) {
 	if m.Extra == nil {
 		m.Extra = map[string]json.RawMessage{}
 	}
-	b, _ := json.Marshal(s)
-	m.Extra[key] = b
+	m.Extra[key] = jsonString(s)
+}
+
+// jsonString encodes s as JSON without HTML escaping (as Arc's
+// JSON.stringify does).
+func jsonString(s string) json.RawMessage {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return bytes.TrimRight(b.Bytes(), "\n")
+}
+
+// rawObject writes a JSON object of raw values, keys sorted, the values'
+// bytes unchanged.
+func rawObject(m map[string]json.RawMessage) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, jsonString(k)...)
+		b = append(b, ':')
+		b = append(b, m[k]...)
+	}
+	return append(b, '}')
+}
+
+// schemaURN is the dataschema of version n of type typ.
+func schemaURN(typ string, n int) string {
+	return schemaPrefix + url.PathEscape(typ) + ":" + strconv.Itoa(n)
 }
 
 func toString(v any) (string, error) {

@@ -12,12 +12,17 @@
 //	order:*, order*   <prefix>.>              in the process, by the wildcard router
 //
 // Types must be valid subject tokens (no spaces, '*' or '>'): Arc's dotted
-// types are. The same wildcard router and handlers as on Redis run on top:
+// types are. The publisher sets Nats-Msg-Id to the event id, so JetStream
+// drops a repeat within its duplicate window (2 minutes by default): an
+// outbox relay's republish after a crash is stored once, and so is a
+// deliberate republish of the same event id inside the window. The same wildcard router and handlers as on Redis run on top:
 // give Subject's result as the handler's Topic and the pattern as its
 // pattern.
 package natsjs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -112,7 +117,7 @@ func NewSubscriber(url, group string, logger watermill.LoggerAdapter) (*wnats.Su
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
-	durable := func(prefix, subject string) string { return prefix + "_" + sanitize(subject) }
+	durable := durableName
 	return wnats.NewSubscriber(wnats.SubscriberConfig{URL: url, QueueGroupPrefix: group,
 		SubjectCalculator: func(queueGroupPrefix, topic string) *wnats.SubjectDetail {
 			// The queue group must be the durable's name.
@@ -123,7 +128,25 @@ func NewSubscriber(url, group string, logger watermill.LoggerAdapter) (*wnats.Su
 	}, logger)
 }
 
-func sanitize(subject string) string {
-	r := strings.NewReplacer(".", "_", "*", "star", ">", "all")
-	return r.Replace(subject)
+// durableName names the consumer of group on subject: a readable part
+// (characters JetStream allows) and a hash of the subject, so that two
+// subjects never share a consumer (order.> and order.all would otherwise).
+func durableName(group, subject string) string {
+	var b strings.Builder
+	for _, r := range subject {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+			b.WriteRune(r)
+		case r == '>':
+			b.WriteString("all")
+		default:
+			b.WriteByte('_')
+		}
+	}
+	readable := b.String()
+	if len(readable) > 80 {
+		readable = readable[:80]
+	}
+	sum := sha256.Sum256([]byte(subject))
+	return group + "_" + readable + "_" + hex.EncodeToString(sum[:6])
 }

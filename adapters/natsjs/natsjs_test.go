@@ -128,7 +128,7 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	mu.Unlock()
 
 	// Each pattern is a durable consumer filtered on its subject.
-	consumer, err := js.ConsumerInfo(stream, "billing_"+sanitize(prefix+".order.>"))
+	consumer, err := js.ConsumerInfo(stream, durableName("billing", prefix+".order.>"))
 	require.NoError(t, err)
 	assert.Equal(t, prefix+".order.>", consumer.Config.FilterSubject)
 	assert.Zero(t, consumer.NumAckPending, "every delivery acknowledged")
@@ -144,3 +144,37 @@ type discard struct{}
 
 func (discard) Publish(string, ...*message.Message) error { return nil }
 func (discard) Close() error                              { return nil }
+
+// Subjects that look alike get different consumers, and a type with a '/'
+// (legal in a subject) still gets a valid consumer name.
+func TestDurableNames(t *testing.T) {
+	seen := map[string]string{}
+	for _, subject := range []string{"p.order.>", "p.order.all", "p.>", "p.all", "p.order.created", "p.order_created", "p.a/b"} {
+		name := durableName("billing", subject)
+		assert.Regexp(t, `^[A-Za-z0-9_-]+$`, name, subject)
+		if other, dup := seen[name]; dup {
+			t.Errorf("%s and %s share the consumer %s", subject, other, name)
+		}
+		seen[name] = subject
+	}
+	url := testenv.NatsURL(t)
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := nc.JetStream()
+	require.NoError(t, err)
+	id := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	prefix, stream := "arcmilldur"+id, "ARCMILL_DUR_"+id
+	require.NoError(t, EnsureStream(js, stream, prefix))
+	defer func() { _ = js.DeleteStream(stream) }()
+	sub, err := NewSubscriber(url, "billing", watermill.NopLogger{})
+	require.NoError(t, err)
+	defer sub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, pattern := range []string{"order.*", "order.all", "a/b.c"} {
+		subject, _ := Subject(prefix, pattern)
+		_, err := sub.Subscribe(ctx, subject)
+		require.NoError(t, err, pattern)
+	}
+}
