@@ -5,13 +5,15 @@
 // traceparent and tracestate in its metadata; Middleware, on a router or a
 // wildcard handler, extracts them and runs the handler inside a CONSUMER
 // span ("process <destination template>") that links to the message's
-// creation context. messaging.message.conversation_id is the Arc
+// creation context (read from the metadata, or from an Arc host's
+// meta.traceparent). messaging.message.conversation_id is the Arc
 // correlation id, and a wildcard subscription reports its pattern as the
 // low-cardinality messaging.destination.template.
 package tracing
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -107,6 +109,23 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 	return err
 }
 
+// carrier reads W3C context from the message's metadata or, for an event
+// from an Arc host that put it in meta.traceparent / meta.tracestate (which
+// arrive as arc_meta_ keys holding JSON strings), from there.
+func carrier(msg *message.Message) propagation.MapCarrier {
+	if msg.Metadata.Get("traceparent") != "" {
+		return propagation.MapCarrier(msg.Metadata)
+	}
+	c := propagation.MapCarrier{}
+	for _, k := range []string{"traceparent", "tracestate"} {
+		var v string
+		if raw := msg.Metadata.Get(arc.MetadataExtraPrefix + k); raw != "" && json.Unmarshal([]byte(raw), &v) == nil {
+			c[k] = v
+		}
+	}
+	return c
+}
+
 // Middleware runs each handler call inside a CONSUMER "process" span that
 // links to the message's creation context (its PRODUCER span) and is the
 // parent of whatever the handler traces. The destination template is the
@@ -116,8 +135,7 @@ func Middleware(cfg Config) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			ctx := msg.Context()
-			created := trace.SpanContextFromContext(cfg.Propagator.Extract(context.Background(),
-				propagation.MapCarrier(msg.Metadata)))
+			created := trace.SpanContextFromContext(cfg.Propagator.Extract(context.Background(), carrier(msg)))
 			topic := message.SubscribeTopicFromCtx(ctx)
 			template := topic
 			if info, ok := wildcard.InfoFromContext(ctx); ok && info.Pattern != "" {
@@ -141,7 +159,7 @@ func Middleware(cfg Config) message.HandlerMiddleware {
 			ctx, span := cfg.tracer().Start(ctx, name, opts...)
 			defer span.End()
 			// Baggage travels on; the handler's spans are children of this one.
-			ctx = cfg.Propagator.Extract(ctx, propagation.MapCarrier(msg.Metadata))
+			ctx = cfg.Propagator.Extract(ctx, carrier(msg))
 			ctx = trace.ContextWithSpan(ctx, span)
 			orig := msg.Context()
 			msg.SetContext(ctx)

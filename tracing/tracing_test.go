@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -143,4 +144,25 @@ func TestErrorsAndMissingContext(t *testing.T) {
 	require.Len(t, spans, 2)
 	assert.Empty(t, spans[1].Links())
 	assert.Equal(t, "Error", spans[1].Status().Code.String())
+}
+
+// An event from an Arc host carries its W3C context in meta.traceparent:
+// the process span links to it.
+func TestArcMetaTraceparent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ev, err := arc.NewEvent("order.created", map[string]int{"n": 1},
+		arc.Meta{Extra: map[string]json.RawMessage{"traceparent": json.RawMessage(`"` + parent + `"`)}})
+	require.NoError(t, err)
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	require.Empty(t, msg.Metadata.Get("traceparent"))
+	h := Middleware(Config{TracerProvider: tp})(func(*message.Message) ([]*message.Message, error) { return nil, nil })
+	_, err = h(msg)
+	require.NoError(t, err)
+	spans := rec.Ended()
+	require.Len(t, spans, 1)
+	require.Len(t, spans[0].Links(), 1)
+	assert.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", spans[0].Links()[0].SpanContext.TraceID().String())
 }
