@@ -121,7 +121,7 @@ func TestForwarderPostgreSQL(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	db, err := stdsql.Open("pgx", dsn)
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 	forwarderScenario(t, db, PostgreSQL, func(topic string) tx {
 		sqlTx, err := db.Begin()
 		require.NoError(t, err)
@@ -136,7 +136,7 @@ func TestForwarderPostgreSQLPgx(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	db, err := stdsql.Open("pgx", dsn)
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
@@ -155,7 +155,7 @@ func TestForwarderMySQL(t *testing.T) {
 	dsn := testenv.MySQLDSN(t)
 	db, err := stdsql.Open("mysql", dsn)
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 	forwarderScenario(t, db, MySQL, func(topic string) tx {
 		sqlTx, err := db.Begin()
 		require.NoError(t, err)

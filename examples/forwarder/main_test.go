@@ -24,7 +24,7 @@ func TestForwarderToOutbox(t *testing.T) {
 	defer client.Close()
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 	t.Cleanup(func() {
 		client.Del(context.Background(), before, after)
 		for _, s := range []string{prefix + "_orders", prefix + "_outbox", prefix + "_outbox_lock",

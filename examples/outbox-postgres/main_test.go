@@ -25,7 +25,7 @@ func TestOutboxPostgres(t *testing.T) {
 	defer client.Close()
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 	t.Cleanup(func() {
 		client.Del(context.Background(), stream)
 		for _, s := range []string{table + "_orders", table, table + "_lock"} {
