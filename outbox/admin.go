@@ -169,22 +169,10 @@ func (o *Outbox) Redrive(ctx context.Context, opts RedriveOptions) (int, error) 
 func (o *Outbox) redriveChunk(ctx context.Context, f Filter, n int) (moved, selected int, err error) {
 	where, args := f.where()
 	err = o.inTx(ctx, func(tx *stdsql.Tx) error {
-		rs, err := tx.QueryContext(ctx, o.q.bind("SELECT id FROM "+o.q.table+" WHERE status = 2"+where+
+		ids, err := queryIDs(ctx, tx, o.q.bind("SELECT id FROM "+o.q.table+" WHERE status = 2"+where+
 			" ORDER BY id LIMIT ?"), append(args, n)...)
-		if err != nil {
-			return err
-		}
-		var ids []any
-		for rs.Next() {
-			var id int64
-			if err := rs.Scan(&id); err != nil {
-				rs.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
 		selected = len(ids)
-		if err := closeRows(rs); err != nil || len(ids) == 0 {
+		if err != nil || len(ids) == 0 {
 			return err
 		}
 		out, err := tx.ExecContext(ctx, o.q.bind("UPDATE "+o.q.table+" SET status = 0, visible_at = ?, attempts = 0,"+

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	stdsql "database/sql"
 	"fmt"
@@ -63,7 +64,7 @@ func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64,
 	if err != nil {
 		return nil, fmt.Errorf("outbox: claiming rows: %w", err)
 	}
-	slices.SortFunc(rows, func(a, b *row) int { return compareInt64(a.seq, b.seq) })
+	slices.SortFunc(rows, func(a, b *row) int { return cmp.Compare(a.seq, b.seq) })
 	return rows, nil
 }
 
@@ -73,16 +74,6 @@ func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64,
 // few and would bitmap-scan and sort all of them (5 ms per claim at
 // 10,000 rows, 0.2 ms walking the index).
 const steerPlanner = "SET LOCAL enable_bitmapscan = off"
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
 
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error)
@@ -99,7 +90,24 @@ func (o *Outbox) claimReturning(ctx context.Context, db queryer, owner string, l
 }
 
 func (o *Outbox) claimMySQL(ctx context.Context, tx *stdsql.Tx, owner string, leaseUntil int64, filter []any, keyed bool, types int) ([]*row, error) {
-	rs, err := tx.QueryContext(ctx, o.q.claimSelect(keyed, types), filter...)
+	ids, err := queryIDs(ctx, tx, o.q.claimSelect(keyed, types), filter...)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, o.q.leaseIDs(len(ids)), append([]any{owner, leaseUntil}, ids...)...); err != nil {
+		return nil, err
+	}
+	rs, err := tx.QueryContext(ctx, o.q.selectIDs(len(ids)), ids...)
+	if err != nil {
+		return nil, err
+	}
+	return scanRows(rs)
+}
+
+// queryIDs runs a query of one id column and returns the ids as
+// arguments for a following "id IN (…)".
+func queryIDs(ctx context.Context, db queryer, query string, args ...any) ([]any, error) {
+	rs, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -112,17 +120,15 @@ func (o *Outbox) claimMySQL(ctx context.Context, tx *stdsql.Tx, owner string, le
 		}
 		ids = append(ids, id)
 	}
-	if err := closeRows(rs); err != nil || len(ids) == 0 {
-		return nil, err
+	return ids, closeRows(rs)
+}
+
+// seqArgs appends the rows' sequence numbers to args.
+func seqArgs(args []any, rows []*row) []any {
+	for _, row := range rows {
+		args = append(args, row.seq)
 	}
-	if _, err := tx.ExecContext(ctx, o.q.leaseIDs(len(ids)), append([]any{owner, leaseUntil}, ids...)...); err != nil {
-		return nil, err
-	}
-	rs, err = tx.QueryContext(ctx, o.q.selectIDs(len(ids)), ids...)
-	if err != nil {
-		return nil, err
-	}
-	return scanRows(rs)
+	return args
 }
 
 func closeRows(rs *stdsql.Rows) error {

@@ -278,15 +278,11 @@ func (r *Relay) ack(ctx context.Context, st settler, rows []*row, res *RelayResu
 	if len(rows) == 0 {
 		return
 	}
-	args := make([]any, 0, len(rows)+2)
-	args = append(args, r.o.nowMs())
+	args := []any{r.o.nowMs()}
 	if st.owned() {
 		args = append(args, st.owner)
 	}
-	for _, row := range rows {
-		args = append(args, row.seq)
-	}
-	out, err := st.db.ExecContext(ctx, r.o.q.ack(len(rows), st.owned()), args...)
+	out, err := st.db.ExecContext(ctx, r.o.q.ack(len(rows), st.owned()), seqArgs(args, rows)...)
 	var n int64
 	if err == nil {
 		n, err = out.RowsAffected()
@@ -323,13 +319,11 @@ func (r *Relay) ack(ctx context.Context, st settler, rows []*row, res *RelayResu
 // notOwned returns an OwnershipError for each row owner no longer holds
 // (after an acknowledgement that did not update it).
 func (o *Outbox) notOwned(ctx context.Context, owner string, rows []*row) []*OwnershipError {
-	args := make([]any, len(rows))
 	byID := make(map[int64]*row, len(rows))
-	for i, row := range rows {
-		args[i] = row.seq
+	for _, row := range rows {
 		byID[row.seq] = row
 	}
-	rs, err := o.db.QueryContext(ctx, o.q.owners(len(rows)), args...)
+	rs, err := o.db.QueryContext(ctx, o.q.owners(len(rows)), seqArgs(nil, rows)...)
 	if err != nil {
 		return nil
 	}
@@ -421,12 +415,7 @@ func (r *Relay) release(ctx context.Context, st settler, rows []*row) {
 	if len(rows) == 0 || !st.owned() {
 		return // under row locks, the rollback or commit releases them
 	}
-	args := make([]any, 0, len(rows)+1)
-	args = append(args, st.owner)
-	for _, row := range rows {
-		args = append(args, row.seq)
-	}
-	if _, err := st.db.ExecContext(ctx, r.o.q.release(len(rows)), args...); err != nil {
+	if _, err := st.db.ExecContext(ctx, r.o.q.release(len(rows)), seqArgs([]any{st.owner}, rows)...); err != nil {
 		// Harmless: the lease expires and the rows come back anyway.
 		r.cfg.Logger.Info("Outbox relay could not release rows", map[string]any{"error": err.Error()})
 	}

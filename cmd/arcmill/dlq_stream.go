@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -238,19 +239,11 @@ func (p *progress) set(n int64) {
 	}
 	const width = 30
 	filled := int(min(n, p.total) * width / p.total)
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", repeat('#', filled), repeat(' ', width-filled), n, p.total)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(" ", width-filled), n, p.total)
 }
 
 func (p *progress) done() {
 	if p.on {
 		fmt.Fprintln(p.w)
 	}
-}
-
-func repeat(c byte, n int) string {
-	b := make([]byte, max(n, 0))
-	for i := range b {
-		b[i] = c
-	}
-	return string(b)
 }
