@@ -1,13 +1,19 @@
 package redisstream
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testsignal"
 	"github.com/arcmill/arcmill/middleware"
 )
 
@@ -18,33 +24,244 @@ const (
 	FieldGroup          = "group"
 )
 
+// RawFieldPrefix starts the names of the fields that keep, after Arc's
+// dead-letter fields, the original fields of an entry that could not be
+// read: "raw:type", "raw:data", … in the entry's order, values byte for
+// byte. `arcmill dlq redrive` writes them back as they were. Arc's readers
+// ignore fields they do not know.
+const RawFieldPrefix = "raw:"
+
 // DefaultDeadLetterMaxLen caps a dead-letter stream (approximately). Arc's
 // grows without bound (its weakness 4).
 const DefaultDeadLetterMaxLen = 100000
 
+// unknownType is Arc's type for an event that cannot be read.
+const unknownType = "<unknown>"
+
+// deadLetterGuardTTL is how long the marker that makes one process the
+// writer of an entry's dead letter lives.
+const deadLetterGuardTTL = 10 * time.Minute
+
+// Entry is a stream entry with its fields in their stored order, values
+// byte for byte (go-redis' XMessage keeps them in a map, which loses the
+// order and all but one of repeated fields).
+type Entry struct {
+	ID string
+	// Fields alternates names and values.
+	Fields []string
+}
+
+// Map returns the fields as go-redis gives them (the last of a repeated
+// name wins, as in Arc's reader).
+func (e Entry) Map() map[string]any {
+	m := make(map[string]any, len(e.Fields)/2)
+	for i := 0; i+1 < len(e.Fields); i += 2 {
+		m[e.Fields[i]] = e.Fields[i+1]
+	}
+	return m
+}
+
+// RangeEntries runs XRANGE stream start end COUNT count (count ≤ 0: all)
+// and returns the entries with their fields in order.
+func RangeEntries(ctx context.Context, client redis.UniversalClient, stream, start, end string, count int64) ([]Entry, error) {
+	args := []any{"XRANGE", stream, start, end}
+	if count > 0 {
+		args = append(args, "COUNT", count)
+	}
+	res, err := client.Do(ctx, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisstream: XRANGE %s: %w", stream, err)
+	}
+	out := make([]Entry, 0, len(res))
+	for _, r := range res {
+		pair, ok := r.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, fmt.Errorf("redisstream: XRANGE %s: unexpected reply %T", stream, r)
+		}
+		id, _ := pair[0].(string)
+		raw, _ := pair[1].([]any)
+		e := Entry{ID: id, Fields: make([]string, 0, len(raw))}
+		for _, f := range raw {
+			s, _ := f.(string)
+			e.Fields = append(e.Fields, s)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// entry returns one entry of stream, in order; found false when it is gone.
+func entry(ctx context.Context, client redis.UniversalClient, stream, id string) (Entry, bool, error) {
+	es, err := RangeEntries(ctx, client, stream, id, id, 1)
+	if err != nil || len(es) == 0 {
+		return Entry{}, false, err
+	}
+	return es[0], true, nil
+}
+
+// deadLetterArgs is the XADD of a dead letter in Arc's layout: type,
+// originalStream, originalId, group, data, then (for an entry that could
+// not be read) its raw fields. Both writers, DeadLetterPublisher and the
+// subscriber's claims, build their entries here.
+func deadLetterArgs(dlq string, maxLen int64, typ, stream, id, group string, envelope []byte, raw []string) *redis.XAddArgs {
+	values := make([]any, 0, 10+len(raw))
+	values = append(values, FieldType, typ, FieldOriginalStream, stream, FieldOriginalID, id,
+		FieldGroup, group, FieldData, string(envelope))
+	for i := 0; i+1 < len(raw); i += 2 {
+		values = append(values, RawFieldPrefix+raw[i], raw[i+1])
+	}
+	args := &redis.XAddArgs{Stream: dlq, ID: "*", Values: values}
+	if maxLen > 0 {
+		args.MaxLen, args.Approx = maxLen, true
+	}
+	return args
+}
+
+// encodeEnvelope writes a dead letter's data field.
+func encodeEnvelope(dl middleware.DeadLetteredEvent) ([]byte, error) { return json.Marshal(dl) }
+
+// readableEventID returns the event id an entry's data carries, when its
+// data is JSON with a string or number meta.id, even if the entry is not
+// an event arcmill can read; else "".
+func readableEventID(fields map[string]any) string {
+	data, _ := fields[FieldData].(string)
+	var probe struct {
+		Meta struct {
+			ID json.RawMessage `json:"id"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal([]byte(data), &probe) != nil || len(probe.Meta.ID) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(probe.Meta.ID, &s) == nil {
+		return s
+	}
+	var n json.Number
+	if json.Unmarshal(probe.Meta.ID, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+// placeholder is Arc's stand-in event for an entry that cannot be read,
+// with the event's own id where it can be read and else the entry id (as
+// Arc does).
+func placeholder(entryID string, fields map[string]any, now time.Time) arc.Event {
+	id := readableEventID(fields)
+	if id == "" {
+		id = entryID
+	}
+	return middleware.PlaceholderEvent(id, now)
+}
+
+// deadLetterer moves entries of a subscriber's stream that can no longer
+// be delivered (delivered MaxDeliveries times, or gone) to the dead-letter
+// stream, then acks them; one process writes each entry's dead letter.
+type deadLetterer struct {
+	cfg      SubscriberConfig
+	stream   string
+	consumer string
+	host     string
+	logger   watermill.LoggerAdapter
+	signal   *testsignal.Signal[string]
+}
+
+// write dead-letters entry id and reports whether this call wrote it. On
+// failure the entry stays pending, for the next claim pass to try again.
+func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, why string) bool {
+	cfg := d.cfg
+	fields := watermill.LogFields{"xid": id}
+	if cfg.DeadLetterStream == "" {
+		d.logger.Error("Entry lost from the stream while pending (no DeadLetterStream configured)", nil, fields)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.CommandTimeout)
+	defer cancel()
+	// One dead letter per entry, whichever consumer or process gets here
+	// first.
+	guard := "arcmill:dead-lettered:" + d.stream + ":" + cfg.ConsumerGroup + ":" + id
+	if won, err := cfg.Client.SetNX(ctx, guard, d.consumer, deadLetterGuardTTL).Result(); err != nil || !won {
+		return false
+	}
+	now := cfg.Now().UTC()
+	dl := middleware.DeadLetteredEvent{Error: middleware.ErrorInfo{Message: why}, Attempts: int(deliveries),
+		FirstFailedAt: now, LastFailedAt: now, Reason: middleware.ReasonRetryExhausted, SourceTopic: d.stream,
+		ConsumerGroup: cfg.ConsumerGroup, OriginalID: id, Host: d.host}
+	typ := unknownType
+	var raw []string
+	if e, found, err := entry(ctx, cfg.Client, d.stream, id); err == nil && found {
+		values := e.Map()
+		msg, uerr := cfg.Unmarshaller.Unmarshal(values)
+		var ev arc.Event
+		if uerr == nil && msg != nil && msg.Metadata.Get(arc.MetadataMalformed) == "" {
+			ev, uerr = arc.FromMessage(msg)
+		} else if uerr == nil {
+			uerr = errors.New(msg.Metadata.Get(arc.MetadataMalformed))
+		}
+		if uerr == nil {
+			dl.Event, typ = ev, ev.Type
+		} else {
+			dl.Reason = middleware.ReasonMalformed
+			dl.Error.Message = why + "; and the entry cannot be read: " + uerr.Error()
+			dl.Event = placeholder(id, values, now)
+			raw = e.Fields
+		}
+	} else {
+		dl.Event = middleware.PlaceholderEvent(id, now)
+	}
+	data, err := encodeEnvelope(dl)
+	if err != nil { // cannot happen for a placeholder: fall back to one
+		dl.Event, typ = middleware.PlaceholderEvent(id, now), unknownType
+		if data, err = encodeEnvelope(dl); err != nil {
+			d.logger.Error("Encoding a dead letter", err, fields)
+			cfg.Client.Del(ctx, guard)
+			return false
+		}
+	}
+	if err := cfg.Client.XAdd(ctx, deadLetterArgs(cfg.DeadLetterStream, DefaultDeadLetterMaxLen, typ, d.stream, id,
+		cfg.ConsumerGroup, data, raw)).Err(); err != nil {
+		cfg.Client.Del(ctx, guard) // let the next pass try again
+		d.logger.Error("Dead letter not written; the entry stays pending", err, fields)
+		return false
+	}
+	if err := cfg.Client.XAck(ctx, d.stream, cfg.ConsumerGroup, id).Err(); err != nil {
+		d.logger.Error("XACK of a dead-lettered entry failed; the guard keeps it from a second dead letter", err, fields)
+	}
+	d.logger.Info("Entry moved to the dead-letter stream", watermill.LogFields{"xid": id, "deliveries": deliveries,
+		"reason": dl.Reason})
+	d.signal.Signal(id)
+	return true
+}
+
 // DeadLetterPublisher writes middleware.DeadLetter's dead letters into a
 // stream in Arc's dead-letter layout: XADD <topic> * type <event type>
 // originalStream <stream> originalId <entry id> group <group> data
-// <DeadLetteredEvent JSON>, so Arc's tooling reads ours. Give it to
-// middleware.DeadLetterConfig.Publisher with Topic "<stream>:dlq" (Arc's
-// default arc:events:dlq for arc:events) and the group's name in
-// ConsumerGroup.
+// <DeadLetteredEvent JSON>, so Arc's tooling reads ours. For a message
+// that could not be read as an event, it re-reads the original entry and
+// keeps its fields exactly (RawFieldPrefix), and names the event by its id
+// where that can be read. Give it to middleware.DeadLetterConfig.Publisher
+// with Topic "<stream>:dlq" (Arc's default arc:events:dlq for arc:events)
+// and the group's name in ConsumerGroup.
 type DeadLetterPublisher struct {
 	// Client runs the XADDs. Required.
 	Client redis.UniversalClient
-	// MaxLen trims approximately; 0 means DefaultDeadLetterMaxLen, a
-	// negative value never trims.
+	// MaxLen trims approximately; None never trims. Defaults to
+	// DefaultDeadLetterMaxLen.
 	MaxLen int64
 }
 
 // Publish writes each dead letter; a message that is not one is refused.
 func (p *DeadLetterPublisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.Client == nil {
-		return errors.New("redisstream: DeadLetterPublisher.Client is required")
+		return fmt.Errorf("%w: DeadLetterPublisher.Client is required", ErrInvalidConfig)
 	}
 	maxLen := p.MaxLen
-	if maxLen == 0 {
+	switch {
+	case maxLen == 0:
 		maxLen = DefaultDeadLetterMaxLen
+	case maxLen < 0:
+		maxLen = 0
 	}
 	for _, msg := range msgs {
 		var dl middleware.DeadLetteredEvent
@@ -52,17 +269,23 @@ func (p *DeadLetterPublisher) Publish(topic string, msgs ...*message.Message) er
 			return fmt.Errorf("redisstream: message %q is not a dead letter: %w", msg.UUID, err)
 		}
 		md := msg.Metadata
-		args := &redis.XAddArgs{Stream: topic, ID: "*", Values: []any{
-			FieldType, dl.Event.Type,
-			FieldOriginalStream, md.Get(middleware.MetadataDLQSourceTopic),
-			FieldOriginalID, md.Get(middleware.MetadataDLQOriginalID),
-			FieldGroup, md.Get(middleware.MetadataDLQConsumerGroup),
-			FieldData, string(msg.Payload),
-		}}
-		if maxLen > 0 {
-			args.MaxLen, args.Approx = maxLen, true
+		stream, id := md.Get(middleware.MetadataDLQSourceTopic), md.Get(middleware.MetadataDLQOriginalID)
+		data, typ := []byte(msg.Payload), dl.Event.Type
+		var raw []string
+		if dl.Raw != nil && stream != "" && id != "" {
+			// The message was not an event: keep the entry itself, exactly.
+			if e, found, err := entry(msg.Context(), p.Client, stream, id); err == nil && found {
+				raw = e.Fields
+				if dl.Event.Type == unknownType {
+					dl.Event = placeholder(id, e.Map(), dl.LastFailedAt)
+					if enc, err := encodeEnvelope(dl); err == nil {
+						data = enc
+					}
+				}
+			}
 		}
-		if err := p.Client.XAdd(msg.Context(), args).Err(); err != nil {
+		if err := p.Client.XAdd(msg.Context(), deadLetterArgs(topic, maxLen, typ, stream, id,
+			md.Get(middleware.MetadataDLQConsumerGroup), data, raw)).Err(); err != nil {
 			return fmt.Errorf("redisstream: writing the dead letter of %q to %q: %w", dl.Event.Meta.ID, topic, err)
 		}
 	}
@@ -82,19 +305,40 @@ type DeadLetterEntry struct {
 	Group          string
 	// Envelope is the DeadLetteredEvent; an Arc envelope has no reason.
 	Envelope middleware.DeadLetteredEvent
+	// RawFields, for an entry that could not be read, are its original
+	// fields (names and values alternating, in order), to put back as they
+	// were. Only ReadDeadLetterEntry, which sees the order, fills it.
+	RawFields []string
 }
 
 // ReadDeadLetter reads an entry of a dead-letter stream in Arc's layout.
+// Use ReadDeadLetterEntry on entries from RangeEntries to get RawFields.
 func ReadDeadLetter(e redis.XMessage) (DeadLetterEntry, error) {
-	str := func(k string) string { s, _ := e.Values[k].(string); return s }
-	out := DeadLetterEntry{ID: e.ID, Type: str(FieldType), OriginalStream: str(FieldOriginalStream),
+	return readDeadLetter(e.ID, e.Values)
+}
+
+// ReadDeadLetterEntry reads an entry of a dead-letter stream, with its
+// raw fields in order when it has them.
+func ReadDeadLetterEntry(e Entry) (DeadLetterEntry, error) {
+	out, err := readDeadLetter(e.ID, e.Map())
+	for i := 0; i+1 < len(e.Fields); i += 2 {
+		if name, ok := strings.CutPrefix(e.Fields[i], RawFieldPrefix); ok {
+			out.RawFields = append(out.RawFields, name, e.Fields[i+1])
+		}
+	}
+	return out, err
+}
+
+func readDeadLetter(id string, values map[string]any) (DeadLetterEntry, error) {
+	str := func(k string) string { s, _ := values[k].(string); return s }
+	out := DeadLetterEntry{ID: id, Type: str(FieldType), OriginalStream: str(FieldOriginalStream),
 		OriginalID: str(FieldOriginalID), Group: str(FieldGroup)}
 	data := str(FieldData)
 	if data == "" {
-		return out, fmt.Errorf("redisstream: dead-letter entry %s has no data", e.ID)
+		return out, fmt.Errorf("redisstream: dead-letter entry %s has no data", id)
 	}
 	if err := json.Unmarshal([]byte(data), &out.Envelope); err != nil {
-		return out, fmt.Errorf("redisstream: dead-letter entry %s: %w", e.ID, err)
+		return out, fmt.Errorf("redisstream: dead-letter entry %s: %w", id, err)
 	}
 	return out, nil
 }

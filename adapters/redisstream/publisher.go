@@ -33,9 +33,11 @@ type PublisherConfig struct {
 	SafeTrimEvery int
 	// MaxPayloadBytes refuses an entry whose data field (the event's Arc
 	// JSON) is longer, with ErrPayloadTooLarge, before anything of the
-	// Publish call is written: Arc's maxPayloadBytes, whose default this
-	// is (1,000,000). Arc counts UTF-16 code units; this counts bytes, so it
-	// is the stricter of the two for non-ASCII text. Negative: no limit.
+	// Publish call is written. The length is counted as Arc counts it, in
+	// JavaScript string length (UTF-16 code units) of the serialised event,
+	// so an event is refused here exactly when Arc's publish would refuse it.
+	// None: no limit. Defaults to DefaultMaxPayloadBytes (Arc's
+	// maxPayloadBytes).
 	MaxPayloadBytes int
 	// CloseClient closes Client on Close.
 	CloseClient bool
@@ -49,12 +51,38 @@ const DefaultMaxPayloadBytes = 1_000_000
 // relay dead-letter such an event at once.
 var ErrPayloadTooLarge = fmt.Errorf("redisstream: event larger than MaxPayloadBytes: %w", arc.ErrUnrecoverable)
 
-// Validate reports a configuration that cannot work.
-func (c PublisherConfig) Validate() error {
-	if c.Client == nil {
-		return errors.New("redisstream: PublisherConfig.Client is required")
+func (c *PublisherConfig) setDefaults() {
+	if c.Marshaller == nil {
+		c.Marshaller = Marshaller{}
 	}
-	return nil
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+}
+
+// Validate reports a configuration that cannot work, naming the field.
+func (c PublisherConfig) Validate() error {
+	c.setDefaults()
+	var errs []error
+	if c.Client == nil {
+		errs = append(errs, fmt.Errorf("%w: PublisherConfig.Client is required", ErrInvalidConfig))
+	}
+	if c.MaxPayloadBytes < 0 && c.MaxPayloadBytes != None {
+		errs = append(errs, fmt.Errorf("%w: PublisherConfig.MaxPayloadBytes is %d: must be positive, 0 for the default or None (-1)",
+			ErrInvalidConfig, c.MaxPayloadBytes))
+	}
+	if c.DefaultMaxLen < 0 {
+		errs = append(errs, fmt.Errorf("%w: PublisherConfig.DefaultMaxLen is %d: must not be negative", ErrInvalidConfig, c.DefaultMaxLen))
+	}
+	for topic, n := range c.MaxLens {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("%w: PublisherConfig.MaxLens[%q] is %d: must not be negative", ErrInvalidConfig, topic, n))
+		}
+	}
+	if c.SafeTrimEvery < 0 {
+		errs = append(errs, fmt.Errorf("%w: PublisherConfig.SafeTrimEvery is %d: must not be negative", ErrInvalidConfig, c.SafeTrimEvery))
+	}
+	return errors.Join(errs...)
 }
 
 // Publisher appends messages to streams: one XADD for one message, one
@@ -72,9 +100,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Marshaller == nil {
-		cfg.Marshaller = Marshaller{}
-	}
+	cfg.setDefaults()
 	return &Publisher{cfg: cfg, published: map[string]int{}}, nil
 }
 
@@ -128,25 +154,41 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 }
 
 // checkSize applies MaxPayloadBytes to the data field (Arc's layout) or,
-// for another Marshaller, to the message payload.
+// for another Marshaller, to the message payload, counting as Arc does.
 func (p *Publisher) checkSize(msg *message.Message, values any) error {
 	limit := p.cfg.MaxPayloadBytes
-	if limit == 0 {
-		limit = DefaultMaxPayloadBytes
-	}
-	if limit < 0 {
+	if limit == None {
 		return nil
 	}
-	size := len(msg.Payload)
+	data := string(msg.Payload)
 	if pairs, ok := values.([]any); ok && len(pairs) >= 4 {
-		if data, ok := pairs[3].(string); ok {
-			size = len(data)
+		if d, ok := pairs[3].(string); ok {
+			data = d
 		}
 	}
-	if size > limit {
-		return fmt.Errorf("%w: message %s is %d bytes, the limit %d", ErrPayloadTooLarge, msg.UUID, size, limit)
+	if len(data) <= limit { // UTF-16 length ≤ byte length: the common case costs nothing
+		return nil
+	}
+	if size := JSLength(data); size > limit {
+		return fmt.Errorf("%w: message %s is %d characters (JavaScript string length), the limit %d",
+			ErrPayloadTooLarge, msg.UUID, size, limit)
 	}
 	return nil
+}
+
+// JSLength is the length JavaScript gives s: UTF-16 code units, two for a
+// character outside the Basic Multilingual Plane, one for each byte of
+// invalid UTF-8 (which a JavaScript reader sees as U+FFFD). Arc measures
+// maxPayloadBytes in it.
+func JSLength(s string) int {
+	n := 0
+	for _, r := range s { // invalid bytes come as utf8.RuneError, one each
+		n++
+		if r >= 0x10000 {
+			n++
+		}
+	}
+	return n
 }
 
 // values returns the entry fields; Arc's in Arc's order.

@@ -1,0 +1,232 @@
+package redisstream
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrInvalidConfig wraps every configuration error of this package.
+var ErrInvalidConfig = errors.New("redisstream: invalid configuration")
+
+// None is the special value −1 that turns a count or duration off, where a
+// field's doc says so. 0 always means the default, and any other negative
+// value is invalid.
+const None = -1
+
+// Subscriber defaults, used by setDefaults and named in the field docs.
+const (
+	// DefaultConsumers is how many consumers a subscriber runs per topic.
+	DefaultConsumers = 1
+	// DefaultBatchSize is XREADGROUP's COUNT and the largest XACK.
+	DefaultBatchSize = 100
+	// DefaultBlockTime is XREADGROUP's BLOCK.
+	DefaultBlockTime = time.Second
+	// DefaultOldestID is where a new group starts: the whole stream.
+	DefaultOldestID = "0"
+	// DefaultClaimIdle is how long an entry stays pending on a consumer
+	// before another takes it over: Arc's claimTimeoutMs.
+	DefaultClaimIdle = 30 * time.Second
+	// DefaultClaimInterval is how often a consumer looks for idle entries.
+	DefaultClaimInterval = 5 * time.Second
+	// DefaultMaxInFlight is how many messages a consumer has delivered and
+	// not yet settled: one, Watermill's rule, so order holds.
+	DefaultMaxInFlight = 1
+	// DefaultMaxDeliveries is how many deliveries an entry gets before it
+	// is dead-lettered: Arc's maxRetries.
+	DefaultMaxDeliveries = 5
+	// DefaultAckFlushInterval is the longest an ack waits in the batch
+	// before its XACK is sent. Short, so a killed process re-delivers
+	// little; batches still fill under load.
+	DefaultAckFlushInterval = 2 * time.Millisecond
+	// DefaultCloseTimeout is how long Close lets in-flight handlers finish.
+	DefaultCloseTimeout = 30 * time.Second
+	// DefaultCommandTimeout bounds each attempt of a command that settles
+	// entries (XACK, the heartbeat's XCLAIM), which runs detached from the
+	// subscription's context so that a shutdown still settles.
+	DefaultCommandTimeout = 5 * time.Second
+
+	// MinClaimIdle is the shortest ClaimIdle: the heartbeat refreshes held
+	// entries every ClaimIdle/3, and must be able to.
+	MinClaimIdle = 30 * time.Millisecond
+)
+
+// SubscriberConfig configures a Subscriber. The zero value of each optional
+// field means its default; None (−1) turns a field off where its doc says so.
+type SubscriberConfig struct {
+	// Client runs every command but the blocking reads. go-redis takes a
+	// pool connection per command, so the blocking XREADGROUP never holds up
+	// XACK or a publisher's XADD (Arc's weakness 9). Required.
+	Client redis.UniversalClient
+	// BlockingClient runs the blocking XREADGROUP reads, so they never take
+	// connections from Client's pool. Defaults to Client.
+	BlockingClient redis.UniversalClient
+	// ConsumerGroup is the group; the group is the service. Required.
+	ConsumerGroup string
+	// Consumer names this process in the group. Give a stable name to pick
+	// up your own pending entries after a restart without waiting for
+	// ClaimIdle. Defaults to a random short id.
+	Consumer string
+	// Consumers is how many consumers this subscriber runs per topic, each
+	// reading and delivering on its own (named Consumer-1, Consumer-2, …).
+	// Defaults to DefaultConsumers.
+	Consumers int
+	// Unmarshaller reads entries. An Unmarshal error never ends the
+	// subscription: the entry becomes a message flagged with
+	// arc.MetadataMalformed. Defaults to Marshaller (Arc's layout).
+	Unmarshaller wredis.Unmarshaller
+	// BatchSize is XREADGROUP's COUNT and the most acks sent in one XACK.
+	// Defaults to DefaultBatchSize.
+	BatchSize int
+	// BlockTime is XREADGROUP's BLOCK. Defaults to DefaultBlockTime.
+	BlockTime time.Duration
+	// OldestID is where a new group starts: "0" reads the whole stream,
+	// "$" only new entries (Arc's choice). Defaults to DefaultOldestID.
+	OldestID string
+	// ClaimIdle is how long an entry stays pending on a consumer before
+	// another takes it over (XPENDING … IDLE, then XCLAIM). Entries a
+	// consumer holds (read, in flight, or handled and waiting for their
+	// XACK) are kept fresh by its heartbeat every ClaimIdle/3, so only a
+	// dead or stalled consumer's entries are taken. At least MinClaimIdle.
+	// Defaults to DefaultClaimIdle (Arc's claimTimeoutMs).
+	ClaimIdle time.Duration
+	// ClaimInterval is how often a consumer looks for idle entries of
+	// other consumers; None never claims. At most ClaimIdle. Defaults to
+	// DefaultClaimInterval.
+	ClaimInterval time.Duration
+	// MaxInFlight is how many messages a consumer may have delivered and
+	// not yet acked or nacked. One delivers the next message after the
+	// previous one is settled, Watermill's rule, and order holds. More
+	// pipelines deliveries (with the wildcard router's Workers, in order per
+	// partition key). Defaults to DefaultMaxInFlight.
+	MaxInFlight int
+	// DeadLetterStream, when set, receives (in Arc's dead-letter layout) the
+	// entries left pending on dead consumers that Redis has delivered
+	// MaxDeliveries times, instead of their being claimed again; and entries
+	// deleted or trimmed while pending, which XCLAIM would silently drop.
+	// Its length is capped at DefaultDeadLetterMaxLen. Defaults to none.
+	DeadLetterStream string
+	// MaxDeliveries is how many deliveries an entry of a dead consumer gets
+	// before it goes to DeadLetterStream; None never dead-letters for the
+	// count. Defaults to DefaultMaxDeliveries (Arc's maxRetries).
+	MaxDeliveries int
+	// AckFlushInterval is the longest a handled entry's ack waits to be
+	// batched before its XACK is sent; acks are also sent as soon as
+	// BatchSize have gathered or the consumer goes idle. A process killed
+	// between a handler's Ack and the XACK has that entry delivered again.
+	// None sends one XACK per ack. Defaults to DefaultAckFlushInterval.
+	AckFlushInterval time.Duration
+	// NackResendSleep is the pause before a nacked message is sent again.
+	// Defaults to no pause.
+	NackResendSleep time.Duration
+	// CloseTimeout is how long Close lets in-flight handlers finish with
+	// their context live. After it their contexts are cancelled with
+	// ErrClosed as the cause, unsettled entries stay pending for the group,
+	// and Close returns ErrCloseTimeout; None cancels them at once.
+	// Defaults to DefaultCloseTimeout.
+	CloseTimeout time.Duration
+	// CommandTimeout bounds each attempt of the commands that settle entries
+	// (XACK, heartbeat XCLAIM) and write dead letters. Defaults to
+	// DefaultCommandTimeout.
+	CommandTimeout time.Duration
+	// CloseClient closes Client (and BlockingClient) on Close. Watermill's
+	// subscriber always does; here the client stays the caller's unless this
+	// is set.
+	CloseClient bool
+	// Logger receives the subscriber's logs, with Watermill's field names.
+	// Defaults to no logging.
+	Logger watermill.LoggerAdapter
+	// Now is the clock, for tests. Defaults to time.Now.
+	Now func() time.Time
+}
+
+func (c *SubscriberConfig) setDefaults() {
+	if c.Consumer == "" {
+		c.Consumer = watermill.NewShortUUID()
+	}
+	if c.BlockingClient == nil {
+		c.BlockingClient = c.Client
+	}
+	setDefault(&c.Consumers, DefaultConsumers)
+	if c.Unmarshaller == nil {
+		c.Unmarshaller = Marshaller{}
+	}
+	setDefault(&c.BatchSize, DefaultBatchSize)
+	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&c.BlockTime, DefaultBlockTime)
+	if c.OldestID == "" {
+		c.OldestID = DefaultOldestID
+	}
+	setDefault(&c.ClaimIdle, DefaultClaimIdle)
+	setDefault(&c.ClaimInterval, DefaultClaimInterval)
+	setDefault(&c.AckFlushInterval, DefaultAckFlushInterval)
+	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
+	setDefault(&c.CommandTimeout, DefaultCommandTimeout)
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Validate reports a configuration that cannot work, naming the field. It
+// checks the configuration as NewSubscriber uses it, defaults applied.
+func (c SubscriberConfig) Validate() error {
+	c.setDefaults()
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: SubscriberConfig.%s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+	}
+	if c.Client == nil {
+		bad("Client", "is required")
+	}
+	if c.ConsumerGroup == "" {
+		bad("ConsumerGroup", "is required")
+	}
+	positive := map[string]int64{"Consumers": int64(c.Consumers), "BatchSize": int64(c.BatchSize),
+		"MaxInFlight": int64(c.MaxInFlight), "BlockTime": int64(c.BlockTime), "ClaimIdle": int64(c.ClaimIdle),
+		"CommandTimeout": int64(c.CommandTimeout)}
+	for _, f := range []string{"Consumers", "BatchSize", "MaxInFlight", "BlockTime", "ClaimIdle", "CommandTimeout"} {
+		if positive[f] < 0 {
+			bad(f, "is %d: must be positive (0 for the default)", positive[f])
+		}
+	}
+	orNone := map[string]int64{"ClaimInterval": int64(c.ClaimInterval), "MaxDeliveries": int64(c.MaxDeliveries),
+		"AckFlushInterval": int64(c.AckFlushInterval), "CloseTimeout": int64(c.CloseTimeout)}
+	for _, f := range []string{"ClaimInterval", "MaxDeliveries", "AckFlushInterval", "CloseTimeout"} {
+		if orNone[f] < 0 && orNone[f] != None {
+			bad(f, "is %d: must be positive, 0 for the default or None (-1)", orNone[f])
+		}
+	}
+	if c.NackResendSleep < 0 {
+		bad("NackResendSleep", "is %s: must not be negative", c.NackResendSleep)
+	}
+	if c.ClaimIdle > 0 && c.ClaimIdle < MinClaimIdle {
+		bad("ClaimIdle", "is %s: below MinClaimIdle (%s) the heartbeat cannot keep held entries fresh", c.ClaimIdle, MinClaimIdle)
+	}
+	if c.ClaimInterval > c.ClaimIdle {
+		bad("ClaimInterval", "(%s) is longer than ClaimIdle (%s): a dead consumer's entries would wait longer than ClaimIdle says",
+			c.ClaimInterval, c.ClaimIdle)
+	}
+	if c.AckFlushInterval > 0 && c.AckFlushInterval >= c.ClaimIdle/3 {
+		bad("AckFlushInterval", "(%s) must be shorter than a third of ClaimIdle (%s)", c.AckFlushInterval, c.ClaimIdle)
+	}
+	if c.OldestID != "0" && c.OldestID != "$" {
+		if _, _, err := parseID(c.OldestID); err != nil {
+			bad("OldestID", "is %q: want \"0\", \"$\" or an entry id", c.OldestID)
+		}
+	}
+	return errors.Join(errs...)
+}

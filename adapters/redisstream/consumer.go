@@ -1,0 +1,289 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/ctxsleep"
+)
+
+// readRetryPause is the pause after a failed XREADGROUP: Redis is down or
+// unreachable, and asking again at once would spin.
+const readRetryPause = 500 * time.Millisecond
+
+// maxClaimRounds bounds one claim pass, so a long backlog of idle entries
+// never starves the consumer's own reads.
+const maxClaimRounds = 10
+
+// consumer is one consumer of one stream. Its read loop (run) is the only
+// goroutine that reads, claims and delivers; each delivered message has a
+// settling goroutine; the acker and the heartbeat have their own.
+type consumer struct {
+	s       *Subscriber
+	cfg     SubscriberConfig
+	topic   string
+	name    string
+	out     chan<- *message.Message
+	workCtx context.Context // handlers' contexts derive from it (see Subscribe)
+	logger  watermill.LoggerAdapter
+	acks    *acker
+	claims  *claimer
+
+	slots    chan struct{}  // one per message in flight
+	inFlight sync.WaitGroup // the settling goroutines
+}
+
+func newConsumer(s *Subscriber, topic, name string, out chan<- *message.Message, workCtx context.Context) *consumer {
+	c := &consumer{s: s, cfg: s.cfg, topic: topic, name: name, out: out, workCtx: workCtx,
+		logger: s.logger(topic, name), slots: make(chan struct{}, s.cfg.MaxInFlight)}
+	c.acks = newAcker(ackerConfig{Client: s.cfg.Client, Stream: topic, Group: s.cfg.ConsumerGroup,
+		MaxBatch: s.cfg.BatchSize, Interval: s.cfg.AckFlushInterval, Timeout: s.cfg.CommandTimeout,
+		Logger: c.logger, OnAcked: func(ids []string) { s.release(c, ids...) }, Flushed: &s.signals.Flushed})
+	c.claims = &claimer{cfg: s.cfg, stream: topic, consumer: name, logger: c.logger, holds: s.holds,
+		hold: func(ids ...string) { s.hold(c, ids...) }, release: func(ids ...string) { s.release(c, ids...) },
+		deadLetters: &deadLetterer{cfg: s.cfg, stream: topic, consumer: name, host: s.host, logger: c.logger,
+			signal: &s.signals.DeadLettered},
+		claimed: &s.signals.Claimed}
+	return c
+}
+
+func createGroup(ctx context.Context, cfg SubscriberConfig, topic string) error {
+	err := cfg.Client.XGroupCreateMkStream(ctx, topic, cfg.ConsumerGroup, cfg.OldestID).Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("redisstream: creating group %q on %q: %w", cfg.ConsumerGroup, topic, err)
+	}
+	return nil
+}
+
+// run reads and delivers until ctx ends, then waits for the messages in
+// flight (up to CloseTimeout, see Subscriber.drain) and flushes their acks.
+func (c *consumer) run(ctx context.Context) {
+	c.acks.start()
+	stopBeat := c.heartbeat()
+	defer func() {
+		c.inFlight.Wait() // every delivered message settled, or left pending
+		stopBeat()
+		c.acks.close()
+		c.s.release(c, c.s.heldBy(c)...) // left pending for the group
+	}()
+	c.s.started.Do(func() { close(c.s.running) })
+	// First this consumer's own pending entries (a restart under a stable
+	// name): read from 0 until none are left.
+	for from := "0"; ctx.Err() == nil; {
+		entries, err := c.read(ctx, from)
+		if err != nil || len(entries) == 0 {
+			break
+		}
+		if !c.deliverAll(ctx, entries) {
+			return
+		}
+		from = entries[len(entries)-1].ID
+	}
+	nextClaim := c.cfg.Now()
+	for ctx.Err() == nil {
+		// Acks go out before a claim and before blocking: a claim must never
+		// see this consumer's handled entries as idle, and a quiet stream
+		// must not keep acks waiting.
+		if err := c.acks.flush(ctx); err != nil {
+			ctxsleep.Sleep(ctx, readRetryPause) // Redis is failing: read nothing more until acks go out
+			continue
+		}
+		if c.cfg.ClaimInterval != None && !c.cfg.Now().Before(nextClaim) {
+			if !c.claimPass(ctx) {
+				return
+			}
+			nextClaim = c.cfg.Now().Add(c.cfg.ClaimInterval)
+			continue // flush the claimed entries' acks before blocking
+		}
+		entries, err := c.read(ctx, ">")
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if strings.Contains(err.Error(), "NOGROUP") { // the stream or group was deleted: recreate (Arc loops on it)
+				if cerr := createGroup(ctx, c.cfg, c.topic); cerr != nil {
+					c.logger.Error("Recreating the consumer group", cerr, nil)
+					ctxsleep.Sleep(ctx, readRetryPause)
+				}
+				continue
+			}
+			c.logger.Error("XREADGROUP failed", err, nil)
+			ctxsleep.Sleep(ctx, readRetryPause)
+			continue
+		}
+		if !c.deliverAll(ctx, entries) {
+			return
+		}
+	}
+}
+
+// claimPass runs claim rounds until no idle entry is left (or
+// maxClaimRounds), delivering what it claims; false when the consumer must
+// stop.
+func (c *consumer) claimPass(ctx context.Context) bool {
+	for round := 0; round < maxClaimRounds && ctx.Err() == nil; round++ {
+		res, err := c.claims.claimOnce(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.logger.Error("Claiming idle entries failed", err, nil)
+			}
+			return ctx.Err() == nil
+		}
+		if !c.deliverAll(ctx, res.Claimed) {
+			return false
+		}
+		if !res.More {
+			break
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// read runs XREADGROUP from id (">" new entries, "0" own pending ones) and
+// marks what it returns as held.
+func (c *consumer) read(ctx context.Context, id string) ([]redis.XMessage, error) {
+	block, client := c.cfg.BlockTime, c.cfg.BlockingClient
+	if id != ">" {
+		block, client = -1, c.cfg.Client // no BLOCK for pending entries
+	}
+	streams, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: c.cfg.ConsumerGroup, Consumer: c.name, Streams: []string{c.topic, id},
+		Count: int64(c.cfg.BatchSize), Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var entries []redis.XMessage
+	for _, st := range streams {
+		entries = append(entries, st.Messages...)
+	}
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	c.s.hold(c, ids...)
+	return entries, nil
+}
+
+// deliverAll delivers entries in order; false when the consumer must stop,
+// and then the entries not delivered stay pending for the group.
+func (c *consumer) deliverAll(ctx context.Context, entries []redis.XMessage) bool {
+	for i, e := range entries {
+		if !c.deliver(ctx, e) {
+			for _, rest := range entries[i:] {
+				c.s.release(c, rest.ID)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// deliver sends one entry and has it watched until it is settled; false
+// when the consumer must stop (the entry then stays pending). Entries are
+// sent in order; up to MaxInFlight wait for their ack at once.
+func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	msg := c.unmarshal(e)
+	m, cancel := c.prepare(msg)
+	select {
+	case c.out <- m:
+	case <-ctx.Done():
+		cancel()
+		<-c.slots
+		return false
+	}
+	c.inFlight.Add(1)
+	go func() {
+		defer c.inFlight.Done()
+		defer func() { <-c.slots }()
+		c.settle(ctx, e.ID, msg, m, cancel)
+	}()
+	return true
+}
+
+// settle waits for the delivered m to be acked (its ack goes to the
+// acker) or nacked (it is sent again, unless the subscription is
+// stopping). When the work context ends (CloseTimeout after a stop) it
+// gives up: the entry stays pending and is counted as unsettled.
+func (c *consumer) settle(ctx context.Context, id string, msg, m *message.Message, cancel context.CancelFunc) {
+	for {
+		select {
+		case <-m.Acked():
+			cancel()
+			c.acks.ack(id)
+			return
+		case <-m.Nacked():
+			cancel()
+			if ctx.Err() != nil || !ctxsleep.Sleep(ctx, c.cfg.NackResendSleep) {
+				c.s.release(c, id) // a nack while stopping is not sent again: it stays pending
+				return
+			}
+			m, cancel = c.prepare(msg)
+			select {
+			case c.out <- m:
+				continue
+			case <-ctx.Done():
+				cancel()
+				c.s.release(c, id)
+				return
+			}
+		case <-c.workCtx.Done():
+			select {
+			case <-m.Acked(): // settled as the time ran out
+				cancel()
+				c.acks.ack(id)
+				return
+			default:
+			}
+			cancel()
+			c.s.unsettled.Add(1)
+			c.s.release(c, id)
+			c.logger.Info("Handler did not settle the message within CloseTimeout; the entry stays pending",
+				watermill.LogFields{"message_uuid": m.UUID, "xid": id})
+			return
+		}
+	}
+}
+
+// prepare makes one delivery of msg, with its own context, ended once it
+// is settled.
+func (c *consumer) prepare(msg *message.Message) (*message.Message, context.CancelFunc) {
+	m := msg.Copy()
+	mctx, cancel := context.WithCancel(c.workCtx)
+	m.SetContext(mctx)
+	return m, cancel
+}
+
+// unmarshal reads an entry; it never fails: an unreadable entry becomes a
+// message flagged malformed, for the router to dead-letter.
+func (c *consumer) unmarshal(e redis.XMessage) *message.Message {
+	msg, err := c.cfg.Unmarshaller.Unmarshal(e.Values)
+	if err != nil || msg == nil {
+		why := "unreadable entry"
+		if err != nil {
+			why = err.Error()
+		}
+		msg = message.NewMessage(watermill.NewUUID(), nil)
+		msg.Metadata.Set(arc.MetadataMalformed, why)
+		msg.Metadata.Set(MetadataRawFields, rawFields(e.Values))
+	}
+	msg.Metadata.Set(MetadataEntryID, e.ID)
+	return msg
+}
