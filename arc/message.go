@@ -32,8 +32,14 @@ const (
 	// transports that turn an empty payload into nil or the reverse.
 	MetadataPayloadAbsent = "arc_payload_absent"
 	// MetadataExtraPrefix prefixes each Meta.Extra key; the value is the raw
-	// JSON text.
+	// JSON text (so null, lone surrogate escapes and odd-typed values of
+	// known keys travel as they came).
 	MetadataExtraPrefix = "arc_meta_"
+	// MetadataKeyOrder holds the order of the meta keys as a JSON array of
+	// strings, when it is not Marshal's default order (a meta read from the
+	// wire, or built by NewChild), so that the event is written back with
+	// its keys in the same order.
+	MetadataKeyOrder = "arc_key_order"
 	// MetadataMalformed is set by a transport adapter on a message whose
 	// entry was not an Arc event (the adapter never fails a read: a foreign
 	// or corrupt entry must not end a subscription); its value says why.
@@ -107,6 +113,16 @@ func toMessage(ev Event) *message.Message {
 	for k, v := range m.Extra {
 		md[MetadataExtraPrefix+k] = string(v)
 	}
+	if len(m.order) > 0 {
+		b := append(make([]byte, 0, 16*len(m.order)), '[')
+		for i, k := range m.order {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+		}
+		md[MetadataKeyOrder] = string(append(b, ']'))
+	}
 	payload := message.Payload(ev.Payload)
 	if len(ev.Payload) == 0 {
 		md[MetadataPayloadAbsent] = "true"
@@ -123,7 +139,7 @@ func toMessage(ev Event) *message.Message {
 // outside the mapping are ignored. A message that does not carry an event,
 // such as one with no arc_type, no UUID, a payload that is not JSON or a
 // timestamp that is not a date, gives a *DecodeError that wraps
-// ErrMalformedEvent.
+// ErrMalformedEvent. Payload content is never judged.
 func FromMessage(msg *message.Message) (Event, error) {
 	if msg == nil {
 		return Event{}, malformed("", "nil message", nil)
@@ -193,8 +209,10 @@ func FromMessage(msg *message.Message) (Event, error) {
 	if err := ev.Meta.checkKeys(); err != nil {
 		return Event{}, malformed("", err.Error(), nil)
 	}
-	if err := ev.checkTimestampKeys(); err != nil {
-		return Event{}, malformed("", err.Error(), nil)
+	if s := md[MetadataKeyOrder]; s != "" {
+		if err := json.Unmarshal([]byte(s), &m.order); err != nil {
+			return Event{}, malformed(MetadataKeyOrder, "not a JSON array of strings", err)
+		}
 	}
 	return ev, nil
 }

@@ -2,9 +2,7 @@ package arc
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -171,30 +169,12 @@ func parseRFC3339(s string, truncate bool) (time.Time, bool) {
 	return t, true
 }
 
-// timestampFromMillis reads a JSON number of milliseconds since the epoch.
-func timestampFromMillis(raw []byte) (time.Time, error) {
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return time.Time{}, err
-	}
-	// JavaScript's Date range: ±8.64e15 ms.
-	if math.IsNaN(f) || f > 8.64e15 || f < -8.64e15 {
-		return time.Time{}, fmt.Errorf("%s ms is outside the range of a date", raw)
-	}
-	ms := int64(math.Trunc(f))
-	t := time.UnixMilli(ms).UTC()
-	if y := t.Year(); y < 0 || y > 9999 {
-		return time.Time{}, fmt.Errorf("%s ms is outside years 0000-9999", raw)
-	}
-	return t, nil
-}
-
 var timestampKey = []byte("timestamp")
 
 // checkTimestampKeys reports the first object key named "timestamp", at any
-// depth of the JSON value raw, whose value is a string that is not a date:
-// Arc's readers turn every such key into a Date, so it would reach Arc
-// handlers as Invalid Date. where names raw in the error ("payload").
+// depth of the JSON value raw, whose value is a string that Node's
+// new Date(string) reads as Invalid Date: Arc's readers turn every such key
+// into a Date. where names raw in the error ("payload").
 func checkTimestampKeys(where string, raw []byte) error {
 	if !bytes.Contains(raw, timestampKey) && !bytes.Contains(raw, []byte(`\u`)) {
 		return nil // the common case: nothing to look at
@@ -203,11 +183,16 @@ func checkTimestampKeys(where string, raw []byte) error {
 	if err := scanAll(raw, &check); err != nil {
 		return invalid("%s is not JSON: %v", where, err)
 	}
-	if check.bad == "" {
+	if check.path == "" {
 		return nil
 	}
-	return invalid("%s%s holds %q, which is not a date: Arc's readers turn every \"timestamp\" key "+
-		"into a Date, so it would arrive as Invalid Date", where, check.path, check.bad)
+	return invalidDate(where+check.path, check.bad)
+}
+
+// invalidDate is the error of NewEvent's date check.
+func invalidDate(path, value string) error {
+	return invalid("%s %q is what Node's new Date() reads as Invalid Date; Arc handlers would see an Invalid Date "+
+		"(arc.AllowInvalidDates turns this check off)", path, value)
 }
 
 // tsCheck is the scanner hook that finds the first "timestamp" key holding
@@ -241,7 +226,21 @@ func pathOf(stack []frame, data []byte) string {
 	return b.String()
 }
 
+// isDate reports whether Node's new Date(s) is a valid Date.
 func isDate(s string) bool {
-	_, ok := parseRFC3339(s, true)
+	_, ok := parseJSDate(s)
 	return ok
+}
+
+// NodeDate reads s as Node's new Date(s) does, with a port of V8's date
+// parser (ISO and RFC 3339 forms with or without an offset, date-only
+// forms, RFC 2822/1123, and V8's legacy forms such as "2026/01/01" or
+// "Jan 1 2026"). ok is false where Node gives Invalid Date. A date-time
+// without an offset is read in UTC, where Node uses its local zone.
+func NodeDate(s string) (t time.Time, ok bool) {
+	ms, ok := parseJSDate(s)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms).UTC(), true
 }
