@@ -14,11 +14,11 @@ import (
 func TestNewEventRefusesOnlyNodeInvalidDates(t *testing.T) {
 	t.Parallel()
 	refused := map[string]string{
-		`{"timestamp":"yesterday"}`:                        `payload.timestamp "yesterday" is what Node's new Date() reads as Invalid Date; Arc handlers would see an Invalid Date`,
-		`{"audit":{"entries":[{"timestamp":"n/a"}]}}`:      `payload.audit.entries[0].timestamp "n/a" is what Node's new Date() reads as Invalid Date`,
-		`{"timestamp":""}`:                                 `payload.timestamp "" is what Node's new Date() reads as Invalid Date`,
+		`{"timestamp":"yesterday"}`:                       `payload.timestamp "yesterday" is what Node's new Date() reads as Invalid Date; Arc handlers would see an Invalid Date`,
+		`{"audit":{"entries":[{"timestamp":"n/a"}]}}`:     `payload.audit.entries[0].timestamp "n/a" is what Node's new Date() reads as Invalid Date`,
+		`{"timestamp":""}`:                                `payload.timestamp "" is what Node's new Date() reads as Invalid Date`,
 		`[{"a":1},{"b":[{"timestamp":"1700000000000"}]}]`: `payload[1].b[0].timestamp "1700000000000"`,
-		`{"timestamp":"2026-02-30T25:00:00Z"}`:             `payload.timestamp "2026-02-30T25:00:00Z"`,
+		`{"timestamp":"2026-02-30T25:00:00Z"}`:            `payload.timestamp "2026-02-30T25:00:00Z"`,
 	}
 	for payload, says := range refused {
 		_, err := NewEvent("t", json.RawMessage(payload), Meta{})

@@ -257,6 +257,11 @@ func (m Meta) extraKeys() []string {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONString appends s as a JSON string the way JSON.stringify writes
+// it (see appendString), for code that writes other Arc JSON, such as the
+// dead-letter envelope, with Arc's exact bytes.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString appends s as a JSON string the way JSON.stringify writes it:
 // only '"', '\\' and control characters are escaped (control characters as
 // \b \f \n \r \t or lower-case \u00xx); invalid UTF-8 becomes U+FFFD.
