@@ -69,7 +69,10 @@ var stringMetadata = []struct {
 // keys included) go into Metadata under the Metadata* keys, correlation
 // under Watermill's own "correlation_id". Empty fields get no key. The
 // timestamp is written as RFC 3339 in UTC (milliseconds as on Arc's wire,
-// more digits only when the time has them).
+// more digits only when the time has them). Values kept raw in Meta.Extra
+// (null, lone surrogates, odd types) travel as raw JSON under
+// arc_meta_<key>, and the key order, when it is not the default one, under
+// arc_key_order, so the event is written back with the same bytes.
 //
 // It fails, wrapping ErrInvalidEvent, for an event Marshal would refuse.
 func ToMessage(ev Event) (*message.Message, error) {
@@ -137,8 +140,8 @@ func toMessage(ev Event) *message.Message {
 // equals ev (Event.Equal; the timestamp comes back in UTC). The event's
 // Payload shares the message's payload bytes. Metadata keys
 // outside the mapping are ignored. A message that does not carry an event,
-// such as one with no arc_type, no UUID, a payload that is not JSON or a
-// timestamp that is not a date, gives a *DecodeError that wraps
+// such as one with no arc_type, no UUID, a payload that is not JSON or an
+// arc_timestamp that is not RFC 3339, gives a *DecodeError that wraps
 // ErrMalformedEvent. Payload content is never judged.
 func FromMessage(msg *message.Message) (Event, error) {
 	if msg == nil {

@@ -59,16 +59,19 @@ func FormatTimestamp(t time.Time) string {
 	return string(appendTimestamp(make([]byte, 0, 27), t))
 }
 
-// ParseTimestamp reads a meta.timestamp string the way Arc's readers do, but
-// only in forms that Node's Date parser also reads, so that whatever we
-// accept an Arc service accepts too:
+// ParseTimestamp reads the RFC 3339 forms of a date that mean the same
+// instant to every reader, a subset of what Node's Date parser reads:
 //
 //	YYYY-MM-DD                                 UTC midnight
 //	YYYY-MM-DDTHH:mm[:ss[.f]](Z|±HH:mm|±HHmm)  f: 1-9 digits
 //
 // with 'T' and 'Z' also in lower case. The result is in UTC, truncated to
-// the millisecond as Node does. A time without an offset is refused (Node
-// would read it in its local zone), as is anything outside years 0000-9999.
+// the millisecond as Node does. A time without an offset is not read (Node
+// reads it in its local zone), nor is anything outside years 0000-9999.
+//
+// Unmarshal reads meta.timestamp into Meta.Timestamp with it; any other
+// meta.timestamp value is kept raw in Meta.Extra and written back as it
+// came. NodeDate reads Node's whole grammar.
 func ParseTimestamp(s string) (time.Time, error) {
 	if t, ok := parseRFC3339(s, true); ok {
 		return t, nil
