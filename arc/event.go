@@ -120,7 +120,7 @@ func utf16Len(s string) int {
 }
 
 // CreateOption adjusts NewEvent and NewChild.
-type CreateOption func(*createConfig)
+type CreateOption func(createConfig) createConfig
 
 type createConfig struct {
 	allowInvalidDates bool
@@ -130,7 +130,10 @@ type createConfig struct {
 // "timestamp" keys, for callers who mean to send strings that Arc handlers
 // will see as Invalid Date (or who check them otherwise).
 func AllowInvalidDates() CreateOption {
-	return func(c *createConfig) { c.allowInvalidDates = true }
+	return func(c createConfig) createConfig {
+		c.allowInvalidDates = true
+		return c
+	}
 }
 
 // NewEvent is Arc's createEvent. It returns an event of the given type whose
@@ -154,7 +157,7 @@ func AllowInvalidDates() CreateOption {
 func NewEvent(eventType string, payload any, meta Meta, opts ...CreateOption) (Event, error) {
 	var cfg createConfig
 	for _, o := range opts {
-		o(&cfg)
+		cfg = o(cfg) // by value: a pointer would move cfg to the heap
 	}
 	raw, err := encodePayload(payload)
 	if err != nil {

@@ -213,9 +213,11 @@ func FromMessage(msg *message.Message) (Event, error) {
 		return Event{}, malformed("", err.Error(), nil)
 	}
 	if s := md[MetadataKeyOrder]; s != "" {
-		if err := json.Unmarshal([]byte(s), &m.order); err != nil {
+		var order []string
+		if err := json.Unmarshal([]byte(s), &order); err != nil {
 			return Event{}, malformed(MetadataKeyOrder, "not a JSON array of strings", err)
 		}
+		m.order = order
 	}
 	return ev, nil
 }
