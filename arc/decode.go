@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
-	"time"
 )
 
 // Unmarshal reads Arc's wire JSON into ev, checking only what Arc's
@@ -215,17 +214,7 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 		m.Extra = make(map[string]json.RawMessage)
 	}
 	m.Extra[key] = append(json.RawMessage(nil), v...)
-	if p := m.stringField(key); p != nil {
-		*p = "" // a later value replaces an earlier one, as in JSON.parse
-	}
-	switch key {
-	case "timestamp":
-		m.Timestamp = time.Time{}
-	case "schemaVersion":
-		m.SchemaVersion = 0
-	case "aggregate":
-		m.Aggregate = nil
-	}
+	m.clear(key) // a later value replaces an earlier one, as in JSON.parse
 	return nil
 }
 

@@ -294,6 +294,11 @@ func overlay(dst *Meta, src Meta) {
 			dst.Extra = map[string]json.RawMessage{}
 		}
 		dst.Extra[k] = v
+		// The caller's raw value (userId: null, say) replaces an inherited
+		// typed one, unless the caller also set the typed field.
+		if isKnown, srcSet := src.known(k); isKnown && !srcSet {
+			dst.clear(k)
+		}
 	}
 	// A typed field the caller set replaces an inherited odd-typed value.
 	for k := range dst.Extra {
@@ -301,6 +306,22 @@ func overlay(dst *Meta, src Meta) {
 			if _, fromCaller := src.Extra[k]; !fromCaller {
 				delete(dst.Extra, k)
 			}
+		}
+	}
+}
+
+// clear empties the typed field of a known key.
+func (m *Meta) clear(key string) {
+	switch key {
+	case "timestamp":
+		m.Timestamp = time.Time{}
+	case "schemaVersion":
+		m.SchemaVersion = 0
+	case "aggregate":
+		m.Aggregate = nil
+	default:
+		if p := m.stringField(key); p != nil {
+			*p = ""
 		}
 	}
 }

@@ -63,6 +63,8 @@ const cases = [
     meta: [["id", '"c-5"'], T, ["schemaVersion", "3"], ["source", '"inventory"'], ["userId", '"u-8"'], ["aggregate", '{"type":"Stock","id":"s-1"}'], ["z", "true"]] },
   { name: "child adds what parent lacks", parent: "partial", type: "inventory.reserved", payload: "{}",
     meta: [["id", '"c-6"'], T, ["partitionKey", '"pk"'], ["idempotencyKey", '"k-2"'], ["userId", '"u-9"'], ["organizationId", '"org-2"']] },
+  { name: "child nulls inherited keys", parent: "full", type: "inventory.reserved", payload: "{}",
+    meta: [["id", '"c-8"'], T, ["correlationId", "null"], ["userId", "null"], ["organizationId", "7"]] },
   { name: "child sets correlation", parent: "full", type: "inventory.reserved", payload: "{}",
     meta: [["id", '"c-7"'], T, ["correlationId", '"req-2"'], ["causationId", '"other"']] },
 ];
