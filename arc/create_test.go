@@ -100,3 +100,17 @@ func TestKeyOrderThroughMessage(t *testing.T) {
 	assert.Equal(t, `{"type":"t","meta":{"organizationId":"o","id":"1","userId":null,"z":1,"timestamp":"2026-01-01T00:00:00.000Z","a":2,"source":"s"}}`,
 		mustMarshal(t, ev))
 }
+
+func TestHasLoneSurrogate(t *testing.T) {
+	t.Parallel()
+	cases := map[string]bool{
+		`"\ud800"`: true, `"\udc00"`: true, `"a\ud800b"`: true, `"\ud800\ud800"`: true, `"\udc00\ud800"`: true,
+		`"\ud800\u0041"`: true, `"\ud800\n"`: true, `"\ud83d\ude00"`: false, `"\\ud800"`: false, `"\\\ud800"`: true,
+		`"plain"`: false, `"\u0041\n"`: false, `"\uD83D\uDE00"`: false, `"\uDBFF"`: true, `"x\ud83d\ude00\udfff"`: true,
+	}
+	for in, want := range cases {
+		assert.Equal(t, want, hasLoneSurrogate([]byte(in)), in)
+		_, ok := decodeString([]byte(in))
+		assert.Equal(t, !want, ok, in)
+	}
+}
