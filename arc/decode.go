@@ -2,20 +2,22 @@ package arc
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
-	"time"
 )
 
-// Unmarshal reads Arc's wire JSON into ev, checking what Arc's readers
-// check: a JSON object with a non-empty string "type" and a "meta" object
-// whose "id" is a non-empty string. It also refuses a meta.timestamp that is
-// neither a date string (see ParseTimestamp) nor a number of epoch
-// milliseconds, since Arc would hand its handlers an Invalid Date.
+// Unmarshal reads Arc's wire JSON into ev, checking only what Arc's
+// readers check: a JSON object with a non-empty string "type" and a "meta"
+// object whose "id" is a non-empty string.
 //
-// Everything else is kept: the payload's bytes (any JSON value) untouched,
-// unknown meta keys in Meta.Extra, and JSON null is read as absent for every
-// optional field. Unknown top-level keys are ignored, as Arc ignores them.
-// With duplicate keys the last one wins, as with JSON.parse.
+// Everything else is kept as it arrived: the payload's bytes (any JSON value,
+// any "timestamp" string in it) untouched; unknown meta keys in Meta.Extra;
+// and, also in Extra as raw JSON, a known meta key whose value the typed
+// field cannot hold: null, "", a value of another JSON type, a string with a
+// lone surrogate (\ud800), and a meta.timestamp that is not an RFC 3339 date
+// string. Meta keys keep their wire order for writing back. Unknown
+// top-level keys are ignored, as Arc ignores them. With duplicate keys the
+// last value wins at the first key's position, as with JSON.parse.
 //
 // Errors are *DecodeError values that wrap ErrMalformedEvent and name the
 // field at fault. ev is written only on success. Unmarshal never panics,
@@ -65,9 +67,6 @@ func Unmarshal(data []byte, ev *Event) error {
 	}
 	if end := skipWS(data, it.i); end != len(data) {
 		return malformed("", "not JSON", &syntaxError{"unexpected data after value", end})
-	}
-	if err := out.checkTimestampKeys(); err != nil {
-		return malformed("", "a \"timestamp\" key Arc would misread", err)
 	}
 	switch {
 	case !hasType || out.Type == "":
@@ -122,8 +121,11 @@ func unquoteRaw(v []byte) string {
 	return unquote(v, plain)
 }
 
-// decode reads the meta object that starts at data[i].
+// decode reads the meta object that starts at data[i], noting the key order
+// when it is not the one Marshal writes by default.
 func (m *Meta) decode(data []byte, i int) error {
+	var buf [24]string
+	keys := buf[:0]
 	it := newObjectIter(data, i)
 	for {
 		name, vs, ve, ok, err := it.next()
@@ -131,23 +133,42 @@ func (m *Meta) decode(data []byte, i int) error {
 			return malformed("meta", "not JSON", err)
 		}
 		if !ok {
-			return nil
+			break
 		}
 		if err := m.decodeField(name, data[vs:ve]); err != nil {
 			return err
 		}
+		keys = appendKey(keys, name)
 	}
+	if !defaultOrder(keys) {
+		m.order = slices.Clone(keys)
+	}
+	return nil
+}
+
+// appendKey adds name to keys unless it is there already (a duplicate
+// keeps its first position, as in JSON.parse).
+func appendKey(keys []string, name []byte) []string {
+	for _, k := range keys {
+		if k == string(name) {
+			return keys
+		}
+	}
+	if r := knownRank(name); r >= 0 {
+		return append(keys, knownKeys[r]) // no allocation for known keys
+	}
+	return append(keys, string(name))
 }
 
 // decodeField reads one meta member. A known key whose value the typed field
-// cannot hold (a type Arc does not define, an empty string, schemaVersion 0)
-// goes to Extra, so it survives a round trip.
+// cannot hold (null, "", a type Arc does not define, a string with a lone
+// surrogate, schemaVersion 0, a timestamp that is not an RFC 3339 string)
+// goes to Extra as raw JSON, so it is written back as it came.
 func (m *Meta) decodeField(name []byte, v []byte) error {
-	isNull := v[0] == 'n'
 	switch string(name) {
 	case "id":
 		if v[0] != '"' {
-			if isNull {
+			if v[0] == 'n' {
 				m.ID = ""
 				return nil
 			}
@@ -156,73 +177,102 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 		m.ID = unquoteRaw(v)
 		return nil
 	case "timestamp":
-		var err error
-		switch {
-		case isNull:
-			m.Timestamp = time.Time{}
-		case v[0] == '"':
-			m.Timestamp, err = ParseTimestamp(unquoteRaw(v))
-		case v[0] == '-' || isDigit(v[0]):
-			m.Timestamp, err = timestampFromMillis(v)
-		default:
-			return malformed("meta.timestamp", "must be a date string or epoch milliseconds", nil)
+		if v[0] == '"' {
+			if s, ok := decodeString(v); ok {
+				if t, ok := parseRFC3339(s, true); ok {
+					m.Timestamp = t
+					m.dropExtra(name)
+					return nil
+				}
+			}
 		}
-		if err != nil {
-			return malformed("meta.timestamp", "not a date", err)
-		}
-		return nil
 	case "schemaVersion":
-		if isNull {
-			m.SchemaVersion = 0
-			m.dropExtra(name)
-			return nil
-		}
 		if n, ok := parseInt(v); ok && n != 0 {
 			m.SchemaVersion = n
 			m.dropExtra(name)
 			return nil
 		}
 	case "aggregate":
-		if isNull {
-			m.Aggregate = nil
-			m.dropExtra(name)
-			return nil
-		}
 		if a, ok := decodeAggregate(v); ok {
 			m.Aggregate = a
 			m.dropExtra(name)
 			return nil
 		}
 	default:
-		if p := m.stringFieldBytes(name); p != nil {
-			switch {
-			case isNull:
-				*p = ""
-				m.dropExtra(name)
-				return nil
-			case v[0] == '"' && len(v) > 2:
-				*p = unquoteRaw(v)
+		if p := m.stringFieldBytes(name); p != nil && v[0] == '"' && len(v) > 2 {
+			if s, ok := decodeString(v); ok {
+				*p = s
 				m.dropExtra(name)
 				return nil
 			}
 		}
 	}
-	// Unknown key, or a known key with a value of another type: keep it.
+	// Unknown key, or a known key with a value the typed field cannot hold:
+	// keep its bytes.
 	key := string(name)
 	if m.Extra == nil {
 		m.Extra = make(map[string]json.RawMessage)
 	}
 	m.Extra[key] = append(json.RawMessage(nil), v...)
-	if p := m.stringField(key); p != nil {
-		*p = "" // a later value replaces an earlier one, as in JSON.parse
-	}
-	switch key {
-	case "schemaVersion":
-		m.SchemaVersion = 0
-	case "aggregate":
-		m.Aggregate = nil
-	}
+	m.clear(key) // a later value replaces an earlier one, as in JSON.parse
 	return nil
+}
+
+// decodeString unquotes a validated JSON string token; ok is false when it
+// holds a lone surrogate escape, which a Go string cannot carry (it would
+// become U+FFFD).
+func decodeString(v []byte) (string, bool) {
+	_, plain, _ := scanString(v, 0)
+	if !plain && hasLoneSurrogate(v) {
+		return "", false
+	}
+	return unquote(v, plain), true
+}
+
+// hasLoneSurrogate reports whether the JSON string token v has a \uD800-
+// \uDFFF escape that is not half of a high-low pair.
+func hasLoneSurrogate(v []byte) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] != '\\' {
+			continue
+		}
+		i++
+		if i >= len(v) || v[i] != 'u' {
+			continue
+		}
+		c := hex4(v[i+1:])
+		i += 4
+		switch {
+		case c >= 0xdc00 && c <= 0xdfff:
+			return true // a low half with no high half before it
+		case c >= 0xd800 && c <= 0xdbff:
+			if i+6 >= len(v) || v[i+1] != '\\' || v[i+2] != 'u' {
+				return true
+			}
+			if lo := hex4(v[i+3:]); lo < 0xdc00 || lo > 0xdfff {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits that scanString has validated.
+func hex4(b []byte) int {
+	n := 0
+	for _, c := range b[:4] {
+		n <<= 4
+		switch {
+		case c <= '9':
+			n |= int(c - '0')
+		case c <= 'F':
+			n |= int(c-'A') + 10
+		default:
+			n |= int(c-'a') + 10
+		}
+	}
+	return n
 }
 
 // stringFieldBytes is stringField for a key held as bytes, without
@@ -297,15 +347,14 @@ func decodeAggregate(v []byte) (*Aggregate, bool) {
 		default:
 			return nil, false
 		}
-		switch {
-		case len(f) == 2: // "": the typed field cannot tell it from absent
-			return nil, false
-		case f[0] == '"':
-			*dst = unquoteRaw(f)
-		case f[0] == 'n':
-			*dst = ""
-		default:
+		// "" and null: the typed field cannot tell them from absent.
+		if f[0] != '"' || len(f) == 2 {
 			return nil, false
 		}
+		s, ok := decodeString(f)
+		if !ok {
+			return nil, false
+		}
+		*dst = s
 	}
 }

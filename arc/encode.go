@@ -1,19 +1,23 @@
 package arc
 
 import (
+	"encoding/json"
 	"slices"
 	"strconv"
 	"unicode/utf8"
 )
 
-// Marshal returns ev as Arc's wire JSON, byte for byte what Node's
-// JSON.stringify writes for the same event: keys type, payload, meta; meta's
-// known keys in a fixed order (id, timestamp, schemaVersion, correlationId,
-// causationId, partitionKey, source, idempotencyKey, resource, resourceId,
-// userId, organizationId, aggregate), then Extra in key order; empty fields
-// omitted; the timestamp as YYYY-MM-DDTHH:mm:ss.sssZ; strings escaped as
-// JSON.stringify escapes them (no HTML escaping, U+2028 and U+2029 raw);
-// payload and Extra bytes copied untouched.
+// Marshal returns ev as Arc's wire JSON: what Node's JSON.stringify writes
+// for the same event. Keys are type, payload, meta; meta's keys are written
+// in the order they were read from the wire (Unmarshal, FromMessage), in
+// the order Arc's createEvent / createChildEvent give them (NewEvent,
+// NewChild), or else in the default order: id, timestamp, schemaVersion,
+// correlationId, causationId, partitionKey, source, idempotencyKey,
+// resource, resourceId, userId, organizationId, aggregate, then the other
+// Extra keys sorted. Empty typed fields are omitted; the timestamp is
+// YYYY-MM-DDTHH:mm:ss.sssZ; strings are escaped as JSON.stringify escapes
+// them (no HTML escaping, U+2028 and U+2029 raw); payload and Extra bytes
+// are copied untouched, whatever they hold.
 //
 // It fails, wrapping ErrInvalidEvent, when the result would not be an event
 // Arc reads: an empty type or id, or a payload or Extra value that is not
@@ -48,10 +52,64 @@ func (m Meta) MarshalJSON() ([]byte, error) {
 	if err := m.checkEncodable(); err != nil {
 		return nil, err
 	}
-	if err := (Event{Meta: m}).checkTimestampKeys(); err != nil {
-		return nil, err
-	}
 	return m.appendJSON(nil), nil
+}
+
+// knownKeys are the typed fields' JSON keys, in Marshal's default order.
+var knownKeys = [...]string{"id", "timestamp", "schemaVersion", "correlationId", "causationId",
+	"partitionKey", "source", "idempotencyKey", "resource", "resourceId", "userId", "organizationId",
+	"aggregate"}
+
+// knownRank returns the index of name in knownKeys, or -1.
+func knownRank(name []byte) int {
+	switch string(name) {
+	case "id":
+		return 0
+	case "timestamp":
+		return 1
+	case "schemaVersion":
+		return 2
+	case "correlationId":
+		return 3
+	case "causationId":
+		return 4
+	case "partitionKey":
+		return 5
+	case "source":
+		return 6
+	case "idempotencyKey":
+		return 7
+	case "resource":
+		return 8
+	case "resourceId":
+		return 9
+	case "userId":
+		return 10
+	case "organizationId":
+		return 11
+	case "aggregate":
+		return 12
+	}
+	return -1
+}
+
+// defaultOrder reports whether keys are in Marshal's default order, so that
+// no order need be kept for them.
+func defaultOrder(keys []string) bool {
+	prev, prevKey := -1, ""
+	for _, k := range keys {
+		r := knownRank([]byte(k))
+		if r < 0 {
+			r = len(knownKeys)
+			if prev == r && k <= prevKey {
+				return false
+			}
+		} else if r <= prev {
+			return false
+		}
+		prev, prevKey = r, k
+	}
+	return true
 }
 
 // known returns whether key names a typed field, and whether that field is
@@ -76,46 +134,53 @@ func (m *Meta) known(key string) (isKnown, set bool) {
 // stringField returns the optional string field named by a JSON key, or nil.
 func (m *Meta) stringField(key string) *string { return m.stringFieldBytes([]byte(key)) }
 
-func (m Meta) appendJSON(b []byte) []byte {
-	b = append(b, '{')
-	first := true
-	key := func(k string) {
-		if !first {
-			b = append(b, ',')
+// has reports whether key would be written: a set typed field, or an Extra
+// entry.
+func (m *Meta) has(key string) bool {
+	if _, set := m.known(key); set {
+		return true
+	}
+	_, ok := m.Extra[key]
+	return ok
+}
+
+// appendMember appends ",key:value" (no comma first) for key, if m has it:
+// the typed field when set, else the Extra bytes.
+func (m *Meta) appendMember(b []byte, key string, first *bool) []byte {
+	isKnown, set := m.known(key)
+	var raw json.RawMessage
+	if !set {
+		var ok bool
+		if raw, ok = m.Extra[key]; !ok {
+			return b
 		}
-		first = false
+	}
+	if !*first {
+		b = append(b, ',')
+	}
+	*first = false
+	if isKnown {
 		b = append(b, '"')
-		b = append(b, k...)
+		b = append(b, key...) // known keys need no escaping
 		b = append(b, '"', ':')
+	} else {
+		b = appendString(b, key)
+		b = append(b, ':')
 	}
-	str := func(k, v string) {
-		if v != "" {
-			key(k)
-			b = appendString(b, v)
-		}
+	if !set {
+		return append(b, raw...)
 	}
-	str("id", m.ID)
-	if !m.Timestamp.IsZero() {
-		key("timestamp")
+	switch key {
+	case "id":
+		return appendString(b, m.ID)
+	case "timestamp":
 		b = append(b, '"')
 		b = appendTimestamp(b, m.Timestamp)
-		b = append(b, '"')
-	}
-	if m.SchemaVersion != 0 {
-		key("schemaVersion")
-		b = strconv.AppendInt(b, int64(m.SchemaVersion), 10)
-	}
-	str("correlationId", m.CorrelationID)
-	str("causationId", m.CausationID)
-	str("partitionKey", m.PartitionKey)
-	str("source", m.Source)
-	str("idempotencyKey", m.IdempotencyKey)
-	str("resource", m.Resource)
-	str("resourceId", m.ResourceID)
-	str("userId", m.UserID)
-	str("organizationId", m.OrganizationID)
-	if a := m.Aggregate; a != nil {
-		key("aggregate")
+		return append(b, '"')
+	case "schemaVersion":
+		return strconv.AppendInt(b, int64(m.SchemaVersion), 10)
+	case "aggregate":
+		a := m.Aggregate
 		b = append(b, '{')
 		if a.Type != "" {
 			b = append(b, `"type":`...)
@@ -128,26 +193,59 @@ func (m Meta) appendJSON(b []byte) []byte {
 			b = append(b, `"id":`...)
 			b = appendString(b, a.ID)
 		}
-		b = append(b, '}')
+		return append(b, '}')
+	}
+	return appendString(b, *m.stringField(key))
+}
+
+// appendJSON writes meta in its order (see Marshal).
+func (m Meta) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	first := true
+	var done uint16 // known keys already written, by rank
+	for _, k := range m.order {
+		if r := knownRank([]byte(k)); r >= 0 {
+			done |= 1 << r
+		}
+		b = m.appendMember(b, k, &first)
+	}
+	for r, k := range knownKeys {
+		if done&(1<<r) == 0 {
+			b = m.appendMember(b, k, &first)
+		}
 	}
 	if len(m.Extra) > 0 {
 		for _, k := range m.extraKeys() {
-			if isKnown, set := m.known(k); isKnown && set {
-				continue // the typed field wins
+			if knownRank([]byte(k)) < 0 && !slices.Contains(m.order, k) {
+				b = m.appendMember(b, k, &first)
 			}
-			if !first {
-				b = append(b, ',')
-			}
-			first = false
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = append(b, m.Extra[k]...)
 		}
 	}
 	return append(b, '}')
 }
 
-// extraKeys returns Extra's keys in the stable order they are written.
+// keys returns the keys appendJSON writes, in its order.
+func (m Meta) keys() []string {
+	var out []string
+	for _, k := range m.order {
+		if m.has(k) {
+			out = append(out, k)
+		}
+	}
+	for _, k := range knownKeys {
+		if m.has(k) && !slices.Contains(m.order, k) {
+			out = append(out, k)
+		}
+	}
+	for _, k := range m.extraKeys() {
+		if knownRank([]byte(k)) < 0 && !slices.Contains(m.order, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// extraKeys returns Extra's keys sorted.
 func (m Meta) extraKeys() []string {
 	keys := make([]string, 0, len(m.Extra))
 	for k := range m.Extra {
@@ -158,6 +256,11 @@ func (m Meta) extraKeys() []string {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string the way JSON.stringify writes
+// it (see appendString), for code that writes other Arc JSON, such as the
+// dead-letter envelope, with Arc's exact bytes.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 
 // appendString appends s as a JSON string the way JSON.stringify writes it:
 // only '"', '\\' and control characters are escaped (control characters as

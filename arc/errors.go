@@ -7,15 +7,18 @@ import (
 
 var (
 	// ErrMalformedEvent is wrapped by every error that reports bytes or a
-	// message that do not hold an Arc event: not a JSON object, no string
-	// type, no meta.id, a timestamp that is not a date. Dead-letter code uses
+	// message that do not hold an Arc event: not JSON, not a JSON object, no
+	// string type, no meta.id; for a message, a mapping key that does not
+	// hold what ToMessage writes there. Payload content never makes an event
+	// malformed. Dead-letter code uses
 	// errors.Is(err, ErrMalformedEvent) to choose the reason "malformed".
 	ErrMalformedEvent = errors.New("arc: malformed event")
 
 	// ErrInvalidEvent is wrapped by every error that refuses to build or
 	// write an event that Arc would reject or misread: an empty or reserved
-	// type, an empty id, a payload that is not JSON, a non-date string in a
-	// "timestamp" field.
+	// type, an empty id, a payload that is not JSON; and, when NewEvent or
+	// NewChild creates an event, a "timestamp" string that Node reads as
+	// Invalid Date.
 	ErrInvalidEvent = errors.New("arc: invalid event")
 
 	// ErrUnrecoverable marks a handler error that no retry can fix (a payload

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,10 +65,19 @@ type Meta struct {
 	Aggregate *Aggregate
 	// Extra keeps meta keys arcmill does not model (Arc hosts may extend
 	// EventMeta), as raw JSON, so they are written back unchanged. A known
-	// key whose value has a type Arc does not define (a number for userId,
-	// say) is kept here too, and its typed field stays empty. Written in
-	// key order after the known keys.
+	// key whose value the typed field cannot hold is kept here too, and its
+	// typed field stays empty: null ("userId":null, which Arc handlers see
+	// as null), "", a value of a type Arc does not define (a number for
+	// userId), a string with a lone surrogate, or a timestamp that is not an
+	// RFC 3339 string (a number, garbage). A set typed field hides an Extra
+	// entry of the same key.
 	Extra map[string]json.RawMessage
+
+	// order lists the meta keys in the order they are written, when it is
+	// not Marshal's default order: the wire order of a decoded meta, or
+	// Arc's createChildEvent order. Keys not in it follow in default order.
+	// Never modified in place (copies of Meta share it).
+	order []string
 }
 
 // Aggregate is the aggregate an event belongs to.
@@ -109,15 +119,46 @@ func utf16Len(s string) int {
 	return n
 }
 
+// CreateOption adjusts NewEvent and NewChild.
+type CreateOption func(createConfig) createConfig
+
+type createConfig struct {
+	allowInvalidDates bool
+}
+
+// AllowInvalidDates turns off the check that NewEvent and NewChild make on
+// "timestamp" keys, for callers who mean to send strings that Arc handlers
+// will see as Invalid Date (or who check them otherwise).
+func AllowInvalidDates() CreateOption {
+	return func(c createConfig) createConfig {
+		c.allowInvalidDates = true
+		return c
+	}
+}
+
 // NewEvent is Arc's createEvent. It returns an event of the given type whose
 // meta is meta with a fresh UUID v4 ID and the current time (UTC, to the
 // millisecond, as Arc's wire carries it) filled in where they are zero;
-// everything the caller set is kept.
+// everything the caller set is kept. Meta is written as createEvent builds
+// it: id, timestamp, then the caller's keys in the caller's order, which for
+// a Meta built in Go is the order of Meta's fields, then Extra keys sorted
+// (a Meta read from the wire keeps its wire order).
 //
 // payload may be a Go value (encoded with encoding/json, without HTML
 // escaping), a json.RawMessage or a []byte of JSON (checked and copied), or
 // nil for JSON null. The event is checked with Validate.
-func NewEvent(eventType string, payload any, meta Meta) (Event, error) {
+//
+// Arc's readers turn every string under a "timestamp" key, at any depth of
+// payload and meta, into a Date. NewEvent therefore refuses a payload or
+// meta "timestamp" string that Node's new Date(string) reads as Invalid
+// Date (judged by a port of V8's date parser, see ParseTimestamp), with an
+// error that wraps ErrInvalidEvent and names the path; AllowInvalidDates
+// turns the check off. Reading and relaying events never make this check.
+func NewEvent(eventType string, payload any, meta Meta, opts ...CreateOption) (Event, error) {
+	var cfg createConfig
+	for _, o := range opts {
+		cfg = o(cfg) // by value: a pointer would move cfg to the heap
+	}
 	raw, err := encodePayload(payload)
 	if err != nil {
 		return Event{}, err
@@ -125,13 +166,28 @@ func NewEvent(eventType string, payload any, meta Meta) (Event, error) {
 	if meta.ID == "" {
 		meta.ID = uuid.NewString()
 	}
-	if meta.Timestamp.IsZero() {
+	if _, raw := meta.Extra["timestamp"]; meta.Timestamp.IsZero() && !raw {
 		meta.Timestamp = time.Now().UTC().Truncate(time.Millisecond)
 	}
 	meta.Extra = maps.Clone(meta.Extra)
+	if meta.order != nil {
+		// createEvent: {id, timestamp, ...meta}: id and timestamp first.
+		order := append(make([]string, 0, len(meta.order)+2), "id", "timestamp")
+		for _, k := range meta.order {
+			if k != "id" && k != "timestamp" {
+				order = append(order, k)
+			}
+		}
+		meta.order = order
+	}
 	ev := Event{Type: eventType, Payload: raw, Meta: meta}
 	if err := ev.Validate(); err != nil {
 		return Event{}, err
+	}
+	if !cfg.allowInvalidDates {
+		if err := ev.checkTimestampKeys(); err != nil {
+			return Event{}, err
+		}
 	}
 	return ev, nil
 }
@@ -139,16 +195,20 @@ func NewEvent(eventType string, payload any, meta Meta) (Event, error) {
 // NewChild is Arc's createChildEvent: an event caused by parent.
 //
 // Its CausationID is the parent's ID; its CorrelationID is the parent's, or
-// the parent's ID when the parent has none (the root of a chain). It
-// inherits UserID, OrganizationID, Source and IdempotencyKey, but not
-// Aggregate, Resource, ResourceID, PartitionKey, SchemaVersion or Extra. Any
-// field set in meta wins over the inherited value; ID and Timestamp are
-// fresh unless meta sets them.
+// the parent's ID when the parent has none or null (the root of a chain).
+// It inherits userId, organizationId, source and idempotencyKey when the
+// parent has them (null included), but not aggregate, resource, resourceId,
+// partitionKey, schemaVersion or other Extra keys. Any field set in meta
+// wins over the inherited value; ID and Timestamp are fresh unless meta
+// sets them. Meta is written in createChildEvent's order: id, timestamp,
+// correlationId, causationId, the inherited keys, then the caller's other
+// keys in the caller's order (see NewEvent). The options and checks are
+// NewEvent's.
 //
 // The inherited IdempotencyKey keeps Arc's wire meaning. Outboxes and
 // consumer guards deduplicate with DedupeKey, which tells a child from its
 // parent, so a child is never dropped as a duplicate of its parent.
-func NewChild(parent Event, eventType string, payload any, meta Meta) (Event, error) {
+func NewChild(parent Event, eventType string, payload any, meta Meta, opts ...CreateOption) (Event, error) {
 	p := parent.Meta
 	if p.ID == "" {
 		return Event{}, invalid("parent event has no meta.id")
@@ -161,10 +221,14 @@ func NewChild(parent Event, eventType string, payload any, meta Meta) (Event, er
 		Source:         p.Source,
 		IdempotencyKey: p.IdempotencyKey,
 	}
-	// A value Arc allows but the typed field cannot hold (userId: 42, or an
-	// empty string) sits in Extra; Arc's createChildEvent copies it all the same.
+	// A value Arc allows but the typed field cannot hold (userId: 42, null,
+	// an empty string) sits in Extra; Arc's createChildEvent copies it all
+	// the same.
 	for _, k := range inheritedKeys {
 		if v, ok := p.Extra[k]; ok {
+			if k == "correlationId" && isJSONNull(v) {
+				continue // parent.meta.correlationId ?? parent.meta.id
+			}
 			if child.Extra == nil {
 				child.Extra = map[string]json.RawMessage{}
 			}
@@ -174,12 +238,27 @@ func NewChild(parent Event, eventType string, payload any, meta Meta) (Event, er
 	if _, ok := child.Extra["correlationId"]; !ok && child.CorrelationID == "" {
 		child.CorrelationID = p.ID
 	}
+	// {id, timestamp, ...inherited, ...meta}: a key keeps the position of
+	// its first appearance.
+	order := []string{"id", "timestamp", "correlationId", "causationId"}
+	for _, k := range inheritedKeys[1:] {
+		if child.has(k) {
+			order = append(order, k)
+		}
+	}
+	for _, k := range meta.keys() {
+		if !slices.Contains(order, k) {
+			order = append(order, k)
+		}
+	}
 	overlay(&child, meta)
-	return NewEvent(eventType, payload, child)
+	child.order = order
+	return NewEvent(eventType, payload, child, opts...)
 }
 
-// inheritedKeys are the meta keys a child takes from its parent, besides
-// the correlation id.
+// inheritedKeys are the meta keys a child takes from its parent, in the
+// order createChildEvent writes them (causationId, always set, comes
+// after correlationId).
 var inheritedKeys = []string{"correlationId", "userId", "organizationId", "source", "idempotencyKey"}
 
 // overlay copies every non-empty field of src over dst; src's Extra keys
@@ -215,6 +294,11 @@ func overlay(dst *Meta, src Meta) {
 			dst.Extra = map[string]json.RawMessage{}
 		}
 		dst.Extra[k] = v
+		// The caller's raw value (userId: null, say) replaces an inherited
+		// typed one, unless the caller also set the typed field.
+		if isKnown, srcSet := src.known(k); isKnown && !srcSet {
+			dst.clear(k)
+		}
 	}
 	// A typed field the caller set replaces an inherited odd-typed value.
 	for k := range dst.Extra {
@@ -226,24 +310,40 @@ func overlay(dst *Meta, src Meta) {
 	}
 }
 
+// clear empties the typed field of a known key.
+func (m *Meta) clear(key string) {
+	switch key {
+	case "timestamp":
+		m.Timestamp = time.Time{}
+	case "schemaVersion":
+		m.SchemaVersion = 0
+	case "aggregate":
+		m.Aggregate = nil
+	default:
+		if p := m.stringField(key); p != nil {
+			*p = ""
+		}
+	}
+}
+
 // Validate reports whether the event may be published to Arc services: a
-// valid type (ValidateType), an ID and a Timestamp, and everything Marshal
-// checks. Errors wrap ErrInvalidEvent.
+// valid type (ValidateType), an ID, a timestamp (the typed field, or a raw
+// value read from the wire), and everything Marshal checks. It does not look
+// inside the payload: relaying an event Arc delivered must not fail on its
+// content. Errors wrap ErrInvalidEvent.
 func (ev Event) Validate() error {
 	if err := ValidateType(ev.Type); err != nil {
 		return err
 	}
-	if ev.Meta.Timestamp.IsZero() {
+	if _, raw := ev.Meta.Extra["timestamp"]; ev.Meta.Timestamp.IsZero() && !raw {
 		return invalid("meta.timestamp is not set")
 	}
 	return ev.checkEncodable()
 }
 
 // checkEncodable holds the checks every write makes: those without which the
-// bytes would not be an event Arc's readers accept and read as we meant. A
-// payload or Extra value must be JSON with no non-date string under a
-// "timestamp" key at any depth: Arc's readers turn every such key into a
-// Date, so it would reach Arc handlers as Invalid Date.
+// bytes would not be an event Arc's readers accept: a type, an id, and JSON
+// in payload and Extra. Payload content is never judged.
 func (ev Event) checkEncodable() error {
 	if ev.Type == "" {
 		return invalid("event type is empty")
@@ -256,17 +356,23 @@ func (ev Event) checkEncodable() error {
 			return invalid("payload is not JSON: %v", err)
 		}
 	}
-	if err := ev.Meta.checkEncodable(); err != nil {
-		return err
-	}
-	return ev.checkTimestampKeys()
+	return ev.Meta.checkEncodable()
 }
 
+// checkTimestampKeys is NewEvent's check: no "timestamp" string in payload
+// or meta that Node reads as Invalid Date.
 func (ev Event) checkTimestampKeys() error {
 	if err := checkTimestampKeys("payload", ev.Payload); err != nil {
 		return err
 	}
-	for k, v := range ev.Meta.Extra {
+	for _, k := range ev.Meta.extraKeys() {
+		v := ev.Meta.Extra[k]
+		if k == "timestamp" && len(v) > 0 && v[0] == '"' {
+			if s := unquoteRaw(v); !isDate(s) {
+				return invalidDate("meta.timestamp", s)
+			}
+			continue
+		}
 		if err := checkTimestampKeys("meta."+k, v); err != nil {
 			return err
 		}
@@ -287,8 +393,8 @@ func (m Meta) checkEncodable() error {
 // checkKeys is checkEncodable without the JSON validity of Extra values.
 func (m Meta) checkKeys() error {
 	for k, v := range m.Extra {
-		if k == "timestamp" || k == "id" {
-			// Never from decoding; written, they would bypass the typed checks.
+		if k == "id" {
+			// Never from decoding; written, it would bypass the typed check.
 			return invalid("meta.Extra must not hold the key %q; set the typed field", k)
 		}
 		if isKnown, _ := m.known(k); isKnown {
@@ -343,8 +449,9 @@ func DedupeKey(ev Event) string {
 }
 
 // Equal reports whether two events carry the same type, payload bytes and
-// meta, comparing timestamps as instants and Extra values as bytes. An empty
-// payload equals an absent one: both are written as no payload.
+// meta, comparing timestamps as instants and Extra values as bytes, but not
+// the order of meta keys. An empty payload equals an absent one: both are
+// written as no payload.
 func (ev Event) Equal(o Event) bool {
 	if ev.Type != o.Type || !bytes.Equal(ev.Payload, o.Payload) {
 		return false

@@ -32,8 +32,14 @@ const (
 	// transports that turn an empty payload into nil or the reverse.
 	MetadataPayloadAbsent = "arc_payload_absent"
 	// MetadataExtraPrefix prefixes each Meta.Extra key; the value is the raw
-	// JSON text.
+	// JSON text (so null, lone surrogate escapes and odd-typed values of
+	// known keys travel as they came).
 	MetadataExtraPrefix = "arc_meta_"
+	// MetadataKeyOrder holds the order of the meta keys as a JSON array of
+	// strings, when it is not Marshal's default order (a meta read from the
+	// wire, or built by NewChild), so that the event is written back with
+	// its keys in the same order.
+	MetadataKeyOrder = "arc_key_order"
 	// MetadataMalformed is set by a transport adapter on a message whose
 	// entry was not an Arc event (the adapter never fails a read: a foreign
 	// or corrupt entry must not end a subscription); its value says why.
@@ -63,7 +69,10 @@ var stringMetadata = []struct {
 // keys included) go into Metadata under the Metadata* keys, correlation
 // under Watermill's own "correlation_id". Empty fields get no key. The
 // timestamp is written as RFC 3339 in UTC (milliseconds as on Arc's wire,
-// more digits only when the time has them).
+// more digits only when the time has them). Values kept raw in Meta.Extra
+// (null, lone surrogates, odd types) travel as raw JSON under
+// arc_meta_<key>, and the key order, when it is not the default one, under
+// arc_key_order, so the event is written back with the same bytes.
 //
 // It fails, wrapping ErrInvalidEvent, for an event Marshal would refuse.
 func ToMessage(ev Event) (*message.Message, error) {
@@ -107,6 +116,16 @@ func toMessage(ev Event) *message.Message {
 	for k, v := range m.Extra {
 		md[MetadataExtraPrefix+k] = string(v)
 	}
+	if len(m.order) > 0 {
+		b := append(make([]byte, 0, 16*len(m.order)), '[')
+		for i, k := range m.order {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+		}
+		md[MetadataKeyOrder] = string(append(b, ']'))
+	}
 	payload := message.Payload(ev.Payload)
 	if len(ev.Payload) == 0 {
 		md[MetadataPayloadAbsent] = "true"
@@ -121,9 +140,9 @@ func toMessage(ev Event) *message.Message {
 // equals ev (Event.Equal; the timestamp comes back in UTC). The event's
 // Payload shares the message's payload bytes. Metadata keys
 // outside the mapping are ignored. A message that does not carry an event,
-// such as one with no arc_type, no UUID, a payload that is not JSON or a
-// timestamp that is not a date, gives a *DecodeError that wraps
-// ErrMalformedEvent.
+// such as one with no arc_type, no UUID, a payload that is not JSON or an
+// arc_timestamp that is not RFC 3339, gives a *DecodeError that wraps
+// ErrMalformedEvent. Payload content is never judged.
 func FromMessage(msg *message.Message) (Event, error) {
 	if msg == nil {
 		return Event{}, malformed("", "nil message", nil)
@@ -193,8 +212,12 @@ func FromMessage(msg *message.Message) (Event, error) {
 	if err := ev.Meta.checkKeys(); err != nil {
 		return Event{}, malformed("", err.Error(), nil)
 	}
-	if err := ev.checkTimestampKeys(); err != nil {
-		return Event{}, malformed("", err.Error(), nil)
+	if s := md[MetadataKeyOrder]; s != "" {
+		var order []string
+		if err := json.Unmarshal([]byte(s), &order); err != nil {
+			return Event{}, malformed(MetadataKeyOrder, "not a JSON array of strings", err)
+		}
+		m.order = order
 	}
 	return ev, nil
 }

@@ -101,7 +101,8 @@ func TestFromMessageMalformed(t *testing.T) {
 		"bad timestamp":    {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_timestamp": "yesterday"}), "arc_timestamp"},
 		"bad version":      {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_schema_version": "two"}), "arc_schema_version"},
 		"bad extra":        {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_meta_k": "not json"}), "arc_meta_k"},
-		"extra timestamp":  {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_meta_timestamp": `"x"`}), ""},
+		"extra id":         {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_meta_id": `"x"`}), ""},
+		"bad key order":    {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_key_order": `{`}), "arc_key_order"},
 		"adapter says":     {msg("1", `{}`, message.Metadata{"arc_type": "t", "arc_malformed": "stream entry has no data field"}), ""},
 	}
 	for name, c := range cases {

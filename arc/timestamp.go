@@ -2,9 +2,7 @@ package arc
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -61,16 +59,19 @@ func FormatTimestamp(t time.Time) string {
 	return string(appendTimestamp(make([]byte, 0, 27), t))
 }
 
-// ParseTimestamp reads a meta.timestamp string the way Arc's readers do, but
-// only in forms that Node's Date parser also reads, so that whatever we
-// accept an Arc service accepts too:
+// ParseTimestamp reads the RFC 3339 forms of a date that mean the same
+// instant to every reader, a subset of what Node's Date parser reads:
 //
 //	YYYY-MM-DD                                 UTC midnight
 //	YYYY-MM-DDTHH:mm[:ss[.f]](Z|±HH:mm|±HHmm)  f: 1-9 digits
 //
 // with 'T' and 'Z' also in lower case. The result is in UTC, truncated to
-// the millisecond as Node does. A time without an offset is refused (Node
-// would read it in its local zone), as is anything outside years 0000-9999.
+// the millisecond as Node does. A time without an offset is not read (Node
+// reads it in its local zone), nor is anything outside years 0000-9999.
+//
+// Unmarshal reads meta.timestamp into Meta.Timestamp with it; any other
+// meta.timestamp value is kept raw in Meta.Extra and written back as it
+// came. NodeDate reads Node's whole grammar.
 func ParseTimestamp(s string) (time.Time, error) {
 	if t, ok := parseRFC3339(s, true); ok {
 		return t, nil
@@ -171,30 +172,12 @@ func parseRFC3339(s string, truncate bool) (time.Time, bool) {
 	return t, true
 }
 
-// timestampFromMillis reads a JSON number of milliseconds since the epoch.
-func timestampFromMillis(raw []byte) (time.Time, error) {
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return time.Time{}, err
-	}
-	// JavaScript's Date range: ±8.64e15 ms.
-	if math.IsNaN(f) || f > 8.64e15 || f < -8.64e15 {
-		return time.Time{}, fmt.Errorf("%s ms is outside the range of a date", raw)
-	}
-	ms := int64(math.Trunc(f))
-	t := time.UnixMilli(ms).UTC()
-	if y := t.Year(); y < 0 || y > 9999 {
-		return time.Time{}, fmt.Errorf("%s ms is outside years 0000-9999", raw)
-	}
-	return t, nil
-}
-
 var timestampKey = []byte("timestamp")
 
 // checkTimestampKeys reports the first object key named "timestamp", at any
-// depth of the JSON value raw, whose value is a string that is not a date:
-// Arc's readers turn every such key into a Date, so it would reach Arc
-// handlers as Invalid Date. where names raw in the error ("payload").
+// depth of the JSON value raw, whose value is a string that Node's
+// new Date(string) reads as Invalid Date: Arc's readers turn every such key
+// into a Date. where names raw in the error ("payload").
 func checkTimestampKeys(where string, raw []byte) error {
 	if !bytes.Contains(raw, timestampKey) && !bytes.Contains(raw, []byte(`\u`)) {
 		return nil // the common case: nothing to look at
@@ -203,11 +186,16 @@ func checkTimestampKeys(where string, raw []byte) error {
 	if err := scanAll(raw, &check); err != nil {
 		return invalid("%s is not JSON: %v", where, err)
 	}
-	if check.bad == "" {
+	if check.path == "" {
 		return nil
 	}
-	return invalid("%s%s holds %q, which is not a date: Arc's readers turn every \"timestamp\" key "+
-		"into a Date, so it would arrive as Invalid Date", where, check.path, check.bad)
+	return invalidDate(where+check.path, check.bad)
+}
+
+// invalidDate is the error of NewEvent's date check.
+func invalidDate(path, value string) error {
+	return invalid("%s %q is what Node's new Date() reads as Invalid Date; Arc handlers would see an Invalid Date "+
+		"(arc.AllowInvalidDates turns this check off)", path, value)
 }
 
 // tsCheck is the scanner hook that finds the first "timestamp" key holding
@@ -241,7 +229,21 @@ func pathOf(stack []frame, data []byte) string {
 	return b.String()
 }
 
+// isDate reports whether Node's new Date(s) is a valid Date.
 func isDate(s string) bool {
-	_, ok := parseRFC3339(s, true)
+	_, ok := parseJSDate(s)
 	return ok
+}
+
+// NodeDate reads s as Node's new Date(s) does, with a port of V8's date
+// parser (ISO and RFC 3339 forms with or without an offset, date-only
+// forms, RFC 2822/1123, and V8's legacy forms such as "2026/01/01" or
+// "Jan 1 2026"). ok is false where Node gives Invalid Date. A date-time
+// without an offset is read in UTC, where Node uses its local zone.
+func NodeDate(s string) (t time.Time, ok bool) {
+	ms, ok := parseJSDate(s)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms).UTC(), true
 }

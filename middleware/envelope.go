@@ -2,6 +2,9 @@ package middleware
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/arcmill/arcmill/arc"
@@ -84,22 +87,85 @@ type envelopeJSON struct {
 	Raw           *RawMessage     `json:"raw,omitempty"`
 }
 
-// MarshalJSON writes the envelope with Arc's field names, the event in
-// Arc's wire JSON and the times as YYYY-MM-DDTHH:mm:ss.sssZ.
-func (d DeadLetteredEvent) MarshalJSON() ([]byte, error) {
+// MarshalArc returns the envelope as JSON.stringify would write it: Arc's
+// fields in Arc's order (event, error, attempts, firstFailedAt,
+// lastFailedAt, handlerName), then arcmill's (reason, errorType,
+// sourceTopic, pattern, consumerGroup, originalId, host, raw); the event in
+// Arc's wire JSON (arc.Marshal), the times as YYYY-MM-DDTHH:mm:ss.sssZ, and
+// every string escaped as JSON.stringify escapes it (no HTML escaping,
+// U+2028 and U+2029 raw). Writers of dead letters use it: json.Marshal
+// would escape <, >, & and U+2028 again in what MarshalJSON returns.
+func (d DeadLetteredEvent) MarshalArc() ([]byte, error) {
 	ev, err := arc.Marshal(d.Event)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(envelopeJSON{
-		Event: ev, Error: d.Error, Attempts: d.Attempts,
-		FirstFailedAt: arc.FormatTimestamp(d.FirstFailedAt), LastFailedAt: arc.FormatTimestamp(d.LastFailedAt),
-		HandlerName: d.HandlerName, Reason: d.Reason, ErrorType: d.ErrorType, SourceTopic: d.SourceTopic,
-		Pattern: d.Pattern, ConsumerGroup: d.ConsumerGroup, OriginalID: d.OriginalID, Host: d.Host, Raw: d.Raw,
-	})
+	b := make([]byte, 0, len(ev)+len(d.Error.Stack)+256)
+	b = append(b, `{"event":`...)
+	b = append(b, ev...)
+	b = append(b, `,"error":{"message":`...)
+	b = arc.AppendJSONString(b, d.Error.Message)
+	b = appendOptional(b, "code", d.Error.Code)
+	b = appendOptional(b, "stack", d.Error.Stack)
+	b = append(b, `},"attempts":`...)
+	b = strconv.AppendInt(b, int64(d.Attempts), 10)
+	b = append(b, `,"firstFailedAt":"`...)
+	b = append(b, arc.FormatTimestamp(d.FirstFailedAt)...)
+	b = append(b, `","lastFailedAt":"`...)
+	b = append(b, arc.FormatTimestamp(d.LastFailedAt)...)
+	b = append(b, '"')
+	b = appendOptional(b, "handlerName", d.HandlerName)
+	b = append(b, `,"reason":`...)
+	b = arc.AppendJSONString(b, d.Reason)
+	b = appendOptional(b, "errorType", d.ErrorType)
+	b = appendOptional(b, "sourceTopic", d.SourceTopic)
+	b = appendOptional(b, "pattern", d.Pattern)
+	b = appendOptional(b, "consumerGroup", d.ConsumerGroup)
+	b = appendOptional(b, "originalId", d.OriginalID)
+	b = appendOptional(b, "host", d.Host)
+	if r := d.Raw; r != nil {
+		b = append(b, `,"raw":{"uuid":`...)
+		b = arc.AppendJSONString(b, r.UUID)
+		if len(r.Metadata) > 0 {
+			b = append(b, `,"metadata":{`...)
+			for i, k := range slices.Sorted(maps.Keys(r.Metadata)) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = arc.AppendJSONString(b, k)
+				b = append(b, ':')
+				b = arc.AppendJSONString(b, r.Metadata[k])
+			}
+			b = append(b, '}')
+		}
+		b = append(b, `,"payload":`...)
+		b = arc.AppendJSONString(b, r.Payload)
+		b = appendOptional(b, "encoding", r.Encoding)
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
 }
 
-// UnmarshalJSON reads an envelope written by arcmill or by Arc.
+// appendOptional appends ,"key":"value" unless value is empty (omitempty).
+func appendOptional(b []byte, key, value string) []byte {
+	if value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return arc.AppendJSONString(b, value)
+}
+
+// MarshalJSON implements json.Marshaler with MarshalArc. encoding/json
+// re-escapes <, >, & and U+2028/U+2029 in its result; for Arc's exact bytes
+// call MarshalArc.
+func (d DeadLetteredEvent) MarshalJSON() ([]byte, error) { return d.MarshalArc() }
+
+// UnmarshalJSON reads an envelope written by arcmill or by Arc. It is
+// liberal, as Arc's readers are: the event is read with arc.Unmarshal
+// (payload content is never judged), and a failure time that is not a date
+// is left zero rather than refused.
 func (d *DeadLetteredEvent) UnmarshalJSON(data []byte) error {
 	var e envelopeJSON
 	if err := json.Unmarshal(data, &e); err != nil {
@@ -109,16 +175,19 @@ func (d *DeadLetteredEvent) UnmarshalJSON(data []byte) error {
 	if err := arc.Unmarshal(e.Event, &ev); err != nil {
 		return err
 	}
-	first, err := arc.ParseTimestamp(e.FirstFailedAt)
-	if err != nil && e.FirstFailedAt != "" {
-		return err
-	}
-	last, err := arc.ParseTimestamp(e.LastFailedAt)
-	if err != nil && e.LastFailedAt != "" {
-		return err
-	}
-	*d = DeadLetteredEvent{Event: ev, Error: e.Error, Attempts: e.Attempts, FirstFailedAt: first, LastFailedAt: last,
+	*d = DeadLetteredEvent{Event: ev, Error: e.Error, Attempts: e.Attempts,
+		FirstFailedAt: failureTime(e.FirstFailedAt), LastFailedAt: failureTime(e.LastFailedAt),
 		HandlerName: e.HandlerName, Reason: e.Reason, ErrorType: e.ErrorType, SourceTopic: e.SourceTopic,
 		Pattern: e.Pattern, ConsumerGroup: e.ConsumerGroup, OriginalID: e.OriginalID, Host: e.Host, Raw: e.Raw}
 	return nil
+}
+
+// failureTime reads firstFailedAt / lastFailedAt: Arc writes …sssZ, but any
+// string Node reads as a date is taken, and anything else is zero.
+func failureTime(s string) time.Time {
+	if t, err := arc.ParseTimestamp(s); err == nil {
+		return t
+	}
+	t, _ := arc.NodeDate(s)
+	return t
 }
