@@ -207,14 +207,7 @@ func (o *Outbox) PurgeDeadLetters(ctx context.Context, f Filter) (int64, error) 
 // purge deletes in chunks of 1,000 so that no statement holds locks long.
 func (o *Outbox) purge(ctx context.Context, cond string, args []any) (int64, error) {
 	const chunk = 1000
-	var stmt string
-	if o.cfg.Dialect == MySQL {
-		stmt = "DELETE FROM " + o.q.table + " WHERE " + cond + " ORDER BY id LIMIT ?"
-	} else {
-		stmt = "DELETE FROM " + o.q.table + " WHERE id IN (SELECT id FROM " + o.q.table + " WHERE " + cond +
-			" ORDER BY id LIMIT ?)"
-	}
-	stmt = o.q.bind(stmt)
+	stmt := o.q.purge(cond)
 	var total int64
 	for {
 		out, err := o.db.ExecContext(ctx, stmt, append(args[:len(args):len(args)], chunk)...)

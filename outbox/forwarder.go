@@ -23,16 +23,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// schema returns watermill-sql's adapters for the dialect.
 func (d Dialect) schema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
-	switch d {
-	case PostgreSQL:
-		return wsql.DefaultPostgreSQLSchema{}, wsql.DefaultPostgreSQLOffsetsAdapter{}, nil
-	case MySQL:
-		return wsql.DefaultMySQLSchema{}, wsql.DefaultMySQLOffsetsAdapter{}, nil
-	case SQLite:
-		return nil, nil, fmt.Errorf("%w: watermill-sql has no SQLite dialect; use Outbox", ErrInvalidConfig)
+	e := d.engine()
+	if e == nil {
+		return nil, nil, fmt.Errorf("%w: unknown dialect %d", ErrInvalidConfig, d)
 	}
-	return nil, nil, fmt.Errorf("%w: unknown dialect %d", ErrInvalidConfig, d)
+	return e.forwarderSchema()
 }
 
 // DefaultForwarderTopic is Watermill's forwarder topic (table

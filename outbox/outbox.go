@@ -5,7 +5,6 @@ import (
 	stdsql "database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 )
 
@@ -121,32 +120,7 @@ func (o *Outbox) nowMs() int64 { return o.cfg.Now().UnixMilli() }
 // from several processes at once; it never runs inside a caller's
 // transaction, since DDL may commit one.
 func (o *Outbox) Migrate(ctx context.Context) error {
-	stmts := o.q.migration()
-	if o.cfg.Dialect != PostgreSQL {
-		for _, s := range stmts {
-			if _, err := o.db.ExecContext(ctx, s); err != nil {
-				return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-			}
-		}
-		return nil
-	}
-	// CREATE ... IF NOT EXISTS races in PostgreSQL; one migration at a time.
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	h := fnv.New64a()
-	_, _ = h.Write([]byte("arcmill_outbox_migrate:" + o.cfg.Table))
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(h.Sum64())); err != nil {
-		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-	}
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if err := o.q.e.migrate(ctx, o.db, o.cfg.Table, o.q.migration()); err != nil {
 		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	stdsql "database/sql"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -28,7 +27,7 @@ func (s settler) owned() bool { return s.owner != "" }
 // transaction (claim, publish, settle, commit) rather than by leases.
 func (r *Relay) lockMode() bool {
 	return r.cfg.Claim == ClaimLock ||
-		(r.cfg.Claim == ClaimAuto && r.o.cfg.Dialect != SQLite && !r.cfg.KeepPartitionOrder)
+		(r.cfg.Claim == ClaimAuto && r.o.q.e.rowLocks() && !r.cfg.KeepPartitionOrder)
 }
 
 // pass claims, publishes and settles one batch as owner.
@@ -81,15 +80,10 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 	// by its own commit or rollback.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease+settleTimeout)
 	defer cancel()
-	var opts *stdsql.TxOptions
-	if r.o.cfg.Dialect == MySQL {
-		opts = &stdsql.TxOptions{Isolation: stdsql.LevelReadCommitted}
-	}
 	claimed := time.Now()
-	tx, err := r.o.db.BeginTx(tctx, opts)
-	if err == nil && r.o.cfg.Dialect == PostgreSQL {
-		_, err = tx.ExecContext(tctx, "SET LOCAL idle_in_transaction_session_timeout = "+
-			strconv.FormatInt(max(1, r.cfg.Lease.Milliseconds()), 10)+"; "+steerPlanner)
+	tx, err := r.o.db.BeginTx(tctx, r.o.q.e.txOptions())
+	if err == nil {
+		err = r.o.q.e.startLockedPass(tctx, tx, r.cfg.Lease)
 	}
 	var rows []*row
 	if err == nil {

@@ -240,8 +240,8 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Claim == ClaimLock && o.cfg.Dialect == SQLite {
-		return nil, fmt.Errorf("%w: SQLite has no row locks; use ClaimLease", ErrInvalidConfig)
+	if cfg.Claim == ClaimLock && !o.q.e.rowLocks() {
+		return nil, fmt.Errorf("%w: %s has no row locks; use ClaimLease", ErrInvalidConfig, o.cfg.Dialect)
 	}
 	r := &Relay{o: o, pub: pub, cfg: cfg, wake: make([]chan struct{}, cfg.Workers)}
 	for i := range r.wake {
@@ -299,7 +299,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() { r.mu.Lock(); r.closed = true; r.mu.Unlock() }()
 
 	var wg sync.WaitGroup
-	if r.o.cfg.Dialect == PostgreSQL && !r.cfg.DisableNotify {
+	if r.o.q.e.notifies() && !r.cfg.DisableNotify {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.listen(ctx) }()
 	}
