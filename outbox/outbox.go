@@ -3,53 +3,9 @@ package outbox
 import (
 	"context"
 	stdsql "database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
-
-// Errors of arcmill's outbox.
-var (
-	// ErrInvalidConfig wraps every configuration error.
-	ErrInvalidConfig = errors.New("outbox: invalid config")
-	// ErrInvalidEntry is Arc's InvalidOutboxEventError: an entry without a
-	// type, an id or a destination topic is refused at write time.
-	ErrInvalidEntry = errors.New("outbox: invalid outbox event")
-	// ErrOwnership is Arc's OutboxOwnershipError: a relay settled a row whose
-	// lease it no longer holds (it expired and another worker took the row).
-	// The settlement is rejected; *OwnershipError says who holds the row.
-	ErrOwnership = errors.New("outbox: ownership mismatch")
-	// ErrMalformedRow marks a stored row the relay cannot turn back into a
-	// message (bad metadata JSON, no id or topic). It is dead-lettered.
-	ErrMalformedRow = errors.New("outbox: malformed row")
-	// ErrRelayClosed is returned by Run and RelayBatch after Close.
-	ErrRelayClosed = errors.New("outbox: relay closed")
-)
-
-// OwnershipError is Arc's OutboxOwnershipError for one row.
-type OwnershipError struct {
-	// Seq is the row's sequence number (the id column).
-	Seq int64
-	// EventID is the event's meta.id.
-	EventID string
-	// AttemptedBy is the consumer id that tried to settle the row.
-	AttemptedBy string
-	// CurrentOwner holds the row's lease now; "" when nobody does (the row
-	// was settled by its new owner, or its lease was released).
-	CurrentOwner string
-}
-
-func (e *OwnershipError) Error() string {
-	owner := e.CurrentOwner
-	if owner == "" {
-		owner = "none"
-	}
-	return fmt.Sprintf("Outbox ownership mismatch for event %q: attempted by %q, current owner is %q. "+
-		"The lease may have expired and been reclaimed by another worker.", e.EventID, e.AttemptedBy, owner)
-}
-
-// Is makes errors.Is(err, ErrOwnership) hold.
-func (e *OwnershipError) Is(target error) bool { return target == ErrOwnership }
 
 // DefaultTable is the outbox table's name.
 const DefaultTable = "arcmill_outbox"
