@@ -72,4 +72,3 @@ type RelayError struct {
 	EventID string
 	Err     error
 }
-

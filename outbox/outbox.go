@@ -12,15 +12,16 @@ const DefaultTable = "arcmill_outbox"
 
 // Config configures an Outbox.
 type Config struct {
-	// Dialect of the database. Default PostgreSQL.
+	// Dialect of the database. Defaults to PostgreSQL (the zero Dialect).
 	Dialect Dialect
-	// Table names the outbox table (letters, digits and _, at most 51
-	// characters). Default DefaultTable. Migrate also creates <Table>_lock
-	// (PostgreSQL, MySQL) and, on PostgreSQL, the <Table>_notify trigger.
+	// Table names the outbox table (lower-case letters, digits and _, at
+	// most 51 characters). Migrate also creates <Table>_lock (PostgreSQL,
+	// MySQL) and, on PostgreSQL, the <Table>_notify trigger. Defaults to
+	// DefaultTable.
 	Table string
-	// Now is the clock; default time.Now. Times are stored as Unix
-	// milliseconds taken from it, so relays on several hosts should keep
-	// their clocks in sync to well under a lease.
+	// Now is the clock. Times are stored as Unix milliseconds taken from
+	// it, so relays on several hosts should keep their clocks in sync to
+	// well under a lease. Defaults to time.Now.
 	Now func() time.Time
 }
 
@@ -33,8 +34,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports a configuration that cannot work, defaults applied;
+// every error wraps ErrInvalidConfig.
 func (c Config) Validate() error {
+	c.setDefaults()
 	_, err := newQueries(c.Dialect, c.Table)
 	return err
 }

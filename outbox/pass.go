@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -401,6 +402,8 @@ func (r *Relay) settleFailure(ctx context.Context, st settler, rw *row, status i
 		r.report(RelayError{Kind: OwnershipMismatch, Seq: rw.seq, EventID: rw.eventID, Err: oe})
 	case status == statusDead:
 		res.DeadLettered++
+		r.cfg.Logger.Debug("Outbox relay dead-lettered a row", watermill.LogFields{"message_uuid": rw.eventID,
+			"topic": rw.topic, "outbox_seq": rw.seq, "err": cause})
 	}
 }
 
@@ -411,6 +414,7 @@ func (r *Relay) release(ctx context.Context, st settler, rows []*row) {
 	}
 	if _, err := st.db.ExecContext(ctx, r.o.q.release(len(rows)), seqArgs([]any{st.owner}, rows)...); err != nil {
 		// Harmless: the lease expires and the rows come back anyway.
-		r.cfg.Logger.Info("Outbox relay could not release rows", map[string]any{"error": err.Error()})
+		r.cfg.Logger.Info("Outbox relay could not release rows", watermill.LogFields{"consumer_uuid": st.owner,
+			"count": len(rows), "err": err})
 	}
 }

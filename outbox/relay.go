@@ -54,19 +54,29 @@ func (r *RelayResult) add(o RelayResult) {
 
 // Relay moves committed outbox rows to a Watermill publisher, at least
 // once. Run starts its workers; RelayBatch runs one pass by hand.
+//
+// Its lifecycle is the one arcmill's long-lived objects share: Run once,
+// Running to wait until it works, and Close (or the end of Run's
+// context) to stop it. Close is safe to call more than once, before Run,
+// during it and after it, from any goroutine.
 type Relay struct {
 	o   *Outbox
 	pub message.Publisher
 	cfg RelayConfig
 
-	wake []chan struct{}
+	wake    []chan struct{} // one per worker; buffered, so Wake never blocks
+	started chan struct{}   // closed by Run once its workers are started
+
+	// testListening, when a test sets it before Run, is called each time
+	// the LISTEN connection is in place. Nil outside tests.
+	testListening func()
 
 	mu      sync.Mutex
 	totals  RelayResult
-	closed  bool
-	running bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	closed  bool               // no Run may start (Close was called, or Run returned)
+	running bool               // Run has claimed the relay
+	cancel  context.CancelFunc // stops Run's workers; set by Run
+	done    chan struct{}      // closed when Run returns; set by Run
 }
 
 // NewRelay returns a relay from this outbox to pub.
@@ -81,7 +91,8 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	if cfg.Claim == ClaimLock && !o.q.e.rowLocks() {
 		return nil, fmt.Errorf("%w: %s has no row locks; use ClaimLease", ErrInvalidConfig, o.cfg.Dialect)
 	}
-	r := &Relay{o: o, pub: pub, cfg: cfg, wake: make([]chan struct{}, cfg.Workers)}
+	cfg.Logger = cfg.Logger.With(watermill.LogFields{"consumer_uuid": cfg.ConsumerID, "table": o.cfg.Table})
+	r := &Relay{o: o, pub: pub, cfg: cfg, wake: make([]chan struct{}, cfg.Workers), started: make(chan struct{})}
 	for i := range r.wake {
 		r.wake[i] = make(chan struct{}, 1)
 	}
@@ -116,9 +127,10 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends or Close is called, then returns nil; the
-// relay is closed then. It returns ErrRelayClosed when the relay was
-// closed before (a relay runs once).
+// Run relays until ctx ends or Close is called, then returns nil once
+// its workers have stopped; the relay is closed then. It returns
+// ErrRelayClosed when the relay was closed before (a relay runs once),
+// and an error when another Run holds the relay.
 func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -145,9 +157,18 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(i int) { defer wg.Done(); r.work(ctx, i) }(i)
 	}
+	close(r.started)
 	wg.Wait()
 	return nil
 }
+
+// Running returns a channel that is closed once Run has started the
+// relay's workers (and, on PostgreSQL, its LISTEN connection's
+// goroutine): rows committed from then on are relayed without a further
+// call. The first pass of each worker starts at once, so rows committed
+// before are relayed too. The channel stays closed after Run returns, and
+// is never closed if the relay was closed before Run started.
+func (r *Relay) Running() <-chan struct{} { return r.started }
 
 // Close stops Run and waits for its workers; a pass in progress finishes
 // its settlements first. It is safe to call more than once.
@@ -175,7 +196,7 @@ func (r *Relay) work(ctx context.Context, worker int) {
 		wait := time.Duration(0)
 		switch {
 		case err != nil:
-			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer": owner})
+			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer_uuid": owner})
 			wait = r.cfg.PollInterval
 		case res.claimed == 0:
 			wait = r.cfg.PollInterval
@@ -221,6 +242,12 @@ func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 }
 
 func (r *Relay) report(e RelayError) {
+	if e.EventID != "" || e.Seq != 0 {
+		// One row's trouble: Debug, as Watermill logs per-message events.
+		// A failed claim is logged by the worker.
+		r.cfg.Logger.Debug("Outbox relay row "+string(e.Kind), watermill.LogFields{
+			"message_uuid": e.EventID, "outbox_seq": e.Seq, "err": e.Err})
+	}
 	if r.cfg.OnError == nil {
 		return
 	}
