@@ -42,6 +42,9 @@ func openDB(t testing.TB, d Dialect) *stdsql.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, db.Close()) })
 	db.SetMaxOpenConns(32)
+	// Keep them open: database/sql keeps 2 idle connections by default, and
+	// a new PostgreSQL connection costs a SCRAM handshake, slow under -race.
+	db.SetMaxIdleConns(32)
 	require.NoError(t, db.Ping())
 	return db
 }
