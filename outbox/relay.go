@@ -58,7 +58,8 @@ func (r *RelayResult) add(o RelayResult) {
 // Its lifecycle is the one arcmill's long-lived objects share: Run once,
 // Running to wait until it works, and Close (or the end of Run's
 // context) to stop it. Close is safe to call more than once, before Run,
-// during it and after it, from any goroutine.
+// during it and after it, from any goroutine but the relay's own (it
+// waits for them: not from OnError or OnPass).
 type Relay struct {
 	o   *Outbox
 	pub message.Publisher
