@@ -4,6 +4,7 @@ import (
 	"context"
 	stdsql "database/sql"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -123,9 +124,11 @@ func (o *Outbox) CountDeadLetters(ctx context.Context, f Filter) (int64, error) 
 // RedriveOptions selects and paces a redrive.
 type RedriveOptions struct {
 	Filter
-	// Limit caps how many rows are redriven; 0 means all.
+	// Limit caps how many rows are redriven; negative is invalid.
+	// Defaults to 0, all of them.
 	Limit int
-	// Rate caps redriven rows per second; 0 means no cap.
+	// Rate caps redriven rows per second; negative is invalid. Defaults
+	// to 0, no cap.
 	Rate float64
 }
 
@@ -134,6 +137,12 @@ type RedriveOptions struct {
 // many it moved. Interrupted (ctx ends), it stops between chunks; a re-run
 // never redrives a row twice, since a redriven row is no longer dead.
 func (o *Outbox) Redrive(ctx context.Context, opts RedriveOptions) (int, error) {
+	switch {
+	case opts.Limit < 0:
+		return 0, fmt.Errorf("%w: RedriveOptions.Limit (%d) must not be negative", ErrInvalidConfig, opts.Limit)
+	case opts.Rate < 0 || math.IsNaN(opts.Rate):
+		return 0, fmt.Errorf("%w: RedriveOptions.Rate (%g) must not be negative", ErrInvalidConfig, opts.Rate)
+	}
 	chunk := 100
 	if opts.Rate > 0 {
 		chunk = max(1, min(100, int(opts.Rate/10)))
@@ -207,14 +216,7 @@ func (o *Outbox) PurgeDeadLetters(ctx context.Context, f Filter) (int64, error) 
 // purge deletes in chunks of 1,000 so that no statement holds locks long.
 func (o *Outbox) purge(ctx context.Context, cond string, args []any) (int64, error) {
 	const chunk = 1000
-	var stmt string
-	if o.cfg.Dialect == MySQL {
-		stmt = "DELETE FROM " + o.q.table + " WHERE " + cond + " ORDER BY id LIMIT ?"
-	} else {
-		stmt = "DELETE FROM " + o.q.table + " WHERE id IN (SELECT id FROM " + o.q.table + " WHERE " + cond +
-			" ORDER BY id LIMIT ?)"
-	}
-	stmt = o.q.bind(stmt)
+	stmt := o.q.purge(cond)
 	var total int64
 	for {
 		out, err := o.db.ExecContext(ctx, stmt, append(args[:len(args):len(args)], chunk)...)

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/adapters/redisstream"
@@ -31,7 +32,7 @@ func benchEvent(b testing.TB, i int) arc.Event {
 
 func benchRedis(b testing.TB) (*redis.Client, *redisstream.Publisher, string) {
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b), PoolSize: 16})
-	b.Cleanup(func() { _ = client.Close() })
+	b.Cleanup(func() { assert.NoError(b, client.Close()) })
 	stream := "arcmill-bench:" + uuid.NewString()
 	b.Cleanup(func() { client.Del(context.Background(), stream) })
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
@@ -62,16 +63,11 @@ func relayRate(b *testing.B, d Dialect, n, workers, batch int) float64 {
 	seedOutbox(b, f, stream, n)
 	relay, err := f.ob.NewRelay(pub, RelayConfig{Workers: workers, BatchSize: batch, DisableNotify: true})
 	require.NoError(b, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
 	start := time.Now()
-	go func() { _ = relay.Run(ctx); close(done) }()
-	for relay.Totals().Relayed < n {
-		time.Sleep(time.Millisecond)
-	}
+	stop := run(b, relay)
+	require.Eventually(b, func() bool { return relay.Totals().Relayed >= n }, 10*waitTimeout, time.Millisecond)
 	elapsed := time.Since(start)
-	cancel()
-	<-done
+	stop()
 	require.EqualValues(b, n, client.XLen(context.Background(), stream).Val())
 	return float64(n) / elapsed.Seconds()
 }
@@ -89,7 +85,8 @@ func forwarderRate(b *testing.B, d Dialect, n int) float64 {
 			if d == MySQL {
 				q = "`" + t + "`"
 			}
-			_, _ = db.Exec("DROP TABLE IF EXISTS " + q)
+			_, err := db.Exec("DROP TABLE IF EXISTS " + q)
+			assert.NoError(b, err)
 		}
 	})
 	client, pub, stream := benchRedis(b)
@@ -110,16 +107,14 @@ func forwarderRate(b *testing.B, d Dialect, n int) float64 {
 	fwd, err := NewForwarder(db, d, pub, ForwarderConfig{Topic: topic})
 	require.NoError(b, err)
 	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	start := time.Now()
-	go func() { _ = fwd.Run(runCtx); close(done) }()
-	for client.XLen(ctx, stream).Val() < int64(n) {
-		time.Sleep(2 * time.Millisecond)
-	}
+	go func() { done <- fwd.Run(runCtx) }()
+	require.Eventually(b, func() bool { return client.XLen(ctx, stream).Val() >= int64(n) }, 10*waitTimeout, 2*time.Millisecond)
 	elapsed := time.Since(start)
 	cancel()
-	_ = fwd.Close()
-	<-done
+	assert.NoError(b, fwd.Close())
+	assert.NoError(b, wait(b, done, "the forwarder to stop"))
 	return float64(n) / elapsed.Seconds()
 }
 
@@ -187,10 +182,13 @@ func commitToPublish(b *testing.B, poll bool, d time.Duration) (p50, p99 time.Du
 	}
 	relay, err := f.ob.NewRelay(sp, cfg)
 	require.NoError(b, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = relay.Run(ctx); close(done) }()
-	time.Sleep(100 * time.Millisecond)
+	listening := make(chan struct{})
+	var once sync.Once
+	relay.testListening = func() { once.Do(func() { close(listening) }) }
+	stop := run(b, relay)
+	if !poll {
+		wait(b, listening, "LISTEN to be in place")
+	}
 
 	// Sixteen writers, each committing one event every 16 ms: 1,000 events/s.
 	var mu sync.Mutex
@@ -211,7 +209,10 @@ func commitToPublish(b *testing.B, poll bool, d time.Duration) (p50, p99 time.Du
 					b.Error(err)
 					return
 				}
-				_, _ = tx.Exec("INSERT INTO "+f.orders+" (id) VALUES ($1)", ev.Meta.ID)
+				if _, err := tx.Exec("INSERT INTO "+f.orders+" (id) VALUES ($1)", ev.Meta.ID); err != nil {
+					b.Error(err)
+					return
+				}
 				if err := f.ob.Write(context.Background(), tx, Entry{Topic: stream, Event: ev}); err != nil {
 					b.Error(err)
 					return
@@ -228,11 +229,8 @@ func commitToPublish(b *testing.B, poll bool, d time.Duration) (p50, p99 time.Du
 		}(w)
 	}
 	wg.Wait()
-	for relay.Totals().Relayed < len(committed) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	require.Eventually(b, func() bool { return relay.Totals().Relayed >= len(committed) }, waitTimeout, 5*time.Millisecond)
+	stop()
 	var lat []time.Duration
 	sp.mu.Lock()
 	for id, c := range committed {

@@ -27,40 +27,21 @@ type row struct {
 	bad string           // why the row is malformed
 }
 
+// claimRequest is one claim: lease the rows the filter selects to owner
+// until leaseUntil.
+type claimRequest struct {
+	owner      string
+	leaseUntil int64
+	filter     []any // claimArgs
+	keyed      bool  // KeepPartitionOrder
+	types      int   // how many event types the filter names
+}
+
 // claim leases up to limit claimable rows to owner until leaseUntil and
 // returns them in sequence order.
 func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64, limit int, keyed bool, types []string) ([]*row, error) {
-	filter := claimArgs(now, keyed, types, limit)
-
-	var rows []*row
-	var err error
-	switch {
-	case o.cfg.Dialect == SQLite:
-		// One statement: SQLite runs one writer at a time, keyed or not.
-		rows, err = o.claimReturning(ctx, o.db, owner, leaseUntil, filter, keyed, len(types))
-	default:
-		err = o.inTx(ctx, func(tx *stdsql.Tx) error {
-			if o.cfg.Dialect == PostgreSQL {
-				if _, err := tx.ExecContext(ctx, steerPlanner); err != nil {
-					return err
-				}
-			}
-			if keyed {
-				// Keyed claims take turns, so that each sees the leases of
-				// the one before it.
-				if _, err := tx.ExecContext(ctx, o.q.lockClaims()); err != nil {
-					return err
-				}
-			}
-			var err error
-			if o.cfg.Dialect == PostgreSQL {
-				rows, err = o.claimReturning(ctx, tx, owner, leaseUntil, filter, keyed, len(types))
-			} else {
-				rows, err = o.claimMySQL(ctx, tx, owner, leaseUntil, filter, keyed, len(types))
-			}
-			return err
-		})
-	}
+	rows, err := o.q.e.claim(ctx, o, claimRequest{owner: owner, leaseUntil: leaseUntil,
+		filter: claimArgs(now, keyed, types, limit), keyed: keyed, types: len(types)})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: claiming rows: %w", err)
 	}
@@ -68,36 +49,15 @@ func (o *Outbox) claim(ctx context.Context, owner string, leaseUntil, now int64,
 	return rows, nil
 }
 
-// steerPlanner keeps PostgreSQL on the ordered walk of the pending index
-// for "ORDER BY id LIMIT n": before the table is analyzed (a backlog built
-// up within autovacuum's first minute) it misjudges the pending rows as
-// few and would bitmap-scan and sort all of them (5 ms per claim at
-// 10,000 rows, 0.2 ms walking the index).
-const steerPlanner = "SET LOCAL enable_bitmapscan = off"
-
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error)
 	ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error)
 }
 
-func (o *Outbox) claimReturning(ctx context.Context, db queryer, owner string, leaseUntil int64, filter []any, keyed bool, types int) ([]*row, error) {
-	args := append([]any{owner, leaseUntil}, filter...)
-	rs, err := db.QueryContext(ctx, o.q.claimUpdate(keyed, types), args...)
-	if err != nil {
-		return nil, err
-	}
-	return scanRows(rs)
-}
-
-func (o *Outbox) claimMySQL(ctx context.Context, tx *stdsql.Tx, owner string, leaseUntil int64, filter []any, keyed bool, types int) ([]*row, error) {
-	ids, err := queryIDs(ctx, tx, o.q.claimSelect(keyed, types), filter...)
-	if err != nil || len(ids) == 0 {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, o.q.leaseIDs(len(ids)), append([]any{owner, leaseUntil}, ids...)...); err != nil {
-		return nil, err
-	}
-	rs, err := tx.QueryContext(ctx, o.q.selectIDs(len(ids)), ids...)
+// claimReturning selects and leases the rows in one UPDATE … RETURNING.
+func (o *Outbox) claimReturning(ctx context.Context, db queryer, c claimRequest) ([]*row, error) {
+	args := append([]any{c.owner, c.leaseUntil}, c.filter...)
+	rs, err := db.QueryContext(ctx, o.q.claimUpdate(c.keyed, c.types), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -174,13 +134,10 @@ func (r *row) decode() {
 	r.msg.Metadata = md
 }
 
+// inTx runs f in a transaction of the package's isolation, and commits
+// it unless f fails.
 func (o *Outbox) inTx(ctx context.Context, f func(tx *stdsql.Tx) error) error {
-	var opts *stdsql.TxOptions
-	if o.cfg.Dialect == MySQL {
-		// Each read sees the latest commits, as PostgreSQL's default does.
-		opts = &stdsql.TxOptions{Isolation: stdsql.LevelReadCommitted}
-	}
-	tx, err := o.db.BeginTx(ctx, opts)
+	tx, err := o.db.BeginTx(ctx, o.q.e.txOptions())
 	if err != nil {
 		return err
 	}

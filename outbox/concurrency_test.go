@@ -20,22 +20,19 @@ import (
 // be) drain one table while writers keep committing: every row is
 // published exactly once while all is healthy.
 func TestConcurrentRelaysPublishOnce(t *testing.T) {
+	t.Parallel()
 	dialects(t, func(t *testing.T, d Dialect) {
 		for _, relays := range []int{2, 4} {
 			t.Run(fmt.Sprintf("%d relays", relays), func(t *testing.T) {
 				f := newFixture(t, d, false)
 				const writers, perWriter, perTx = 4, 50, 5
 				rec := newRecorder()
-				ctx, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				var running sync.WaitGroup
+				var stops []func()
 				for i := 0; i < relays; i++ {
 					r, err := f.ob.NewRelay(rec, RelayConfig{ConsumerID: fmt.Sprintf("relay-%d", i), BatchSize: 7,
 						PollInterval: 5 * time.Millisecond, Workers: 2, DisableNotify: i%2 == 0})
 					require.NoError(t, err)
-					running.Add(1)
-					go func() { defer running.Done(); _ = r.Run(ctx) }()
-					defer r.Close()
+					stops = append(stops, run(t, r))
 				}
 				var wg sync.WaitGroup
 				for w := 0; w < writers; w++ {
@@ -45,7 +42,8 @@ func TestConcurrentRelaysPublishOnce(t *testing.T) {
 						for i := 0; i < perWriter/perTx; i++ {
 							var es []Entry
 							for j := 0; j < perTx; j++ {
-								ev, _ := arc.NewEvent("load.test", map[string]int{"i": i}, arc.Meta{})
+								ev, err := arc.NewEvent("load.test", map[string]int{"i": i}, arc.Meta{})
+								assert.NoError(t, err)
 								es = append(es, Entry{Topic: "t", Event: ev})
 							}
 							f.commit(es...)
@@ -54,8 +52,12 @@ func TestConcurrentRelaysPublishOnce(t *testing.T) {
 				}
 				wg.Wait()
 				total := writers * perWriter
-				require.Eventually(t, func() bool { return len(rec.ids()) >= total }, 20*time.Second, 10*time.Millisecond)
-				time.Sleep(50 * time.Millisecond) // a duplicate would show up now
+				// Acknowledgements commit just after the publishes they follow.
+				require.Eventually(t, func() bool { return f.count(statusDelivered) == total }, waitTimeout, 5*time.Millisecond)
+				// Once the relays have stopped, no duplicate can be on its way.
+				for _, stop := range stops {
+					stop()
+				}
 				counts := rec.counts()
 				assert.Len(t, counts, total)
 				for id, n := range counts {
@@ -63,10 +65,6 @@ func TestConcurrentRelaysPublishOnce(t *testing.T) {
 						t.Errorf("%s published %d times", id, n)
 					}
 				}
-				// Acknowledgements commit just after the publishes they follow.
-				assert.Eventually(t, func() bool { return f.count(statusDelivered) == total }, 10*time.Second, 5*time.Millisecond)
-				cancel()
-				running.Wait()
 			})
 		}
 	})
@@ -75,6 +73,7 @@ func TestConcurrentRelaysPublishOnce(t *testing.T) {
 // A worker whose lease expired and was taken over cannot acknowledge: the
 // late ack is rejected and reported, as Arc's contract demands.
 func TestLateAckRejected(t *testing.T) {
+	t.Parallel()
 	dialects(t, func(t *testing.T, d Dialect) {
 		f := newFixture(t, d, true)
 		ctx := context.Background()
@@ -92,9 +91,8 @@ func TestLateAckRejected(t *testing.T) {
 		b, err := f.ob.NewRelay(fast, RelayConfig{ConsumerID: "b", Lease: 30 * time.Second, Claim: ClaimLease})
 		require.NoError(t, err)
 
-		done := make(chan RelayResult)
-		go func() { res, _ := a.RelayBatch(ctx); done <- res }()
-		<-inPublish
+		done := relayBatchAsync(ctx, a)
+		wait(t, inPublish, "a to publish")
 		res, err := b.RelayBatch(ctx)
 		require.NoError(t, err)
 		assert.Zero(t, res.Attempted, "a's lease still holds")
@@ -103,7 +101,7 @@ func TestLateAckRejected(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, res.Relayed, "b took the row over after the lease")
 		close(resume)
-		late := <-done
+		late := mustBatch(t, done)
 		assert.Zero(t, late.Relayed)
 		assert.Equal(t, 1, late.AckFailed)
 		assert.Equal(t, 1, late.OwnershipMismatches)
@@ -125,23 +123,22 @@ func TestLateAckRejected(t *testing.T) {
 		slow2.onPublish = func(string, []*message.Message) { close(inPublish2); <-resume2 }
 		a2, err := f.ob.NewRelay(slow2, RelayConfig{ConsumerID: "a2", Claim: ClaimLease})
 		require.NoError(t, err)
-		go func() { res, _ := a2.RelayBatch(ctx); done <- res }()
-		<-inPublish2
+		done = relayBatchAsync(ctx, a2)
+		wait(t, inPublish2, "a2 to publish")
 		f.clock.Advance(31 * time.Second)
 		slowB := newRecorder()
 		inPublishB, resumeB := make(chan struct{}), make(chan struct{})
 		slowB.onPublish = func(string, []*message.Message) { close(inPublishB); <-resumeB }
 		b2, err := f.ob.NewRelay(slowB, RelayConfig{ConsumerID: "b2", Claim: ClaimLease})
 		require.NoError(t, err)
-		doneB := make(chan RelayResult)
-		go func() { res, _ := b2.RelayBatch(ctx); doneB <- res }()
-		<-inPublishB // b2 holds the row now
+		doneB := relayBatchAsync(ctx, b2)
+		wait(t, inPublishB, "b2 to publish") // b2 holds the row now
 		close(resume2)
-		late = <-done
+		late = mustBatch(t, done)
 		assert.Equal(t, 1, late.PublishFailed)
 		assert.Equal(t, 1, late.OwnershipMismatches, "a2's failure is rejected: b2 owns the row")
 		close(resumeB)
-		assert.Equal(t, 1, (<-doneB).Relayed)
+		assert.Equal(t, 1, mustBatch(t, doneB).Relayed)
 		assert.Equal(t, 0, f.count(statusPending))
 	})
 }
@@ -150,6 +147,7 @@ func TestLateAckRejected(t *testing.T) {
 // workers, through failures and retries, and in commit order when an
 // earlier transaction commits after a later one.
 func TestPartitionOrder(t *testing.T) {
+	t.Parallel()
 	dialects(t, func(t *testing.T, d Dialect) {
 		f := newFixture(t, d, false)
 		ctx := context.Background()
@@ -182,7 +180,7 @@ func TestPartitionOrder(t *testing.T) {
 					t.Errorf("rows of %s in flight in two batches at once", key)
 				}
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // simulated broker latency: widens the window for an overlap
 			for key := range batchKeys {
 				inFlight.Delete(key)
 			}
@@ -225,9 +223,8 @@ func TestPartitionOrder(t *testing.T) {
 		late.onPublish = func(string, []*message.Message) { once.Do(func() { close(inPublish); <-resume }) }
 		a, err := f.ob.NewRelay(late, RelayConfig{ConsumerID: "a", KeepPartitionOrder: true, BatchSize: 1})
 		require.NoError(t, err)
-		done := make(chan struct{})
-		go func() { _, _ = a.RelayBatch(ctx); close(done) }()
-		<-inPublish // a holds the key's first visible row
+		done := relayBatchAsync(ctx, a)
+		wait(t, inPublish, "a to publish") // a holds the key's first visible row
 		if d != SQLite {
 			require.NoError(t, tx1.Commit())
 		}
@@ -237,7 +234,7 @@ func TestPartitionOrder(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, res.Attempted, "the key is in flight: its other row waits")
 		close(resume)
-		<-done
+		mustBatch(t, done)
 		res, err = other.RelayBatch(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, 1, res.Relayed)
@@ -249,54 +246,79 @@ func TestPartitionOrder(t *testing.T) {
 	})
 }
 
-// runRelays runs n relays until done() holds.
+// Partition order holds across type filters: a relay for type b does not
+// deliver row 2 of a key while row 1 (type a) of the key is pending.
+func TestPartitionOrderHoldsAcrossTypeFilters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, SQLite, true)
+	ctx := context.Background()
+	e1 := f.event("a", arc.Meta{})
+	e2 := f.event("b", arc.Meta{})
+	f.commit(Entry{Topic: "t", Event: e1, PartitionKey: "k"}, Entry{Topic: "t", Event: e2, PartitionKey: "k"})
+	rec := newRecorder()
+	relayB, err := f.ob.NewRelay(rec, RelayConfig{KeepPartitionOrder: true, Types: []string{"b"}})
+	require.NoError(t, err)
+	res, err := relayB.RelayBatch(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, res.Relayed, "row 2 of key k must wait for row 1")
+	relayA, err := f.ob.NewRelay(rec, RelayConfig{KeepPartitionOrder: true, Types: []string{"a"}})
+	require.NoError(t, err)
+	_, err = relayA.RelayBatch(ctx)
+	require.NoError(t, err)
+	_, err = relayB.RelayBatch(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{e1.Meta.ID, e2.Meta.ID}, rec.ids())
+}
+
+// runRelays runs n relays until done() holds, and stops them.
 func runRelays(t *testing.T, f *fixture, pub message.Publisher, n int, cfg RelayConfig, done func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	var stops []func()
 	for i := 0; i < n; i++ {
 		c := cfg
 		c.ConsumerID = fmt.Sprintf("relay-%d", i)
 		c.PollInterval = 2 * time.Millisecond
 		r, err := f.ob.NewRelay(pub, c)
 		require.NoError(t, err)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = r.Run(ctx) }()
+		stops = append(stops, run(t, r))
 	}
-	assert.Eventually(t, done, 30*time.Second, 5*time.Millisecond)
-	cancel()
-	wg.Wait()
+	assert.Eventually(t, done, waitTimeout, 5*time.Millisecond)
+	for _, stop := range stops {
+		stop()
+	}
 }
 
 // In lock mode on PostgreSQL, a pass that stalls past Lease loses its
 // session: its rows are free for another relay at once, and its late
 // acknowledgement (the commit) is rejected.
 func TestLockModeStalledPassRejected(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, PostgreSQL, false)
 	ctx := context.Background()
 	ev := f.event("order.created", arc.Meta{})
 	f.commit(Entry{Topic: "t", Event: ev})
 	slow := newRecorder()
-	slow.onPublish = func(string, []*message.Message) { time.Sleep(1500 * time.Millisecond) }
+	inPublish, resume := make(chan struct{}), make(chan struct{})
+	slow.onPublish = func(string, []*message.Message) { close(inPublish); <-resume } // stalls until b has the row
 	var reported []RelayError
 	a, err := f.ob.NewRelay(slow, RelayConfig{Claim: ClaimLock, Lease: time.Second,
 		OnError: func(e RelayError) { reported = append(reported, e) }})
 	require.NoError(t, err)
-	done := make(chan RelayResult)
-	go func() { res, _ := a.RelayBatch(ctx); done <- res }()
+	done := relayBatchAsync(ctx, a)
 
 	fast := newRecorder()
 	b, err := f.ob.NewRelay(fast, RelayConfig{Claim: ClaimLock})
 	require.NoError(t, err)
-	time.Sleep(200 * time.Millisecond)
+	wait(t, inPublish, "a to publish")
 	res, err := b.RelayBatch(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, res.Attempted, "a holds the row's lock")
 	require.Eventually(t, func() bool {
 		res, err := b.RelayBatch(ctx)
 		return err == nil && res.Relayed == 1
-	}, 5*time.Second, 50*time.Millisecond, "the stalled session is ended after Lease and b takes the row")
-	late := <-done
+	}, waitTimeout, 50*time.Millisecond, "the stalled session is ended after Lease and b takes the row")
+	close(resume)
+	late := mustBatch(t, done)
 	assert.Zero(t, late.Relayed)
 	assert.Equal(t, 1, late.AckFailed, "a's commit is rejected")
 	require.NotEmpty(t, reported)

@@ -3,36 +3,59 @@
 // relay delivers it to the broker afterwards, at least once, so a broker
 // that is down when the request runs loses nothing.
 //
-// Two paths are offered. For teams already on Watermill's forwarder,
-// TxPublisher, PgxTxPublisher and NewForwarder wire Watermill's own
-// components over watermill-sql v4 (PostgreSQL and MySQL). arcmill's own
-// outbox (New, Outbox.Write, Outbox.NewRelay) adds Arc's EventOutbox
-// semantics and does better where Arc is weak:
+// # Two paths
 //
-//   - Write runs inside the caller's *sql.Tx or pgx.Tx, one INSERT for many
-//     events, through watermill-sql's publisher and this package's
-//     SchemaAdapter. A dedupe key (Entry.DedupeKey, else arc.DedupeKey of
-//     meta.idempotencyKey) makes a repeat a no-op without dropping a child
-//     that inherited its parent's key (Arc drops it). Optional visible-at
-//     and partition key per event. Migrate creates the table explicitly.
-//   - A Relay publishes to any Watermill publisher with several workers, in
-//     one process or many. ClaimLock (the default on PostgreSQL and MySQL)
-//     holds row locks in one transaction per pass (SELECT … FOR UPDATE
-//     SKIP LOCKED, publish, settle, commit); ClaimLease writes Arc's leases.
-//     No row is published by two workers at once, a killed relay loses
-//     nothing, and a settlement from a worker that lost its rows is
-//     rejected (ErrOwnership, Arc's OutboxOwnershipError).
-//   - A failed publish goes through a FailurePolicy (default: Arc's
-//     exponentialBackoff, dead letter after 5 attempts); the attempt count
-//     is stored in the table, and a failing row waits alone. Malformed rows
-//     are dead-lettered, not re-claimed for ever. Dead letters can be
-//     listed, redriven (by type or id, oldest first, at a capped rate) and
-//     purged; delivered rows are purged by age.
-//   - KeepPartitionOrder keeps the order of rows sharing a partition key
-//     across workers, retries and late commits.
-//   - On PostgreSQL, LISTEN/NOTIFY wakes the relay when a transaction
-//     commits events; polling is the fallback and the only mode elsewhere.
-//   - Every pass reports Arc's RelayResult counters.
+// For teams already on Watermill's forwarder, TxPublisher, PgxTxPublisher
+// and NewForwarder wire Watermill's own components over watermill-sql v4
+// (PostgreSQL and MySQL). arcmill's own outbox (New, Outbox.Write,
+// Outbox.NewRelay) adds Arc's EventOutbox semantics and does better where
+// Arc is weak. The rest of this page is about arcmill's own outbox.
+//
+// # Writing events
+//
+// Write runs inside the caller's *sql.Tx or pgx.Tx, one INSERT for many
+// events, through watermill-sql's publisher and this package's
+// SchemaAdapter (Outbox.Publisher offers the same as a Watermill
+// publisher). A dedupe key (Entry.DedupeKey, else arc.DedupeKey of
+// meta.idempotencyKey) makes a repeat a no-op without dropping a child
+// that inherited its parent's key (Arc drops it). Each event may have a
+// visible-at time and a partition key. Migrate creates the table,
+// explicitly and idempotently.
+//
+// # Relaying
+//
+// A Relay publishes to any Watermill publisher with several workers, in
+// one process or many. ClaimLock (the default on PostgreSQL and MySQL)
+// holds row locks in one transaction per pass (SELECT … FOR UPDATE SKIP
+// LOCKED, publish, settle, commit); ClaimLease writes Arc's leases. No
+// row is published by two workers at once, a killed relay loses nothing,
+// and a settlement from a worker that lost its rows is rejected
+// (ErrOwnership, Arc's OutboxOwnershipError). KeepPartitionOrder keeps
+// the order of rows sharing a partition key across workers, retries and
+// late commits. On PostgreSQL, LISTEN/NOTIFY wakes the relay when a
+// transaction commits events; polling is the fallback and the only mode
+// elsewhere. Every pass reports Arc's RelayResult counters.
+//
+// Relay.Run runs the workers until its context ends or Relay.Close is
+// called; Relay.Running is closed once they work, and Close may be called
+// any number of times. A relay runs once. Relay.RelayBatch runs a single
+// pass by hand, for tests and for hosts that call relay() on a timer.
+//
+// # Failures and dead letters
+//
+// A failed publish goes through a FailurePolicy (default: Arc's
+// exponentialBackoff, dead letter after DefaultMaxAttempts attempts); the
+// attempt count is stored in the table, and a failing row waits alone.
+// Malformed rows are dead-lettered, not re-claimed for ever. Dead letters
+// can be listed, redriven (by type or id, oldest first, at a capped rate)
+// and purged; delivered rows are purged by age.
+//
+// # Configuration
+//
+// Config and RelayConfig take their zero values as the documented
+// defaults, the Default* constants. A named constant of -1 means none
+// (NoMaxUnsettledClaims), and any other negative value is invalid.
+// Configuration errors wrap ErrInvalidConfig and name the field.
 //
 // # Dialects
 //

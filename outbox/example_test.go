@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"log"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -12,25 +13,52 @@ import (
 
 // A business write and its event in one transaction; the Forwarder,
 // running elsewhere, delivers the event once the transaction commits.
+// It needs PostgreSQL or MySQL, so it is compiled but not run.
 func ExampleTxPublisher() {
 	var (
 		ctx    = context.Background()
 		db     *sql.DB           // opened with a PostgreSQL driver
 		broker message.Publisher // e.g. redisstream.NewPublisher(...)
 	)
-	if db == nil {
-		return // this example only shows the calls
+	// Once, at deploy or start-up.
+	if err := outbox.MigrateForwarder(ctx, db, outbox.PostgreSQL, ""); err != nil {
+		log.Fatal(err)
 	}
-	_ = outbox.MigrateForwarder(ctx, db, outbox.PostgreSQL, "") // once, at deploy or start-up
 
-	tx, _ := db.BeginTx(ctx, nil)
-	_, _ = tx.ExecContext(ctx, `INSERT INTO orders (id) VALUES ($1)`, "o-1")
-	pub, _ := outbox.TxPublisher(tx, outbox.PostgreSQL, "")
-	ev, _ := arc.NewEvent("order.created", map[string]string{"orderId": "o-1"}, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
-	_ = pub.Publish("arc:events", msg) // the destination topic
-	_ = tx.Commit()                    // or Rollback: then nothing is ever published
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tx.Rollback() // a no-op once committed
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id) VALUES ($1)`, "o-1"); err != nil {
+		log.Fatal(err)
+	}
+	pub, err := outbox.TxPublisher(tx, outbox.PostgreSQL, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ev, err := arc.NewEvent("order.created", map[string]string{"orderId": "o-1"}, arc.Meta{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	msg, err := arc.ToMessage(ev)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pub.Publish("arc:events", msg); err != nil { // the destination topic
+		log.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil { // or Rollback: then nothing is ever published
+		log.Fatal(err)
+	}
 
-	fwd, _ := outbox.NewForwarder(db, outbox.PostgreSQL, broker, outbox.ForwarderConfig{})
-	go func() { _ = fwd.Run(ctx) }()
+	fwd, err := outbox.NewForwarder(db, outbox.PostgreSQL, broker, outbox.ForwarderConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		if err := fwd.Run(ctx); err != nil {
+			log.Print(err)
+		}
+	}()
 }

@@ -13,7 +13,6 @@ package outbox
 import (
 	"context"
 	stdsql "database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -23,16 +22,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// schema returns watermill-sql's adapters for the dialect.
 func (d Dialect) schema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
-	switch d {
-	case PostgreSQL:
-		return wsql.DefaultPostgreSQLSchema{}, wsql.DefaultPostgreSQLOffsetsAdapter{}, nil
-	case MySQL:
-		return wsql.DefaultMySQLSchema{}, wsql.DefaultMySQLOffsetsAdapter{}, nil
-	case SQLite:
-		return nil, nil, fmt.Errorf("%w: watermill-sql has no SQLite dialect; use Outbox", ErrInvalidConfig)
+	e := d.engine()
+	if e == nil {
+		return nil, nil, fmt.Errorf("%w: unknown dialect %d", ErrInvalidConfig, d)
 	}
-	return nil, nil, fmt.Errorf("%w: unknown dialect %d", ErrInvalidConfig, d)
+	return e.forwarderSchema()
 }
 
 // DefaultForwarderTopic is Watermill's forwarder topic (table
@@ -69,7 +65,7 @@ func MigrateForwarder(ctx context.Context, db *stdsql.DB, dialect Dialect, topic
 // back tx yourself. topic "" is DefaultForwarderTopic.
 func TxPublisher(tx *stdsql.Tx, dialect Dialect, forwarderTopic string) (message.Publisher, error) {
 	if tx == nil {
-		return nil, errors.New("outbox: nil transaction")
+		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
 	}
 	return txPublisher(wsql.TxFromStdSQL(tx), dialect, forwarderTopic)
 }
@@ -78,7 +74,7 @@ func TxPublisher(tx *stdsql.Tx, dialect Dialect, forwarderTopic string) (message
 // or roll back tx directly: watermill-sql's pgx wrapper holds no context.
 func PgxTxPublisher(tx pgx.Tx, forwarderTopic string) (message.Publisher, error) {
 	if tx == nil {
-		return nil, errors.New("outbox: nil transaction")
+		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
 	}
 	return txPublisher(wsql.TxFromPgx(tx), PostgreSQL, forwarderTopic)
 }
@@ -98,29 +94,39 @@ func txPublisher(tx wsql.ContextExecutor, dialect Dialect, topic string) (messag
 	return forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: topic}), nil
 }
 
+// DefaultForwarderConsumerGroup names the forwarder's offsets when
+// ForwarderConfig.ConsumerGroup is empty.
+const DefaultForwarderConsumerGroup = "arcmill_forwarder"
+
 // ForwarderConfig configures NewForwarder.
 type ForwarderConfig struct {
-	// Topic is the forwarder topic; default DefaultForwarderTopic.
+	// Topic is the forwarder topic. Defaults to DefaultForwarderTopic.
 	Topic string
-	// ConsumerGroup names the forwarder's offsets; default "arcmill_forwarder".
+	// ConsumerGroup names the forwarder's offsets. Defaults to
+	// DefaultForwarderConsumerGroup.
 	ConsumerGroup string
-	// Logger defaults to no logging.
+	// Logger receives the forwarder's log lines. Defaults to
+	// watermill.NopLogger.
 	Logger watermill.LoggerAdapter
+}
+
+func (c *ForwarderConfig) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = DefaultForwarderTopic
+	}
+	if c.ConsumerGroup == "" {
+		c.ConsumerGroup = DefaultForwarderConsumerGroup
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
 }
 
 // NewForwarder returns Watermill's Forwarder reading the outbox in db and
 // publishing each message, unchanged, to its destination topic on dest.
 // Run it with Run(ctx); Close stops it.
 func NewForwarder(db *stdsql.DB, dialect Dialect, dest message.Publisher, cfg ForwarderConfig) (*forwarder.Forwarder, error) {
-	if cfg.Topic == "" {
-		cfg.Topic = DefaultForwarderTopic
-	}
-	if cfg.ConsumerGroup == "" {
-		cfg.ConsumerGroup = "arcmill_forwarder"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = watermill.NopLogger{}
-	}
+	cfg.setDefaults()
 	schema, offsets, err := dialect.schema()
 	if err != nil {
 		return nil, err

@@ -45,6 +45,9 @@ func fullEvent(t *testing.T, orderID string) arc.Event {
 
 // forwarderScenario: a rolled-back transaction publishes nothing; a
 // committed one arrives on Redis, in Arc's layout, with every meta field.
+// The forwarder delivers in commit order, so once a later event has
+// arrived, anything the rolled-back transaction had stored would be
+// there too.
 func forwarderScenario(t *testing.T, db *stdsql.DB, dialect Dialect, begin func(topic string) tx) {
 	ctx := context.Background()
 	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
@@ -58,7 +61,8 @@ func forwarderScenario(t *testing.T, db *stdsql.DB, dialect Dialect, begin func(
 	}
 	t.Cleanup(func() {
 		for _, tbl := range []string{"watermill_" + fwdTopic, "watermill_offsets_" + fwdTopic, orders} {
-			_, _ = db.Exec("DROP TABLE IF EXISTS " + quote(tbl))
+			_, err := db.Exec("DROP TABLE IF EXISTS " + quote(tbl))
+			assert.NoError(t, err)
 		}
 	})
 	require.NoError(t, MigrateForwarder(ctx, db, dialect, fwdTopic))
@@ -93,35 +97,44 @@ func forwarderScenario(t *testing.T, db *stdsql.DB, dialect Dialect, begin func(
 	}
 	write("o-1", false)
 	committed := write("o-2", true)
+	last := write("o-3", true)
 
 	fwd, err := NewForwarder(db, dialect, dest, ForwarderConfig{Topic: fwdTopic})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { _ = fwd.Run(runCtx) }()
-	defer fwd.Close()
+	fwdDone := make(chan error, 1)
+	go func() { fwdDone <- fwd.Run(runCtx) }()
+	defer func() {
+		assert.NoError(t, fwd.Close())
+		assert.NoError(t, wait(t, fwdDone, "the forwarder to stop"))
+	}()
 
-	require.Eventually(t, func() bool { return client.XLen(ctx, stream).Val() >= 1 }, 15*time.Second, 20*time.Millisecond)
-	time.Sleep(200 * time.Millisecond) // had the rolled-back event been stored, it would be here by now
+	require.Eventually(t, func() bool {
+		entries := client.XRange(ctx, stream, "-", "+").Val()
+		return len(entries) > 0 && strings.Contains(entries[len(entries)-1].Values["data"].(string), last.Meta.ID)
+	}, waitTimeout, 20*time.Millisecond, "the last committed event arrives")
 	entries := client.XRange(ctx, stream, "-", "+").Val()
-	require.Len(t, entries, 1, "the rolled-back transaction published nothing")
+	require.Len(t, entries, 2, "the rolled-back transaction published nothing")
 	assert.Equal(t, "order.created", entries[0].Values["type"])
 	var got arc.Event
 	require.NoError(t, arc.Unmarshal([]byte(entries[0].Values["data"].(string)), &got))
 	assert.True(t, committed.Equal(got), "every meta field intact:\n%+v\n%+v", committed, got)
-	want, _ := arc.Marshal(committed)
+	want, err := arc.Marshal(committed)
+	require.NoError(t, err)
 	assert.Equal(t, string(want), entries[0].Values["data"], "byte for byte")
 
 	var n int
 	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+quote(orders)).Scan(&n))
-	assert.Equal(t, 1, n, "the business row committed with its event, and only it")
+	assert.Equal(t, 2, n, "the business rows committed with their events, and only they")
 }
 
 func TestForwarderPostgreSQL(t *testing.T) {
+	t.Parallel()
 	dsn := testenv.PostgresDSN(t)
 	db, err := stdsql.Open("pgx", dsn)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
+	t.Cleanup(func() { assert.NoError(t, db.Close()) }) // after the tables are dropped (cleanups run last first)
 	forwarderScenario(t, db, PostgreSQL, func(topic string) tx {
 		sqlTx, err := db.Begin()
 		require.NoError(t, err)
@@ -133,10 +146,11 @@ func TestForwarderPostgreSQL(t *testing.T) {
 }
 
 func TestForwarderPostgreSQLPgx(t *testing.T) {
+	t.Parallel()
 	dsn := testenv.PostgresDSN(t)
 	db, err := stdsql.Open("pgx", dsn)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
+	t.Cleanup(func() { assert.NoError(t, db.Close()) }) // after the tables are dropped (cleanups run last first)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
@@ -152,10 +166,11 @@ func TestForwarderPostgreSQLPgx(t *testing.T) {
 }
 
 func TestForwarderMySQL(t *testing.T) {
+	t.Parallel()
 	dsn := testenv.MySQLDSN(t)
 	db, err := stdsql.Open("mysql", dsn)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
+	t.Cleanup(func() { assert.NoError(t, db.Close()) }) // after the tables are dropped (cleanups run last first)
 	forwarderScenario(t, db, MySQL, func(topic string) tx {
 		sqlTx, err := db.Begin()
 		require.NoError(t, err)
@@ -166,11 +181,18 @@ func TestForwarderMySQL(t *testing.T) {
 	})
 }
 
-func TestErrors(t *testing.T) {
+// The forwarder path refuses a nil transaction and the dialects
+// watermill-sql does not have, wrapping ErrInvalidConfig.
+func TestForwarderRefusesInvalidConfig(t *testing.T) {
+	t.Parallel()
 	_, err := TxPublisher(nil, PostgreSQL, "")
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 	_, err = PgxTxPublisher(nil, "")
-	assert.Error(t, err)
-	_, _, err = Dialect(7).schema()
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	for _, d := range []Dialect{SQLite, Dialect(7)} {
+		_, _, err = d.schema()
+		assert.ErrorIs(t, err, ErrInvalidConfig, d)
+		_, err = NewForwarder(&stdsql.DB{}, d, newRecorder(), ForwarderConfig{})
+		assert.ErrorIs(t, err, ErrInvalidConfig, d)
+	}
 }

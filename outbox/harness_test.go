@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite"
 
@@ -39,8 +40,11 @@ func openDB(t testing.TB, d Dialect) *stdsql.DB {
 		db, err = stdsql.Open("sqlite", sqliteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 	}
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
+	t.Cleanup(func() { assert.NoError(t, db.Close()) })
 	db.SetMaxOpenConns(32)
+	// Keep them open: database/sql keeps 2 idle connections by default, and
+	// a new PostgreSQL connection costs a SCRAM handshake, slow under -race.
+	db.SetMaxIdleConns(32)
 	require.NoError(t, db.Ping())
 	return db
 }
@@ -78,21 +82,90 @@ func newFixtureOn(t testing.TB, d Dialect, db *stdsql.DB, table string, withCloc
 	_, err = db.ExecContext(ctx, "CREATE TABLE "+f.orders+" (id VARCHAR(64) PRIMARY KEY)")
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		for _, s := range []string{f.orders, table, table + "_lock"} {
-			_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+s)
-		}
+		drops := []string{"DROP TABLE IF EXISTS " + f.orders, "DROP TABLE IF EXISTS " + table,
+			"DROP TABLE IF EXISTS " + table + "_lock"}
 		if d == PostgreSQL {
-			_, _ = db.ExecContext(context.Background(), "DROP FUNCTION IF EXISTS "+table+"_notify()")
+			drops = append(drops, "DROP FUNCTION IF EXISTS "+table+"_notify()")
+		}
+		for _, s := range drops {
+			_, err := db.ExecContext(context.Background(), s)
+			assert.NoError(t, err, s)
 		}
 	})
 	return f
 }
 
-// dialects runs fn for PostgreSQL, MySQL and SQLite.
+// dialects runs fn for PostgreSQL, MySQL and SQLite, as parallel
+// subtests: each fixture has its own table (and SQLite its own file), so
+// they share nothing. It is the outbox's conformance suite: behaviour
+// that depends on the database is tested through it.
 func dialects(t *testing.T, fn func(t *testing.T, d Dialect)) {
 	for _, d := range []Dialect{PostgreSQL, MySQL, SQLite} {
-		t.Run(d.String(), func(t *testing.T) { fn(t, d) })
+		t.Run(d.String(), func(t *testing.T) {
+			t.Parallel()
+			fn(t, d)
+		})
 	}
+}
+
+// waitTimeout bounds every wait on a condition in these tests.
+const waitTimeout = 30 * time.Second
+
+// wait blocks until ch is closed or receives, failing t after waitTimeout.
+func wait[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// run starts relay.Run in the background, waits until it is running and
+// returns a stop function that ends Run and checks that it returned nil.
+func run(t testing.TB, relay *Relay) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- relay.Run(ctx) }()
+	wait(t, relay.Running(), "the relay to run")
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			assert.NoError(t, wait(t, errc, "Run to return"))
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// batchResult is what one RelayBatch call returned, for a test that runs
+// it in another goroutine.
+type batchResult struct {
+	res RelayResult
+	err error
+}
+
+// relayBatchAsync runs relay.RelayBatch in a goroutine; receive its result
+// with wait.
+func relayBatchAsync(ctx context.Context, relay *Relay) <-chan batchResult {
+	ch := make(chan batchResult, 1)
+	go func() {
+		res, err := relay.RelayBatch(ctx)
+		ch <- batchResult{res, err}
+	}()
+	return ch
+}
+
+// mustBatch receives a RelayBatch result and requires it to have no error.
+func mustBatch(t testing.TB, ch <-chan batchResult) RelayResult {
+	t.Helper()
+	r := wait(t, ch, "RelayBatch")
+	require.NoError(t, r.err)
+	return r.res
 }
 
 type fakeClock struct {

@@ -41,7 +41,7 @@ func (p listPublisher) Publish(_ string, msgs ...*message.Message) error {
 	if err := p.rdb.RPush(msgs[0].Context(), p.list, ids...).Err(); err != nil {
 		return err
 	}
-	time.Sleep(p.wait)
+	time.Sleep(p.wait) // simulated broker latency, so that a kill lands between publish and ack
 	return nil
 }
 
@@ -55,8 +55,11 @@ func TestRelayProcessHelper(t *testing.T) {
 		t.Skip("runs only as the child of TestRelayKilledMidBatch")
 	}
 	parts := strings.SplitN(spec, "|", 6)
-	mode, _ := strconv.Atoi(parts[5])
-	d, _ := strconv.Atoi(parts[0])
+	require.Len(t, parts, 6, spec)
+	mode, err := strconv.Atoi(parts[5])
+	require.NoError(t, err)
+	d, err := strconv.Atoi(parts[0])
+	require.NoError(t, err)
 	driver := map[Dialect]string{PostgreSQL: "pgx", MySQL: "mysql", SQLite: "sqlite"}[Dialect(d)]
 	db, err := stdsql.Open(driver, parts[1])
 	require.NoError(t, err)
@@ -67,13 +70,14 @@ func TestRelayProcessHelper(t *testing.T) {
 		ConsumerID: "doomed", Workers: 2, BatchSize: 10, Lease: time.Second, PollInterval: 5 * time.Millisecond,
 		Claim: ClaimMode(mode)})
 	require.NoError(t, err)
-	_ = relay.Run(context.Background()) // until SIGKILL
+	require.NoError(t, relay.Run(context.Background())) // runs until SIGKILL
 }
 
 // A relay process killed with SIGKILL in the middle of its batches loses
 // nothing: its leased rows come back when the lease ends and another relay
 // delivers them (some twice: at least once).
 func TestRelayKilledMidBatch(t *testing.T) {
+	t.Parallel()
 	dialects(t, func(t *testing.T, d Dialect) {
 		modes := []ClaimMode{ClaimLease, ClaimLock}
 		if d == SQLite {
@@ -103,7 +107,7 @@ func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
 			var err error
 			db, err = stdsql.Open("sqlite", dsn)
 			require.NoError(t, err)
-			t.Cleanup(func() { _ = db.Close() })
+			t.Cleanup(func() { assert.NoError(t, db.Close()) })
 		}
 		table := "arcmill_kill_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 		f := newFixtureOn(t, d, db, table, false)
@@ -134,7 +138,8 @@ func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
 		require.Eventually(t, func() bool { return rdb.LLen(context.Background(), list).Val() >= 60 },
 			20*time.Second, 5*time.Millisecond, "the child relays")
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		_ = cmd.Wait()
+		var exit *exec.ExitError
+		require.ErrorAs(t, cmd.Wait(), &exit, "killed")
 
 		ctx := context.Background()
 		st, err := f.ob.Status(ctx)
@@ -151,13 +156,10 @@ func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
 		relay, err := f.ob.NewRelay(listPublisher{rdb, list, 0}, RelayConfig{ConsumerID: "survivor",
 			PollInterval: 10 * time.Millisecond})
 		require.NoError(t, err)
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { _ = relay.Run(rctx); close(done) }()
-		require.Eventually(t, func() bool { return f.count(statusDelivered) == total }, 30*time.Second,
+		stop := run(t, relay)
+		require.Eventually(t, func() bool { return f.count(statusDelivered) == total }, waitTimeout,
 			20*time.Millisecond, "every row delivered once the dead relay's leases end")
-		cancel()
-		<-done
+		stop()
 
 		got := map[string]int{}
 		for _, id := range rdb.LRange(ctx, list, 0, -1).Val() {

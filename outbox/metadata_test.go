@@ -10,6 +10,7 @@ import (
 )
 
 func TestMetadataCodec(t *testing.T) {
+	t.Parallel()
 	md := message.Metadata{"arc_type": "order.created", "q": `say "hi"\n`, "ctl": "a\tb", "html": "<&>",
 		"uni": "héllo ✓", "": "empty key", "bad": "\xff\xfe"}
 	b := appendMetadata(nil, md)
@@ -20,7 +21,8 @@ func TestMetadataCodec(t *testing.T) {
 	want := message.Metadata(viaJSON)
 	assert.Equal(t, want, got)
 	assert.Equal(t, "\ufffd\ufffd", got["bad"], "invalid UTF-8 is replaced, as encoding/json does")
-	std, _ := json.Marshal(map[string]string{"b": "1", "a": "2"})
+	std, err := json.Marshal(map[string]string{"b": "1", "a": "2"})
+	require.NoError(t, err)
 	assert.Equal(t, string(std), string(appendMetadata(nil, message.Metadata{"b": "1", "a": "2"})), "sorted, compact")
 
 	for _, in := range []string{`{ "a" : "b" }`, `{"a":"\u0041"}`, `null`, `{}`} {

@@ -52,6 +52,9 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 			return err
 		}
 		r.Wake() // rows committed before LISTEN took effect
+		if r.testListening != nil {
+			r.testListening()
+		}
 		for {
 			if _, err := pc.WaitForNotification(ctx); err != nil {
 				// The connection may be mid-protocol after a cancelled wait:

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,15 +20,18 @@ import (
 // With polling effectively off, only LISTEN/NOTIFY can wake the relay: a
 // commit is relayed at once, a rollback wakes nobody.
 func TestListenNotifyWakesRelay(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, PostgreSQL, false)
 	rec := newRecorder()
 	relay, err := f.ob.NewRelay(rec, RelayConfig{PollInterval: time.Hour})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = relay.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	time.Sleep(200 * time.Millisecond) // the first pass ran; LISTEN is in place
+	listening := make(chan struct{})
+	var once sync.Once
+	relay.testListening = func() { once.Do(func() { close(listening) }) }
+	run(t, relay)
+	wait(t, listening, "LISTEN to be in place")
+	// The first passes ran at start; from here only a NOTIFY wakes a worker
+	// within the hour.
 
 	for i := 0; i < 3; i++ {
 		ev := f.event("order.created", arc.Meta{})
@@ -38,22 +42,21 @@ func TestListenNotifyWakesRelay(t *testing.T) {
 		t.Logf("commit to publish: %s", time.Since(start))
 	}
 	assert.NoError(t, relay.Close())
-	assert.ErrorIs(t, relay.Close(), nil, "Close twice")
+	assert.NoError(t, relay.Close(), "Close twice")
 }
 
 // Without LISTEN, a relay still delivers by polling: DisableNotify.
 func TestPollingFallback(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, PostgreSQL, false)
 	rec := newRecorder()
 	relay, err := f.ob.NewRelay(rec, RelayConfig{DisableNotify: true, PollInterval: 20 * time.Millisecond})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = relay.Run(ctx); close(done) }()
+	relay.testListening = func() { t.Error("LISTEN with DisableNotify") }
+	stop := run(t, relay)
 	f.commit(Entry{Topic: "t", Event: f.event("a.b", arc.Meta{})})
-	assert.Eventually(t, func() bool { return len(rec.ids()) == 1 }, 5*time.Second, time.Millisecond)
-	cancel()
-	<-done
+	assert.Eventually(t, func() bool { return len(rec.ids()) == 1 }, waitTimeout, time.Millisecond)
+	stop()
 	assert.ErrorIs(t, relay.Run(context.Background()), ErrRelayClosed)
 	_, err = relay.RelayBatch(context.Background())
 	assert.ErrorIs(t, err, ErrRelayClosed)
@@ -62,6 +65,7 @@ func TestPollingFallback(t *testing.T) {
 // An Arc event written in a pgx transaction reaches Redis Streams in Arc's
 // layout, byte for byte.
 func TestPgxWriteRelayToRedis(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, PostgreSQL, false)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testenv.PostgresDSN(t))
@@ -96,13 +100,15 @@ func TestPgxWriteRelayToRedis(t *testing.T) {
 
 	entries := client.XRange(ctx, stream, "-", "+").Val()
 	require.Len(t, entries, 1)
-	want, _ := arc.Marshal(ev)
+	want, err := arc.Marshal(ev)
+	require.NoError(t, err)
 	assert.Equal(t, string(want), entries[0].Values["data"], "byte for byte")
 	assert.Equal(t, "order.created", entries[0].Values["type"])
 }
 
 // When acknowledgements keep failing, the relay does not republish the
-// same rows in a tight loop: it waits a poll interval between passes.
+// same rows in a tight loop: it waits a poll interval between passes. Not
+// parallel: it counts passes against the wall clock.
 func TestFailingAcksDoNotSpin(t *testing.T) {
 	f := newFixture(t, PostgreSQL, false)
 	tbl := f.ob.Table()
@@ -113,7 +119,10 @@ func TestFailingAcksDoNotSpin(t *testing.T) {
 		_, err := f.db.Exec(s)
 		require.NoError(t, err)
 	}
-	t.Cleanup(func() { _, _ = f.db.Exec("DROP FUNCTION IF EXISTS " + tbl + "_refuse() CASCADE") })
+	t.Cleanup(func() {
+		_, err := f.db.Exec("DROP FUNCTION IF EXISTS " + tbl + "_refuse() CASCADE")
+		assert.NoError(t, err)
+	})
 	f.commit(Entry{Topic: "t", Event: f.event("a.b", arc.Meta{})})
 	rec := newRecorder()
 	relay, err := f.ob.NewRelay(rec, RelayConfig{PollInterval: 100 * time.Millisecond, DisableNotify: true})

@@ -3,69 +3,25 @@ package outbox
 import (
 	"context"
 	stdsql "database/sql"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 )
-
-// Errors of arcmill's outbox.
-var (
-	// ErrInvalidConfig wraps every configuration error.
-	ErrInvalidConfig = errors.New("outbox: invalid config")
-	// ErrInvalidEntry is Arc's InvalidOutboxEventError: an entry without a
-	// type, an id or a destination topic is refused at write time.
-	ErrInvalidEntry = errors.New("outbox: invalid outbox event")
-	// ErrOwnership is Arc's OutboxOwnershipError: a relay settled a row whose
-	// lease it no longer holds (it expired and another worker took the row).
-	// The settlement is rejected; *OwnershipError says who holds the row.
-	ErrOwnership = errors.New("outbox: ownership mismatch")
-	// ErrMalformedRow marks a stored row the relay cannot turn back into a
-	// message (bad metadata JSON, no id or topic). It is dead-lettered.
-	ErrMalformedRow = errors.New("outbox: malformed row")
-	// ErrRelayClosed is returned by Run and RelayBatch after Close.
-	ErrRelayClosed = errors.New("outbox: relay closed")
-)
-
-// OwnershipError is Arc's OutboxOwnershipError for one row.
-type OwnershipError struct {
-	// Seq is the row's sequence number (the id column).
-	Seq int64
-	// EventID is the event's meta.id.
-	EventID string
-	// AttemptedBy is the consumer id that tried to settle the row.
-	AttemptedBy string
-	// CurrentOwner holds the row's lease now; "" when nobody does (the row
-	// was settled by its new owner, or its lease was released).
-	CurrentOwner string
-}
-
-func (e *OwnershipError) Error() string {
-	owner := e.CurrentOwner
-	if owner == "" {
-		owner = "none"
-	}
-	return fmt.Sprintf("Outbox ownership mismatch for event %q: attempted by %q, current owner is %q. "+
-		"The lease may have expired and been reclaimed by another worker.", e.EventID, e.AttemptedBy, owner)
-}
-
-// Is makes errors.Is(err, ErrOwnership) hold.
-func (e *OwnershipError) Is(target error) bool { return target == ErrOwnership }
 
 // DefaultTable is the outbox table's name.
 const DefaultTable = "arcmill_outbox"
 
 // Config configures an Outbox.
 type Config struct {
-	// Dialect of the database. Default PostgreSQL.
+	// Dialect of the database. Defaults to PostgreSQL (the zero Dialect).
 	Dialect Dialect
-	// Table names the outbox table (letters, digits and _, at most 51
-	// characters). Default DefaultTable. Migrate also creates <Table>_lock
-	// (PostgreSQL, MySQL) and, on PostgreSQL, the <Table>_notify trigger.
+	// Table names the outbox table (lower-case letters, digits and _, at
+	// most 51 characters). Migrate also creates <Table>_lock (PostgreSQL,
+	// MySQL) and, on PostgreSQL, the <Table>_notify trigger. Defaults to
+	// DefaultTable.
 	Table string
-	// Now is the clock; default time.Now. Times are stored as Unix
-	// milliseconds taken from it, so relays on several hosts should keep
-	// their clocks in sync to well under a lease.
+	// Now is the clock. Times are stored as Unix milliseconds taken from
+	// it, so relays on several hosts should keep their clocks in sync to
+	// well under a lease. Defaults to time.Now.
 	Now func() time.Time
 }
 
@@ -78,8 +34,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports a configuration that cannot work, defaults applied;
+// every error wraps ErrInvalidConfig.
 func (c Config) Validate() error {
+	c.setDefaults()
 	_, err := newQueries(c.Dialect, c.Table)
 	return err
 }
@@ -121,32 +79,7 @@ func (o *Outbox) nowMs() int64 { return o.cfg.Now().UnixMilli() }
 // from several processes at once; it never runs inside a caller's
 // transaction, since DDL may commit one.
 func (o *Outbox) Migrate(ctx context.Context) error {
-	stmts := o.q.migration()
-	if o.cfg.Dialect != PostgreSQL {
-		for _, s := range stmts {
-			if _, err := o.db.ExecContext(ctx, s); err != nil {
-				return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-			}
-		}
-		return nil
-	}
-	// CREATE ... IF NOT EXISTS races in PostgreSQL; one migration at a time.
-	tx, err := o.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	h := fnv.New64a()
-	_, _ = h.Write([]byte("arcmill_outbox_migrate:" + o.cfg.Table))
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(h.Sum64())); err != nil {
-		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-	}
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if err := o.q.e.migrate(ctx, o.db, o.cfg.Table, o.q.migration()); err != nil {
 		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
 	}
 	return nil

@@ -4,9 +4,9 @@ import (
 	"context"
 	stdsql "database/sql"
 	"fmt"
-	"strconv"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -28,7 +28,7 @@ func (s settler) owned() bool { return s.owner != "" }
 // transaction (claim, publish, settle, commit) rather than by leases.
 func (r *Relay) lockMode() bool {
 	return r.cfg.Claim == ClaimLock ||
-		(r.cfg.Claim == ClaimAuto && r.o.cfg.Dialect != SQLite && !r.cfg.KeepPartitionOrder)
+		(r.cfg.Claim == ClaimAuto && r.o.q.e.rowLocks() && !r.cfg.KeepPartitionOrder)
 }
 
 // pass claims, publishes and settles one batch as owner.
@@ -81,15 +81,10 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 	// by its own commit or rollback.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease+settleTimeout)
 	defer cancel()
-	var opts *stdsql.TxOptions
-	if r.o.cfg.Dialect == MySQL {
-		opts = &stdsql.TxOptions{Isolation: stdsql.LevelReadCommitted}
-	}
 	claimed := time.Now()
-	tx, err := r.o.db.BeginTx(tctx, opts)
-	if err == nil && r.o.cfg.Dialect == PostgreSQL {
-		_, err = tx.ExecContext(tctx, "SET LOCAL idle_in_transaction_session_timeout = "+
-			strconv.FormatInt(max(1, r.cfg.Lease.Milliseconds()), 10)+"; "+steerPlanner)
+	tx, err := r.o.db.BeginTx(tctx, r.o.q.e.txOptions())
+	if err == nil {
+		err = r.o.q.e.startLockedPass(tctx, tx, r.cfg.Lease)
 	}
 	var rows []*row
 	if err == nil {
@@ -407,6 +402,8 @@ func (r *Relay) settleFailure(ctx context.Context, st settler, rw *row, status i
 		r.report(RelayError{Kind: OwnershipMismatch, Seq: rw.seq, EventID: rw.eventID, Err: oe})
 	case status == statusDead:
 		res.DeadLettered++
+		r.cfg.Logger.Debug("Outbox relay dead-lettered a row", watermill.LogFields{"message_uuid": rw.eventID,
+			"topic": rw.topic, "outbox_seq": rw.seq, "err": cause})
 	}
 }
 
@@ -417,6 +414,7 @@ func (r *Relay) release(ctx context.Context, st settler, rows []*row) {
 	}
 	if _, err := st.db.ExecContext(ctx, r.o.q.release(len(rows)), seqArgs([]any{st.owner}, rows)...); err != nil {
 		// Harmless: the lease expires and the rows come back anyway.
-		r.cfg.Logger.Info("Outbox relay could not release rows", map[string]any{"error": err.Error()})
+		r.cfg.Logger.Info("Outbox relay could not release rows", watermill.LogFields{"consumer_uuid": st.owner,
+			"count": len(rows), "err": err})
 	}
 }

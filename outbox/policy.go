@@ -42,15 +42,25 @@ type FailurePolicy func(ctx context.Context, f Failure) Decision
 // Backoff is Arc's exponentialBackoff: base·2^(attempt−1), capped at Max,
 // then plus up to Jitter of itself (jitter only adds, after the cap, as in
 // Arc).
+//
+// Backoff has no error path: Delay treats a negative Base or Max as the
+// default and clamps Jitter to [0, 1].
 type Backoff struct {
-	// Base is the first delay; default 1 s.
+	// Base is the first delay. Defaults to DefaultBackoffBase.
 	Base time.Duration
-	// Max caps the delay before jitter; default 60 s.
+	// Max caps the delay before jitter. Defaults to DefaultBackoffMax.
 	Max time.Duration
-	// Jitter is the fraction added at random, clamped to [0, 1]; default
-	// 0.2. Use NoJitter for none.
+	// Jitter is the fraction added at random, clamped to [0, 1]; NoJitter
+	// adds none. Defaults to DefaultBackoffJitter.
 	Jitter float64
 }
+
+// Arc's exponentialBackoff defaults, used for Backoff's zero fields.
+const (
+	DefaultBackoffBase   = time.Second
+	DefaultBackoffMax    = time.Minute
+	DefaultBackoffJitter = 0.2
+)
 
 // NoJitter as Backoff.Jitter disables jitter.
 const NoJitter = -1
@@ -60,16 +70,16 @@ const NoJitter = -1
 func (b Backoff) Delay(attempt int) time.Duration {
 	base, max, jitter := b.Base, b.Max, b.Jitter
 	if base <= 0 {
-		base = time.Second
+		base = DefaultBackoffBase
 	}
 	if max <= 0 {
-		max = time.Minute
+		max = DefaultBackoffMax
 	}
 	switch {
 	case jitter == NoJitter:
 		jitter = 0
 	case jitter == 0:
-		jitter = 0.2
+		jitter = DefaultBackoffJitter
 	}
 	jitter = math.Min(math.Max(jitter, 0), 1)
 	if attempt < 1 {
@@ -91,7 +101,8 @@ func (b Backoff) Delay(attempt int) time.Duration {
 // maxAttempts failures (0: never), otherwise retry after b.Delay(attempts).
 // An error wrapping arc.ErrUnrecoverable (an event the broker will never
 // take, such as one over its size limit) is dead-lettered at once. It is
-// the relay's default with maxAttempts 5 and Arc's defaults for b.
+// the relay's default with maxAttempts DefaultMaxAttempts and Arc's
+// defaults for b.
 func ExponentialBackoff(maxAttempts int, b Backoff) FailurePolicy {
 	return func(_ context.Context, f Failure) Decision {
 		if errors.Is(f.Err, arc.ErrUnrecoverable) || (maxAttempts > 0 && f.Attempts >= maxAttempts) {

@@ -2,10 +2,8 @@ package outbox
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/big"
 	"strconv"
 	"sync"
 	"time"
@@ -13,143 +11,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
-
-// ClaimMode is how a relay holds the rows it is publishing.
-type ClaimMode int
-
-const (
-	// ClaimAuto is ClaimLock on PostgreSQL and MySQL, and ClaimLease on
-	// SQLite or with KeepPartitionOrder.
-	ClaimAuto ClaimMode = iota
-	// ClaimLease writes a lease (owner and expiry) on each claimed row, as
-	// Arc's claimPending: the claim commits at once, and a relay that dies
-	// or stalls loses its rows when the lease ends. Settlements check the
-	// owner, so a late one is rejected.
-	ClaimLease
-	// ClaimLock holds row locks in one transaction per pass (claim,
-	// publish, settle, commit): no writes to claim, the fastest mode. A
-	// dead relay's transaction is rolled back by the server; on PostgreSQL
-	// a stalled one is ended after Lease. Not with KeepPartitionOrder.
-	ClaimLock
-)
-
-// RelayConfig configures a Relay. Zero values take the documented defaults.
-type RelayConfig struct {
-	// ConsumerID names the relay as lease owner. Default "relay-" and 8
-	// random base-36 characters, as Arc. With several Workers, worker i
-	// owns leases as ConsumerID/i.
-	ConsumerID string
-	// Workers is the number of concurrent claim-publish-settle loops in
-	// this process; default 1. Relays in other processes may share the
-	// table: no row is ever leased to two of them at once.
-	Workers int
-	// BatchSize is the most rows one pass claims; default 500 (Arc's is
-	// 100; 500 relays 20–40 % more per second, BENCHMARKS.md).
-	BatchSize int
-	// Lease is how long a claim owns its rows; default 30 s. A relay that
-	// dies mid-batch loses nothing: its rows are claimable again when the
-	// lease ends.
-	Lease time.Duration
-	// PublishTimeout bounds each Publish call (through the messages'
-	// context); default 10 s, and it must be shorter than Lease.
-	PublishTimeout time.Duration
-	// PollInterval is the wait after a pass that found less than a full
-	// batch; default 100 ms. On PostgreSQL a LISTEN/NOTIFY wake-up cuts it
-	// short when a transaction commits new rows.
-	PollInterval time.Duration
-	// BusyPollInterval is the wait after a pass that found some rows but
-	// less than a full batch: while rows keep coming, they are picked up
-	// this soon. Default 5 ms (at most PollInterval).
-	BusyPollInterval time.Duration
-	// DisableNotify turns off LISTEN/NOTIFY on PostgreSQL (it needs the
-	// pgx database/sql driver); polling alone remains.
-	DisableNotify bool
-	// Claim chooses leases or row locks; default ClaimAuto.
-	Claim ClaimMode
-	// KeepPartitionOrder relays rows that share a partition key in order,
-	// across workers and relays: a key's row is not claimed while another
-	// row of the key is in flight or an earlier one waits for its retry.
-	// Without it, each worker relays in table order and rows of one key
-	// may overtake each other between workers.
-	KeepPartitionOrder bool
-	// Types restricts the relay to these event types (exact match), as
-	// Arc's claim option types; empty means all.
-	Types []string
-	// FailurePolicy decides on failed publishes; default
-	// ExponentialBackoff(5, Backoff{}): Arc's documented policy, which Arc
-	// itself leaves to the host (without one, Arc retries for ever).
-	FailurePolicy FailurePolicy
-	// MaxUnsettledClaims dead-letters a row claimed this many times
-	// without being settled (a relay that crashes or times out on it each
-	// time); default 10, negative disables.
-	MaxUnsettledClaims int
-	// OnError receives each problem a pass meets, as Arc's onError; it is
-	// called from the relay's goroutines, must not block for long, and must
-	// not call Close (which waits for those goroutines).
-	OnError func(RelayError)
-	// OnPass receives each pass's result, under OnError's rules.
-	OnPass func(RelayResult)
-	// Logger defaults to no logging.
-	Logger watermill.LoggerAdapter
-}
-
-func (c *RelayConfig) setDefaults() {
-	if c.ConsumerID == "" {
-		c.ConsumerID = "relay-" + randomBase36(8)
-	}
-	if c.Workers <= 0 {
-		c.Workers = 1
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 500
-	}
-	if c.Lease <= 0 {
-		c.Lease = 30 * time.Second
-	}
-	if c.PublishTimeout <= 0 {
-		c.PublishTimeout = min(10*time.Second, c.Lease/2)
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 100 * time.Millisecond
-	}
-	if c.BusyPollInterval <= 0 {
-		c.BusyPollInterval = 5 * time.Millisecond
-	}
-	c.BusyPollInterval = min(c.BusyPollInterval, c.PollInterval)
-	if c.FailurePolicy == nil {
-		c.FailurePolicy = ExponentialBackoff(5, Backoff{})
-	}
-	if c.MaxUnsettledClaims == 0 {
-		c.MaxUnsettledClaims = 10
-	}
-	if c.Logger == nil {
-		c.Logger = watermill.NopLogger{}
-	}
-}
-
-// Validate reports a configuration that cannot work.
-func (c RelayConfig) Validate() error {
-	if c.PublishTimeout >= c.Lease {
-		return fmt.Errorf("%w: PublishTimeout (%s) must be shorter than Lease (%s)", ErrInvalidConfig, c.PublishTimeout, c.Lease)
-	}
-	if c.Claim == ClaimLock && c.KeepPartitionOrder {
-		return fmt.Errorf("%w: KeepPartitionOrder needs leases (ClaimLease or ClaimAuto)", ErrInvalidConfig)
-	}
-	if len(c.ConsumerID) > 240 {
-		return fmt.Errorf("%w: ConsumerID is longer than 240 bytes", ErrInvalidConfig)
-	}
-	return nil
-}
-
-func randomBase36(n int) string {
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, n)
-	for i := range b {
-		v, _ := rand.Int(rand.Reader, big.NewInt(36))
-		b[i] = digits[v.Int64()]
-	}
-	return string(b)
-}
 
 // RelayResult is Arc's RelayResult: the counters of one pass (or, from
 // Relay.Totals, of every pass so far).
@@ -191,44 +52,32 @@ func (r *RelayResult) add(o RelayResult) {
 	r.UsedPublishMany = r.UsedPublishMany || o.UsedPublishMany
 }
 
-// RelayErrorKind is Arc's OutboxRelayErrorKind.
-type RelayErrorKind string
-
-// The kinds of RelayError.
-const (
-	PublishFailed     RelayErrorKind = "publish_failed"
-	AcknowledgeFailed RelayErrorKind = "acknowledge_failed"
-	FailFailed        RelayErrorKind = "fail_failed"
-	OwnershipMismatch RelayErrorKind = "ownership_mismatch"
-	MalformedEvent    RelayErrorKind = "malformed_event"
-	// ClaimFailed is arcmill's: the claim query itself failed.
-	ClaimFailed RelayErrorKind = "claim_failed"
-)
-
-// RelayError is one problem a pass met, for RelayConfig.OnError.
-type RelayError struct {
-	Kind RelayErrorKind
-	// Seq and EventID identify the row; zero for ClaimFailed.
-	Seq     int64
-	EventID string
-	Err     error
-}
-
 // Relay moves committed outbox rows to a Watermill publisher, at least
 // once. Run starts its workers; RelayBatch runs one pass by hand.
+//
+// Its lifecycle is the one arcmill's long-lived objects share: Run once,
+// Running to wait until it works, and Close (or the end of Run's
+// context) to stop it. Close is safe to call more than once, before Run,
+// during it and after it, from any goroutine but the relay's own (it
+// waits for them: not from OnError or OnPass).
 type Relay struct {
 	o   *Outbox
 	pub message.Publisher
 	cfg RelayConfig
 
-	wake []chan struct{}
+	wake    []chan struct{} // one per worker; buffered, so Wake never blocks
+	started chan struct{}   // closed by Run once its workers are started
+
+	// testListening, when a test sets it before Run, is called each time
+	// the LISTEN connection is in place. Nil outside tests.
+	testListening func()
 
 	mu      sync.Mutex
 	totals  RelayResult
-	closed  bool
-	running bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	closed  bool               // no Run may start (Close was called, or Run returned)
+	running bool               // Run has claimed the relay
+	cancel  context.CancelFunc // stops Run's workers; set by Run
+	done    chan struct{}      // closed when Run returns; set by Run
 }
 
 // NewRelay returns a relay from this outbox to pub.
@@ -240,10 +89,11 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Claim == ClaimLock && o.cfg.Dialect == SQLite {
-		return nil, fmt.Errorf("%w: SQLite has no row locks; use ClaimLease", ErrInvalidConfig)
+	if cfg.Claim == ClaimLock && !o.q.e.rowLocks() {
+		return nil, fmt.Errorf("%w: %s has no row locks; use ClaimLease", ErrInvalidConfig, o.cfg.Dialect)
 	}
-	r := &Relay{o: o, pub: pub, cfg: cfg, wake: make([]chan struct{}, cfg.Workers)}
+	cfg.Logger = cfg.Logger.With(watermill.LogFields{"consumer_uuid": cfg.ConsumerID, "table": o.cfg.Table})
+	r := &Relay{o: o, pub: pub, cfg: cfg, wake: make([]chan struct{}, cfg.Workers), started: make(chan struct{})}
 	for i := range r.wake {
 		r.wake[i] = make(chan struct{}, 1)
 	}
@@ -278,9 +128,10 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends or Close is called, then returns nil; the
-// relay is closed then. It returns ErrRelayClosed when the relay was
-// closed before (a relay runs once).
+// Run relays until ctx ends or Close is called, then returns nil once
+// its workers have stopped; the relay is closed then. It returns
+// ErrRelayClosed when the relay was closed before (a relay runs once),
+// and an error when another Run holds the relay.
 func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -299,7 +150,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer func() { r.mu.Lock(); r.closed = true; r.mu.Unlock() }()
 
 	var wg sync.WaitGroup
-	if r.o.cfg.Dialect == PostgreSQL && !r.cfg.DisableNotify {
+	if r.o.q.e.notifies() && !r.cfg.DisableNotify {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.listen(ctx) }()
 	}
@@ -307,9 +158,18 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(i int) { defer wg.Done(); r.work(ctx, i) }(i)
 	}
+	close(r.started)
 	wg.Wait()
 	return nil
 }
+
+// Running returns a channel that is closed once Run has started the
+// relay's workers (and, on PostgreSQL, its LISTEN connection's
+// goroutine): rows committed from then on are relayed without a further
+// call. The first pass of each worker starts at once, so rows committed
+// before are relayed too. The channel stays closed after Run returns, and
+// is never closed if the relay was closed before Run started.
+func (r *Relay) Running() <-chan struct{} { return r.started }
 
 // Close stops Run and waits for its workers; a pass in progress finishes
 // its settlements first. It is safe to call more than once.
@@ -337,7 +197,7 @@ func (r *Relay) work(ctx context.Context, worker int) {
 		wait := time.Duration(0)
 		switch {
 		case err != nil:
-			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer": owner})
+			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer_uuid": owner})
 			wait = r.cfg.PollInterval
 		case res.claimed == 0:
 			wait = r.cfg.PollInterval
@@ -383,6 +243,12 @@ func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 }
 
 func (r *Relay) report(e RelayError) {
+	if e.EventID != "" || e.Seq != 0 {
+		// One row's trouble: Debug, as Watermill logs per-message events.
+		// A failed claim is logged by the worker.
+		r.cfg.Logger.Debug("Outbox relay row "+string(e.Kind), watermill.LogFields{
+			"message_uuid": e.EventID, "outbox_seq": e.Seq, "err": e.Err})
+	}
 	if r.cfg.OnError == nil {
 		return
 	}

@@ -190,9 +190,6 @@ func (p chunkedPublisher) Publish(topic string, msgs ...*message.Message) error 
 // ErrNotSubscribable.
 type SchemaAdapter struct{ o *Outbox }
 
-// ErrNotSubscribable is returned by SchemaAdapter's subscribing methods.
-var ErrNotSubscribable = errors.New("outbox: the outbox table is read by outbox.Relay, not by a watermill-sql subscriber")
-
 // InsertQuery implements wsql.SchemaAdapter.
 func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error) {
 	if len(p.Msgs) == 0 {

@@ -1,0 +1,105 @@
+package outbox
+
+import (
+	"context"
+	stdsql "database/sql"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+)
+
+// mysqlEngine is MySQL 8 and MariaDB 10.6+: ? placeholders, row locks
+// (SKIP LOCKED), but no UPDATE … RETURNING and no NOTIFY.
+type mysqlEngine struct{}
+
+func (mysqlEngine) name() string { return "mysql" }
+
+func (mysqlEngine) bind(s string) string { return s }
+
+func (mysqlEngine) migration(t string) []string {
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + t + " (" + `
+	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+	event_id VARCHAR(255) NOT NULL,
+	topic VARCHAR(255) NOT NULL,
+	event_type VARCHAR(255) NOT NULL DEFAULT '',
+	payload LONGBLOB,
+	metadata LONGTEXT NOT NULL,
+	dedupe_key VARCHAR(255) NULL,
+	partition_key VARCHAR(255) NULL,
+	status SMALLINT NOT NULL DEFAULT 0,
+	visible_at BIGINT NOT NULL,
+	lease_owner VARCHAR(255) NULL,
+	lease_until BIGINT NOT NULL DEFAULT 0,
+	claims INT NOT NULL DEFAULT 0,
+	attempts INT NOT NULL DEFAULT 0,
+	created_at BIGINT NOT NULL,
+	delivered_at BIGINT NULL,
+	first_failed_at BIGINT NULL,
+	last_failed_at BIGINT NULL,
+	last_error TEXT NULL,
+	UNIQUE KEY ` + t + `_dedupe (dedupe_key),
+	KEY ` + t + `_pending (status, id),
+	KEY ` + t + `_partition (partition_key, status, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+		"CREATE TABLE IF NOT EXISTS " + t + "_lock (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB",
+		"INSERT IGNORE INTO " + t + "_lock (name) VALUES ('claim')",
+	}
+
+}
+
+func (mysqlEngine) migrate(ctx context.Context, db *stdsql.DB, _ string, stmts []string) error {
+	return execAll(ctx, db, stmts)
+}
+
+func (mysqlEngine) onDuplicate() string { return " ON DUPLICATE KEY UPDATE id = id" }
+
+// purge uses DELETE … ORDER BY … LIMIT: MySQL cannot delete from a table
+// that a subquery of the same statement reads.
+func (mysqlEngine) purge(table, cond string) string {
+	return "DELETE FROM " + table + " WHERE " + cond + " ORDER BY id LIMIT ?"
+}
+
+// txOptions: each read sees the latest commits, as PostgreSQL's default
+// does (MySQL's default, REPEATABLE READ, would not).
+func (mysqlEngine) txOptions() *stdsql.TxOptions {
+	return &stdsql.TxOptions{Isolation: stdsql.LevelReadCommitted}
+}
+
+// claim selects the ids (locking them), leases them and reads them back,
+// in one transaction; keyed claims take turns on the lock row first.
+func (mysqlEngine) claim(ctx context.Context, o *Outbox, c claimRequest) (rows []*row, err error) {
+	err = o.inTx(ctx, func(tx *stdsql.Tx) error {
+		if c.keyed {
+			if _, err := tx.ExecContext(ctx, o.q.lockClaims()); err != nil {
+				return err
+			}
+		}
+		ids, err := queryIDs(ctx, tx, o.q.claimSelect(c.keyed, c.types), c.filter...)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, o.q.leaseIDs(len(ids)), append([]any{c.owner, c.leaseUntil}, ids...)...); err != nil {
+			return err
+		}
+		rs, err := tx.QueryContext(ctx, o.q.selectIDs(len(ids)), ids...)
+		if err != nil {
+			return err
+		}
+		rows, err = scanRows(rs)
+		return err
+	})
+	return rows, err
+}
+
+func (mysqlEngine) rowLocks() bool { return true }
+
+// startLockedPass does nothing: only PostgreSQL ends a stalled pass's
+// session early; here its rows are held until its transaction ends.
+func (mysqlEngine) startLockedPass(context.Context, *stdsql.Tx, time.Duration) error { return nil }
+
+func (mysqlEngine) notifies() bool { return false }
+
+func (mysqlEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
+	return wsql.DefaultMySQLSchema{}, wsql.DefaultMySQLOffsetsAdapter{}, nil
+}

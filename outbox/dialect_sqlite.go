@@ -1,0 +1,78 @@
+package outbox
+
+import (
+	"context"
+	stdsql "database/sql"
+	"fmt"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+)
+
+// sqliteEngine is SQLite 3.35+: ? placeholders, UPDATE … RETURNING and
+// one writer at a time, so no row locks, no lock row and no NOTIFY.
+type sqliteEngine struct{}
+
+func (sqliteEngine) name() string { return "sqlite" }
+
+func (sqliteEngine) bind(s string) string { return s }
+
+func (sqliteEngine) migration(t string) []string {
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	event_id TEXT NOT NULL,
+	topic TEXT NOT NULL,
+	event_type TEXT NOT NULL DEFAULT '',
+	payload BLOB,
+	metadata TEXT NOT NULL,
+	dedupe_key TEXT UNIQUE,
+	partition_key TEXT,
+	status INTEGER NOT NULL DEFAULT 0,
+	visible_at INTEGER NOT NULL,
+	lease_owner TEXT,
+	lease_until INTEGER NOT NULL DEFAULT 0,
+	claims INTEGER NOT NULL DEFAULT 0,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL,
+	delivered_at INTEGER,
+	first_failed_at INTEGER,
+	last_failed_at INTEGER,
+	last_error TEXT
+)`,
+		`CREATE INDEX IF NOT EXISTS ` + t + `_pending ON ` + t + ` (id) WHERE status = 0`,
+		`CREATE INDEX IF NOT EXISTS ` + t + `_partition ON ` + t + ` (partition_key, id) WHERE status = 0`,
+		`CREATE INDEX IF NOT EXISTS ` + t + `_settled ON ` + t + ` (status, delivered_at)`,
+	}
+
+}
+
+func (sqliteEngine) migrate(ctx context.Context, db *stdsql.DB, _ string, stmts []string) error {
+	return execAll(ctx, db, stmts)
+}
+
+func (sqliteEngine) onDuplicate() string { return " ON CONFLICT (dedupe_key) DO NOTHING" }
+
+func (sqliteEngine) purge(table, cond string) string {
+	return "DELETE FROM " + table + " WHERE id IN (SELECT id FROM " + table + " WHERE " + cond + " ORDER BY id LIMIT ?)"
+}
+
+func (sqliteEngine) txOptions() *stdsql.TxOptions { return nil }
+
+// claim is one statement outside any transaction: SQLite runs one writer
+// at a time, keyed or not.
+func (sqliteEngine) claim(ctx context.Context, o *Outbox, c claimRequest) ([]*row, error) {
+	return o.claimReturning(ctx, o.db, c)
+}
+
+func (sqliteEngine) rowLocks() bool { return false }
+
+// startLockedPass is never called: NewRelay refuses lock mode without row
+// locks.
+func (sqliteEngine) startLockedPass(context.Context, *stdsql.Tx, time.Duration) error { return nil }
+
+func (sqliteEngine) notifies() bool { return false }
+
+func (sqliteEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
+	return nil, nil, fmt.Errorf("%w: watermill-sql has no SQLite dialect; use Outbox", ErrInvalidConfig)
+}
