@@ -474,6 +474,34 @@ func (ev Event) Equal(o Event) bool {
 }
 
 // encodePayload turns NewEvent's payload argument into JSON bytes.
+// unescapeLineSeparators writes U+2028 and U+2029 raw, as JSON.stringify
+// does, where encoding/json always escapes them (\u2028, \u2029). Other
+// escapes are copied as they are.
+func unescapeLineSeparators(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u202`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if i+5 < len(b) && b[i+1] == 'u' && string(b[i+2:i+5]) == "202" && (b[i+5] == '8' || b[i+5] == '9') {
+			if b[i+5] == '8' {
+				out = append(out, "\u2028"...)
+			} else {
+				out = append(out, "\u2029"...)
+			}
+			i += 5
+			continue
+		}
+		out = append(out, b[i], b[i+1]) // any other escape, kept whole
+		i++
+	}
+	return out
+}
+
 func encodePayload(payload any) (json.RawMessage, error) {
 	var raw []byte
 	switch p := payload.(type) {
@@ -490,7 +518,7 @@ func encodePayload(payload any) (json.RawMessage, error) {
 		if err := enc.Encode(payload); err != nil {
 			return nil, invalid("cannot encode payload: %v", err)
 		}
-		return json.RawMessage(bytes.TrimRight(buf.Bytes(), "\n")), nil
+		return json.RawMessage(unescapeLineSeparators(bytes.TrimRight(buf.Bytes(), "\n"))), nil
 	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {

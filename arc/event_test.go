@@ -230,3 +230,13 @@ func TestEqual(t *testing.T) {
 		assert.False(t, a.Equal(c), name)
 	}
 }
+
+// A payload built from a Go value carries U+2028 and U+2029 raw, as
+// JSON.stringify writes them; an escaped backslash before "u2028" is left
+// alone.
+func TestNewEventWritesLineSeparatorsRaw(t *testing.T) {
+	t.Parallel()
+	ev, err := NewEvent("x.y", map[string]string{"a": "1\u2028 2\u2029", "b": `\u2028`}, Meta{})
+	require.NoError(t, err)
+	assert.Equal(t, `{"a":"1`+"\u2028"+` 2`+"\u2029"+`","b":"\\u2028"}`, string(ev.Payload))
+}

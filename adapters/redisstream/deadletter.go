@@ -117,8 +117,8 @@ func deadLetterArgs(dlq string, maxLen int64, typ, stream, id, group string, env
 	return args
 }
 
-// encodeEnvelope writes a dead letter's data field.
-func encodeEnvelope(dl middleware.DeadLetteredEvent) ([]byte, error) { return json.Marshal(dl) }
+// encodeEnvelope writes a dead letter's data field as JSON.stringify would.
+func encodeEnvelope(dl middleware.DeadLetteredEvent) ([]byte, error) { return dl.MarshalArc() }
 
 // readableEventID returns the event id an entry's data carries, when its
 // data is JSON with a string or number meta.id, even if the entry is not
@@ -130,7 +130,8 @@ func readableEventID(fields map[string]any) string {
 			ID json.RawMessage `json:"id"`
 		} `json:"meta"`
 	}
-	if json.Unmarshal([]byte(data), &probe) != nil || len(probe.Meta.ID) == 0 {
+	// The first JSON value only: an id is readable even before trailing garbage.
+	if json.NewDecoder(strings.NewReader(data)).Decode(&probe) != nil || len(probe.Meta.ID) == 0 {
 		return ""
 	}
 	var s string

@@ -90,3 +90,124 @@ func TestDeadLetterStreamInArcsLayout(t *testing.T) {
 	assert.Error(t, err)
 	assert.Error(t, (&DeadLetterPublisher{Client: client}).Publish(dlq, message.NewMessage("x", []byte("nope"))))
 }
+
+// Entries no Arc reader delivers either (no data, data not JSON, bytes
+// that are not UTF-8), dead-lettered by the router: each dead letter keeps
+// the entry's fields exactly, in order, byte for byte, its entry id, and
+// the event id where the data has one.
+func TestDeadLetter_UnreadableEntryKeepsItsFieldsAndIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	unreadable := [][]string{
+		{"type", "order.x"},
+		{"type", "order.x", "data", "{corrupt", "extra", "kept"},
+		{"data", "\xff\xfe binary \x00", "type", "order.x", "type", "order.y"},
+		{"type", "order.x", "data", `{"type":"order.x","payload":{},"meta":{"id":"","timestamp":1}}`},
+		{"type", "order.x", "data", `{"type":"order.x","meta":{"id":"readable-id"},"payload":{}} trailing`},
+	}
+	var ids []string
+	for _, fields := range unreadable {
+		args := []any{"XADD", b.stream, "*"}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		id, err := b.client.Do(ctx, args...).Text()
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	sub := b.subscriber(SubscriberConfig{})
+	stack, err := middleware.NewStack(middleware.StackConfig{DeadLetter: middleware.DeadLetterConfig{
+		Publisher: &DeadLetterPublisher{Client: b.client}, Topic: b.dlq, ConsumerGroup: "g"}})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: testWait}, nil)
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	require.NoError(t, err)
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "h", Subscriber: sub, Topic: b.stream, Patterns: []string{"*"},
+		Middleware: stack.Middleware}, func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	go func() { _ = events.Run(context.Background()) }()
+	defer router.Close()
+	require.Eventually(t, func() bool { return b.xlen(b.dlq) == int64(len(unreadable)) }, testWait, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.pending("g") == 0 }, testWait, 10*time.Millisecond)
+
+	dead, err := RangeEntries(ctx, b.client, b.dlq, "-", "+", 0)
+	require.NoError(t, err)
+	for i, e := range dead {
+		dl, err := ReadDeadLetterEntry(e)
+		require.NoError(t, err)
+		assert.Equal(t, unreadable[i], dl.RawFields, "entry %d kept exactly", i)
+		assert.Equal(t, ids[i], dl.OriginalID)
+		assert.Equal(t, b.stream, dl.OriginalStream)
+		assert.Equal(t, middleware.ReasonMalformed, dl.Envelope.Reason)
+		assert.Equal(t, "<unknown>", dl.Type)
+		assert.Equal(t, []string{"type", "originalStream", "originalId", "group", "data"},
+			[]string{e.Fields[0], e.Fields[2], e.Fields[4], e.Fields[6], e.Fields[8]}, "Arc's fields first, in Arc's order")
+	}
+	assert.Equal(t, "readable-id", mustDeadLetter(t, dead[4]).Envelope.Event.Meta.ID, "the event id, read where it can be")
+	assert.Equal(t, ids[0], mustDeadLetter(t, dead[0]).Envelope.Event.Meta.ID, "else the entry id, as Arc does")
+}
+
+// An unreadable entry left by a dead consumer, dead-lettered by a claim
+// at MaxDeliveries: the same exact copy.
+func TestDeadLetter_ClaimKeepsAnUnreadableEntryExactly(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	fields := []string{"type", "order.x", "data", "\x00not json\xff"}
+	id, err := b.client.Do(ctx, "XADD", b.stream, "*", fields[0], fields[1], fields[2], fields[3]).Text()
+	require.NoError(t, err)
+	b.readAs("g", "dead", 1)
+	const idle = 50 * time.Millisecond
+	b.idleFor("g", idle)
+	sub := b.subscriber(SubscriberConfig{ClaimIdle: idle, ClaimInterval: idle, DeadLetterStream: b.dlq, MaxDeliveries: 1})
+	_, err = sub.Subscribe(ctx, b.stream)
+	require.NoError(t, err)
+	assert.Equal(t, id, sub.signals.DeadLettered.WaitOrTimeout())
+	dead, err := RangeEntries(ctx, b.client, b.dlq, "-", "+", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	dl := mustDeadLetter(t, dead[0])
+	assert.Equal(t, fields, dl.RawFields)
+	assert.Equal(t, id, dl.OriginalID)
+	assert.Equal(t, middleware.ReasonMalformed, dl.Envelope.Reason)
+	assert.Zero(t, b.pending("g"))
+}
+
+// The envelope is written as JSON.stringify writes it: no \u003c for <,
+// no \u0026 for &, U+2028 raw.
+func TestDeadLetter_EnvelopeBytesAreJSONStringifys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ev, err := arc.NewEvent("order.x", map[string]string{"note": "<b>&</b>\u2028"}, arc.Meta{UserID: "<u&>"})
+	require.NoError(t, err)
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	pub, err := NewPublisher(PublisherConfig{Client: b.client})
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish(b.stream, msg))
+	b.readAs("g", "dead", 1)
+	const idle = 50 * time.Millisecond
+	b.idleFor("g", idle)
+	sub := b.subscriber(SubscriberConfig{ClaimIdle: idle, ClaimInterval: idle, DeadLetterStream: b.dlq, MaxDeliveries: 1})
+	_, err = sub.Subscribe(ctx, b.stream)
+	require.NoError(t, err)
+	sub.signals.DeadLettered.WaitOrTimeout()
+	dead, err := RangeEntries(ctx, b.client, b.dlq, "-", "+", 0)
+	require.NoError(t, err)
+	data := dead[0].Map()[FieldData].(string)
+	assert.Contains(t, data, `"note":"<b>&</b>`+"\u2028"+`"`)
+	assert.Contains(t, data, `"userId":"<u&>"`)
+	assert.NotContains(t, data, `\u003c`)
+	assert.NotContains(t, data, `\u0026`)
+	assert.NotContains(t, data, `\u2028`)
+}
+
+func mustDeadLetter(t *testing.T, e Entry) DeadLetterEntry {
+	t.Helper()
+	dl, err := ReadDeadLetterEntry(e)
+	require.NoError(t, err)
+	return dl
+}
