@@ -31,6 +31,15 @@ Examples:
   arcmill dlq show 1764150000000-0
   arcmill dlq redrive --type order.created --rate 50
   arcmill dlq redrive --to arc:events:replay --limit 10
+  arcmill dlq redrive --trim safe
+
+Redrive trims the target stream as it is trimmed, per --trim: "auto" (the
+default) trims Arc's stream arc:events to MAXLEN ~ 10000 as Arc's publish
+does and leaves other streams alone; "arc" always does that; a number N
+trims to MAXLEN ~ N; "safe" runs SafeTrim on each target afterwards (only
+what every group is done with); "none" never trims. A dead letter of an
+entry that could not be read is put back as its original fields, byte for
+byte.
   arcmill dlq purge --id 4f0c…  --outbox --dsn postgres://…
   arcmill dlq list --outbox --dsn file:shop.db --format json
 `
@@ -40,6 +49,7 @@ type dlqOpts struct {
 	redisFlags
 	dbFlags
 	stream, to, format string
+	trim               string
 	useOutbox, all     bool
 	types, ids         stringList
 	limit              int
@@ -67,6 +77,7 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100; redrive, purge: all)")
 	fs.Float64Var(&o.rate, "rate", 0, "redrive at most `n` per second (0: no cap)")
 	fs.StringVar(&o.to, "to", "", "redrive to this `stream` instead of each entry's original stream")
+	fs.StringVar(&o.trim, "trim", trimAuto, "how redrive trims its target: auto, arc, safe, none or a MAXLEN `n`")
 	fs.BoolVar(&o.all, "all", false, "purge every dead letter (purge wants a filter or --all)")
 	fs.StringVar(&o.format, "format", "", "json or text (default: text on a terminal, json otherwise)")
 	pos, err := parse(fs, args)
@@ -97,6 +108,10 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	if sub == "show" {
 		o.types, o.ids = nil, nil // show names its one dead letter
 	}
+	trim, err := parseTrim(o.trim)
+	if err != nil {
+		return err
+	}
 	if o.useOutbox && o.to != "" {
 		return usageErr("--to applies to Redis streams; an outbox row keeps its topic")
 	}
@@ -119,7 +134,7 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	case "show":
 		return d.show(ctx, p, rest[0])
 	case "redrive":
-		return d.redrive(ctx, e, p, o.to, o.limit, o.rate)
+		return d.redrive(ctx, e, p, redriveOpts{to: o.to, limit: o.limit, rate: o.rate, trim: trim})
 	default:
 		return d.purge(ctx, p, o.limit)
 	}

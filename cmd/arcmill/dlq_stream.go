@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,9 +27,15 @@ type streamDLQ struct {
 
 // entry is one dead letter as read, or why it cannot be read.
 type entry struct {
-	raw redis.XMessage
+	raw redisstream.Entry
 	dl  redisstream.DeadLetterEntry
 	err error
+}
+
+// field is a field's value in a dead-letter entry ("" when absent).
+func (e entry) field(name string) string {
+	v, _ := e.raw.Map()[name].(string)
+	return v
 }
 
 func (d *streamDLQ) matches(e entry) bool {
@@ -46,12 +53,12 @@ func (d *streamDLQ) matches(e entry) bool {
 func (d *streamDLQ) each(ctx context.Context, fn func(entry) (stop bool, err error)) error {
 	start := "-"
 	for {
-		page, err := d.client.XRangeN(ctx, d.stream, start, "+", 200).Result()
+		page, err := redisstream.RangeEntries(ctx, d.client, d.stream, start, "+", 200)
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", d.stream, err)
 		}
 		for _, m := range page {
-			dl, rerr := redisstream.ReadDeadLetter(m)
+			dl, rerr := redisstream.ReadDeadLetterEntry(m)
 			e := entry{raw: m, dl: dl, err: rerr}
 			if !d.matches(e) {
 				continue
@@ -107,14 +114,17 @@ func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
 	d.ids = append(d.ids, id)
 	err := d.each(ctx, func(e entry) (bool, error) {
 		found = true
-		return true, p.value(map[string]any{"entry": entryJSON(e), "data": e.raw.Values[redisstream.FieldData]},
+		return true, p.value(map[string]any{"entry": entryJSON(e), "data": e.field(redisstream.FieldData)},
 			func(w io.Writer) {
 				fmt.Fprintf(w, "entry:            %s\ntype:             %s\noriginal stream:  %s\noriginal id:      %s\n"+
 					"group:            %s\n", e.raw.ID, e.dl.Type, e.dl.OriginalStream, e.dl.OriginalID, e.dl.Group)
 				if e.err != nil {
 					fmt.Fprintf(w, "unreadable:       %v\n", e.err)
 				}
-				fmt.Fprintf(w, "data:             %v\n", e.raw.Values[redisstream.FieldData])
+				fmt.Fprintf(w, "data:             %v\n", e.field(redisstream.FieldData))
+				for i := 0; i+1 < len(e.dl.RawFields); i += 2 {
+					fmt.Fprintf(w, "original field:   %s = %q\n", e.dl.RawFields[i], e.dl.RawFields[i+1])
+				}
 			})
 	})
 	if err == nil && !found {
@@ -123,63 +133,132 @@ func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
 	return err
 }
 
-// redriveScript moves one dead letter: if it is still there, XADD it to
-// KEYS[1] and XDEL it from KEYS[2], atomically. A failing XADD aborts the
-// script before the XDEL (a MULTI would run the XDEL anyway and lose the
-// event). Both keys must live on one node (one hash slot on a cluster).
+// redriveScript moves one dead letter: if it is still there, XADD its
+// fields (ARGV[3..]) to KEYS[1], trimmed to MAXLEN ~ ARGV[2] unless that is
+// 0, and XDEL it from KEYS[2], atomically. A failing XADD aborts the script
+// before the XDEL (a MULTI would run the XDEL anyway and lose the event).
+// Both keys must live on one node (one hash slot on a cluster).
 var redriveScript = redis.NewScript(`
-if #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3]) == 0 then return 0 end
-redis.call('XADD', KEYS[1], '*', 'type', ARGV[1], 'data', ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[3])
+if #redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1]) == 0 then return 0 end
+local args = {KEYS[1]}
+if ARGV[2] ~= '0' then
+  table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, ARGV[2])
+end
+table.insert(args, '*')
+for i = 3, #ARGV do table.insert(args, ARGV[i]) end
+redis.call('XADD', unpack(args))
+redis.call('XDEL', KEYS[2], ARGV[1])
 return 1`)
+
+// Trim settings of a redrive (--trim).
+const (
+	trimAuto = "auto"
+	trimArc  = "arc"
+	trimSafe = "safe"
+	trimNone = "none"
+)
+
+// trimRule is how a redrive trims its target stream.
+type trimRule struct {
+	maxLen int64 // MAXLEN ~ on each XADD; 0: none
+	auto   bool  // Arc's MAXLEN for Arc's stream only
+	safe   bool  // SafeTrim each target afterwards
+}
+
+func parseTrim(s string) (trimRule, error) {
+	switch s {
+	case trimAuto, "":
+		return trimRule{maxLen: redisstream.ArcMaxLen, auto: true}, nil
+	case trimArc:
+		return trimRule{maxLen: redisstream.ArcMaxLen}, nil
+	case trimSafe:
+		return trimRule{safe: true}, nil
+	case trimNone:
+		return trimRule{}, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return trimRule{}, usageErr("--trim wants auto, arc, safe, none or a positive MAXLEN, not %q", s)
+	}
+	return trimRule{maxLen: n}, nil
+}
+
+// maxLenFor is the MAXLEN ~ of an XADD to target; 0 for none.
+func (r trimRule) maxLenFor(target string) int64 {
+	if r.auto && target != redisstream.ArcStream {
+		return 0
+	}
+	return r.maxLen
+}
+
+// redriveOpts are the flags of a stream redrive.
+type redriveOpts struct {
+	to    string
+	limit int
+	rate  float64
+	trim  trimRule
+}
+
+// redriveFields is what a dead letter is put back as: an entry that could
+// not be read, its original fields exactly; an event, Arc's layout.
+func redriveFields(en entry) ([]string, bool) {
+	if len(en.dl.RawFields) > 0 {
+		return en.dl.RawFields, true
+	}
+	if en.err != nil || en.dl.Envelope.Raw != nil || en.dl.Envelope.Event.Type == "" {
+		return nil, false
+	}
+	data, err := arc.Marshal(en.dl.Envelope.Event)
+	if err != nil {
+		return nil, false
+	}
+	return []string{redisstream.FieldType, en.dl.Envelope.Event.Type, redisstream.FieldData, string(data)}, true
+}
 
 // redrive moves matching dead letters back, oldest first, each atomically
 // (redriveScript), so a redrive interrupted at any point and run again, or
 // two run at once, redrive nothing twice.
-func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, to string, limit int, rate float64) error {
+func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, o redriveOpts) error {
 	total := int64(0)
 	if err := d.each(ctx, func(entry) (bool, error) { total++; return false, nil }); err != nil {
 		return err
 	}
-	if limit > 0 {
-		total = min(total, int64(limit))
+	if o.limit > 0 {
+		total = min(total, int64(o.limit))
 	}
 	bar := newProgress(e.stderr, total)
 	moved, skipped := 0, 0
+	targets := map[string]bool{}
 	start := time.Now()
 	err := d.each(ctx, func(en entry) (bool, error) {
-		if en.err != nil || en.dl.Envelope.Raw != nil || en.dl.Envelope.Event.Type == "" {
-			skipped++ // unreadable, or a malformed message: nothing to replay
-			return false, nil
-		}
-		target := to
+		fields, ok := redriveFields(en)
+		target := o.to
 		if target == "" {
 			target = en.dl.OriginalStream
 		}
-		if target == "" {
-			skipped++
+		if !ok || target == "" {
+			skipped++ // nothing to replay, or nowhere to put it
 			return false, nil
 		}
-		data, err := arc.Marshal(en.dl.Envelope.Event)
-		if err != nil {
-			skipped++
-			return false, nil
+		args := []any{en.raw.ID, strconv.FormatInt(o.trim.maxLenFor(target), 10)}
+		for _, f := range fields {
+			args = append(args, f)
 		}
-		n, err := redriveScript.Run(ctx, d.client, []string{target, d.stream},
-			en.dl.Envelope.Event.Type, string(data), en.raw.ID).Int()
+		n, err := redriveScript.Run(ctx, d.client, []string{target, d.stream}, args...).Int()
 		if err != nil {
 			return true, fmt.Errorf("redriving %s to %s: %w", en.raw.ID, target, err)
 		}
 		if n == 0 {
 			return false, nil // a concurrent redrive took it
 		}
+		targets[target] = true
 		moved++
 		bar.set(int64(moved + skipped))
-		if limit > 0 && moved >= limit {
+		if o.limit > 0 && moved >= o.limit {
 			return true, nil
 		}
-		if rate > 0 {
-			due := start.Add(time.Duration(float64(moved) / rate * float64(time.Second)))
+		if o.rate > 0 {
+			due := start.Add(time.Duration(float64(moved) / o.rate * float64(time.Second)))
 			if !ctxsleep.Sleep(ctx, time.Until(due)) {
 				return true, ctx.Err()
 			}
@@ -187,11 +266,18 @@ func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, to string, li
 		return false, nil
 	})
 	bar.done()
-	where := "their original streams"
-	if to != "" {
-		where = to
+	if o.trim.safe {
+		for target := range targets {
+			if _, terr := redisstream.SafeTrim(context.WithoutCancel(ctx), d.client, target); terr != nil {
+				fmt.Fprintf(e.stderr, "trimming %s: %v\n", target, terr)
+			}
+		}
 	}
-	fmt.Fprintf(e.stderr, "redriven %d dead letter(s) to %s; skipped %d (malformed, unreadable or without a stream: use --to)\n",
+	where := "their original streams"
+	if o.to != "" {
+		where = o.to
+	}
+	fmt.Fprintf(e.stderr, "redriven %d dead letter(s) to %s; skipped %d (unreadable or without a stream: use --to)\n",
 		moved, where, skipped)
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(e.stderr, "interrupted: run the same command again to go on")
