@@ -92,3 +92,27 @@ func TestDLQRedrive_TrimsTheTarget(t *testing.T) {
 	r := arcmill(t, "", "dlq", "redrive", "--trim", "-3")
 	assert.Equal(t, exitUsage, r.code)
 }
+
+// What Arc delivers, tail shows: payload timestamps Node reads as Invalid
+// Date, nulls in meta, lone surrogates; its JSON is the entry's data.
+func TestTail_ShowsWhatArcDelivers(t *testing.T) {
+	t.Parallel()
+	c := redisClient(t)
+	ctx := context.Background()
+	stream := tempStream(t, c)
+	datas := []string{
+		`{"type":"order.a","payload":{"timestamp":"yesterday"},"meta":{"id":"t-1","timestamp":"2026-01-01T10:00:00.000Z"}}`,
+		`{"type":"order.a","payload":{"timestamp":""},"meta":{"id":"t-2","timestamp":"2026-01-01T10:00:00.000Z","userId":null}}`,
+		`{"type":"order.a","payload":{},"meta":{"id":"t-3","timestamp":"2026-01-01T10:00:00.000Z","note":"\ud800"}}`,
+	}
+	for _, d := range datas {
+		require.NoError(t, c.Do(ctx, "XADD", stream, "*", "type", "order.a", "data", d).Err())
+	}
+	r := arcmill(t, "", "tail", "--stream", stream, "--group", "ops", "--from-start", "--count", "3",
+		"--format", "json", "--timeout", "10s")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, "MALFORMED")
+	for _, d := range datas {
+		assert.Contains(t, r.stdout, d)
+	}
+}
