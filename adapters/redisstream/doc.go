@@ -3,19 +3,65 @@
 // with the fields type and data (the event's Arc JSON), written by XADD
 // with MAXLEN ~ 10000 to arc:events, read by consumer groups.
 //
-// Subscriber and Publisher are arcmill's own Pub/Sub for streams, built
-// for throughput (batched reads and acks, pipelined writes, claims by
-// delivery count, a dead-letter stream in Arc's layout); ArcSubscriber and
-// ArcPublisher preset them as Arc's transport. Marshaller plugs Arc's
-// layout into watermill-redisstream's publisher and subscriber too
-// (WatermillArcPublisherConfig, WatermillArcSubscriberConfig), and
-// DeadLetterPublisher writes middleware.DeadLetter's dead letters in Arc's
-// dead-letter layout. SafeTrim trims only what every group is done with. Reading is total, stricter than Arc about never losing
-// an event: where Arc acknowledges and drops a malformed entry, arcmill
-// hands it on flagged (arc.MetadataMalformed) for the wildcard router to
-// dead-letter with the reason and the raw fields.
+// # Pub/Sub
 //
-// Differences from Arc's reader, on purpose: an entry whose inner type is
-// empty, or whose meta.id is a number, is malformed here (Arc routes the
-// first to "*" only and hands the second to handlers as a number).
+// Subscriber and Publisher are arcmill's own Watermill Pub/Sub for
+// streams, built for throughput: batched XREADGROUP and XACK, pipelined
+// XADD, claims by delivery count, a dead-letter stream in Arc's layout.
+// ArcSubscriber and ArcPublisher preset them as Arc's transport. Marshaller
+// plugs Arc's layout into watermill-redisstream's publisher and subscriber
+// too (WatermillArcPublisherConfig, WatermillArcSubscriberConfig).
+//
+// # Delivery
+//
+// At least once. A Subscriber's consumer reads a batch, delivers it one
+// message at a time (MaxInFlight pipelines more), and acknowledges each
+// entry after its message is acked, in XACKs batched for at most
+// AckFlushInterval (2 ms). A process killed mid-stream therefore has
+// about MaxInFlight entries, plus the acks of one flush, delivered again.
+// Entries left pending by a dead consumer are taken over after ClaimIdle
+// (XPENDING … IDLE, then XCLAIM, so Redis's delivery counts are known), and
+// after MaxDeliveries go to DeadLetterStream. A consumer's heartbeat keeps
+// every entry it holds (read, in flight, or handled and awaiting its XACK)
+// fresh, and no consumer of a process claims an entry that process holds, so
+// a slow batch is never handed to another consumer and handled twice.
+//
+// # Shutdown
+//
+// Close stops reading at once. Handlers keep a live context for
+// CloseTimeout; then their contexts are cancelled with ErrClosed as the
+// cause, their entries stay pending for the group, and Close returns
+// ErrCloseTimeout with the count. Nothing read is acknowledged unhandled
+// (Arc acks entries read during shutdown without running them).
+//
+// # Reading and writing
+//
+// Reading is liberal: an event Arc's reader delivers is delivered, its
+// payload bytes untouched, whatever its payload holds (a "timestamp" Node
+// reads as Invalid Date included), and meta keeps nulls, lone surrogates
+// and key order (see package arc for the exact rules). An entry that no
+// Arc reader would deliver either (type or data missing or empty, data
+// not an Arc event) is not dropped, as Arc drops it: it is handed on flagged
+// (arc.MetadataMalformed) for the wildcard router to dead-letter with the
+// reason, and its dead letter keeps the entry's fields in order, byte for
+// byte (RawFieldPrefix), so `arcmill dlq redrive` can put it back as it was.
+//
+// Writing is Arc's layout: fields type then data, data being what Arc's
+// JSON.stringify writes for the event. MaxPayloadBytes counts as Arc does,
+// in JavaScript string length, except that escapes inside passed-through
+// payload bytes are counted as written (JSON.stringify would rewrite them).
+//
+// # Dead letters and trimming
+//
+// DeadLetterPublisher writes middleware.DeadLetter's dead letters in Arc's
+// dead-letter layout, envelopes in JSON.stringify's bytes; ReadDeadLetter
+// and ReadDeadLetterEntry read Arc's and ours. SafeTrim trims only what
+// every group is done with, where Arc's MAXLEN ~ 10000 loses what a slow
+// group has not read.
+//
+// # Differences from Arc's reader, on purpose
+//
+// An entry whose inner type is empty, or whose meta.id is a number, is
+// malformed here (Arc routes the first to "*" only and hands the second to
+// handlers as a number): a Watermill message's UUID is a string.
 package redisstream

@@ -29,8 +29,9 @@ func ArcPublisher(client redis.UniversalClient) PublisherConfig {
 
 // ArcSubscriber configures arcmill's Subscriber as Arc's transport for
 // group (ArcGroup when empty): Arc's layout, a new group starting at "$"
-// (fromStart: "0"), entries idle 30 s claimed, and after 5 deliveries moved
-// to ArcDeadLetterStream in Arc's layout, as Arc's maxRetries does.
+// (fromStart: "0"), entries idle 30 s (Arc's claimTimeoutMs) claimed, and
+// after 5 deliveries (Arc's maxRetries) moved to ArcDeadLetterStream in
+// Arc's layout.
 func ArcSubscriber(client redis.UniversalClient, group string, fromStart bool) SubscriberConfig {
 	if group == "" {
 		group = ArcGroup
@@ -40,7 +41,7 @@ func ArcSubscriber(client redis.UniversalClient, group string, fromStart bool) S
 		oldest = "0"
 	}
 	return SubscriberConfig{Client: client, ConsumerGroup: group, OldestID: oldest,
-		ClaimIdle: 30 * time.Second, MaxDeliveries: 5, DeadLetterStream: ArcDeadLetterStream}
+		ClaimIdle: DefaultClaimIdle, MaxDeliveries: DefaultMaxDeliveries, DeadLetterStream: ArcDeadLetterStream}
 }
 
 // WatermillArcPublisherConfig is watermill-redisstream's publisher configured as
@@ -74,7 +75,7 @@ func WatermillArcSubscriberConfig(client redis.UniversalClient, group string, fr
 		Unmarshaller:                  Marshaller{},
 		ConsumerGroup:                 group,
 		OldestId:                      oldest,
-		MaxIdleTime:                   30 * time.Second,
+		MaxIdleTime:                   DefaultClaimIdle,
 		NackResendSleep:               100 * time.Millisecond,
 		DisableIndefiniteInitialBlock: true,
 	}
