@@ -22,6 +22,7 @@ import (
 // The whole stack over real Redis Streams: retries, then a dead letter in a
 // dead-letter stream with every field; a child event stamped on the way.
 func TestStackOverRedisStreams(t *testing.T) {
+	t.Parallel()
 	addr := testenv.RedisAddr(t)
 	clients := make([]*redis.Client, 3)
 	for i := range clients {
