@@ -150,3 +150,19 @@ func gathered(t *testing.T, reg *prometheus.Registry) string {
 	}
 	return b.String()
 }
+
+// Every refused argument wraps ErrInvalidConfig; zero values take the
+// Default* constants.
+func TestConfigRefusesEachBadField(t *testing.T) {
+	t.Parallel()
+	_, err := New(nil, Config{})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = New(prometheus.NewRegistry(), Config{ScrapeTimeout: -time.Second})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "ScrapeTimeout")
+	require.NoError(t, Config{}.Validate())
+	m, err := New(prometheus.NewRegistry(), Config{})
+	require.NoError(t, err)
+	assert.Equal(t, DefaultNamespace, m.cfg.Namespace)
+	assert.Equal(t, DefaultScrapeTimeout, m.cfg.ScrapeTimeout)
+}
