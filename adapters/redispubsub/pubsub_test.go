@@ -410,3 +410,72 @@ func stressCycle(t *testing.T, addr string, shared *PubSub, topic string, own bo
 	}
 	return !t.Failed()
 }
+
+// discardPublisher records dead letters, to show there are none.
+type discardPublisher struct {
+	mu  sync.Mutex
+	got []*message.Message
+}
+
+func (d *discardPublisher) Publish(_ string, msgs ...*message.Message) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.got = append(d.got, msgs...)
+	return nil
+}
+
+func (d *discardPublisher) Close() error { return nil }
+
+// With arcmill's middleware stack on a handler that is still working when
+// the PubSub closes: the handler's context ends with ErrClosed after
+// CloseTimeout, Retry does not count that failure as an attempt or retry
+// it, and DeadLetter nacks instead of dead-lettering.
+func TestShutdownIsNoFailureForTheMiddleware(t *testing.T) {
+	t.Parallel()
+	const closeTimeout = 50 * time.Millisecond
+	ps := newPubSub(t, Config{CloseTimeout: closeTimeout})
+	dlq := &discardPublisher{}
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry:      middleware.RetryConfig{MaxRetries: 5, Backoff: middleware.NoBackoff},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: dlq, Topic: "dlq"},
+	})
+	require.NoError(t, err)
+	var calls int
+	started := make(chan struct{})
+	handler := message.HandlerFunc(func(m *message.Message) ([]*message.Message, error) {
+		calls++
+		close(started)
+		<-m.Context().Done() // a handler that waits on its dependency until it is cancelled
+		return nil, fmt.Errorf("dependency: %w", context.Cause(m.Context()))
+	})
+	for i := len(stack.Middleware) - 1; i >= 0; i-- {
+		handler = stack.Middleware[i](handler)
+	}
+
+	prefix := "arcmill-test-" + uuid.NewString()[:8]
+	msgs, err := ps.Subscribe(context.Background(), prefix+":order.*")
+	require.NoError(t, err)
+	ev, err := arc.NewEvent("order.created", nil, arc.Meta{})
+	require.NoError(t, err)
+	require.NoError(t, ps.Publish(prefix, mustMessage(t, ev)))
+	m := receive(t, msgs, "event")
+	result := make(chan error, 1)
+	go func() {
+		_, err := handler(m)
+		result <- err
+	}()
+	<-started
+	require.ErrorIs(t, ps.Close(), ErrCloseTimeout)
+	select {
+	case err := <-result:
+		require.ErrorIs(t, err, middleware.ErrShutdown, "nacked as a shutdown")
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(waitTimeout):
+		t.Fatal("the handler chain did not return after its context ended")
+	}
+	assert.Equal(t, 1, calls, "no retry of a shutdown")
+	assert.Zero(t, stack.Retry.Retried())
+	dlq.mu.Lock()
+	assert.Empty(t, dlq.got, "no dead letter")
+	dlq.mu.Unlock()
+}
