@@ -28,7 +28,10 @@ func TestCausationStampsBothPublishingPaths(t *testing.T) {
 		Patterns: []string{"order.created"}, Publisher: h.pubSub, PublishTopic: "children",
 		Middleware: append([]message.HandlerMiddleware{wmiddleware.CorrelationID}, h.stack.Middleware...)},
 		func(msg *message.Message) ([]*message.Message, error) {
-			ev, _ := arc.NewEvent("payment.requested", nil, arc.Meta{Source: "payments"})
+			ev, err := arc.NewEvent("payment.requested", nil, arc.Meta{Source: "payments"})
+			if err != nil {
+				return nil, err
+			}
 			m, err := arc.ToMessage(ev)
 			return []*message.Message{m}, err
 		})

@@ -31,8 +31,8 @@ func TestStackOverRedisStreams(t *testing.T) {
 	stream := "arcmill-test:" + uuid.NewString()
 	dlqStream, childStream := stream+":dlq", stream+":children"
 	t.Cleanup(func() {
-		clients[0].Del(context.Background(), stream, dlqStream, childStream)
-		_ = clients[0].Close()
+		assert.NoError(t, clients[0].Del(context.Background(), stream, dlqStream, childStream).Err())
+		assert.NoError(t, clients[0].Close())
 	})
 	logger := watermill.NopLogger{}
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: clients[0]}, logger)

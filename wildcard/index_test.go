@@ -45,8 +45,10 @@ func TestIndexAppendsToTheBuffer(t *testing.T) {
 func TestIndexRemovePrunesSegments(t *testing.T) {
 	t.Parallel()
 	idx := NewIndex[int]()
-	p, _ := ParseMode("a.*.c", SegmentMode)
-	q, _ := ParseMode("a.>", SegmentMode)
+	p, err := ParseMode("a.*.c", SegmentMode)
+	require.NoError(t, err)
+	q, err := ParseMode("a.>", SegmentMode)
+	require.NoError(t, err)
 	idx.Add(p, 1)
 	idx.Add(q, 2)
 	assert.Equal(t, []int{2, 1}, idx.AppendMatches(nil, "a.b.c"))
