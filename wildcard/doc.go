@@ -45,7 +45,8 @@
 // # Lifecycle
 //
 // Run runs the message.Router; Running closes once every subscription made
-// so far reads its subscriber; Close, idempotent, stops them. Handle and
-// Subscribe work before Run, while it runs, and return ErrRouterClosed
-// after Close.
+// so far reads its subscriber; Close, idempotent, stops them, and Closed
+// closes once Run has returned. Handle and Subscribe work before Run,
+// while it runs, and return ErrRouterClosed after Close. The Redis Pub/Sub
+// adapter has the same shape (Running, Close, Closed).
 package wildcard

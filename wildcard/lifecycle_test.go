@@ -411,6 +411,11 @@ func stressCycle(t *testing.T) bool {
 		return false
 	}
 	assert.NoError(t, wr.Close(), "Close after Close")
+	select {
+	case <-wr.Closed():
+	default:
+		assert.Fail(t, "Closed not closed after Run returned")
+	}
 	_, err = wr.Subscribe(ps, "late", "*", noop)
 	assert.ErrorIs(t, err, ErrRouterClosed)
 	return !t.Failed()
@@ -442,4 +447,28 @@ func TestRunningMeansSubscribed(t *testing.T) {
 		t.Fatal("an event published right after Running was lost")
 	}
 	require.NoError(t, mr.Close())
+}
+
+// Closed closes once Run has returned, and on Close of a router that never
+// ran.
+func TestClosedClosesWhenTheRouterStops(t *testing.T) {
+	t.Parallel()
+	_, never := mustRouters(t, Config{})
+	require.NoError(t, never.Close())
+	waitClosed(t, never.Closed(), "Closed of a router that never ran")
+
+	_, wr := mustRouters(t, Config{})
+	ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { require.NoError(t, ps.Close()) })
+	_, err := wr.Subscribe(ps, "t", "*", func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	go func() { assert.NoError(t, wr.Run(context.Background())) }()
+	waitClosed(t, wr.Running(), "Running")
+	select {
+	case <-wr.Closed():
+		t.Fatal("Closed before Close")
+	default:
+	}
+	require.NoError(t, wr.Close())
+	waitClosed(t, wr.Closed(), "Closed after Close")
 }

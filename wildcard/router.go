@@ -140,6 +140,11 @@ type Router struct {
 	// runs and every source subscribed so far has started.
 	running     chan struct{}
 	runningOnce sync.Once
+	// closed is closed once Run has returned, or by Close when Run never
+	// started.
+	closed     chan struct{}
+	closedOnce sync.Once
+	ran        bool // Run was called; guarded by mu
 
 	handled, unmatched, failed, malformed atomic.Uint64
 }
@@ -158,7 +163,8 @@ func NewRouter(r *message.Router, cfg Config) (*Router, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Router{router: r, cfg: cfg, sources: map[sourceKey]*source{}, running: make(chan struct{})}, nil
+	return &Router{router: r, cfg: cfg, sources: map[sourceKey]*source{}, running: make(chan struct{}),
+		closed: make(chan struct{})}, nil
 }
 
 // Run runs the underlying message.Router; handlers added later start under
@@ -170,7 +176,9 @@ func NewRouter(r *message.Router, cfg Config) (*Router, error) {
 func (r *Router) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.runCtx = ctx
+	r.ran = true
 	r.mu.Unlock()
+	defer r.markClosed()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -196,11 +204,28 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) Running() <-chan struct{} { return r.running }
 
 // Close closes the message.Router: subscriptions stop, and in-flight
-// handlers get the router's CloseTimeout to finish. It is idempotent and
-// safe to call at the same time as Run and Handle; a Handle after it
-// returns ErrRouterClosed. Close a router that never ran only with a short
-// CloseTimeout: Watermill's Close then waits it out.
-func (r *Router) Close() error { return r.router.Close() }
+// handlers get the router's CloseTimeout to finish; it returns the
+// message.Router's error ("router close timeout" when they did not). It is
+// idempotent and safe to call at the same time as Run and Handle; a Handle
+// after it returns ErrRouterClosed. Close a router that never ran only
+// with a short CloseTimeout: Watermill's Close then waits it out.
+func (r *Router) Close() error {
+	err := r.router.Close()
+	r.mu.Lock()
+	ran := r.ran
+	r.mu.Unlock()
+	if !ran {
+		r.markClosed() // no Run to return
+	}
+	return err
+}
+
+// Closed returns a channel closed once the router has stopped: Run has
+// returned (every handler has finished or CloseTimeout has passed), or
+// Close was called on a router that never ran.
+func (r *Router) Closed() <-chan struct{} { return r.closed }
+
+func (r *Router) markClosed() { r.closedOnce.Do(func() { close(r.closed) }) }
 
 // HandlerConfig names a handler and where and what it subscribes to.
 type HandlerConfig struct {
