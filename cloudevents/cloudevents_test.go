@@ -38,10 +38,14 @@ func events(t *testing.T) map[string]arc.Event {
 	return map[string]arc.Event{"full": full, "no payload": bare, "null payload": null, "array": arr, "string": str}
 }
 
+// Every event survives each encoding (SDK event, binary message,
+// structured JSON) unchanged.
 func TestRoundTrips(t *testing.T) {
+	t.Parallel()
 	var c Codec
 	for name, ev := range events(t) {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			e, err := c.ToCloudEvent(ev)
 			require.NoError(t, err)
 			require.NoError(t, e.Validate())
@@ -70,7 +74,65 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
+// oddEvent is an event with meta made to trip the mapping.
+func oddEvent(t *testing.T, typ string, m arc.Meta) arc.Event {
+	t.Helper()
+	ev, err := arc.NewEvent(typ, map[string]int{"a": 1}, m)
+	require.NoError(t, err)
+	return ev
+}
+
+// Values at the edges of CloudEvents' attribute rules survive every
+// encoding: other meta keys and traceparent keep their bytes (no HTML
+// escaping), the schema version survives types CloudEvents trims or cannot
+// put in a URN, whitespace ids and empty aggregates round-trip, Arc's
+// milliseconds are kept, sources that are no valid URI reference are kept.
+func TestOddValuesSurviveEveryEncoding(t *testing.T) {
+	t.Parallel()
+	extra := func(k, v string) map[string]json.RawMessage { return map[string]json.RawMessage{k: json.RawMessage(v)} }
+	cases := map[string]arc.Event{
+		"html in another meta key":       oddEvent(t, "x", arc.Meta{Extra: extra("note", `"a<b>&c"`)}),
+		"html in traceparent":            oddEvent(t, "x", arc.Meta{Extra: extra("traceparent", `"a&b"`)}),
+		"escaped traceparent":            oddEvent(t, "x", arc.Meta{Extra: extra("traceparent", `"\u0041"`)}),
+		"type with a space, schema":      oddEvent(t, " order.created", arc.Meta{SchemaVersion: 2}),
+		"type with a percent, schema":    oddEvent(t, "100%done", arc.Meta{SchemaVersion: 2}),
+		"source with a bad escape":       oddEvent(t, "x", arc.Meta{Source: "%zz"}),
+		"whitespace id":                  oddEvent(t, "x", arc.Meta{ID: "   "}),
+		"milliseconds":                   oddEvent(t, "x", arc.Meta{Timestamp: time.Date(2024, 1, 1, 0, 0, 0, 123000000, time.UTC)}),
+		"dataschema as another meta key": oddEvent(t, "x", arc.Meta{Extra: extra("dataschema", `"u"`)}),
+		"unicode everywhere": oddEvent(t, "ü.事件", arc.Meta{SchemaVersion: 1, Source: "ü/事", ResourceID: "\u2028",
+			CorrelationID: " c "}),
+		"control character in the type": oddEvent(t, "a\tb", arc.Meta{SchemaVersion: 1}),
+		"whitespace correlation, DEL":   oddEvent(t, "x", arc.Meta{CorrelationID: "  ", UserID: "\x7f"}),
+		"empty aggregate":               oddEvent(t, "x", arc.Meta{Aggregate: &arc.Aggregate{}}),
+		"source with a fragment":        oddEvent(t, "x", arc.Meta{Source: "a#b c"}),
+		"source URL in upper case":      oddEvent(t, "x", arc.Meta{Source: "HTTP://Example.com/%41"}),
+	}
+	var c Codec
+	for name, ev := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e, err := c.ToCloudEvent(ev)
+			require.NoError(t, err)
+			back, err := c.FromCloudEvent(e)
+			require.NoError(t, err)
+			assert.True(t, ev.Equal(back), "SDK event:\n%+v\n%+v", ev, back)
+			msg, err := c.ToBinaryMessage(ev)
+			require.NoError(t, err)
+			back, err = c.FromBinaryMessage(msg)
+			require.NoError(t, err)
+			assert.True(t, ev.Equal(back), "binary:\n%+v\n%+v", ev, back)
+			b, err := c.MarshalStructured(ev)
+			require.NoError(t, err)
+			back, err = c.UnmarshalStructured(b)
+			require.NoError(t, err)
+			assert.True(t, ev.Equal(back), "structured %s:\n%+v\n%+v", b, ev, back)
+		})
+	}
+}
+
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	var c Codec
 	ev := events(t)["full"]
 	b, err := c.MarshalStructured(ev)
@@ -111,6 +173,7 @@ func TestConformance(t *testing.T) {
 // A CloudEvent from another system maps onto an Arc event as well as it
 // can; what cannot be an Arc event is refused clearly.
 func TestForeignCloudEvents(t *testing.T) {
+	t.Parallel()
 	var c Codec
 	back, err := c.UnmarshalStructured([]byte(`{"specversion":"1.0","id":"f-1","source":"/billing","type":"invoice.paid",
 		"time":"2026-01-02T03:04:05.678Z","dataschema":"https://schemas.example/invoice","comexampleflag":"on",
@@ -161,8 +224,17 @@ func FuzzUnmarshalStructured(f *testing.F) {
 		}
 		// Structured mode keeps the payload as a JSON value, not its bytes.
 		var p1, p2 bytes.Buffer
-		_ = json.Compact(&p1, ev.Payload)
-		_ = json.Compact(&p2, again.Payload)
+		for _, c := range []struct {
+			dst *bytes.Buffer
+			src []byte
+		}{{&p1, ev.Payload}, {&p2, again.Payload}} {
+			if len(c.src) == 0 {
+				continue // an absent payload stays absent
+			}
+			if err := json.Compact(c.dst, c.src); err != nil {
+				t.Fatalf("payload %q: %v", c.src, err)
+			}
+		}
 		ev.Payload, again.Payload = p1.Bytes(), p2.Bytes()
 		if !again.Equal(ev) {
 			t.Fatalf("round trip changed the event:\n%+v\n%+v", ev, again)

@@ -12,6 +12,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	wmetrics "github.com/ThreeDotsLabs/watermill/components/metrics"
@@ -24,13 +25,46 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
-// Config configures New.
+// ErrInvalidConfig is wrapped by every error that refuses New's arguments.
+var ErrInvalidConfig = errors.New("metrics: invalid config")
+
+// Defaults of Config.
+const (
+	DefaultNamespace     = "arcmill"
+	DefaultScrapeTimeout = 2 * time.Second
+)
+
+// Config configures New. Zero means the default; negative durations are
+// invalid.
 type Config struct {
-	// Namespace prefixes every metric; default "arcmill".
+	// Namespace prefixes every metric. Defaults to DefaultNamespace.
 	Namespace string
 	// ScrapeTimeout bounds the queries a scrape runs (outbox status,
-	// XPENDING); default 2 s.
+	// XPENDING). Defaults to DefaultScrapeTimeout.
 	ScrapeTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.ScrapeTimeout == 0 {
+		c.ScrapeTimeout = DefaultScrapeTimeout
+	}
+}
+
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
+func (c Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.ScrapeTimeout < 0 {
+		return fmt.Errorf("%w: Config.ScrapeTimeout must not be negative, got %v", ErrInvalidConfig, c.ScrapeTimeout)
+	}
+	return nil
 }
 
 // Metrics holds arcmill's collectors, registered on one registry.
@@ -47,13 +81,11 @@ type Metrics struct {
 // New registers arcmill's metrics on reg.
 func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	if reg == nil {
-		return nil, errors.New("metrics: nil Registerer")
+		return nil, fmt.Errorf("%w: nil Registerer", ErrInvalidConfig)
 	}
-	if cfg.Namespace == "" {
-		cfg.Namespace = "arcmill"
-	}
-	if cfg.ScrapeTimeout <= 0 {
-		cfg.ScrapeTimeout = 2 * time.Second
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	ns := cfg.Namespace
 	m := &Metrics{reg: reg, cfg: cfg,

@@ -101,11 +101,14 @@ func TestOutboxAndStreamMetrics(t *testing.T) {
 		require.NoError(t, ob.Write(ctx, tx, outbox.Entry{Topic: "t", Event: ev}))
 		require.NoError(t, tx.Commit())
 	}
-	time.Sleep(20 * time.Millisecond)
-	out := gathered(t, reg)
+	// The oldest pending row's age grows from 0 as the clock moves on.
+	var out string
+	require.Eventually(t, func() bool {
+		out = gathered(t, reg)
+		return !strings.Contains(out, `shop_outbox_oldest_pending_seconds{table="arcmill_outbox"} 0`+"\n")
+	}, waitTimeout, pollInterval, "the lag grows")
 	assert.Contains(t, out, `shop_outbox_rows{state="pending",table="arcmill_outbox"} 3`)
 	assert.Contains(t, out, `shop_outbox_status_up{table="arcmill_outbox"} 1`)
-	assert.NotContains(t, out, `shop_outbox_oldest_pending_seconds{table="arcmill_outbox"} 0`+"\n", "the lag grows")
 
 	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
 	defer bus.Close()
@@ -149,4 +152,27 @@ func gathered(t *testing.T, reg *prometheus.Registry) string {
 		}
 	}
 	return b.String()
+}
+
+const (
+	// waitTimeout bounds every wait for something that should happen.
+	waitTimeout = 5 * time.Second
+	// pollInterval is how often a condition is checked.
+	pollInterval = 5 * time.Millisecond
+)
+
+// Every refused argument wraps ErrInvalidConfig; zero values take the
+// Default* constants.
+func TestConfigRefusesEachBadField(t *testing.T) {
+	t.Parallel()
+	_, err := New(nil, Config{})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = New(prometheus.NewRegistry(), Config{ScrapeTimeout: -time.Second})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "ScrapeTimeout")
+	require.NoError(t, Config{}.Validate())
+	m, err := New(prometheus.NewRegistry(), Config{})
+	require.NoError(t, err)
+	assert.Equal(t, DefaultNamespace, m.cfg.Namespace)
+	assert.Equal(t, DefaultScrapeTimeout, m.cfg.ScrapeTimeout)
 }

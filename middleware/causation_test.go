@@ -17,6 +17,7 @@ import (
 // Children are stamped through both paths: messages the handler returns,
 // and messages it publishes itself through a decorated publisher.
 func TestCausationStampsBothPublishingPaths(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, StackConfig{})
 	held := CausationPublisher(h.pubSub)
 	out, err := h.pubSub.Subscribe(context.Background(), "children")
@@ -27,7 +28,10 @@ func TestCausationStampsBothPublishingPaths(t *testing.T) {
 		Patterns: []string{"order.created"}, Publisher: h.pubSub, PublishTopic: "children",
 		Middleware: append([]message.HandlerMiddleware{wmiddleware.CorrelationID}, h.stack.Middleware...)},
 		func(msg *message.Message) ([]*message.Message, error) {
-			ev, _ := arc.NewEvent("payment.requested", nil, arc.Meta{Source: "payments"})
+			ev, err := arc.NewEvent("payment.requested", nil, arc.Meta{Source: "payments"})
+			if err != nil {
+				return nil, err
+			}
 			m, err := arc.ToMessage(ev)
 			return []*message.Message{m}, err
 		})
@@ -68,6 +72,7 @@ func TestCausationStampsBothPublishingPaths(t *testing.T) {
 }
 
 func TestRootWithoutCorrelationGetsOne(t *testing.T) {
+	t.Parallel()
 	pub := &failingPublisher{}
 	ev, err := arc.NewEvent("order.created", nil, arc.Meta{})
 	require.NoError(t, err)
@@ -94,6 +99,7 @@ func TestRootWithoutCorrelationGetsOne(t *testing.T) {
 }
 
 func TestCausationIgnoresNonEvents(t *testing.T) {
+	t.Parallel()
 	msg := message.NewMessage("1", []byte("x"))
 	called := false
 	_, err := Causation(func(m *message.Message) ([]*message.Message, error) {
@@ -103,4 +109,25 @@ func TestCausationIgnoresNonEvents(t *testing.T) {
 	})(msg)
 	require.NoError(t, err)
 	assert.True(t, called)
+}
+
+// Children a handler returns outlive the attempt's Timeout (the router
+// publishes them after the handler returns) and keep its values; the
+// message gets its own context back.
+func TestReturnedChildrenOutliveTheTimeout(t *testing.T) {
+	t.Parallel()
+	stack, err := NewStack(StackConfig{Timeout: time.Minute,
+		DeadLetter: DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "dlq"}})
+	require.NoError(t, err)
+	msg := eventMessage(t, "x")
+	out, err := chainOf(stack.Middleware, func(m *message.Message) ([]*message.Message, error) {
+		child, err := Child(m.Context(), "y", nil, arc.Meta{})
+		return []*message.Message{child}, err
+	})(msg)
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	assert.NoError(t, out[0].Context().Err(), "a child's context is not the ended attempt's")
+	_, ok := ParentFromContext(out[0].Context())
+	assert.True(t, ok, "but it keeps its values")
+	assert.NoError(t, msg.Context().Err(), "the message's own context is restored")
 }

@@ -42,26 +42,40 @@ const (
 	MetadataOriginalID = "arcmill_original_id"
 )
 
+// DefaultPublishTimeout is DeadLetterConfig.PublishTimeout's default.
+const DefaultPublishTimeout = 30 * time.Second
+
+// DefaultDelays returns DelayedRetry.Delays' default: 10 s, 20 s, 30 s
+// (NServiceBus's defaults). A function, so that no caller can change it.
+func DefaultDelays() []time.Duration {
+	return []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
+}
+
 // DeadLetterConfig configures DeadLetter.
 type DeadLetterConfig struct {
-	// Publisher and Topic receive dead letters. Required.
+	// Publisher receives dead letters. Required.
 	Publisher message.Publisher
-	Topic     string
+	// Topic receives dead letters. Required.
+	Topic string
 	// Delayed, when set, adds NServiceBus's second tier: once the immediate
 	// retries are spent, the message goes back to the transport and returns
-	// after a delay, without holding up the messages behind it.
+	// after a delay, without holding up the messages behind it. Defaults to
+	// nil: no delayed tier.
 	Delayed *DelayedRetry
-	// ConsumerGroup is named in dead letters.
+	// ConsumerGroup is named in dead letters. Defaults to "".
 	ConsumerGroup string
 	// IncludeStack puts stack traces (of panics, and of errors that format
-	// one with %+v) in dead letters. Off by default: stacks leak internals.
+	// one with %+v) in dead letters; stacks leak internals. Defaults to
+	// false.
 	IncludeStack bool
-	// OnDeadLetter is called after a dead letter is stored.
+	// OnDeadLetter is called after a dead letter is stored. Defaults to nil.
 	OnDeadLetter func(DeadLetteredEvent)
 	// PublishTimeout bounds each dead-letter and delayed-retry publish, which
-	// does not end with the message's context. Default 30 s.
+	// does not end with the message's context. Defaults to
+	// DefaultPublishTimeout.
 	PublishTimeout time.Duration
-	// Logger defaults to no logging.
+	// Logger receives a Debug line per dead letter and delayed retry, and
+	// an Error line per failed publish. Defaults to watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
 
@@ -74,10 +88,10 @@ type DelayedRetry struct {
 	// metadata (components/delay), as watermill-sql's delayed Pub/Subs do.
 	// Required.
 	Publisher message.Publisher
-	// Topic to publish back to. Default: the topic the message came from.
+	// Topic to publish back to. Defaults to the topic the message came from.
 	Topic string
-	// Delays holds one wait per delayed retry. Default 10 s, 20 s, 30 s
-	// (NServiceBus's defaults).
+	// Delays holds one wait per delayed retry, each positive. Defaults to
+	// DefaultDelays().
 	Delays []time.Duration
 }
 
@@ -86,26 +100,43 @@ func (c *DeadLetterConfig) setDefaults() {
 		c.Logger = watermill.NopLogger{}
 	}
 	if c.PublishTimeout == 0 {
-		c.PublishTimeout = 30 * time.Second
+		c.PublishTimeout = DefaultPublishTimeout
 	}
 	if c.Delayed != nil {
 		d := *c.Delayed // the caller's value may be shared
 		if d.Delays == nil {
-			d.Delays = []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
+			d.Delays = DefaultDelays()
 		}
 		c.Delayed = &d
 	}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
 func (c DeadLetterConfig) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *DeadLetterConfig) validate() error {
 	switch {
 	case c.Publisher == nil:
-		return errors.New("middleware: DeadLetterConfig.Publisher is required")
+		return fmt.Errorf("%w: DeadLetterConfig.Publisher is required", ErrInvalidConfig)
 	case c.Topic == "":
-		return errors.New("middleware: DeadLetterConfig.Topic is required")
-	case c.Delayed != nil && c.Delayed.Publisher == nil:
-		return errors.New("middleware: DelayedRetry.Publisher is required")
+		return fmt.Errorf("%w: DeadLetterConfig.Topic is required", ErrInvalidConfig)
+	case c.PublishTimeout < 0:
+		return fmt.Errorf("%w: DeadLetterConfig.PublishTimeout must not be negative, got %v",
+			ErrInvalidConfig, c.PublishTimeout)
+	}
+	if d := c.Delayed; d != nil {
+		if d.Publisher == nil {
+			return fmt.Errorf("%w: DelayedRetry.Publisher is required", ErrInvalidConfig)
+		}
+		for i, delay := range d.Delays {
+			if delay <= 0 {
+				return fmt.Errorf("%w: DelayedRetry.Delays[%d] must be positive, got %v", ErrInvalidConfig, i, delay)
+			}
+		}
 	}
 	return nil
 }
@@ -114,8 +145,8 @@ func (c DeadLetterConfig) Validate() error {
 // reaches it is final (Retry, inside it, has given up), so it publishes a
 // DeadLetteredEvent to the dead-letter topic and acknowledges the message.
 // If that publish fails the message is nacked: nothing is lost. An error
-// caused by shutdown (ErrShutdown, or the message's context ending) is
-// nacked, never dead-lettered. With Delayed set, an exhausted (not
+// caused by shutdown (wrapping ErrShutdown, a context IsShutdown, or the
+// message's context ending) is nacked, never dead-lettered. With Delayed set, an exhausted (not
 // unrecoverable) failure first goes back to the transport for each delay.
 //
 // A message that is itself a dead letter is never dead-lettered again: its
@@ -130,11 +161,11 @@ type DeadLetter struct {
 
 // NewDeadLetter returns a DeadLetter.
 func NewDeadLetter(cfg DeadLetterConfig) (*DeadLetter, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
-	host, _ := os.Hostname()
+	host, _ := os.Hostname() // best effort: an empty host is left out of dead letters
 	return &DeadLetter{cfg: cfg, host: host}, nil
 }
 
@@ -160,8 +191,8 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil {
 			return out, nil
 		}
-		if errors.Is(err, ErrShutdown) {
-			return nil, err
+		if errors.Is(err, ErrShutdown) || IsShutdown(ctx) {
+			return nil, err // a shutdown is no failure: nack, for the next delivery
 		}
 		var re *RetryError
 		if ctx.Err() != nil && !errors.As(err, &re) {
@@ -330,8 +361,8 @@ func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
 		return err
 	}
 	d.deadLettered.Add(1)
-	d.cfg.Logger.Info("Message dead-lettered", watermill.LogFields{
-		"message_uuid": msg.UUID, "reason": dl.Reason, "handler": dl.HandlerName, "attempts": dl.Attempts,
+	d.cfg.Logger.Debug("Message dead-lettered", watermill.LogFields{
+		"message_uuid": msg.UUID, "reason": dl.Reason, "handler_name": dl.HandlerName, "attempts": dl.Attempts,
 	})
 	if d.cfg.OnDeadLetter != nil {
 		d.cfg.OnDeadLetter(dl)
@@ -367,8 +398,8 @@ func (d *DeadLetter) requeue(msg *message.Message, dl DeadLetteredEvent, n int) 
 		return err
 	}
 	d.requeued.Add(1)
-	d.cfg.Logger.Info("Message sent back for a delayed retry", watermill.LogFields{
-		"message_uuid": msg.UUID, "handler": dl.HandlerName, "delayed_retry": n + 1, "delay": d.cfg.Delayed.Delays[n].String(),
+	d.cfg.Logger.Debug("Message sent back for a delayed retry", watermill.LogFields{
+		"message_uuid": msg.UUID, "handler_name": dl.HandlerName, "delayed_retry": n + 1, "delay": d.cfg.Delayed.Delays[n].String(),
 	})
 	return nil
 }

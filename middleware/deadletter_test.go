@@ -2,10 +2,11 @@ package middleware
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 )
 
 func TestRetriesThenDeadLetterWithEveryField(t *testing.T) {
+	t.Parallel()
 	var retries []int
 	h := newHarness(t, StackConfig{
 		Retry:      RetryConfig{MaxRetries: 2, OnRetry: func(i RetryInfo) { retries = append(retries, i.Attempt) }},
@@ -44,7 +46,8 @@ func TestRetriesThenDeadLetterWithEveryField(t *testing.T) {
 	assert.Equal(t, topic, dl.SourceTopic)
 	assert.Equal(t, "billing.*", dl.Pattern)
 	assert.Equal(t, "billing-service", dl.ConsumerGroup)
-	host, _ := os.Hostname()
+	host, err := os.Hostname()
+	require.NoError(t, err)
 	assert.Equal(t, host, dl.Host)
 
 	// The same facts in metadata, and the chain kept (Arc loses it: weakness 25).
@@ -73,6 +76,7 @@ func TestRetriesThenDeadLetterWithEveryField(t *testing.T) {
 }
 
 func TestUnrecoverableSkipsRetries(t *testing.T) {
+	t.Parallel()
 	errPermanent := errors.New("card declined")
 	h := newHarness(t, StackConfig{Retry: RetryConfig{Unrecoverable: func(err error) bool { return errors.Is(err, errPermanent) }}})
 	var a, b counter
@@ -95,6 +99,7 @@ func TestUnrecoverableSkipsRetries(t *testing.T) {
 
 // A panic and a timeout are retried, then dead-lettered.
 func TestPanicAndTimeoutAreRetried(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, StackConfig{Retry: RetryConfig{MaxRetries: 1}, Timeout: 20 * time.Millisecond,
 		DeadLetter: DeadLetterConfig{IncludeStack: true}})
 	var panics, timeouts counter
@@ -128,6 +133,7 @@ func TestPanicAndTimeoutAreRetried(t *testing.T) {
 }
 
 func TestStackTraceOffByDefault(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, StackConfig{Retry: RetryConfig{MaxRetries: NoRetries}})
 	h.handle("panics", "*", func(context.Context, arc.Event) error { panic("boom") })
 	h.run()
@@ -140,6 +146,7 @@ func TestStackTraceOffByDefault(t *testing.T) {
 
 // A shutdown during backoff nacks the message; it never dead-letters it.
 func TestShutdownDuringBackoffNacks(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, StackConfig{Retry: RetryConfig{Backoff: time.Hour, MaxBackoff: time.Hour}})
 	var calls counter
 	failed := make(chan struct{}, 1)
@@ -189,6 +196,7 @@ func (p *failingPublisher) Publish(_ string, msgs ...*message.Message) error {
 func (p *failingPublisher) Close() error { return nil }
 
 func TestDeadLetterPublishFailureNacks(t *testing.T) {
+	t.Parallel()
 	pub := &failingPublisher{fail: true}
 	stack, err := NewStack(StackConfig{DeadLetter: DeadLetterConfig{Publisher: pub, Topic: "dlq"},
 		Retry: RetryConfig{MaxRetries: NoRetries}})
@@ -208,6 +216,7 @@ func TestDeadLetterPublishFailureNacks(t *testing.T) {
 }
 
 func TestDeadLetterOfADeadLetterIsNotRepeated(t *testing.T) {
+	t.Parallel()
 	pub := &failingPublisher{}
 	stack, err := NewStack(StackConfig{DeadLetter: DeadLetterConfig{Publisher: pub, Topic: "dlq"},
 		Retry: RetryConfig{MaxRetries: NoRetries}})
@@ -221,6 +230,7 @@ func TestDeadLetterOfADeadLetterIsNotRepeated(t *testing.T) {
 }
 
 func TestMalformedMessagesAreDeadLettered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, StackConfig{})
 	h.handle("all", "*", func(context.Context, arc.Event) error { return nil })
 	h.run()
@@ -236,36 +246,6 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	assert.Equal(t, "yes", dl.Raw.Metadata["foreign"])
 	assert.Contains(t, dl.Error.Message, "arc_type")
 	assert.Equal(t, ReasonMalformed, msg.Metadata.Get(MetadataDLQReason))
-}
-
-func TestConfigValidation(t *testing.T) {
-	_, err := NewDeadLetter(DeadLetterConfig{Topic: "x"})
-	assert.Error(t, err)
-	_, err = NewDeadLetter(DeadLetterConfig{Publisher: &failingPublisher{}})
-	assert.Error(t, err)
-	_, err = NewDeadLetter(DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "x", Delayed: &DelayedRetry{}})
-	assert.Error(t, err)
-	_, err = NewRetry(RetryConfig{MaxRetries: -2})
-	assert.Error(t, err)
-	_, err = NewRetry(RetryConfig{Jitter: 2})
-	assert.Error(t, err)
-	_, err = NewStack(StackConfig{DeadLetter: DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "x"}, Timeout: -1})
-	assert.Error(t, err)
-}
-
-// Arc's withRetry delays: 1 s, 2 s, 4 s, capped at 30 s, jitter adding up to 10 %.
-func TestArcBackoff(t *testing.T) {
-	r, err := NewRetry(RetryConfig{})
-	require.NoError(t, err)
-	for n, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 6: 30 * time.Second, 40: 30 * time.Second} {
-		for range 50 {
-			d := r.Delay(n)
-			assert.GreaterOrEqual(t, d, base)
-			assert.Less(t, d, base+base/10+1)
-		}
-	}
-	r, _ = NewRetry(RetryConfig{Jitter: NoJitter})
-	assert.Equal(t, 2*time.Second, r.Delay(2))
 }
 
 func eventMessage(t *testing.T, typ string) *message.Message {
@@ -284,4 +264,74 @@ func chainOf(mw []message.HandlerMiddleware, h message.HandlerFunc) message.Hand
 	return h
 }
 
-var _ = strings.Contains
+// A router reading its own dead-letter topic acknowledges the dead letters
+// it finds there and never dead-letters them again; a binary payload is
+// kept recoverably, in base64.
+func TestMalformedAcksDeadLettersAndKeepsBinaryPayloads(t *testing.T) {
+	t.Parallel()
+	dlq := &failingPublisher{}
+	d, err := NewDeadLetter(DeadLetterConfig{Publisher: dlq, Topic: "dlq"})
+	require.NoError(t, err)
+	dead := message.NewMessage("d-1", []byte(`{"event":{}}`))
+	dead.Metadata.Set(MetadataDLQReason, ReasonRetryExhausted)
+	assert.NoError(t, d.Malformed(dead, arc.ErrMalformedEvent))
+	assert.Empty(t, dlq.got)
+	assert.Equal(t, uint64(1), d.Stats().IgnoredDeadLetters)
+
+	// A binary payload is kept recoverably.
+	bin := message.NewMessage("b-1", []byte{0xff, 0xfe, 'a'})
+	require.NoError(t, d.Malformed(bin, arc.ErrMalformedEvent))
+	var dl DeadLetteredEvent
+	require.NoError(t, json.Unmarshal(dlq.got[0].Payload, &dl))
+	assert.Equal(t, "base64", dl.Raw.Encoding)
+	raw, err := base64.StdEncoding.DecodeString(dl.Raw.Payload)
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0xff, 0xfe, 'a'}, raw)
+}
+
+// NewDeadLetter fills in the defaults on its own copy of a DelayedRetry:
+// one value may be shared by several configs.
+func TestDeadLetterLeavesTheCallersDelayedRetryAlone(t *testing.T) {
+	t.Parallel()
+	shared := &DelayedRetry{Publisher: &failingPublisher{}}
+	_, err := NewDeadLetter(DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "x", Delayed: shared})
+	require.NoError(t, err)
+	assert.Nil(t, shared.Delays, "the caller's value is not changed")
+}
+
+// Every refused DeadLetterConfig or StackConfig names its field and wraps
+// ErrInvalidConfig.
+func TestDeadLetterConfigRefusesEachBadField(t *testing.T) {
+	t.Parallel()
+	pub := &failingPublisher{}
+	ok := DeadLetterConfig{Publisher: pub, Topic: "x"}
+	for name, tc := range map[string]struct {
+		mutate func(*DeadLetterConfig)
+		field  string
+	}{
+		"no publisher":              {func(c *DeadLetterConfig) { c.Publisher = nil }, "Publisher"},
+		"no topic":                  {func(c *DeadLetterConfig) { c.Topic = "" }, "Topic"},
+		"negative publish timeout":  {func(c *DeadLetterConfig) { c.PublishTimeout = -1 }, "PublishTimeout"},
+		"delayed without publisher": {func(c *DeadLetterConfig) { c.Delayed = &DelayedRetry{} }, "DelayedRetry.Publisher"},
+		"zero delay": {func(c *DeadLetterConfig) {
+			c.Delayed = &DelayedRetry{Publisher: pub, Delays: []time.Duration{time.Second, 0}}
+		}, "Delays[1]"},
+	} {
+		c := ok
+		tc.mutate(&c)
+		_, err := NewDeadLetter(c)
+		require.ErrorIs(t, err, ErrInvalidConfig, name)
+		assert.Contains(t, err.Error(), tc.field, name)
+		assert.ErrorIs(t, c.Validate(), ErrInvalidConfig, name)
+	}
+	require.NoError(t, ok.Validate())
+
+	_, err := NewStack(StackConfig{DeadLetter: ok, Timeout: -2})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = NewStack(StackConfig{DeadLetter: ok, OnInvalid: 7})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = NewStack(StackConfig{DeadLetter: ok, Timeout: NoTimeout})
+	assert.NoError(t, err)
+	_, err = ValidatingPublisher(nil, nil, Reject, nil)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+}

@@ -30,6 +30,7 @@ import (
 // The delayed tier's bookkeeping, on one message: attempts carry over,
 // only the failing handler is targeted, the delays are Watermill's.
 func TestDelayedTierBookkeeping(t *testing.T) {
+	t.Parallel()
 	delayed, dlq := &failingPublisher{}, &failingPublisher{}
 	stack, err := NewStack(StackConfig{
 		Retry: RetryConfig{MaxRetries: 1, Backoff: time.Millisecond},
@@ -43,7 +44,7 @@ func TestDelayedTierBookkeeping(t *testing.T) {
 		return nil, errors.New("still down")
 	})
 	msg := eventMessage(t, "order.created")
-	msg.SetContext(withInfo(msg, "projector"))
+	msg.SetContext(withInfo(t, msg, "projector"))
 
 	for round := 1; round <= 2; round++ {
 		_, err := chain(msg)
@@ -57,7 +58,7 @@ func TestDelayedTierBookkeeping(t *testing.T) {
 		assert.NotEmpty(t, back.Metadata.Get(delay.DelayedUntilKey))
 		assert.Equal(t, msg.UUID, back.UUID, "the same event")
 		msg = back.Copy()
-		msg.SetContext(withInfo(msg, "projector"))
+		msg.SetContext(withInfo(t, msg, "projector"))
 	}
 	_, err = chain(msg)
 	require.NoError(t, err)
@@ -77,9 +78,28 @@ func TestDelayedTierBookkeeping(t *testing.T) {
 	assert.Len(t, dlq.got, 2)
 }
 
+// Outside the wildcard router (a plain Watermill handler, or the stack on
+// the whole router), a delayed retry targets no handler name: the Watermill
+// handler's own name is not one a wildcard source knows.
+func TestDelayedRetryTargetsOnlyWildcardHandlers(t *testing.T) {
+	t.Parallel()
+	delayed := &failingPublisher{}
+	stack, err := NewStack(StackConfig{Retry: RetryConfig{MaxRetries: NoRetries},
+		DeadLetter: DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "dlq",
+			Delayed: &DelayedRetry{Publisher: delayed, Topic: "events", Delays: []time.Duration{time.Second}}}})
+	require.NoError(t, err)
+	chain := chainOf(stack.Middleware, func(*message.Message) ([]*message.Message, error) { return nil, errors.New("x") })
+	_, err = chain(eventMessage(t, "x"))
+	require.NoError(t, err)
+	require.Len(t, delayed.got, 1)
+	assert.Empty(t, delayed.got[0].Metadata.Get(wildcard.MetadataTargetHandler))
+}
+
 // withInfo puts the wildcard delivery info a router would put in ctx.
-func withInfo(msg *message.Message, handler string) context.Context {
-	ev, _ := arc.FromMessage(msg)
+func withInfo(t *testing.T, msg *message.Message, handler string) context.Context {
+	t.Helper()
+	ev, err := arc.FromMessage(msg)
+	require.NoError(t, err)
 	return wildcard.ContextWithInfo(msg.Context(), wildcard.Info{Handler: handler, Pattern: "order.*", Topic: "events", Event: ev})
 }
 
@@ -215,16 +235,19 @@ func delayedProcess(topic string, requeues uint64) error {
 // deliveries, the attempt count carried in the message, and dead-letters it
 // with the attempts of both processes.
 func TestDelayedTierAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	dsn := testenv.PostgresDSN(t)
 	topic := "arcmill_delayed_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	db, err := stdsql.Open("pgx", dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		for _, tbl := range []string{topic, topic + "_dlq"} {
-			_, _ = db.Exec(`DROP TABLE IF EXISTS "watermill_` + tbl + `"`)
-			_, _ = db.Exec(`DROP TABLE IF EXISTS "watermill_offsets_` + tbl + `"`)
+			_, err := db.Exec(`DROP TABLE IF EXISTS "watermill_` + tbl + `"`)
+			assert.NoError(t, err)
+			_, err = db.Exec(`DROP TABLE IF EXISTS "watermill_offsets_` + tbl + `"`)
+			assert.NoError(t, err)
 		}
-		_ = db.Close()
+		assert.NoError(t, db.Close())
 	})
 	pub, err := wsql.NewDelayedPostgreSQLPublisher(wsql.BeginnerFromStdSQL(db), wsql.DelayedPostgreSQLPublisherConfig{
 		DelayPublisherConfig: delay.PublisherConfig{AllowNoDelay: true}})

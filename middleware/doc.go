@@ -22,6 +22,20 @@
 // wildcard.Config.OnMalformed (foreign or corrupt messages are dead-lettered
 // with reason malformed, never dropped).
 //
+// # Shutdown is no failure
+//
+// A transport that closes while a handler still works cancels the
+// message's context with a cause matching ErrShutdown (arcmill's
+// redispubsub does so with its ErrClosed after Config.CloseTimeout;
+// context.WithCancelCause(ctx)(cause)). IsShutdown(ctx) recognises it.
+// A handler error returned while the context IsShutdown is not counted as
+// an attempt: Retry returns an error wrapping ErrShutdown at once, without
+// retrying, and DeadLetter nacks the message, so the next delivery starts
+// from the attempts that really failed. A context that ends without that
+// cause (an ack deadline, a plain cancel) still counts the attempt.
+//
+// # Dead letters
+//
 // Dead letters are Watermill messages, not Arc events: their payload is the
 // DeadLetteredEvent JSON, their metadata the same facts under dlq_* keys
 // (plus Watermill's PoisonQueue keys), with the failed event's correlation

@@ -16,43 +16,54 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
+// must stops an example at an error it does not expect.
+func must[V any](v V, err error) V {
+	check(err)
+	return v
+}
+
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
 func ExampleNewStack() {
 	logger := watermill.NopLogger{}
 	pubSub := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
 	defer pubSub.Close()
-	router, _ := message.NewRouter(message.RouterConfig{}, logger)
+	router := must(message.NewRouter(message.RouterConfig{}, logger))
 
-	stack, _ := middleware.NewStack(middleware.StackConfig{
+	stack := must(middleware.NewStack(middleware.StackConfig{
 		Retry:      middleware.RetryConfig{MaxRetries: 2, Backoff: time.Millisecond},
 		DeadLetter: middleware.DeadLetterConfig{Publisher: pubSub, Topic: "arc:events:dlq"},
-	})
-	events, _ := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
-	_, _ = events.Handle(wildcard.HandlerConfig{
+	}))
+	events := must(wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed}))
+	must(events.Handle(wildcard.HandlerConfig{
 		Name: "charge", Subscriber: pubSub, Topic: "arc:events", Patterns: []string{"billing.*"},
 		Middleware: stack.Middleware,
 	}, func(ctx context.Context, ev arc.Event) error {
 		return errors.New("payment provider down")
-	})
-	go func() { _ = events.Run(context.Background()) }()
-	defer router.Close()
+	}))
+	go func() { check(events.Run(context.Background())) }()
+	defer events.Close()
 
-	ev, _ := arc.NewEvent("billing.charge", map[string]int{"amount": 99}, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
-	_ = pubSub.Publish("arc:events", msg)
+	ev := must(arc.NewEvent("billing.charge", map[string]int{"amount": 99}, arc.Meta{}))
+	check(pubSub.Publish("arc:events", must(arc.ToMessage(ev))))
 
-	dlq, _ := pubSub.Subscribe(context.Background(), "arc:events:dlq")
+	dlq := must(pubSub.Subscribe(context.Background(), "arc:events:dlq"))
 	dead := <-dlq
 	dead.Ack()
 	var dl middleware.DeadLetteredEvent
-	_ = json.Unmarshal(dead.Payload, &dl)
+	check(json.Unmarshal(dead.Payload, &dl))
 	fmt.Println(dl.Reason, dl.Attempts, dl.HandlerName, dl.Pattern, dl.Error.Message)
 	// Output:
 	// retry_exhausted 3 charge billing.* payment provider down
 }
 
 func ExampleChild() {
-	parent, _ := arc.NewEvent("order.created", nil, arc.Meta{ID: "evt-1", UserID: "u-7"})
-	in, _ := arc.ToMessage(parent)
+	parent := must(arc.NewEvent("order.created", nil, arc.Meta{ID: "evt-1", UserID: "u-7"}))
+	in := must(arc.ToMessage(parent))
 
 	// Inside a handler wrapped by Causation, the context carries the parent.
 	handler := middleware.Causation(func(msg *message.Message) ([]*message.Message, error) {
@@ -64,7 +75,7 @@ func ExampleChild() {
 			child.Metadata.Get(arc.MetadataUserID))
 		return nil, nil
 	})
-	_, _ = handler(in)
+	must(handler(in))
 	// Output:
 	// evt-1 evt-1 u-7
 }

@@ -19,6 +19,10 @@ import (
 const (
 	topic    = "arc.events"
 	dlqTopic = "arc.events.dlq"
+	// waitTimeout bounds every wait for something that should happen.
+	waitTimeout = 5 * time.Second
+	// pollInterval is how often a condition is checked.
+	pollInterval = 5 * time.Millisecond
 )
 
 type harness struct {
@@ -70,12 +74,18 @@ func (h *harness) handle(name, pattern string, fn wildcard.Handler) {
 	require.NoError(h.t, err)
 }
 
+// run starts the router and returns once every handler reads the
+// GoChannel, which delivers only to running subscriptions.
 func (h *harness) run() {
+	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { _ = h.events.Run(ctx) }()
-	<-h.router.Running()
-	time.Sleep(20 * time.Millisecond) // GoChannel delivers only to running subscriptions
+	select {
+	case <-h.events.Running():
+	case <-time.After(waitTimeout):
+		h.t.Fatal("the router did not start")
+	}
 }
 
 func (h *harness) close() {
@@ -105,7 +115,7 @@ func (h *harness) nextDeadLetter() (DeadLetteredEvent, *message.Message) {
 		var dl DeadLetteredEvent
 		require.NoError(h.t, json.Unmarshal(msg.Payload, &dl), string(msg.Payload))
 		return dl, msg
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitTimeout):
 		h.t.Fatal("no dead letter")
 		return DeadLetteredEvent{}, nil
 	}
@@ -149,5 +159,5 @@ func (e codedError) Code() string  { return e.code }
 
 func eventuallyEqual(t *testing.T, want int, get func() int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return get() == want }, 5*time.Second, 5*time.Millisecond, "want %d, have %d", want, get())
+	require.Eventually(t, func() bool { return get() == want }, waitTimeout, pollInterval, "want %d, have %d", want, get())
 }

@@ -22,6 +22,7 @@ import (
 // The whole stack over real Redis Streams: retries, then a dead letter in a
 // dead-letter stream with every field; a child event stamped on the way.
 func TestStackOverRedisStreams(t *testing.T) {
+	t.Parallel()
 	addr := testenv.RedisAddr(t)
 	clients := make([]*redis.Client, 3)
 	for i := range clients {
@@ -30,8 +31,8 @@ func TestStackOverRedisStreams(t *testing.T) {
 	stream := "arcmill-test:" + uuid.NewString()
 	dlqStream, childStream := stream+":dlq", stream+":children"
 	t.Cleanup(func() {
-		clients[0].Del(context.Background(), stream, dlqStream, childStream)
-		_ = clients[0].Close()
+		assert.NoError(t, clients[0].Del(context.Background(), stream, dlqStream, childStream).Err())
+		assert.NoError(t, clients[0].Close())
 	})
 	logger := watermill.NopLogger{}
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: clients[0]}, logger)

@@ -16,13 +16,48 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
-// NoRetries, as RetryConfig.MaxRetries, turns immediate retries off (zero
-// means the default).
-const NoRetries = -1
+// ErrInvalidConfig is wrapped by every error that refuses a configuration
+// of this package.
+var ErrInvalidConfig = errors.New("middleware: invalid config")
 
-// ErrShutdown is wrapped by the error Retry returns when the message's
-// context ends during a backoff: the message is nacked, never dead-lettered.
-var ErrShutdown = errors.New("middleware: shutting down during retry backoff")
+// ErrShutdown means "the process is shutting down", as opposed to "the
+// handler failed". It has two uses:
+//
+//   - A transport that cancels a message's context because it is closing
+//     gives a cause that wraps ErrShutdown (context.WithCancelCause with its
+//     ErrClosed, which matches ErrShutdown under errors.Is). Retry and
+//     DeadLetter recognise it with IsShutdown: a handler error returned
+//     while the message's context is cancelled with that cause is not an
+//     attempt, and the message is nacked, never retried or dead-lettered.
+//   - Retry wraps it in the error it returns when the message's context ends
+//     before the retries do (a shutdown, or a subscriber's ack deadline), so
+//     that DeadLetter nacks instead of dead-lettering.
+var ErrShutdown = errors.New("middleware: shutting down")
+
+// IsShutdown reports whether ctx was cancelled because its transport is
+// shutting down: ctx is done and its cause (context.Cause) wraps
+// ErrShutdown. A plain cancel or a deadline is not a shutdown.
+func IsShutdown(ctx context.Context) bool {
+	return ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrShutdown)
+}
+
+// Special values of RetryConfig's fields: -1 means "none".
+const (
+	// NoRetries, as RetryConfig.MaxRetries, turns immediate retries off.
+	NoRetries = -1
+	// NoJitter, as RetryConfig.Jitter, turns jitter off.
+	NoJitter = -1
+	// NoBackoff, as RetryConfig.Backoff, retries at once.
+	NoBackoff time.Duration = -1
+)
+
+// Defaults of RetryConfig: Arc's withRetry.
+const (
+	DefaultMaxRetries = 3
+	DefaultBackoff    = time.Second
+	DefaultMaxBackoff = 30 * time.Second
+	DefaultJitter     = 0.1
+)
 
 // Metadata keys that carry the failure history with a message, so that it
 // survives delayed retries, processes and restarts.
@@ -35,33 +70,33 @@ const (
 	MetadataDelayedRetries = "arcmill_delayed_retries"
 )
 
-// RetryConfig configures Retry: Arc's withRetry, by default.
+// RetryConfig configures Retry: Arc's withRetry, by default. Zero means
+// the default, -1 (the No* constants) means none, and any other negative
+// value is invalid.
 type RetryConfig struct {
-	// MaxRetries is how many immediate retries follow a failure. Default 3
-	// (four calls in all, as Arc's withRetry); NoRetries for none.
+	// MaxRetries is how many immediate retries follow a failure (four calls
+	// in all by default, as Arc's withRetry); NoRetries for none. Defaults
+	// to DefaultMaxRetries.
 	MaxRetries int
 	// Backoff is the wait before the first retry; it doubles per retry up to
-	// MaxBackoff. Defaults 1 s and 30 s.
-	Backoff, MaxBackoff time.Duration
+	// MaxBackoff. NoBackoff retries at once. Defaults to DefaultBackoff.
+	Backoff time.Duration
+	// MaxBackoff caps the doubled wait; at least Backoff. Ignored with
+	// NoBackoff. Defaults to DefaultMaxBackoff.
+	MaxBackoff time.Duration
 	// Jitter adds up to this fraction of the wait, after the cap (Arc's
-	// additive jitter: a wait lies in [d, d·(1+Jitter))). Default 0.1; set
-	// NoJitter for none.
+	// additive jitter: a wait lies in [d, d·(1+Jitter))); at most 1;
+	// NoJitter for none. Defaults to DefaultJitter.
 	Jitter float64
 	// Unrecoverable reports errors no retry can fix, besides those wrapping
-	// arc.ErrUnrecoverable; they skip the retries.
+	// arc.ErrUnrecoverable; they skip the retries. Defaults to none.
 	Unrecoverable func(error) bool
-	// OnRetry is called before each wait.
+	// OnRetry is called before each wait. Defaults to none.
 	OnRetry func(RetryInfo)
-	// Logger defaults to no logging.
+	// Logger receives a Debug line per retry. Defaults to
+	// watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
-
-// NoJitter, as RetryConfig.Jitter, turns jitter off.
-const NoJitter = -1
-
-// NoBackoff, as RetryConfig.Backoff, retries at once (zero means the
-// default).
-const NoBackoff time.Duration = -1
 
 // RetryInfo describes a retry about to happen.
 type RetryInfo struct {
@@ -74,40 +109,47 @@ type RetryInfo struct {
 
 func (c *RetryConfig) setDefaults() {
 	if c.MaxRetries == 0 {
-		c.MaxRetries = 3
+		c.MaxRetries = DefaultMaxRetries
 	}
-	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
+	if c.Backoff == 0 {
+		c.Backoff = DefaultBackoff
 	}
-	switch c.Backoff {
-	case 0:
-		c.Backoff = time.Second
-	case NoBackoff:
-		c.Backoff, c.MaxBackoff = 0, 0
-	}
-	if c.MaxBackoff == 0 && c.Backoff > 0 {
-		c.MaxBackoff = 30 * time.Second
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.Backoff)
 	}
 	if c.Jitter == 0 {
-		c.Jitter = 0.1
-	}
-	if c.Jitter < 0 {
-		c.Jitter = 0
+		c.Jitter = DefaultJitter
 	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
 func (c RetryConfig) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *RetryConfig) validate() error {
 	switch {
-	case c.MaxRetries < NoRetries:
-		return fmt.Errorf("middleware: MaxRetries must be >= %d, got %d", NoRetries, c.MaxRetries)
-	case c.Backoff < 0 && c.Backoff != NoBackoff || c.MaxBackoff < 0:
-		return errors.New("middleware: Backoff and MaxBackoff must not be negative (NoBackoff retries at once)")
+	case c.MaxRetries < 0 && c.MaxRetries != NoRetries:
+		return fmt.Errorf("%w: RetryConfig.MaxRetries must be positive, 0 (default) or NoRetries, got %d",
+			ErrInvalidConfig, c.MaxRetries)
+	case c.Backoff < 0 && c.Backoff != NoBackoff:
+		return fmt.Errorf("%w: RetryConfig.Backoff must be positive, 0 (default) or NoBackoff, got %v",
+			ErrInvalidConfig, c.Backoff)
+	case c.MaxBackoff < 0:
+		return fmt.Errorf("%w: RetryConfig.MaxBackoff must not be negative, got %v", ErrInvalidConfig, c.MaxBackoff)
+	case c.Backoff > 0 && c.MaxBackoff < c.Backoff:
+		return fmt.Errorf("%w: RetryConfig.MaxBackoff (%v) must be at least Backoff (%v)",
+			ErrInvalidConfig, c.MaxBackoff, c.Backoff)
+	case c.Jitter < 0 && c.Jitter != NoJitter:
+		return fmt.Errorf("%w: RetryConfig.Jitter must be positive, 0 (default) or NoJitter, got %v",
+			ErrInvalidConfig, c.Jitter)
 	case c.Jitter > 1:
-		return fmt.Errorf("middleware: Jitter must be at most 1, got %v", c.Jitter)
+		return fmt.Errorf("%w: RetryConfig.Jitter must be at most 1, got %v", ErrInvalidConfig, c.Jitter)
 	}
 	return nil
 }
@@ -116,7 +158,9 @@ func (c RetryConfig) Validate() error {
 // attempt gets the message's original context back (so a Timeout inside
 // does not leak into the next attempt). It does not dead-letter: it returns
 // a *RetryError with the attempt history, which DeadLetter, outside it,
-// records. A context that ends during a backoff returns ErrShutdown at once.
+// records. A context that ends during a backoff returns ErrShutdown at once,
+// and a failure while the transport shuts down (IsShutdown) is not counted
+// as an attempt.
 type Retry struct {
 	cfg     RetryConfig
 	retried atomic.Uint64
@@ -129,10 +173,10 @@ type Retry struct {
 
 // NewRetry returns a Retry.
 func NewRetry(cfg RetryConfig) (*Retry, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
 	return &Retry{cfg: cfg, interrupted: newAttemptMemory(10000)}, nil
 }
 
@@ -142,6 +186,9 @@ func (r *Retry) Retried() uint64 { return r.retried.Load() }
 // Delay returns the wait before retry n (from 1): Arc's
 // min(Backoff·2^(n-1), MaxBackoff), plus jitter.
 func (r *Retry) Delay(n int) time.Duration {
+	if r.cfg.Backoff == NoBackoff {
+		return 0
+	}
 	d := r.cfg.Backoff
 	for i := 1; i < n && d < r.cfg.MaxBackoff; i++ {
 		d *= 2
@@ -194,16 +241,26 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				r.interrupted.forget(key)
 				return out, nil
 			}
+			if IsShutdown(ctx) {
+				// The transport is closing: this failure is the shutdown's, not
+				// the handler's, so it is no attempt. Nack; the next delivery
+				// counts on from the attempts before it.
+				if try > start {
+					r.interrupted.put(key, attempts{prior + try - start, first, try})
+				}
+				return nil, fmt.Errorf("%w: %w (attempt not counted: %v)", ErrShutdown, context.Cause(ctx), err)
+			}
 			now := time.Now()
 			if first.IsZero() {
 				first = now
 			}
 			attempt := prior + try - start + 1
 			unrecoverable := r.unrecoverable(err)
-			exhausted := unrecoverable || try >= r.cfg.MaxRetries
+			exhausted := unrecoverable || try >= max(r.cfg.MaxRetries, 0)
 			if ctx.Err() != nil && (!exhausted || isContextErr(err)) {
-				// The delivery ends before its retries do (shutdown, ack
-				// deadline): nack, and count on at the next delivery.
+				// The delivery ends before its retries do (ack deadline, or a
+				// cancel without a shutdown cause): nack, and count on at the
+				// next delivery.
 				r.interrupted.put(key, attempts{attempt, first, try + 1})
 				return nil, fmt.Errorf("%w: %w (after %d attempt(s): %v)", ErrShutdown, ctx.Err(), attempt, err)
 			}
@@ -216,7 +273,7 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			if r.cfg.OnRetry != nil {
 				r.cfg.OnRetry(RetryInfo{Message: msg, Attempt: attempt, Delay: delay, Err: err})
 			}
-			r.cfg.Logger.Info("Retrying handler", watermill.LogFields{
+			r.cfg.Logger.Debug("Retrying handler", watermill.LogFields{
 				"message_uuid": msg.UUID, "attempt": attempt, "delay": delay.String(), "err": err.Error(),
 			})
 			r.retried.Add(1)

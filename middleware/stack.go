@@ -1,7 +1,7 @@
 package middleware
 
 import (
-	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -9,19 +9,31 @@ import (
 	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 )
 
+// NoTimeout, as StackConfig.Timeout, leaves attempts unbounded.
+const NoTimeout time.Duration = -1
+
+// DefaultTimeout is StackConfig.Timeout's default: attempts are unbounded,
+// as in Arc.
+const DefaultTimeout = NoTimeout
+
 // StackConfig configures NewStack.
 type StackConfig struct {
-	// DeadLetter is required (a publisher and a topic).
+	// DeadLetter needs a publisher and a topic. Required.
 	DeadLetter DeadLetterConfig
-	// Retry defaults to Arc's withRetry: 3 retries from 1 s, doubling to 30 s.
+	// Retry configures the immediate retries. Defaults to RetryConfig{}:
+	// Arc's withRetry, 3 retries from 1 s, doubling to 30 s.
 	Retry RetryConfig
-	// Validator, when set, validates incoming payloads; OnInvalid says what
-	// happens to an invalid one (default: dead-letter it, without retries).
+	// Validator, when set, validates incoming payloads. Defaults to nil: no
+	// validation.
 	Validator Validator
+	// OnInvalid says what happens to an invalid payload. Defaults to
+	// DeadLetterInvalid: dead-letter it, without retries.
 	OnInvalid InvalidAction
-	// Timeout bounds each attempt (0: none).
+	// Timeout bounds each attempt; NoTimeout for none. Defaults to
+	// DefaultTimeout.
 	Timeout time.Duration
-	// Logger is given to the parts that log.
+	// Logger is given to the parts that log and have none. Defaults to
+	// watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
 
@@ -60,6 +72,16 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 			cfg.Retry.Logger = cfg.Logger
 		}
 	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Timeout < 0 && cfg.Timeout != NoTimeout {
+		return nil, fmt.Errorf("%w: StackConfig.Timeout must be positive, 0 (default) or NoTimeout, got %v",
+			ErrInvalidConfig, cfg.Timeout)
+	}
+	if cfg.OnInvalid != DeadLetterInvalid && cfg.OnInvalid != SkipInvalid {
+		return nil, fmt.Errorf("%w: StackConfig.OnInvalid %d is unknown", ErrInvalidConfig, cfg.OnInvalid)
+	}
 	dl, err := NewDeadLetter(cfg.DeadLetter)
 	if err != nil {
 		return nil, err
@@ -67,9 +89,6 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	retry, err := NewRetry(cfg.Retry)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Timeout < 0 {
-		return nil, errors.New("middleware: Timeout must not be negative")
 	}
 	s := &Stack{Retry: retry, DeadLetter: dl}
 	s.Middleware = append(s.Middleware, Causation, dl.Middleware)

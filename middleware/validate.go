@@ -73,7 +73,7 @@ const (
 // refused in Reject mode and passed on in Warn mode.
 func ValidatingPublisher(pub message.Publisher, v Validator, mode Mode, logger watermill.LoggerAdapter) (message.Publisher, error) {
 	if pub == nil || v == nil && mode != Off {
-		return nil, errors.New("middleware: ValidatingPublisher needs a publisher and a validator")
+		return nil, fmt.Errorf("%w: ValidatingPublisher needs a publisher and a validator", ErrInvalidConfig)
 	}
 	if logger == nil {
 		logger = watermill.NopLogger{}

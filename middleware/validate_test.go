@@ -42,6 +42,7 @@ func orderMessage(t *testing.T, payload any, version int) *message.Message {
 }
 
 func TestValidatingPublisherModes(t *testing.T) {
+	t.Parallel()
 	valid := func() *message.Message { return orderMessage(t, map[string]any{"orderId": "o-1"}, 1) }
 	invalid := func() *message.Message { return orderMessage(t, map[string]any{"orderId": "o-1"}, 2) } // v2 needs total
 
@@ -81,6 +82,7 @@ func TestValidatingPublisherModes(t *testing.T) {
 // An invalid payload is dead-lettered at once with the validator's paths,
 // never retried; or skipped, by configuration.
 func TestValidationOnConsume(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, StackConfig{Validator: orderValidator, Retry: RetryConfig{MaxRetries: 5}})
 	var calls counter
 	h.handle("orders", "order.*", func(context.Context, arc.Event) error { calls.inc(); return nil })

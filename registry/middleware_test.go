@@ -38,8 +38,10 @@ func TestRegistryValidatesThroughMiddleware(t *testing.T) {
 	require.NoError(t, err)
 	bad, err := def.Create(payment{OrderID: "o-1", Amount: 0}, arc.Meta{})
 	require.NoError(t, err)
-	goodMsg, _ := arc.ToMessage(good)
-	badMsg, _ := arc.ToMessage(bad)
+	goodMsg, err := arc.ToMessage(good)
+	require.NoError(t, err)
+	badMsg, err := arc.ToMessage(bad)
+	require.NoError(t, err)
 
 	// Publish side, reject mode: nothing published, the path named.
 	out := &collect{}

@@ -51,13 +51,14 @@ func (d Definition) Validate() error {
 
 // Config configures a Registry. The zero value is valid.
 type Config struct {
-	// Loader resolves $refs to documents outside a schema. Default: none,
-	// so schemas never reach for the network; such a $ref fails
-	// registration.
+	// Loader resolves $refs to documents outside a schema; without one,
+	// schemas never reach for the network and such a $ref fails
+	// registration. Defaults to nil.
 	Loader jsonschema.URLLoader
 	// RejectUnknownVersions makes Validate refuse, with ErrUnknownVersion, a
 	// payload whose schemaVersion is not registered for a registered name.
-	// Default false: Arc's rule, under which such a payload is valid.
+	// Arc's rule, the default, finds such a payload valid. Defaults to
+	// false.
 	RejectUnknownVersions bool
 }
 

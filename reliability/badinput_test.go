@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite"
 
+	"github.com/arcmill/arcmill/adapters/natsjs"
 	"github.com/arcmill/arcmill/adapters/redispubsub"
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/arc"
@@ -76,15 +78,20 @@ func TestBadInputAtEveryEntryPoint(t *testing.T) {
 		{"wildcard: empty pattern", func() error { _, err := wildcard.Parse(""); return err }, wildcard.ErrInvalidPattern},
 		{"wildcard: '>' not last", func() error { _, err := wildcard.ParseMode("a.>.b", wildcard.SegmentMode); return err }, wildcard.ErrInvalidPattern},
 		{"wildcard: '*' inside a token", func() error { _, err := wildcard.ParseMode("a.b*", wildcard.SegmentMode); return err }, wildcard.ErrInvalidPattern},
-		{"wildcard: nil router", func() error { _, err := wildcard.NewRouter(nil, wildcard.Config{}); return err }, nil},
+		{"wildcard: nil router", func() error { _, err := wildcard.NewRouter(nil, wildcard.Config{}); return err }, wildcard.ErrInvalidConfig},
+		{"wildcard: negative workers", func() error { return wildcard.Config{Workers: -1}.Validate() }, wildcard.ErrInvalidConfig},
 		{"middleware: stack without a dead-letter publisher", func() error {
 			_, err := middleware.NewStack(middleware.StackConfig{})
 			return err
-		}, nil},
+		}, middleware.ErrInvalidConfig},
 		{"middleware: dead letter without a topic", func() error {
 			_, err := middleware.NewDeadLetter(middleware.DeadLetterConfig{Publisher: gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})})
 			return err
-		}, nil},
+		}, middleware.ErrInvalidConfig},
+		{"middleware: retries below NoRetries", func() error {
+			_, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: -2})
+			return err
+		}, middleware.ErrInvalidConfig},
 		{"registry: invalid schema", func() error {
 			return registry.New(registry.Config{}).Register(registry.Definition{Name: "a.b", Schema: json.RawMessage(`{"type":12}`)})
 		}, registry.ErrInvalidSchema},
@@ -118,10 +125,24 @@ func TestBadInputAtEveryEntryPoint(t *testing.T) {
 			return err
 		}, nil},
 		{"redispubsub: closed", func() error {
-			ps, _ := redispubsub.New(redispubsub.Config{Client: client})
-			_ = ps.Close()
+			ps, err := redispubsub.New(redispubsub.Config{Client: client})
+			if err != nil {
+				return fmt.Errorf("unexpected: %w", err) // fails the row: not ErrClosed
+			}
+			if err := ps.Close(); err != nil {
+				return fmt.Errorf("unexpected: %w", err)
+			}
 			return ps.Publish("arc-events", msg)
 		}, redispubsub.ErrClosed},
+		{"redispubsub: no client", func() error { _, err := redispubsub.New(redispubsub.Config{}); return err }, redispubsub.ErrInvalidConfig},
+		{"natsjs: publisher without a connection", func() error {
+			_, err := natsjs.NewPublisher(natsjs.PublisherConfig{})
+			return err
+		}, natsjs.ErrInvalidConfig},
+		{"natsjs: subscriber without a group", func() error {
+			_, err := natsjs.NewSubscriber(natsjs.SubscriberConfig{})
+			return err
+		}, natsjs.ErrInvalidConfig},
 		{"outbox: bad table name", func() error { _, err := outbox.New(db, outbox.Config{Table: "x; drop"}); return err }, outbox.ErrInvalidConfig},
 		{"outbox: entry without a topic", func() error {
 			tx, _ := db.BeginTx(ctx, nil)

@@ -30,14 +30,20 @@ import (
 // ScopeName is the instrumentation scope of arcmill's spans.
 const ScopeName = "github.com/arcmill/arcmill/tracing"
 
+// DefaultSystem is Config.System's default.
+const DefaultSystem = "arcmill"
+
 // Config configures Publisher and Middleware. Zero values take the
-// documented defaults.
+// defaults; no value is invalid.
 type Config struct {
-	// TracerProvider defaults to otel.GetTracerProvider().
+	// TracerProvider makes the tracer. Defaults to
+	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// Propagator defaults to W3C Trace Context and Baggage.
+	// Propagator carries the trace context in message metadata. Defaults
+	// to W3C Trace Context and Baggage.
 	Propagator propagation.TextMapPropagator
-	// System is messaging.system ("redis", "kafka", …); default "arcmill".
+	// System is messaging.system ("redis", "kafka", …). Defaults to
+	// DefaultSystem.
 	System string
 }
 
@@ -49,7 +55,7 @@ func (c *Config) setDefaults() {
 		c.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	if c.System == "" {
-		c.System = "arcmill"
+		c.System = DefaultSystem
 	}
 }
 

@@ -79,7 +79,7 @@ func TestProducerAndConsumerSpans(t *testing.T) {
 		}
 	}
 	cancel()
-	_ = router.Close()
+	require.NoError(t, router.Close())
 
 	var producers, consumers, children []sdktrace.ReadOnlySpan
 	for _, s := range rec.Ended() {
@@ -129,7 +129,7 @@ func TestErrorsAndMissingContext(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	cfg := Config{TracerProvider: tp}
 	bus := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	_ = bus.Close()
+	require.NoError(t, bus.Close())
 	err := Publisher(bus, cfg).Publish("t", message.NewMessage("m-1", nil))
 	require.Error(t, err)
 	spans := rec.Ended()

@@ -94,7 +94,7 @@ func (s *source) dispatch(msg *message.Message) error {
 	for {
 		matches = s.index.AppendMatches((*bufp)[:0], ev.Type)
 		if target != "" {
-			matches = s.onlyHandler(matches, target)
+			matches = s.onlyHandler(msg, matches, target)
 		}
 		if len(matches) > 0 {
 			break
@@ -177,14 +177,15 @@ func (s *source) run(e *entry, msg *message.Message, ev arc.Event, only bool) (e
 // onlyHandler keeps the entry named target. If none of that name matched
 // (another instance named its handlers otherwise), every match runs: a
 // duplicate for some, rather than a loss for the one that failed.
-func (s *source) onlyHandler(matches []*entry, target string) []*entry {
+func (s *source) onlyHandler(msg *message.Message, matches []*entry, target string) []*entry {
 	for _, e := range matches {
 		if e.name == target {
 			matches[0] = e
 			return matches[:1]
 		}
 	}
-	s.logger.Info("Target handler of a delayed retry not found; running every match", watermill.LogFields{"target": target})
+	s.logger.Debug("Target handler of a delayed retry not found; running every match",
+		watermill.LogFields{"message_uuid": msg.UUID, "topic": s.key.topic, "handler_name": target})
 	return matches
 }
 

@@ -40,7 +40,10 @@ func dispatchRun(b *testing.B, mode dispatchMode, handlers, n int) time.Duration
 			close(done)
 		}
 	}
-	wr, _ := NewRouter(router, Config{})
+	wr, err := NewRouter(router, Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for h := 0; h < handlers; h++ {
 		typ := fmt.Sprintf("svc.type%d", h)
 		if wildcard {
@@ -67,15 +70,19 @@ func dispatchRun(b *testing.B, mode dispatchMode, handlers, n int) time.Duration
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = router.Run(ctx) }()
-	<-router.Running()
-	time.Sleep(20 * time.Millisecond) // every subscription listening
+	go func() { _ = wr.Run(ctx) }() // runs the router; Close ends it
+	<-wr.Running()                  // every subscription listening
 	msgs := make([]*message.Message, n)
 	topics := make([]string, n)
 	for i := range msgs {
 		typ := fmt.Sprintf("svc.type%d", i%handlers)
-		ev, _ := arc.NewEvent(typ, map[string]int{"i": i}, arc.Meta{})
-		msgs[i], _ = arc.ToMessage(ev)
+		ev, err := arc.NewEvent(typ, map[string]int{"i": i}, arc.Meta{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if msgs[i], err = arc.ToMessage(ev); err != nil {
+			b.Fatal(err)
+		}
 		topics[i] = typ
 		if mode != plainPerTopic {
 			topics[i] = "events"
@@ -89,7 +96,9 @@ func dispatchRun(b *testing.B, mode dispatchMode, handlers, n int) time.Duration
 	}
 	<-done
 	elapsed := time.Since(start)
-	_ = router.Close()
+	if err := router.Close(); err != nil {
+		b.Fatal(err)
+	}
 	return elapsed
 }
 

@@ -30,8 +30,20 @@ func ExampleMatch() {
 	// *.created  order.created     false
 }
 
+// must stops an example at an error it does not expect.
+func must[V any](v V, err error) V {
+	check(err)
+	return v
+}
+
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
 func ExampleParseMode() {
-	p, _ := wildcard.ParseMode("*.created", wildcard.SegmentMode)
+	p := must(wildcard.ParseMode("*.created", wildcard.SegmentMode))
 	fmt.Println(p.Match("order.created"), p.Match("order.item.created"))
 	_, err := wildcard.ParseMode("order.>.x", wildcard.SegmentMode)
 	fmt.Println(err)
@@ -40,12 +52,26 @@ func ExampleParseMode() {
 	// wildcard: invalid pattern: "order.>.x": '>' must be the last token
 }
 
+// Arc 2.11–2.14's Streams consumers read "order:*" as a literal type;
+// ArcStreamsMode (or Config.ColonStarLiteral on a Router) does the same,
+// for a consumer group shared with them.
+func ExampleArcStreamsMode() {
+	prefix := wildcard.MustParse("order:*")
+	literal := must(wildcard.ParseMode("order:*", wildcard.ArcStreamsMode))
+	for _, typ := range []string{"order:placed", "order:*"} {
+		fmt.Printf("%-12s arc: %-5v arc-streams: %v\n", typ, prefix.Match(typ), literal.Match(typ))
+	}
+	// Output:
+	// order:placed arc: true  arc-streams: false
+	// order:*      arc: true  arc-streams: true
+}
+
 func ExampleRouter() {
 	logger := watermill.NopLogger{}
 	// Persistent: the subscription also gets what was published before it started.
 	pubSub := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
-	router, _ := message.NewRouter(message.RouterConfig{}, logger)
-	events, _ := wildcard.NewRouter(router, wildcard.Config{})
+	router := must(message.NewRouter(message.RouterConfig{}, logger))
+	events := must(wildcard.NewRouter(router, wildcard.Config{}))
 
 	var mu sync.Mutex
 	var lines []string
@@ -60,20 +86,19 @@ func ExampleRouter() {
 			return nil
 		}
 	}
-	_, _ = events.Subscribe(pubSub, "arc:events", "order.*", log("orders"))
-	_, _ = events.Subscribe(pubSub, "arc:events", "*", log("audit"))
+	must(events.Subscribe(pubSub, "arc:events", "order.*", log("orders")))
+	must(events.Subscribe(pubSub, "arc:events", "*", log("audit")))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = events.Run(ctx) }()
+	go func() { check(events.Run(ctx)) }()
+	<-events.Running()
 
 	for _, typ := range []string{"order.created", "user.signed_up"} {
-		ev, _ := arc.NewEvent(typ, nil, arc.Meta{})
-		msg, _ := arc.ToMessage(ev)
-		_ = pubSub.Publish("arc:events", msg)
+		check(pubSub.Publish("arc:events", must(arc.ToMessage(must(arc.NewEvent(typ, nil, arc.Meta{}))))))
 	}
 	wg.Wait()
-	_ = router.Close()
+	check(events.Close())
 	sort.Strings(lines)
 	for _, l := range lines {
 		fmt.Println(l)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestIndexDeduplicatesAValueUnderTwoPatterns(t *testing.T) {
+	t.Parallel()
 	idx := NewIndex[string]()
 	idx.Add(MustParse("order.created"), "h1")
 	idx.Add(MustParse("order.*"), "h1")
@@ -31,6 +32,7 @@ func TestIndexDeduplicatesAValueUnderTwoPatterns(t *testing.T) {
 }
 
 func TestIndexAppendsToTheBuffer(t *testing.T) {
+	t.Parallel()
 	idx := NewIndex[int]()
 	idx.Add(MustParse("*"), 2)
 	buf := []int{1}
@@ -41,9 +43,12 @@ func TestIndexAppendsToTheBuffer(t *testing.T) {
 }
 
 func TestIndexRemovePrunesSegments(t *testing.T) {
+	t.Parallel()
 	idx := NewIndex[int]()
-	p, _ := ParseMode("a.*.c", SegmentMode)
-	q, _ := ParseMode("a.>", SegmentMode)
+	p, err := ParseMode("a.*.c", SegmentMode)
+	require.NoError(t, err)
+	q, err := ParseMode("a.>", SegmentMode)
+	require.NoError(t, err)
 	idx.Add(p, 1)
 	idx.Add(q, 2)
 	assert.Equal(t, []int{2, 1}, idx.AppendMatches(nil, "a.b.c"))
@@ -93,6 +98,7 @@ func randomPattern(r *rand.Rand) (Pattern, bool) {
 // Property: the index returns exactly the values whose pattern matches, and
 // for ArcMode, Pattern.Match agrees with Match.
 func TestIndexAgreesWithMatch(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 50; round++ {
 		idx := NewIndex[int]()
@@ -126,6 +132,7 @@ func TestIndexAgreesWithMatch(t *testing.T) {
 // Add and Remove while lookups run: the race detector checks the locking,
 // and every lookup sees a value that is registered throughout.
 func TestIndexConcurrentUse(t *testing.T) {
+	t.Parallel()
 	idx := NewIndex[int]()
 	idx.Add(MustParse("order.*"), -1)
 	var wg sync.WaitGroup

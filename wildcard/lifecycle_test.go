@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +20,53 @@ import (
 	"github.com/arcmill/arcmill/arc"
 )
 
-// Regression tests for the review of the router's lifecycle.
+// Tests of the router's lifecycle: Run, Running, Handle and unsubscribe
+// at run time, Close.
+
+const (
+	// waitTimeout bounds every wait for something that should happen.
+	waitTimeout = 5 * time.Second
+	// pollInterval is how often a condition is checked.
+	pollInterval = 5 * time.Millisecond
+	// closeTimeout is the message.Router's CloseTimeout in these tests.
+	closeTimeout = 2 * time.Second
+	// maxRacingSubscriptions bounds the subscriptions one iteration makes
+	// while Run starts: a slow, loaded machine would otherwise make
+	// thousands.
+	maxRacingSubscriptions = 20
+)
+
+func mustEvent(t testing.TB, typ string, payload any, meta arc.Meta) arc.Event {
+	t.Helper()
+	ev, err := arc.NewEvent(typ, payload, meta)
+	require.NoError(t, err)
+	return ev
+}
+
+func mustMessage(t testing.TB, ev arc.Event) *message.Message {
+	t.Helper()
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	return msg
+}
+
+func mustRouters(t testing.TB, cfg Config) (*message.Router, *Router) {
+	t.Helper()
+	mr, err := message.NewRouter(message.RouterConfig{CloseTimeout: closeTimeout}, watermill.NopLogger{})
+	require.NoError(t, err)
+	wr, err := NewRouter(mr, cfg)
+	require.NoError(t, err)
+	return mr, wr
+}
+
+func waitClosed(t testing.TB, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s: not within %v", what, waitTimeout)
+	}
+}
 
 func publishTo(t *testing.T, ps message.Publisher, topic, typ string) {
 	t.Helper()
@@ -33,13 +80,14 @@ func publishTo(t *testing.T, ps message.Publisher, topic, typ string) {
 // The last handler unsubscribing while events are dispatched: every event
 // is either handled or nacked, never acked as unmatched.
 func TestUnsubscribingTheLastHandlerNeverAcksUnprocessed(t *testing.T) {
-	ev, _ := arc.NewEvent("order.created", nil, arc.Meta{})
+	t.Parallel()
+	ev := mustEvent(t, "order.created", nil, arc.Meta{})
 	for i := 0; i < 200; i++ {
-		mr, _ := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
-		wr, _ := NewRouter(mr, Config{})
+		_, wr := mustRouters(t, Config{})
 		ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
 		var ran atomic.Int64
-		unsub, _ := wr.Subscribe(ps, "t", "*", func(context.Context, arc.Event) error { ran.Add(1); return nil })
+		unsub, err := wr.Subscribe(ps, "t", "*", func(context.Context, arc.Event) error { ran.Add(1); return nil })
+		require.NoError(t, err)
 		src := wr.sources[sourceKey{ps, "t"}]
 		ctx, cancel := context.WithCancel(context.Background())
 		var acked, nacked atomic.Int64
@@ -50,7 +98,10 @@ func TestUnsubscribingTheLastHandlerNeverAcksUnprocessed(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for !stop.Load() {
-					msg, _ := arc.ToMessage(ev)
+					msg, err := arc.ToMessage(ev)
+					if err != nil {
+						panic(err) // not require: this is not the test's goroutine
+					}
 					msg.SetContext(ctx)
 					if err := src.dispatch(msg); err != nil {
 						require.ErrorIs(t, err, ErrNoHandlers)
@@ -61,23 +112,26 @@ func TestUnsubscribingTheLastHandlerNeverAcksUnprocessed(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(20 * time.Microsecond)
+		// Unsubscribe while dispatches run: once the first has finished.
+		for acked.Load()+nacked.Load() == 0 {
+			runtime.Gosched()
+		}
 		unsub()
 		stop.Store(true)
 		cancel() // ends the dispatches paused for want of a handler
 		wg.Wait()
 		require.Zero(t, wr.Stats().Unmatched, "iteration %d", i)
 		require.Equal(t, ran.Load(), acked.Load(), "iteration %d: every ack was a handled event", i)
-		_ = ps.Close()
+		require.NoError(t, ps.Close())
 	}
 }
 
 // Unsubscribe racing Run: no data race (the race detector watches).
 func TestUnsubscribeRacingRun(t *testing.T) {
+	t.Parallel()
 	for i := 0; i < 100; i++ {
 		ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-		mr, _ := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, watermill.NopLogger{})
-		wr, _ := NewRouter(mr, Config{})
+		mr, wr := mustRouters(t, Config{})
 		unsub, err := wr.Subscribe(ps, "t", "*", func(context.Context, arc.Event) error { return nil })
 		require.NoError(t, err)
 		src := wr.sources[sourceKey{ps, "t"}]
@@ -92,14 +146,15 @@ func TestUnsubscribeRacingRun(t *testing.T) {
 
 // Subscriptions made while Run starts up are all started.
 func TestSubscribeRacingRunIsStarted(t *testing.T) {
+	t.Parallel()
 	for i := 0; i < 100; i++ {
 		ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-		mr, _ := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, watermill.NopLogger{})
-		wr, _ := NewRouter(mr, Config{})
-		_, _ = wr.Subscribe(ps, "t0", "*", func(context.Context, arc.Event) error { return nil })
+		mr, wr := mustRouters(t, Config{})
+		_, err := wr.Subscribe(ps, "t0", "*", func(context.Context, arc.Event) error { return nil })
+		require.NoError(t, err)
 		go func() { _ = wr.Run(context.Background()) }()
 		var srcs []*source
-		for j := 1; !mr.IsRunning(); j++ {
+		for j := 1; j <= maxRacingSubscriptions && !mr.IsRunning(); j++ {
 			topic := fmt.Sprint("t", j)
 			_, err := wr.Subscribe(ps, topic, "*", func(context.Context, arc.Event) error { return nil })
 			require.NoError(t, err)
@@ -110,7 +165,7 @@ func TestSubscribeRacingRunIsStarted(t *testing.T) {
 		for _, s := range srcs {
 			select {
 			case <-s.wm.Started():
-			case <-time.After(2 * time.Second):
+			case <-time.After(waitTimeout):
 				t.Fatalf("iteration %d: %s never started", i, s.name)
 			}
 		}
@@ -134,14 +189,14 @@ func (f *failingSubscriber) Subscribe(ctx context.Context, topic string) (<-chan
 // A subscription that fails at run time is reported by Handle, its handler
 // never runs, and neither later subscriptions nor Close suffer.
 func TestFailedRunTimeSubscription(t *testing.T) {
+	t.Parallel()
 	ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	defer ps.Close()
-	mr, _ := message.NewRouter(message.RouterConfig{CloseTimeout: 2 * time.Second}, watermill.NopLogger{})
-	wr, _ := NewRouter(mr, Config{})
+	t.Cleanup(func() { require.NoError(t, ps.Close()) })
+	mr, wr := mustRouters(t, Config{})
 	_, err := wr.Subscribe(ps, "keep", "*", func(context.Context, arc.Event) error { return nil })
 	require.NoError(t, err)
 	go func() { _ = wr.Run(context.Background()) }()
-	<-mr.Running()
+	waitClosed(t, wr.Running(), "Running")
 
 	fs := &failingSubscriber{Subscriber: ps}
 	fs.fail.Store(true)
@@ -159,7 +214,7 @@ func TestFailedRunTimeSubscription(t *testing.T) {
 	wr.mu.Unlock()
 	<-src.wm.Started()
 	publishTo(t, ps, "bad", "x")
-	require.Eventually(t, func() bool { return goodRuns.Load() == 1 }, 2*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return goodRuns.Load() == 1 }, waitTimeout, pollInterval)
 	assert.Zero(t, badRuns.Load(), "the handler whose Handle failed never runs")
 
 	start := time.Now()
@@ -170,14 +225,13 @@ func TestFailedRunTimeSubscription(t *testing.T) {
 // Workers 1 (the default) means one at a time, in order, even from a
 // subscriber that delivers ahead of acknowledgements.
 func TestWorkersOneIsOneAtATime(t *testing.T) {
+	t.Parallel()
 	sub := &eagerSubscriber{}
 	for i := 0; i < 50; i++ {
-		ev, _ := arc.NewEvent("order.updated", map[string]int{"seq": i}, arc.Meta{PartitionKey: "k"})
-		msg, _ := arc.ToMessage(ev)
-		sub.msgs = append(sub.msgs, msg)
+		ev := mustEvent(t, "order.updated", map[string]int{"seq": i}, arc.Meta{PartitionKey: "k"})
+		sub.msgs = append(sub.msgs, mustMessage(t, ev))
 	}
-	router, _ := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
-	wr, _ := NewRouter(router, Config{})
+	router, wr := mustRouters(t, Config{})
 	var inFlight, peak, total atomic.Int32
 	var mu sync.Mutex
 	var seqs []int
@@ -195,11 +249,47 @@ func TestWorkersOneIsOneAtATime(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	go func() { _ = wr.Run(context.Background()) }()
-	require.Eventually(t, func() bool { return total.Load() == 50 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return total.Load() == 50 }, waitTimeout, pollInterval)
 	require.NoError(t, router.Close())
 	assert.Equal(t, int32(1), peak.Load())
 	for i, s := range seqs {
 		require.Equal(t, i, s)
+	}
+}
+
+// wildcardGoroutines counts the goroutines running this package's code,
+// the tests' own goroutines (under testing.tRunner) aside: a dump filter
+// that other tests' goroutines (Redis pools, GoChannels) cannot disturb.
+func wildcardGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "arcmill/arcmill/wildcard.") && !strings.Contains(g, "testing.tRunner") {
+			count++
+		}
+	}
+	return count
+}
+
+// requireNoWildcardGoroutines waits, up to waitTimeout, for every
+// goroutine of the package's own code to end.
+func requireNoWildcardGoroutines(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for wildcardGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutine(s) of the wildcard package left after Close", wildcardGoroutines())
+		}
+		runtime.Gosched()
+		time.Sleep(pollInterval) // polling a condition, with a deadline
 	}
 }
 
@@ -208,15 +298,12 @@ func TestWorkersOneIsOneAtATime(t *testing.T) {
 func TestNoGoroutineLeftAfterClose(t *testing.T) {
 	for _, workers := range []int{1, 4} {
 		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
-			before := runtime.NumGoroutine()
 			sub := &eagerSubscriber{}
 			for i := 0; i < 200; i++ {
-				ev, _ := arc.NewEvent("order.updated", nil, arc.Meta{PartitionKey: fmt.Sprint(i % 7)})
-				msg, _ := arc.ToMessage(ev)
-				sub.msgs = append(sub.msgs, msg)
+				ev := mustEvent(t, "order.updated", nil, arc.Meta{PartitionKey: fmt.Sprint(i % 7)})
+				sub.msgs = append(sub.msgs, mustMessage(t, ev))
 			}
-			router, _ := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
-			wr, _ := NewRouter(router, Config{Workers: workers})
+			router, wr := mustRouters(t, Config{Workers: workers})
 			var mu sync.Mutex
 			processed := map[string]bool{}
 			handler := func(_ context.Context, ev arc.Event) error {
@@ -225,17 +312,18 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 				mu.Unlock()
 				return nil
 			}
+			count := func() int { mu.Lock(); defer mu.Unlock(); return len(processed) }
 			unsub, err := wr.Subscribe(sub, "t", "order.*", handler)
 			require.NoError(t, err)
 			done := make(chan struct{})
 			go func() { _ = wr.Run(context.Background()); close(done) }()
-			require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(processed) > 50 }, 5*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { return count() > 50 }, waitTimeout, time.Millisecond)
 			unsub()
 			_, err = wr.Subscribe(sub, "t", "order.*", handler)
 			require.NoError(t, err)
-			require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(processed) == 200 }, 5*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { return count() == 200 }, waitTimeout, time.Millisecond)
 			require.NoError(t, router.Close())
-			<-done
+			waitClosed(t, done, "Run returning")
 			for _, m := range sub.msgs {
 				select {
 				case <-m.Acked():
@@ -245,12 +333,142 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 				default:
 				}
 			}
-			// Polled here: Eventually runs its condition on goroutines of its own.
-			deadline := time.Now().Add(2 * time.Second)
-			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			assert.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left after Close")
+			requireNoWildcardGoroutines(t)
 		})
 	}
+}
+
+// Run, Handle and Close called at the same time, over and over (10
+// goroutines × 20 cycles, as River's startstoptest): no panic, no race,
+// Close is idempotent, Running closes whenever Run started, Handle after
+// Close fails with ErrRouterClosed, and no goroutine is left.
+func TestConcurrentRunHandleCloseLeavesNothing(t *testing.T) {
+	const goroutines, cycles = 10, 20
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := 0; c < cycles; c++ {
+				if !stressCycle(t) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	requireNoWildcardGoroutines(t)
+}
+
+// stressCycle runs one router's life with its calls racing; it reports
+// false once the test has failed.
+func stressCycle(t *testing.T) bool {
+	ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	defer func() { assert.NoError(t, ps.Close()) }()
+	mr, err := message.NewRouter(message.RouterConfig{CloseTimeout: closeTimeout}, watermill.NopLogger{})
+	if !assert.NoError(t, err) {
+		return false
+	}
+	wr, err := NewRouter(mr, Config{})
+	if !assert.NoError(t, err) {
+		return false
+	}
+	noop := func(context.Context, arc.Event) error { return nil }
+	if _, err := wr.Subscribe(ps, "t0", "*", noop); !assert.NoError(t, err) {
+		return false
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- wr.Run(context.Background()) }()
+	var calls sync.WaitGroup
+	for i := 1; i <= 3; i++ {
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			_, err := wr.Subscribe(ps, fmt.Sprint("t", i), "order.*", noop)
+			if err != nil {
+				assert.ErrorIs(t, err, ErrRouterClosed)
+			}
+		}()
+	}
+	for i := 0; i < 2; i++ { // two Closes at once: idempotent
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			select {
+			case <-wr.Running():
+			case <-time.After(waitTimeout):
+				assert.Fail(t, "Running never closed")
+			}
+			assert.NoError(t, wr.Close())
+		}()
+	}
+	calls.Wait()
+	select {
+	case err := <-runDone:
+		assert.NoError(t, err)
+	case <-time.After(waitTimeout):
+		assert.Fail(t, "Run did not return after Close")
+		return false
+	}
+	assert.NoError(t, wr.Close(), "Close after Close")
+	select {
+	case <-wr.Closed():
+	default:
+		assert.Fail(t, "Closed not closed after Run returned")
+	}
+	_, err = wr.Subscribe(ps, "late", "*", noop)
+	assert.ErrorIs(t, err, ErrRouterClosed)
+	return !t.Failed()
+}
+
+// Running closes only once every subscription made before Run reads its
+// subscriber: a GoChannel, which keeps nothing for absent readers,
+// delivers what is published right after.
+func TestRunningMeansSubscribed(t *testing.T) {
+	t.Parallel()
+	ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { require.NoError(t, ps.Close()) })
+	mr, wr := mustRouters(t, Config{})
+	got := make(chan string, 1)
+	_, err := wr.Subscribe(ps, "t", "*", func(_ context.Context, ev arc.Event) error { got <- ev.Type; return nil })
+	require.NoError(t, err)
+	select {
+	case <-wr.Running():
+		t.Fatal("Running closed before Run")
+	default:
+	}
+	go func() { _ = wr.Run(context.Background()) }()
+	waitClosed(t, wr.Running(), "Running")
+	publishTo(t, ps, "t", "order.created")
+	select {
+	case typ := <-got:
+		assert.Equal(t, "order.created", typ)
+	case <-time.After(waitTimeout):
+		t.Fatal("an event published right after Running was lost")
+	}
+	require.NoError(t, mr.Close())
+}
+
+// Closed closes once Run has returned, and on Close of a router that never
+// ran.
+func TestClosedClosesWhenTheRouterStops(t *testing.T) {
+	t.Parallel()
+	_, never := mustRouters(t, Config{})
+	require.NoError(t, never.Close())
+	waitClosed(t, never.Closed(), "Closed of a router that never ran")
+
+	_, wr := mustRouters(t, Config{})
+	ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { require.NoError(t, ps.Close()) })
+	_, err := wr.Subscribe(ps, "t", "*", func(context.Context, arc.Event) error { return nil })
+	require.NoError(t, err)
+	go func() { assert.NoError(t, wr.Run(context.Background())) }()
+	waitClosed(t, wr.Running(), "Running")
+	select {
+	case <-wr.Closed():
+		t.Fatal("Closed before Close")
+	default:
+	}
+	require.NoError(t, wr.Close())
+	waitClosed(t, wr.Closed(), "Closed after Close")
 }

@@ -36,6 +36,7 @@ func (s *eagerSubscriber) Close() error { return nil }
 // Same partition key: in order, one at a time. Different keys: in parallel,
 // never more than Workers at once.
 func TestWorkersKeepPartitionOrder(t *testing.T) {
+	t.Parallel()
 	const keys, perKey, workers = 6, 20, 3
 	sub := &eagerSubscriber{}
 	for i := 0; i < perKey; i++ {

@@ -13,11 +13,16 @@ var ErrInvalidPattern = errors.New("wildcard: invalid pattern")
 type Mode int
 
 const (
-	// ArcMode is Arc's semantics, bit for bit, and the default: "*" matches
-	// every type ($-prefixed ones included); a pattern ending in ".*" matches
-	// every type that starts with the text before the '*' (so "order.*"
-	// matches "order.created" and "order.item.added", not "order"); the same
-	// for ":*"; anything else matches one type exactly, case-sensitively.
+	// ArcMode is the default, the rule every Arc matcher agrees on plus the
+	// colon prefix: "*" matches every type ($-prefixed ones included); a
+	// pattern ending in ".*" matches every type that starts with the text
+	// before the '*' (so "order.*" matches "order.created" and
+	// "order.item.added", not "order"); a pattern ending in ":*" likewise
+	// matches every type starting with the text before the '*', as Arc's
+	// Pub/Sub (a Redis glob) and Arc ≥ 2.12's shared matcher read it;
+	// anything else matches one type exactly, case-sensitively. Arc
+	// 2.11–2.14's Redis Streams transport reads "order:*" as a literal type
+	// instead: see ArcStreamsMode.
 	ArcMode Mode = iota
 	// SegmentMode is NATS-style, for users who want more: the pattern and the
 	// type are split on '.'; "*" stands for exactly one token anywhere
@@ -25,6 +30,13 @@ const (
 	// tokens ("order.>"). A token holding '*' or '>' beside other characters
 	// is invalid, as is an empty token.
 	SegmentMode
+	// ArcStreamsMode is Arc 2.11–2.14's RedisStreamTransport matcher: as
+	// ArcMode, except that a pattern ending in ":*" is a literal type, so
+	// "order:*" matches only the type "order:*". Use it (or
+	// Config.ColonStarLiteral) where Arc Streams consumers of those versions
+	// share a consumer group with this router, so that an event lands on the
+	// same handlers whichever member of the group reads it.
+	ArcStreamsMode
 )
 
 func (m Mode) String() string {
@@ -33,6 +45,8 @@ func (m Mode) String() string {
 		return "arc"
 	case SegmentMode:
 		return "segment"
+	case ArcStreamsMode:
+		return "arc-streams"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -42,7 +56,7 @@ type kind uint8
 const (
 	kindExact  kind = iota // matches one type
 	kindAll                // "*" in ArcMode
-	kindPrefix             // "x.*" or "x:*" in ArcMode: prefix holds "x." or "x:"
+	kindPrefix             // "x.*" (or "x:*" in ArcMode): prefix holds "x." or "x:"
 	kindTokens             // SegmentMode with a wildcard token
 )
 
@@ -65,12 +79,12 @@ func ParseMode(pattern string, mode Mode) (Pattern, error) {
 		return Pattern{}, fmt.Errorf("%w: empty", ErrInvalidPattern)
 	}
 	switch mode {
-	case ArcMode:
+	case ArcMode, ArcStreamsMode:
 		p := Pattern{raw: pattern, mode: mode}
 		switch {
 		case pattern == "*":
 			p.kind = kindAll
-		case strings.HasSuffix(pattern, ".*") || strings.HasSuffix(pattern, ":*"):
+		case strings.HasSuffix(pattern, ".*") || mode == ArcMode && strings.HasSuffix(pattern, ":*"):
 			p.kind, p.prefix = kindPrefix, pattern[:len(pattern)-1]
 		}
 		return p, nil
@@ -158,8 +172,8 @@ func matchTokens(tokens []string, eventType string) bool {
 	return false
 }
 
-// Match reports whether pattern, in Arc's semantics (ArcMode), matches
-// eventType. It is the reference the Index and the Router agree with.
+// Match reports whether pattern, read in ArcMode, matches eventType. It is
+// the reference the Index and the Router agree with.
 func Match(pattern, eventType string) bool {
 	switch {
 	case pattern == "*":

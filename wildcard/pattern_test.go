@@ -9,6 +9,7 @@ import (
 
 // Every edge case of ARC-CONTRACT.md §2.1 (and :* from primitives 0.14).
 func TestArcSemantics(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pattern, typ string
 		want         bool
@@ -63,7 +64,41 @@ func TestArcSemantics(t *testing.T) {
 	}
 }
 
+// ArcStreamsMode is Arc 2.11–2.14's Streams matcher: ArcMode with ":*"
+// read literally.
+func TestArcStreamsModeReadsColonStarLiterally(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		pattern, typ string
+		want         bool
+	}{
+		{"order:*", "order:placed", false},
+		{"order:*", "order:item:added", false},
+		{"order:*", "order:*", true},
+		{"order.*", "order.created", true},
+		{"order.*", "order.item.created", true},
+		{"order.*", "order", false},
+		{"*", "order:placed", true},
+		{"*", "$deadLetter", true},
+		{"order:placed", "order:placed", true},
+		{"a:b.*", "a:b.c", true}, // ends in ".*": a prefix in every mode
+	}
+	for _, c := range cases {
+		p, err := ParseMode(c.pattern, ArcStreamsMode)
+		require.NoError(t, err, c.pattern)
+		assert.Equal(t, ArcStreamsMode, p.Mode())
+		assert.Equal(t, c.want, p.Match(c.typ), "%q ~ %q", c.pattern, c.typ)
+		idx := NewIndex[int]()
+		idx.Add(p, 1)
+		assert.Equal(t, c.want, len(idx.AppendMatches(nil, c.typ)) == 1, "index: %q ~ %q", c.pattern, c.typ)
+	}
+	assert.Equal(t, "arc-streams", ArcStreamsMode.String())
+	_, err := ParseMode("", ArcStreamsMode)
+	assert.ErrorIs(t, err, ErrInvalidPattern)
+}
+
 func TestSegmentSemantics(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		pattern, typ string
 		want         bool
@@ -102,6 +137,7 @@ func TestSegmentSemantics(t *testing.T) {
 }
 
 func TestInvalidPatterns(t *testing.T) {
+	t.Parallel()
 	_, err := Parse("")
 	assert.ErrorIs(t, err, ErrInvalidPattern)
 	for _, bad := range []string{"", "a..b", ".a", "a.", "a.>.b", "a*", "a.b*", ">a", "a.*b", "*>", "a.>>", "order:*"} {

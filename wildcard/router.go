@@ -26,54 +26,86 @@ var (
 	ErrRouterClosed = errors.New("wildcard: the router is closed")
 )
 
-// Config configures a Router. The zero value is valid.
+// ErrInvalidConfig is wrapped by every error that refuses a Config or a
+// HandlerConfig.
+var ErrInvalidConfig = errors.New("wildcard: invalid config")
+
+// Defaults of Config.
+const (
+	// DefaultWorkers is Watermill's one message at a time.
+	DefaultWorkers = 1
+	// DefaultMaxTracked bounds the partly handled events remembered.
+	DefaultMaxTracked = 10000
+)
+
+// Config configures a Router. The zero value is valid: zero means the
+// default, and negative values are invalid.
 type Config struct {
 	// Workers is how many events of one subscription are handled at once.
 	// Events with the same partition key are handled in order, one at a
-	// time. Default 1: Watermill's one at a time. Parallelism needs a
-	// subscriber that delivers the next message before the previous one is
-	// acknowledged; Watermill's Redis and SQL subscribers do not.
+	// time. Parallelism needs a subscriber that delivers the next message
+	// before the previous one is acknowledged; Watermill's Redis and SQL
+	// subscribers do not. Defaults to DefaultWorkers.
 	Workers int
-	// PartitionKey returns the ordering key of a message. Default: the
-	// event's meta.partitionKey, else its aggregate id, else the message
-	// UUID (no ordering).
+	// PartitionKey returns the ordering key of a message. Defaults to
+	// DefaultPartitionKey: the event's meta.partitionKey, else its aggregate
+	// id, else the message UUID (no ordering).
 	PartitionKey func(*message.Message) string
 	// MaxTracked bounds how many partly handled events are remembered, so
 	// that their redelivery runs only the handlers that failed. Past it the
 	// oldest is forgotten, and its handlers all run again (still at least
-	// once). Default 10,000.
+	// once). Defaults to DefaultMaxTracked.
 	MaxTracked int
+	// ColonStarLiteral reads every ArcMode pattern of this router as
+	// ArcStreamsMode: "order:*" is then the literal type "order:*", as Arc
+	// 2.11–2.14's Redis Streams consumers read it, not a prefix. Set it when
+	// Arc Streams consumers of those versions share this router's consumer
+	// group, so that every member of the group routes alike. Defaults to
+	// false: the prefix rule of Arc's Pub/Sub and of Arc ≥ 2.12's shared
+	// matcher.
+	ColonStarLiteral bool
 	// OnMalformed handles a message that does not hold an Arc event. A nil
-	// error acknowledges the message; an error nacks it. Default: nack with
-	// an error wrapping arc.ErrMalformedEvent, so a router-level poison
-	// queue (or arcmill's dead-letter middleware) can take it.
+	// error acknowledges the message; an error nacks it. Defaults to nil:
+	// nack with an error wrapping arc.ErrMalformedEvent, so a router-level
+	// poison queue (or arcmill's dead-letter middleware) can take it.
 	OnMalformed func(msg *message.Message, err error) error
-	// Logger defaults to the message.Router's logger.
+	// Logger receives one Info line per handler subscribed or unsubscribed,
+	// and Debug lines about single messages. Defaults to the
+	// message.Router's logger.
 	Logger watermill.LoggerAdapter
 }
 
 func (c *Config) setDefaults(r *message.Router) {
 	if c.Workers == 0 {
-		c.Workers = 1
+		c.Workers = DefaultWorkers
 	}
 	if c.PartitionKey == nil {
 		c.PartitionKey = DefaultPartitionKey
 	}
 	if c.MaxTracked == 0 {
-		c.MaxTracked = 10000
+		c.MaxTracked = DefaultMaxTracked
+	}
+	if c.Logger == nil && r != nil {
+		c.Logger = r.Logger()
 	}
 	if c.Logger == nil {
-		c.Logger = r.Logger()
+		c.Logger = watermill.NopLogger{}
 	}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
 func (c Config) Validate() error {
-	if c.Workers < 0 {
-		return fmt.Errorf("wildcard: Workers must not be negative, got %d", c.Workers)
-	}
-	if c.MaxTracked < 0 {
-		return fmt.Errorf("wildcard: MaxTracked must not be negative, got %d", c.MaxTracked)
+	c.setDefaults(nil)
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Workers < 0:
+		return fmt.Errorf("%w: Config.Workers must not be negative, got %d", ErrInvalidConfig, c.Workers)
+	case c.MaxTracked < 0:
+		return fmt.Errorf("%w: Config.MaxTracked must not be negative, got %d", ErrInvalidConfig, c.MaxTracked)
 	}
 	return nil
 }
@@ -104,6 +136,15 @@ type Router struct {
 	runCtx  context.Context
 	sources map[sourceKey]*source
 	nextID  int
+	// running is closed by Run's starter goroutine once the message.Router
+	// runs and every source subscribed so far has started.
+	running     chan struct{}
+	runningOnce sync.Once
+	// closed is closed once Run has returned, or by Close when Run never
+	// started.
+	closed     chan struct{}
+	closedOnce sync.Once
+	ran        bool // Run was called; guarded by mu
 
 	handled, unmatched, failed, malformed atomic.Uint64
 }
@@ -116,13 +157,14 @@ type sourceKey struct {
 // NewRouter returns a Router that registers its subscriptions on r.
 func NewRouter(r *message.Router, cfg Config) (*Router, error) {
 	if r == nil {
-		return nil, errors.New("wildcard: nil message.Router")
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: nil message.Router", ErrInvalidConfig)
 	}
 	cfg.setDefaults(r)
-	return &Router{router: r, cfg: cfg, sources: map[sourceKey]*source{}}, nil
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Router{router: r, cfg: cfg, sources: map[sourceKey]*source{}, running: make(chan struct{}),
+		closed: make(chan struct{})}, nil
 }
 
 // Run runs the underlying message.Router; handlers added later start under
@@ -134,7 +176,9 @@ func NewRouter(r *message.Router, cfg Config) (*Router, error) {
 func (r *Router) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.runCtx = ctx
+	r.ran = true
 	r.mu.Unlock()
+	defer r.markClosed()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -145,11 +189,43 @@ func (r *Router) Run(ctx context.Context) error {
 			if err := r.router.RunHandlers(ctx); err != nil {
 				r.cfg.Logger.Error("Starting pattern subscriptions", err, nil)
 			}
+			r.runningOnce.Do(func() { close(r.running) }) // a second Run must not close it again
 		case <-done:
 		}
 	}()
 	return r.router.Run(ctx)
 }
+
+// Running returns a channel closed once Run runs the message.Router and
+// every subscription made so far reads its subscriber, as Watermill's
+// Router.Running does: events published after it closes reach the handlers,
+// even on subscribers that keep nothing for absent readers (GoChannel,
+// Redis Pub/Sub). It never closes if Run is not called or fails to start.
+func (r *Router) Running() <-chan struct{} { return r.running }
+
+// Close closes the message.Router: subscriptions stop, and in-flight
+// handlers get the router's CloseTimeout to finish; it returns the
+// message.Router's error ("router close timeout" when they did not). It is
+// idempotent and safe to call at the same time as Run and Handle; a Handle
+// after it returns ErrRouterClosed. Close a router that never ran only
+// with a short CloseTimeout: Watermill's Close then waits it out.
+func (r *Router) Close() error {
+	err := r.router.Close()
+	r.mu.Lock()
+	ran := r.ran
+	r.mu.Unlock()
+	if !ran {
+		r.markClosed() // no Run to return
+	}
+	return err
+}
+
+// Closed returns a channel closed once the router has stopped: Run has
+// returned (every handler has finished or CloseTimeout has passed), or
+// Close was called on a router that never ran.
+func (r *Router) Closed() <-chan struct{} { return r.closed }
+
+func (r *Router) markClosed() { r.closedOnce.Do(func() { close(r.closed) }) }
 
 // HandlerConfig names a handler and where and what it subscribes to.
 type HandlerConfig struct {
@@ -160,7 +236,8 @@ type HandlerConfig struct {
 	Topic      string
 	// Patterns are the event types the handler wants (see Mode). At least one.
 	Patterns []string
-	// Mode says how Patterns are read. Default ArcMode.
+	// Mode says how Patterns are read. Defaults to ArcMode (ArcStreamsMode
+	// under Config.ColonStarLiteral).
 	Mode Mode
 	// Middleware wraps this handler only; the first is the outermost, as
 	// with message.Router.
@@ -174,15 +251,17 @@ type HandlerConfig struct {
 func (c HandlerConfig) Validate() error {
 	switch {
 	case c.Name == "":
-		return errors.New("wildcard: HandlerConfig.Name is required")
+		return fmt.Errorf("%w: HandlerConfig.Name is required", ErrInvalidConfig)
 	case c.Subscriber == nil:
-		return errors.New("wildcard: HandlerConfig.Subscriber is required")
+		return fmt.Errorf("%w: HandlerConfig.Subscriber is required", ErrInvalidConfig)
 	case c.Topic == "":
-		return errors.New("wildcard: HandlerConfig.Topic is required")
+		return fmt.Errorf("%w: HandlerConfig.Topic is required", ErrInvalidConfig)
 	case len(c.Patterns) == 0:
-		return errors.New("wildcard: HandlerConfig.Patterns needs at least one pattern")
+		return fmt.Errorf("%w: HandlerConfig.Patterns needs at least one pattern", ErrInvalidConfig)
 	case c.Publisher != nil && c.PublishTopic == "":
-		return errors.New("wildcard: HandlerConfig.PublishTopic is required with a Publisher")
+		return fmt.Errorf("%w: HandlerConfig.PublishTopic is required with a Publisher", ErrInvalidConfig)
+	case c.Mode != ArcMode && c.Mode != SegmentMode && c.Mode != ArcStreamsMode:
+		return fmt.Errorf("%w: HandlerConfig.Mode %v is unknown", ErrInvalidConfig, c.Mode)
 	}
 	return nil
 }
@@ -194,7 +273,7 @@ type Unsubscribe func()
 // Handle subscribes an Arc-shaped handler.
 func (r *Router) Handle(cfg HandlerConfig, h Handler) (Unsubscribe, error) {
 	if h == nil {
-		return nil, errors.New("wildcard: nil handler")
+		return nil, fmt.Errorf("%w: nil handler", ErrInvalidConfig)
 	}
 	return r.HandleFunc(cfg, func(msg *message.Message) ([]*message.Message, error) {
 		info, _ := msg.Context().Value(infoKey{}).(*Info)
@@ -221,11 +300,15 @@ func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscri
 		return nil, err
 	}
 	if h == nil {
-		return nil, errors.New("wildcard: nil handler")
+		return nil, fmt.Errorf("%w: nil handler", ErrInvalidConfig)
+	}
+	mode := cfg.Mode
+	if mode == ArcMode && r.cfg.ColonStarLiteral {
+		mode = ArcStreamsMode
 	}
 	e := &entry{name: cfg.Name, publisher: cfg.Publisher, publishTopic: cfg.PublishTopic}
 	for _, s := range cfg.Patterns {
-		p, err := ParseMode(s, cfg.Mode)
+		p, err := ParseMode(s, mode)
 		if err != nil {
 			return nil, fmt.Errorf("handler %q: %w", cfg.Name, err)
 		}
@@ -265,7 +348,7 @@ func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscri
 		}
 	}
 	r.cfg.Logger.Info("Pattern handler subscribed", watermill.LogFields{
-		"handler": e.name, "patterns": cfg.Patterns, "topic": cfg.Topic, "mode": cfg.Mode.String(),
+		"handler_name": e.name, "patterns": cfg.Patterns, "topic": cfg.Topic, "mode": mode.String(),
 	})
 	var once sync.Once
 	return func() { once.Do(func() { r.unsubscribe(src, e) }) }, nil
@@ -327,7 +410,7 @@ func (r *Router) unsubscribe(src *source, e *entry) {
 	for _, p := range e.patterns {
 		src.index.Remove(p, e)
 	}
-	r.cfg.Logger.Info("Pattern handler unsubscribed", watermill.LogFields{"handler": e.name, "topic": src.key.topic})
+	r.cfg.Logger.Info("Pattern handler unsubscribed", watermill.LogFields{"handler_name": e.name, "topic": src.key.topic})
 }
 
 // Stats counts what the router's sources did with events.

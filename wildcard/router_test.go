@@ -19,7 +19,12 @@ import (
 	"github.com/arcmill/arcmill/arc"
 )
 
-const topic = "arc.events"
+const (
+	topic = "arc.events"
+	// absenceWait is how long a test watches for something that must not
+	// happen, where there is no signal to wait on.
+	absenceWait = 50 * time.Millisecond
+)
 
 type harness struct {
 	t      *testing.T
@@ -33,7 +38,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	logger := watermill.NopLogger{}
 	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64}, logger)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: closeTimeout}, logger)
 	require.NoError(t, err)
 	wr, err := NewRouter(router, cfg)
 	require.NoError(t, err)
@@ -54,8 +59,7 @@ func (h *harness) run() {
 	h.t.Cleanup(cancel)
 	h.ran = true
 	go func() { _ = h.wr.Run(ctx) }()
-	<-h.router.Running()
-	h.waitStarted()
+	waitClosed(h.t, h.wr.Running(), "Running")
 }
 
 func (h *harness) waitStarted() {
@@ -108,10 +112,11 @@ func (r *recorder) get(name string) []string {
 
 func eventually(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
-	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
+	require.Eventually(t, cond, waitTimeout, pollInterval, msg)
 }
 
 func TestRouterFansOutByPattern(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var rec recorder
 	sub := func(name string, patterns ...string) {
@@ -141,6 +146,7 @@ func TestRouterFansOutByPattern(t *testing.T) {
 
 // One handler failing does not re-run its siblings on redelivery.
 func TestRouterFailureIsolation(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var okCalls, flakyCalls atomic.Int32
 	_, err := h.wr.Subscribe(h.pubSub, topic, "order.*", func(context.Context, arc.Event) error {
@@ -170,6 +176,7 @@ func TestRouterFailureIsolation(t *testing.T) {
 }
 
 func TestRouterAcksAndCountsUnmatched(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var rec recorder
 	_, err := h.wr.Subscribe(h.pubSub, topic, "order.*", rec.handler("orders"))
@@ -182,6 +189,7 @@ func TestRouterAcksAndCountsUnmatched(t *testing.T) {
 }
 
 func TestRouterSubscribeAndUnsubscribeAtRunTime(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var rec recorder
 	_, err := h.wr.Subscribe(h.pubSub, topic, "*", rec.handler("all"))
@@ -204,15 +212,14 @@ func TestRouterSubscribeAndUnsubscribeAtRunTime(t *testing.T) {
 	_, err = h.wr.Subscribe(h.pubSub, "other.topic", "*", other.handler("x"))
 	require.NoError(t, err)
 	h.waitStarted()
-	ev, _ := arc.NewEvent("x.y", nil, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
-	require.NoError(t, h.pubSub.Publish("other.topic", msg))
+	require.NoError(t, h.pubSub.Publish("other.topic", mustMessage(t, mustEvent(t, "x.y", nil, arc.Meta{}))))
 	eventually(t, func() bool { return len(other.get("x")) == 1 }, "new topic subscribed at run time")
 }
 
 // Arc acks what arrives after the last unsubscribe; arcmill holds it until
 // a handler subscribes again, or nacks it when the subscription ends.
 func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	unsub, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
 	require.NoError(t, err)
@@ -220,14 +227,14 @@ func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
 	h.run()
 	unsub()
 
-	ev, _ := arc.NewEvent("order.created", nil, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
+	ev := mustEvent(t, "order.created", nil, arc.Meta{})
+	msg := mustMessage(t, ev)
 	result := make(chan error, 1)
 	go func() { result <- src.dispatch(msg) }()
 	select {
 	case err := <-result:
 		t.Fatalf("dispatch returned %v with no handler: it must hold the message", err)
-	case <-time.After(50 * time.Millisecond):
+	case <-time.After(absenceWait): // nothing to wait on: checking that nothing happens
 	}
 	got := make(chan string, 1)
 	_, err = h.wr.Subscribe(h.pubSub, topic, "order.*", func(_ context.Context, ev arc.Event) error {
@@ -248,7 +255,7 @@ func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
 	src2 := h2.wr.sources[sourceKey{h2.pubSub, topic}]
 	unsub2()
 	ctx, cancel := context.WithCancel(context.Background())
-	msg2, _ := arc.ToMessage(ev)
+	msg2 := mustMessage(t, ev)
 	msg2.SetContext(ctx)
 	go func() { result <- src2.dispatch(msg2) }()
 	cancel()
@@ -256,6 +263,7 @@ func TestRouterNeverAcksWhenNoHandlersAreLeft(t *testing.T) {
 }
 
 func TestRouterMalformed(t *testing.T) {
+	t.Parallel()
 	var hooked error
 	h := newHarness(t, Config{})
 	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
@@ -272,6 +280,7 @@ func TestRouterMalformed(t *testing.T) {
 }
 
 func TestTypedHandler(t *testing.T) {
+	t.Parallel()
 	type order struct {
 		ID    string `json:"orderId"`
 		Total int    `json:"total"`
@@ -288,17 +297,18 @@ func TestTypedHandler(t *testing.T) {
 	select {
 	case o := <-got:
 		assert.Equal(t, order{"o-1", 99}, o)
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitTimeout):
 		t.Fatal("typed handler not called")
 	}
 
-	ev, _ := arc.NewEvent("order.created", []int{1}, arc.Meta{})
+	ev := mustEvent(t, "order.created", []int{1}, arc.Meta{})
 	err = Typed(func(context.Context, arc.Event, order) error { return nil })(context.Background(), ev)
 	assert.ErrorIs(t, err, arc.ErrUnrecoverable)
 }
 
 // Middleware sees the handler, pattern and topic; each chain wraps its own handler.
 func TestPerHandlerMiddlewareAndInfo(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var mu sync.Mutex
 	var seen []string
@@ -332,6 +342,7 @@ func TestPerHandlerMiddlewareAndInfo(t *testing.T) {
 }
 
 func TestHandleFuncPublishesOutput(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	out, err := h.pubSub.Subscribe(context.Background(), "out")
 	require.NoError(t, err)
@@ -348,17 +359,16 @@ func TestHandleFuncPublishesOutput(t *testing.T) {
 		msg.Ack()
 		assert.Equal(t, sent.Meta.ID, msg.UUID)
 		assert.Equal(t, "fwd", msg.Metadata.Get(MetadataHandler))
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitTimeout):
 		t.Fatal("output not published")
 	}
 
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
-	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
-	assert.ErrorIs(t, src.dispatch(msg), ErrOutputWithoutPublisher)
+	assert.ErrorIs(t, src.dispatch(mustMessage(t, mustEvent(t, "x", nil, arc.Meta{}))), ErrOutputWithoutPublisher)
 }
 
 func TestHandlerPanicFailsOnlyThatHandler(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var calls atomic.Int32
 	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { panic("boom") })
@@ -366,8 +376,8 @@ func TestHandlerPanicFailsOnlyThatHandler(t *testing.T) {
 	_, err = h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { calls.Add(1); return nil })
 	require.NoError(t, err)
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
-	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
+	ev := mustEvent(t, "x", nil, arc.Meta{})
+	msg := mustMessage(t, ev)
 	err = src.dispatch(msg)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "panic: boom")
@@ -376,28 +386,52 @@ func TestHandlerPanicFailsOnlyThatHandler(t *testing.T) {
 	assert.Equal(t, int32(1), calls.Load(), "not run again on redelivery")
 }
 
-func TestConfigErrors(t *testing.T) {
+// Every refused Config or HandlerConfig wraps ErrInvalidConfig and names
+// its field; a pattern the mode refuses wraps ErrInvalidPattern.
+func TestConfigRefusesEachBadField(t *testing.T) {
+	t.Parallel()
 	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
 	require.NoError(t, err)
-	_, err = NewRouter(router, Config{Workers: -1})
-	assert.Error(t, err)
+	for name, tc := range map[string]struct {
+		cfg   Config
+		field string
+	}{
+		"negative workers":     {Config{Workers: -1}, "Workers"},
+		"negative max tracked": {Config{MaxTracked: -1}, "MaxTracked"},
+	} {
+		_, err = NewRouter(router, tc.cfg)
+		require.ErrorIs(t, err, ErrInvalidConfig, name)
+		assert.Contains(t, err.Error(), tc.field, name)
+		assert.ErrorIs(t, tc.cfg.Validate(), ErrInvalidConfig, name)
+	}
+	require.NoError(t, Config{}.Validate())
 	_, err = NewRouter(nil, Config{})
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+
 	wr, err := NewRouter(router, Config{})
 	require.NoError(t, err)
+	assert.Equal(t, DefaultWorkers, wr.cfg.Workers)
+	assert.Equal(t, DefaultMaxTracked, wr.cfg.MaxTracked)
 	pubSub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	defer pubSub.Close()
+	t.Cleanup(func() { require.NoError(t, pubSub.Close()) })
 	ok := HandlerConfig{Name: "h", Subscriber: pubSub, Topic: "t", Patterns: []string{"*"}}
 	noop := func(context.Context, arc.Event) error { return nil }
-	for name, mutate := range map[string]func(*HandlerConfig){
-		"no name": func(c *HandlerConfig) { c.Name = "" }, "no subscriber": func(c *HandlerConfig) { c.Subscriber = nil },
-		"no topic": func(c *HandlerConfig) { c.Topic = "" }, "no patterns": func(c *HandlerConfig) { c.Patterns = nil },
-		"publisher without topic": func(c *HandlerConfig) { c.Publisher = pubSub },
+	for name, tc := range map[string]struct {
+		mutate func(*HandlerConfig)
+		field  string
+	}{
+		"no name":                 {func(c *HandlerConfig) { c.Name = "" }, "Name"},
+		"no subscriber":           {func(c *HandlerConfig) { c.Subscriber = nil }, "Subscriber"},
+		"no topic":                {func(c *HandlerConfig) { c.Topic = "" }, "Topic"},
+		"no patterns":             {func(c *HandlerConfig) { c.Patterns = nil }, "Patterns"},
+		"publisher without topic": {func(c *HandlerConfig) { c.Publisher = pubSub }, "PublishTopic"},
+		"unknown mode":            {func(c *HandlerConfig) { c.Mode = 9 }, "Mode"},
 	} {
 		c := ok
-		mutate(&c)
+		tc.mutate(&c)
 		_, err := wr.Handle(c, noop)
-		assert.Error(t, err, name)
+		require.ErrorIs(t, err, ErrInvalidConfig, name)
+		assert.Contains(t, err.Error(), tc.field, name)
 	}
 	bad := ok
 	bad.Patterns = []string{"a.*b"}
@@ -409,10 +443,47 @@ func TestConfigErrors(t *testing.T) {
 	_, err = wr.Handle(ok, noop)
 	assert.ErrorIs(t, err, ErrDuplicateHandler)
 	_, err = wr.Handle(ok, nil)
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+}
+
+// With ColonStarLiteral, "payment:*" is the literal type, as Arc 2.11–2.14
+// Streams consumers read it: "payment:captured" is unmatched (acked), the
+// literal type is handled, ".*" prefixes and SegmentMode handlers are
+// unchanged. Without it, "payment:*" is a prefix.
+func TestColonStarLiteralRoutesLikeArcStreams(t *testing.T) {
+	t.Parallel()
+	for _, literal := range []bool{true, false} {
+		t.Run(fmt.Sprint("ColonStarLiteral=", literal), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, Config{ColonStarLiteral: literal})
+			var rec recorder
+			_, err := h.wr.Subscribe(h.pubSub, topic, "payment:*", rec.handler("colon"))
+			require.NoError(t, err)
+			_, err = h.wr.Subscribe(h.pubSub, topic, "payment.*", rec.handler("dot"))
+			require.NoError(t, err)
+			_, err = h.wr.Handle(HandlerConfig{Name: "segment", Subscriber: h.pubSub, Topic: topic,
+				Patterns: []string{"payment.>"}, Mode: SegmentMode}, rec.handler("segment"))
+			require.NoError(t, err)
+			h.run()
+			h.publish("payment:captured", nil, arc.Meta{})
+			h.publish("payment:*", nil, arc.Meta{})
+			h.publish("payment.refunded", nil, arc.Meta{})
+			eventually(t, func() bool { s := h.wr.Stats(); return s.Handled+s.Unmatched == 3 }, "all three read")
+			if literal {
+				assert.Equal(t, []string{"payment:*"}, rec.get("colon"))
+				assert.Equal(t, uint64(1), h.wr.Stats().Unmatched, "payment:captured, as Arc Streams acks it")
+			} else {
+				assert.Equal(t, []string{"payment:*", "payment:captured"}, rec.get("colon"))
+				assert.Zero(t, h.wr.Stats().Unmatched)
+			}
+			assert.Equal(t, []string{"payment.refunded"}, rec.get("dot"))
+			assert.Equal(t, []string{"payment.refunded"}, rec.get("segment"))
+		})
+	}
 }
 
 func TestProgressIsBounded(t *testing.T) {
+	t.Parallel()
 	p := newProgress(3)
 	a := &entry{name: "a"}
 	for i := 0; i < 10; i++ {
@@ -431,6 +502,7 @@ func TestProgressIsBounded(t *testing.T) {
 // A handler that replaces one of the same name is a new handler: it runs on
 // a redelivery even though its namesake had succeeded.
 func TestProgressTracksHandlersNotNames(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var first, second, failing atomic.Int32
 	unsub, err := h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
@@ -440,8 +512,8 @@ func TestProgressTracksHandlersNotNames(t *testing.T) {
 		func(context.Context, arc.Event) error { failing.Add(1); return errors.New("x") })
 	require.NoError(t, err)
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
-	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
+	ev := mustEvent(t, "x", nil, arc.Meta{})
+	msg := mustMessage(t, ev)
 	require.Error(t, src.dispatch(msg))
 	unsub()
 	_, err = h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
@@ -454,6 +526,7 @@ func TestProgressTracksHandlersNotNames(t *testing.T) {
 }
 
 func TestHandleAfterCloseFails(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { return nil })
 	require.NoError(t, err)
@@ -464,6 +537,7 @@ func TestHandleAfterCloseFails(t *testing.T) {
 }
 
 func TestTargetHandlerMetadataRunsOnlyThatHandler(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var a, b atomic.Int32
 	_, err := h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
@@ -473,8 +547,8 @@ func TestTargetHandlerMetadataRunsOnlyThatHandler(t *testing.T) {
 		func(context.Context, arc.Event) error { b.Add(1); return nil })
 	require.NoError(t, err)
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
-	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
+	ev := mustEvent(t, "x", nil, arc.Meta{})
+	msg := mustMessage(t, ev)
 	msg.Metadata.Set(MetadataTargetHandler, "b")
 	require.NoError(t, src.dispatch(msg))
 	assert.Equal(t, int32(0), a.Load())
@@ -489,15 +563,16 @@ func TestTargetHandlerMetadataRunsOnlyThatHandler(t *testing.T) {
 // A delayed retry (a targeted copy with the event's id) runs its handler
 // even when progress says that handler succeeded for that id.
 func TestTargetedCopyBypassesProgress(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{})
 	var a atomic.Int32
 	_, err := h.wr.Handle(HandlerConfig{Name: "a", Subscriber: h.pubSub, Topic: topic, Patterns: []string{"*"}},
 		func(context.Context, arc.Event) error { a.Add(1); return nil })
 	require.NoError(t, err)
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
-	ev, _ := arc.NewEvent("x", nil, arc.Meta{})
+	ev := mustEvent(t, "x", nil, arc.Meta{})
 	src.progress.add(ev.Meta.ID, []*entry{src.handlers["a"]})
-	msg, _ := arc.ToMessage(ev)
+	msg := mustMessage(t, ev)
 	msg.Metadata.Set(MetadataTargetHandler, "a")
 	require.NoError(t, src.dispatch(msg))
 	assert.Equal(t, int32(1), a.Load())

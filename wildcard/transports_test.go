@@ -65,7 +65,7 @@ func transportScenario(t *testing.T, pub message.Publisher, sub message.Subscrib
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = wr.Run(ctx) }()
-	<-router.Running()
+	<-wr.Running()
 
 	var sent []arc.Event
 	for _, typ := range []string{"order.created", "order.item.added", "user.created"} {
@@ -90,13 +90,14 @@ func transportScenario(t *testing.T, pub message.Publisher, sub message.Subscrib
 }
 
 func TestRouterOverRedisStreams(t *testing.T) {
+	t.Parallel()
 	addr := testenv.RedisAddr(t)
 	pubClient := redis.NewClient(&redis.Options{Addr: addr})
 	subClient := redis.NewClient(&redis.Options{Addr: addr})
 	topic := "arcmill-test:" + uuid.NewString()
 	t.Cleanup(func() {
-		pubClient.Del(context.Background(), topic)
-		_ = pubClient.Close()
+		assert.NoError(t, pubClient.Del(context.Background(), topic).Err())
+		assert.NoError(t, pubClient.Close())
 	})
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: pubClient}, watermill.NopLogger{})
 	require.NoError(t, err)
@@ -109,13 +110,16 @@ func TestRouterOverRedisStreams(t *testing.T) {
 }
 
 func TestRouterOverPostgreSQL(t *testing.T) {
+	t.Parallel()
 	db, err := stdsql.Open("pgx", testenv.PostgresDSN(t))
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
 	topic := "arcmill_test_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	t.Cleanup(func() {
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "watermill_` + topic + `"`)
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "watermill_offsets_` + topic + `"`)
+		_, err := db.Exec(`DROP TABLE IF EXISTS "watermill_` + topic + `"`)
+		assert.NoError(t, err)
+		_, err = db.Exec(`DROP TABLE IF EXISTS "watermill_offsets_` + topic + `"`)
+		assert.NoError(t, err)
+		assert.NoError(t, db.Close())
 	})
 	logger := watermill.NopLogger{}
 	pub, err := wsql.NewPublisher(wsql.BeginnerFromStdSQL(db), wsql.PublisherConfig{

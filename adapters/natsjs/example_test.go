@@ -2,7 +2,10 @@ package natsjs_test
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
 	"github.com/arcmill/arcmill/adapters/natsjs"
@@ -10,21 +13,66 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
-// Arc handlers on NATS JetStream: one subject per event type, and a
-// pattern's subscription filtered by the server.
+// Arc's patterns map onto NATS subjects; where the server cannot match
+// exactly (the colon prefix), the subscription takes every subject and
+// the wildcard router filters.
 func ExampleSubject() {
-	var events *wildcard.Router // wildcard.NewRouter(router, wildcard.Config{})
-	if events == nil {
-		return // this example only shows the calls
+	for _, pattern := range []string{"order.created", "order.*", "*", "order:*"} {
+		subject, exact := natsjs.Subject("arc", pattern)
+		fmt.Printf("%-14s %-20s server matches: %v\n", pattern, subject, exact)
 	}
-	nc, _ := nats.Connect(nats.DefaultURL)
-	js, _ := nc.JetStream()
-	_ = natsjs.EnsureStream(js, "ARC_EVENTS", "arc") // holds arc.>
+	// Output:
+	// order.created  arc.order.created    server matches: true
+	// order.*        arc.order.>          server matches: true
+	// *              arc.>                server matches: true
+	// order:*        arc.>                server matches: false
+}
 
-	pub, _ := natsjs.NewPublisher(nats.DefaultURL, "arc", nil) // order.created goes to arc.order.created
-	sub, _ := natsjs.NewSubscriber(nats.DefaultURL, "billing", nil)
-
-	subject, _ := natsjs.Subject("arc", "order.*") // arc.order.>
-	_, _ = events.Subscribe(sub, subject, "order.*", func(ctx context.Context, ev arc.Event) error { return nil })
-	_ = pub
+// Arc handlers on NATS JetStream: one subject per event type, and each
+// pattern's subscription a durable consumer filtered by the server. The
+// publisher and the subscriber each get a connection of their own: they
+// close it when they close.
+func ExampleNewSubscriber() {
+	run := func(ctx context.Context) error {
+		pubConn, err := nats.Connect(nats.DefaultURL)
+		if err != nil {
+			return err
+		}
+		subConn, err := nats.Connect(nats.DefaultURL)
+		if err != nil {
+			return err
+		}
+		js, err := pubConn.JetStream()
+		if err != nil {
+			return err
+		}
+		if err := natsjs.EnsureStream(js, "ARC_EVENTS", natsjs.DefaultPrefix); err != nil { // holds arc.>
+			return err
+		}
+		pub, err := natsjs.NewPublisher(natsjs.PublisherConfig{Conn: pubConn}) // order.created goes to arc.order.created
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		sub, err := natsjs.NewSubscriber(natsjs.SubscriberConfig{Conn: subConn, Group: "billing"})
+		if err != nil {
+			return err
+		}
+		router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+		if err != nil {
+			return err
+		}
+		events, err := wildcard.NewRouter(router, wildcard.Config{})
+		if err != nil {
+			return err
+		}
+		subject, _ := natsjs.Subject(natsjs.DefaultPrefix, "order.*") // arc.order.>
+		if _, err := events.Subscribe(sub, subject, "order.*", func(ctx context.Context, ev arc.Event) error {
+			return nil
+		}); err != nil {
+			return err
+		}
+		return events.Run(ctx)
+	}
+	_ = run // needs a NATS server with JetStream: see TestWildcardRouterOnJetStream
 }

@@ -15,17 +15,25 @@
 // types are. The publisher sets Nats-Msg-Id to the event id, so JetStream
 // drops a repeat within its duplicate window (2 minutes by default): an
 // outbox relay's republish after a crash is stored once, and so is a
-// deliberate republish of the same event id inside the window. The same wildcard router and handlers as on Redis run on top:
-// give Subject's result as the handler's Topic and the pattern as its
-// pattern.
+// deliberate republish of the same event id inside the window. The same
+// wildcard router and handlers as on Redis run on top: give Subject's
+// result as the handler's Topic and the pattern as its pattern.
+//
+// NewPublisher and NewSubscriber take a PublisherConfig and a
+// SubscriberConfig holding a connection the caller opened (nats.Connect,
+// with whatever options it needs). Watermill's NATS adapter closes that
+// connection when the publisher or subscriber closes, so give each one a
+// connection of its own.
 package natsjs
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -72,6 +80,60 @@ func EnsureStream(js nats.JetStreamManager, name, prefix string) error {
 	return nil
 }
 
+// ErrInvalidConfig is wrapped by every error that refuses a
+// PublisherConfig or a SubscriberConfig.
+var ErrInvalidConfig = errors.New("natsjs: invalid config")
+
+// DefaultPrefix is the subject prefix of PublisherConfig and EnsureStream
+// callers that have no reason to choose another: events go to
+// arc.<type>.
+const DefaultPrefix = "arc"
+
+// Defaults of SubscriberConfig, Watermill's NATS adapter's.
+const (
+	DefaultCloseTimeout   = 30 * time.Second
+	DefaultAckWaitTimeout = 30 * time.Second
+)
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// Conn is the connection to publish on, with JetStream enabled on the
+	// server; the Publisher's Close closes it. Required.
+	Conn *nats.Conn
+	// Prefix is the first subject token: an event of type t goes to
+	// <Prefix>.<t>. It must be valid subject tokens. Defaults to
+	// DefaultPrefix.
+	Prefix string
+	// Logger defaults to watermill.NopLogger.
+	Logger watermill.LoggerAdapter
+}
+
+func (c *PublisherConfig) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
+func (c PublisherConfig) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *PublisherConfig) validate() error {
+	switch {
+	case c.Conn == nil:
+		return fmt.Errorf("%w: PublisherConfig.Conn is required", ErrInvalidConfig)
+	case !validTokens(c.Prefix):
+		return fmt.Errorf("%w: PublisherConfig.Prefix %q is not a sequence of subject tokens", ErrInvalidConfig, c.Prefix)
+	}
+	return nil
+}
+
 // Publisher publishes each Arc message on <prefix>.<type>, whatever topic
 // it is given; the stream holding <prefix>.> must exist (EnsureStream).
 type Publisher struct {
@@ -79,17 +141,20 @@ type Publisher struct {
 	prefix string
 }
 
-// NewPublisher connects to url with JetStream.
-func NewPublisher(url, prefix string, logger watermill.LoggerAdapter) (*Publisher, error) {
-	if logger == nil {
-		logger = watermill.NopLogger{}
-	}
-	pub, err := wnats.NewPublisher(wnats.PublisherConfig{URL: url,
-		JetStream: wnats.JetStreamConfig{TrackMsgId: true}}, logger)
-	if err != nil {
+// NewPublisher returns a JetStream publisher on cfg.Conn that sets
+// Nats-Msg-Id to the event id.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Publisher{pub: pub, prefix: prefix}, nil
+	pub, err := wnats.NewPublisherWithNatsConn(cfg.Conn, wnats.PublisherPublishConfig{
+		Marshaler: &wnats.NATSMarshaler{}, SubjectCalculator: wnats.DefaultSubjectCalculator,
+		JetStream: wnats.JetStreamConfig{TrackMsgId: true}}, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: publisher: %w", err)
+	}
+	return &Publisher{pub: pub, prefix: cfg.Prefix}, nil
 }
 
 // Publish sends each message to its type's subject; topic is ignored.
@@ -109,23 +174,86 @@ func (p *Publisher) Publish(_ string, msgs ...*message.Message) error {
 // Close closes the connection.
 func (p *Publisher) Close() error { return p.pub.Close() }
 
+// SubscriberConfig configures NewSubscriber.
+type SubscriberConfig struct {
+	// Conn is the connection to consume on; the subscriber's Close drains
+	// and closes it. Required.
+	Conn *nats.Conn
+	// Group names the durable consumers, shared by every instance of the
+	// group (Arc's consumer group, the service): one per subscribed
+	// subject. Required.
+	Group string
+	// CloseTimeout is how long Close waits for handlers to ack or nack.
+	// Defaults to DefaultCloseTimeout.
+	CloseTimeout time.Duration
+	// AckWaitTimeout is how long the server waits for an ack before it
+	// redelivers. Defaults to DefaultAckWaitTimeout.
+	AckWaitTimeout time.Duration
+	// Logger defaults to watermill.NopLogger.
+	Logger watermill.LoggerAdapter
+}
+
+func (c *SubscriberConfig) setDefaults() {
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.AckWaitTimeout == 0 {
+		c.AckWaitTimeout = DefaultAckWaitTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
+func (c SubscriberConfig) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *SubscriberConfig) validate() error {
+	switch {
+	case c.Conn == nil:
+		return fmt.Errorf("%w: SubscriberConfig.Conn is required", ErrInvalidConfig)
+	case c.Group == "":
+		return fmt.Errorf("%w: SubscriberConfig.Group is required", ErrInvalidConfig)
+	case strings.ContainsAny(c.Group, " \t\r\n.*>"):
+		return fmt.Errorf("%w: SubscriberConfig.Group %q must not hold whitespace, '.', '*' or '>'",
+			ErrInvalidConfig, c.Group)
+	case c.CloseTimeout < 0:
+		return fmt.Errorf("%w: SubscriberConfig.CloseTimeout must not be negative, got %v", ErrInvalidConfig, c.CloseTimeout)
+	case c.AckWaitTimeout < 0:
+		return fmt.Errorf("%w: SubscriberConfig.AckWaitTimeout must not be negative, got %v",
+			ErrInvalidConfig, c.AckWaitTimeout)
+	}
+	return nil
+}
+
 // NewSubscriber returns a JetStream subscriber whose subscriptions are
-// durable consumers named after group and the subject (so each wildcard
+// durable consumers named after cfg.Group and the subject (so each wildcard
 // handler's subject gets its own consumer), shared by the instances of
-// group; messages are acknowledged explicitly, after the handler.
-func NewSubscriber(url, group string, logger watermill.LoggerAdapter) (*wnats.Subscriber, error) {
-	if logger == nil {
-		logger = watermill.NopLogger{}
+// the group; messages are acknowledged explicitly, after the handler.
+func NewSubscriber(cfg SubscriberConfig) (*wnats.Subscriber, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	durable := durableName
-	return wnats.NewSubscriber(wnats.SubscriberConfig{URL: url, QueueGroupPrefix: group,
+	sc := wnats.SubscriberConfig{QueueGroupPrefix: cfg.Group,
+		CloseTimeout: cfg.CloseTimeout, AckWaitTimeout: cfg.AckWaitTimeout,
 		SubjectCalculator: func(queueGroupPrefix, topic string) *wnats.SubjectDetail {
 			// The queue group must be the durable's name.
 			return &wnats.SubjectDetail{Primary: topic, QueueGroup: durable(queueGroupPrefix, topic)}
 		},
-		JetStream: wnats.JetStreamConfig{DurablePrefix: group, DurableCalculator: durable,
+		JetStream: wnats.JetStreamConfig{DurablePrefix: cfg.Group, DurableCalculator: durable,
 			SubscribeOptions: []nats.SubOpt{nats.DeliverAll(), nats.AckExplicit()}},
-	}, logger)
+	}
+	sub, err := wnats.NewSubscriberWithNatsConn(cfg.Conn, sc.GetSubscriberSubscriptionConfig(), cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: subscriber: %w", err)
+	}
+	return sub, nil
 }
 
 // durableName names the consumer of group on subject: a readable part

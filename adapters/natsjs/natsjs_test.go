@@ -21,7 +21,58 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
+const (
+	// waitTimeout bounds every wait for something that should happen.
+	waitTimeout = 10 * time.Second
+	// pollInterval is how often a condition is checked.
+	pollInterval = 10 * time.Millisecond
+)
+
+// connect opens a connection of its own for a publisher or subscriber,
+// whose Close closes it.
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	return nc
+}
+
+// Every refused config wraps ErrInvalidConfig and names its field; zero
+// values take the Default* constants.
+func TestConfigRefusesEachBadField(t *testing.T) {
+	t.Parallel()
+	conn := &nats.Conn{} // never used: validation fails first, or nothing is sent
+	for name, tc := range map[string]struct {
+		err   error
+		field string
+	}{
+		"publisher without a connection":  {PublisherConfig{}.Validate(), "Conn"},
+		"prefix with a wildcard":          {PublisherConfig{Conn: conn, Prefix: "arc.*"}.Validate(), "Prefix"},
+		"subscriber without a connection": {SubscriberConfig{Group: "g"}.Validate(), "Conn"},
+		"subscriber without a group":      {SubscriberConfig{Conn: conn}.Validate(), "Group"},
+		"group with a dot":                {SubscriberConfig{Conn: conn, Group: "a.b"}.Validate(), "Group"},
+		"negative close timeout":          {SubscriberConfig{Conn: conn, Group: "g", CloseTimeout: -1}.Validate(), "CloseTimeout"},
+		"negative ack wait":               {SubscriberConfig{Conn: conn, Group: "g", AckWaitTimeout: -1}.Validate(), "AckWaitTimeout"},
+	} {
+		require.ErrorIs(t, tc.err, ErrInvalidConfig, name)
+		assert.Contains(t, tc.err.Error(), tc.field, name)
+	}
+	_, err := NewPublisher(PublisherConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	_, err = NewSubscriber(SubscriberConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+
+	pc := PublisherConfig{Conn: conn}
+	pc.setDefaults()
+	assert.Equal(t, DefaultPrefix, pc.Prefix)
+	sc := SubscriberConfig{Conn: conn, Group: "g"}
+	sc.setDefaults()
+	assert.Equal(t, DefaultCloseTimeout, sc.CloseTimeout)
+	assert.Equal(t, DefaultAckWaitTimeout, sc.AckWaitTimeout)
+}
+
 func TestSubject(t *testing.T) {
+	t.Parallel()
 	for pattern, want := range map[string]struct {
 		subject string
 		exact   bool
@@ -44,25 +95,26 @@ func TestSubject(t *testing.T) {
 // JetStream: subjects per type, patterns as filtered durable consumers,
 // retry then dead letter, nothing delivered twice.
 func TestWildcardRouterOnJetStream(t *testing.T) {
+	t.Parallel()
 	url := testenv.NatsURL(t)
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close) // after the stream is deleted: cleanups run last first
 	js, err := nc.JetStream()
 	require.NoError(t, err)
 	id := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	prefix, stream := "arcmilltest"+id, "ARCMILL_TEST_"+id
 	require.NoError(t, EnsureStream(js, stream, prefix))
 	require.NoError(t, EnsureStream(js, stream, prefix), "idempotent")
-	defer func() { _ = js.DeleteStream(stream) }()
+	t.Cleanup(func() { assert.NoError(t, js.DeleteStream(stream)) })
 
 	logger := watermill.NopLogger{}
-	pub, err := NewPublisher(url, prefix, logger)
+	pub, err := NewPublisher(PublisherConfig{Conn: connect(t, url), Prefix: prefix, Logger: logger})
 	require.NoError(t, err)
-	defer pub.Close()
-	sub, err := NewSubscriber(url, "billing", logger)
+	t.Cleanup(func() { assert.NoError(t, pub.Close()) })
+	sub, err := NewSubscriber(SubscriberConfig{Conn: connect(t, url), Group: "billing", Logger: logger})
 	require.NoError(t, err)
-	defer sub.Close()
+	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
 
 	dlq := make(chan middleware.DeadLetteredEvent, 4)
 	stack, err := middleware.NewStack(middleware.StackConfig{
@@ -79,7 +131,8 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string][]string{}
 	handle := func(name, pattern string) {
-		subject, _ := Subject(prefix, pattern)
+		subject, exact := Subject(prefix, pattern)
+		require.True(t, exact, pattern)
 		_, err := events.Handle(wildcard.HandlerConfig{Name: name, Subscriber: sub, Topic: subject,
 			Patterns: []string{pattern}, Middleware: stack.Middleware}, func(_ context.Context, ev arc.Event) error {
 			mu.Lock()
@@ -98,7 +151,11 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = events.Run(ctx) }()
-	<-router.Running()
+	select {
+	case <-events.Running():
+	case <-time.After(waitTimeout):
+		t.Fatal("router not running")
+	}
 
 	for _, typ := range []string{"order.created", "payment.captured", "order.refunded", "user.signed_up"} {
 		ev, err := arc.NewEvent(typ, map[string]int{"n": 1}, arc.Meta{})
@@ -111,15 +168,23 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	case dl := <-dlq:
 		assert.Equal(t, "order.refunded", dl.Event.Type)
 		assert.Equal(t, "orders", dl.HandlerName)
-	case <-time.After(10 * time.Second):
+	case <-time.After(waitTimeout):
 		t.Fatal("no dead letter")
 	}
 	require.Eventually(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got["audit"]) == 4 && len(got["payments"]) == 1
-	}, 10*time.Second, 10*time.Millisecond)
-	time.Sleep(300 * time.Millisecond) // a redelivery would show now
+	}, waitTimeout, pollInterval)
+	// Every consumer has delivered everything and holds no unacked
+	// delivery: no redelivery can come.
+	for _, pattern := range []string{"order.*", "*", "payment.captured"} {
+		subject, _ := Subject(prefix, pattern)
+		require.Eventually(t, func() bool {
+			info, err := js.ConsumerInfo(stream, durableName("billing", subject))
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		}, waitTimeout, pollInterval, pattern)
+	}
 	mu.Lock()
 	assert.ElementsMatch(t, []string{"order.created", "order.refunded", "order.refunded"}, got["orders"],
 		"the server filtered order.* (the refund tried twice, then dead-lettered)")
@@ -148,6 +213,7 @@ func (discard) Close() error                              { return nil }
 // Subjects that look alike get different consumers, and a type with a '/'
 // (legal in a subject) still gets a valid consumer name.
 func TestDurableNames(t *testing.T) {
+	t.Parallel()
 	seen := map[string]string{}
 	for _, subject := range []string{"p.order.>", "p.order.all", "p.>", "p.all", "p.order.created", "p.order_created", "p.a/b"} {
 		name := durableName("billing", subject)
@@ -160,16 +226,16 @@ func TestDurableNames(t *testing.T) {
 	url := testenv.NatsURL(t)
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close) // after the stream is deleted: cleanups run last first
 	js, err := nc.JetStream()
 	require.NoError(t, err)
 	id := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	prefix, stream := "arcmilldur"+id, "ARCMILL_DUR_"+id
 	require.NoError(t, EnsureStream(js, stream, prefix))
-	defer func() { _ = js.DeleteStream(stream) }()
-	sub, err := NewSubscriber(url, "billing", watermill.NopLogger{})
+	t.Cleanup(func() { assert.NoError(t, js.DeleteStream(stream)) })
+	sub, err := NewSubscriber(SubscriberConfig{Conn: connect(t, url), Group: "billing"})
 	require.NoError(t, err)
-	defer sub.Close()
+	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, pattern := range []string{"order.*", "order.all", "a/b.c"} {

@@ -1,7 +1,9 @@
 // Package redispubsub carries Arc events over Redis Pub/Sub as Arc's
 // RedisEventTransport does: PUBLISH arc-events:<type> <event JSON>, and
 // subscriptions by channel (SUBSCRIBE) or by glob pattern (PSUBSCRIBE, for
-// topics holding '*', '?' or '['), byte for byte with Arc services.
+// topics holding '*', '?' or '['), on the channels Arc services use. The
+// body is the event as arc.Marshal writes it; package arc says how that
+// follows Arc's JSON.stringify.
 //
 // Redis Pub/Sub is at most once: a message published while nobody is
 // subscribed, or while a subscriber is disconnected, is gone, and nothing
@@ -14,6 +16,17 @@
 // unsubscribes when its context ends or the subscriber closes (weakness 17),
 // and hands a message it cannot read on, flagged with
 // arc.MetadataMalformed, instead of dropping it silently (weakness 15).
+//
+// # Lifecycle and shutdown
+//
+// A PubSub works once New returns (Running is closed then). Close, and the
+// end of a subscription's context, stop reading at once, but a message
+// already handed to a handler keeps its context for Config.CloseTimeout, so
+// the handler can finish. Past that its context is cancelled with ErrClosed
+// as the cause, and ErrClosed matches middleware.ErrShutdown under
+// errors.Is: arcmill's Retry and DeadLetter then nack the message instead of
+// counting a failure (middleware.IsShutdown). Close reports messages whose
+// handlers did not finish in time with an error wrapping ErrCloseTimeout.
 package redispubsub
 
 import (
@@ -32,13 +45,42 @@ import (
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/ctxsleep"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 // ArcPrefix is Arc's channel prefix: events go to arc-events:<type>.
 const ArcPrefix = "arc-events"
 
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("redispubsub: closed")
+// ErrClosed is returned by Publish and Subscribe after Close, and is the
+// cause (context.Cause) of a handler's message context cancelled by a
+// shutdown. It matches middleware.ErrShutdown under errors.Is.
+var ErrClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "redispubsub: closed" }
+
+// Is makes ErrClosed a middleware.ErrShutdown, so that arcmill's middleware
+// tells a shutdown from a handler's failure.
+func (closedError) Is(target error) bool { return target == middleware.ErrShutdown }
+
+// ErrCloseTimeout is wrapped by Close's error when handlers still held
+// messages after CloseTimeout; their contexts were cancelled.
+var ErrCloseTimeout = errors.New("redispubsub: close timeout")
+
+// ErrInvalidConfig is wrapped by every error that refuses a Config.
+var ErrInvalidConfig = errors.New("redispubsub: invalid config")
+
+// DefaultCloseTimeout is Config.CloseTimeout's default, Watermill's router
+// default.
+const DefaultCloseTimeout = 30 * time.Second
+
+// NoCloseTimeout, as Config.CloseTimeout, cancels handlers' contexts as
+// soon as their subscription stops.
+const NoCloseTimeout time.Duration = -1
+
+// receiveRetryDelay is the pause after a failed receive before the next.
+const receiveRetryDelay = 100 * time.Millisecond
 
 // Codec turns messages into Pub/Sub bodies and back.
 type Codec interface {
@@ -107,40 +149,88 @@ func (WatermillCodec) Decode(body []byte) (*message.Message, error) {
 	return msg, nil
 }
 
-// Config configures a PubSub.
+// Config configures a PubSub. Zero means the default.
 type Config struct {
 	// Client runs PUBLISH and opens subscription connections. Required.
 	Client redis.UniversalClient
-	// Codec defaults to ArcCodec.
+	// Codec turns messages into bodies and back. Defaults to ArcCodec.
 	Codec Codec
-	// CloseClient closes Client on Close.
+	// CloseClient closes Client on Close. Defaults to false.
 	CloseClient bool
-	// Logger defaults to no logging.
+	// CloseTimeout is how long a handler keeps its message's context after
+	// its subscription stops (Close, or the subscription's context ending);
+	// NoCloseTimeout cancels it at once. Defaults to DefaultCloseTimeout.
+	CloseTimeout time.Duration
+	// Logger receives errors and Debug lines about single messages.
+	// Defaults to watermill.NopLogger.
 	Logger watermill.LoggerAdapter
+}
+
+func (c *Config) setDefaults() {
+	if c.Codec == nil {
+		c.Codec = ArcCodec{}
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+}
+
+// Validate applies the defaults to a copy of c and reports, field by field,
+// a value that cannot work. Every error wraps ErrInvalidConfig.
+func (c Config) Validate() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Client == nil:
+		return fmt.Errorf("%w: Config.Client is required", ErrInvalidConfig)
+	case c.CloseTimeout < 0 && c.CloseTimeout != NoCloseTimeout:
+		return fmt.Errorf("%w: Config.CloseTimeout must be positive, 0 (default) or NoCloseTimeout, got %v",
+			ErrInvalidConfig, c.CloseTimeout)
+	}
+	return nil
 }
 
 // PubSub is a message.Publisher and message.Subscriber on Redis Pub/Sub.
 type PubSub struct {
 	cfg     Config
+	running chan struct{} // closed by New
+	mu      sync.Mutex    // orders Subscribe's wg.Add before Close's wg.Wait; held for no I/O
 	closed  atomic.Bool
 	closing chan struct{}
+	done    chan struct{} // closed when Close has finished
 	once    sync.Once
 	wg      sync.WaitGroup
+	// unfinished counts messages whose handlers outlived CloseTimeout.
+	unfinished atomic.Int64
 }
 
-// New returns a PubSub.
+// New returns a PubSub, ready at once.
 func New(cfg Config) (*PubSub, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("redispubsub: Config.Client is required")
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Codec == nil {
-		cfg.Codec = ArcCodec{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = watermill.NopLogger{}
-	}
-	return &PubSub{cfg: cfg, closing: make(chan struct{})}, nil
+	p := &PubSub{cfg: cfg, running: make(chan struct{}), closing: make(chan struct{}), done: make(chan struct{})}
+	close(p.running) // nothing to start: subscriptions start in Subscribe
+	return p, nil
 }
+
+// Running returns a channel that is closed while the PubSub can publish
+// and subscribe: from New on. It is there so that code waiting on
+// components treats a PubSub like the wildcard Router and Watermill's
+// Router; Subscribe itself returns only once Redis confirmed the
+// subscription.
+func (p *PubSub) Running() <-chan struct{} { return p.running }
+
+// Closed returns a channel closed once Close has returned: every
+// subscription has ended and every goroutine of the PubSub is gone.
+func (p *PubSub) Closed() <-chan struct{} { return p.done }
 
 // Publish sends each message to its channel (see Codec.Channel).
 func (p *PubSub) Publish(topic string, msgs ...*message.Message) error {
@@ -181,9 +271,15 @@ func IsPattern(topic string) bool { return strings.ContainsAny(topic, "*?[") }
 // codec, e.g. "arc-events:order.*"). It returns once Redis has confirmed
 // the subscription, so nothing published after it returns is missed.
 func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	// The goroutines are counted before any I/O, under the lock Close takes
+	// to mark the PubSub closed, so Close's Wait never misses them.
+	p.mu.Lock()
 	if p.closed.Load() {
+		p.mu.Unlock()
 		return nil, ErrClosed
 	}
+	p.wg.Add(2)
+	p.mu.Unlock()
 	var ps *redis.PubSub
 	if IsPattern(topic) {
 		ps = p.cfg.Client.PSubscribe(ctx, topic)
@@ -192,29 +288,32 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 	}
 	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
 		_ = ps.Close()
+		p.wg.Add(-2)
 		return nil, fmt.Errorf("redispubsub: subscribing to %q: %w", topic, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// Reading stops with ctx or Close; the work a handler does on a message
+	// keeps ctx's values but not its cancellation (see deliver).
+	readCtx, stopReading := context.WithCancel(ctx)
+	work := context.WithoutCancel(ctx)
 	out := make(chan *message.Message)
-	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
 		select {
 		case <-p.closing:
-		case <-ctx.Done():
+		case <-readCtx.Done():
 		}
-		cancel()
+		stopReading()
 		_ = ps.Close() // UNSUBSCRIBE / PUNSUBSCRIBE, and the connection back
 	}()
 	go func() {
 		defer p.wg.Done()
 		defer close(out)
-		p.receive(ctx, ps, topic, out)
+		p.receive(readCtx, work, ps, topic, out)
 	}()
 	return out, nil
 }
 
-func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, topic string, out chan<- *message.Message) {
+func (p *PubSub) receive(ctx, work context.Context, ps *redis.PubSub, topic string, out chan<- *message.Message) {
 	for {
 		rm, err := ps.ReceiveMessage(ctx)
 		if err != nil {
@@ -222,7 +321,7 @@ func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, topic string, ou
 				return
 			}
 			p.cfg.Logger.Error("Pub/Sub receive failed", err, watermill.LogFields{"topic": topic})
-			if !ctxsleep.Sleep(ctx, 100*time.Millisecond) {
+			if !ctxsleep.Sleep(ctx, receiveRetryDelay) {
 				return
 			}
 			continue
@@ -235,10 +334,11 @@ func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, topic string, ou
 			}
 			msg = message.NewMessage(watermill.NewUUID(), []byte(rm.Payload))
 			msg.Metadata.Set(arc.MetadataMalformed, "Pub/Sub message on "+rm.Channel+": "+why)
-			p.cfg.Logger.Info("Malformed Pub/Sub message", watermill.LogFields{"channel": rm.Channel, "reason": why})
+			p.cfg.Logger.Debug("Malformed Pub/Sub message", watermill.LogFields{
+				"message_uuid": msg.UUID, "topic": topic, "channel": rm.Channel, "reason": why})
 		}
 		msg.Metadata.Set(MetadataChannel, rm.Channel)
-		if !p.deliver(ctx, msg, out) {
+		if !p.deliver(ctx, work, msg, out) {
 			return
 		}
 	}
@@ -247,41 +347,88 @@ func (p *PubSub) receive(ctx context.Context, ps *redis.PubSub, topic string, ou
 // MetadataChannel holds the channel a message arrived on.
 const MetadataChannel = "redis_channel"
 
-// deliver hands msg on and waits for it; a nack sends it again.
-func (p *PubSub) deliver(ctx context.Context, msg *message.Message, out chan<- *message.Message) bool {
+// deliver hands msg on and waits for it; a nack sends it again. The
+// message's context derives from work, not from ctx: when ctx ends the
+// handler keeps it for CloseTimeout, and then it is cancelled with
+// ErrClosed as the cause. deliver reports whether to read on.
+func (p *PubSub) deliver(ctx, work context.Context, msg *message.Message, out chan<- *message.Message) bool {
 	for {
 		m := msg.Copy()
-		mctx, cancel := context.WithCancel(ctx)
+		mctx, cancel := context.WithCancelCause(work)
 		m.SetContext(mctx)
 		select {
 		case out <- m:
 		case <-ctx.Done():
-			cancel()
+			cancel(ErrClosed)
 			return false
 		}
 		select {
 		case <-m.Acked():
-			cancel()
+			cancel(nil)
 			return true
 		case <-m.Nacked():
-			cancel()
+			cancel(nil)
+			p.cfg.Logger.Debug("Message nacked; delivering it again", watermill.LogFields{"message_uuid": m.UUID})
 		case <-ctx.Done():
-			cancel()
+			p.finish(m, cancel)
 			return false
 		}
 	}
 }
 
-// Close ends every subscription (unsubscribing) and later publishes;
-// idempotent.
+// finish gives the handler of m CloseTimeout to ack or nack once its
+// subscription has stopped, then cancels its context with ErrClosed.
+func (p *PubSub) finish(m *message.Message, cancel context.CancelCauseFunc) {
+	defer cancel(ErrClosed)
+	if p.cfg.CloseTimeout == NoCloseTimeout {
+		p.countUnfinished()
+		return
+	}
+	timer := time.NewTimer(p.cfg.CloseTimeout)
+	defer timer.Stop()
+	select {
+	case <-m.Acked():
+	case <-m.Nacked():
+	case <-timer.C:
+		p.countUnfinished()
+		p.cfg.Logger.Debug("Handler outlived CloseTimeout; cancelling its context", watermill.LogFields{
+			"message_uuid": m.UUID, "timeout": p.cfg.CloseTimeout.String()})
+	}
+}
+
+// countUnfinished counts a handler cancelled because Close stopped its
+// subscription; Close reports the count. One whose own subscription
+// context ended is the caller's doing, not Close's.
+func (p *PubSub) countUnfinished() {
+	if p.closed.Load() {
+		p.unfinished.Add(1)
+	}
+}
+
+// Close ends every subscription (unsubscribing) and later publishes and
+// subscriptions. Handlers holding a message get CloseTimeout to finish;
+// an error wrapping ErrCloseTimeout gives how many did not. Idempotent and
+// safe to call concurrently: every call waits for the first to finish and
+// returns nil after the first.
 func (p *PubSub) Close() error {
+	var err error
 	p.once.Do(func() {
+		p.mu.Lock()
 		p.closed.Store(true)
 		close(p.closing)
+		p.mu.Unlock()
 		p.wg.Wait()
-		if p.cfg.CloseClient {
-			_ = p.cfg.Client.Close()
+		if n := p.unfinished.Load(); n > 0 {
+			err = fmt.Errorf("%w: %d message(s) still in their handlers after %v; their contexts were cancelled",
+				ErrCloseTimeout, n, p.cfg.CloseTimeout)
 		}
+		if p.cfg.CloseClient {
+			if cerr := p.cfg.Client.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		close(p.done)
 	})
-	return nil
+	<-p.done
+	return err
 }

@@ -72,7 +72,7 @@ func arcmill(t *testing.T, stdin string, args ...string) result {
 
 func redisClient(t *testing.T) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() { assert.NoError(t, c.Close()) })
 	return c
 }
 
@@ -125,6 +125,35 @@ func TestUsageAndHelp(t *testing.T) {
 	assert.Contains(t, string(out), "ARCMILL_REDIS_ADDR")
 }
 
+const (
+	// tailStartWait bounds the wait for a tail process to start reading.
+	tailStartWait = 10 * time.Second
+	// tailStartPoll is how often Redis is asked whether it reads.
+	tailStartPoll = 10 * time.Millisecond
+)
+
+// xreadBlocked returns the ids of the clients Redis holds blocked in a
+// plain XREAD (CLIENT LIST). Services share this Redis, but their
+// consumers block in XREADGROUP; a plain XREAD that appears is our tail.
+func xreadBlocked(t *testing.T, c *redis.Client) map[string]bool {
+	t.Helper()
+	list, err := c.ClientList(context.Background()).Result()
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for _, line := range strings.Split(list, "\n") {
+		fields := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				fields[k] = v
+			}
+		}
+		if fields["cmd"] == "xread" && strings.Contains(fields["flags"], "b") {
+			ids[fields["id"]] = true
+		}
+	}
+	return ids
+}
+
 func TestPublishAndTailStream(t *testing.T) {
 	c := redisClient(t)
 	stream := tempStream(t, c)
@@ -135,8 +164,17 @@ func TestPublishAndTailStream(t *testing.T) {
 	tail.Env = append(os.Environ(), "ARCMILL_REDIS_ADDR="+testenv.RedisAddr(t))
 	var tailOut bytes.Buffer
 	tail.Stdout = &tailOut
+	before := xreadBlocked(t, c)
 	require.NoError(t, tail.Start())
-	time.Sleep(300 * time.Millisecond) // tail reads from "$": let it start
+	// tail reads from "$": publish only once its XREAD blocks on the server.
+	require.Eventually(t, func() bool {
+		for id := range xreadBlocked(t, c) {
+			if !before[id] {
+				return true
+			}
+		}
+		return false
+	}, tailStartWait, tailStartPoll, "tail never blocked in XREAD")
 
 	r := arcmill(t, "", "publish", "order.created", `{"orderId":"o-1"}`, "--stream", stream,
 		"--correlation-id", "req-7", "--user-id", "u-1", "--meta", `tenantTier="gold"`)
@@ -164,7 +202,8 @@ func TestPublishAndTailStream(t *testing.T) {
 	entries := c.XRange(ctx, stream, "-", "+").Val()
 	require.Len(t, entries, 3)
 	assert.Equal(t, "order.created", entries[0].Values["type"])
-	wire, _ := arc.Marshal(ev)
+	wire, err := arc.Marshal(ev)
+	require.NoError(t, err)
 	assert.Equal(t, string(wire), entries[0].Values["data"])
 	assert.Empty(t, c.XInfoGroups(ctx, stream).Val(), "a tail without --group creates no group")
 
@@ -294,17 +333,20 @@ func TestDLQStream(t *testing.T) {
 func outboxFixture(t *testing.T, d outbox.Dialect, driver, dsn string) *outbox.Outbox {
 	db, err := sql.Open(driver, dsn)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
+	t.Cleanup(func() { assert.NoError(t, db.Close()) })
 	table := "arcmill_cli_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	ob, err := outbox.New(db, outbox.Config{Dialect: d, Table: table})
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, ob.Migrate(ctx))
 	t.Cleanup(func() {
-		_, _ = db.Exec("DROP TABLE IF EXISTS " + table)
-		_, _ = db.Exec("DROP TABLE IF EXISTS " + table + "_lock")
+		_, err := db.Exec("DROP TABLE IF EXISTS " + table)
+		assert.NoError(t, err)
+		_, err = db.Exec("DROP TABLE IF EXISTS " + table + "_lock")
+		assert.NoError(t, err)
 		if d == outbox.PostgreSQL {
-			_, _ = db.Exec("DROP FUNCTION IF EXISTS " + table + "_notify()")
+			_, err = db.Exec("DROP FUNCTION IF EXISTS " + table + "_notify()")
+			assert.NoError(t, err)
 		}
 	})
 	write := func(typ string) arc.Event {
@@ -405,4 +447,33 @@ func TestOutboxCommands(t *testing.T) {
 	r := arcmill(t, "", "outbox", "status", "--dsn", dsns["sqlite"].dsn, "--table", "no_such_table")
 	assert.Equal(t, exitFailure, r.code)
 	assert.Contains(t, r.stderr, "migrated")
+}
+
+// Usage mistakes exit with the usage code and print no help on stdout; an
+// argument after "--" that looks like a flag is an argument; a missing
+// outbox row is "not found".
+func TestUsageMistakesAndArgumentEdges(t *testing.T) {
+	r := arcmill(t, "", "dlq", "list", "--limit", "abc")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Empty(t, r.stdout, "no help text on stdout for a mistake")
+	r = arcmill(t, "", "dlq", "redrive", "--limit", "-1")
+	assert.Equal(t, exitUsage, r.code)
+	c := redisClient(t)
+	stream := tempStream(t, c)
+	r = arcmill(t, "", "publish", "--stream", stream, "--", "t.e", "-5")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"payload":-5`)
+	r = arcmill(t, "", "publish", "t.e", "{}", "--stream", stream, "--meta", `id="x"`)
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+
+	dsn := "file:" + filepath.Join(t.TempDir(), "shop.db") + "?_pragma=busy_timeout(10000)"
+	ob := outboxFixture(t, outbox.SQLite, "sqlite", dsn)
+	flags := []string{"--outbox", "--dsn", dsn, "--table", ob.Table()}
+	r = arcmill(t, "", append([]string{"dlq", "show", "1"}, flags...)...)
+	assert.Equal(t, exitNotFound, r.code, "row 1 is delivered, not dead")
+	r = arcmill(t, "", append([]string{"dlq", "show", "3", "--format", "json"}, flags...)...)
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"row":3`)
+	r = arcmill(t, "", append([]string{"dlq", "purge", "--all", "--limit", "1"}, flags...)...)
+	assert.Equal(t, exitUsage, r.code)
 }
