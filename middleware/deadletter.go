@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -270,7 +271,7 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 		}
 	}
 	if dl.Event.Type == "" { // not an event: Arc's placeholder, and the raw message
-		dl.Event = PlaceholderEvent(msg.UUID, now)
+		dl.Event = PlaceholderEvent(placeholderID(msg), now)
 		dl.Raw = NewRawMessage(msg)
 	}
 	dl.Error = d.errorInfo(err)
@@ -324,10 +325,47 @@ func innermostType(err error) string {
 	}
 }
 
+// placeholderID names a message that is not an event: the event id its
+// payload carries where it can be read, else the transport's id for the
+// message (a stream entry id, as Arc's placeholder uses), else its UUID.
+func placeholderID(msg *message.Message) string {
+	if id := ReadableEventID(msg.Payload); id != "" {
+		return id
+	}
+	if id := msg.Metadata.Get(MetadataOriginalID); id != "" {
+		return id
+	}
+	return msg.UUID
+}
+
+// ReadableEventID returns the event id in data, when data starts with a
+// JSON object whose meta.id is a non-empty string or a number, even if data
+// is not an event arcmill can read (trailing garbage, a bad payload);
+// else "". Dead letters name unreadable events by it.
+func ReadableEventID(data []byte) string {
+	var probe struct {
+		Meta struct {
+			ID json.RawMessage `json:"id"`
+		} `json:"meta"`
+	}
+	if json.NewDecoder(bytes.NewReader(data)).Decode(&probe) != nil || len(probe.Meta.ID) == 0 {
+		return ""
+	}
+	var id string
+	if json.Unmarshal(probe.Meta.ID, &id) == nil {
+		return id
+	}
+	var n json.Number
+	if json.Unmarshal(probe.Meta.ID, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
 // publish stores the dead letter: payload the envelope, metadata the same
 // facts, plus the original event's correlation id and its id as causation.
 func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
-	payload, err := json.Marshal(dl)
+	payload, err := dl.MarshalArc() // JSON.stringify's bytes; json.Marshal would escape <, > and &
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -110,7 +111,7 @@ func TestBadInputAtEveryEntryPoint(t *testing.T) {
 			r.MustRegister(registry.Definition{Name: "a.b", Schema: json.RawMessage(`{"type":"object"}`)})
 			return r.Validate("a.b", json.RawMessage(`{}`), 7)
 		}, registry.ErrUnknownVersion},
-		{"redisstream: publisher without a client", func() error { _, err := redisstream.NewPublisher(redisstream.PublisherConfig{}); return err }, nil},
+		{"redisstream: publisher without a client", func() error { _, err := redisstream.NewPublisher(redisstream.PublisherConfig{}); return err }, redisstream.ErrInvalidConfig},
 		{"redisstream: payload over the size limit", func() error {
 			p, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
 			return p.Publish(stream, msg, bigMsg)
@@ -123,7 +124,12 @@ func TestBadInputAtEveryEntryPoint(t *testing.T) {
 		{"redisstream: subscriber without a group", func() error {
 			_, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: client})
 			return err
-		}, nil},
+		}, redisstream.ErrInvalidConfig},
+		{"redisstream: claim interval longer than claim idle", func() error {
+			_, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: client, ConsumerGroup: "g",
+				ClaimIdle: time.Second, ClaimInterval: time.Minute})
+			return err
+		}, redisstream.ErrInvalidConfig},
 		{"redispubsub: closed", func() error {
 			ps, err := redispubsub.New(redispubsub.Config{Client: client})
 			if err != nil {

@@ -120,36 +120,12 @@ func deadLetterArgs(dlq string, maxLen int64, typ, stream, id, group string, env
 // encodeEnvelope writes a dead letter's data field as JSON.stringify would.
 func encodeEnvelope(dl middleware.DeadLetteredEvent) ([]byte, error) { return dl.MarshalArc() }
 
-// readableEventID returns the event id an entry's data carries, when its
-// data is JSON with a string or number meta.id, even if the entry is not
-// an event arcmill can read; else "".
-func readableEventID(fields map[string]any) string {
-	data, _ := fields[FieldData].(string)
-	var probe struct {
-		Meta struct {
-			ID json.RawMessage `json:"id"`
-		} `json:"meta"`
-	}
-	// The first JSON value only: an id is readable even before trailing garbage.
-	if json.NewDecoder(strings.NewReader(data)).Decode(&probe) != nil || len(probe.Meta.ID) == 0 {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(probe.Meta.ID, &s) == nil {
-		return s
-	}
-	var n json.Number
-	if json.Unmarshal(probe.Meta.ID, &n) == nil {
-		return n.String()
-	}
-	return ""
-}
-
 // placeholder is Arc's stand-in event for an entry that cannot be read,
 // with the event's own id where it can be read and else the entry id (as
 // Arc does).
 func placeholder(entryID string, fields map[string]any, now time.Time) arc.Event {
-	id := readableEventID(fields)
+	data, _ := fields[FieldData].(string)
+	id := middleware.ReadableEventID([]byte(data))
 	if id == "" {
 		id = entryID
 	}

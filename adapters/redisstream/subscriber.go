@@ -11,13 +11,23 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arcmill/arcmill/middleware"
 )
 
 // ErrClosed is returned by Subscribe and Publish after Close. It is also
 // the cause (context.Cause) with which a handler's context is cancelled
-// when CloseTimeout has run out, so middleware can tell a shutdown from a
-// failure.
-var ErrClosed = errors.New("redisstream: closed")
+// when CloseTimeout has run out, and it matches middleware.ErrShutdown
+// (errors.Is), so arcmill's middleware counts no attempt, retries nothing
+// and dead-letters nothing for a handler cut short by a shutdown.
+var ErrClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "redisstream: closed" }
+
+// Is makes ErrClosed a middleware.ErrShutdown.
+func (closedError) Is(target error) bool { return target == middleware.ErrShutdown }
 
 // ErrCloseTimeout is returned by Close when handlers had not settled their
 // messages within CloseTimeout. Their entries stay pending for the group,

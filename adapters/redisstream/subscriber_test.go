@@ -3,6 +3,7 @@ package redisstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 func TestSubscriberConfig_Defaults(t *testing.T) {
@@ -103,6 +105,7 @@ func TestSubscriber_CloseTimeoutCancelsWithErrClosed(t *testing.T) {
 		t.Fatal("the handler's context was not cancelled after CloseTimeout")
 	}
 	require.ErrorIs(t, context.Cause(m.Context()), ErrClosed)
+	require.True(t, middleware.IsShutdown(m.Context()), "middleware sees a shutdown, not a failure")
 	err := <-closed
 	require.ErrorIs(t, err, ErrCloseTimeout)
 	assert.Contains(t, err.Error(), "1 message(s)")
@@ -266,3 +269,38 @@ func TestSubscriber_MalformedEntryIsFlaggedNotFatal(t *testing.T) {
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
+
+// A handler cut short by a shutdown is no failure: the middleware stack
+// retries nothing and dead-letters nothing, and the entry stays pending for
+// the group's next consumer.
+func TestSubscriber_ShutdownBurnsNoAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.publish("order.placed", 1)
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry:      middleware.RetryConfig{MaxRetries: 5, Backoff: middleware.NoBackoff},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: &DeadLetterPublisher{Client: b.client}, Topic: b.dlq},
+	})
+	require.NoError(t, err)
+	calls := 0
+	started := make(chan struct{})
+	handler := message.HandlerFunc(func(m *message.Message) ([]*message.Message, error) {
+		calls++
+		close(started)
+		<-m.Context().Done() // waits on its dependency until cancelled
+		return nil, fmt.Errorf("dependency: %w", context.Cause(m.Context()))
+	})
+	for i := len(stack.Middleware) - 1; i >= 0; i-- {
+		handler = stack.Middleware[i](handler)
+	}
+	sub, msgs := b.subscribe(SubscriberConfig{CloseTimeout: 50 * time.Millisecond})
+	m := <-msgs
+	result := make(chan error, 1)
+	go func() { _, err := handler(m); result <- err }()
+	<-started
+	require.ErrorIs(t, sub.Close(), ErrCloseTimeout)
+	require.ErrorIs(t, <-result, middleware.ErrShutdown)
+	assert.Equal(t, 1, calls, "no retry of a shutdown")
+	assert.Zero(t, b.xlen(b.dlq), "no dead letter")
+	assert.Equal(t, int64(1), b.pending("g"), "pending for the next consumer")
+}
