@@ -167,7 +167,15 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		ConsumerGroup: cfg.ConsumerGroup, OriginalID: id, Host: d.host}
 	typ := unknownType
 	var raw []string
-	if e, found, err := entry(ctx, cfg.Client, d.stream, id); err == nil && found {
+	e, found, err := entry(ctx, cfg.Client, d.stream, id)
+	if err != nil {
+		// The content may still exist: never write a content-less dead letter
+		// (and ack) for it. The next claim pass tries again.
+		cfg.Client.Del(ctx, guard)
+		d.logger.Error("Reading an entry to dead-letter failed; it stays pending", err, fields)
+		return false
+	}
+	if found {
 		values := e.Map()
 		msg, uerr := cfg.Unmarshaller.Unmarshal(values)
 		var ev arc.Event
@@ -184,7 +192,7 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 			dl.Event = placeholder(id, values, now)
 			raw = e.Fields
 		}
-	} else {
+	} else { // Redis reports it deleted: Arc's placeholder
 		dl.Event = middleware.PlaceholderEvent(id, now)
 	}
 	data, err := encodeEnvelope(dl)

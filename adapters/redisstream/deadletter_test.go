@@ -3,6 +3,8 @@ package redisstream
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,4 +212,59 @@ func mustDeadLetter(t *testing.T, e Entry) DeadLetterEntry {
 	dl, err := ReadDeadLetterEntry(e)
 	require.NoError(t, err)
 	return dl
+}
+
+// failOnce fails the next command of one name, as a timeout or a failover
+// would, and lets every other through.
+type failOnce struct {
+	name string
+	arm  atomic.Bool
+}
+
+func (f *failOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f *failOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (f *failOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.EqualFold(cmd.Name(), f.name) && f.arm.CompareAndSwap(true, false) {
+			cmd.SetErr(errors.New("test: i/o timeout"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// An XRANGE that fails while dead-lettering leaves the entry pending (no
+// content-less placeholder, no XACK); the next pass writes the dead letter
+// with the event in it.
+func TestDeadLetter_FailedReadNeverAcksWithoutContent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.publish("order.placed", 1)
+	b.readAs("g", "dead", 1)
+	const idle = 50 * time.Millisecond
+	b.idleFor("g", idle)
+	hook := &failOnce{name: "xrange"}
+	hook.arm.Store(true)
+	client := redis.NewClient(&redis.Options{Addr: b.client.Options().Addr})
+	client.AddHook(hook)
+	t.Cleanup(func() { _ = client.Close() })
+	sub, err := NewSubscriber(SubscriberConfig{Client: client, ConsumerGroup: "g", BlockTime: testBlockTime,
+		ClaimIdle: idle, ClaimInterval: idle, DeadLetterStream: b.dlq, MaxDeliveries: 1})
+	require.NoError(t, err)
+	sub.signals.Init(t)
+	t.Cleanup(func() { _ = sub.Close() })
+	_, err = sub.Subscribe(ctx, b.stream)
+	require.NoError(t, err)
+	first := sub.signals.Claimed.WaitOrTimeout()
+	assert.Zero(t, first.DeadLettered, "nothing written while the entry could not be read")
+	sub.signals.DeadLettered.WaitOrTimeout()
+	dead, err := RangeEntries(ctx, b.client, b.dlq, "-", "+", 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	dl := mustDeadLetter(t, dead[0])
+	assert.Equal(t, "order.placed", dl.Type, "the dead letter carries the event")
+	assert.Equal(t, "order.placed", dl.Envelope.Event.Type)
 }
