@@ -108,8 +108,12 @@ type SubscriberConfig struct {
 	// entries left pending on dead consumers that Redis has delivered
 	// MaxDeliveries times, instead of their being claimed again; and entries
 	// deleted or trimmed while pending, which XCLAIM would silently drop.
-	// Its length is capped at DefaultDeadLetterMaxLen. Defaults to none.
+	// Defaults to none.
 	DeadLetterStream string
+	// DeadLetterMaxLen caps DeadLetterStream (MAXLEN ~), with a warning as
+	// it nears the cap. Defaults to no cap: a dead letter leaves only by
+	// redrive or purge (Arc's dead-letter stream is uncapped too).
+	DeadLetterMaxLen int64
 	// MaxDeliveries is how many deliveries an entry of a dead consumer gets
 	// before it goes to DeadLetterStream; None never dead-letters for the
 	// count. Defaults to DefaultMaxDeliveries (Arc's maxRetries).
@@ -209,6 +213,9 @@ func (c SubscriberConfig) Validate() error {
 		if orNone[f] < 0 && orNone[f] != None {
 			bad(f, "is %d: must be positive, 0 for the default or None (-1)", orNone[f])
 		}
+	}
+	if c.DeadLetterMaxLen < 0 {
+		bad("DeadLetterMaxLen", "is %d: must not be negative (0 for no cap)", c.DeadLetterMaxLen)
 	}
 	if c.NackResendSleep < 0 {
 		bad("NackResendSleep", "is %s: must not be negative", c.NackResendSleep)

@@ -31,9 +31,26 @@ const (
 // ignore fields they do not know.
 const RawFieldPrefix = "raw:"
 
-// DefaultDeadLetterMaxLen caps a dead-letter stream (approximately). Arc's
-// grows without bound (its weakness 4).
-const DefaultDeadLetterMaxLen = 100000
+// deadLetterNearCap is the share of a dead-letter stream's cap past which
+// every write warns: trimming would soon drop dead letters nobody has
+// redriven or purged.
+const deadLetterNearCap = 0.9
+
+// writeDeadLetter XADDs a dead letter and, when the stream has a cap,
+// warns as it nears it. Dead-letter streams are uncapped by default: a dead
+// letter leaves only by redrive or purge, never by silent trimming.
+func writeDeadLetter(ctx context.Context, client redis.UniversalClient, args *redis.XAddArgs, logger watermill.LoggerAdapter) error {
+	if err := client.XAdd(ctx, args).Err(); err != nil {
+		return err
+	}
+	if args.MaxLen > 0 {
+		if n, err := client.XLen(ctx, args.Stream).Result(); err == nil && float64(n) >= deadLetterNearCap*float64(args.MaxLen) {
+			logger.Error("Dead-letter stream near its cap: older dead letters will be trimmed; redrive or purge them",
+				nil, watermill.LogFields{"topic": args.Stream, "entries": n, "cap": args.MaxLen})
+		}
+	}
+	return nil
+}
 
 // unknownType is Arc's type for an event that cannot be read.
 const unknownType = "<unknown>"
@@ -204,8 +221,8 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 			return false
 		}
 	}
-	if err := cfg.Client.XAdd(ctx, deadLetterArgs(cfg.DeadLetterStream, DefaultDeadLetterMaxLen, typ, d.stream, id,
-		cfg.ConsumerGroup, data, raw)).Err(); err != nil {
+	if err := writeDeadLetter(ctx, cfg.Client, deadLetterArgs(cfg.DeadLetterStream, cfg.DeadLetterMaxLen, typ, d.stream, id,
+		cfg.ConsumerGroup, data, raw), d.logger); err != nil {
 		cfg.Client.Del(ctx, guard) // let the next pass try again
 		d.logger.Error("Dead letter not written; the entry stays pending", err, fields)
 		return false
@@ -231,9 +248,12 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 type DeadLetterPublisher struct {
 	// Client runs the XADDs. Required.
 	Client redis.UniversalClient
-	// MaxLen trims approximately; None never trims. Defaults to
-	// DefaultDeadLetterMaxLen.
+	// MaxLen caps the stream (MAXLEN ~), and a warning is logged as it
+	// nears the cap. Defaults to no cap: dead letters leave only by redrive
+	// or purge.
 	MaxLen int64
+	// Logger receives the near-cap warning. Defaults to no logging.
+	Logger watermill.LoggerAdapter
 }
 
 // Publish writes each dead letter; a message that is not one is refused.
@@ -241,12 +261,12 @@ func (p *DeadLetterPublisher) Publish(topic string, msgs ...*message.Message) er
 	if p.Client == nil {
 		return fmt.Errorf("%w: DeadLetterPublisher.Client is required", ErrInvalidConfig)
 	}
-	maxLen := p.MaxLen
-	switch {
-	case maxLen == 0:
-		maxLen = DefaultDeadLetterMaxLen
-	case maxLen < 0:
-		maxLen = 0
+	if p.MaxLen < 0 {
+		return fmt.Errorf("%w: DeadLetterPublisher.MaxLen is %d: must not be negative", ErrInvalidConfig, p.MaxLen)
+	}
+	logger := p.Logger
+	if logger == nil {
+		logger = watermill.NopLogger{}
 	}
 	for _, msg := range msgs {
 		var dl middleware.DeadLetteredEvent
@@ -269,8 +289,8 @@ func (p *DeadLetterPublisher) Publish(topic string, msgs ...*message.Message) er
 				}
 			}
 		}
-		if err := p.Client.XAdd(msg.Context(), deadLetterArgs(topic, maxLen, typ, stream, id,
-			md.Get(middleware.MetadataDLQConsumerGroup), data, raw)).Err(); err != nil {
+		if err := writeDeadLetter(msg.Context(), p.Client, deadLetterArgs(topic, p.MaxLen, typ, stream, id,
+			md.Get(middleware.MetadataDLQConsumerGroup), data, raw), logger); err != nil {
 			return fmt.Errorf("redisstream: writing the dead letter of %q to %q: %w", dl.Event.Meta.ID, topic, err)
 		}
 	}

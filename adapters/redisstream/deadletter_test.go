@@ -3,11 +3,14 @@ package redisstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -267,4 +270,68 @@ func TestDeadLetter_FailedReadNeverAcksWithoutContent(t *testing.T) {
 	dl := mustDeadLetter(t, dead[0])
 	assert.Equal(t, "order.placed", dl.Type, "the dead letter carries the event")
 	assert.Equal(t, "order.placed", dl.Envelope.Event.Type)
+}
+
+// recordXAdd keeps the arguments of every XADD.
+type recordXAdd struct {
+	mu   sync.Mutex
+	args [][]any
+}
+
+func (r *recordXAdd) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *recordXAdd) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (r *recordXAdd) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.EqualFold(cmd.Name(), "xadd") {
+			r.mu.Lock()
+			r.args = append(r.args, cmd.Args())
+			r.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// Dead letters are never trimmed away silently: no MAXLEN by default, and
+// with a cap set, a warning as the stream nears it.
+func TestDeadLetter_StreamUncappedByDefaultAndWarnsNearACap(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := &recordXAdd{}
+	client := redis.NewClient(&redis.Options{Addr: b.client.Options().Addr})
+	client.AddHook(rec)
+	t.Cleanup(func() { _ = client.Close() })
+	deadLetterMsg := func() *message.Message {
+		ev, err := arc.NewEvent("order.x", nil, arc.Meta{})
+		require.NoError(t, err)
+		data, err := middleware.DeadLetteredEvent{Event: ev, Reason: middleware.ReasonRetryExhausted}.MarshalArc()
+		require.NoError(t, err)
+		return message.NewMessage(ev.Meta.ID, data)
+	}
+	require.NoError(t, (&DeadLetterPublisher{Client: client}).Publish(b.dlq, deadLetterMsg()))
+	rec.mu.Lock()
+	for _, a := range rec.args[0] {
+		assert.NotEqual(t, "maxlen", strings.ToLower(fmt.Sprint(a)), "no cap by default")
+	}
+	rec.mu.Unlock()
+
+	logs := watermill.NewCaptureLogger()
+	capped := &DeadLetterPublisher{Client: client, MaxLen: 10, Logger: logs}
+	warnings := func() int {
+		n := 0
+		for _, m := range logs.Captured()[watermill.ErrorLogLevel] {
+			if strings.Contains(m.Msg, "near its cap") {
+				n++
+			}
+		}
+		return n
+	}
+	for i := 0; i < 7; i++ { // 8 of 10 with the first
+		require.NoError(t, capped.Publish(b.dlq, deadLetterMsg()))
+	}
+	assert.Zero(t, warnings(), "8 of 10: not yet")
+	require.NoError(t, capped.Publish(b.dlq, deadLetterMsg()))
+	assert.Equal(t, 1, warnings(), "warned at 90 % of the cap")
+	require.ErrorIs(t, (&DeadLetterPublisher{Client: client, MaxLen: -1}).Publish(b.dlq, deadLetterMsg()), ErrInvalidConfig)
 }
