@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -70,10 +69,10 @@ type Subscriber struct {
 
 	mu     sync.Mutex
 	closed bool
-	// held maps topic+"\x00"+entry id to the consumer holding the entry
+	// held maps a topic's entry id to the consumer holding the entry
 	// (read, in flight, or acked and not yet XACKed). Written by the
 	// consumers; read by claims (to skip) and heartbeats (to refresh).
-	held map[string]*consumer
+	held map[heldKey]*consumer
 
 	signals subscriberSignals
 }
@@ -86,7 +85,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	cfg.setDefaults()
 	host, _ := os.Hostname()
 	return &Subscriber{cfg: cfg, host: host, closing: make(chan struct{}), running: make(chan struct{}),
-		held: map[string]*consumer{}}, nil
+		held: map[heldKey]*consumer{}}, nil
 }
 
 // Running is closed once a subscription has started reading. Subscribe
@@ -94,14 +93,15 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 // Running when that matters (as Watermill's Router.Running).
 func (s *Subscriber) Running() <-chan struct{} { return s.running }
 
-func heldKey(topic, id string) string { return topic + "\x00" + id }
+// heldKey names an entry of a topic (a struct: no string built per entry).
+type heldKey struct{ topic, id string }
 
 // hold records that c holds the entries ids of its topic.
 func (s *Subscriber) hold(c *consumer, ids ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
-		s.held[heldKey(c.topic, id)] = c
+		s.held[heldKey{c.topic, id}] = c
 	}
 }
 
@@ -110,8 +110,8 @@ func (s *Subscriber) release(c *consumer, ids ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
-		if s.held[heldKey(c.topic, id)] == c {
-			delete(s.held, heldKey(c.topic, id))
+		if k := (heldKey{c.topic, id}); s.held[k] == c {
+			delete(s.held, k)
 		}
 	}
 }
@@ -120,7 +120,7 @@ func (s *Subscriber) release(c *consumer, ids ...string) {
 func (s *Subscriber) holds(topic, id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.held[heldKey(topic, id)] != nil
+	return s.held[heldKey{topic, id}] != nil
 }
 
 // heldBy returns the entries c holds.
@@ -128,10 +128,9 @@ func (s *Subscriber) heldBy(c *consumer) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ids []string
-	prefix := c.topic + "\x00"
 	for k, owner := range s.held {
 		if owner == c {
-			ids = append(ids, strings.TrimPrefix(k, prefix))
+			ids = append(ids, k.id)
 		}
 	}
 	return ids
