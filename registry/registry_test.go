@@ -297,3 +297,18 @@ func TestRejectUnknownVersions(t *testing.T) {
 	assert.NoError(t, strict.Validate("order.created", json.RawMessage(`{}`), 0), "no version: the latest")
 	assert.NoError(t, strict.Validate("unknown.event", json.RawMessage(`{}`), 3), "unregistered names stay opt-in")
 }
+
+// Typed Create refuses a payload timestamp Node reads as Invalid Date,
+// unless asked not to.
+func TestTypedCreateChecksDatesUnlessAllowed(t *testing.T) {
+	t.Parallel()
+	type stamped struct {
+		Timestamp string `json:"timestamp"`
+	}
+	def := MustDefine[stamped](Definition{Name: "audit.logged"})
+	_, err := def.Create(stamped{Timestamp: "yesterday"}, arc.Meta{})
+	require.Error(t, err)
+	ev, err := def.Create(stamped{Timestamp: "yesterday"}, arc.Meta{}, arc.AllowInvalidDates())
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"timestamp":"yesterday"}`, string(ev.Payload))
+}

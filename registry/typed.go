@@ -58,12 +58,14 @@ func (t *Typed[T]) Definition() Definition { return t.def }
 
 // Create is Arc's definition.create(): a new event of this type whose
 // meta.schemaVersion is the definition's version unless meta sets one. Like
-// Arc's, it does not validate; the publisher does (middleware).
-func (t *Typed[T]) Create(payload T, meta arc.Meta) (arc.Event, error) {
+// Arc's, it does not validate against the schema; the publisher does
+// (middleware). Like arc.NewEvent, it refuses a payload "timestamp" that
+// Node reads as Invalid Date, unless opts has arc.AllowInvalidDates().
+func (t *Typed[T]) Create(payload T, meta arc.Meta, opts ...arc.CreateOption) (arc.Event, error) {
 	if meta.SchemaVersion == 0 {
 		meta.SchemaVersion = t.def.Version
 	}
-	return arc.NewEvent(t.def.Name, payload, meta)
+	return arc.NewEvent(t.def.Name, payload, meta, opts...)
 }
 
 // Decode returns the payload of ev as a T. An event of another type, or a

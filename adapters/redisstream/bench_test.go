@@ -147,3 +147,62 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportMetric(n*runs/theirsOne.Seconds(), "watermill_single_events/s")
 	b.ReportMetric(theirsBatch.Seconds()/oursBatch.Seconds(), "x_faster_batch")
 }
+
+// BenchmarkArcPresetSlowHandler replays, at full scale, the run that found
+// handled entries claimed back: Arc's preset (ClaimIdle 30 s, BatchSize
+// 100), 110 events, a 350 ms handler, two processes of one group. A read
+// batch outlasts ClaimIdle; it reports how many events were handled twice
+// (96 of 110 before acks settled ahead of claims). About 40 s a run.
+func BenchmarkArcPresetSlowHandler(b *testing.B) {
+	addr := testenv.RedisAddr(b)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	const events, work = 110, 350 * time.Millisecond
+	twice := 0
+	for b.Loop() {
+		stream := "arcmill-bench:" + uuid.NewString()
+		pub, err := NewPublisher(PublisherConfig{Client: client})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pub.Publish(stream, benchEvents(b, events)...); err != nil {
+			b.Fatal(err)
+		}
+		var handled counter
+		var subs []*Subscriber
+		for i := 0; i < 2; i++ {
+			cfg := ArcSubscriber(client, "arc-preset", true)
+			cfg.DeadLetterStream = stream + ":dlq"
+			sub, err := NewSubscriber(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs, err := sub.Subscribe(context.Background(), stream)
+			if err != nil {
+				b.Fatal(err)
+			}
+			subs = append(subs, sub)
+			go func() {
+				for m := range msgs {
+					handled.add(m.Metadata.Get(MetadataEntryID))
+					time.Sleep(work)
+					m.Ack()
+				}
+			}()
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		for handled.len() < events || client.XPending(context.Background(), stream, "arc-preset").Val().Count > 0 {
+			if time.Now().After(deadline) {
+				b.Fatal("not all handled")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for _, s := range subs {
+			_ = s.Close()
+		}
+		twice += len(handled.twice())
+		client.Del(context.Background(), stream, stream+":dlq")
+	}
+	b.ReportMetric(float64(twice)/float64(b.N), "handled_twice")
+	b.ReportMetric(events, "events")
+}
