@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/testenv"
@@ -28,7 +29,9 @@ func benchEventsT(b testing.TB, n int) []*message.Message {
 		if err != nil {
 			b.Fatal(err)
 		}
-		msgs[i], _ = arc.ToMessage(ev)
+		msg, err := arc.ToMessage(ev)
+		require.NoError(b, err)
+		msgs[i] = msg
 	}
 	return msgs
 }
@@ -36,7 +39,8 @@ func benchEventsT(b testing.TB, n int) []*message.Message {
 // fill writes n Arc events to a new stream, pipelined, and returns its key.
 func fill(b *testing.B, client *redis.Client, msgs []*message.Message) string {
 	stream := "arcmill-bench:" + uuid.NewString()
-	pub, _ := NewPublisher(PublisherConfig{Client: client})
+	pub, err := NewPublisher(PublisherConfig{Client: client})
+	require.NoError(b, err)
 	for i := 0; i < len(msgs); i += 500 {
 		if err := pub.Publish(stream, msgs[i:min(i+500, len(msgs))]...); err != nil {
 			b.Fatal(err)
@@ -48,11 +52,13 @@ func fill(b *testing.B, client *redis.Client, msgs []*message.Message) string {
 // consume runs the wildcard router with a no-op Arc handler over sub until
 // n events are handled, and returns the time it took.
 func consume(b *testing.B, sub message.Subscriber, stream string, n int) time.Duration {
-	router, _ := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
-	events, _ := wildcard.NewRouter(router, wildcard.Config{Workers: benchWorkers})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	require.NoError(b, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{Workers: benchWorkers})
+	require.NoError(b, err)
 	var handled atomic.Int64
 	done := make(chan struct{})
-	_, err := events.Subscribe(sub, stream, "order.*", func(context.Context, arc.Event) error {
+	_, err = events.Subscribe(sub, stream, "order.*", func(context.Context, arc.Event) error {
 		if handled.Add(1) == int64(n) {
 			close(done)
 		}
@@ -94,13 +100,15 @@ func BenchmarkConsume(b *testing.B) {
 	var ours, theirs time.Duration
 	for b.Loop() {
 		stream := fill(b, admin, msgs)
-		sub, _ := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
+		sub, err := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
 			ConsumerGroup: "bench-arcmill", CloseClient: true, Consumers: benchConsumers, MaxInFlight: benchInFlight})
+		require.NoError(b, err)
 		ours += consume(b, sub, stream, n)
 		_ = sub.Close()
 
-		wsub, _ := wredis.NewSubscriber(wredis.SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
+		wsub, err := wredis.NewSubscriber(wredis.SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
 			ConsumerGroup: "bench-watermill", Unmarshaller: Marshaller{}}, watermill.NopLogger{})
+		require.NoError(b, err)
 		theirs += consume(b, wsub, stream, n)
 		_ = wsub.Close()
 		admin.Del(context.Background(), stream)
@@ -120,8 +128,10 @@ func BenchmarkPublish(b *testing.B) {
 	defer client.Close()
 	const n = 20000
 	msgs := benchEvents(b, n)
-	ours, _ := NewPublisher(PublisherConfig{Client: client})
-	theirs, _ := wredis.NewPublisher(wredis.PublisherConfig{Client: client, Marshaller: Marshaller{}}, watermill.NopLogger{})
+	ours, err := NewPublisher(PublisherConfig{Client: client})
+	require.NoError(b, err)
+	theirs, err := wredis.NewPublisher(wredis.PublisherConfig{Client: client, Marshaller: Marshaller{}}, watermill.NopLogger{})
+	require.NoError(b, err)
 	run := func(pub message.Publisher, batch int) time.Duration {
 		stream := "arcmill-bench:" + uuid.NewString()
 		defer client.Del(context.Background(), stream)

@@ -55,7 +55,8 @@ func TestDeadLetterStreamInArcsLayout(t *testing.T) {
 	require.NoError(t, err)
 	ev, err := arc.NewEvent("billing.charge", map[string]int{"amount": 99}, arc.Meta{})
 	require.NoError(t, err)
-	msg, _ := arc.ToMessage(ev)
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
 	require.NoError(t, pub.Publish(stream, msg))
 	entryID := client.XRevRangeN(context.Background(), stream, "+", "-", 1).Val()[0].ID
 

@@ -25,6 +25,19 @@ func redisAddr() string {
 	return "127.0.0.1:6379"
 }
 
+// mustEvent is a new Arc event as a message; examples panic on errors.
+func mustEvent(typ string, payload any) *message.Message {
+	ev, err := arc.NewEvent(typ, payload, arc.Meta{})
+	if err != nil {
+		panic(err)
+	}
+	msg, err := arc.ToMessage(ev)
+	if err != nil {
+		panic(err)
+	}
+	return msg
+}
+
 // A Subscriber in Arc's preset reads what an Arc service publishes on its
 // stream; a message is acknowledged (XACK) once it is acked.
 func ExampleSubscriber() {
@@ -78,9 +91,7 @@ func ExampleSubscriber_Close() {
 		panic(err)
 	}
 	for _, typ := range []string{"order.created", "order.paid"} {
-		ev, _ := arc.NewEvent(typ, nil, arc.Meta{})
-		msg, _ := arc.ToMessage(ev)
-		if err := pub.Publish(stream, msg); err != nil {
+		if err := pub.Publish(stream, mustEvent(typ, nil)); err != nil {
 			panic(err)
 		}
 	}
@@ -148,21 +159,26 @@ func ExampleDeadLetterPublisher() {
 	go func() { _ = events.Run(ctx) }()
 	defer router.Close()
 
-	pub, _ := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
-	ev, _ := arc.NewEvent("billing.charge", map[string]int{"amount": 99}, arc.Meta{})
-	msg, _ := arc.ToMessage(ev)
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
+	if err != nil {
+		panic(err)
+	}
+	msg := mustEvent("billing.charge", map[string]int{"amount": 99})
 	if err := pub.Publish(stream, msg); err != nil {
 		panic(err)
 	}
 	for client.XLen(ctx, dlq).Val() == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	entries, _ := client.XRange(ctx, dlq, "-", "+").Result()
+	entries, err := client.XRange(ctx, dlq, "-", "+").Result()
+	if err != nil {
+		panic(err)
+	}
 	dl, err := redisstream.ReadDeadLetter(entries[0])
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(dl.Type, dl.Group, dl.OriginalStream == stream, dl.Envelope.Event.Meta.ID == ev.Meta.ID)
+	fmt.Println(dl.Type, dl.Group, dl.OriginalStream == stream, dl.Envelope.Event.Meta.ID == msg.UUID)
 	fmt.Println(dl.Envelope.Error.Message, dl.Envelope.Reason)
 	// Output:
 	// billing.charge billing true true

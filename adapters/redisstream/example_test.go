@@ -13,8 +13,14 @@ func ExampleMarshaller() {
 		"type": "order.created",
 		"data": `{"type":"order.created","payload":{"orderId":"o-1"},"meta":{"id":"evt-1","timestamp":"2026-04-28T10:00:00.000Z"}}`,
 	}
-	msg, _ := redisstream.Marshaller{}.Unmarshal(entry)
-	ev, _ := arc.FromMessage(msg)
+	msg, err := redisstream.Marshaller{}.Unmarshal(entry)
+	if err != nil {
+		panic(err)
+	}
+	ev, err := arc.FromMessage(msg)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(ev.Type, ev.Meta.ID, string(ev.Payload))
 
 	// A corrupt one does not end the subscription: it is flagged.
@@ -22,7 +28,10 @@ func ExampleMarshaller() {
 	fmt.Println(err, bad.Metadata.Get(arc.MetadataMalformed))
 
 	// And what we write is Arc's layout.
-	fields, _ := redisstream.Marshaller{}.Marshal("arc:events", msg)
+	fields, err := redisstream.Marshaller{}.Marshal("arc:events", msg)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(fields["type"], fields["data"] == entry["data"])
 	// Output:
 	// order.created evt-1 {"orderId":"o-1"}
