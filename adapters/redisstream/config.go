@@ -96,7 +96,7 @@ type SubscriberConfig struct {
 	ClaimIdle time.Duration
 	// ClaimInterval is how often a consumer looks for idle entries of
 	// other consumers; None never claims. At most ClaimIdle. Defaults to
-	// DefaultClaimInterval.
+	// DefaultClaimInterval, or ClaimIdle when that is shorter.
 	ClaimInterval time.Duration
 	// MaxInFlight is how many messages a consumer may have delivered and
 	// not yet acked or nacked. One delivers the next message after the
@@ -167,7 +167,9 @@ func (c *SubscriberConfig) setDefaults() {
 		c.OldestID = DefaultOldestID
 	}
 	setDefault(&c.ClaimIdle, DefaultClaimIdle)
-	setDefault(&c.ClaimInterval, DefaultClaimInterval)
+	if c.ClaimInterval == 0 { // a short ClaimIdle looks as often as it needs
+		c.ClaimInterval = min(DefaultClaimInterval, max(c.ClaimIdle, 0))
+	}
 	setDefault(&c.AckFlushInterval, DefaultAckFlushInterval)
 	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
 	setDefault(&c.CommandTimeout, DefaultCommandTimeout)

@@ -34,6 +34,11 @@ func TestSubscriberConfig_Defaults(t *testing.T) {
 	assert.Equal(t, DefaultCloseTimeout, cfg.CloseTimeout)
 	assert.Equal(t, DefaultOldestID, cfg.OldestID)
 	assert.NotEmpty(t, cfg.Consumer)
+
+	short := SubscriberConfig{Client: cfg.Client, ConsumerGroup: "g", ClaimIdle: time.Second}
+	require.NoError(t, short.Validate(), "a short ClaimIdle alone is valid")
+	short.setDefaults()
+	assert.Equal(t, time.Second, short.ClaimInterval, "claims look as often as ClaimIdle needs")
 }
 
 func TestSubscriberConfig_ValidateNamesEachField(t *testing.T) {
