@@ -18,7 +18,7 @@ const minHeartbeat = 10 * time.Millisecond
 // claimResult is what one claim round did.
 type claimResult struct {
 	// Claimed are the entries taken over, to deliver.
-	Claimed []redis.XMessage
+	Claimed []Entry
 	// DeadLettered counts entries moved to the dead-letter stream.
 	DeadLettered int
 	// Skipped counts idle entries left alone because this process holds
@@ -75,10 +75,9 @@ func (c *claimer) claimOnce(ctx context.Context) (claimResult, error) {
 	}
 	if len(ids) > 0 {
 		c.hold(ids...)
-		claimed, err := c.cfg.Client.XClaim(ctx, &redis.XClaimArgs{Stream: c.stream, Group: c.cfg.ConsumerGroup,
-			Consumer: c.consumer, MinIdle: c.cfg.ClaimIdle, Messages: ids}).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return res, fmt.Errorf("redisstream: XCLAIM on %s: %w", c.stream, err)
+		claimed, err := c.xclaim(ctx, ids)
+		if err != nil {
+			return res, err
 		}
 		got := map[string]bool{}
 		for _, e := range claimed {
@@ -104,6 +103,21 @@ func (c *claimer) claimOnce(ctx context.Context) (claimResult, error) {
 	}
 	c.claimed.Signal(res)
 	return res, nil
+}
+
+// xclaim takes ids over for this consumer if they are still idle, and
+// returns them with their fields in order.
+func (c *claimer) xclaim(ctx context.Context, ids []string) ([]Entry, error) {
+	args := make([]any, 0, 5+len(ids))
+	args = append(args, "XCLAIM", c.stream, c.cfg.ConsumerGroup, c.consumer, c.cfg.ClaimIdle.Milliseconds())
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	res, err := c.cfg.Client.Do(ctx, args...).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstream: XCLAIM on %s: %w", c.stream, err)
+	}
+	return parseEntries(res)
 }
 
 // gone reports whether an entry no longer exists in the stream.

@@ -50,6 +50,12 @@ const (
 	// subscription's context so that a shutdown still settles.
 	DefaultCommandTimeout = 5 * time.Second
 
+	// DefaultMaxEntryBytes is the largest entry a subscriber reads: the most
+	// UTF-8 bytes an event Arc's publish accepts can take (maxPayloadBytes,
+	// 1,000,000 JavaScript characters, at up to 3 bytes each), plus room for
+	// the type, so nothing Arc publishes is refused.
+	DefaultMaxEntryBytes = 3*DefaultMaxPayloadBytes + 64*1024
+
 	// MinClaimIdle is the shortest ClaimIdle: the heartbeat refreshes held
 	// entries every ClaimIdle/3, and must be able to.
 	MinClaimIdle = 30 * time.Millisecond
@@ -124,6 +130,11 @@ type SubscriberConfig struct {
 	// between a handler's Ack and the XACK has that entry delivered again.
 	// None sends one XACK per ack. Defaults to DefaultAckFlushInterval.
 	AckFlushInterval time.Duration
+	// MaxEntryBytes is the largest entry (names and values) that is
+	// delivered; a larger one is handed on flagged malformed, with an
+	// excerpt, for the router to dead-letter. None: no limit. Defaults to
+	// DefaultMaxEntryBytes.
+	MaxEntryBytes int
 	// NackResendSleep is the pause before a nacked message is sent again.
 	// Defaults to no pause.
 	NackResendSleep time.Duration
@@ -162,6 +173,7 @@ func (c *SubscriberConfig) setDefaults() {
 	setDefault(&c.BatchSize, DefaultBatchSize)
 	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&c.MaxDeliveries, DefaultMaxDeliveries)
+	setDefault(&c.MaxEntryBytes, DefaultMaxEntryBytes)
 	setDefault(&c.BlockTime, DefaultBlockTime)
 	if c.OldestID == "" {
 		c.OldestID = DefaultOldestID
@@ -210,8 +222,9 @@ func (c SubscriberConfig) Validate() error {
 		}
 	}
 	orNone := map[string]int64{"ClaimInterval": int64(c.ClaimInterval), "MaxDeliveries": int64(c.MaxDeliveries),
-		"AckFlushInterval": int64(c.AckFlushInterval), "CloseTimeout": int64(c.CloseTimeout)}
-	for _, f := range []string{"ClaimInterval", "MaxDeliveries", "AckFlushInterval", "CloseTimeout"} {
+		"AckFlushInterval": int64(c.AckFlushInterval), "CloseTimeout": int64(c.CloseTimeout),
+		"MaxEntryBytes": int64(c.MaxEntryBytes)}
+	for _, f := range []string{"ClaimInterval", "MaxDeliveries", "AckFlushInterval", "CloseTimeout", "MaxEntryBytes"} {
 		if orNone[f] < 0 && orNone[f] != None {
 			bad(f, "is %d: must be positive, 0 for the default or None (-1)", orNone[f])
 		}

@@ -2,7 +2,6 @@ package redisstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/ctxsleep"
@@ -150,24 +148,14 @@ func (c *consumer) claimPass(ctx context.Context) bool {
 
 // read runs XREADGROUP from id (">" new entries, "0" own pending ones) and
 // marks what it returns as held.
-func (c *consumer) read(ctx context.Context, id string) ([]redis.XMessage, error) {
-	block, client := c.cfg.BlockTime, c.cfg.BlockingClient
+func (c *consumer) read(ctx context.Context, id string) ([]Entry, error) {
+	block, client := c.cfg.BlockTime.Milliseconds(), c.cfg.BlockingClient
 	if id != ">" {
 		block, client = -1, c.cfg.Client // no BLOCK for pending entries
 	}
-	streams, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: c.cfg.ConsumerGroup, Consumer: c.name, Streams: []string{c.topic, id},
-		Count: int64(c.cfg.BatchSize), Block: block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	entries, err := readGroup(ctx, client, c.cfg.ConsumerGroup, c.name, c.topic, id, c.cfg.BatchSize, block)
 	if err != nil {
 		return nil, err
-	}
-	var entries []redis.XMessage
-	for _, st := range streams {
-		entries = append(entries, st.Messages...)
 	}
 	ids := make([]string, len(entries))
 	for i, e := range entries {
@@ -179,7 +167,7 @@ func (c *consumer) read(ctx context.Context, id string) ([]redis.XMessage, error
 
 // deliverAll delivers entries in order; false when the consumer must stop,
 // and then the entries not delivered stay pending for the group.
-func (c *consumer) deliverAll(ctx context.Context, entries []redis.XMessage) bool {
+func (c *consumer) deliverAll(ctx context.Context, entries []Entry) bool {
 	for i, e := range entries {
 		if !c.deliver(ctx, e) {
 			for _, rest := range entries[i:] {
@@ -194,7 +182,7 @@ func (c *consumer) deliverAll(ctx context.Context, entries []redis.XMessage) boo
 // deliver sends one entry and has it watched until it is settled; false
 // when the consumer must stop (the entry then stays pending). Entries are
 // sent in order; up to MaxInFlight wait for their ack at once.
-func (c *consumer) deliver(ctx context.Context, e redis.XMessage) bool {
+func (c *consumer) deliver(ctx context.Context, e Entry) bool {
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -271,18 +259,42 @@ func (c *consumer) prepare(msg *message.Message) (*message.Message, context.Canc
 	return m, cancel
 }
 
-// unmarshal reads an entry; it never fails: an unreadable entry becomes a
-// message flagged malformed, for the router to dead-letter.
-func (c *consumer) unmarshal(e redis.XMessage) *message.Message {
-	msg, err := c.cfg.Unmarshaller.Unmarshal(e.Values)
-	if err != nil || msg == nil {
-		why := "unreadable entry"
-		if err != nil {
+// excerptBytes is how much of an oversized entry's data a malformed
+// message carries, for the dead letter's reason to be read by a person.
+const excerptBytes = 1024
+
+// unmarshal reads an entry; it never fails: an entry that cannot be read,
+// is over MaxEntryBytes, or has repeated type or data fields (two events in
+// one entry, of which Arc would read only the last) becomes a message
+// flagged malformed, for the router to dead-letter with the reason.
+func (c *consumer) unmarshal(e Entry) *message.Message {
+	var why string
+	var msg *message.Message
+	switch size := e.size(); {
+	case c.cfg.MaxEntryBytes != None && size > c.cfg.MaxEntryBytes:
+		why = fmt.Sprintf("entry of %d bytes is over MaxEntryBytes (%d)", size, c.cfg.MaxEntryBytes)
+		data, _ := e.Map()[FieldData].(string)
+		msg = message.NewMessage(watermill.NewUUID(), []byte(data[:min(len(data), excerptBytes)]))
+	case e.count(FieldType) > 1 || e.count(FieldData) > 1:
+		why = fmt.Sprintf("entry has %d type and %d data fields: more than one event in one entry (Arc would read only the last)",
+			e.count(FieldType), e.count(FieldData))
+	default:
+		m, err := c.cfg.Unmarshaller.Unmarshal(e.Map())
+		switch {
+		case err != nil:
 			why = err.Error()
+		case m == nil:
+			why = "unreadable entry"
+		default:
+			msg = m
 		}
-		msg = message.NewMessage(watermill.NewUUID(), nil)
+	}
+	if why != "" {
+		if msg == nil {
+			msg = message.NewMessage(watermill.NewUUID(), nil)
+			msg.Metadata.Set(MetadataRawFields, rawFields(e.Map()))
+		}
 		msg.Metadata.Set(arc.MetadataMalformed, why)
-		msg.Metadata.Set(MetadataRawFields, rawFields(e.Values))
 	}
 	msg.Metadata.Set(MetadataEntryID, e.ID)
 	return msg

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,61 +60,55 @@ const unknownType = "<unknown>"
 // writer of an entry's dead letter lives.
 const deadLetterGuardTTL = 10 * time.Minute
 
-// Entry is a stream entry with its fields in their stored order, values
-// byte for byte (go-redis' XMessage keeps them in a map, which loses the
-// order and all but one of repeated fields).
-type Entry struct {
-	ID string
-	// Fields alternates names and values.
-	Fields []string
-}
+// RawTruncatedField marks the dead letter of an entry too large to keep
+// whole: its raw fields are cut to an excerpt, and the field gives the
+// entry's size in bytes. Such a dead letter cannot be redriven as it was.
+const RawTruncatedField = "arcmill:raw-truncated"
 
-// Map returns the fields as go-redis gives them (the last of a repeated
-// name wins, as in Arc's reader).
-func (e Entry) Map() map[string]any {
-	m := make(map[string]any, len(e.Fields)/2)
-	for i := 0; i+1 < len(e.Fields); i += 2 {
-		m[e.Fields[i]] = e.Fields[i+1]
-	}
-	return m
-}
+// readEntryScript returns entry ARGV[1] of KEYS[1] as {size, fields}: the
+// fields whole when they take at most ARGV[2] bytes (size 0), else each
+// value cut to ARGV[3] bytes and size their total, so an oversized entry
+// never crosses the network whole. Nothing when the entry is gone.
+var readEntryScript = redis.NewScript(`
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #e == 0 then return false end
+local fields = e[1][2]
+local total = 0
+for i = 1, #fields do total = total + #fields[i] end
+if total <= tonumber(ARGV[2]) then return {0, fields} end
+local cut = {}
+for i = 1, #fields do cut[i] = string.sub(fields[i], 1, tonumber(ARGV[3])) end
+return {total, cut}`)
 
-// RangeEntries runs XRANGE stream start end COUNT count (count ≤ 0: all)
-// and returns the entries with their fields in order.
-func RangeEntries(ctx context.Context, client redis.UniversalClient, stream, start, end string, count int64) ([]Entry, error) {
-	args := []any{"XRANGE", stream, start, end}
-	if count > 0 {
-		args = append(args, "COUNT", count)
+// entry returns one entry of stream, in order, bounded: an entry over
+// DefaultMaxEntryBytes comes cut to excerpts, with its size in truncated.
+// found is false when Redis reports it gone.
+func entry(ctx context.Context, client redis.UniversalClient, stream, id string) (e Entry, truncated int64, found bool, err error) {
+	res, err := readEntryScript.Run(ctx, client, []string{stream}, id, DefaultMaxEntryBytes, excerptBytes).Slice()
+	if errors.Is(err, redis.Nil) {
+		return Entry{}, 0, false, nil
 	}
-	res, err := client.Do(ctx, args...).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("redisstream: XRANGE %s: %w", stream, err)
+		return Entry{}, 0, false, fmt.Errorf("redisstream: reading entry %s of %s: %w", id, stream, err)
 	}
-	out := make([]Entry, 0, len(res))
-	for _, r := range res {
-		pair, ok := r.([]any)
-		if !ok || len(pair) != 2 {
-			return nil, fmt.Errorf("redisstream: XRANGE %s: unexpected reply %T", stream, r)
-		}
-		id, _ := pair[0].(string)
-		raw, _ := pair[1].([]any)
-		e := Entry{ID: id, Fields: make([]string, 0, len(raw))}
-		for _, f := range raw {
-			s, _ := f.(string)
-			e.Fields = append(e.Fields, s)
-		}
-		out = append(out, e)
+	if len(res) != 2 {
+		return Entry{}, 0, false, fmt.Errorf("redisstream: reading entry %s of %s: unexpected reply", id, stream)
 	}
-	return out, nil
+	truncated, _ = res[0].(int64)
+	es, err := parseEntries([]any{[]any{id, res[1]}})
+	if err != nil {
+		return Entry{}, 0, false, err
+	}
+	return es[0], truncated, true, nil
 }
 
-// entry returns one entry of stream, in order; found false when it is gone.
-func entry(ctx context.Context, client redis.UniversalClient, stream, id string) (Entry, bool, error) {
-	es, err := RangeEntries(ctx, client, stream, id, id, 1)
-	if err != nil || len(es) == 0 {
-		return Entry{}, false, err
+// rawOf is what a dead letter keeps of an unreadable entry: its fields, or
+// their excerpts and the truncation marker.
+func rawOf(e Entry, truncated int64) []string {
+	if truncated == 0 {
+		return e.Fields
 	}
-	return es[0], true, nil
+	return append(append([]string(nil), e.Fields...), RawTruncatedField, strconv.FormatInt(truncated, 10))
 }
 
 // deadLetterArgs is the XADD of a dead letter in Arc's layout: type,
@@ -184,7 +179,7 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		ConsumerGroup: cfg.ConsumerGroup, OriginalID: id, Host: d.host}
 	typ := unknownType
 	var raw []string
-	e, found, err := entry(ctx, cfg.Client, d.stream, id)
+	e, truncated, found, err := entry(ctx, cfg.Client, d.stream, id)
 	if err != nil {
 		// The content may still exist: never write a content-less dead letter
 		// (and ack) for it. The next claim pass tries again.
@@ -192,7 +187,12 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		d.logger.Error("Reading an entry to dead-letter failed; it stays pending", err, fields)
 		return false
 	}
-	if found {
+	if found && truncated > 0 {
+		dl.Reason = middleware.ReasonMalformed
+		dl.Error.Message = fmt.Sprintf("%s; and the entry (%d bytes) is over MaxEntryBytes", why, truncated)
+		dl.Event = placeholder(id, e.Map(), now)
+		raw = rawOf(e, truncated)
+	} else if found {
 		values := e.Map()
 		msg, uerr := cfg.Unmarshaller.Unmarshal(values)
 		var ev arc.Event
@@ -279,8 +279,8 @@ func (p *DeadLetterPublisher) Publish(topic string, msgs ...*message.Message) er
 		var raw []string
 		if dl.Raw != nil && stream != "" && id != "" {
 			// The message was not an event: keep the entry itself, exactly.
-			if e, found, err := entry(msg.Context(), p.Client, stream, id); err == nil && found {
-				raw = e.Fields
+			if e, truncated, found, err := entry(msg.Context(), p.Client, stream, id); err == nil && found {
+				raw = rawOf(e, truncated)
 				if dl.Event.Type == unknownType {
 					dl.Event = placeholder(id, e.Map(), dl.LastFailedAt)
 					if enc, err := encodeEnvelope(dl); err == nil {
@@ -314,6 +314,9 @@ type DeadLetterEntry struct {
 	// fields (names and values alternating, in order), to put back as they
 	// were. Only ReadDeadLetterEntry, which sees the order, fills it.
 	RawFields []string
+	// Truncated is the size in bytes of an entry too large to keep whole:
+	// RawFields are then excerpts, not to be put back. 0 otherwise.
+	Truncated int64
 }
 
 // ReadDeadLetter reads an entry of a dead-letter stream in Arc's layout.
@@ -330,6 +333,12 @@ func ReadDeadLetterEntry(e Entry) (DeadLetterEntry, error) {
 		if name, ok := strings.CutPrefix(e.Fields[i], RawFieldPrefix); ok {
 			out.RawFields = append(out.RawFields, name, e.Fields[i+1])
 		}
+		if e.Fields[i] == RawFieldPrefix+RawTruncatedField {
+			out.Truncated, _ = strconv.ParseInt(e.Fields[i+1], 10, 64)
+		}
+	}
+	if out.Truncated > 0 { // the marker is not one of the entry's fields
+		out.RawFields = out.RawFields[:len(out.RawFields)-2]
 	}
 	return out, err
 }

@@ -336,3 +336,70 @@ func TestDeadLetter_StreamUncappedByDefaultAndWarnsNearACap(t *testing.T) {
 	assert.Equal(t, 1, warnings(), "warned at 90 % of the cap")
 	require.ErrorIs(t, (&DeadLetterPublisher{Client: client, MaxLen: -1}).Publish(b.dlq, deadLetterMsg()), ErrInvalidConfig)
 }
+
+// routedDeadLetters runs the wildcard router with the dead-letter stack
+// over sub, until the test ends.
+func (b *bundle) routedDeadLetters(sub *Subscriber, handled *counter) {
+	b.t.Helper()
+	stack, err := middleware.NewStack(middleware.StackConfig{DeadLetter: middleware.DeadLetterConfig{
+		Publisher: &DeadLetterPublisher{Client: b.client}, Topic: b.dlq, ConsumerGroup: "g"}})
+	require.NoError(b.t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: testWait}, nil)
+	require.NoError(b.t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	require.NoError(b.t, err)
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "h", Subscriber: sub, Topic: b.stream, Patterns: []string{"*"},
+		Middleware: stack.Middleware}, func(_ context.Context, ev arc.Event) error { handled.add(ev.Meta.ID); return nil })
+	require.NoError(b.t, err)
+	go func() { _ = events.Run(context.Background()) }()
+	b.t.Cleanup(func() { _ = router.Close() })
+}
+
+// Foreign entries over MaxEntryBytes, and entries carrying two events
+// (repeated type/data fields, of which Arc reads only the last), reach no
+// handler: each is dead-lettered once with its reason. The oversized one
+// is kept as an excerpt, and its dead letter is small; the other whole.
+func TestDeadLetter_OversizedAndDoubledEntries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	big := strings.Repeat("x", 4<<20) // over the 3 MB a dead letter keeps whole
+	bigID, err := b.client.Do(ctx, "XADD", b.stream, "*", "type", "order.big", "data", big).Text()
+	require.NoError(t, err)
+	doubled := []string{"type", "order.a", "data", `{"type":"order.a","payload":{},"meta":{"id":"e-1"}}`,
+		"type", "order.b", "data", `{"type":"order.b","payload":{},"meta":{"id":"e-2"}}`}
+	args := []any{"XADD", b.stream, "*"}
+	for _, f := range doubled {
+		args = append(args, f)
+	}
+	doubledID, err := b.client.Do(ctx, args...).Text()
+	require.NoError(t, err)
+	b.publish("order.ok", 1)
+
+	var handled counter
+	sub := b.subscriber(SubscriberConfig{MaxEntryBytes: 64 << 10})
+	b.routedDeadLetters(sub, &handled)
+	require.Eventually(t, func() bool { return handled.len() == 1 && b.xlen(b.dlq) == 2 && b.pending("g") == 0 },
+		testWait, 10*time.Millisecond)
+
+	dead, err := RangeEntries(ctx, b.client, b.dlq, "-", "+", 0)
+	require.NoError(t, err)
+	byID := map[string]DeadLetterEntry{}
+	for _, e := range dead {
+		dl := mustDeadLetter(t, e)
+		byID[dl.OriginalID] = dl
+		size := 0
+		for _, f := range e.Fields {
+			size += len(f)
+		}
+		assert.Less(t, size, 64<<10, "a dead letter stays small")
+	}
+	over := byID[bigID]
+	assert.Contains(t, over.Envelope.Error.Message, "over MaxEntryBytes")
+	assert.Equal(t, int64(len("type")+len("order.big")+len("data")+len(big)), over.Truncated)
+	assert.Equal(t, []string{"type", "order.big", "data", big[:1024]}, over.RawFields)
+	two := byID[doubledID]
+	assert.Contains(t, two.Envelope.Error.Message, "2 type and 2 data fields")
+	assert.Equal(t, doubled, two.RawFields, "both events kept")
+	assert.Zero(t, two.Truncated)
+}

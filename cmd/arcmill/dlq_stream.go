@@ -202,6 +202,9 @@ type redriveOpts struct {
 // redriveFields is what a dead letter is put back as: an entry that could
 // not be read, its original fields exactly; an event, Arc's layout.
 func redriveFields(en entry) ([]string, bool) {
+	if en.dl.Truncated > 0 {
+		return nil, false // only an excerpt was kept: putting it back would forge an entry
+	}
 	if len(en.dl.RawFields) > 0 {
 		return en.dl.RawFields, true
 	}
@@ -277,7 +280,7 @@ func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, o redriveOpts
 	if o.to != "" {
 		where = o.to
 	}
-	fmt.Fprintf(e.stderr, "redriven %d dead letter(s) to %s; skipped %d (unreadable or without a stream: use --to)\n",
+	fmt.Fprintf(e.stderr, "redriven %d dead letter(s) to %s; skipped %d (unreadable, kept only as an excerpt, or without a stream: use --to)\n",
 		moved, where, skipped)
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(e.stderr, "interrupted: run the same command again to go on")
