@@ -63,5 +63,12 @@
 //
 // An entry whose inner type is empty, or whose meta.id is a number, is
 // malformed here (Arc routes the first to "*" only and hands the second to
-// handlers as a number): a Watermill message's UUID is a string.
+// handlers as a number): a Watermill message's UUID is a string. An entry
+// with repeated type or data fields carries two events, of which Arc reads
+// only the last: it is dead-lettered whole instead. An entry over
+// MaxEntryBytes is dead-lettered with an excerpt; the default is the most
+// bytes an event Arc's publish accepts can take, so nothing Arc publishes
+// is refused. A dead letter keeps an entry of over 3 MB only as an excerpt,
+// cut on the server (RawTruncatedField). One read batch is not yet bounded
+// in bytes: BatchSize entries of any size arrive together.
 package redisstream
