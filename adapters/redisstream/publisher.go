@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -39,9 +40,48 @@ type PublisherConfig struct {
 	// None: no limit. Defaults to DefaultMaxPayloadBytes (Arc's
 	// maxPayloadBytes).
 	MaxPayloadBytes int
+	// Durability, when set, has every Publish confirmed beyond the
+	// primary's memory before it returns: a Redis without persistence or a
+	// replica loses acknowledged writes when it crashes. Defaults to none:
+	// a Publish returns once the primary has the entries.
+	Durability *Durability
 	// CloseClient closes Client on Close.
 	CloseClient bool
 }
+
+// Durability asks Redis to confirm a write beyond its memory. The XADDs
+// and the confirming command go in one pipeline, on one connection, as
+// WAIT and WAITAOF require.
+type Durability struct {
+	// Replicas is how many replicas must have acknowledged the entries
+	// (WAIT). 0: no replica asked for.
+	Replicas int
+	// Fsync asks that the primary has written the entries to its
+	// append-only file and fsynced it (WAITAOF 1; Redis ≥ 7.2 with
+	// appendonly yes), and, with Replicas, that many replicas too.
+	Fsync bool
+	// Timeout bounds the wait for confirmation. Defaults to
+	// DefaultDurabilityTimeout.
+	Timeout time.Duration
+}
+
+// DefaultDurabilityTimeout bounds the wait for WAIT or WAITAOF.
+const DefaultDurabilityTimeout = time.Second
+
+// ErrNotDurable is returned by Publish when Redis did not confirm the
+// durability asked for within the timeout. The entries are written, but may
+// be lost if the primary crashes: publish them again (the outbox relay keeps
+// such rows pending). It is a fault of the broker, not of the event: it
+// reports Timeout() true, so classifiers of transport failures (such as
+// outbox.IsTransportError) never charge it to the event.
+var ErrNotDurable error = notDurableError{}
+
+type notDurableError struct{}
+
+func (notDurableError) Error() string { return "redisstream: write not confirmed durable" }
+
+// Timeout marks the failure as the broker's: confirmation did not come in time.
+func (notDurableError) Timeout() bool { return true }
 
 // DefaultMaxPayloadBytes is Arc's maxPayloadBytes.
 const DefaultMaxPayloadBytes = 1_000_000
@@ -78,6 +118,10 @@ func (c PublisherConfig) Validate() error {
 		if n < 0 {
 			errs = append(errs, fmt.Errorf("%w: PublisherConfig.MaxLens[%q] is %d: must not be negative", ErrInvalidConfig, topic, n))
 		}
+	}
+	if d := c.Durability; d != nil && (d.Replicas < 0 || d.Timeout < 0 || d.Replicas == 0 && !d.Fsync) {
+		errs = append(errs, fmt.Errorf("%w: PublisherConfig.Durability asks for nothing or for negative values: "+
+			"set Replicas > 0, Fsync, or both, and a positive Timeout (0 for the default)", ErrInvalidConfig))
 	}
 	if c.SafeTrimEvery < 0 {
 		errs = append(errs, fmt.Errorf("%w: PublisherConfig.SafeTrimEvery is %d: must not be negative", ErrInvalidConfig, c.SafeTrimEvery))
@@ -130,6 +174,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	ctx := msgs[0].Context()
 	defer p.trim(ctx, topic, len(msgs))
+	if p.cfg.Durability != nil {
+		return p.publishDurably(ctx, topic, msgs, args)
+	}
 	if len(args) == 1 {
 		if err := p.cfg.Client.XAdd(ctx, args[0]).Err(); err != nil {
 			return fmt.Errorf("redisstream: XADD to %q: %w", topic, err)
@@ -149,6 +196,55 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			}
 		}
 		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+	}
+	return nil
+}
+
+// publishDurably sends the XADDs and WAIT / WAITAOF in one pipeline (one
+// connection: both commands confirm that connection's writes).
+func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
+	d := *p.cfg.Durability
+	if d.Timeout == 0 {
+		d.Timeout = DefaultDurabilityTimeout
+	}
+	var wait, waitAOF *redis.Cmd
+	cmds, err := p.cfg.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, a := range args {
+			pipe.XAdd(ctx, a)
+		}
+		if d.Fsync {
+			waitAOF = pipe.Do(ctx, "WAITAOF", 1, d.Replicas, d.Timeout.Milliseconds())
+		} else {
+			wait = pipe.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+		}
+		return nil
+	})
+	for i, cmd := range cmds[:len(args)] {
+		if cmd.Err() != nil {
+			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", i+1, len(msgs), msgs[i].UUID, topic, cmd.Err())
+		}
+	}
+	if d.Fsync {
+		if err := waitAOF.Err(); err != nil {
+			return fmt.Errorf("%w: WAITAOF (needs Redis 7.2 or later with appendonly yes): %w", ErrNotDurable, err)
+		}
+		got, _ := waitAOF.Int64Slice()
+		if len(got) != 2 || got[0] < 1 || got[1] < int64(d.Replicas) {
+			return fmt.Errorf("%w: WAITAOF confirmed %v (local fsyncs, replica fsyncs) of 1 and %d within %s",
+				ErrNotDurable, got, d.Replicas, d.Timeout)
+		}
+		return nil
+	}
+	if err != nil && wait.Err() == nil {
+		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+	}
+	n, err := wait.Int64()
+	if err != nil {
+		return fmt.Errorf("%w: WAIT: %w", ErrNotDurable, err)
+	}
+	if n < int64(d.Replicas) {
+		return fmt.Errorf("%w: %d of %d replica(s) acknowledged %d entr(ies) within %s", ErrNotDurable, n, d.Replicas,
+			len(msgs), d.Timeout)
 	}
 	return nil
 }

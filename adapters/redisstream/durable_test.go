@@ -1,0 +1,110 @@
+package redisstream
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+)
+
+// privateRedis starts a redis-server of the test's own on a free loopback
+// port, with extra arguments, and stops it at the end (or when kill is
+// called).
+func privateRedis(t *testing.T, extra ...string) (addr string, kill func()) {
+	t.Helper()
+	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
+	bin, err := exec.LookPath("redis-server")
+	require.NoError(t, err, "redis-server is needed for a private server (make test installs it)")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir()}, extra...)
+	cmd := exec.Command(bin, args...)
+	require.NoError(t, cmd.Start())
+	killed := false
+	kill = func() {
+		if !killed {
+			killed = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(kill)
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil }, testWait, 10*time.Millisecond)
+	return addr, kill
+}
+
+// With Durability, Publish returns only once a replica has the entries,
+// and reports ErrNotDurable (the entries written, to publish again) when
+// no replica confirms in time.
+func TestPublisher_DurabilityWaitsForReplicas(t *testing.T) {
+	t.Parallel()
+	primary, _ := privateRedis(t)
+	host, port, _ := strings.Cut(primary, ":")
+	replica, killReplica := privateRedis(t, "--replicaof", host, port)
+	client := redis.NewClient(&redis.Options{Addr: primary})
+	t.Cleanup(func() { _ = client.Close() })
+	rc := redis.NewClient(&redis.Options{Addr: replica})
+	t.Cleanup(func() { _ = rc.Close() })
+	require.Eventually(t, func() bool {
+		info, err := rc.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}, testWait, 10*time.Millisecond, "replica in sync")
+
+	pub, err := NewPublisher(PublisherConfig{Client: client,
+		Durability: &Durability{Replicas: 1, Timeout: 2 * time.Second}})
+	require.NoError(t, err)
+	msgs := make([]*message.Message, 3)
+	for i := range msgs {
+		ev, err := arc.NewEvent("order.placed", map[string]int{"i": i}, arc.Meta{})
+		require.NoError(t, err)
+		msgs[i], err = arc.ToMessage(ev)
+		require.NoError(t, err)
+	}
+	require.NoError(t, pub.Publish("orders", msgs[0]))
+	require.NoError(t, pub.Publish("orders", msgs[1:]...))
+	n, err := rc.XLen(context.Background(), "orders").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n, "the replica has every entry when Publish returns")
+
+	killReplica()
+	short, err := NewPublisher(PublisherConfig{Client: client,
+		Durability: &Durability{Replicas: 1, Timeout: 100 * time.Millisecond}})
+	require.NoError(t, err)
+	err = short.Publish("orders", msgs[0])
+	require.ErrorIs(t, err, ErrNotDurable)
+	assert.Contains(t, err.Error(), "0 of 1 replica(s)")
+	assert.Equal(t, int64(4), client.XLen(context.Background(), "orders").Val(), "written, not confirmed")
+
+	fsync, err := NewPublisher(PublisherConfig{Client: client, Durability: &Durability{Fsync: true}})
+	require.NoError(t, err)
+	err = fsync.Publish("orders", msgs[0])
+	require.ErrorIs(t, err, ErrNotDurable, "no append-only file (or a Redis before 7.2): never confirmed")
+	t.Log(err)
+}
+
+func TestPublisherConfig_DurabilityMustAskForSomething(t *testing.T) {
+	t.Parallel()
+	client := redis.NewClient(&redis.Options{})
+	for _, d := range []*Durability{{}, {Replicas: -1}, {Replicas: 1, Timeout: -time.Second}} {
+		_, err := NewPublisher(PublisherConfig{Client: client, Durability: d})
+		require.ErrorIs(t, err, ErrInvalidConfig, fmt.Sprintf("%+v", *d))
+	}
+}
