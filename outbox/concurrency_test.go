@@ -299,7 +299,7 @@ func TestLockModeStalledPassRejected(t *testing.T) {
 	f.commit(Entry{Topic: "t", Event: ev})
 	slow := newRecorder()
 	inPublish, resume := make(chan struct{}), make(chan struct{})
-	var entered time.Time // when a's transaction went idle, holding the row's lock
+	var entered time.Time                                                                                  // when a's transaction went idle, holding the row's lock
 	slow.onPublish = func(string, []*message.Message) { entered = time.Now(); close(inPublish); <-resume } // stalls until b has the row
 	var reported []RelayError
 	a, err := f.ob.NewRelay(slow, RelayConfig{Claim: ClaimLock, Lease: time.Second,
