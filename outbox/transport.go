@@ -43,6 +43,11 @@ var redisUnavailable = []string{"LOADING", "READONLY", "OOM", "CLUSTERDOWN", "TR
 //     READONLY, OOM, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, BUSY, NOREPLICAS,
 //     NOTREADY, "ERR max number of clients reached".
 //
+// A timeout counts as the transport's, so a publisher that hangs on one
+// message only (and not on others) holds the relay paused on that row
+// instead of dead-lettering it: Relay.Status shows it. Where a publisher
+// can do that, leave context.DeadlineExceeded out in TransportError.
+//
 // Every other error is the event's: it counts as an attempt and goes
 // through the FailurePolicy. For another broker's client errors (NATS's
 // nats.ErrTimeout, say), extend the rule with RelayConfig.TransportError.
