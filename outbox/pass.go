@@ -156,7 +156,8 @@ func (r *Relay) relayRows(ctx, sctx context.Context, st settler, rows []*row, de
 	switch {
 	case down != nil:
 		r.pause(down)
-	case len(published) > 0:
+	case len(published)+len(failed) > 0:
+		// The publisher answered (a failure here is the event's).
 		r.resume()
 	}
 	r.ack(sctx, st, published, res)
