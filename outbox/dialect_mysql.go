@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	stdsql "database/sql"
+	"strconv"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -20,9 +21,9 @@ func (mysqlEngine) migration(t string) []string {
 	return []string{
 		"CREATE TABLE IF NOT EXISTS " + t + " (" + `
 	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-	event_id VARCHAR(255) NOT NULL,
+	event_id MEDIUMTEXT NOT NULL,
 	topic VARCHAR(255) NOT NULL,
-	event_type VARCHAR(255) NOT NULL DEFAULT '',
+	event_type VARCHAR(1024) NOT NULL DEFAULT '',
 	payload LONGBLOB,
 	metadata LONGTEXT NOT NULL,
 	dedupe_key VARCHAR(255) NULL,
@@ -48,8 +49,25 @@ func (mysqlEngine) migration(t string) []string {
 
 }
 
-func (mysqlEngine) migrate(ctx context.Context, db *stdsql.DB, _ string, stmts []string) error {
-	return execAll(ctx, db, stmts)
+// migrate creates what is missing, then widens event_id and event_type
+// in a table of arcmill before 2026-12 (VARCHAR(255) both): Arc limits
+// neither ids nor types to 255 characters. Neither column is indexed, so
+// no index length limit applies. The ALTER runs only on an old table.
+func (mysqlEngine) migrate(ctx context.Context, db *stdsql.DB, table string, stmts []string) error {
+	if err := execAll(ctx, db, stmts); err != nil {
+		return err
+	}
+	var old int
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = ? AND (
+			(column_name = 'event_id' AND data_type <> 'mediumtext') OR
+			(column_name = 'event_type' AND character_maximum_length < `+strconv.Itoa(MaxTypeLength)+`))`, table).Scan(&old)
+	if err != nil || old == 0 {
+		return err
+	}
+	_, err = db.ExecContext(ctx, "ALTER TABLE "+table+" MODIFY event_id MEDIUMTEXT NOT NULL, MODIFY event_type VARCHAR("+
+		strconv.Itoa(MaxTypeLength)+") NOT NULL DEFAULT ''")
+	return err
 }
 
 func (mysqlEngine) onDuplicate() string { return " ON DUPLICATE KEY UPDATE id = id" }

@@ -38,9 +38,9 @@ func (postgresEngine) migration(t string) []string {
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + t + ` (
 	id BIGSERIAL PRIMARY KEY,
-	event_id VARCHAR(255) NOT NULL,
+	event_id TEXT NOT NULL,
 	topic VARCHAR(255) NOT NULL,
-	event_type VARCHAR(255) NOT NULL DEFAULT '',
+	event_type TEXT NOT NULL DEFAULT '',
 	payload BYTEA,
 	metadata TEXT NOT NULL,
 	dedupe_key VARCHAR(255),
@@ -57,6 +57,15 @@ func (postgresEngine) migration(t string) []string {
 	last_failed_at BIGINT,
 	last_error TEXT
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)`,
+		// Tables of arcmill before 2026-12 limited ids and types to 255
+		// characters; Arc has no such limit. varchar to text rewrites
+		// nothing, and runs only once.
+		`DO $d$ BEGIN
+	IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '` + t + `'
+			AND column_name IN ('event_id', 'event_type') AND data_type <> 'text') THEN
+		ALTER TABLE ` + t + ` ALTER COLUMN event_id TYPE TEXT, ALTER COLUMN event_type TYPE TEXT;
+	END IF;
+END $d$`,
 		`CREATE INDEX IF NOT EXISTS ` + t + `_pending ON ` + t + ` (id) WHERE status = 0`,
 		`CREATE INDEX IF NOT EXISTS ` + t + `_partition ON ` + t + ` (partition_key, id) WHERE status = 0`,
 		`CREATE INDEX IF NOT EXISTS ` + t + `_dead ON ` + t + ` (id) WHERE status = 2`,

@@ -20,7 +20,13 @@
 // meta.idempotencyKey) makes a repeat a no-op without dropping a child
 // that inherited its parent's key (Arc drops it). Each event may have a
 // visible-at time and a partition key. Migrate creates the table,
-// explicitly and idempotently.
+// explicitly and idempotently, and widens a table of an earlier arcmill.
+//
+// The outbox takes every event Arc takes: ids of any length and types up
+// to arc.MaxTypeLength characters (MaxTypeLength bytes). Topics follow
+// watermill-sql's rule: 1 to MaxTopicLength bytes of A-Z, a-z, 0-9 and
+// "-$:._", which Arc's stream names (arc:events) fit; dedupe and
+// partition keys, which are indexed, take up to MaxKeyLength bytes.
 //
 // # Relaying
 //
@@ -46,6 +52,14 @@
 // A failed publish goes through a FailurePolicy (default: Arc's
 // exponentialBackoff, dead letter after DefaultMaxAttempts attempts); the
 // attempt count is stored in the table, and a failing row waits alone.
+// Only the event's own failures count (an event over the broker's size
+// limit, a message the broker rejects). A failure of the transport (the
+// broker unreachable, restarting, read-only or out of memory:
+// IsTransportError, extended by RelayConfig.TransportError) is no
+// attempt: the relay gives the rows back, pauses with a jittered backoff,
+// reports it (Relay.Status, OnError, RelayResult.TransportFailed) and
+// resumes when the broker takes writes again. A broker outage of any
+// length dead-letters nothing.
 // Malformed rows are dead-lettered, not re-claimed for ever. Dead letters
 // can be listed, redriven (by type or id, oldest first, at a capped rate)
 // and purged; delivered rows are purged by age.

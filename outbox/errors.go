@@ -62,6 +62,10 @@ const (
 	MalformedEvent    RelayErrorKind = "malformed_event"
 	// ClaimFailed is arcmill's: the claim query itself failed.
 	ClaimFailed RelayErrorKind = "claim_failed"
+	// TransportFailed is arcmill's: a publish failed on the transport
+	// (RelayConfig.TransportError). Seq and EventID name the call's first
+	// row; no row is charged, and the relay pauses.
+	TransportFailed RelayErrorKind = "transport_failed"
 )
 
 // RelayError is one problem a pass met, for RelayConfig.OnError.

@@ -151,8 +151,15 @@ func (r *Relay) relayRows(ctx, sctx context.Context, st settler, rows []*row, de
 		r.release(sctx, st, valid)
 		return nil
 	}
-	published, failed, held := r.publish(ctx, valid, deadline, res)
+	published, failed, held, down := r.publish(ctx, valid, deadline, res)
 	res.Attempted = len(published) + len(failed)
+	switch {
+	case down != nil:
+		r.pause(down)
+	case len(published)+len(failed) > 0:
+		// The publisher answered (a failure here is the event's).
+		r.resume()
+	}
 	r.ack(sctx, st, published, res)
 	for _, f := range failed {
 		r.fail(sctx, st, f.row, f.err, res)
@@ -181,7 +188,10 @@ type failedRow struct {
 // so that one poison row does not fail its neighbours. With partition
 // order kept, a key whose row failed holds its later rows back (held);
 // rows not yet sent at deadline are held too, unpublished and uncharged.
-func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, res *RelayResult) (published []*row, failed []failedRow, held []*row) {
+// A transport failure (RelayConfig.TransportError) ends the pass's
+// publishing: that call's rows and the rest are held, and down is the
+// error.
+func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, res *RelayResult) (published []*row, failed []failedRow, held []*row, down error) {
 	blocked := map[string]bool{}
 	keyed := r.cfg.KeepPartitionOrder
 	for start := 0; start < len(rows); {
@@ -191,7 +201,7 @@ func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, re
 		}
 		group := rows[start:end]
 		start = end
-		if !time.Now().Before(deadline) {
+		if down != nil || !time.Now().Before(deadline) {
 			held = append(held, group...)
 			continue
 		}
@@ -217,6 +227,12 @@ func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, re
 			published = append(published, group...)
 			continue
 		}
+		if r.cfg.TransportError(err) {
+			down = err
+			r.transportFailed(group[0], err, res)
+			held = append(held, group...)
+			continue
+		}
 		if len(group) == 1 {
 			failed = append(failed, failedRow{group[0], err})
 			if keyed && group[0].partition != "" {
@@ -228,7 +244,7 @@ func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, re
 		// not one poison row: the rest are held back, uncharged.
 		streak := 0
 		for i, row := range group {
-			if (keyed && row.partition != "" && blocked[row.partition]) || streak >= 3 || !time.Now().Before(deadline) {
+			if down != nil || (keyed && row.partition != "" && blocked[row.partition]) || streak >= 3 || !time.Now().Before(deadline) {
 				held = append(held, row)
 				continue
 			}
@@ -238,6 +254,12 @@ func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, re
 				published = append(published, row)
 				continue
 			}
+			if r.cfg.TransportError(rerr) {
+				down = rerr
+				r.transportFailed(row, rerr, res)
+				held = append(held, row)
+				continue
+			}
 			streak++
 			failed = append(failed, failedRow{row, rerr})
 			if keyed && row.partition != "" {
@@ -245,7 +267,14 @@ func (r *Relay) publish(ctx context.Context, rows []*row, deadline time.Time, re
 			}
 		}
 	}
-	return published, failed, held
+	return published, failed, held, down
+}
+
+// transportFailed counts and reports a publish call that failed on the
+// transport; its rows are held, uncharged.
+func (r *Relay) transportFailed(first *row, err error, res *RelayResult) {
+	res.TransportFailed++
+	r.report(RelayError{Kind: TransportFailed, Seq: first.seq, EventID: first.eventID, Err: err})
 }
 
 // publishRows makes one Publish call, bounded by PublishTimeout and the

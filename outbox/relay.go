@@ -33,6 +33,9 @@ type RelayResult struct {
 	FailHookErrors int
 	// DeadLettered rows were moved to dead letters.
 	DeadLettered int
+	// TransportFailed counts publish calls that failed on the transport
+	// (RelayConfig.TransportError): their rows were given back uncharged.
+	TransportFailed int
 	// UsedPublishMany is true when rows went out in batch Publish calls.
 	UsedPublishMany bool
 
@@ -49,6 +52,7 @@ func (r *RelayResult) add(o RelayResult) {
 	r.Malformed += o.Malformed
 	r.FailHookErrors += o.FailHookErrors
 	r.DeadLettered += o.DeadLettered
+	r.TransportFailed += o.TransportFailed
 	r.UsedPublishMany = r.UsedPublishMany || o.UsedPublishMany
 }
 
@@ -74,6 +78,8 @@ type Relay struct {
 
 	mu      sync.Mutex
 	totals  RelayResult
+	status  RelayStatus
+	down    int                // passes in a row that failed on the transport
 	closed  bool               // no Run may start (Close was called, or Run returned)
 	running bool               // Run has claimed the relay
 	cancel  context.CancelFunc // stops Run's workers; set by Run
@@ -98,6 +104,93 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 		r.wake[i] = make(chan struct{}, 1)
 	}
 	return r, nil
+}
+
+// RelayState says whether a relay's publisher is reachable.
+type RelayState int
+
+const (
+	// RelayHealthy: no publish has failed on the transport since the
+	// last one that succeeded.
+	RelayHealthy RelayState = iota
+	// RelayPaused: the last publish failed on the transport. The relay
+	// tries again after RelayConfig.OutageBackoff, charging no row, and is
+	// healthy again once a publish succeeds.
+	RelayPaused
+)
+
+// String names the state: "healthy" or "paused".
+func (s RelayState) String() string {
+	if s == RelayPaused {
+		return "paused"
+	}
+	return "healthy"
+}
+
+// RelayStatus is a relay's health, for health checks and metrics.
+type RelayStatus struct {
+	// State is RelayHealthy or RelayPaused.
+	State RelayState
+	// Since is when the relay entered State; zero while it has been
+	// healthy since NewRelay.
+	Since time.Time
+	// LastError is the transport error that keeps the relay paused; nil
+	// while healthy.
+	LastError error
+	// FailedPasses counts the passes in a row that failed on the
+	// transport in the current pause.
+	FailedPasses int
+	// Pauses counts the pauses since NewRelay.
+	Pauses int
+}
+
+// Status returns the relay's health: paused while its publisher fails on
+// the transport, healthy otherwise.
+func (r *Relay) Status() RelayStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.status
+	st.FailedPasses = r.down
+	return st
+}
+
+// pause records a pass whose publishing ended on a transport failure.
+func (r *Relay) pause(err error) {
+	r.mu.Lock()
+	r.down++
+	first := r.status.State != RelayPaused
+	if first {
+		r.status.State, r.status.Since = RelayPaused, time.Now()
+		r.status.Pauses++
+	}
+	r.status.LastError = err
+	r.mu.Unlock()
+	if first {
+		r.cfg.Logger.Error("Outbox relay paused: the publisher's transport failed; no row is charged while it lasts", err, nil)
+	}
+}
+
+// resume records a pass that published: the transport works.
+func (r *Relay) resume() {
+	r.mu.Lock()
+	was := r.status
+	if was.State == RelayPaused {
+		r.status = RelayStatus{State: RelayHealthy, Since: time.Now(), Pauses: was.Pauses}
+		r.down = 0
+	}
+	r.mu.Unlock()
+	if was.State == RelayPaused {
+		r.cfg.Logger.Info("Outbox relay resumed: the publisher works again", watermill.LogFields{
+			"paused_for": time.Since(was.Since).Round(time.Millisecond).String()})
+	}
+}
+
+// outageDelay is the wait after a pass that failed on the transport.
+func (r *Relay) outageDelay() time.Duration {
+	r.mu.Lock()
+	n := r.down
+	r.mu.Unlock()
+	return r.cfg.OutageBackoff.Delay(n)
 }
 
 // ConsumerID returns the relay's lease owner name (worker 0's).
@@ -194,11 +287,15 @@ func (r *Relay) work(ctx context.Context, worker int) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := time.Duration(0)
+		wait, paused := time.Duration(0), false
 		switch {
 		case err != nil:
 			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer_uuid": owner})
 			wait = r.cfg.PollInterval
+		case res.TransportFailed > 0:
+			// The broker is down: wait it out, deaf to wake-ups, which
+			// would only fail again.
+			wait, paused = r.outageDelay(), true
 		case res.claimed == 0:
 			wait = r.cfg.PollInterval
 		case res.Relayed+res.DeadLettered == 0:
@@ -213,10 +310,14 @@ func (r *Relay) work(ctx context.Context, worker int) {
 			continue
 		}
 		timer.Reset(wait)
+		wake := r.wake[worker]
+		if paused {
+			wake = nil
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.wake[worker]:
+		case <-wake:
 			if !timer.Stop() {
 				<-timer.C
 			}

@@ -51,6 +51,12 @@ const (
 	// ExponentialBackoff(DefaultMaxAttempts, Backoff{}): Arc's documented
 	// policy, which Arc itself leaves to the host.
 	DefaultMaxAttempts = 5
+	// DefaultOutageBackoffBase is RelayConfig.OutageBackoff.Base's default:
+	// the first pause after a transport failure.
+	DefaultOutageBackoffBase = 200 * time.Millisecond
+	// DefaultOutageBackoffMax is RelayConfig.OutageBackoff.Max's default: a
+	// relay notices a recovered broker within this (plus jitter).
+	DefaultOutageBackoffMax = 5 * time.Second
 	// NoMaxUnsettledClaims, as RelayConfig.MaxUnsettledClaims, never
 	// dead-letters a row for being claimed without being settled.
 	NoMaxUnsettledClaims = -1
@@ -111,6 +117,22 @@ type RelayConfig struct {
 	// policy, which Arc itself leaves to the host (without one, Arc
 	// retries for ever).
 	FailurePolicy FailurePolicy
+	// TransportError tells a publish error that is the transport's (the
+	// broker unreachable or unable to take writes) from one that is the
+	// event's. A transport failure counts no attempt and dead-letters
+	// nothing: the rows go back unpublished, the relay pauses
+	// (OutageBackoff) and reports it (Relay.Status, OnError with
+	// TransportFailed, RelayResult.TransportFailed), and resumes when a
+	// publish succeeds again. Only the event's failures reach the
+	// FailurePolicy. To extend the rule, wrap IsTransportError:
+	// func(err error) bool { return outbox.IsTransportError(err) || … }.
+	// Defaults to IsTransportError.
+	TransportError func(error) bool
+	// OutageBackoff spaces the retries while the transport fails: its
+	// Delay of the number of failed passes in a row, jitter included.
+	// Defaults to Backoff{Base: DefaultOutageBackoffBase, Max:
+	// DefaultOutageBackoffMax} with DefaultBackoffJitter.
+	OutageBackoff Backoff
 	// MaxUnsettledClaims dead-letters a row claimed this many times
 	// without being settled (a relay that crashes or times out on it each
 	// time); NoMaxUnsettledClaims never does. Defaults to
@@ -156,6 +178,15 @@ func (c *RelayConfig) setDefaults() {
 	if c.FailurePolicy == nil {
 		c.FailurePolicy = ExponentialBackoff(DefaultMaxAttempts, Backoff{})
 	}
+	if c.TransportError == nil {
+		c.TransportError = IsTransportError
+	}
+	if c.OutageBackoff.Base == 0 {
+		c.OutageBackoff.Base = DefaultOutageBackoffBase
+	}
+	if c.OutageBackoff.Max == 0 {
+		c.OutageBackoff.Max = max(DefaultOutageBackoffMax, c.OutageBackoff.Base)
+	}
 	if c.MaxUnsettledClaims == 0 {
 		c.MaxUnsettledClaims = DefaultMaxUnsettledClaims
 	}
@@ -195,6 +226,14 @@ func (c RelayConfig) Validate() error {
 		return invalid("unknown Claim mode %d", c.Claim)
 	case c.Claim == ClaimLock && c.KeepPartitionOrder:
 		return invalid("KeepPartitionOrder needs leases (ClaimLease or ClaimAuto)")
+	case c.OutageBackoff.Base < 0:
+		return invalid("OutageBackoff.Base (%s) must not be negative", c.OutageBackoff.Base)
+	case c.OutageBackoff.Max < 0:
+		return invalid("OutageBackoff.Max (%s) must not be negative", c.OutageBackoff.Max)
+	case c.OutageBackoff.Max < c.OutageBackoff.Base:
+		return invalid("OutageBackoff.Max (%s) must not be shorter than OutageBackoff.Base (%s)", c.OutageBackoff.Max, c.OutageBackoff.Base)
+	case c.OutageBackoff.Jitter != NoJitter && (c.OutageBackoff.Jitter < 0 || c.OutageBackoff.Jitter > 1):
+		return invalid("OutageBackoff.Jitter (%g) must be within [0, 1] or NoJitter", c.OutageBackoff.Jitter)
 	case c.MaxUnsettledClaims < 0 && c.MaxUnsettledClaims != NoMaxUnsettledClaims:
 		return invalid("MaxUnsettledClaims (%d) must be positive or NoMaxUnsettledClaims", c.MaxUnsettledClaims)
 	}

@@ -25,6 +25,8 @@ func TestRelayConfigDefaults(t *testing.T) {
 	assert.Equal(t, DefaultMaxUnsettledClaims, c.MaxUnsettledClaims)
 	assert.Equal(t, ClaimAuto, c.Claim)
 	assert.NotNil(t, c.FailurePolicy)
+	assert.NotNil(t, c.TransportError)
+	assert.Equal(t, Backoff{Base: DefaultOutageBackoffBase, Max: DefaultOutageBackoffMax}, c.OutageBackoff)
 	assert.NotNil(t, c.Logger)
 }
 
@@ -54,6 +56,12 @@ func TestRelayConfigValidate(t *testing.T) {
 		{RelayConfig{PollInterval: time.Second, BusyPollInterval: time.Second}, ""},
 		{RelayConfig{ConsumerID: strings.Repeat("x", 241)}, "ConsumerID"},
 		{RelayConfig{Workers: -1}, "Workers"},
+		{RelayConfig{OutageBackoff: Backoff{Base: time.Minute}}, ""},
+		{RelayConfig{OutageBackoff: Backoff{Jitter: NoJitter}}, ""},
+		{RelayConfig{OutageBackoff: Backoff{Base: -time.Second}}, "OutageBackoff.Base"},
+		{RelayConfig{OutageBackoff: Backoff{Max: -time.Second}}, "OutageBackoff.Max"},
+		{RelayConfig{OutageBackoff: Backoff{Base: time.Second, Max: time.Millisecond}}, "OutageBackoff.Max"},
+		{RelayConfig{OutageBackoff: Backoff{Jitter: 2}}, "OutageBackoff.Jitter"},
 		{RelayConfig{BatchSize: -1}, "BatchSize"},
 		{RelayConfig{Lease: -time.Second}, "Lease"},
 		{RelayConfig{PublishTimeout: -time.Second}, "PublishTimeout"},

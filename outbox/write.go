@@ -5,6 +5,7 @@ import (
 	stdsql "database/sql"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -30,9 +31,31 @@ const (
 	MetadataVisibleAt = "arcmill_outbox_visible_at"
 )
 
+// Limits of what the outbox stores, checked at write time with
+// ErrInvalidEntry. Event ids have no limit, as in Arc.
+const (
+	// MaxTopicLength bounds Entry.Topic, in bytes. A topic is also made of
+	// A-Z, a-z, 0-9 and "-$:._" only: watermill-sql's rule for topic names,
+	// which Write applies. Arc's stream names ("arc:events", …) fit it.
+	MaxTopicLength = 255
+	// MaxTypeLength bounds an event type, in bytes: room for any type Arc
+	// accepts (arc.MaxTypeLength UTF-16 code units, at most 768 bytes of
+	// UTF-8).
+	MaxTypeLength = 1024
+	// MaxKeyLength bounds dedupe and partition keys, in bytes: they are
+	// indexed. arc.DedupeKey is a 64-character hash, whatever the
+	// idempotency key's length.
+	MaxKeyLength = 255
+)
+
+// topicPattern is watermill-sql's rule for topic names (its publisher
+// refuses the others).
+var topicPattern = regexp.MustCompile(`^[A-Za-z0-9\-$:._]+$`)
+
 // Entry is one event to store.
 type Entry struct {
-	// Topic is the destination topic on the relay's publisher. Required.
+	// Topic is the destination topic on the relay's publisher: 1 to
+	// MaxTopicLength bytes of A-Z, a-z, 0-9 and "-$:._". Required.
 	Topic string
 	// Event is the Arc event to deliver, unchanged (same meta.id and
 	// timestamp, as Arc's outbox does). Ignored when Message is set.
@@ -53,8 +76,8 @@ type Entry struct {
 
 // message turns e into the message to store, its options in metadata.
 func (e Entry) message() (*message.Message, error) {
-	if e.Topic == "" || len(e.Topic) > 255 {
-		return nil, fmt.Errorf("%w: a topic of 1 to 255 bytes is required", ErrInvalidEntry)
+	if err := validateTopic(e.Topic); err != nil {
+		return nil, err
 	}
 	var msg *message.Message
 	if e.Message != nil {
@@ -195,8 +218,8 @@ func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error)
 	if len(p.Msgs) == 0 {
 		return wsql.Query{}, errors.New("outbox: nothing to insert")
 	}
-	if len(p.Topic) > 255 {
-		return wsql.Query{}, fmt.Errorf("%w: topic longer than 255 bytes", ErrInvalidEntry)
+	if err := validateTopic(p.Topic); err != nil {
+		return wsql.Query{}, err
 	}
 	now := a.o.nowMs()
 	args := make([]any, 0, 9*len(p.Msgs))
@@ -239,8 +262,11 @@ func rowFor(msg *message.Message, now int64) (insertRow, error) {
 		}
 		r.visibleAt = t.UnixMilli()
 	}
-	if len(r.eventType) > 255 || len(r.dedupe) > 255 || len(r.partition) > 255 || len(msg.UUID) > 255 {
-		return insertRow{}, fmt.Errorf("%w: id, type, dedupe and partition keys are limited to 255 bytes", ErrInvalidEntry)
+	switch {
+	case len(r.eventType) > MaxTypeLength:
+		return insertRow{}, fmt.Errorf("%w: event type of %d bytes, over MaxTypeLength (%d)", ErrInvalidEntry, len(r.eventType), MaxTypeLength)
+	case len(r.dedupe) > MaxKeyLength || len(r.partition) > MaxKeyLength:
+		return insertRow{}, fmt.Errorf("%w: dedupe and partition keys are limited to MaxKeyLength (%d bytes)", ErrInvalidEntry, MaxKeyLength)
 	}
 	md := msg.Metadata
 	for k := range md {
@@ -257,6 +283,17 @@ func rowFor(msg *message.Message, now int64) (insertRow, error) {
 	b := appendMetadata(make([]byte, 0, 64*len(md)), md)
 	r.metadata = string(b)
 	return r, nil
+}
+
+// validateTopic applies MaxTopicLength and watermill-sql's character rule.
+func validateTopic(topic string) error {
+	switch {
+	case topic == "" || len(topic) > MaxTopicLength:
+		return fmt.Errorf("%w: a topic of 1 to %d bytes is required", ErrInvalidEntry, MaxTopicLength)
+	case !topicPattern.MatchString(topic):
+		return fmt.Errorf("%w: topic %q: only A-Z, a-z, 0-9 and \"-$:._\" are allowed (watermill-sql's rule)", ErrInvalidEntry, topic)
+	}
+	return nil
 }
 
 func nullString(s string) any {

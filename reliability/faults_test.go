@@ -34,7 +34,11 @@ import (
 type scenario struct {
 	events, malformed, relays, consumers, kills int
 	restartRedis, restartPostgres               bool
-	timeout                                     time.Duration
+	// redisDown is how long Redis stays down after its crash: longer
+	// than the default failure policy's five attempts take (about 15 s),
+	// so that a relay charging outages to the events would dead-letter.
+	redisDown time.Duration
+	timeout   time.Duration
 }
 
 func envInt(name string, def int) int {
@@ -49,13 +53,15 @@ func envInt(name string, def int) int {
 // consumer processes run them through the wildcard router, retry and dead
 // letters into an Arc handler behind an idempotency guard. Meanwhile relays
 // and consumers are killed with SIGKILL at random moments (and restarted),
-// and Redis is restarted once. At the end every event is counted.
+// and Redis crashes once and stays down for redisDown. The relays run
+// with the default RelayConfig. At the end every event is counted.
 func TestFaults(t *testing.T) {
 	sc := scenario{events: envInt("ARCMILL_RELIABILITY_EVENTS", 5000), relays: 4, consumers: 2,
 		kills: envInt("ARCMILL_RELIABILITY_KILLS", 12), restartRedis: true,
-		restartPostgres: os.Getenv("ARCMILL_RELIABILITY_RESTART_POSTGRES") == "1"}
+		restartPostgres: os.Getenv("ARCMILL_RELIABILITY_RESTART_POSTGRES") == "1",
+		redisDown:       time.Duration(envInt("ARCMILL_RELIABILITY_REDIS_DOWN_SECONDS", 20)) * time.Second}
 	sc.malformed = max(3, sc.events/1000)
-	sc.timeout = time.Duration(120+sc.events/200) * time.Second
+	sc.timeout = time.Duration(120+sc.events/200)*time.Second + sc.redisDown
 	if !sc.restartPostgres {
 		t.Log("PostgreSQL is not restarted: it is shared with the other tests; " +
 			"ARCMILL_RELIABILITY_RESTART_POSTGRES=1 restarts the local cluster (long run, nothing else running)")
@@ -164,19 +170,19 @@ func (c *children) names() []string {
 // report is the scenario's results table.
 type report struct {
 	sent, malformed, expected, handled, applied, lost, duplicates int
-	deadRepeats, publishedTwice                                   int
+	deadRepeats, publishedTwice, outboxDead                       int
 	dead                                                          map[string]int
 	kills, redisRestarts, pgRestarts                              int
-	elapsed                                                       time.Duration
+	elapsed, redisDown                                            time.Duration
 }
 
 func (r report) markdown() string {
 	var b strings.Builder
-	fmt.Fprintln(&b, "| events written | foreign entries injected | expected effects | effects applied | lost | duplicate deliveries (absorbed by the guard) | published twice by a relay | dead letters: retry_exhausted / validation_failed / malformed (repeats) | SIGKILLs | Redis crashes | PostgreSQL restarts | time |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|")
-	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d / %d / %d (%d) | %d | %d | %d | %s |\n", r.sent, r.malformed, r.expected,
+	fmt.Fprintln(&b, "| events written | outbox rows dead-lettered | foreign entries injected | expected effects | effects applied | lost | duplicate deliveries (absorbed by the guard) | published twice by a relay | dead letters: retry_exhausted / validation_failed / malformed (repeats) | SIGKILLs | Redis crashes (time down) | PostgreSQL restarts | time |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d | %d / %d / %d (%d) | %d | %d (%s) | %d | %s |\n", r.sent, r.outboxDead, r.malformed, r.expected,
 		r.applied, r.lost, r.duplicates, r.publishedTwice, r.dead[middleware.ReasonRetryExhausted], r.dead[middleware.ReasonValidationFailed],
-		r.dead[middleware.ReasonMalformed], r.deadRepeats, r.kills, r.redisRestarts, r.pgRestarts, r.elapsed.Round(100*time.Millisecond))
+		r.dead[middleware.ReasonMalformed], r.deadRepeats, r.kills, r.redisRestarts, r.redisDown, r.pgRestarts, r.elapsed.Round(100*time.Millisecond))
 	return b.String()
 }
 
@@ -282,9 +288,11 @@ func runFaults(t *testing.T, sc scenario) {
 		rep.kills++
 		if k == sc.kills/2 && sc.restartRedis {
 			rds.crash()
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(sc.redisDown) // the outage itself: nothing to wait for
+
 			rds = startRedis(t, rdir, rds.addr)
 			rep.redisRestarts++
+			rep.redisDown += sc.redisDown
 		}
 		if k == sc.kills/3 && sc.restartPostgres {
 			out, err := exec.Command("bash", "-c", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart").CombinedOutput()
@@ -374,6 +382,7 @@ func runFaults(t *testing.T, sc scenario) {
 	st, err := ob.Status(ctx)
 	require.NoError(t, err)
 	t.Logf("outbox at the end: %+v", st)
+	rep.outboxDead = int(st.Dead)
 	t.Logf("results:\n%s", rep.markdown())
 	assert.Zero(t, rep.lost, "lost events")
 	assert.Equal(t, rep.expected, rep.handled, "every good event handled")
@@ -382,6 +391,7 @@ func runFaults(t *testing.T, sc scenario) {
 	assert.Equal(t, invalid, len(deadOf(dead, want, middleware.ReasonValidationFailed)), "every invalid event dead-lettered, and nothing else as validation_failed")
 	assert.Equal(t, rep.malformed, len(deadOf(dead, nil, middleware.ReasonMalformed)), "every foreign entry dead-lettered as malformed, once")
 	assert.EqualValues(t, rep.sent, st.Delivered, "the outbox delivered every row")
+	assert.Zero(t, st.Dead, "the Redis outage dead-lettered no outbox row")
 }
 
 // deadOf returns the ids dead-lettered with reason (malformed entries are

@@ -92,13 +92,11 @@ func runRelay(ctx context.Context, spec roleSpec) error {
 	if err != nil {
 		return err
 	}
-	// Redis may be down for a while: retry for ever, never dead-letter.
-	// 30 ms of "network" per publish call and small batches keep the relays
-	// busy while events flow, so that kills land mid-batch.
-	relay, err := ob.NewRelay(slowPublisher{pub, 30 * time.Millisecond}, outbox.RelayConfig{ConsumerID: spec.Name,
-		Workers: 2, Lease: 3 * time.Second, BatchSize: 10,
-		PublishTimeout: time.Second, FailurePolicy: outbox.ExponentialBackoff(0, outbox.Backoff{Base: 50 * time.Millisecond,
-			Max: 500 * time.Millisecond})})
+	// The default RelayConfig: a Redis outage must cost no attempt and
+	// dead-letter nothing under it. 30 ms of "network" per publish call
+	// keeps the relays busy while events flow, so that kills land
+	// mid-batch.
+	relay, err := ob.NewRelay(slowPublisher{pub, 30 * time.Millisecond}, outbox.RelayConfig{ConsumerID: spec.Name})
 	if err != nil {
 		return err
 	}

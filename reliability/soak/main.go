@@ -231,7 +231,11 @@ loop:
 	client.Del(context.Background(), stream)
 	client.Close()
 	db.Close()
-	time.Sleep(500 * time.Millisecond)
+	// Goroutines of closed connections end shortly after Close returns:
+	// wait for the count to settle, for at most 5 s.
+	for settle := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > res.goroutinesBefore+2 && time.Now().Before(settle); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	res.after = runtime.NumGoroutine()
 	if res.after > res.goroutinesBefore+2 {
 		buf := make([]byte, 1<<16)

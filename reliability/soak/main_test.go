@@ -22,4 +22,9 @@ func TestSoakShort(t *testing.T) {
 	assert.Equal(t, 20_000, res.handled)
 	assert.LessOrEqual(t, res.after, res.goroutinesBefore+2, "no goroutine outlives Close:\n%s", res.leakedGoroutineStackHints)
 	assert.Contains(t, out.String(), "| time | handled |")
+	// The verdict the million-event run prints, asserted: nothing lost,
+	// memory flat after warm-up, no goroutine left.
+	require.GreaterOrEqual(t, len(res.samples), 8, "enough memory samples to judge:\n%s", out.String())
+	assert.Empty(t, res.verdict(), out.String())
+	assert.Contains(t, out.String(), "verdict: PASS")
 }
