@@ -327,3 +327,10 @@ func TestRelay_TransportErrorHookExtendsTheRule(t *testing.T) {
 	assert.Zero(t, f.attempts())
 	assert.Equal(t, RelayPaused, relay.Status().State)
 }
+
+// A write Redis did not confirm durable (WAIT or WAITAOF timed out) is the
+// broker's fault: the row stays pending, no attempt is counted.
+func TestIsTransportErrorCountsUnconfirmedDurability(t *testing.T) {
+	t.Parallel()
+	assert.True(t, IsTransportError(fmt.Errorf("publish: %w", redisstream.ErrNotDurable)))
+}
