@@ -108,3 +108,30 @@ func TestPublisherConfig_DurabilityMustAskForSomething(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidConfig, fmt.Sprintf("%+v", *d))
 	}
 }
+
+// CheckServer tells a Redis that can lose acknowledged entries from one
+// that keeps them.
+func TestCheckServer_SaysWhatTheServerPromises(t *testing.T) {
+	t.Parallel()
+	loose, _ := privateRedis(t, "--maxmemory-policy", "allkeys-lru")
+	careful, _ := privateRedis(t, "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction")
+	host, port, _ := strings.Cut(careful, ":")
+	privateRedis(t, "--replicaof", host, port)
+	check := func(addr string) ServerReport {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		r, err := CheckServer(context.Background(), c)
+		require.NoError(t, err)
+		return r
+	}
+	bad := check(loose)
+	assert.True(t, bad.Risky())
+	risks := map[string]bool{}
+	for _, f := range bad.Findings {
+		risks[f.Setting] = f.Risk
+	}
+	assert.Equal(t, map[string]bool{"maxmemory-policy": true, "appendonly": true, "replicas": true}, risks)
+
+	require.Eventually(t, func() bool { return !check(careful).Risky() }, testWait, 20*time.Millisecond,
+		"noeviction, AOF always and a replica: nothing acknowledged is at risk")
+}
