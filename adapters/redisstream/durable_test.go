@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -134,4 +135,29 @@ func TestCheckServer_SaysWhatTheServerPromises(t *testing.T) {
 
 	require.Eventually(t, func() bool { return !check(careful).Risky() }, testWait, 20*time.Millisecond,
 		"noeviction, AOF always and a replica: nothing acknowledged is at risk")
+}
+
+// The publisher warns once, before its first write, about a server that
+// can lose what it acknowledges.
+func TestPublisher_WarnsAboutALooseServer(t *testing.T) {
+	t.Parallel()
+	addr, _ := privateRedis(t) // no append-only file, no replica
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = client.Close() })
+	logs := watermill.NewCaptureLogger()
+	pub, err := NewPublisher(PublisherConfig{Client: client, Logger: logs})
+	require.NoError(t, err)
+	for i := 0; i < 2; i++ {
+		ev, err := arc.NewEvent("order.placed", nil, arc.Meta{})
+		require.NoError(t, err)
+		msg, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		require.NoError(t, pub.Publish("orders", msg))
+	}
+	var warnings []string
+	for _, m := range logs.Captured()[watermill.ErrorLogLevel] {
+		warnings = append(warnings, m.Msg)
+	}
+	require.Len(t, warnings, 2, "appendonly and replicas, once each")
+	assert.Contains(t, warnings[0], "no append-only file")
 }

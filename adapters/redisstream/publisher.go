@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
@@ -47,6 +48,12 @@ type PublisherConfig struct {
 	Durability *Durability
 	// CloseClient closes Client on Close.
 	CloseClient bool
+	// Logger receives, once, before the first Publish, a warning for each
+	// server setting that can lose acknowledged entries (CheckServer).
+	// Defaults to no logging.
+	Logger watermill.LoggerAdapter
+	// SkipServerCheck skips that check (for a server that refuses CONFIG).
+	SkipServerCheck bool
 }
 
 // Durability asks Redis to confirm a write beyond its memory. The XADDs
@@ -92,6 +99,9 @@ const DefaultMaxPayloadBytes = 1_000_000
 var ErrPayloadTooLarge = fmt.Errorf("redisstream: event larger than MaxPayloadBytes: %w", arc.ErrUnrecoverable)
 
 func (c *PublisherConfig) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
 	if c.Marshaller == nil {
 		c.Marshaller = Marshaller{}
 	}
@@ -135,6 +145,8 @@ type Publisher struct {
 	cfg    PublisherConfig
 	closed atomic.Bool
 
+	checked sync.Once // the server check, before the first Publish
+
 	mu        sync.Mutex
 	published map[string]int // since the last SafeTrim, per topic
 }
@@ -173,6 +185,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 	}
 	ctx := msgs[0].Context()
+	p.checked.Do(func() { p.checkServer(ctx) })
 	defer p.trim(ctx, topic, len(msgs))
 	if p.cfg.Durability != nil {
 		return p.publishDurably(ctx, topic, msgs, args)
@@ -198,6 +211,27 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
 	}
 	return nil
+}
+
+// checkServer warns about server settings that can lose acknowledged
+// entries. A server that refuses CONFIG (a managed Redis) is only noted.
+func (p *Publisher) checkServer(ctx context.Context) {
+	if p.cfg.SkipServerCheck {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultDurabilityTimeout)
+	defer cancel()
+	report, err := CheckServer(ctx, p.cfg.Client)
+	if err != nil {
+		p.cfg.Logger.Info("Could not check the Redis server's durability settings", watermill.LogFields{"err": err.Error()})
+		return
+	}
+	for _, f := range report.Findings {
+		if f.Risk && !(f.Setting == "replicas" && p.cfg.Durability != nil && p.cfg.Durability.Fsync) {
+			p.cfg.Logger.Error("Redis can lose acknowledged events: "+f.Advice, nil,
+				watermill.LogFields{"setting": f.Setting, "value": f.Value})
+		}
+	}
 }
 
 // publishDurably sends the XADDs and WAIT / WAITAOF in one pipeline (one
