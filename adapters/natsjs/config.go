@@ -37,6 +37,9 @@ const (
 	// deliveries are for crashes, ack timeouts and failed dead-letter
 	// writes. As redisstream.DefaultMaxDeliveries.
 	DefaultMaxDeliver = 5
+	// DefaultMaxAckPending bounds the messages the group's consumer has
+	// delivered and not yet seen acknowledged.
+	DefaultMaxAckPending = 64
 )
 
 // NoMaxDeliver, as SubscriberConfig.MaxDeliver, lets JetStream redeliver
@@ -102,9 +105,18 @@ type SubscriberConfig struct {
 	// nacked. Defaults to DefaultCloseTimeout.
 	CloseTimeout time.Duration
 	// AckWaitTimeout is how long the server waits for an ack before it
-	// redelivers (plus BackOff's wait, see there). Defaults to
-	// DefaultAckWaitTimeout.
+	// redelivers (plus BackOff's wait, see there). While a handler works
+	// on a message, the subscriber tells the server so (+WPI) every half
+	// AckWaitTimeout, so the wait detects crashed processes, not slow
+	// handlers. Defaults to DefaultAckWaitTimeout.
 	AckWaitTimeout time.Duration
+	// MaxAckPending is the consumer's MaxAckPending: how many messages the
+	// group holds delivered and unacknowledged, the ones waiting in an
+	// instance's buffer included. A message waits there while those before
+	// it are handled, and is redelivered (one delivery spent) if that
+	// takes longer than its ack wait: keep MaxAckPending × handler time
+	// well under AckWaitTimeout. Defaults to DefaultMaxAckPending.
+	MaxAckPending int
 	// MaxDeliver is how many times JetStream delivers a message at most
 	// (the consumer's MaxDeliver). When it gives up, the server sends its
 	// max-deliveries advisory and the subscriber writes a dead letter to
@@ -136,6 +148,9 @@ func (c *SubscriberConfig) setDefaults() {
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
 	}
 	if c.BackOff == nil {
 		c.BackOff = DefaultBackOff()
@@ -172,6 +187,8 @@ func (c *SubscriberConfig) validate() error {
 	case c.MaxDeliver < 0 && c.MaxDeliver != NoMaxDeliver:
 		return fmt.Errorf("%w: SubscriberConfig.MaxDeliver must be positive, 0 (default) or NoMaxDeliver, got %d",
 			ErrInvalidConfig, c.MaxDeliver)
+	case c.MaxAckPending < 0:
+		return fmt.Errorf("%w: SubscriberConfig.MaxAckPending must not be negative, got %d", ErrInvalidConfig, c.MaxAckPending)
 	case len(c.BackOff) == 0:
 		return fmt.Errorf("%w: SubscriberConfig.BackOff must hold at least one wait", ErrInvalidConfig)
 	case c.MaxDeliver != NoMaxDeliver && c.MaxDeliver <= len(c.BackOff):

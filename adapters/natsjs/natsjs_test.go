@@ -55,6 +55,7 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 		"negative ack wait":               {SubscriberConfig{Conn: conn, Group: "g", AckWaitTimeout: -1}.Validate(), "AckWaitTimeout"},
 		"negative max deliver":            {SubscriberConfig{Conn: conn, Group: "g", MaxDeliver: -2}.Validate(), "MaxDeliver"},
 		"max deliver within the backoff":  {SubscriberConfig{Conn: conn, Group: "g", MaxDeliver: 3}.Validate(), "MaxDeliver"},
+		"negative max ack pending":        {SubscriberConfig{Conn: conn, Group: "g", MaxAckPending: -1}.Validate(), "MaxAckPending"},
 		"empty backoff":                   {SubscriberConfig{Conn: conn, Group: "g", BackOff: []time.Duration{}}.Validate(), "BackOff"},
 		"zero backoff":                    {SubscriberConfig{Conn: conn, Group: "g", BackOff: []time.Duration{0}}.Validate(), "BackOff[0]"},
 		"wildcard dead-letter subject":    {SubscriberConfig{Conn: conn, Group: "g", DeadLetterSubject: "dlq.>"}.Validate(), "DeadLetterSubject"},
@@ -75,6 +76,7 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 	assert.Equal(t, DefaultCloseTimeout, sc.CloseTimeout)
 	assert.Equal(t, DefaultAckWaitTimeout, sc.AckWaitTimeout)
 	assert.Equal(t, DefaultMaxDeliver, sc.MaxDeliver)
+	assert.Equal(t, DefaultMaxAckPending, sc.MaxAckPending)
 	assert.Equal(t, DefaultBackOff(), sc.BackOff)
 	assert.Equal(t, DefaultDeadLetterPrefix+".g", sc.DeadLetterSubject)
 	require.NoError(t, SubscriberConfig{Conn: conn, Group: "g", MaxDeliver: NoMaxDeliver}.Validate())

@@ -146,7 +146,7 @@ func (s *Subscriber) ensureConsumer(stream, durable, topic string) error {
 	want := nats.ConsumerConfig{Durable: durable, DeliverSubject: deliverSubject(stream, durable),
 		DeliverGroup: durable, FilterSubject: topic, DeliverPolicy: nats.DeliverAllPolicy,
 		AckPolicy: nats.AckExplicitPolicy, AckWait: s.cfg.AckWaitTimeout, MaxDeliver: s.cfg.MaxDeliver,
-		ReplayPolicy: nats.ReplayInstantPolicy}
+		MaxAckPending: s.cfg.MaxAckPending, ReplayPolicy: nats.ReplayInstantPolicy}
 	if s.cfg.MaxDeliver != NoMaxDeliver { // JetStream wants MaxDeliver > len(BackOff)
 		for _, d := range s.cfg.BackOff {
 			want.BackOff = append(want.BackOff, s.cfg.AckWaitTimeout+d)
@@ -171,7 +171,8 @@ func (s *Subscriber) ensureConsumer(stream, durable, topic string) error {
 		return fmt.Errorf("natsjs: consumer %s filters %q, not %q", durable, have.FilterSubject, topic)
 	case have.DeliverSubject == "" || have.DeliverGroup != durable:
 		return fmt.Errorf("natsjs: consumer %s is not a push consumer with deliver group %s", durable, durable)
-	case have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver && slices.Equal(have.BackOff, want.BackOff):
+	case have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver && slices.Equal(have.BackOff, want.BackOff) &&
+		have.MaxAckPending == want.MaxAckPending:
 		return nil
 	}
 	want.DeliverSubject = have.DeliverSubject // members bound to it keep receiving
@@ -256,8 +257,15 @@ func (c *consumption) deliver(m *nats.Msg) {
 	}
 	closing, ctxDone := c.s.closing, c.ctx.Done()
 	var deadline <-chan time.Time
+	working := time.NewTicker(c.s.cfg.AckWaitTimeout / 2)
+	defer working.Stop()
 	for {
 		select {
+		case <-working.C:
+			// Still working: the ack wait is for crashed processes.
+			if err := m.InProgress(); err != nil {
+				c.s.cfg.Logger.Error("Telling the server the handler is still working failed", err, fields)
+			}
 		case <-msg.Acked():
 			if err := m.AckSync(); err != nil {
 				c.s.cfg.Logger.Error("Ack failed; JetStream will redeliver", err, fields)

@@ -399,3 +399,81 @@ func TestSubscriber_RefusesOversizedSubjectBeforeServer(t *testing.T) {
 	msg.Metadata.Set(arc.MetadataType, strings.Repeat("a.", 10000)+"a")
 	assert.ErrorIs(t, b.pub.Publish("", msg), ErrInvalidSubject, "the publisher checks too")
 }
+
+// Close waits CloseTimeout for a handler, then cancels its message's
+// context with ErrClosed (a middleware.ErrShutdown, so no attempt is
+// burnt) and nacks it at once: another member receives it without waiting
+// for the ack deadline.
+func TestSubscriber_CloseCancelsStuckHandlerWithErrClosed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	subject := b.prefix + ".>"
+	stuck := b.subscriber(t, SubscriberConfig{CloseTimeout: 100 * time.Millisecond})
+	msgs, err := stuck.Subscribe(context.Background(), subject)
+	require.NoError(t, err)
+	id := b.publish(t, "order.created")
+	var held *message.Message
+	select {
+	case held = <-msgs:
+	case <-time.After(waitTimeout):
+		t.Fatal("not delivered")
+	}
+	assert.Equal(t, "1", held.Metadata.Get(MetadataDelivered))
+	require.NoError(t, stuck.Close()) // the handler never settles
+	select {
+	case <-held.Context().Done():
+	default:
+		t.Fatal("the message's context is not cancelled after CloseTimeout")
+	}
+	assert.ErrorIs(t, context.Cause(held.Context()), ErrClosed)
+	assert.True(t, middleware.IsShutdown(held.Context()))
+
+	other := b.subscriber(t, SubscriberConfig{})
+	t.Cleanup(func() { assert.NoError(t, other.Close()) })
+	msgs, err = other.Subscribe(context.Background(), subject)
+	require.NoError(t, err)
+	select {
+	case m := <-msgs:
+		assert.Equal(t, id, m.UUID)
+		assert.Equal(t, "2", m.Metadata.Get(MetadataDelivered))
+		m.Ack()
+	case <-time.After(DefaultAckWaitTimeout / 2):
+		t.Fatal("the nacked message waited for its ack deadline")
+	}
+}
+
+// A handler slower than the ack wait keeps its message: the subscriber
+// reports progress, so the server neither redelivers it to another member
+// nor counts a delivery.
+func TestSubscriber_SlowHandlerKeepsItsMessage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	subject := b.prefix + ".>"
+	const ackWait, backOff = 200 * time.Millisecond, 50 * time.Millisecond
+	cfg := SubscriberConfig{AckWaitTimeout: ackWait, BackOff: []time.Duration{backOff}, MaxDeliver: 2}
+	slow, idle := b.subscriber(t, cfg), b.subscriber(t, cfg)
+	t.Cleanup(func() { assert.NoError(t, slow.Close()) })
+	t.Cleanup(func() { assert.NoError(t, idle.Close()) })
+	slowMsgs, err := slow.Subscribe(context.Background(), subject)
+	require.NoError(t, err)
+	b.publish(t, "order.created")
+	var m *message.Message
+	select {
+	case m = <-slowMsgs:
+	case <-time.After(waitTimeout):
+		t.Fatal("not delivered")
+	}
+	idleMsgs, err := idle.Subscribe(context.Background(), subject)
+	require.NoError(t, err)
+	select {
+	case other := <-idleMsgs:
+		t.Fatalf("redelivered to the other member while the handler worked: %s", other.UUID)
+	case <-time.After(4 * (ackWait + backOff)): // the handler's work: four ack waits
+	}
+	m.Ack()
+	require.Eventually(t, func() bool {
+		info := b.consumer(t, "g", subject)
+		return info.NumAckPending == 0 && info.AckFloor.Stream == 1
+	}, waitTimeout, pollInterval)
+	assert.Zero(t, b.consumer(t, "g", subject).NumRedelivered)
+}
