@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -476,4 +477,92 @@ func TestSubscriber_SlowHandlerKeepsItsMessage(t *testing.T) {
 		return info.NumAckPending == 0 && info.AckFloor.Stream == 1
 	}, waitTimeout, pollInterval)
 	assert.Zero(t, b.consumer(t, "g", subject).NumRedelivered)
+}
+
+// When middleware.DeadLetter cannot store a dead letter (its subject has
+// no stream), the message is nacked with BackOff's delay, not in a hot
+// loop, and after MaxDeliver deliveries the subscriber's own dead letter
+// stores it: nothing is lost, and the handler ran MaxDeliver times.
+func TestSubscriber_FailedDeadLetterPublishIsNoHotLoop(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const maxDeliver, backOff = 3, 150 * time.Millisecond
+	sub := b.subscriber(t, SubscriberConfig{MaxDeliver: maxDeliver, BackOff: []time.Duration{backOff}})
+	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry:      middleware.RetryConfig{MaxRetries: middleware.NoRetries},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: b.pub, Topic: "nostream" + b.stream + ".dlq"},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, nil)
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var attempts []time.Time
+	h := func(*message.Message) error {
+		mu.Lock()
+		attempts = append(attempts, time.Now())
+		mu.Unlock()
+		return errors.New("poison")
+	}
+	router.AddConsumerHandler("poison", b.prefix+".>", sub, func(msg *message.Message) error {
+		_, err := chain(stack.Middleware, func(m *message.Message) ([]*message.Message, error) { return nil, h(m) })(msg)
+		return err
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = router.Run(ctx) }()
+	<-router.Running()
+	id := b.publish(t, "order.created")
+
+	var dead []DeadLetter
+	require.Eventually(t, func() bool {
+		dead, err = ReadDeadLetters(b.js, b.dlqStream, 0, 0)
+		require.NoError(t, err)
+		return len(dead) == 1
+	}, waitTimeout, pollInterval)
+	assert.Equal(t, id, dead[0].Envelope.Event.Meta.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, attempts, maxDeliver, "one attempt per delivery, no hot loop")
+	for i := 1; i < len(attempts); i++ {
+		assert.GreaterOrEqual(t, attempts[i].Sub(attempts[i-1]), backOff)
+	}
+	assert.EqualValues(t, maxDeliver, stack.DeadLetter.Stats().PublishFailures, "each delivery's dead letter failed")
+}
+
+// chain applies middleware, the first outermost, as a router does.
+func chain(mws []message.HandlerMiddleware, h message.HandlerFunc) message.HandlerFunc {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// A consumer left by an earlier version (created by nats.go on subscribe,
+// no MaxDeliver, no BackOff) is brought to the configured limits in place,
+// keeping its position and deliver subject.
+func TestSubscriber_UpdatesAnEarlierConsumer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	subject := b.prefix + ".>"
+	durable := durableName("g", subject)
+	_, err := b.js.AddConsumer(b.stream, &nats.ConsumerConfig{Durable: durable, DeliverSubject: "_INBOX.old" + b.stream,
+		DeliverGroup: durable, FilterSubject: subject, AckPolicy: nats.AckExplicitPolicy, AckWait: DefaultAckWaitTimeout})
+	require.NoError(t, err)
+	sub := b.subscriber(t, SubscriberConfig{})
+	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
+	msgs, err := sub.Subscribe(context.Background(), subject)
+	require.NoError(t, err)
+	info := b.consumer(t, "g", subject)
+	assert.Equal(t, DefaultMaxDeliver, info.Config.MaxDeliver)
+	assert.Len(t, info.Config.BackOff, len(DefaultBackOff()))
+	assert.Equal(t, "_INBOX.old"+b.stream, info.Config.DeliverSubject)
+	id := b.publish(t, "order.created")
+	select {
+	case m := <-msgs:
+		assert.Equal(t, id, m.UUID)
+		m.Ack()
+	case <-time.After(waitTimeout):
+		t.Fatal("not delivered through the updated consumer")
+	}
 }
