@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	ce "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,6 +60,17 @@ func TestStructuredDataFollowsJSONFormatRules(t *testing.T) {
 	} {
 		_, err := c.UnmarshalStructured(structured(tc.contentType, tc.member))
 		assert.ErrorIs(t, err, tc.err, tc.name)
+	}
+	// Binary mode reads the body as the JSON document, under any JSON type.
+	for _, ct := range []string{"text/json", "application/vnd.x+json", "application/json; charset=utf-8"} {
+		msg := message.NewMessage("b-1", []byte(`{"a":1}`))
+		for k, v := range map[string]string{"ce_specversion": "1.0", "ce_id": "b-1", "ce_source": "/x", "ce_type": "t",
+			MetadataContentType: ct} {
+			msg.Metadata.Set(k, v)
+		}
+		ev, err := c.FromBinaryMessage(msg)
+		require.NoError(t, err, ct)
+		assert.Equal(t, `{"a":1}`, string(ev.Payload), ct)
 	}
 	assert.False(t, IsJSONMediaType("application/jsonx"))
 	assert.False(t, IsJSONMediaType("text/plain"))
