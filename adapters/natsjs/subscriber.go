@@ -103,6 +103,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: no stream holds %s: %w", topic, err)
 	}
+	// Dead letters in the events' stream would reach its "*" consumers.
+	switch dlq, err := s.js.StreamNameBySubject(s.cfg.DeadLetterSubject); {
+	case err == nil && dlq == stream:
+		return nil, fmt.Errorf("%w: SubscriberConfig.DeadLetterSubject %q lies in stream %s with the events of %s; give it a stream of its own",
+			ErrInvalidConfig, s.cfg.DeadLetterSubject, stream, topic)
+	case err != nil:
+		s.cfg.Logger.Error("No stream holds the dead-letter subject: messages JetStream gives up on cannot be dead-lettered",
+			err, watermill.LogFields{"dead_letter_subject": s.cfg.DeadLetterSubject, "topic": topic})
+	}
 	durable := durableName(s.cfg.Group, topic)
 	if err := s.ensureConsumer(stream, durable, topic); err != nil {
 		return nil, err

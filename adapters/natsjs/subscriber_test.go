@@ -566,3 +566,15 @@ func TestSubscriber_UpdatesAnEarlierConsumer(t *testing.T) {
 		t.Fatal("not delivered through the updated consumer")
 	}
 }
+
+// A dead-letter subject in the events' own stream is refused: its dead
+// letters would reach every "*" consumer.
+func TestSubscriber_RefusesDeadLettersInTheEventsStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sub := b.subscriber(t, SubscriberConfig{DeadLetterSubject: b.prefix + ".dlq"})
+	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
+	_, err := sub.Subscribe(context.Background(), b.prefix+".order.>")
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.Contains(t, err.Error(), "DeadLetterSubject")
+}
