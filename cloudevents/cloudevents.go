@@ -1,19 +1,23 @@
 // Package cloudevents maps Arc events to CloudEvents 1.0 and back,
-// losslessly for events that start as Arc events: as an SDK event
-// (github.com/cloudevents/sdk-go/v2), in the binary mode of a message
-// binding (attributes in Watermill metadata under the binding's "ce_"
-// prefix, the payload as the message body), and in structured JSON mode.
+// losslessly for events that start as Arc events (with the exceptions
+// listed below): as an SDK event (github.com/cloudevents/sdk-go/v2), in
+// the binary mode of a message binding (attributes in Watermill metadata
+// under the binding's "ce_" prefix, the payload as the message body), and
+// in structured JSON mode.
 //
-// Conformance (Arc → CloudEvents; the reverse reads the same places):
+// # Conformance
+//
+// Arc → CloudEvents; the reverse reads the same places:
 //
 //	CloudEvents          Arc
 //	specversion          "1.0"
 //	id                   meta.id
 //	source               meta.source; Config.DefaultSource when absent (extension arcnosource=true says so)
 //	type                 type
-//	time                 meta.timestamp (RFC 3339)
+//	time                 meta.timestamp (RFC 3339, every digit: nanoseconds are kept)
 //	subject              meta.resourceId
-//	dataschema           meta.schemaVersion, as urn:arc:schema:<type, path-escaped>:<version>
+//	dataschema           meta.schemaVersion (any but 0, -1 included), as urn:arc:schema:<type, path-escaped>:<version>;
+//	                     else the meta key "dataschema" when it holds an absolute URI (a foreign event's)
 //	datacontenttype      application/json (an absent payload has no data)
 //	data                 payload, the JSON bytes unchanged
 //	partitionkey         meta.partitionKey      (the Partitioning extension)
@@ -26,23 +30,52 @@
 //	organizationid       meta.organizationId
 //	aggregatetype        meta.aggregate.type
 //	aggregateid          meta.aggregate.id
+//	<name>               any other meta key that is a valid extension name (a-z, 0-9, at most 20
+//	                     characters, none of the above) holding a JSON string: an extension of that
+//	                     name, so a bridge gives a foreign CloudEvent's extensions back top-level
 //	arcmeta              every other meta key, as a JSON object of its raw values
 //	arcnullpayload       "true" when the payload is JSON null (so it stays apart from an absent one)
 //	arcattrsagg          "true" for an aggregate whose type and id are both empty
-//	arcattrs             the Arc values of id, type, source and subject when CloudEvents cannot hold
-//	                     them as they are (surrounding spaces, which attributes trim; a source that
-//	                     is no URI reference), as a JSON object; the attributes carry cleaned forms
+//	arcattrs             the Arc values of attributes CloudEvents cannot hold as they are, as a JSON
+//	                     object keyed by attribute name: surrounding spaces (which id trims), a source
+//	                     that is no URI reference, and, in any String attribute, code points the String
+//	                     type excludes (controls U+0000–U+001F and U+007F–U+009F, noncharacters); the
+//	                     attribute carries a clean form (U+FFFD in their place), and arcattrs itself
+//	                     \u-escapes them
 //
 // Every extension name is lower-case and at most 20 characters, as the
-// specification asks. A CloudEvent from elsewhere maps onto an Arc event
-// as well as it can: its other extensions become meta keys (string
-// values), a dataschema that is not arcmill's becomes the meta key
-// "dataschema", a missing time becomes the time of reading, and data that
-// is not JSON is refused with ErrNotJSON, since an Arc payload is JSON.
+// specification asks, and no String attribute holds a code point the
+// String type excludes.
+//
+// # Data
+//
+// Whether data is JSON follows the JSON event format: a datacontenttype
+// whose media type is */json or */*+json (application/json, text/json,
+// application/vnd.x+json), or none, declares JSON (IsJSONMediaType). In
+// structured mode such data is the payload's JSON value as it stands (a
+// JSON string stays a string; it is never parsed as a document); data of
+// another type must be a string, and data_base64 holds bytes. An Arc
+// payload is JSON, so anything else is refused with ErrNotJSON.
+//
+// # Exceptions to lossless
+//
+//   - Whitespace around a meta value's JSON (` "v" ` for "v") is not kept:
+//     JSON gives it no meaning, and arc.Unmarshal drops it too.
+//   - Structured mode writes the payload as a JSON value: its bytes come
+//     back compacted.
+//   - Arc's own JSON (arc.Marshal) writes milliseconds; the nanoseconds
+//     this mapping keeps survive Watermill metadata, not Arc's wire.
+//
+// A CloudEvent from elsewhere maps onto an Arc event as well as it can:
+// its other extensions become meta keys (string values: an extension of
+// another type comes back as its canonical string), a dataschema that is
+// not arcmill's becomes the meta key "dataschema", and a missing time
+// becomes the time of reading.
 package cloudevents
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +117,15 @@ const (
 	ExtNullPayload    = "arcnullpayload"
 	ExtArcAttrs       = "arcattrs"
 )
+
+// ExtArcAttrsAgg marks an aggregate whose type and id are both empty.
+const ExtArcAttrsAgg = ExtArcAttrs + "agg"
+
+// ownExtensions are the extension names this mapping gives a meaning.
+var ownExtensions = map[string]bool{ExtPartitionKey: true, ExtCorrelationID: true, ExtCausationID: true,
+	ExtTraceParent: true, ExtIdempotencyKey: true, ExtResource: true, ExtUserID: true, ExtOrganizationID: true,
+	ExtAggregateType: true, ExtAggregateID: true, ExtArcMeta: true, ExtNoSource: true, ExtNullPayload: true,
+	ExtArcAttrs: true, ExtArcAttrsAgg: true}
 
 const schemaPrefix = "urn:arc:schema:"
 
@@ -146,7 +188,7 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 		e.SetSubject(ev.Meta.ResourceID)
 	}
 	if ev.Meta.SchemaVersion != 0 {
-		e.SetDataSchema(schemaURN(e.Type(), ev.Meta.SchemaVersion))
+		e.SetDataSchema(schemaURN(ev.Type, ev.Meta.SchemaVersion)) // the Arc type, before any cleaning
 	}
 	for _, f := range stringExts {
 		if v := *f.field(&ev.Meta); v != "" {
@@ -158,16 +200,28 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 		e.SetExtension(ExtAggregateType, a.Type)
 		e.SetExtension(ExtAggregateID, a.ID)
 		if a.Type == "" && a.ID == "" {
-			e.SetExtension(ExtArcAttrs+"agg", "true")
+			e.SetExtension(ExtArcAttrsAgg, "true")
 		}
 	}
 	rest := map[string]json.RawMessage{}
 	for k, v := range ev.Meta.Extra {
+		// A string whose JSON is the plain encoding of its text, so that
+		// reading it back gives the same bytes, travels top-level: the W3C
+		// header, a foreign dataschema (an absolute URI) when no schema
+		// version takes the attribute, and any meta key that is a valid
+		// extension name (so a bridge gives a foreign CloudEvent's
+		// extensions back as it received them).
 		var s string
-		// The W3C header only when its JSON is the plain encoding of its
-		// text, so that writing it back gives the same bytes.
-		if k == "traceparent" && json.Unmarshal(v, &s) == nil && s != "" && string(jsonString(s)) == string(v) {
+		plain := json.Unmarshal(v, &s) == nil && s != "" && string(jsonString(s)) == string(v)
+		switch {
+		case plain && k == "traceparent":
 			e.SetExtension(ExtTraceParent, s)
+			continue
+		case plain && k == "dataschema" && ev.Meta.SchemaVersion == 0 && absoluteURI(s) && !strings.HasPrefix(s, schemaPrefix):
+			e.SetDataSchema(s)
+			continue
+		case plain && extensionName(k):
+			e.SetExtension(k, s)
 			continue
 		}
 		rest[k] = v
@@ -182,8 +236,20 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 			e.SetExtension(ExtNullPayload, "true")
 		}
 	}
-	// What the attributes could not hold as it is.
+	// What the attributes could not hold as it is: values CloudEvents
+	// trims, sources that are no URI reference, and code points the String
+	// type excludes (controls, noncharacters). The attribute gets a clean
+	// form, and arcattrs the Arc value.
 	raw := map[string]string{}
+	if id, ok := cleanString(e.ID()); !ok {
+		e.SetID(id)
+	}
+	if typ, ok := cleanString(e.Type()); !ok {
+		e.SetType(typ)
+	}
+	if sub, ok := cleanString(e.Subject()); !ok {
+		e.SetSubject(sub)
+	}
 	for name, pair := range map[string][2]string{"id": {e.ID(), ev.Meta.ID}, "type": {e.Type(), ev.Type},
 		"subject": {e.Subject(), ev.Meta.ResourceID}} {
 		if pair[0] != pair[1] {
@@ -193,9 +259,28 @@ func (c Codec) ToCloudEvent(ev arc.Event) (ce.Event, error) {
 	if ev.Meta.Source != "" && e.Source() != ev.Meta.Source {
 		raw["source"] = ev.Meta.Source
 	}
+	for name, v := range e.Extensions() {
+		s, isString := v.(string)
+		if !isString {
+			continue
+		}
+		if _, ok := cleanString(s); ok {
+			continue
+		}
+		raw[name] = s
+		if name == ExtArcMeta { // stays JSON of the same value
+			safe, err := safeJSONText([]byte(s))
+			if err != nil {
+				return ce.Event{}, fmt.Errorf("%w: meta: %v", ErrInvalid, err)
+			}
+			e.SetExtension(name, safe)
+			continue
+		}
+		clean, _ := cleanString(s)
+		e.SetExtension(name, clean)
+	}
 	if len(raw) > 0 {
-		b, _ := json.Marshal(raw)
-		e.SetExtension(ExtArcAttrs, string(b))
+		e.SetExtension(ExtArcAttrs, safeJSONObject(raw))
 	}
 	if err := e.Validate(); err != nil {
 		return ce.Event{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -216,13 +301,27 @@ func (c Codec) FromCloudEvent(e ce.Event) (arc.Event, error) {
 	ev := arc.Event{Type: e.Type()}
 	m := &ev.Meta
 	m.ID = e.ID()
-	m.Timestamp = e.Time().UTC().Truncate(time.Millisecond)
+	m.Timestamp = e.Time().UTC() // every digit: arcmill's metadata keeps them (Arc's JSON has milliseconds)
 	if e.Time().IsZero() {
 		m.Timestamp = time.Now().UTC().Truncate(time.Millisecond)
 	}
 	m.ResourceID = e.Subject()
 	exts := e.Extensions()
+	// arcattrs holds the Arc values of attributes that could not carry them.
+	var attrs map[string]string
+	if v, ok := exts[ExtArcAttrs]; ok {
+		raw, err := toString(v)
+		if err == nil {
+			err = json.Unmarshal([]byte(raw), &attrs)
+		}
+		if err != nil {
+			return arc.Event{}, fmt.Errorf("%w: extension %s is not a JSON object of strings: %v", ErrInvalid, ExtArcAttrs, err)
+		}
+	}
 	str := func(name string) string {
+		if v, ok := attrs[name]; ok {
+			return v
+		}
 		v, ok := exts[name]
 		if !ok {
 			return ""
@@ -236,9 +335,22 @@ func (c Codec) FromCloudEvent(e ce.Event) (arc.Event, error) {
 	if str(ExtNoSource) != "true" {
 		m.Source = e.Source()
 	}
+	for name, v := range attrs {
+		switch name {
+		case "id":
+			m.ID = v
+		case "type":
+			ev.Type = v
+		case "source":
+			m.Source = v
+		case "subject":
+			m.ResourceID = v
+		}
+	}
 	if ds := e.DataSchema(); ds != "" {
-		if v, ok := strings.CutPrefix(ds, strings.TrimSuffix(schemaURN(e.Type(), 1), "1")); ok {
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		if v, ok := strings.CutPrefix(ds, strings.TrimSuffix(schemaURN(ev.Type, 1), "1")); ok {
+			// Any version but 0 (absent), -1 included, in its one spelling.
+			if n, err := strconv.Atoi(v); err == nil && n != 0 && strconv.Itoa(n) == v {
 				m.SchemaVersion = n
 			}
 		}
@@ -246,31 +358,10 @@ func (c Codec) FromCloudEvent(e ce.Event) (arc.Event, error) {
 			setExtra(m, "dataschema", ds)
 		}
 	}
-	if raw := str(ExtArcAttrs); raw != "" {
-		var attrs map[string]string
-		if err := json.Unmarshal([]byte(raw), &attrs); err != nil {
-			return arc.Event{}, fmt.Errorf("%w: extension %s is not a JSON object of strings: %v", ErrInvalid, ExtArcAttrs, err)
-		}
-		for name, v := range attrs {
-			switch name {
-			case "id":
-				m.ID = v
-			case "type":
-				ev.Type = v
-			case "source":
-				m.Source = v
-			case "subject":
-				m.ResourceID = v
-			}
-		}
-	}
-	known := map[string]bool{ExtNoSource: true, ExtNullPayload: true, ExtArcMeta: true, ExtTraceParent: true,
-		ExtAggregateType: true, ExtAggregateID: true, ExtArcAttrs: true, ExtArcAttrs + "agg": true}
 	for _, f := range stringExts {
 		*f.field(m) = str(f.name)
-		known[f.name] = true
 	}
-	if t, id := str(ExtAggregateType), str(ExtAggregateID); t != "" || id != "" || str(ExtArcAttrs+"agg") == "true" {
+	if t, id := str(ExtAggregateType), str(ExtAggregateID); t != "" || id != "" || str(ExtArcAttrsAgg) == "true" {
 		m.Aggregate = &arc.Aggregate{Type: t, ID: id}
 	}
 	if raw := str(ExtArcMeta); raw != "" {
@@ -288,19 +379,18 @@ func (c Codec) FromCloudEvent(e ce.Event) (arc.Event, error) {
 	if tp := str(ExtTraceParent); tp != "" {
 		setExtra(m, "traceparent", tp)
 	}
-	for name, v := range exts {
-		if known[name] {
+	for name := range exts {
+		if ownExtensions[name] {
 			continue
 		}
-		s, err := toString(v)
-		if err != nil {
+		if _, err := toString(exts[name]); err != nil {
 			continue
 		}
-		setExtra(m, name, s)
+		setExtra(m, name, str(name))
 	}
 	switch data := e.Data(); {
 	case len(data) > 0:
-		if mt := e.DataMediaType(); mt != "" && mt != ce.ApplicationJSON && !strings.HasSuffix(mt, "+json") {
+		if !IsJSONMediaType(e.DataContentType()) {
 			return arc.Event{}, fmt.Errorf("%w (datacontenttype %q)", ErrNotJSON, e.DataContentType())
 		}
 		if !json.Valid(data) {
@@ -409,11 +499,57 @@ func (c Codec) MarshalStructured(ev arc.Event) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
-// UnmarshalStructured reads a CloudEvent in structured JSON mode.
+// UnmarshalStructured reads a CloudEvent in structured JSON mode. The
+// data member is read by the JSON event format's rules, not the SDK's: when
+// datacontenttype declares JSON (IsJSONMediaType: */json, */*+json, or
+// none), data is the payload's JSON value as it stands, a string included
+// (a string is never parsed as a JSON document); otherwise data must be a
+// string, and its text must be JSON (else ErrNotJSON). data_base64 holds
+// the payload's bytes.
 func (c Codec) UnmarshalStructured(data []byte) (arc.Event, error) {
-	var e ce.Event
-	if err := json.Unmarshal(data, &e); err != nil {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
 		return arc.Event{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	value, hasData := doc["data"]
+	b64, hasB64 := doc["data_base64"]
+	delete(doc, "data")
+	delete(doc, "data_base64")
+	attrs, err := json.Marshal(doc)
+	if err != nil {
+		return arc.Event{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	var e ce.Event
+	if err := json.Unmarshal(attrs, &e); err != nil {
+		return arc.Event{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	switch {
+	case hasData && hasB64:
+		return arc.Event{}, fmt.Errorf("%w: both data and data_base64", ErrInvalid)
+	case hasB64:
+		var s string
+		if err := json.Unmarshal(b64, &s); err != nil {
+			return arc.Event{}, fmt.Errorf("%w: data_base64 is not a string: %v", ErrInvalid, err)
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return arc.Event{}, fmt.Errorf("%w: data_base64: %v", ErrInvalid, err)
+		}
+		e.DataEncoded, e.DataBase64 = b, true
+	case hasData && IsJSONMediaType(e.DataContentType()):
+		e.DataEncoded = value
+	case hasData:
+		var s string
+		if err := json.Unmarshal(value, &s); err != nil {
+			return arc.Event{}, fmt.Errorf("%w: data of datacontenttype %q must be a string", ErrInvalid, e.DataContentType())
+		}
+		e.DataEncoded = []byte(s)
+	}
 	return c.FromCloudEvent(e)
+}
+
+// absoluteURI reports whether s can be a dataschema (an absolute URI).
+func absoluteURI(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.IsAbs()
 }

@@ -22,6 +22,8 @@ func Example() {
 	_ = outbox.RelayConfig{OnPass: m.OnRelayPass}
 	// m.Middleware on each wildcard handler; m.AddWatermillRouterMetrics(router);
 	// m.WatchRouter("main", events); m.WatchOutbox(ob); m.WatchStream(client, "arc:events", "billing").
+	// A handler added with Subscribe, which takes no middleware, is measured by wrapping it:
+	// events.Subscribe(sub, "arc:events", "order.*", m.Handler(handler)).
 
 	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// go http.ListenAndServe(":9090", nil)

@@ -6,7 +6,34 @@
 // pending entries. Per-event counters are fed by hooks (Middleware,
 // OnRetry, OnDeadLetter, OnRelayPass); states are read at scrape time
 // (WatchRouter, WatchOutbox, WatchStream). Label values are handler names,
-// patterns, reasons and stream names: low cardinality, never event ids.
+// patterns, reasons, topics and stream names: low cardinality, never event
+// ids.
+//
+// # What events_handled_total counts
+//
+// Middleware counts calls of what it wraps, so its place decides what a
+// count is:
+//
+//   - Outside the recovery stack (before stack.Middleware in
+//     HandlerConfig.Middleware, the first being the outermost), it counts
+//     deliveries: one per delivery of an event to the handler. result is
+//     "error" only when the delivery is nacked (a shutdown, a failed
+//     dead-letter write); an event that was retried and then
+//     dead-lettered counts "ok", since its delivery was settled, and
+//     shows in events_retried_total and events_dead_lettered_total.
+//   - Inside it (after stack.Middleware), it counts attempts: each retry is
+//     a call, and result is each attempt's.
+//
+// Handler counts attempts, like Middleware inside the stack; it is the way
+// to measure handlers added with wildcard.Router.Subscribe, which takes no
+// middleware.
+//
+// # Malformed messages
+//
+// A message that is not an Arc event reaches no handler: its dead letter
+// counts in events_dead_lettered_total with an empty handler and pattern
+// (never the router's internal handler name), and in
+// messages_malformed_total under the topic it was read from.
 package metrics
 
 import (
@@ -20,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/outbox"
 	"github.com/arcmill/arcmill/wildcard"
@@ -75,6 +103,7 @@ type Metrics struct {
 	seconds *prometheus.HistogramVec
 	retried *prometheus.CounterVec
 	dead    *prometheus.CounterVec
+	bad     *prometheus.CounterVec
 	relay   *prometheus.CounterVec
 }
 
@@ -98,10 +127,12 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			Help: "Retries of a failed handler, by handler and pattern."}, []string{"handler", "pattern"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_dead_lettered_total",
 			Help: "Events dead-lettered, by handler, pattern and reason."}, []string{"handler", "pattern", "reason"}),
+		bad: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_malformed_total",
+			Help: "Messages that were no Arc event, dead-lettered, by the topic they were read from."}, []string{"topic"}),
 		relay: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "outbox_relay_rows_total",
 			Help: "Outbox relay pass counters (Arc's RelayResult), by outcome."}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.handled, m.seconds, m.retried, m.dead, m.relay} {
+	for _, c := range []prometheus.Collector{m.handled, m.seconds, m.retried, m.dead, m.bad, m.relay} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -125,21 +156,44 @@ func labels(msg *message.Message) (handler, pattern string) {
 	return message.HandlerNameFromCtx(msg.Context()), ""
 }
 
-// Middleware counts each handler call and times it; put it on a wildcard
-// handler (or a router handler).
+// Middleware counts each call of what it wraps and times it; put it on a
+// wildcard handler (or a router handler). Where it sits decides whether
+// it counts deliveries or attempts: see the package doc.
 func (m *Metrics) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		handler, pattern := labels(msg)
 		start := time.Now()
 		out, err := h(msg)
-		m.seconds.WithLabelValues(handler, pattern).Observe(time.Since(start).Seconds())
-		result := "ok"
-		if err != nil {
-			result = "error"
-		}
-		m.handled.WithLabelValues(handler, pattern, result).Inc()
+		m.observe(handler, pattern, start, err)
 		return out, err
 	}
+}
+
+// Handler counts and times each call of h, an attempt, as Middleware
+// inside the recovery stack does. It measures handlers added with
+// wildcard.Router.Subscribe: events.Subscribe(sub, topic, "order.*",
+// m.Handler(h)). The handler label is the wildcard handler's name
+// (Subscribe's is "<pattern>#<n>").
+func (m *Metrics) Handler(h wildcard.Handler) wildcard.Handler {
+	return func(ctx context.Context, ev arc.Event) error {
+		var handler, pattern string
+		if info, ok := wildcard.InfoFromContext(ctx); ok {
+			handler, pattern = info.Handler, info.Pattern
+		}
+		start := time.Now()
+		err := h(ctx, ev)
+		m.observe(handler, pattern, start, err)
+		return err
+	}
+}
+
+func (m *Metrics) observe(handler, pattern string, start time.Time, err error) {
+	m.seconds.WithLabelValues(handler, pattern).Observe(time.Since(start).Seconds())
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.handled.WithLabelValues(handler, pattern, result).Inc()
 }
 
 // OnRetry counts a retry; give it to middleware.RetryConfig.OnRetry.
@@ -150,8 +204,15 @@ func (m *Metrics) OnRetry(info middleware.RetryInfo) {
 
 // OnDeadLetter counts a dead letter; give it to
 // middleware.DeadLetterConfig.OnDeadLetter.
+// A malformed message, which no handler saw, is counted with an empty
+// handler, and by its source topic in messages_malformed_total.
 func (m *Metrics) OnDeadLetter(dl middleware.DeadLetteredEvent) {
-	m.dead.WithLabelValues(dl.HandlerName, dl.Pattern, dl.Reason).Inc()
+	handler := dl.HandlerName
+	if dl.Reason == middleware.ReasonMalformed && dl.Pattern == "" {
+		handler = "" // the router's internal handler, not one of the user's
+		m.bad.WithLabelValues(dl.SourceTopic).Inc()
+	}
+	m.dead.WithLabelValues(handler, dl.Pattern, dl.Reason).Inc()
 }
 
 // OnRelayPass adds a relay pass's counters; give it to

@@ -176,3 +176,71 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 	assert.Equal(t, DefaultNamespace, m.cfg.Namespace)
 	assert.Equal(t, DefaultScrapeTimeout, m.cfg.ScrapeTimeout)
 }
+
+// Where Middleware sits decides what events_handled_total counts: outside
+// the recovery stack, deliveries (a retried then dead-lettered event is one
+// settled delivery); inside, attempts. Handler measures a handler added with
+// Subscribe. A malformed message is counted under its source topic, never
+// the router's internal handler name.
+func TestHandledCountsAndMalformedLabels(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, Config{})
+	require.NoError(t, err)
+	logger := watermill.NopLogger{}
+	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
+	t.Cleanup(func() { assert.NoError(t, bus.Close()) })
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry:      middleware.RetryConfig{MaxRetries: 2, Backoff: time.Millisecond, OnRetry: m.OnRetry},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: bus, Topic: "dlq", OnDeadLetter: m.OnDeadLetter},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, logger)
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	require.NoError(t, err)
+	failing := func(context.Context, arc.Event) error { return errors.New("card declined") }
+	for name, mws := range map[string][]message.HandlerMiddleware{
+		"outer": append([]message.HandlerMiddleware{m.Middleware}, stack.Middleware...),
+		"inner": append(append([]message.HandlerMiddleware{}, stack.Middleware...), m.Middleware),
+	} {
+		_, err = events.Handle(wildcard.HandlerConfig{Name: name, Subscriber: bus, Topic: "arc:events",
+			Patterns: []string{"order.*"}, Middleware: mws}, failing)
+		require.NoError(t, err)
+	}
+	subscribed := make(chan struct{}, 1)
+	_, err = events.Subscribe(bus, "arc:events", "user.*", m.Handler(func(context.Context, arc.Event) error {
+		subscribed <- struct{}{}
+		return nil
+	}))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = events.Run(ctx) }()
+	<-router.Running()
+	for _, typ := range []string{"order.failed", "user.signed_up"} {
+		ev, err := arc.NewEvent(typ, nil, arc.Meta{})
+		require.NoError(t, err)
+		msg, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		require.NoError(t, bus.Publish("arc:events", msg))
+	}
+	require.NoError(t, bus.Publish("arc:events", message.NewMessage(uuid.NewString(), []byte("not an event"))))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(m.dead.WithLabelValues("inner", "order.*", middleware.ReasonRetryExhausted)) == 1 &&
+			testutil.ToFloat64(m.dead.WithLabelValues("outer", "order.*", middleware.ReasonRetryExhausted)) == 1 &&
+			testutil.ToFloat64(m.bad.WithLabelValues("arc:events")) == 1 && len(subscribed) == 1
+	}, waitTimeout, pollInterval)
+
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.handled.WithLabelValues("outer", "order.*", "ok")),
+		"outside the stack: one settled delivery")
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.handled.WithLabelValues("outer", "order.*", "error")))
+	assert.Equal(t, 3.0, testutil.ToFloat64(m.handled.WithLabelValues("inner", "order.*", "error")),
+		"inside the stack: three attempts")
+	out := gathered(t, reg)
+	assert.Regexp(t, `arcmill_events_handled_total\{handler="user\.\*#\d+",pattern="user\.\*",result="ok"\} 1`, out,
+		"a handler added with Subscribe is measured")
+	assert.Contains(t, out, `arcmill_events_dead_lettered_total{handler="",pattern="",reason="malformed"} 1`)
+	assert.Contains(t, out, `arcmill_messages_malformed_total{topic="arc:events"} 1`)
+	assert.NotContains(t, out, "wildcard(", "no internal handler name in any label")
+}

@@ -1,19 +1,43 @@
 // Package tracing traces Arc events through Watermill with OpenTelemetry,
-// following the messaging semantic conventions: Publisher wraps a
-// publisher so that each message gets its own PRODUCER span ("send
-// <destination>", never one span per batch) and carries the W3C
-// traceparent and tracestate in its metadata; Middleware, on a router or a
-// wildcard handler, extracts them and runs the handler inside a CONSUMER
-// span ("process <destination template>") that links to the message's
+// following the messaging semantic conventions.
+//
+// # Spans
+//
+// Publisher wraps a publisher. A single message gets a PRODUCER span
+// "send <destination>"; a batch (several messages in one Publish) gets a
+// PRODUCER "create <destination>" span per message and one CLIENT
+// "send <destination>" span that links to them and alone carries
+// messaging.batch.message_count. Each message's metadata receives the
+// W3C traceparent and tracestate of its own span. A traceparent the
+// message already carried (a forwarded or republished message) is not
+// lost: the new span links to it before it is replaced.
+//
+// Middleware, on a router or a wildcard handler, runs the handler inside a
+// CONSUMER span "process <destination>" that links to the message's
 // creation context (read from the metadata, or from an Arc host's
-// meta.traceparent). messaging.message.conversation_id is the Arc
-// correlation id, and a wildcard subscription reports its pattern as the
-// low-cardinality messaging.destination.template.
+// meta.traceparent) and is the parent of whatever the handler traces.
+// The messages a handler returns, which the router publishes, carry the
+// process span in their context, so their send spans are its children: a
+// causal chain A → handler → B → handler → C is one connected tree of
+// send and process spans, joined at each hop by a link from the process
+// span to the send span, as the conventions prescribe for consumers.
+//
+// # Attributes
+//
+// messaging.message.conversation_id is the Arc correlation id, and
+// arc.event.type the event type. A wildcard handler reports its name as
+// messaging.destination.subscription.name and its pattern as
+// arcmill.subscription.pattern (the conventions have no attribute for a
+// subscription's filter; messaging.destination.template is a template of
+// the destination name, which a pattern is not). A failed operation sets
+// error.type to the Go type of the innermost error (for example
+// "*errors.errorString"), along with an Error status.
 package tracing
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -77,42 +101,91 @@ func messageAttrs(system, op string, msg *message.Message) []attribute.KeyValue 
 	return attrs
 }
 
+// AttrSubscriptionPattern names the wildcard pattern that matched the
+// message, on process spans.
+const AttrSubscriptionPattern = attribute.Key("arcmill.subscription.pattern")
+
 // publisher is the tracing Publisher decorator.
 type publisher struct {
 	message.Publisher
 	cfg Config
 }
 
-// Publisher returns pub with a PRODUCER span per message; each message's
-// metadata gets the span's traceparent (and tracestate, baggage) before it
-// is published. A failed Publish marks every span of the call in error.
+// Publisher returns pub with a span per message (and one per batch, see
+// the package doc); each message's metadata gets its span's traceparent
+// (and tracestate, baggage) before it is published. A failed Publish marks
+// every span of the call in error.
 func Publisher(pub message.Publisher, cfg Config) message.Publisher {
 	cfg.setDefaults()
 	return &publisher{Publisher: pub, cfg: cfg}
 }
 
 func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
-	spans := make([]trace.Span, len(msgs))
-	for i, msg := range msgs {
-		attrs := append(messageAttrs(p.cfg.System, "send", msg),
-			semconv.MessagingOperationTypeSend, semconv.MessagingDestinationName(topic))
-		if len(msgs) > 1 {
-			attrs = append(attrs, semconv.MessagingBatchMessageCount(len(msgs)))
+	batch := len(msgs) > 1
+	op, opType, kind := "send", semconv.MessagingOperationTypeSend, trace.SpanKindProducer
+	if batch {
+		op, opType = "create", semconv.MessagingOperationTypeCreate
+	}
+	spans := make([]trace.Span, 0, len(msgs)+1)
+	links := make([]trace.Link, 0, len(msgs))
+	for _, msg := range msgs {
+		attrs := append(messageAttrs(p.cfg.System, op, msg), opType, semconv.MessagingDestinationName(topic))
+		opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+		// A trace context the message already carries is kept as a link.
+		if prior := trace.SpanContextFromContext(p.cfg.Propagator.Extract(context.Background(),
+			propagation.MapCarrier(msg.Metadata))); prior.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: prior}))
 		}
-		ctx, span := p.cfg.tracer().Start(msg.Context(), "send "+topic,
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		ctx, span := p.cfg.tracer().Start(msg.Context(), op+" "+topic, opts...)
+		if msg.Metadata == nil {
+			msg.Metadata = message.Metadata{}
+		}
 		p.cfg.Propagator.Inject(ctx, propagation.MapCarrier(msg.Metadata))
-		spans[i] = span
+		spans = append(spans, span)
+		links = append(links, trace.Link{SpanContext: span.SpanContext()})
+	}
+	if batch {
+		_, span := p.cfg.tracer().Start(msgs[0].Context(), "send "+topic, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithLinks(links...), trace.WithAttributes(semconv.MessagingSystemKey.String(p.cfg.System),
+				semconv.MessagingOperationName("send"), semconv.MessagingOperationTypeSend,
+				semconv.MessagingDestinationName(topic), semconv.MessagingBatchMessageCount(len(msgs))))
+		spans = append(spans, span)
 	}
 	err := p.Publisher.Publish(topic, msgs...)
 	for _, span := range spans {
 		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
+			fail(span, err)
 		}
 		span.End()
 	}
 	return err
+}
+
+// fail marks span failed by err, with error.type.
+func fail(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	span.SetAttributes(semconv.ErrorTypeKey.String(errorType(err)))
+}
+
+// errorType is the Go type of the innermost error in err's chain (the last
+// of a join), a low-cardinality error.type.
+func errorType(err error) string {
+	for {
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if errs := u.Unwrap(); len(errs) > 0 {
+				next = errs[len(errs)-1]
+			}
+		}
+		if next == nil {
+			return fmt.Sprintf("%T", err)
+		}
+		err = next
+	}
 }
 
 // carrier reads W3C context from the message's metadata or, for an event
@@ -133,9 +206,10 @@ func carrier(msg *message.Message) propagation.MapCarrier {
 }
 
 // Middleware runs each handler call inside a CONSUMER "process" span that
-// links to the message's creation context (its PRODUCER span) and is the
-// parent of whatever the handler traces. The destination template is the
-// wildcard pattern when the handler is a wildcard handler, else the topic.
+// links to the message's creation context (its send span) and is the
+// parent of whatever the handler traces, and of the send spans of the
+// messages the handler returns. A wildcard handler's name and pattern are
+// attributes (see the package doc).
 func Middleware(cfg Config) message.HandlerMiddleware {
 	cfg.setDefaults()
 	return func(h message.HandlerFunc) message.HandlerFunc {
@@ -143,24 +217,27 @@ func Middleware(cfg Config) message.HandlerMiddleware {
 			ctx := msg.Context()
 			created := trace.SpanContextFromContext(cfg.Propagator.Extract(context.Background(), carrier(msg)))
 			topic := message.SubscribeTopicFromCtx(ctx)
-			template := topic
-			if info, ok := wildcard.InfoFromContext(ctx); ok && info.Pattern != "" {
-				template = info.Pattern
-			}
 			attrs := append(messageAttrs(cfg.System, "process", msg), semconv.MessagingOperationTypeProcess)
 			if topic != "" {
 				attrs = append(attrs, semconv.MessagingDestinationName(topic))
 			}
-			if template != "" {
-				attrs = append(attrs, semconv.MessagingDestinationTemplate(template))
+			if info, ok := wildcard.InfoFromContext(ctx); ok {
+				if info.Handler != "" {
+					attrs = append(attrs, semconv.MessagingDestinationSubscriptionName(info.Handler))
+				}
+				if info.Pattern != "" {
+					attrs = append(attrs, AttrSubscriptionPattern.String(info.Pattern))
+				}
+			} else if name := message.HandlerNameFromCtx(ctx); name != "" {
+				attrs = append(attrs, semconv.MessagingDestinationSubscriptionName(name))
 			}
 			opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
 			if created.IsValid() {
 				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: created}))
 			}
 			name := "process"
-			if template != "" {
-				name += " " + template
+			if topic != "" {
+				name += " " + topic
 			}
 			ctx, span := cfg.tracer().Start(ctx, name, opts...)
 			defer span.End()
@@ -172,10 +249,18 @@ func Middleware(cfg Config) message.HandlerMiddleware {
 			out, err := h(msg)
 			msg.SetContext(orig)
 			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
+				fail(span, err)
+				return out, err
 			}
-			return out, err
+			// The router publishes what the handler returns after this
+			// returns: their send spans become children of the process span
+			// (without its cancellation, which ends with the delivery).
+			for _, o := range out {
+				if !trace.SpanContextFromContext(o.Context()).IsValid() {
+					o.SetContext(context.WithoutCancel(ctx))
+				}
+			}
+			return out, nil
 		}
 	}
 }

@@ -28,6 +28,39 @@ func ExampleSubject() {
 	// order:*        arc.>                server matches: false
 }
 
+// A SegmentMode handler's "*" is one token, as NATS's.
+func ExampleSubjectMode() {
+	for _, pattern := range []string{"order.*", "*.created", "order.>"} {
+		subject, exact := natsjs.SubjectMode("arc", pattern, wildcard.SegmentMode)
+		fmt.Printf("%-10s %-15s server matches: %v\n", pattern, subject, exact)
+	}
+	// Output:
+	// order.*    arc.order.*     server matches: true
+	// *.created  arc.*.created   server matches: true
+	// order.>    arc.order.>     server matches: true
+}
+
+// Read the dead letters of a NATS dead-letter stream, oldest first.
+func ExampleReadDeadLetters() {
+	run := func() error {
+		nc, err := nats.Connect(nats.DefaultURL)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := nc.JetStream()
+		if err != nil {
+			return err
+		}
+		dead, err := natsjs.ReadDeadLetters(js, "ARC_DEAD_LETTERS", 0, 100)
+		for _, d := range dead {
+			fmt.Println(d.Seq, d.Envelope.Reason, d.Envelope.Event.Type, d.Envelope.Error.Message)
+		}
+		return err
+	}
+	_ = run // needs a NATS server with JetStream: see TestSubscriber_MaxDeliverDeadLettersWithBackOff
+}
+
 // Arc handlers on NATS JetStream: one subject per event type, and each
 // pattern's subscription a durable consumer filtered by the server. The
 // publisher and the subscriber each get a connection of their own: they
@@ -49,11 +82,18 @@ func ExampleNewSubscriber() {
 		if err := natsjs.EnsureStream(js, "ARC_EVENTS", natsjs.DefaultPrefix); err != nil { // holds arc.>
 			return err
 		}
+		// Dead letters in a stream of their own (arcdlq.>): no "*" consumer sees them.
+		if err := natsjs.EnsureStream(js, "ARC_DEAD_LETTERS", natsjs.DefaultDeadLetterPrefix); err != nil {
+			return err
+		}
 		pub, err := natsjs.NewPublisher(natsjs.PublisherConfig{Conn: pubConn}) // order.created goes to arc.order.created
 		if err != nil {
 			return err
 		}
 		defer pub.Close()
+		// A durable consumer per subject, created here and only bound to:
+		// it outlives this process. Messages JetStream gives up on
+		// (MaxDeliver) become dead letters on arcdlq.billing.
 		sub, err := natsjs.NewSubscriber(natsjs.SubscriberConfig{Conn: subConn, Group: "billing"})
 		if err != nil {
 			return err

@@ -53,6 +53,12 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 		"group with a dot":                {SubscriberConfig{Conn: conn, Group: "a.b"}.Validate(), "Group"},
 		"negative close timeout":          {SubscriberConfig{Conn: conn, Group: "g", CloseTimeout: -1}.Validate(), "CloseTimeout"},
 		"negative ack wait":               {SubscriberConfig{Conn: conn, Group: "g", AckWaitTimeout: -1}.Validate(), "AckWaitTimeout"},
+		"negative max deliver":            {SubscriberConfig{Conn: conn, Group: "g", MaxDeliver: -2}.Validate(), "MaxDeliver"},
+		"max deliver within the backoff":  {SubscriberConfig{Conn: conn, Group: "g", MaxDeliver: 3}.Validate(), "MaxDeliver"},
+		"negative max ack pending":        {SubscriberConfig{Conn: conn, Group: "g", MaxAckPending: -1}.Validate(), "MaxAckPending"},
+		"empty backoff":                   {SubscriberConfig{Conn: conn, Group: "g", BackOff: []time.Duration{}}.Validate(), "BackOff"},
+		"zero backoff":                    {SubscriberConfig{Conn: conn, Group: "g", BackOff: []time.Duration{0}}.Validate(), "BackOff[0]"},
+		"wildcard dead-letter subject":    {SubscriberConfig{Conn: conn, Group: "g", DeadLetterSubject: "dlq.>"}.Validate(), "DeadLetterSubject"},
 	} {
 		require.ErrorIs(t, tc.err, ErrInvalidConfig, name)
 		assert.Contains(t, tc.err.Error(), tc.field, name)
@@ -69,25 +75,67 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 	sc.setDefaults()
 	assert.Equal(t, DefaultCloseTimeout, sc.CloseTimeout)
 	assert.Equal(t, DefaultAckWaitTimeout, sc.AckWaitTimeout)
+	assert.Equal(t, DefaultMaxDeliver, sc.MaxDeliver)
+	assert.Equal(t, DefaultMaxAckPending, sc.MaxAckPending)
+	assert.Equal(t, DefaultBackOff(), sc.BackOff)
+	assert.Equal(t, DefaultDeadLetterPrefix+".g", sc.DeadLetterSubject)
+	require.NoError(t, SubscriberConfig{Conn: conn, Group: "g", MaxDeliver: NoMaxDeliver}.Validate())
 }
 
-func TestSubject(t *testing.T) {
+// The exact flag tells the truth for each mode: Arc's "order.*" takes any
+// depth (">"), SegmentMode's one token ("*"); what the server cannot match
+// falls back to <prefix>.> for the wildcard router to filter.
+func TestSubjectExactPerMode(t *testing.T) {
 	t.Parallel()
-	for pattern, want := range map[string]struct {
+	type want struct {
 		subject string
 		exact   bool
+	}
+	for _, tc := range []struct {
+		mode    wildcard.Mode
+		pattern string
+		want    want
 	}{
-		"order.created":  {"arc.order.created", true},
-		"order.*":        {"arc.order.>", true},
-		"order.line.*":   {"arc.order.line.>", true},
-		"*":              {"arc.>", true},
-		"order:*":        {"arc.>", false}, // Arc's colon prefix is no subject wildcard
-		"order*":         {"arc.>", false},
-		"order placed.*": {"arc.>", false},
+		{wildcard.ArcMode, "order.created", want{"arc.order.created", true}},
+		{wildcard.ArcMode, "order.*", want{"arc.order.>", true}},
+		{wildcard.ArcMode, "order.line.*", want{"arc.order.line.>", true}},
+		{wildcard.ArcMode, "*", want{"arc.>", true}},
+		{wildcard.ArcMode, "order:*", want{"arc.>", false}}, // Arc's colon prefix is no subject wildcard
+		{wildcard.ArcMode, "order*", want{"arc.>", false}},
+		{wildcard.ArcMode, "order placed.*", want{"arc.>", false}},
+		{wildcard.ArcMode, "*.created", want{"arc.>", false}}, // a literal type in Arc, no subject
+		{wildcard.ArcStreamsMode, "order:*", want{"arc.>", false}},
+		{wildcard.SegmentMode, "order.*", want{"arc.order.*", true}},
+		{wildcard.SegmentMode, "*.created", want{"arc.*.created", true}},
+		{wildcard.SegmentMode, "order.>", want{"arc.order.>", true}},
+		{wildcard.SegmentMode, "*", want{"arc.*", true}},
+		{wildcard.SegmentMode, "order.>.x", want{"arc.>", false}},
+		{wildcard.ArcMode, strings.Repeat("a.", 10000) + "*", want{"arc.>", false}},
+		{wildcard.SegmentMode, strings.Repeat("a.", 10000) + ">", want{"arc.>", false}},
 	} {
-		got, exact := Subject("arc", pattern)
-		assert.Equal(t, want.subject, got, pattern)
-		assert.Equal(t, want.exact, exact, pattern)
+		subject, exact := SubjectMode("arc", tc.pattern, tc.mode)
+		name := tc.mode.String() + " " + tc.pattern[:min(len(tc.pattern), 20)]
+		assert.Equal(t, tc.want, want{subject, exact}, name)
+		if tc.mode == wildcard.ArcMode {
+			s, e := Subject("arc", tc.pattern)
+			assert.Equal(t, tc.want, want{s, e}, "Subject is ArcMode: "+name)
+		}
+	}
+}
+
+func TestValidateSubject(t *testing.T) {
+	t.Parallel()
+	for subject, wildcards := range map[string]bool{"arc.order.created": false, "arc.order.>": true, "arc.*.x": true,
+		strings.Repeat("a.", MaxSubjectTokens-1) + "a": false} {
+		assert.NoError(t, ValidateSubject(subject, wildcards), subject)
+	}
+	for subject, wildcards := range map[string]bool{"": true, "arc..x": true, "arc.>.x": true, "arc.o*": true,
+		"arc.order.>": false, "arc.a b": true, "arc.\t": false,
+		strings.Repeat("a.", MaxSubjectTokens) + "a":            true,
+		"arc." + strings.Repeat("x", MaxSubjectLength):          true,
+		"arc." + strings.Repeat("x", MaxSubjectLength/2) + "\t": true,
+	} {
+		assert.ErrorIs(t, ValidateSubject(subject, wildcards), ErrInvalidSubject, subject[:min(len(subject), 20)])
 	}
 }
 
@@ -107,6 +155,9 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	require.NoError(t, EnsureStream(js, stream, prefix))
 	require.NoError(t, EnsureStream(js, stream, prefix), "idempotent")
 	t.Cleanup(func() { assert.NoError(t, js.DeleteStream(stream)) })
+	dlqPrefix, dlqStream := prefix+"dlq", stream+"_DLQ"
+	require.NoError(t, EnsureStream(js, dlqStream, dlqPrefix))
+	t.Cleanup(func() { assert.NoError(t, js.DeleteStream(dlqStream)) })
 
 	logger := watermill.NopLogger{}
 	pub, err := NewPublisher(PublisherConfig{Conn: connect(t, url), Prefix: prefix, Logger: logger})
@@ -119,7 +170,7 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	dlq := make(chan middleware.DeadLetteredEvent, 4)
 	stack, err := middleware.NewStack(middleware.StackConfig{
 		Retry: middleware.RetryConfig{MaxRetries: 1, Backoff: time.Millisecond},
-		DeadLetter: middleware.DeadLetterConfig{Publisher: discard{}, Topic: "dlq",
+		DeadLetter: middleware.DeadLetterConfig{Publisher: pub, Topic: dlqPrefix + ".billing", ConsumerGroup: "billing",
 			OnDeadLetter: func(dl middleware.DeadLetteredEvent) { dlq <- dl }},
 	})
 	require.NoError(t, err)
@@ -198,6 +249,20 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	assert.Equal(t, prefix+".order.>", consumer.Config.FilterSubject)
 	assert.Zero(t, consumer.NumAckPending, "every delivery acknowledged")
 
+	// The dead letter is stored, in its own stream: no "*" consumer of the
+	// events sees it.
+	dead, err := ReadDeadLetters(js, dlqStream, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "order.refunded", dead[0].Envelope.Event.Type)
+	assert.Equal(t, middleware.ReasonRetryExhausted, dead[0].Envelope.Reason)
+	assert.Equal(t, "refunds are not supported", dead[0].Envelope.Error.Message)
+	info, err := js.StreamInfo(stream)
+	require.NoError(t, err)
+	assert.EqualValues(t, 4, info.State.Msgs, "the events' stream holds no dead letter")
+	assert.ErrorIs(t, pub.Publish(prefix+".dlq", mustDeadLetterMessage(t)), ErrInvalidSubject,
+		"a dead letter under the events' prefix is refused")
+
 	bad, err := arc.NewEvent("order placed", nil, arc.Meta{})
 	require.NoError(t, err)
 	msg, err := arc.ToMessage(bad)
@@ -205,10 +270,14 @@ func TestWildcardRouterOnJetStream(t *testing.T) {
 	assert.Error(t, pub.Publish("", msg), "a type that is no subject is refused")
 }
 
-type discard struct{}
-
-func (discard) Publish(string, ...*message.Message) error { return nil }
-func (discard) Close() error                              { return nil }
+// mustDeadLetterMessage is a message as middleware.DeadLetter publishes
+// one.
+func mustDeadLetterMessage(t *testing.T) *message.Message {
+	t.Helper()
+	msg := message.NewMessage(uuid.NewString(), []byte(`{}`))
+	msg.Metadata.Set(middleware.MetadataDLQReason, middleware.ReasonRetryExhausted)
+	return msg
+}
 
 // Subjects that look alike get different consumers, and a type with a '/'
 // (legal in a subject) still gets a valid consumer name.
