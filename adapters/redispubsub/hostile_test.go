@@ -146,3 +146,41 @@ func TestOverLimitCountsUTF16Units(t *testing.T) {
 	assert.False(t, overLimit("😀a", 3))
 	assert.Equal(t, "a", excerpt("aé", 2), "cut back to a character boundary")
 }
+
+// Over Redis, events whose ids differ only in invalid UTF-8 bytes keep
+// distinct ids, and a deep or long-typed body is handed on malformed.
+func TestHostileArcBodiesOnRealRedis(t *testing.T) {
+	t.Parallel()
+	raw := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { assert.NoError(t, raw.Close()) })
+	ps := newPubSub(t, Config{})
+	t.Cleanup(func() { assert.NoError(t, ps.Close()) })
+	channel := "arcmill-test-" + uuid.NewString()[:8] + ":t"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub, err := ps.Subscribe(ctx, channel)
+	require.NoError(t, err)
+
+	for _, id := range []string{"x\xff", "x\xfe"} {
+		body := `{"type":"t","payload":null,"meta":{"id":"` + id + `"}}`
+		require.NoError(t, raw.Publish(ctx, channel, body).Err())
+		m := receive(t, sub, "event")
+		m.Ack()
+		assert.Equal(t, id, m.UUID, "the id's bytes, not U+FFFD")
+		ev, err := arc.FromMessage(m)
+		require.NoError(t, err)
+		assert.Equal(t, body, string(mustMarshal(t, ev)), "written back as it came")
+	}
+	for what, body := range map[string]string{
+		"nested too deeply": `{"type":"t","payload":` + strings.Repeat("[", 1000) + strings.Repeat("]", 1000) + `,"meta":{"id":"1"}}`,
+		"longer than":       `{"type":"` + strings.Repeat("a.", 40000) + `","meta":{"id":"1"}}`,
+	} {
+		require.NoError(t, raw.Publish(ctx, channel, body).Err())
+		m := receive(t, sub, what)
+		m.Ack()
+		_, err := arc.FromMessage(m)
+		require.ErrorIs(t, err, arc.ErrMalformedEvent, what)
+		assert.Contains(t, err.Error(), what)
+		assert.Equal(t, body, string(m.Payload), "the original bytes, for the dead letter")
+	}
+}

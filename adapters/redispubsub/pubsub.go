@@ -130,7 +130,12 @@ type Codec interface {
 // ArcCodec is Arc's format: the body is the event's Arc JSON, and a message
 // published to topic (a prefix, ArcPrefix for Arc) goes to the channel
 // <topic>:<event type>.
-type ArcCodec struct{}
+type ArcCodec struct {
+	// Limits bound what Decode accepts (nesting, type length); a body over
+	// them is malformed. Defaults to arc's defaults (arc.DefaultMaxDepth,
+	// arc.DefaultMaxTypeBytes).
+	Limits arc.Limits
+}
 
 // Channel is topic:type.
 func (ArcCodec) Channel(topic string, msg *message.Message) (string, error) {
@@ -150,8 +155,10 @@ func (ArcCodec) Encode(msg *message.Message) ([]byte, error) {
 	return arc.Marshal(ev)
 }
 
-// Decode reads Arc JSON.
-func (ArcCodec) Decode(body []byte) (*message.Message, error) { return arc.UnmarshalMessage(body) }
+// Decode reads Arc JSON under the codec's Limits.
+func (c ArcCodec) Decode(body []byte) (*message.Message, error) {
+	return c.Limits.UnmarshalMessage(body)
+}
 
 // WatermillCodec carries any Watermill message (uuid, metadata, payload)
 // as JSON, on the topic's own channel: for Go services among themselves.
@@ -244,6 +251,11 @@ func (c *Config) validate() error {
 	case c.MaxMessageBytes < 0 && c.MaxMessageBytes != NoMaxMessageBytes:
 		return fmt.Errorf("%w: Config.MaxMessageBytes must be positive, 0 (default) or NoMaxMessageBytes, got %d",
 			ErrInvalidConfig, c.MaxMessageBytes)
+	}
+	if ac, ok := c.Codec.(ArcCodec); ok {
+		if err := ac.Limits.Validate(); err != nil {
+			return fmt.Errorf("%w: Config.Codec: %w", ErrInvalidConfig, err)
+		}
 	}
 	return nil
 }

@@ -209,6 +209,7 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 		"no client":                {Config{}, "Client"},
 		"negative CloseTimeout":    {Config{Client: client, CloseTimeout: -2}, "CloseTimeout"},
 		"negative MaxMessageBytes": {Config{Client: client, MaxMessageBytes: -2}, "MaxMessageBytes"},
+		"negative codec MaxDepth":  {Config{Client: client, Codec: ArcCodec{Limits: arc.Limits{MaxDepth: -2}}}, "MaxDepth"},
 	} {
 		_, err := New(tc.cfg)
 		require.ErrorIs(t, err, ErrInvalidConfig, name)
