@@ -111,3 +111,37 @@ func TestWildcardPanicStackOnlyWithIncludeStack(t *testing.T) {
 	d.cfg.IncludeStack = true
 	assert.Equal(t, ErrorInfo{Message: "panic: boom", Stack: "goroutine 1 [running]:"}, d.errorInfo(pe))
 }
+
+// A panic in a handler under the Stack reaches nothing that leaves the
+// process with its stack: not the error a failed dead-letter publish
+// returns (which the router logs), not the dead letter; the stack is
+// written only with IncludeStack.
+func TestStackKeepsPanicStacksInProcess(t *testing.T) {
+	t.Parallel()
+	for _, include := range []bool{false, true} {
+		pub := &failingPublisher{fail: true}
+		stack, err := NewStack(StackConfig{Retry: RetryConfig{MaxRetries: NoRetries},
+			DeadLetter: DeadLetterConfig{Publisher: pub, Topic: "dlq", IncludeStack: include}})
+		require.NoError(t, err)
+		chain := chainOf(stack.Middleware, func(*message.Message) ([]*message.Message, error) { panic("boom") })
+		msg := eventMessage(t, "x")
+		_, err = chain(msg)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "panic: boom")
+		assert.NotContains(t, err.Error(), "goroutine", "no stack in the logged error")
+
+		pub.fail = false
+		_, err = chain(msg)
+		require.NoError(t, err)
+		require.Len(t, pub.got, 1)
+		var dl DeadLetteredEvent
+		require.NoError(t, json.Unmarshal(pub.got[0].Payload, &dl))
+		assert.Equal(t, "panic: boom", dl.Error.Message)
+		assert.Equal(t, "panic: boom", pub.got[0].Metadata.Get(MetadataDLQError))
+		if include {
+			assert.Contains(t, dl.Error.Stack, "goroutine")
+		} else {
+			assert.NotContains(t, string(pub.got[0].Payload), "goroutine")
+		}
+	}
+}
