@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"strings"
 	"testing"
 	"time"
@@ -120,14 +121,90 @@ func TestBigPayload(t *testing.T) {
 	assert.Equal(t, in, mustMarshal(t, ev))
 }
 
-func TestDeepNesting(t *testing.T) {
-	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
-	ev := mustUnmarshal(t, `{"type":"t","payload":`+deep+`,"meta":{"id":"1"}}`)
-	assert.Equal(t, deep, string(ev.Payload))
+// A payload may nest DefaultMaxDepth-1 levels (the event is the first);
+// one more makes the event malformed, so a router dead-letters it once
+// instead of wedging on an envelope no writer can encode.
+func TestNestingBoundedOnRead(t *testing.T) {
+	t.Parallel()
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	event := func(payload string) []byte {
+		return []byte(`{"type":"t","payload":` + payload + `,"meta":{"id":"1"}}`)
+	}
+	ev := mustUnmarshal(t, string(event(nest(DefaultMaxDepth-1))))
+	assert.Equal(t, nest(DefaultMaxDepth-1), string(ev.Payload))
 
-	tooDeep := strings.Repeat("[", maxNesting+1) + strings.Repeat("]", maxNesting+1)
 	var out Event
-	assert.ErrorIs(t, Unmarshal([]byte(`{"type":"t","payload":`+tooDeep+`,"meta":{"id":"1"}}`), &out), ErrMalformedEvent)
+	err := Unmarshal(event(nest(DefaultMaxDepth)), &out)
+	require.ErrorIs(t, err, ErrMalformedEvent)
+	assert.Contains(t, err.Error(), "nested too deeply")
+
+	deep := nest(10000)
+	require.NoError(t, Limits{MaxDepth: NoLimit}.Unmarshal(event(deep), &out), "NoLimit takes what V8 takes")
+	assert.Equal(t, deep, string(out.Payload))
+	require.ErrorIs(t, Limits{MaxDepth: 5}.Unmarshal(event(nest(5)), &out), ErrMalformedEvent)
+	require.NoError(t, Limits{MaxDepth: 5}.Unmarshal(event(nest(4)), &out))
+
+	// The same bound on the way in from a Watermill message.
+	msg := message.NewMessage("1", []byte(nest(DefaultMaxDepth)))
+	msg.Metadata.Set(MetadataType, "t")
+	_, err = FromMessage(msg)
+	require.ErrorIs(t, err, ErrMalformedEvent)
+	msg.Payload = []byte(nest(DefaultMaxDepth - 1))
+	_, err = FromMessage(msg)
+	require.NoError(t, err)
+}
+
+// A type longer than MaxTypeBytes is malformed on read, from the wire and
+// from a message; Arc's own longest types pass with room to spare.
+func TestTypeLengthBoundedOnRead(t *testing.T) {
+	t.Parallel()
+	event := func(typ string) []byte { return []byte(`{"type":"` + typ + `","meta":{"id":"1"}}`) }
+	var out Event
+	require.NoError(t, Unmarshal(event(strings.Repeat("é", MaxTypeLength)), &out))
+	require.NoError(t, Unmarshal(event(strings.Repeat("a", DefaultMaxTypeBytes)), &out))
+	err := Unmarshal(event(strings.Repeat("a", DefaultMaxTypeBytes+1)), &out)
+	require.ErrorIs(t, err, ErrMalformedEvent)
+	var de *DecodeError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, "type", de.Field)
+	require.NoError(t, Limits{MaxTypeBytes: NoLimit}.Unmarshal(event(strings.Repeat("a", 1<<20)), &out))
+
+	msg := message.NewMessage("1", []byte("null"))
+	msg.Metadata.Set(MetadataType, strings.Repeat("a", DefaultMaxTypeBytes+1))
+	_, err = FromMessage(msg)
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, MetadataType, de.Field)
+}
+
+func TestLimitsValidateEachField(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, Limits{}.Validate())
+	require.NoError(t, Limits{MaxDepth: NoLimit, MaxTypeBytes: NoLimit}.Validate())
+	require.ErrorIs(t, Limits{MaxDepth: -2}.Validate(), ErrInvalidConfig)
+	require.ErrorIs(t, Limits{MaxTypeBytes: -2}.Validate(), ErrInvalidConfig)
+}
+
+// Invalid UTF-8 in meta.id is kept, on read and through the message
+// mapping, and written back as it came: distinct ids never collide.
+func TestIDKeepsInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	a := "{\"type\":\"t\",\"meta\":{\"id\":\"x\xff\"}}"
+	b := "{\"type\":\"t\",\"meta\":{\"id\":\"x\xfe\"}}"
+	ea, eb := mustUnmarshal(t, a), mustUnmarshal(t, b)
+	assert.Equal(t, "x\xff", ea.Meta.ID)
+	assert.NotEqual(t, ea.Meta.ID, eb.Meta.ID)
+	assert.Equal(t, a, mustMarshal(t, ea))
+
+	msg, err := UnmarshalMessage([]byte(a))
+	require.NoError(t, err)
+	assert.Equal(t, "x\xff", msg.UUID)
+	back, err := FromMessage(msg)
+	require.NoError(t, err)
+	assert.Equal(t, a, mustMarshal(t, back))
+
+	// With escapes in the same id, the bytes are still kept.
+	esc := mustUnmarshal(t, "{\"type\":\"t\",\"meta\":{\"id\":\"\\n\xff\\u00e9\\ud83d\\ude00\"}}")
+	assert.Equal(t, "\n\xffé😀", esc.Meta.ID)
 }
 
 func TestUnmarshalMalformed(t *testing.T) {

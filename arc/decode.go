@@ -19,10 +19,19 @@ import (
 // top-level keys are ignored, as Arc ignores them. With duplicate keys the
 // last value wins at the first key's position, as with JSON.parse.
 //
+// meta.id keeps its bytes: invalid UTF-8 in it is not replaced (distinct
+// ids must stay distinct), and Marshal writes it back as it came.
+//
+// The default Limits apply: nesting deeper than DefaultMaxDepth or a type
+// longer than DefaultMaxTypeBytes makes the event malformed (see Limits).
+//
 // Errors are *DecodeError values that wrap ErrMalformedEvent and name the
 // field at fault. ev is written only on success. Unmarshal never panics,
 // whatever the input.
-func Unmarshal(data []byte, ev *Event) error {
+func Unmarshal(data []byte, ev *Event) error { return Limits{}.Unmarshal(data, ev) }
+
+// Unmarshal is the package's Unmarshal under these limits.
+func (l Limits) Unmarshal(data []byte, ev *Event) error {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		if err := validJSON(data); err != nil {
@@ -36,10 +45,11 @@ func Unmarshal(data []byte, ev *Event) error {
 		hasMeta bool
 	)
 	it := newObjectIter(data, i)
+	it.maxDepth = l.below(1)
 	for {
 		name, vs, ve, ok, err := it.next()
 		if err != nil {
-			return malformed("", "not JSON", err)
+			return malformed("", jsonProblem(err), err)
 		}
 		if !ok {
 			break
@@ -51,6 +61,9 @@ func Unmarshal(data []byte, ev *Event) error {
 				return malformed("type", "must be a string", nil)
 			}
 			out.Type = unquoteRaw(v)
+			if err := l.checkType("type", out.Type); err != nil {
+				return err
+			}
 			hasType = true
 		case "payload":
 			out.Payload = append(json.RawMessage(nil), v...)
@@ -174,7 +187,7 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 			}
 			return malformed("meta.id", "must be a non-empty string", nil)
 		}
-		m.ID = unquoteRaw(v)
+		m.ID = unquoteKeep(v)
 		return nil
 	case "timestamp":
 		if v[0] == '"' {

@@ -21,7 +21,18 @@
 //     Meta.Extra: null ("userId":null), "", a value of another JSON type, a
 //     string with a lone surrogate (\ud800), and a meta.timestamp that is
 //     not an RFC 3339 string (a number, null, garbage);
-//   - the order of the meta keys.
+//   - the order of the meta keys;
+//   - meta.id's bytes, invalid UTF-8 included, so that distinct ids never
+//     collide (Marshal writes them back as they came).
+//
+// # Hostile input
+//
+// Foreign input is bounded on read, so that no entry can wedge a consumer:
+// a payload nested deeper than DefaultMaxDepth-1 levels (1,000 with the
+// event) or a type longer than DefaultMaxTypeBytes (64 KiB) is malformed,
+// and so dead-lettered once with its bytes. Arc's own readers check
+// neither, so the bounds sit far above anything Arc publishes (a type of
+// at most 256 UTF-16 units); Limits sets others, or none.
 //
 // # Writing
 //

@@ -17,7 +17,10 @@ import (
 // Extra keys sorted. Empty typed fields are omitted; the timestamp is
 // YYYY-MM-DDTHH:mm:ss.sssZ; strings are escaped as JSON.stringify escapes
 // them (no HTML escaping, U+2028 and U+2029 raw); payload and Extra bytes
-// are copied untouched, whatever they hold.
+// are copied untouched, whatever they hold. Invalid UTF-8 in meta.id is
+// written as it is, like payload bytes (an id read from the wire goes back
+// byte for byte); in other strings it becomes U+FFFD, as JSON.stringify
+// has no way to write it.
 //
 // It fails, wrapping ErrInvalidEvent, when the result would not be an event
 // Arc reads: an empty type or id, or a payload or Extra value that is not
@@ -172,7 +175,7 @@ func (m *Meta) appendMember(b []byte, key string, first *bool) []byte {
 	}
 	switch key {
 	case "id":
-		return appendString(b, m.ID)
+		return appendKeep(b, m.ID)
 	case "timestamp":
 		b = append(b, '"')
 		b = appendTimestamp(b, m.Timestamp)
@@ -265,7 +268,14 @@ func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 // appendString appends s as a JSON string the way JSON.stringify writes it:
 // only '"', '\\' and control characters are escaped (control characters as
 // \b \f \n \r \t or lower-case \u00xx); invalid UTF-8 becomes U+FFFD.
-func appendString(b []byte, s string) []byte {
+func appendString(b []byte, s string) []byte { return appendStr(b, s, false) }
+
+// appendKeep is appendString that writes invalid UTF-8 bytes as they are,
+// as Marshal writes payload bytes: for meta.id, which Unmarshal reads with
+// its bytes kept, so an id goes back on the wire as it came.
+func appendKeep(b []byte, s string) []byte { return appendStr(b, s, true) }
+
+func appendStr(b []byte, s string, keep bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -297,7 +307,7 @@ func appendString(b []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		if r == utf8.RuneError && size == 1 && !keep {
 			b = append(b, s[start:i]...)
 			b = append(b, "\ufffd"...)
 			i++

@@ -2,6 +2,7 @@ package arc
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -142,8 +143,13 @@ func toMessage(ev Event) *message.Message {
 // outside the mapping are ignored. A message that does not carry an event,
 // such as one with no arc_type, no UUID, a payload that is not JSON or an
 // arc_timestamp that is not RFC 3339, gives a *DecodeError that wraps
-// ErrMalformedEvent. Payload content is never judged.
-func FromMessage(msg *message.Message) (Event, error) {
+// ErrMalformedEvent. Payload content is never judged, but its nesting and
+// the type's length are bounded by the default Limits. The UUID becomes
+// meta.id with its bytes, invalid UTF-8 included.
+func FromMessage(msg *message.Message) (Event, error) { return Limits{}.FromMessage(msg) }
+
+// FromMessage is the package's FromMessage under these limits.
+func (l Limits) FromMessage(msg *message.Message) (Event, error) {
 	if msg == nil {
 		return Event{}, malformed("", "nil message", nil)
 	}
@@ -154,6 +160,9 @@ func FromMessage(msg *message.Message) (Event, error) {
 	ev := Event{Type: md[MetadataType]}
 	if ev.Type == "" {
 		return Event{}, malformed(MetadataType, "must be a non-empty event type", nil)
+	}
+	if err := l.checkType(MetadataType, ev.Type); err != nil {
+		return Event{}, err
 	}
 	m := &ev.Meta
 	if m.ID = msg.UUID; m.ID == "" {
@@ -187,8 +196,8 @@ func FromMessage(msg *message.Message) (Event, error) {
 	}
 	for k, v := range md {
 		if name, ok := strings.CutPrefix(k, MetadataExtraPrefix); ok {
-			if err := validJSON([]byte(v)); err != nil {
-				return Event{}, malformed(k, "not JSON", err)
+			if err := validJSONDepth([]byte(v), l.below(2)); err != nil {
+				return Event{}, malformed(k, jsonProblem(err), err)
 			}
 			if m.Extra == nil {
 				m.Extra = make(map[string]json.RawMessage)
@@ -202,8 +211,8 @@ func FromMessage(msg *message.Message) (Event, error) {
 	case len(msg.Payload) == 0:
 		return Event{}, malformed("payload", "is empty (JSON null is \"null\")", nil)
 	default:
-		if err := validJSON(msg.Payload); err != nil {
-			return Event{}, malformed("payload", "not JSON", err)
+		if err := validJSONDepth(msg.Payload, l.below(1)); err != nil {
+			return Event{}, malformed("payload", jsonProblem(err), err)
 		}
 		ev.Payload = json.RawMessage(msg.Payload)
 	}
@@ -220,6 +229,15 @@ func FromMessage(msg *message.Message) (Event, error) {
 		m.order = order
 	}
 	return ev, nil
+}
+
+// jsonProblem names a scan error: too deep, or not JSON.
+func jsonProblem(err error) string {
+	var de *depthError
+	if errors.As(err, &de) {
+		return "nested too deeply"
+	}
+	return "not JSON"
 }
 
 // formatMetadataTime writes Arc's millisecond form when it loses nothing,

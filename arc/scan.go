@@ -1,14 +1,12 @@
 package arc
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf16"
 	"unicode/utf8"
 )
-
-// maxNesting bounds how deep a JSON value may nest. encoding/json uses the
-// same limit; without one a hostile message could exhaust memory.
-const maxNesting = 10000
 
 // syntaxError describes invalid JSON at a byte offset.
 type syntaxError struct {
@@ -153,14 +151,14 @@ func (f frame) key(data []byte) string {
 // scanValue validates the JSON value starting at data[i] (no leading
 // whitespace) and returns the index just after it. It accepts exactly what
 // encoding/json.Valid accepts, iteratively, so depth costs no stack.
-func scanValue(data []byte, i int) (int, error) { return scanWith(data, i, nil) }
+func scanValue(data []byte, i int) (int, error) { return scanWith(data, i, nil, hardMaxDepth) }
 
 // scanAll validates that data is one JSON value with optional whitespace
 // around it; a non-nil hook sees every string value inside a container
 // (a concrete type, not an interface, so that the frame stack stays on the
 // goroutine's stack).
-func scanAll(data []byte, hook *tsCheck) error {
-	end, err := scanWith(data, skipWS(data, 0), hook)
+func scanAll(data []byte, hook *tsCheck, maxDepth int) error {
+	end, err := scanWith(data, skipWS(data, 0), hook, maxDepth)
 	if err != nil || end < 0 {
 		return err
 	}
@@ -170,8 +168,10 @@ func scanAll(data []byte, hook *tsCheck) error {
 	return nil
 }
 
-// scanWith is scanValue with a hook; it returns -1 when the hook stopped it.
-func scanWith(data []byte, i int, hook *tsCheck) (int, error) {
+// scanWith is scanValue with a hook and a nesting bound (containers may
+// nest maxDepth deep; 0 refuses any container); it returns -1 when the hook
+// stopped it.
+func scanWith(data []byte, i int, hook *tsCheck, maxDepth int) (int, error) {
 	var small [16]frame
 	stack := small[:0]
 	var err error
@@ -183,8 +183,8 @@ func scanWith(data []byte, i int, hook *tsCheck) (int, error) {
 		}
 		switch c := data[i]; {
 		case c == '{' || c == '[':
-			if len(stack) >= maxNesting {
-				return 0, &syntaxError{"nested too deeply", i}
+			if len(stack) >= maxDepth {
+				return 0, &depthError{maxDepth, i}
 			}
 			closer := byte('}')
 			if c == '[' {
@@ -273,7 +273,20 @@ func scanKeyInto(data []byte, i int, f *frame) (int, error) {
 
 // validJSON reports whether data holds exactly one JSON value, surrounded by
 // optional whitespace.
-func validJSON(data []byte) error { return scanAll(data, nil) }
+func validJSON(data []byte) error { return scanAll(data, nil, hardMaxDepth) }
+
+// validJSONDepth is validJSON with containers nesting at most maxDepth deep.
+func validJSONDepth(data []byte, maxDepth int) error { return scanAll(data, nil, maxDepth) }
+
+// depthError is a value nested deeper than a bound allows.
+type depthError struct {
+	max    int
+	offset int
+}
+
+func (e *depthError) Error() string {
+	return fmt.Sprintf("nested deeper than %d levels at byte %d", e.max, e.offset)
+}
 
 // unquote returns the Go string of the JSON string token raw (quotes
 // included). Escapes and invalid UTF-8 follow encoding/json (U+FFFD).
@@ -289,13 +302,16 @@ func unquote(raw []byte, plain bool) string {
 
 // objectIter walks the members of a validated-as-it-goes JSON object.
 type objectIter struct {
-	data []byte
-	i    int
-	n    int
+	data     []byte
+	i        int
+	n        int
+	maxDepth int // how deep a member's value may nest
 }
 
 // newObjectIter starts at data[i] == '{'.
-func newObjectIter(data []byte, i int) objectIter { return objectIter{data: data, i: i + 1} }
+func newObjectIter(data []byte, i int) objectIter {
+	return objectIter{data: data, i: i + 1, maxDepth: hardMaxDepth}
+}
 
 // next returns the next member's name and its value's byte range; ok is
 // false at the end of the object. The name aliases data unless the key had
@@ -333,10 +349,61 @@ func (it *objectIter) next() (name []byte, vs, ve int, ok bool, err error) {
 		return nil, 0, 0, false, &syntaxError{"expected ':' after object key", i}
 	}
 	vs = skipWS(data, i+1)
-	if ve, err = scanValue(data, vs); err != nil {
+	if ve, err = scanWith(data, vs, nil, it.maxDepth); err != nil {
 		return nil, 0, 0, false, err
 	}
 	it.i = ve
 	it.n++
 	return name, vs, ve, true, nil
+}
+
+// unquoteKeep is unquote for a validated string token that keeps invalid
+// UTF-8 bytes as they are, where unquote replaces them with U+FFFD: meta.id
+// is read this way so that ids differing only in such bytes stay distinct.
+// Escapes decode as in unquote (a lone surrogate escape becomes U+FFFD).
+func unquoteKeep(raw []byte) string {
+	body := raw[1 : len(raw)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return string(body)
+	}
+	out := make([]byte, 0, len(body))
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch body[i] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r := rune(hex4(body[i+1:]))
+			i += 4
+			if utf16.IsSurrogate(r) {
+				lo := rune(-1)
+				if i+6 < len(body) && body[i+1] == '\\' && body[i+2] == 'u' {
+					lo = rune(hex4(body[i+3:]))
+				}
+				if d := utf16.DecodeRune(r, lo); d != utf8.RuneError {
+					r = d
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default: // '"', '\\', '/'
+			out = append(out, body[i])
+		}
+	}
+	return string(out)
 }

@@ -183,7 +183,7 @@ func checkTimestampKeys(where string, raw []byte) error {
 		return nil // the common case: nothing to look at
 	}
 	var check tsCheck
-	if err := scanAll(raw, &check); err != nil {
+	if err := scanAll(raw, &check, hardMaxDepth); err != nil {
 		return invalid("%s is not JSON: %v", where, err)
 	}
 	if check.path == "" {

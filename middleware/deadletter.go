@@ -46,6 +46,15 @@ const (
 // DefaultPublishTimeout is DeadLetterConfig.PublishTimeout's default.
 const DefaultPublishTimeout = 30 * time.Second
 
+// DefaultMaxRawBytes is DeadLetterConfig.MaxRawBytes' default: Arc's
+// maxPayloadBytes (1,000,000), so a raw message a reader accepted whole is
+// kept whole.
+const DefaultMaxRawBytes = 1_000_000
+
+// NoMaxRawBytes, as DeadLetterConfig.MaxRawBytes, keeps raw payloads whole
+// however large.
+const NoMaxRawBytes = -1
+
 // DefaultDelays returns DelayedRetry.Delays' default: 10 s, 20 s, 30 s
 // (NServiceBus's defaults). A function, so that no caller can change it.
 func DefaultDelays() []time.Duration {
@@ -69,6 +78,12 @@ type DeadLetterConfig struct {
 	// one with %+v) in dead letters; stacks leak internals. Defaults to
 	// false.
 	IncludeStack bool
+	// MaxRawBytes bounds the payload bytes a dead letter carries in Raw (a
+	// malformed message, or a fallback envelope); past it Raw holds the
+	// first MaxRawBytes bytes, Truncated and the full Size, so a hostile
+	// entry cannot make a dead letter larger than the limit.
+	// NoMaxRawBytes keeps every byte. Defaults to DefaultMaxRawBytes.
+	MaxRawBytes int
 	// OnDeadLetter is called after a dead letter is stored. Defaults to nil.
 	OnDeadLetter func(DeadLetteredEvent)
 	// PublishTimeout bounds each dead-letter and delayed-retry publish, which
@@ -103,6 +118,9 @@ func (c *DeadLetterConfig) setDefaults() {
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = DefaultPublishTimeout
 	}
+	if c.MaxRawBytes == 0 {
+		c.MaxRawBytes = DefaultMaxRawBytes
+	}
 	if c.Delayed != nil {
 		d := *c.Delayed // the caller's value may be shared
 		if d.Delays == nil {
@@ -128,6 +146,9 @@ func (c *DeadLetterConfig) validate() error {
 	case c.PublishTimeout < 0:
 		return fmt.Errorf("%w: DeadLetterConfig.PublishTimeout must not be negative, got %v",
 			ErrInvalidConfig, c.PublishTimeout)
+	case c.MaxRawBytes < 0 && c.MaxRawBytes != NoMaxRawBytes:
+		return fmt.Errorf("%w: DeadLetterConfig.MaxRawBytes must be positive, 0 (default) or NoMaxRawBytes, got %d",
+			ErrInvalidConfig, c.MaxRawBytes)
 	}
 	if d := c.Delayed; d != nil {
 		if d.Publisher == nil {
@@ -272,7 +293,7 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 	}
 	if dl.Event.Type == "" { // not an event: Arc's placeholder, and the raw message
 		dl.Event = PlaceholderEvent(placeholderID(msg), now)
-		dl.Raw = NewRawMessage(msg)
+		dl.Raw = newRawExcerpt(msg, d.cfg.MaxRawBytes)
 	}
 	dl.Error = d.errorInfo(err)
 	dl.ErrorType = innermostType(err)
@@ -280,7 +301,9 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 }
 
 // errorInfo is Arc's {message, code, stack} of the last handler error: the
-// error Retry gave up on, without Retry's wrapping; a panic as "panic: v".
+// error Retry gave up on, without Retry's wrapping; a panic as "panic: v"
+// (Watermill's Recoverer or the wildcard router's), its stack only with
+// IncludeStack.
 func (d *DeadLetter) errorInfo(err error) ErrorInfo {
 	var re *RetryError
 	if errors.As(err, &re) {
@@ -288,9 +311,13 @@ func (d *DeadLetter) errorInfo(err error) ErrorInfo {
 	}
 	info := ErrorInfo{Message: err.Error()}
 	var p wmiddleware.RecoveredPanicError
+	var wp *wildcard.PanicError
 	isPanic := errors.As(err, &p)
 	if isPanic {
 		info.Message = fmt.Sprintf("panic: %v", p.V)
+	} else if isPanic = errors.As(err, &wp); isPanic {
+		info.Message = fmt.Sprintf("panic: %v", wp.Value)
+		p.Stacktrace = wp.Stack
 	}
 	var coded interface{ Code() string }
 	if errors.As(err, &coded) {
@@ -362,13 +389,35 @@ func ReadableEventID(data []byte) string {
 	return ""
 }
 
+// encode writes the envelope. Dead-lettering must always succeed, or the
+// message comes back forever: when the event cannot be written (MarshalArc
+// fails), or the envelope is more than encoding/json can read back (nested
+// past its 10,000 levels, as a deep event read with arc.NoLimit would be),
+// it writes a fallback: Arc's placeholder event, the message's raw bytes
+// (bounded by MaxRawBytes) and, in EncodeError, why.
+func (d *DeadLetter) encode(msg *message.Message, dl *DeadLetteredEvent) []byte {
+	payload, err := dl.MarshalArc() // JSON.stringify's bytes; json.Marshal would escape <, > and &
+	if err == nil && json.Valid(payload) {
+		return payload
+	}
+	why := "the envelope is not JSON encoding/json reads (nested too deeply)"
+	if err != nil {
+		why = err.Error()
+	}
+	dl.EncodeError = "event not written: " + why
+	dl.Event = PlaceholderEvent(placeholderID(msg), dl.LastFailedAt)
+	dl.Raw = newRawExcerpt(msg, d.cfg.MaxRawBytes)
+	payload, err = dl.MarshalArc()
+	if err != nil { // cannot happen: the placeholder and strings always encode
+		panic(fmt.Sprintf("middleware: fallback dead letter not encodable: %v", err))
+	}
+	return payload
+}
+
 // publish stores the dead letter: payload the envelope, metadata the same
 // facts, plus the original event's correlation id and its id as causation.
 func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
-	payload, err := dl.MarshalArc() // JSON.stringify's bytes; json.Marshal would escape <, > and &
-	if err != nil {
-		return err
-	}
+	payload := d.encode(msg, &dl)
 	out := message.NewMessage(watermill.NewUUID(), payload)
 	corr := dl.Event.Meta.CorrelationID
 	if corr == "" {
@@ -444,10 +493,21 @@ func (d *DeadLetter) requeue(msg *message.Message, dl DeadLetteredEvent, n int) 
 
 // NewRawMessage keeps a message as it arrived, for DeadLetteredEvent.Raw;
 // a payload that is not UTF-8 text is kept in base64.
-func NewRawMessage(msg *message.Message) *RawMessage {
-	raw := &RawMessage{UUID: msg.UUID, Metadata: msg.Metadata, Payload: string(msg.Payload)}
-	if !utf8.Valid(msg.Payload) {
-		raw.Payload, raw.Encoding = base64.StdEncoding.EncodeToString(msg.Payload), "base64"
+func NewRawMessage(msg *message.Message) *RawMessage { return newRawExcerpt(msg, NoMaxRawBytes) }
+
+// newRawExcerpt is NewRawMessage keeping at most maxBytes payload bytes
+// (NoMaxRawBytes: all); a cut payload is marked Truncated with its Size.
+func newRawExcerpt(msg *message.Message, maxBytes int) *RawMessage {
+	p := msg.Payload
+	raw := &RawMessage{UUID: msg.UUID, Metadata: msg.Metadata}
+	if maxBytes >= 0 && len(p) > maxBytes {
+		raw.Truncated, raw.Size = true, len(p)
+		p = p[:maxBytes]
+	}
+	if utf8.Valid(p) {
+		raw.Payload = string(p)
+	} else {
+		raw.Payload, raw.Encoding = base64.StdEncoding.EncodeToString(p), "base64"
 	}
 	return raw
 }

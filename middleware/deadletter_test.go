@@ -312,6 +312,7 @@ func TestDeadLetterConfigRefusesEachBadField(t *testing.T) {
 		"no publisher":              {func(c *DeadLetterConfig) { c.Publisher = nil }, "Publisher"},
 		"no topic":                  {func(c *DeadLetterConfig) { c.Topic = "" }, "Topic"},
 		"negative publish timeout":  {func(c *DeadLetterConfig) { c.PublishTimeout = -1 }, "PublishTimeout"},
+		"negative max raw bytes":    {func(c *DeadLetterConfig) { c.MaxRawBytes = -2 }, "MaxRawBytes"},
 		"delayed without publisher": {func(c *DeadLetterConfig) { c.Delayed = &DelayedRetry{} }, "DelayedRetry.Publisher"},
 		"zero delay": {func(c *DeadLetterConfig) {
 			c.Delayed = &DelayedRetry{Publisher: pub, Delays: []time.Duration{time.Second, 0}}

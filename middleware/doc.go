@@ -40,4 +40,10 @@
 // DeadLetteredEvent JSON, their metadata the same facts under dlq_* keys
 // (plus Watermill's PoisonQueue keys), with the failed event's correlation
 // id and its id as causation id, so a dead letter stays in its chain.
+//
+// Dead-lettering always succeeds, or the message would come back forever:
+// an event that cannot be written into the envelope (or would make it more
+// than encoding/json reads back) is replaced by Arc's placeholder, with the
+// message's raw bytes and, in encodeError, why. Raw payloads are bounded by
+// DeadLetterConfig.MaxRawBytes.
 package middleware

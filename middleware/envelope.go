@@ -48,8 +48,13 @@ type DeadLetteredEvent struct {
 	OriginalID string `json:"originalId,omitempty"`
 	// Host is the host name of the process that gave up.
 	Host string `json:"host,omitempty"`
-	// Raw holds a malformed message as it arrived.
+	// Raw holds a malformed message as it arrived (its payload bounded by
+	// DeadLetterConfig.MaxRawBytes), and the message of a fallback envelope.
 	Raw *RawMessage `json:"raw,omitempty"`
+	// EncodeError says why the event could not be written into this dead
+	// letter, which then holds the placeholder event and the message in
+	// Raw (a fallback envelope); empty otherwise.
+	EncodeError string `json:"encodeError,omitempty"`
 
 	target string // the wildcard handler to send a delayed retry to
 }
@@ -68,6 +73,11 @@ type RawMessage struct {
 	Payload  string            `json:"payload"`
 	// Encoding is "base64" when the payload was not UTF-8 text.
 	Encoding string `json:"encoding,omitempty"`
+	// Truncated is true when Payload holds only the first bytes of the
+	// message's payload (DeadLetterConfig.MaxRawBytes); Size is then the
+	// full payload's length in bytes.
+	Truncated bool `json:"truncated,omitempty"`
+	Size      int  `json:"size,omitempty"`
 }
 
 type envelopeJSON struct {
@@ -85,12 +95,13 @@ type envelopeJSON struct {
 	OriginalID    string          `json:"originalId,omitempty"`
 	Host          string          `json:"host,omitempty"`
 	Raw           *RawMessage     `json:"raw,omitempty"`
+	EncodeError   string          `json:"encodeError,omitempty"`
 }
 
 // MarshalArc returns the envelope as JSON.stringify would write it: Arc's
 // fields in Arc's order (event, error, attempts, firstFailedAt,
 // lastFailedAt, handlerName), then arcmill's (reason, errorType,
-// sourceTopic, pattern, consumerGroup, originalId, host, raw); the event in
+// sourceTopic, pattern, consumerGroup, originalId, host, raw, encodeError); the event in
 // Arc's wire JSON (arc.Marshal), the times as YYYY-MM-DDTHH:mm:ss.sssZ, and
 // every string escaped as JSON.stringify escapes it (no HTML escaping,
 // U+2028 and U+2029 raw). Writers of dead letters use it: json.Marshal
@@ -141,8 +152,13 @@ func (d DeadLetteredEvent) MarshalArc() ([]byte, error) {
 		b = append(b, `,"payload":`...)
 		b = arc.AppendJSONString(b, r.Payload)
 		b = appendOptional(b, "encoding", r.Encoding)
+		if r.Truncated {
+			b = append(b, `,"truncated":true,"size":`...)
+			b = strconv.AppendInt(b, int64(r.Size), 10)
+		}
 		b = append(b, '}')
 	}
+	b = appendOptional(b, "encodeError", d.EncodeError)
 	return append(b, '}'), nil
 }
 
@@ -178,7 +194,8 @@ func (d *DeadLetteredEvent) UnmarshalJSON(data []byte) error {
 	*d = DeadLetteredEvent{Event: ev, Error: e.Error, Attempts: e.Attempts,
 		FirstFailedAt: failureTime(e.FirstFailedAt), LastFailedAt: failureTime(e.LastFailedAt),
 		HandlerName: e.HandlerName, Reason: e.Reason, ErrorType: e.ErrorType, SourceTopic: e.SourceTopic,
-		Pattern: e.Pattern, ConsumerGroup: e.ConsumerGroup, OriginalID: e.OriginalID, Host: e.Host, Raw: e.Raw}
+		Pattern: e.Pattern, ConsumerGroup: e.ConsumerGroup, OriginalID: e.OriginalID, Host: e.Host, Raw: e.Raw,
+		EncodeError: e.EncodeError}
 	return nil
 }
 

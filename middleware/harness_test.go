@@ -40,6 +40,13 @@ type harness struct {
 // dead-letter publisher and topic default to the harness's GoChannel.
 func newHarness(t *testing.T, cfg StackConfig) *harness {
 	t.Helper()
+	return newHarnessWith(t, cfg, wildcard.Config{})
+}
+
+// newHarnessWith is newHarness with a wildcard.Config (OnMalformed is set
+// to the stack's).
+func newHarnessWith(t *testing.T, cfg StackConfig, wcfg wildcard.Config) *harness {
+	t.Helper()
 	logger := watermill.NopLogger{}
 	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64}, logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
@@ -55,7 +62,8 @@ func newHarness(t *testing.T, cfg StackConfig) *harness {
 	}
 	stack, err := NewStack(cfg)
 	require.NoError(t, err)
-	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	wcfg.OnMalformed = stack.DeadLetter.Malformed
+	events, err := wildcard.NewRouter(router, wcfg)
 	require.NoError(t, err)
 	dlq, err := pubSub.Subscribe(context.Background(), dlqTopic)
 	require.NoError(t, err)

@@ -62,7 +62,8 @@ type Stack struct {
 //     attempt is retried, and then dead-lettered; each attempt gets the
 //     original context back, so one attempt's timeout does not end the next.
 //  5. Timeout, per attempt.
-//  6. Recoverer, innermost, so that a panic is an error Retry can see.
+//  6. Recoverer, innermost, so that a panic is an error Retry can see (with
+//     no stack in its message; see Recoverer).
 func NewStack(cfg StackConfig) (*Stack, error) {
 	if cfg.Logger != nil {
 		if cfg.DeadLetter.Logger == nil {
@@ -99,6 +100,6 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	if cfg.Timeout > 0 {
 		s.Middleware = append(s.Middleware, wmiddleware.Timeout(cfg.Timeout))
 	}
-	s.Middleware = append(s.Middleware, wmiddleware.Recoverer)
+	s.Middleware = append(s.Middleware, Recoverer)
 	return s, nil
 }

@@ -72,7 +72,7 @@ func (s *source) empty() (bool, <-chan struct{}, <-chan struct{}) {
 // dispatch is the source's Watermill handler: decode once, run every
 // matching handler that has not yet succeeded for this event.
 func (s *source) dispatch(msg *message.Message) error {
-	ev, err := arc.FromMessage(msg)
+	ev, err := s.r.cfg.Limits.FromMessage(msg)
 	if err != nil {
 		s.r.malformed.Add(1)
 		err = fmt.Errorf("wildcard: message %q on %q: %w", msg.UUID, s.key.topic, err)
@@ -161,7 +161,7 @@ func (s *source) run(e *entry, msg *message.Message, ev arc.Event, only bool) (e
 	hm.SetContext(context.WithValue(msg.Context(), infoKey{}, info))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			err = &PanicError{Value: p, Stack: string(debug.Stack()), withStack: s.r.cfg.PanicStackInError}
 		}
 	}()
 	out, err := e.fn(hm)

@@ -7,18 +7,23 @@ import (
 )
 
 // Index maps patterns to values and finds every value whose pattern matches
-// an event type. The cost of a lookup depends on the type's length and on
-// the values that match, never on how many patterns do not: exact patterns
-// are one map probe, Arc prefix patterns one probe per '.' or ':' in the type,
-// SegmentMode patterns a walk of a token trie. Lookups allocate nothing
+// an event type. The cost of a lookup is linear in the type's length (and
+// in the values that match), never dependent on how many patterns do not:
+// exact patterns are one map probe, Arc prefix patterns one probe per '.' or
+// ':' within the longest registered prefix (a hostile type of any length
+// costs no more than that), SegmentMode patterns a walk of a token trie. Lookups allocate nothing
 // once the caller's buffer is large enough. Safe for concurrent use: Add and
 // Remove may run while lookups do.
 type Index[V comparable] struct {
-	mu       sync.RWMutex
-	exact    map[string][]V
-	all      []V
-	prefix   map[string][]V
-	segments *segmentNode[V]
+	mu     sync.RWMutex
+	exact  map[string][]V
+	all    []V
+	prefix map[string][]V
+	// prefixLens counts the prefix patterns of each length; maxPrefix is
+	// the longest, past which no prefix can match.
+	prefixLens map[int]int
+	maxPrefix  int
+	segments   *segmentNode[V]
 	// patterns counts each value's patterns: a value with one pattern cannot
 	// be matched twice, so only values with more need deduplicating.
 	patterns map[V]int
@@ -39,10 +44,11 @@ func newSegmentNode[V comparable]() *segmentNode[V] {
 // NewIndex returns an empty index.
 func NewIndex[V comparable]() *Index[V] {
 	return &Index[V]{
-		exact:    map[string][]V{},
-		prefix:   map[string][]V{},
-		segments: newSegmentNode[V](),
-		patterns: map[V]int{},
+		exact:      map[string][]V{},
+		prefix:     map[string][]V{},
+		prefixLens: map[int]int{},
+		segments:   newSegmentNode[V](),
+		patterns:   map[V]int{},
 	}
 }
 
@@ -56,6 +62,8 @@ func (x *Index[V]) Add(p Pattern, v V) {
 		x.all = append(x.all, v)
 	case kindPrefix:
 		x.prefix[p.prefix] = append(x.prefix[p.prefix], v)
+		x.prefixLens[len(p.prefix)]++
+		x.maxPrefix = max(x.maxPrefix, len(p.prefix))
 	case kindTokens:
 		n := x.segments
 		for _, t := range p.tokens {
@@ -96,7 +104,9 @@ func (x *Index[V]) Remove(p Pattern, v V) bool {
 	case kindAll:
 		x.all, removed = removeOne(x.all, v)
 	case kindPrefix:
-		removed = removeFromMap(x.prefix, p.prefix, v)
+		if removed = removeFromMap(x.prefix, p.prefix, v); removed {
+			x.forgetPrefixLen(len(p.prefix))
+		}
 	case kindTokens:
 		removed = x.removeSegment(x.segments, p.tokens, v)
 	default:
@@ -109,6 +119,21 @@ func (x *Index[V]) Remove(p Pattern, v V) bool {
 		x.size--
 	}
 	return removed
+}
+
+// forgetPrefixLen uncounts a prefix of length n, finding the new longest
+// when it was the last of the longest.
+func (x *Index[V]) forgetPrefixLen(n int) {
+	if x.prefixLens[n]--; x.prefixLens[n] > 0 {
+		return
+	}
+	delete(x.prefixLens, n)
+	if n == x.maxPrefix {
+		x.maxPrefix = 0
+		for l := range x.prefixLens {
+			x.maxPrefix = max(x.maxPrefix, l)
+		}
+	}
 }
 
 // removeSegment removes v below n and prunes nodes left empty.
@@ -185,8 +210,10 @@ func (x *Index[V]) AppendMatches(dst []V, eventType string) []V {
 	dst = x.appendUnique(dst, start, x.all)
 	if len(x.prefix) > 0 {
 		// A prefix pattern "p.*" matches when the type starts with "p.": look
-		// the type up cut after each '.' and ':'.
-		for i := 0; i < len(eventType); i++ {
+		// the type up cut after each '.' and ':', up to the longest prefix
+		// (each probe hashes its cut, so past that the cost would grow with
+		// the square of the type's length).
+		for i := 0; i < min(len(eventType), x.maxPrefix); i++ {
 			if c := eventType[i]; c == '.' || c == ':' {
 				dst = x.appendUnique(dst, start, x.prefix[eventType[:i+1]])
 			}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -166,4 +168,32 @@ func TestIndexConcurrentUse(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	assert.Equal(t, 1, idx.Len())
+}
+
+// hostileType is a type of n bytes with a '.' every other byte: the worst
+// case for prefix probing, one probe per separator.
+func hostileType(n int) string { return strings.Repeat("a.", n/2) }
+
+// A lookup costs time linear in the type's length: a 10 MB type of dots,
+// which took more than 90 s when every cut of it was hashed, is looked up
+// well inside a second, and prefixes still match at every length
+// registered, including after the longest is removed.
+func TestIndexLookupLinearInTypeLength(t *testing.T) {
+	t.Parallel()
+	idx := NewIndex[string]()
+	idx.Add(MustParse("a.*"), "short")
+	idx.Add(MustParse("a.a.a.*"), "long")
+	idx.Add(MustParse("a.a.a.a.a.a.a.a.*"), "longest")
+	idx.Add(MustParse("b.*"), "other")
+	typ := hostileType(10 << 20)
+	start := time.Now()
+	got := idx.AppendMatches(nil, typ)
+	elapsed := time.Since(start)
+	assert.Equal(t, []string{"short", "long", "longest"}, got)
+	assert.Less(t, elapsed, 2*time.Second, "a 10 MB type took %v", elapsed)
+
+	require.True(t, idx.Remove(MustParse("a.a.a.a.a.a.a.a.*"), "longest"))
+	assert.Equal(t, []string{"short", "long"}, idx.AppendMatches(nil, typ))
+	assert.Equal(t, []string{"short", "long"}, idx.AppendMatches(nil, "a.a.a.x"))
+	assert.Equal(t, []string{"short"}, idx.AppendMatches(nil, "a.a"))
 }

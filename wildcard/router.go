@@ -9,6 +9,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arcmill/arcmill/arc"
 )
 
 var (
@@ -25,6 +27,34 @@ var (
 	// ErrRouterClosed is returned by Handle after the message.Router closed.
 	ErrRouterClosed = errors.New("wildcard: the router is closed")
 )
+
+// PanicError is a handler's error when it panicked. Its message is
+// "panic: <value>", without the stack, so that logs and poison queues,
+// which leave the process, do not carry the program's internals; the stack
+// is in Stack, for code that chooses to show it (middleware.DeadLetter with
+// IncludeStack, or Config.PanicStackInError).
+type PanicError struct {
+	// Value is what the handler panicked with.
+	Value any
+	// Stack is the panicking goroutine's stack (runtime/debug.Stack).
+	Stack string
+
+	withStack bool
+}
+
+func (e *PanicError) Error() string {
+	if e.withStack {
+		return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack)
+	}
+	return fmt.Sprintf("panic: %v", e.Value)
+}
+
+// Unwrap returns the value when it is an error (panic(err)), so errors.Is
+// sees through the panic.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
 
 // ErrInvalidConfig is wrapped by every error that refuses a Config or a
 // HandlerConfig.
@@ -69,6 +99,16 @@ type Config struct {
 	// nack with an error wrapping arc.ErrMalformedEvent, so a router-level
 	// poison queue (or arcmill's dead-letter middleware) can take it.
 	OnMalformed func(msg *message.Message, err error) error
+	// Limits bound what the router reads from each message (the payload's
+	// nesting, the type's length): a message over them is malformed, and
+	// goes to OnMalformed once instead of reaching a handler. Defaults to
+	// arc's defaults (arc.DefaultMaxDepth, arc.DefaultMaxTypeBytes).
+	Limits arc.Limits
+	// PanicStackInError puts the stack of a handler's panic into the
+	// error's message (PanicError), which reaches logs and poison queues.
+	// Defaults to false: the message is "panic: <value>" and the stack is
+	// only in PanicError.Stack.
+	PanicStackInError bool
 	// Logger receives one Info line per handler subscribed or unsubscribed,
 	// and Debug lines about single messages. Defaults to the
 	// message.Router's logger.
@@ -106,6 +146,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: Config.Workers must not be negative, got %d", ErrInvalidConfig, c.Workers)
 	case c.MaxTracked < 0:
 		return fmt.Errorf("%w: Config.MaxTracked must not be negative, got %d", ErrInvalidConfig, c.MaxTracked)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("%w: Config.Limits: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

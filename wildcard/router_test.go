@@ -2,6 +2,7 @@ package wildcard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -381,9 +382,50 @@ func TestHandlerPanicFailsOnlyThatHandler(t *testing.T) {
 	err = src.dispatch(msg)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "panic: boom")
+	assert.NotContains(t, err.Error(), "goroutine", "no stack in what reaches logs and poison queues")
+	var pe *PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Contains(t, pe.Stack, "goroutine", "the stack stays available in process")
 	assert.Equal(t, int32(1), calls.Load())
 	require.Error(t, src.dispatch(msg))
 	assert.Equal(t, int32(1), calls.Load(), "not run again on redelivery")
+}
+
+// A handler panic's stack reaches the error's message only when the user
+// opts in with PanicStackInError.
+func TestPanicStackInErrorOnlyWhenOptedIn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{PanicStackInError: true})
+	boom := errors.New("boom")
+	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { panic(boom) })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+	err = src.dispatch(mustMessage(t, mustEvent(t, "x", nil, arc.Meta{})))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "panic: boom\ngoroutine")
+	assert.ErrorIs(t, err, boom, "panic(err) unwraps to err")
+}
+
+// A message over the router's Limits never reaches a handler: it goes to
+// OnMalformed once, as malformed.
+func TestMessageOverLimitsGoesToOnMalformed(t *testing.T) {
+	t.Parallel()
+	var malformed []error
+	h := newHarness(t, Config{Limits: arc.Limits{MaxDepth: 3, MaxTypeBytes: 8},
+		OnMalformed: func(_ *message.Message, err error) error { malformed = append(malformed, err); return nil }})
+	var calls atomic.Int32
+	_, err := h.wr.Subscribe(h.pubSub, topic, "*", func(context.Context, arc.Event) error { calls.Add(1); return nil })
+	require.NoError(t, err)
+	src := h.wr.sources[sourceKey{h.pubSub, topic}]
+
+	require.NoError(t, src.dispatch(mustMessage(t, mustEvent(t, "x", json.RawMessage(`[[[]]]`), arc.Meta{}))))
+	require.NoError(t, src.dispatch(mustMessage(t, mustEvent(t, "longer.than.8", nil, arc.Meta{}))))
+	require.NoError(t, src.dispatch(mustMessage(t, mustEvent(t, "x", json.RawMessage(`[[]]`), arc.Meta{}))))
+	assert.Equal(t, int32(1), calls.Load())
+	require.Len(t, malformed, 2)
+	for _, err := range malformed {
+		assert.ErrorIs(t, err, arc.ErrMalformedEvent)
+	}
 }
 
 // Every refused Config or HandlerConfig wraps ErrInvalidConfig and names
@@ -398,6 +440,7 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 	}{
 		"negative workers":     {Config{Workers: -1}, "Workers"},
 		"negative max tracked": {Config{MaxTracked: -1}, "MaxTracked"},
+		"negative max depth":   {Config{Limits: arc.Limits{MaxDepth: -2}}, "MaxDepth"},
 	} {
 		_, err = NewRouter(router, tc.cfg)
 		require.ErrorIs(t, err, ErrInvalidConfig, name)

@@ -1,9 +1,32 @@
 // Package redispubsub carries Arc events over Redis Pub/Sub as Arc's
 // RedisEventTransport does: PUBLISH arc-events:<type> <event JSON>, and
-// subscriptions by channel (SUBSCRIBE) or by glob pattern (PSUBSCRIBE, for
-// topics holding '*', '?' or '['), on the channels Arc services use. The
-// body is the event as arc.Marshal writes it; package arc says how that
-// follows Arc's JSON.stringify.
+// subscriptions by channel (SUBSCRIBE) or by prefix (PSUBSCRIBE), on the
+// channels Arc services use. The body is the event as arc.Marshal writes
+// it; package arc says how that follows Arc's JSON.stringify.
+//
+// # Topics: exact or prefix
+//
+// A topic that is "*" or ends in ".*" or ":*" ("arc-events:order.*") is a
+// prefix subscription, as Arc's patterns are everywhere but on Pub/Sub: it
+// matches every channel that starts with the topic minus its '*', and the
+// glob characters before that ('*', '?', '[', ']', '\') are escaped with a
+// backslash. Every other topic is an exact channel, subscribed with
+// SUBSCRIBE whatever characters it holds: a type such as "order[1]" or
+// "what?" gets its own events and no others. Arc's Pub/Sub transport
+// instead hands any topic holding '*', '?' or '[' to PSUBSCRIBE as a Redis
+// glob, so that such a type gets other types and misses its own; set
+// Config.RedisGlob for that behaviour (globs such as "*.created").
+// Subscription says what a topic becomes.
+//
+// # Size limit
+//
+// A message longer than Config.MaxMessageBytes (default Arc's 1,000,000)
+// is not decoded: it is handed on flagged with arc.MetadataMalformed,
+// carrying only its first ExcerptBytes bytes, so a dead-letter middleware
+// stores it once with a bounded excerpt, and no handler or dead letter
+// holds the whole of it. Redis itself delivers each message whole, so one
+// message's size is still read into memory once; Redis's
+// client-output-buffer-limit for pubsub bounds that.
 //
 // Redis Pub/Sub is at most once: a message published while nobody is
 // subscribed, or while a subscriber is disconnected, is gone, and nothing
@@ -38,6 +61,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -79,6 +103,17 @@ const DefaultCloseTimeout = 30 * time.Second
 // soon as their subscription stops.
 const NoCloseTimeout time.Duration = -1
 
+// DefaultMaxMessageBytes is Config.MaxMessageBytes' default: Arc's
+// maxPayloadBytes.
+const DefaultMaxMessageBytes = 1_000_000
+
+// NoMaxMessageBytes, as Config.MaxMessageBytes, takes messages of any size.
+const NoMaxMessageBytes = -1
+
+// ExcerptBytes is how many bytes of a message over MaxMessageBytes are
+// handed on (cut back to a UTF-8 character boundary).
+const ExcerptBytes = 64 << 10
+
 // receiveRetryDelay is the pause after a failed receive before the next.
 const receiveRetryDelay = 100 * time.Millisecond
 
@@ -95,7 +130,12 @@ type Codec interface {
 // ArcCodec is Arc's format: the body is the event's Arc JSON, and a message
 // published to topic (a prefix, ArcPrefix for Arc) goes to the channel
 // <topic>:<event type>.
-type ArcCodec struct{}
+type ArcCodec struct {
+	// Limits bound what Decode accepts (nesting, type length); a body over
+	// them is malformed. Defaults to arc's defaults (arc.DefaultMaxDepth,
+	// arc.DefaultMaxTypeBytes).
+	Limits arc.Limits
+}
 
 // Channel is topic:type.
 func (ArcCodec) Channel(topic string, msg *message.Message) (string, error) {
@@ -115,8 +155,10 @@ func (ArcCodec) Encode(msg *message.Message) ([]byte, error) {
 	return arc.Marshal(ev)
 }
 
-// Decode reads Arc JSON.
-func (ArcCodec) Decode(body []byte) (*message.Message, error) { return arc.UnmarshalMessage(body) }
+// Decode reads Arc JSON under the codec's Limits.
+func (c ArcCodec) Decode(body []byte) (*message.Message, error) {
+	return c.Limits.UnmarshalMessage(body)
+}
 
 // WatermillCodec carries any Watermill message (uuid, metadata, payload)
 // as JSON, on the topic's own channel: for Go services among themselves.
@@ -161,6 +203,17 @@ type Config struct {
 	// its subscription stops (Close, or the subscription's context ending);
 	// NoCloseTimeout cancels it at once. Defaults to DefaultCloseTimeout.
 	CloseTimeout time.Duration
+	// MaxMessageBytes bounds a received message's length, counted as Arc
+	// counts maxPayloadBytes: in UTF-16 code units of the body (never more
+	// than its bytes), so nothing Arc publishes is refused. A longer one is
+	// handed on malformed with a bounded excerpt (see the package doc).
+	// NoMaxMessageBytes takes any size. Defaults to DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// RedisGlob reads topics as Arc's Pub/Sub transport does: any topic
+	// holding '*', '?' or '[' is a Redis glob (PSUBSCRIBE, unescaped).
+	// Defaults to false: only "*", ".*" and ":*" topics are prefixes, and
+	// every other topic is exact (see Subscription).
+	RedisGlob bool
 	// Logger receives errors and Debug lines about single messages.
 	// Defaults to watermill.NopLogger.
 	Logger watermill.LoggerAdapter
@@ -172,6 +225,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
@@ -192,6 +248,14 @@ func (c *Config) validate() error {
 	case c.CloseTimeout < 0 && c.CloseTimeout != NoCloseTimeout:
 		return fmt.Errorf("%w: Config.CloseTimeout must be positive, 0 (default) or NoCloseTimeout, got %v",
 			ErrInvalidConfig, c.CloseTimeout)
+	case c.MaxMessageBytes < 0 && c.MaxMessageBytes != NoMaxMessageBytes:
+		return fmt.Errorf("%w: Config.MaxMessageBytes must be positive, 0 (default) or NoMaxMessageBytes, got %d",
+			ErrInvalidConfig, c.MaxMessageBytes)
+	}
+	if ac, ok := c.Codec.(ArcCodec); ok {
+		if err := ac.Limits.Validate(); err != nil {
+			return fmt.Errorf("%w: Config.Codec: %w", ErrInvalidConfig, err)
+		}
 	}
 	return nil
 }
@@ -263,13 +327,50 @@ func (p *PubSub) PublishCount(topic string, msgs ...*message.Message) ([]int64, 
 	return counts, nil
 }
 
-// IsPattern reports whether a topic subscribes by glob (PSUBSCRIBE), as
-// Arc decides: it holds '*', '?' or '['.
+// IsPattern reports whether Arc's Pub/Sub transport subscribes to topic by
+// glob (PSUBSCRIBE): it holds '*', '?' or '['. That is Config.RedisGlob's
+// rule; by default Subscription decides.
 func IsPattern(topic string) bool { return strings.ContainsAny(topic, "*?[") }
 
-// Subscribe subscribes to topic, a channel or a glob pattern (with Arc's
-// codec, e.g. "arc-events:order.*"). It returns once Redis has confirmed
-// the subscription, so nothing published after it returns is missed.
+// Subscription returns what Subscribe sends for topic: whether it is a
+// pattern (PSUBSCRIBE) and the channel or glob. With redisGlob false (the
+// default) a topic that is "*" or ends in ".*" or ":*" is a prefix: the
+// glob is the rest with '*', '?', '[', ']' and '\' escaped, then '*'. Any
+// other topic is an exact channel (SUBSCRIBE), as it is. With redisGlob
+// true it is Arc's rule: IsPattern, the topic as it is.
+func Subscription(topic string, redisGlob bool) (pattern bool, channel string) {
+	if redisGlob {
+		return IsPattern(topic), topic
+	}
+	if topic == "*" || strings.HasSuffix(topic, ".*") || strings.HasSuffix(topic, ":*") {
+		return true, escapeGlob(topic[:len(topic)-1]) + "*"
+	}
+	return false, topic
+}
+
+// escapeGlob escapes Redis glob's special characters.
+func escapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Subscribe subscribes to topic, an exact channel or a prefix (with Arc's
+// codec, e.g. "arc-events:order.*"; see Subscription). It returns once
+// Redis has confirmed the subscription, so nothing published after it
+// returns is missed.
 func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	// The goroutines are counted before any I/O, under the lock Close takes
 	// to mark the PubSub closed, so Close's Wait never misses them.
@@ -281,10 +382,10 @@ func (p *PubSub) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 	p.wg.Add(2)
 	p.mu.Unlock()
 	var ps *redis.PubSub
-	if IsPattern(topic) {
-		ps = p.cfg.Client.PSubscribe(ctx, topic)
+	if pattern, channel := Subscription(topic, p.cfg.RedisGlob); pattern {
+		ps = p.cfg.Client.PSubscribe(ctx, channel)
 	} else {
-		ps = p.cfg.Client.Subscribe(ctx, topic)
+		ps = p.cfg.Client.Subscribe(ctx, channel)
 	}
 	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
 		_ = ps.Close()
@@ -326,22 +427,79 @@ func (p *PubSub) receive(ctx, work context.Context, ps *redis.PubSub, topic stri
 			}
 			continue
 		}
-		msg, err := p.cfg.Codec.Decode([]byte(rm.Payload))
-		if err != nil || msg == nil {
-			why := "undecodable message"
-			if err != nil {
-				why = err.Error()
-			}
-			msg = message.NewMessage(watermill.NewUUID(), []byte(rm.Payload))
-			msg.Metadata.Set(arc.MetadataMalformed, "Pub/Sub message on "+rm.Channel+": "+why)
-			p.cfg.Logger.Debug("Malformed Pub/Sub message", watermill.LogFields{
-				"message_uuid": msg.UUID, "topic": topic, "channel": rm.Channel, "reason": why})
-		}
-		msg.Metadata.Set(MetadataChannel, rm.Channel)
+		msg := p.decode(rm, topic)
 		if !p.deliver(ctx, work, msg, out) {
 			return
 		}
 	}
+}
+
+// decode turns a received message into a Watermill message; one that is
+// too long or that the codec cannot read is flagged malformed, never
+// dropped, with at most ExcerptBytes of a too long body.
+func (p *PubSub) decode(rm *redis.Message, topic string) *message.Message {
+	var (
+		msg *message.Message
+		why string
+	)
+	body := rm.Payload
+	if n := p.cfg.MaxMessageBytes; n >= 0 && overLimit(body, n) {
+		why = fmt.Sprintf("%d bytes, over MaxMessageBytes (%d); the first %d bytes kept", len(body), n, ExcerptBytes)
+		body = excerpt(body, ExcerptBytes)
+	} else {
+		var err error
+		msg, err = p.cfg.Codec.Decode([]byte(body))
+		switch {
+		case err != nil:
+			why = err.Error()
+		case msg == nil:
+			why = "undecodable message"
+		}
+	}
+	if why != "" {
+		msg = message.NewMessage(watermill.NewUUID(), []byte(body))
+		msg.Metadata.Set(arc.MetadataMalformed, "Pub/Sub message on "+rm.Channel+": "+why)
+		p.cfg.Logger.Debug("Malformed Pub/Sub message", watermill.LogFields{
+			"message_uuid": msg.UUID, "topic": topic, "channel": rm.Channel, "reason": why})
+	}
+	msg.Metadata.Set(MetadataChannel, rm.Channel)
+	return msg
+}
+
+// overLimit reports whether s is longer than n UTF-16 code units, as
+// JavaScript's String length counts: bytes bound the count from above and
+// a third of them from below, so most bodies need no counting.
+func overLimit(s string, n int) bool {
+	switch {
+	case len(s) <= n:
+		return false
+	case len(s) > 3*n:
+		return true
+	}
+	units := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x80 || c >= 0xc0 && c < 0xf0:
+			units++ // ASCII, or the lead byte of a 2- or 3-byte character
+		case c >= 0xf0:
+			units += 2 // a 4-byte character is a surrogate pair
+		}
+	}
+	return units > n
+}
+
+// excerpt returns s's first n bytes, cut back to a character boundary so
+// that valid UTF-8 stays valid.
+func excerpt(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return strings.Clone(s[:i])
+		}
+	}
+	return strings.Clone(s[:n])
 }
 
 // MetadataChannel holds the channel a message arrived on.

@@ -206,8 +206,10 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		"no client":             {Config{}, "Client"},
-		"negative CloseTimeout": {Config{Client: client, CloseTimeout: -2}, "CloseTimeout"},
+		"no client":                {Config{}, "Client"},
+		"negative CloseTimeout":    {Config{Client: client, CloseTimeout: -2}, "CloseTimeout"},
+		"negative MaxMessageBytes": {Config{Client: client, MaxMessageBytes: -2}, "MaxMessageBytes"},
+		"negative codec MaxDepth":  {Config{Client: client, Codec: ArcCodec{Limits: arc.Limits{MaxDepth: -2}}}, "MaxDepth"},
 	} {
 		_, err := New(tc.cfg)
 		require.ErrorIs(t, err, ErrInvalidConfig, name)
@@ -218,6 +220,7 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 	ps, err := New(Config{Client: client})
 	require.NoError(t, err)
 	assert.Equal(t, DefaultCloseTimeout, ps.cfg.CloseTimeout)
+	assert.Equal(t, DefaultMaxMessageBytes, ps.cfg.MaxMessageBytes)
 	assert.Equal(t, ArcCodec{}, ps.cfg.Codec)
 	select {
 	case <-ps.Running():
