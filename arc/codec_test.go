@@ -322,3 +322,67 @@ func TestScanValueAgreesWithStdlib(t *testing.T) {
 		assert.Equal(t, json.Valid([]byte(s)), validJSON([]byte(s)) == nil, "%q", s)
 	}
 }
+
+// Values the typed fields cannot hold survive in Extra.
+func TestLosslessEmptyAndZero(t *testing.T) {
+	for _, in := range []string{
+		`{"type":"t","meta":{"id":"1","schemaVersion":0}}`,
+		`{"type":"t","meta":{"id":"1","schemaVersion":-0}}`,
+		`{"type":"t","meta":{"id":"1","correlationId":"","userId":""}}`,
+		`{"type":"t","meta":{"id":"1","aggregate":{"type":""}}}`,
+	} {
+		assert.Equal(t, in, mustMarshal(t, mustUnmarshal(t, in)))
+	}
+}
+
+func TestLargeSchemaVersionRoundTrips(t *testing.T) {
+	ev, err := NewEvent("t", nil, Meta{SchemaVersion: 1 << 40})
+	require.NoError(t, err)
+	msg, err := ToMessage(ev)
+	require.NoError(t, err)
+	back, err := FromMessage(msg)
+	require.NoError(t, err)
+	assert.True(t, ev.Equal(back))
+	assert.True(t, ev.Equal(mustUnmarshal(t, mustMarshal(t, ev))))
+}
+
+// Reading, writing and mapping never judge payload content: Arc delivers
+// such events, so arcmill must relay them byte for byte.
+func TestWritesAndReadsPassNonDateTimestamps(t *testing.T) {
+	t.Parallel()
+	in := `{"type":"t","payload":{"a":[{"timestamp":"yesterday"}],"timestamp":""},"meta":{"id":"1","timestamp":"soon"}}`
+	ev := mustUnmarshal(t, in)
+	assert.Equal(t, in, mustMarshal(t, ev))
+	msg, err := ToMessage(ev)
+	require.NoError(t, err)
+	back, err := FromMessage(msg)
+	require.NoError(t, err)
+	assert.Equal(t, in, mustMarshal(t, back))
+	require.NoError(t, ev.Validate(), "a raw meta.timestamp counts as one")
+
+	// Validate wants a timestamp, as Arc's createEvent always sets one.
+	assert.ErrorIs(t, Event{Type: "t", Meta: Meta{ID: "1"}}.Validate(), ErrInvalidEvent)
+}
+
+func TestStdlibJSONConventions(t *testing.T) {
+	var holder struct {
+		Event *Event `json:"event"`
+		Meta  Meta   `json:"meta"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(`{"event":null,"meta":null}`), &holder))
+	assert.Nil(t, holder.Event)
+
+	b, err := json.Marshal(Meta{UserID: "u"})
+	require.NoError(t, err)
+	assert.Equal(t, `{"userId":"u"}`, string(b))
+
+	var m Meta
+	assert.ErrorIs(t, m.UnmarshalJSON([]byte(`{"userId":"u"} trailing`)), ErrMalformedEvent)
+}
+
+func TestExtraMustNotShadowTypedFields(t *testing.T) {
+	for k, v := range map[string]string{"userId": `"u"`, "schemaVersion": `2`, "aggregate": `{"type":"A"}`} {
+		_, err := Marshal(Event{Type: "t", Meta: Meta{ID: "1", Extra: map[string]json.RawMessage{k: json.RawMessage(v)}}})
+		assert.ErrorIs(t, err, ErrInvalidEvent, k)
+	}
+}

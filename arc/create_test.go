@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -113,4 +114,35 @@ func TestHasLoneSurrogate(t *testing.T) {
 		_, ok := decodeString([]byte(in))
 		assert.Equal(t, !want, ok, in)
 	}
+}
+
+// Arc's createChildEvent copies what the parent holds, whatever its type.
+func TestNewChildInheritsOddTypedValues(t *testing.T) {
+	parent := mustUnmarshal(t, `{"type":"p","meta":{"id":"P","userId":42,"organizationId":7,"correlationId":99,"source":{"app":"x"},"resourceId":5}}`)
+	child, err := NewChild(parent, "c", nil, Meta{ID: "C", Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	require.NoError(t, err)
+	assert.Equal(t, `{"type":"c","payload":null,"meta":{"id":"C","timestamp":"2026-01-01T00:00:00.000Z","correlationId":99,"causationId":"P","userId":42,"organizationId":7,"source":{"app":"x"}}}`,
+		mustMarshal(t, child))
+
+	// The caller's typed field replaces the inherited odd value.
+	child, err = NewChild(parent, "c", nil, Meta{UserID: "u"})
+	require.NoError(t, err)
+	assert.Equal(t, "u", child.Meta.UserID)
+	assert.NotContains(t, child.Meta.Extra, "userId")
+	assert.Equal(t, "u", mustUnmarshal(t, mustMarshal(t, child)).Meta.UserID)
+
+	// An empty correlation id is inherited as such, not replaced by the parent's id.
+	parent = mustUnmarshal(t, `{"type":"p","meta":{"id":"P","correlationId":""}}`)
+	child, err = NewChild(parent, "c", nil, Meta{})
+	require.NoError(t, err)
+	assert.Empty(t, child.Meta.CorrelationID)
+	assert.Equal(t, json.RawMessage(`""`), child.Meta.Extra["correlationId"])
+}
+
+func TestDeepTimestampCheckIsLinear(t *testing.T) {
+	t.Parallel()
+	deep := strings.Repeat(`{"a":`, 9000) + `{"timestamp":"x"}` + strings.Repeat(`}`, 9000)
+	_, err := NewEvent("t", json.RawMessage(deep), Meta{})
+	require.ErrorIs(t, err, ErrInvalidEvent)
+	assert.Contains(t, err.Error(), strings.Repeat(".a", 9000)+".timestamp")
 }

@@ -240,3 +240,21 @@ func TestNewEventWritesLineSeparatorsRaw(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"a":"1`+"\u2028"+` 2`+"\u2029"+`","b":"\\u2028"}`, string(ev.Payload))
 }
+
+func TestTypeLengthCountsUTF16Units(t *testing.T) {
+	assert.Error(t, ValidateType(strings.Repeat("😀", 129)), "258 JavaScript characters")
+	assert.NoError(t, ValidateType(strings.Repeat("😀", 128)))
+}
+
+func TestDedupeKeyKeepsSameTypeSiblings(t *testing.T) {
+	parent, err := NewEvent("order.created", nil, Meta{IdempotencyKey: "req-1"})
+	require.NoError(t, err)
+	child := func(to string) Event {
+		ev, err := NewChild(parent, "email.send", map[string]string{"to": to}, Meta{})
+		require.NoError(t, err)
+		return ev
+	}
+	a, b, again := child("a@x"), child("b@x"), child("a@x")
+	assert.NotEqual(t, DedupeKey(a), DedupeKey(b))
+	assert.Equal(t, DedupeKey(a), DedupeKey(again))
+}

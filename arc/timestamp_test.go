@@ -72,3 +72,23 @@ func TestOddMetaTimestampsAreKeptRaw(t *testing.T) {
 		assert.Equal(t, in, mustMarshal(t, ev), v)
 	}
 }
+
+// Go's time.Parse reads these; Node's Date parser does not.
+func TestParseTimestampOnlyWhatNodeReads(t *testing.T) {
+	for _, s := range []string{"2026-04-28T1:00:00Z", "2026-04-28T1:00Z", "2026-04-28T10:00:00,123Z",
+		"2026-04-28T10:00:00+24:00", "2026-04-28T10:00:00+23:60", "2026-04-28T10:00:00+2400",
+		"2026-04-28T10:00:00+0060", "2026-04-28T10:00:00.Z", "2026-04-28T10:00:00.1234567890Z",
+		"2026-4-28T10:00:00Z", "+2026-04-28T10:00:00Z", "2026-04-28T10:00:00+02", "2026-04-28Z"} {
+		_, err := ParseTimestamp(s)
+		assert.Error(t, err, s)
+	}
+	_, err := NewEvent("x", map[string]string{"timestamp": "2026-04-28T10:00:00,123Z"}, Meta{})
+	assert.ErrorIs(t, err, ErrInvalidEvent)
+}
+
+func TestFormatTimestampNeverPanics(t *testing.T) {
+	assert.Equal(t, "+010000-01-01T00:00:00.000Z", FormatTimestamp(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)))
+	assert.Equal(t, "-000001-01-01T00:00:00.000Z", FormatTimestamp(time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)))
+	assert.NotPanics(t, func() { FormatTimestamp(time.Date(100000000, 1, 1, 0, 0, 0, 0, time.UTC)) })
+	assert.NotPanics(t, func() { FormatTimestamp(time.Date(-100000000, 1, 1, 0, 0, 0, 0, time.UTC)) })
+}
