@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/leaktest"
 )
 
 // Tests of the router's lifecycle: Run, Running, Handle and unsubscribe
@@ -257,40 +257,11 @@ func TestWorkersOneIsOneAtATime(t *testing.T) {
 	}
 }
 
-// wildcardGoroutines counts the goroutines running this package's code,
-// the tests' own goroutines (under testing.tRunner) aside: a dump filter
-// that other tests' goroutines (Redis pools, GoChannels) cannot disturb.
-func wildcardGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "arcmill/arcmill/wildcard.") && !strings.Contains(g, "testing.tRunner") {
-			count++
-		}
-	}
-	return count
-}
-
 // requireNoWildcardGoroutines waits, up to waitTimeout, for every
 // goroutine of the package's own code to end.
 func requireNoWildcardGoroutines(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for wildcardGoroutines() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutine(s) of the wildcard package left after Close", wildcardGoroutines())
-		}
-		runtime.Gosched()
-		time.Sleep(pollInterval) // polling a condition, with a deadline
-	}
+	leaktest.RequireNone(t, "github.com/arcmill/arcmill/wildcard", waitTimeout)
 }
 
 // No goroutine is left after Close, with one lane or several, after

@@ -3,8 +3,6 @@ package redispubsub
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/leaktest"
 	"github.com/arcmill/arcmill/internal/testenv"
 	"github.com/arcmill/arcmill/middleware"
 )
@@ -320,27 +319,6 @@ func TestEndedSubscriptionCancelsHandlersWithErrClosed(t *testing.T) {
 	assert.ErrorIs(t, context.Cause(m.Context()), ErrClosed)
 }
 
-// redispubsubGoroutines counts goroutines running this package's code, the
-// tests' own (under testing.tRunner) aside.
-func redispubsubGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "arcmill/adapters/redispubsub.") && !strings.Contains(g, "testing.tRunner") {
-			count++
-		}
-	}
-	return count
-}
-
 // Subscribe, cancel and Close called at the same time from 10 goroutines,
 // 20 cycles each, on one PubSub and then on fresh ones: no race, no
 // panic, Subscribe after Close fails with ErrClosed, every channel closes,
@@ -365,13 +343,7 @@ func TestConcurrentSubscribeCloseLeavesNothing(t *testing.T) {
 	require.NoError(t, shared.Close())
 	_, err := shared.Subscribe(context.Background(), "after-close")
 	require.ErrorIs(t, err, ErrClosed)
-	deadline := time.Now().Add(waitTimeout)
-	for redispubsubGoroutines() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutine(s) of redispubsub left after Close", redispubsubGoroutines())
-		}
-		time.Sleep(pollInterval) // polling a condition, with a deadline
-	}
+	leaktest.RequireNone(t, "github.com/arcmill/arcmill/adapters/redispubsub", waitTimeout)
 }
 
 // stressCycle subscribes once: on shared, ended by cancelling, or on a
