@@ -8,6 +8,7 @@
 //	arcmill dlq list                           dead letters on arc:events:dlq
 //	arcmill dlq redrive --type order.created   put them back, oldest first
 //	arcmill outbox status --dsn postgres://…   pending, in flight, dead
+//	arcmill --version                          module version, commit, Go version
 //
 // Connection settings come from flags or the environment:
 // ARCMILL_REDIS_ADDR (default 127.0.0.1:6379), ARCMILL_OUTBOX_DSN,
@@ -59,7 +60,8 @@ Commands:
   dlq list|show|redrive|purge    dead letters of a Redis stream or of the outbox
   outbox status|purge            an outbox's backlog, and purging delivered rows
 
-Run "arcmill <command> --help" for a command's flags and examples.
+Run "arcmill <command> --help" for a command's flags and examples;
+"arcmill --version" prints the version, commit and Go version.
 
 Environment:
   ARCMILL_REDIS_ADDR       Redis address (default 127.0.0.1:6379)
@@ -89,6 +91,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(args) == 0 {
 			return exitUsage
 		}
+		return exitOK
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		printVersion(stdout)
 		return exitOK
 	}
 	commands := map[string]func(context.Context, env, []string) error{
