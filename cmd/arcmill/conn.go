@@ -9,28 +9,10 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite"
 
 	"github.com/arcmill/arcmill/outbox"
 )
-
-// redisFlags is the Redis connection of a command.
-type redisFlags struct{ addr string }
-
-func (r *redisFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&r.addr, "redis", getenv("ARCMILL_REDIS_ADDR", "127.0.0.1:6379"), "Redis `address` (ARCMILL_REDIS_ADDR)")
-}
-
-// connect opens Redis and checks that it answers.
-func (r *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
-	client := redis.NewClient(&redis.Options{Addr: r.addr})
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("cannot reach Redis at %s (%v): start it, or point --redis / ARCMILL_REDIS_ADDR at a running one", r.addr, err)
-	}
-	return client, nil
-}
 
 // dbFlags is the outbox database of a command.
 type dbFlags struct{ dsn, dialect, table string }

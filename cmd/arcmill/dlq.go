@@ -67,7 +67,7 @@ func (s *stringList) Set(v string) error {
 
 func dlqCmd(ctx context.Context, e env, args []string) error {
 	var o dlqOpts
-	fs := newFlags(e, "dlq", dlqUsage)
+	fs := newFlags(e, "dlq", dlqUsage+redisHelp)
 	o.redisFlags.register(fs)
 	o.dbFlags.register(fs)
 	fs.StringVar(&o.stream, "stream", redisstream.ArcDeadLetterStream, "dead-letter `stream`")
@@ -122,7 +122,7 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	if o.useOutbox {
 		return outboxDLQ(ctx, e, o, p, sub, rest)
 	}
-	client, err := o.connect(ctx)
+	client, err := o.connect(ctx, e.stderr)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 
 // streamDLQ is a dead-letter stream in Arc's layout, filtered.
 type streamDLQ struct {
-	client *redis.Client
+	client redis.UniversalClient
 	stream string
 	types  []string
 	ids    []string

@@ -11,7 +11,9 @@
 //	arcmill --version                          module version, commit, Go version
 //
 // Connection settings come from flags or the environment:
-// ARCMILL_REDIS_ADDR (default 127.0.0.1:6379), ARCMILL_OUTBOX_DSN,
+// ARCMILL_REDIS_ADDR (an address or a redis:// or rediss:// URL; default
+// 127.0.0.1:6379), ARCMILL_REDIS_USERNAME, ARCMILL_REDIS_PASSWORD (there is
+// no password flag), ARCMILL_OUTBOX_DSN,
 // ARCMILL_OUTBOX_DIALECT and ARCMILL_OUTBOX_TABLE.
 //
 // Exit codes: 0 success, 1 failure (a server, a bad event), 2 bad usage,
@@ -28,6 +30,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Exit codes scripts can rely on.
@@ -64,7 +68,10 @@ Run "arcmill <command> --help" for a command's flags and examples;
 "arcmill --version" prints the version, commit and Go version.
 
 Environment:
-  ARCMILL_REDIS_ADDR       Redis address (default 127.0.0.1:6379)
+  ARCMILL_REDIS_ADDR       Redis address or URL (default 127.0.0.1:6379; see --redis in a command's help)
+  ARCMILL_REDIS_USERNAME   Redis ACL user
+  ARCMILL_REDIS_PASSWORD   Redis password (there is no password flag; the URL may hold one)
+  ARCMILL_REDIS_SENTINEL_PASSWORD  the Sentinels' password, with --sentinel-master
   ARCMILL_OUTBOX_DSN       outbox database: postgres://…, user:pass@tcp(host)/db (MySQL), file:path.db (SQLite)
   ARCMILL_OUTBOX_DIALECT   postgres, mysql or sqlite (default: guessed from the DSN)
   ARCMILL_OUTBOX_TABLE     outbox table (default arcmill_outbox)
@@ -75,6 +82,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage, 3 nothing matched, 130 interrupted.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	redis.SetLogger(quietRedisLog{})
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -120,7 +128,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], err)
 		return exitNotFound
 	default:
-		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "arcmill %s: %v%s\n", args[0], err, redisHint(err))
 		return exitFailure
 	}
 }

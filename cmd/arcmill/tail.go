@@ -49,7 +49,7 @@ type tailOpts struct {
 
 func tailCmd(ctx context.Context, e env, args []string) error {
 	var o tailOpts
-	fs := newFlags(e, "tail", tailUsage)
+	fs := newFlags(e, "tail", tailUsage+redisHelp)
 	o.register(fs)
 	fs.StringVar(&o.stream, "stream", redisstream.ArcStream, "`stream` to read")
 	fs.StringVar(&o.group, "group", "", "read as this consumer `group` and acknowledge (default: no group, no acks)")
@@ -83,7 +83,7 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	client, err := o.connect(ctx)
+	client, err := o.connect(ctx, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 
 type emitFunc func(data []byte, where string) (done bool, err error)
 
-func tailStream(ctx context.Context, client *redis.Client, o tailOpts, emit emitFunc) error {
+func tailStream(ctx context.Context, client redis.UniversalClient, o tailOpts, emit emitFunc) error {
 	last := "0-0"
 	if !o.fromStart {
 		// The stream's last id now, never "$" in a loop: "$" re-read after
@@ -202,7 +202,7 @@ func isBusyGroup(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP")
 }
 
-func tailChannel(ctx context.Context, client *redis.Client, o tailOpts, pattern string, emit emitFunc) error {
+func tailChannel(ctx context.Context, client redis.UniversalClient, o tailOpts, pattern string, emit emitFunc) error {
 	channel := o.prefix + ":" + pattern
 	var sub *redis.PubSub
 	if redispubsub.IsPattern(channel) {
