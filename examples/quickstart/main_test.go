@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,15 @@ import (
 	"github.com/arcmill/arcmill/arc"
 )
 
-func TestQuickstart(t *testing.T) {
+// Run twice in a row, the quickstart does the same thing: it needs no
+// server and keeps nothing (its SQLite file is a fresh temporary one).
+func TestQuickstartRunTwiceDoesTheSameThing(t *testing.T) {
+	for i := 1; i <= 2; i++ {
+		t.Run(fmt.Sprintf("run %d", i), checkQuickstartRun)
+	}
+}
+
+func checkQuickstartRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out bytes.Buffer
