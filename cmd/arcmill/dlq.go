@@ -128,6 +128,9 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	}
 	defer client.Close()
 	d := &streamDLQ{client: client, stream: o.stream, types: o.types, ids: o.ids}
+	if err := d.check(ctx); err != nil {
+		return err
+	}
 	switch sub {
 	case "list":
 		return d.list(ctx, p, max(o.limit, 0))

@@ -25,6 +25,41 @@ type streamDLQ struct {
 	ids    []string
 }
 
+// check says what is wrong with --stream before anything is read or
+// changed: a stream that does not exist (a typo, or nothing was ever
+// dead-lettered there), or a stream of events rather than dead letters.
+func (d *streamDLQ) check(ctx context.Context) error {
+	n, err := d.client.Exists(ctx, d.stream).Result()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", d.stream, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: dead-letter stream %q does not exist: nothing was ever dead-lettered there, or --stream "+
+			"is mistyped (Arc's is %s)", errNotFound, d.stream, redisstream.ArcDeadLetterStream)
+	}
+	sample, err := redisstream.RangeEntries(ctx, d.client, d.stream, "-", "+", 10)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", d.stream, err)
+	}
+	events := 0
+	for _, m := range sample {
+		values := m.Map()
+		if _, ok := values[redisstream.FieldOriginalStream]; ok {
+			return nil // a dead letter
+		}
+		data, _ := values[redisstream.FieldData].(string)
+		var ev arc.Event
+		if arc.Unmarshal([]byte(data), &ev) == nil && ev.Type != "" {
+			events++
+		}
+	}
+	if events > 0 && events == len(sample) {
+		return usageErr("%s holds Arc events, not dead letters: its dead letters are on %s:dlq (--stream %s:dlq)",
+			d.stream, d.stream, d.stream)
+	}
+	return nil
+}
+
 // entry is one dead letter as read, or why it cannot be read.
 type entry struct {
 	raw redisstream.Entry

@@ -16,8 +16,10 @@
 // no password flag), ARCMILL_OUTBOX_DSN,
 // ARCMILL_OUTBOX_DIALECT and ARCMILL_OUTBOX_TABLE.
 //
-// Exit codes: 0 success, 1 failure (a server, a bad event), 2 bad usage,
-// 3 nothing matched (dlq show of an unknown id), 130 interrupted.
+// Exit codes: 0 success, 1 failure (a server, a bad event), 2 bad usage
+// (including a pattern Arc would take literally, or a dlq command pointed
+// at a stream of events), 3 nothing matched (a stream or SQLite file that
+// does not exist, dlq show of an unknown id), 130 interrupted.
 package main
 
 import (
@@ -76,7 +78,8 @@ Environment:
   ARCMILL_OUTBOX_DIALECT   postgres, mysql or sqlite (default: guessed from the DSN)
   ARCMILL_OUTBOX_TABLE     outbox table (default arcmill_outbox)
 
-Exit codes: 0 ok, 1 failure, 2 bad usage, 3 nothing matched, 130 interrupted.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 nothing matched (no such stream,
+SQLite file or dead letter), 130 interrupted.
 `
 
 func main() {
@@ -125,7 +128,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "Run \"arcmill %s --help\" for usage.\n", args[0])
 		return exitUsage
 	case errors.Is(err, errNotFound):
-		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "arcmill %s: %v\n", args[0], strings.TrimPrefix(err.Error(), "not found: "))
 		return exitNotFound
 	default:
 		fmt.Fprintf(stderr, "arcmill %s: %v%s\n", args[0], err, redisHint(err))

@@ -160,7 +160,7 @@ func TestPublishAndTailStream(t *testing.T) {
 	ctx := context.Background()
 
 	// tail in the background, no group, JSON lines, two order events.
-	tail := exec.Command(binary, "tail", "order.*", "--stream", stream, "--count", "2", "--timeout", "20s")
+	tail := exec.Command(binary, "tail", "order.*", "--stream", stream, "--wait", "--count", "2", "--timeout", "20s")
 	tail.Env = append(os.Environ(), "ARCMILL_REDIS_ADDR="+testenv.RedisAddr(t))
 	var tailOut bytes.Buffer
 	tail.Stdout = &tailOut

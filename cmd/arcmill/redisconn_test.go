@@ -120,7 +120,8 @@ func TestCLIReachesRedisOverMutualTLSWithAuthAndAdvisesOnTLSErrors(t *testing.T)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"type":"order.created"`)
 	// The certificate checked against the name it was issued for.
-	r = arcmillWith(t, []string{pass}, withTLS("dlq", "list", "--redis", "rediss://localhost:"+strconv.Itoa(tlsPort))...)
+	r = arcmillWith(t, []string{pass}, withTLS("publish", "order.paid", "{}", "--stream", "tls:events",
+		"--redis", "rediss://localhost:"+strconv.Itoa(tlsPort))...)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assertNoSecret(t, r)
 
