@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -181,4 +183,52 @@ func TestRedisFlagMistakesAreUsageErrors(t *testing.T) {
 	r := arcmillWith(t, nil, "publish", "order.created", "{}", "--redis", "redis://u:"+wrongPassword+"@[::1")
 	assert.Equal(t, exitUsage, r.code)
 	assertNoSecret(t, r)
+}
+
+// A one-node Redis Cluster (all slots on one node) is reached through
+// --redis-cluster with a seed address or a URL.
+func TestCLIReachesARedisCluster(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	port := startRedisServer(t, "--port", "{port}", "--cluster-enabled", "yes",
+		"--cluster-config-file", filepath.Join(dir, "nodes-{port}.conf"))
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	node := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { assert.NoError(t, node.Close()) })
+	ctx := context.Background()
+	require.NoError(t, node.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383").Err())
+	require.Eventually(t, func() bool {
+		info, err := node.ClusterInfo(ctx).Result()
+		return err == nil && strings.Contains(info, "cluster_state:ok")
+	}, redisServerStart, 10*time.Millisecond, "the cluster never became ok")
+
+	r := arcmillWith(t, []string{"ARCMILL_REDIS_ADDR=" + addr}, "publish", "order.created", `{"n":1}`,
+		"--redis-cluster", "--stream", "{shop}:events")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = arcmillWith(t, nil, "tail", "--redis", "redis://"+addr, "--redis-cluster", "--stream", "{shop}:events",
+		"--from-start", "--count", "1", "--format", "json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"type":"order.created"`)
+}
+
+// Through Sentinel, the CLI reaches the master that Sentinel names.
+func TestCLIReachesTheMasterThroughSentinel(t *testing.T) {
+	t.Parallel()
+	master := startRedisServer(t, "--port", "{port}")
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("sentinel monitor shop 127.0.0.1 "+strconv.Itoa(master)+" 1\n"), 0o600))
+	sentinel := startRedisServer(t, conf, "--sentinel", "--port", "{port}")
+	at := "127.0.0.1:" + strconv.Itoa(sentinel)
+
+	r := arcmillWith(t, []string{"ARCMILL_REDIS_ADDR=" + at}, "publish", "order.created", "{}",
+		"--sentinel-master", "shop", "--stream", "sentinel:events")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	direct := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(master)})
+	t.Cleanup(func() { assert.NoError(t, direct.Close()) })
+	assert.EqualValues(t, 1, direct.XLen(context.Background(), "sentinel:events").Val(), "written on the master")
+
+	r = arcmillWith(t, []string{"ARCMILL_REDIS_ADDR=" + at}, "publish", "order.created", "{}",
+		"--sentinel-master", "no-such-master")
+	assert.Equal(t, exitFailure, r.code)
+	assert.Contains(t, r.stderr, `master "no-such-master" via Sentinel`)
 }

@@ -41,7 +41,8 @@ func freePort(t *testing.T) int {
 }
 
 // startRedisServer runs a throwaway redis-server on a free loopback port
-// with args (where "{port}" is replaced by that port) and returns the
+// with args (where "{port}" is replaced by that port; a first argument
+// that is no flag is a configuration file) and returns the
 // port once it accepts connections. It is stopped when t ends. A missing
 // redis-server binary fails the test, or skips it under
 // ARCMILL_SKIP_MISSING_SERVICES=1, as the shared services do.
@@ -57,8 +58,13 @@ func startRedisServer(t *testing.T, args ...string) int {
 	dir := t.TempDir()
 	for attempt := 0; ; attempt++ { // another process may take the free port first
 		port := freePort(t)
-		full := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"}
-		for _, a := range args {
+		var full []string
+		rest := args
+		if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
+			full, rest = []string{args[0]}, args[1:] // a configuration file comes first
+		}
+		full = append(full, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
+		for _, a := range rest {
 			full = append(full, strings.ReplaceAll(a, "{port}", strconv.Itoa(port)))
 		}
 		cmd := exec.Command(bin, full...)
@@ -73,7 +79,8 @@ func startRedisServer(t *testing.T, args ...string) int {
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				log.WriteString(sc.Text() + "\n")
-				if strings.Contains(sc.Text(), "Ready to accept connections") {
+				// A server says it is ready; a Sentinel, that it monitors.
+				if strings.Contains(sc.Text(), "Ready to accept connections") || strings.Contains(sc.Text(), "+monitor master") {
 					close(ready)
 					_, _ = io.Copy(io.Discard, out)
 					return
