@@ -120,15 +120,18 @@ func entryJSON(e entry) map[string]any {
 	return out
 }
 
-func (d *streamDLQ) list(ctx context.Context, p printer, limit int) error {
-	if limit == 0 {
-		limit = 100
-	}
-	n := 0
-	return d.each(ctx, func(e entry) (bool, error) {
-		n++
+// list prints up to limit matching dead letters (0: all), oldest first,
+// and says on stderr how many of how many it showed.
+func (d *streamDLQ) list(ctx context.Context, e env, p printer, limit int) error {
+	shown, total := 0, 0
+	err := d.each(ctx, func(e entry) (bool, error) {
+		total++
+		if limit > 0 && shown >= limit {
+			return false, nil // counted, not shown
+		}
+		shown++
 		env := e.dl.Envelope
-		err := p.value(entryJSON(e), func(w io.Writer) {
+		return false, p.value(entryJSON(e), func(w io.Writer) {
 			if e.err != nil {
 				fmt.Fprintf(w, "%s  UNREADABLE  %v\n", e.raw.ID, e.err)
 				return
@@ -140,8 +143,99 @@ func (d *streamDLQ) list(ctx context.Context, p printer, limit int) error {
 			fmt.Fprintf(w, "%s  %-24s event=%s  attempts=%d  reason=%s  from=%s  error=%q\n", e.raw.ID, e.dl.Type,
 				env.Event.Meta.ID, env.Attempts, reason, e.dl.OriginalStream, env.Error.Message)
 		})
-		return n >= limit, err
 	})
+	if err != nil {
+		return err
+	}
+	return shownOf(e, shown, total, d.stream, d.filtered())
+}
+
+// filtered reports whether --type or --id narrows the dead letters.
+func (d *streamDLQ) filtered() bool { return len(d.types) > 0 || len(d.ids) > 0 }
+
+// shownOf reports on stderr how many dead letters a list showed; none
+// matching a filter is "nothing matched".
+func shownOf(e env, shown, total int, where string, filtered bool) error {
+	if total == 0 && filtered {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, where)
+	}
+	more := ""
+	if shown < total {
+		more = "; --limit N or --all for more, --summary for counts"
+	}
+	fmt.Fprintf(e.stderr, "showing %d of %d dead letter(s) on %s, oldest first%s\n", shown, total, where, more)
+	return nil
+}
+
+// summary counts dead letters by type, reason and error.
+type summary struct {
+	Where    string         `json:"of"`
+	Total    int            `json:"total"`
+	ByType   map[string]int `json:"byType"`
+	ByReason map[string]int `json:"byReason"`
+	ByError  map[string]int `json:"byError"`
+}
+
+func newSummary(where string) *summary {
+	return &summary{Where: where, ByType: map[string]int{}, ByReason: map[string]int{}, ByError: map[string]int{}}
+}
+
+func (s *summary) add(typ, reason, errMsg string) {
+	s.Total++
+	if reason == "" {
+		reason = "-"
+	}
+	if len(errMsg) > 100 {
+		errMsg = errMsg[:97] + "..."
+	}
+	s.ByType[typ]++
+	s.ByReason[reason]++
+	s.ByError[errMsg]++
+}
+
+func (s *summary) print(p printer) error {
+	return p.value(s, func(w io.Writer) {
+		fmt.Fprintf(w, "%d dead letter(s) on %s\n", s.Total, s.Where)
+		for _, part := range []struct {
+			title  string
+			counts map[string]int
+		}{{"by type", s.ByType}, {"by reason", s.ByReason}, {"by error", s.ByError}} {
+			fmt.Fprintf(w, "\n%s:\n", part.title)
+			keys := make([]string, 0, len(part.counts))
+			for k := range part.counts {
+				keys = append(keys, k)
+			}
+			slices.SortFunc(keys, func(a, b string) int {
+				if c := part.counts[b] - part.counts[a]; c != 0 {
+					return c
+				}
+				return strings.Compare(a, b)
+			})
+			for _, k := range keys {
+				fmt.Fprintf(w, "  %7d  %s\n", part.counts[k], k)
+			}
+		}
+	})
+}
+
+// summarize prints the counts of the matching dead letters.
+func (d *streamDLQ) summarize(ctx context.Context, p printer) error {
+	s := newSummary(d.stream)
+	err := d.each(ctx, func(e entry) (bool, error) {
+		typ, reason, msg := e.dl.Type, e.dl.Envelope.Reason, e.dl.Envelope.Error.Message
+		if e.err != nil {
+			typ, reason, msg = "(unreadable)", "-", e.err.Error()
+		}
+		s.add(typ, reason, msg)
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.Total == 0 && d.filtered() {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, d.stream)
+	}
+	return s.print(p)
 }
 
 func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
@@ -258,6 +352,9 @@ func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, o redriveOpts
 	if err := d.each(ctx, func(entry) (bool, error) { total++; return false, nil }); err != nil {
 		return err
 	}
+	if total == 0 && d.filtered() {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, d.stream)
+	}
 	if o.limit > 0 {
 		total = min(total, int64(o.limit))
 	}
@@ -327,6 +424,9 @@ func (d *streamDLQ) purge(ctx context.Context, p printer, limit int) error {
 		return limit > 0 && len(ids) >= limit, nil
 	}); err != nil {
 		return err
+	}
+	if len(ids) == 0 && d.filtered() {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, d.stream)
 	}
 	var n int64
 	for len(ids) > 0 {

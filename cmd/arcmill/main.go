@@ -32,6 +32,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -145,9 +146,7 @@ func newFlags(e env, name, usage string) *flag.FlagSet {
 	fs.Usage = func() {}
 	help := func() {
 		fmt.Fprint(e.stdout, usage, "\nFlags:\n")
-		fs.SetOutput(e.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printFlags(e.stdout, fs)
 	}
 	helpFuncs[fs] = help
 	return fs
@@ -168,7 +167,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 				}
 				return nil, err
 			}
-			return nil, usageErr("%v", err)
+			return nil, usageErr("%s", flagError(fs, err))
 		}
 		rest := fs.Args()
 		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
@@ -180,6 +179,63 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
+}
+
+// printFlags lists the flags as the docs write them, with two dashes
+// (Go's flag package accepts both).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			line += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+// flagError rewrites the flag package's errors in the docs' spelling:
+// "invalid value "abc" for flag -limit: parse error" becomes
+// "--limit: "abc" is not valid (a number)".
+func flagError(fs *flag.FlagSet, err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Sprintf("unknown flag --%s", strings.TrimPrefix(name, "-"))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Sprintf("--%s needs a value", strings.TrimPrefix(name, "-"))
+	}
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		if value, flagAndWhy, ok := strings.Cut(rest, " for flag -"); ok {
+			name, why, _ := strings.Cut(flagAndWhy, ": ")
+			switch why {
+			case "parse error":
+				why = "not valid"
+				if f := fs.Lookup(name); f != nil {
+					if g, ok := f.Value.(flag.Getter); ok {
+						switch g.Get().(type) {
+						case int, int64, uint, uint64:
+							why = "not a whole number"
+						case float64:
+							why = "not a number"
+						case time.Duration:
+							why = "not a duration (write 500ms, 30s, 5m, 72h)"
+						case bool:
+							why = "not true or false"
+						}
+					}
+				}
+			case "value out of range":
+				why = "out of range"
+			}
+			return fmt.Sprintf("--%s %s: %s", name, value, why)
+		}
+	}
+	return msg
 }
 
 func getenv(name, def string) string {
