@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -228,7 +229,8 @@ func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 				"first failed:  %s\nlast failed:   %s\nerror:         %s\n", d.Seq, d.Type, d.EventID, d.Topic, d.Attempts,
 				d.FirstFailedAt.UTC().Format(time.RFC3339Nano), d.LastFailedAt.UTC().Format(time.RFC3339Nano), d.Error)
 			if d.Message != nil {
-				fmt.Fprintf(w, "metadata:      %v\npayload:       %s\n", d.Message.Metadata, d.Message.Payload)
+				md, _ := json.Marshal(d.Message.Metadata) // a map of strings always marshals
+				fmt.Fprintf(w, "metadata:\n%s\npayload:\n%s\n", indented(string(md)), indented(string(d.Message.Payload)))
 			}
 		})
 	case "redrive":
@@ -318,7 +320,7 @@ func outboxDeadJSON(d outbox.DeadLetter) map[string]any {
 		"lastFailedAt": d.LastFailedAt.UTC()}
 	if d.Message != nil {
 		out["metadata"] = d.Message.Metadata
-		out["payload"] = string(d.Message.Payload)
+		out["payload"] = jsonOrString(string(d.Message.Payload))
 	}
 	return out
 }

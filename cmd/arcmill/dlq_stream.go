@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -243,18 +245,22 @@ func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
 	d.ids = append(d.ids, id)
 	err := d.each(ctx, func(e entry) (bool, error) {
 		found = true
-		return true, p.value(map[string]any{"entry": entryJSON(e), "data": e.field(redisstream.FieldData)},
-			func(w io.Writer) {
-				fmt.Fprintf(w, "entry:            %s\ntype:             %s\noriginal stream:  %s\noriginal id:      %s\n"+
-					"group:            %s\n", e.raw.ID, e.dl.Type, e.dl.OriginalStream, e.dl.OriginalID, e.dl.Group)
-				if e.err != nil {
-					fmt.Fprintf(w, "unreadable:       %v\n", e.err)
-				}
-				fmt.Fprintf(w, "data:             %v\n", e.field(redisstream.FieldData))
-				for i := 0; i+1 < len(e.dl.RawFields); i += 2 {
-					fmt.Fprintf(w, "original field:   %s = %q\n", e.dl.RawFields[i], e.dl.RawFields[i+1])
-				}
-			})
+		data := e.field(redisstream.FieldData)
+		out := map[string]any{"entry": entryJSON(e), "data": jsonOrString(data)}
+		if len(e.dl.RawFields) > 0 {
+			out["originalFields"] = e.dl.RawFields
+		}
+		return true, p.value(out, func(w io.Writer) {
+			fmt.Fprintf(w, "entry:            %s\ntype:             %s\noriginal stream:  %s\noriginal id:      %s\n"+
+				"group:            %s\n", e.raw.ID, e.dl.Type, e.dl.OriginalStream, e.dl.OriginalID, e.dl.Group)
+			if e.err != nil {
+				fmt.Fprintf(w, "unreadable:       %v\n", e.err)
+			}
+			for i := 0; i+1 < len(e.dl.RawFields); i += 2 {
+				fmt.Fprintf(w, "original field:   %s = %q\n", e.dl.RawFields[i], e.dl.RawFields[i+1])
+			}
+			fmt.Fprintf(w, "data:\n%s\n", indented(data))
+		})
 	})
 	if err == nil && !found {
 		return fmt.Errorf("%w: no dead letter %q on %s", errNotFound, id, d.stream)
@@ -467,4 +473,22 @@ func (p *progress) done() {
 	if p.on {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// jsonOrString is raw JSON as itself in a JSON document, or as a string
+// when it is not JSON.
+func jsonOrString(s string) any {
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	return s
+}
+
+// indented is JSON indented for reading, or the text as it is.
+func indented(s string) string {
+	var b bytes.Buffer
+	if json.Indent(&b, []byte(s), "  ", "  ") != nil {
+		return "  " + s
+	}
+	return "  " + b.String()
 }

@@ -107,3 +107,45 @@ func TestHelpAndFlagErrorsUseDoubleDashes(t *testing.T) {
 		assert.Contains(t, r.stderr, want, args)
 	}
 }
+
+// dlq show prints an indented, readable view as text and one JSON document
+// with the envelope as an object (not a string) with --format json; the
+// outbox's variant prints JSON, not Go's map syntax.
+func TestDLQShowIsReadableAsTextAndStructuredAsJSON(t *testing.T) {
+	c := redisClient(t)
+	stream := tempStream(t, c)
+	dlq := stream + ":dlq"
+	ev := deadLetter(t, c, dlq, stream, "order.created")
+
+	r := arcmill(t, "", "dlq", "show", ev.Meta.ID, "--stream", dlq, "--format", "json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var doc struct {
+		Entry map[string]any `json:"entry"`
+		Data  struct {
+			Event    map[string]any `json:"event"`
+			Attempts int            `json:"attempts"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &doc))
+	assert.Equal(t, ev.Meta.ID, doc.Entry["eventId"])
+	assert.Equal(t, "order.created", doc.Data.Event["type"])
+	assert.Equal(t, 3, doc.Data.Attempts)
+
+	r = arcmill(t, "", "dlq", "show", ev.Meta.ID, "--stream", dlq, "--format", "text")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "data:\n  {\n")
+	assert.Contains(t, r.stdout, "\n    \"attempts\": 3")
+
+	dsn := "file:" + filepath.Join(t.TempDir(), "shop.db") + "?_pragma=busy_timeout(10000)"
+	ob := outboxFixture(t, outbox.SQLite, "sqlite", dsn)
+	r = arcmill(t, "", "dlq", "show", "3", "--outbox", "--dsn", dsn, "--table", ob.Table(), "--format", "text")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, "map[")
+	assert.Contains(t, r.stdout, "metadata:\n  {")
+	assert.Contains(t, r.stdout, "payload:\n  {")
+	r = arcmill(t, "", "dlq", "show", "3", "--outbox", "--dsn", dsn, "--table", ob.Table(), "--format", "json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var row map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &row))
+	assert.IsType(t, map[string]any{}, row["payload"], "the payload as JSON, not a string")
+}
