@@ -66,6 +66,7 @@ Commands:
   publish <type> [payload-json]  publish one Arc event (payload from stdin when not given)
   dlq list|show|redrive|purge    dead letters of a Redis stream or of the outbox
   outbox status|purge            an outbox's backlog, and purging delivered rows
+  completion bash|zsh|fish       a shell completion script
 
 Run "arcmill <command> --help" for a command's flags and examples;
 "arcmill --version" prints the version, commit and Go version.
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	commands := map[string]func(context.Context, env, []string) error{
-		"tail": tailCmd, "publish": publishCmd, "dlq": dlqCmd, "outbox": outboxCmd,
+		"tail": tailCmd, "publish": publishCmd, "dlq": dlqCmd, "outbox": outboxCmd, "completion": completionCmd,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
