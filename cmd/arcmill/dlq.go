@@ -36,6 +36,8 @@ matched), as show does for an unknown id.
 
 Examples:
   arcmill dlq list
+  arcmill dlq list --summary              counts by type, reason and error
+  arcmill dlq list --all --format json     every dead letter, one JSON line each
   arcmill dlq show 1764150000000-0
   arcmill dlq redrive --type order.created --rate 50
   arcmill dlq redrive --to arc:events:replay --limit 10

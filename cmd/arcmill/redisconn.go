@@ -45,8 +45,9 @@ const redisHelp = `
 Redis connection: --redis takes host:port, a URL (redis://user:pass@host:6379/0,
 rediss:// for TLS), or comma-separated addresses with --redis-cluster (seed
 nodes) or --sentinel-master (Sentinels). The password comes from
-ARCMILL_REDIS_PASSWORD, --redis-password-file or the URL, never from a flag of
-its own, and is never printed. On a Cluster, "dlq redrive" needs the dead-letter
+--redis-password-file, else ARCMILL_REDIS_PASSWORD, else the URL; it has no
+flag of its own (a flag shows in ps and the shell history) and is never
+printed, nor is the URL's. On a Cluster, "dlq redrive" needs the dead-letter
 stream and its target in one hash slot (name them with a {hash tag}).
 `
 

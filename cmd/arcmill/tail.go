@@ -44,6 +44,9 @@ Examples:
   arcmill tail --group audit --format json      as consumer group "audit"
   arcmill tail 'payment.*' --channel            Arc's Pub/Sub transport
   arcmill tail --count 10 --timeout 30s         stop after 10 events or 30 s
+  arcmill tail '*.created' --segments           NATS-style: every *.created type
+  arcmill tail --redis rediss://redis.internal:6380 --redis-tls-ca ca.pem
+                                                TLS; the password in ARCMILL_REDIS_PASSWORD
 `
 
 type tailOpts struct {
