@@ -63,9 +63,9 @@ func inTx(ctx context.Context, db *sql.DB, table string, write func(*sql.Tx) err
 
 // The example's own names: it never touches a stream or table a service uses.
 const (
-	defaultPrefix = "fwd_example"
-	defaultBefore = "fwd:before"
-	defaultAfter  = "fwd:after"
+	defaultPrefix = "arcmill_example_fwd"
+	defaultBefore = "arcmill-example:forwarder:before"
+	defaultAfter  = "arcmill-example:forwarder:after"
 	// keepEntries trims the example's streams, which grow by one entry per
 	// path and run.
 	keepEntries = 1000
