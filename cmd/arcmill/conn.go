@@ -3,34 +3,19 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite"
 
 	"github.com/arcmill/arcmill/outbox"
 )
-
-// redisFlags is the Redis connection of a command.
-type redisFlags struct{ addr string }
-
-func (r *redisFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&r.addr, "redis", getenv("ARCMILL_REDIS_ADDR", "127.0.0.1:6379"), "Redis `address` (ARCMILL_REDIS_ADDR)")
-}
-
-// connect opens Redis and checks that it answers.
-func (r *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
-	client := redis.NewClient(&redis.Options{Addr: r.addr})
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("cannot reach Redis at %s (%v): start it, or point --redis / ARCMILL_REDIS_ADDR at a running one", r.addr, err)
-	}
-	return client, nil
-}
 
 // dbFlags is the outbox database of a command.
 type dbFlags struct{ dsn, dialect, table string }
@@ -49,6 +34,11 @@ func (d *dbFlags) open(ctx context.Context) (*outbox.Outbox, func(), error) {
 	dialect, driver, err := d.guess()
 	if err != nil {
 		return nil, nil, err
+	}
+	if dialect == outbox.SQLite {
+		if err := sqliteExists(d.dsn); err != nil {
+			return nil, nil, err
+		}
 	}
 	db, err := sql.Open(driver, d.dsn)
 	if err != nil {
@@ -94,4 +84,21 @@ func (d *dbFlags) guess() (outbox.Dialect, string, error) {
 		return outbox.SQLite, "sqlite", nil
 	}
 	return 0, "", usageErr("unknown dialect %q: use postgres, mysql or sqlite", d.dialect)
+}
+
+// sqliteExists refuses a SQLite DSN whose file is not there: opening it
+// would create an empty database, and a mistyped path would leave one
+// behind.
+func sqliteExists(dsn string) error {
+	path, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if path == "" || strings.HasPrefix(path, ":memory:") {
+		return usageErr("--dsn %q is an in-memory SQLite database, which holds no outbox: give the database file", dsn)
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: no SQLite database at %s: check --dsn (arcmill never creates one)", errNotFound, path)
+		}
+		return fmt.Errorf("the SQLite database %s: %w", path, err)
+	}
+	return nil
 }

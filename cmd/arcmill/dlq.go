@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/arcmill/arcmill/adapters/redisstream"
@@ -17,7 +20,9 @@ Dead letters of a Redis dead-letter stream in Arc's layout (default
 arc:events:dlq, written by Arc services and by arcmill), or, with --outbox,
 of arcmill's SQL outbox.
 
-  list              the dead letters, oldest first (--type, --id, --limit)
+  list              the dead letters, oldest first (--type, --id); the first
+                    100, or --limit N, or --all; says "showing N of M" on
+                    stderr. --summary counts them by type, reason and error.
   show <id>         one dead letter in full: a dead-letter entry id, an event
                     id, or (--outbox) a row number
   redrive           put dead letters back, oldest first: on their original
@@ -26,8 +31,13 @@ of arcmill's SQL outbox.
                     run again and redrives nothing twice. --rate caps it.
   purge             delete dead letters (--type, --id, or --all)
 
+With --type or --id, a command that finds no dead letter exits 3 (nothing
+matched), as show does for an unknown id.
+
 Examples:
   arcmill dlq list
+  arcmill dlq list --summary              counts by type, reason and error
+  arcmill dlq list --all --format json     every dead letter, one JSON line each
   arcmill dlq show 1764150000000-0
   arcmill dlq redrive --type order.created --rate 50
   arcmill dlq redrive --to arc:events:replay --limit 10
@@ -51,6 +61,7 @@ type dlqOpts struct {
 	stream, to, format string
 	trim               string
 	useOutbox, all     bool
+	summary            bool
 	types, ids         stringList
 	limit              int
 	rate               float64
@@ -61,24 +72,28 @@ type stringList []string
 
 func (s *stringList) String() string { return fmt.Sprint([]string(*s)) }
 func (s *stringList) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return errors.New("must not be empty")
+	}
 	*s = append(*s, v)
 	return nil
 }
 
 func dlqCmd(ctx context.Context, e env, args []string) error {
 	var o dlqOpts
-	fs := newFlags(e, "dlq", dlqUsage)
+	fs := newFlags(e, "dlq", dlqUsage+redisHelp)
 	o.redisFlags.register(fs)
 	o.dbFlags.register(fs)
 	fs.StringVar(&o.stream, "stream", redisstream.ArcDeadLetterStream, "dead-letter `stream`")
 	fs.BoolVar(&o.useOutbox, "outbox", false, "the outbox's dead letters instead of a Redis stream (needs --dsn)")
 	fs.Var(&o.types, "type", "only events of this `type` (repeatable)")
 	fs.Var(&o.ids, "id", "only this event `id` (repeatable)")
-	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100; redrive, purge: all)")
+	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100, --all for every one; redrive, purge: all)")
 	fs.Float64Var(&o.rate, "rate", 0, "redrive at most `n` per second (0: no cap)")
 	fs.StringVar(&o.to, "to", "", "redrive to this `stream` instead of each entry's original stream")
 	fs.StringVar(&o.trim, "trim", trimAuto, "how redrive trims its target: auto, arc, safe, none or a MAXLEN `n`")
-	fs.BoolVar(&o.all, "all", false, "purge every dead letter (purge wants a filter or --all)")
+	fs.BoolVar(&o.all, "all", false, "list: every dead letter, not only the first 100; purge: every dead letter (purge wants a filter or --all)")
+	fs.BoolVar(&o.summary, "summary", false, "list: counts by type, reason and error instead of the dead letters")
 	fs.StringVar(&o.format, "format", "", "json or text (default: text on a terminal, json otherwise)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -102,6 +117,15 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	if o.limit < 0 || o.rate < 0 {
 		return usageErr("--limit and --rate must not be negative")
 	}
+	if sub == "list" && o.all && o.limit > 0 {
+		return usageErr("list: give --limit or --all, not both")
+	}
+	if o.summary && sub != "list" {
+		return usageErr("--summary applies to list")
+	}
+	if sub == "list" && !o.all && o.limit == 0 {
+		o.limit = defaultListLimit
+	}
 	if sub == "purge" && o.useOutbox && o.limit > 0 {
 		return usageErr("--limit does not apply to an outbox purge: filter with --type or --id")
 	}
@@ -122,15 +146,21 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	if o.useOutbox {
 		return outboxDLQ(ctx, e, o, p, sub, rest)
 	}
-	client, err := o.connect(ctx)
+	client, err := o.connect(ctx, e.stderr)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	d := &streamDLQ{client: client, stream: o.stream, types: o.types, ids: o.ids}
+	if err := d.check(ctx); err != nil {
+		return err
+	}
 	switch sub {
 	case "list":
-		return d.list(ctx, p, max(o.limit, 0))
+		if o.summary {
+			return d.summarize(ctx, p)
+		}
+		return d.list(ctx, e, p, o.limit)
 	case "show":
 		return d.show(ctx, p, rest[0])
 	case "redrive":
@@ -149,23 +179,35 @@ func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 	f := outbox.Filter{Types: o.types, EventIDs: o.ids}
 	switch sub {
 	case "list":
-		limit := o.limit
-		if limit <= 0 {
-			limit = 100
-		}
-		dead, err := ob.DeadLetters(ctx, f, limit)
+		total, err := ob.CountDeadLetters(ctx, f)
 		if err != nil {
 			return err
 		}
-		for _, d := range dead {
-			if err := p.value(outboxDeadJSON(d), func(w io.Writer) {
-				fmt.Fprintf(w, "#%-8d %-24s event=%s  attempts=%d  topic=%s  last failed %s  error=%q\n", d.Seq, d.Type,
-					d.EventID, d.Attempts, d.Topic, d.LastFailedAt.UTC().Format(time.RFC3339), d.Error)
+		filtered := len(o.types) > 0 || len(o.ids) > 0
+		if o.summary {
+			s := newSummary(ob.Table())
+			if err := eachOutboxDead(ctx, ob, f, 0, func(d outbox.DeadLetter) error {
+				s.add(d.Type, "", d.Error)
+				return nil
 			}); err != nil {
 				return err
 			}
+			if s.Total == 0 && filtered {
+				return fmt.Errorf("%w: no dead letter in %s matches --type/--id", errNotFound, ob.Table())
+			}
+			return s.print(p)
 		}
-		return nil
+		shown := 0
+		if err := eachOutboxDead(ctx, ob, f, o.limit, func(d outbox.DeadLetter) error {
+			shown++
+			return p.value(outboxDeadJSON(d), func(w io.Writer) {
+				fmt.Fprintf(w, "#%-8d %-24s event=%s  attempts=%d  topic=%s  last failed %s  error=%q\n", d.Seq, d.Type,
+					d.EventID, d.Attempts, d.Topic, d.LastFailedAt.UTC().Format(time.RFC3339), d.Error)
+			})
+		}); err != nil {
+			return err
+		}
+		return shownOf(e, shown, int(max(total, int64(shown))), ob.Table(), filtered)
 	case "show":
 		// An event id first; a number that is no event id is a row number.
 		dead, err := ob.DeadLetters(ctx, outbox.Filter{EventIDs: []string{rest[0]}}, 1)
@@ -189,13 +231,17 @@ func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 				"first failed:  %s\nlast failed:   %s\nerror:         %s\n", d.Seq, d.Type, d.EventID, d.Topic, d.Attempts,
 				d.FirstFailedAt.UTC().Format(time.RFC3339Nano), d.LastFailedAt.UTC().Format(time.RFC3339Nano), d.Error)
 			if d.Message != nil {
-				fmt.Fprintf(w, "metadata:      %v\npayload:       %s\n", d.Message.Metadata, d.Message.Payload)
+				md, _ := json.Marshal(d.Message.Metadata) // a map of strings always marshals
+				fmt.Fprintf(w, "metadata:\n%s\npayload:\n%s\n", indented(string(md)), indented(string(d.Message.Payload)))
 			}
 		})
 	case "redrive":
 		total, err := ob.CountDeadLetters(ctx, f)
 		if err != nil {
 			return err
+		}
+		if total == 0 && (len(o.types) > 0 || len(o.ids) > 0) {
+			return fmt.Errorf("%w: no dead letter in %s matches --type/--id", errNotFound, ob.Table())
 		}
 		if o.limit > 0 {
 			total = min(total, int64(o.limit))
@@ -227,8 +273,46 @@ func outboxDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "purged %d dead letter(s) from %s\n", n, ob.Table())
-		return nil
+		if n == 0 && !o.all {
+			return fmt.Errorf("%w: no dead letter in %s matches --type/--id", errNotFound, ob.Table())
+		}
+		return p.value(map[string]any{"purged": n, "table": ob.Table()}, func(w io.Writer) {
+			fmt.Fprintf(w, "purged %d dead letter(s) from %s\n", n, ob.Table())
+		})
+	}
+}
+
+// defaultListLimit is how many dead letters list shows without --limit
+// or --all.
+const defaultListLimit = 100
+
+// eachOutboxDead walks the outbox's matching dead letters oldest first, in
+// pages, up to limit (0: all).
+func eachOutboxDead(ctx context.Context, ob *outbox.Outbox, f outbox.Filter, limit int, fn func(outbox.DeadLetter) error) error {
+	const page = 500
+	seen := 0
+	for {
+		n := page
+		if limit > 0 {
+			n = min(page, limit-seen)
+		}
+		if n <= 0 {
+			return nil
+		}
+		dead, err := ob.DeadLetters(ctx, f, n)
+		if err != nil {
+			return err
+		}
+		for _, d := range dead {
+			if err := fn(d); err != nil {
+				return err
+			}
+			f.AfterSeq = d.Seq
+		}
+		seen += len(dead)
+		if len(dead) < n {
+			return nil
+		}
 	}
 }
 
@@ -238,7 +322,7 @@ func outboxDeadJSON(d outbox.DeadLetter) map[string]any {
 		"lastFailedAt": d.LastFailedAt.UTC()}
 	if d.Message != nil {
 		out["metadata"] = d.Message.Metadata
-		out["payload"] = string(d.Message.Payload)
+		out["payload"] = jsonOrString(string(d.Message.Payload))
 	}
 	return out
 }

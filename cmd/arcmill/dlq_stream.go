@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,10 +21,45 @@ import (
 
 // streamDLQ is a dead-letter stream in Arc's layout, filtered.
 type streamDLQ struct {
-	client *redis.Client
+	client redis.UniversalClient
 	stream string
 	types  []string
 	ids    []string
+}
+
+// check says what is wrong with --stream before anything is read or
+// changed: a stream that does not exist (a typo, or nothing was ever
+// dead-lettered there), or a stream of events rather than dead letters.
+func (d *streamDLQ) check(ctx context.Context) error {
+	n, err := d.client.Exists(ctx, d.stream).Result()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", d.stream, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: dead-letter stream %q does not exist: nothing was ever dead-lettered there, or --stream "+
+			"is mistyped (Arc's is %s)", errNotFound, d.stream, redisstream.ArcDeadLetterStream)
+	}
+	sample, err := redisstream.RangeEntries(ctx, d.client, d.stream, "-", "+", 10)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", d.stream, err)
+	}
+	events := 0
+	for _, m := range sample {
+		values := m.Map()
+		if _, ok := values[redisstream.FieldOriginalStream]; ok {
+			return nil // a dead letter
+		}
+		data, _ := values[redisstream.FieldData].(string)
+		var ev arc.Event
+		if arc.Unmarshal([]byte(data), &ev) == nil && ev.Type != "" {
+			events++
+		}
+	}
+	if events > 0 && events == len(sample) {
+		return usageErr("%s holds Arc events, not dead letters: its dead letters are on %s:dlq (--stream %s:dlq)",
+			d.stream, d.stream, d.stream)
+	}
+	return nil
 }
 
 // entry is one dead letter as read, or why it cannot be read.
@@ -85,15 +122,18 @@ func entryJSON(e entry) map[string]any {
 	return out
 }
 
-func (d *streamDLQ) list(ctx context.Context, p printer, limit int) error {
-	if limit == 0 {
-		limit = 100
-	}
-	n := 0
-	return d.each(ctx, func(e entry) (bool, error) {
-		n++
+// list prints up to limit matching dead letters (0: all), oldest first,
+// and says on stderr how many of how many it showed.
+func (d *streamDLQ) list(ctx context.Context, e env, p printer, limit int) error {
+	shown, total := 0, 0
+	err := d.each(ctx, func(e entry) (bool, error) {
+		total++
+		if limit > 0 && shown >= limit {
+			return false, nil // counted, not shown
+		}
+		shown++
 		env := e.dl.Envelope
-		err := p.value(entryJSON(e), func(w io.Writer) {
+		return false, p.value(entryJSON(e), func(w io.Writer) {
 			if e.err != nil {
 				fmt.Fprintf(w, "%s  UNREADABLE  %v\n", e.raw.ID, e.err)
 				return
@@ -105,8 +145,99 @@ func (d *streamDLQ) list(ctx context.Context, p printer, limit int) error {
 			fmt.Fprintf(w, "%s  %-24s event=%s  attempts=%d  reason=%s  from=%s  error=%q\n", e.raw.ID, e.dl.Type,
 				env.Event.Meta.ID, env.Attempts, reason, e.dl.OriginalStream, env.Error.Message)
 		})
-		return n >= limit, err
 	})
+	if err != nil {
+		return err
+	}
+	return shownOf(e, shown, total, d.stream, d.filtered())
+}
+
+// filtered reports whether --type or --id narrows the dead letters.
+func (d *streamDLQ) filtered() bool { return len(d.types) > 0 || len(d.ids) > 0 }
+
+// shownOf reports on stderr how many dead letters a list showed; none
+// matching a filter is "nothing matched".
+func shownOf(e env, shown, total int, where string, filtered bool) error {
+	if total == 0 && filtered {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, where)
+	}
+	more := ""
+	if shown < total {
+		more = "; --limit N or --all for more, --summary for counts"
+	}
+	fmt.Fprintf(e.stderr, "showing %d of %d dead letter(s) on %s, oldest first%s\n", shown, total, where, more)
+	return nil
+}
+
+// summary counts dead letters by type, reason and error.
+type summary struct {
+	Where    string         `json:"of"`
+	Total    int            `json:"total"`
+	ByType   map[string]int `json:"byType"`
+	ByReason map[string]int `json:"byReason"`
+	ByError  map[string]int `json:"byError"`
+}
+
+func newSummary(where string) *summary {
+	return &summary{Where: where, ByType: map[string]int{}, ByReason: map[string]int{}, ByError: map[string]int{}}
+}
+
+func (s *summary) add(typ, reason, errMsg string) {
+	s.Total++
+	if reason == "" {
+		reason = "-"
+	}
+	if len(errMsg) > 100 {
+		errMsg = errMsg[:97] + "..."
+	}
+	s.ByType[typ]++
+	s.ByReason[reason]++
+	s.ByError[errMsg]++
+}
+
+func (s *summary) print(p printer) error {
+	return p.value(s, func(w io.Writer) {
+		fmt.Fprintf(w, "%d dead letter(s) on %s\n", s.Total, s.Where)
+		for _, part := range []struct {
+			title  string
+			counts map[string]int
+		}{{"by type", s.ByType}, {"by reason", s.ByReason}, {"by error", s.ByError}} {
+			fmt.Fprintf(w, "\n%s:\n", part.title)
+			keys := make([]string, 0, len(part.counts))
+			for k := range part.counts {
+				keys = append(keys, k)
+			}
+			slices.SortFunc(keys, func(a, b string) int {
+				if c := part.counts[b] - part.counts[a]; c != 0 {
+					return c
+				}
+				return strings.Compare(a, b)
+			})
+			for _, k := range keys {
+				fmt.Fprintf(w, "  %7d  %s\n", part.counts[k], k)
+			}
+		}
+	})
+}
+
+// summarize prints the counts of the matching dead letters.
+func (d *streamDLQ) summarize(ctx context.Context, p printer) error {
+	s := newSummary(d.stream)
+	err := d.each(ctx, func(e entry) (bool, error) {
+		typ, reason, msg := e.dl.Type, e.dl.Envelope.Reason, e.dl.Envelope.Error.Message
+		if e.err != nil {
+			typ, reason, msg = "(unreadable)", "-", e.err.Error()
+		}
+		s.add(typ, reason, msg)
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.Total == 0 && d.filtered() {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, d.stream)
+	}
+	return s.print(p)
 }
 
 func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
@@ -114,18 +245,22 @@ func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
 	d.ids = append(d.ids, id)
 	err := d.each(ctx, func(e entry) (bool, error) {
 		found = true
-		return true, p.value(map[string]any{"entry": entryJSON(e), "data": e.field(redisstream.FieldData)},
-			func(w io.Writer) {
-				fmt.Fprintf(w, "entry:            %s\ntype:             %s\noriginal stream:  %s\noriginal id:      %s\n"+
-					"group:            %s\n", e.raw.ID, e.dl.Type, e.dl.OriginalStream, e.dl.OriginalID, e.dl.Group)
-				if e.err != nil {
-					fmt.Fprintf(w, "unreadable:       %v\n", e.err)
-				}
-				fmt.Fprintf(w, "data:             %v\n", e.field(redisstream.FieldData))
-				for i := 0; i+1 < len(e.dl.RawFields); i += 2 {
-					fmt.Fprintf(w, "original field:   %s = %q\n", e.dl.RawFields[i], e.dl.RawFields[i+1])
-				}
-			})
+		data := e.field(redisstream.FieldData)
+		out := map[string]any{"entry": entryJSON(e), "data": jsonOrString(data)}
+		if len(e.dl.RawFields) > 0 {
+			out["originalFields"] = e.dl.RawFields
+		}
+		return true, p.value(out, func(w io.Writer) {
+			fmt.Fprintf(w, "entry:            %s\ntype:             %s\noriginal stream:  %s\noriginal id:      %s\n"+
+				"group:            %s\n", e.raw.ID, e.dl.Type, e.dl.OriginalStream, e.dl.OriginalID, e.dl.Group)
+			if e.err != nil {
+				fmt.Fprintf(w, "unreadable:       %v\n", e.err)
+			}
+			for i := 0; i+1 < len(e.dl.RawFields); i += 2 {
+				fmt.Fprintf(w, "original field:   %s = %q\n", e.dl.RawFields[i], e.dl.RawFields[i+1])
+			}
+			fmt.Fprintf(w, "data:\n%s\n", indented(data))
+		})
 	})
 	if err == nil && !found {
 		return fmt.Errorf("%w: no dead letter %q on %s", errNotFound, id, d.stream)
@@ -226,6 +361,9 @@ func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, o redriveOpts
 	if err := d.each(ctx, func(entry) (bool, error) { total++; return false, nil }); err != nil {
 		return err
 	}
+	if total == 0 && d.filtered() {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, d.stream)
+	}
 	if o.limit > 0 {
 		total = min(total, int64(o.limit))
 	}
@@ -296,6 +434,9 @@ func (d *streamDLQ) purge(ctx context.Context, p printer, limit int) error {
 	}); err != nil {
 		return err
 	}
+	if len(ids) == 0 && d.filtered() {
+		return fmt.Errorf("%w: no dead letter on %s matches --type/--id", errNotFound, d.stream)
+	}
 	var n int64
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), 500)]
@@ -335,4 +476,22 @@ func (p *progress) done() {
 	if p.on {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// jsonOrString is raw JSON as itself in a JSON document, or as a string
+// when it is not JSON.
+func jsonOrString(s string) any {
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	return s
+}
+
+// indented is JSON indented for reading, or the text as it is.
+func indented(s string) string {
+	var b bytes.Buffer
+	if json.Indent(&b, []byte(s), "  ", "  ") != nil {
+		return "  " + s
+	}
+	return "  " + b.String()
 }

@@ -160,7 +160,7 @@ func TestPublishAndTailStream(t *testing.T) {
 	ctx := context.Background()
 
 	// tail in the background, no group, JSON lines, two order events.
-	tail := exec.Command(binary, "tail", "order.*", "--stream", stream, "--count", "2", "--timeout", "20s")
+	tail := exec.Command(binary, "tail", "order.*", "--stream", stream, "--wait", "--count", "2", "--timeout", "20s")
 	tail.Env = append(os.Environ(), "ARCMILL_REDIS_ADDR="+testenv.RedisAddr(t))
 	var tailOut bytes.Buffer
 	tail.Stdout = &tailOut
@@ -312,8 +312,9 @@ func TestDLQStream(t *testing.T) {
 	require.NoError(t, arc.Unmarshal([]byte(entries[1].Values["data"].(string)), &got))
 	assert.Equal(t, a2.Meta.ID, got.Meta.ID)
 	r = arcmill(t, "", "dlq", "redrive", "--stream", dlq, "--type", "order.created")
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "redriven 0", "a re-run redrives nothing twice")
+	require.Equal(t, exitNotFound, r.code, "a re-run redrives nothing twice, and says nothing matched: %s", r.stderr)
+	assert.Contains(t, r.stderr, "no dead letter on "+dlq+" matches")
+	assert.EqualValues(t, 2, c.XLen(ctx, stream).Val())
 
 	// --to, by id.
 	replay := stream + ":replay"
@@ -432,9 +433,11 @@ func TestOutboxCommands(t *testing.T) {
 			r = run("dlq", "redrive", "--outbox", "--type", "mail.sent")
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Contains(t, r.stderr, "redriven 1")
-			r = run("dlq", "purge", "--outbox", "--type", "mail.bounced")
+			r = run("dlq", "purge", "--outbox", "--type", "mail.bounced", "--format", "json")
 			require.Equal(t, 0, r.code, r.stderr)
-			assert.Contains(t, r.stderr, "purged 1")
+			assert.JSONEq(t, `{"purged":1,"table":"`+ob.Table()+`"}`, strings.TrimSpace(r.stdout), "on stdout, as a stream purge")
+			r = run("dlq", "purge", "--outbox", "--type", "mail.bounced")
+			assert.Equal(t, exitNotFound, r.code, "nothing matched: %s", r.stderr)
 			r = run("outbox", "purge", "--older-than", "0s")
 			require.Equal(t, 0, r.code, r.stderr)
 			r = run("outbox", "status", "--format", "json")

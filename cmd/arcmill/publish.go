@@ -55,7 +55,7 @@ func publishCmd(ctx context.Context, e env, args []string) error {
 		meta               arc.Meta
 		extra              = metaFlags{}
 	)
-	fs := newFlags(e, "publish", publishUsage)
+	fs := newFlags(e, "publish", publishUsage+redisHelp)
 	rf.register(fs)
 	fs.StringVar(&stream, "stream", redisstream.ArcStream, "`stream` to add the event to")
 	fs.BoolVar(&channel, "channel", false, "publish on Redis Pub/Sub instead of a stream")
@@ -117,7 +117,7 @@ func publishCmd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := rf.connect(ctx)
+	client, err := rf.connect(ctx, e.stderr)
 	if err != nil {
 		return err
 	}

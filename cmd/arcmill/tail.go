@@ -20,7 +20,14 @@ const tailUsage = `Usage: arcmill tail [pattern] [flags]
 
 Follow Arc events and print one per line: JSON with --format json (the
 default when stdout is not a terminal), otherwise time, type, id,
-correlation and causation. The pattern is Arc's ("order.*", "*"; default *).
+correlation and causation. The pattern is Arc's: a type ("order.created"), a
+prefix ("order.*") or everything ("*", the default). NATS-style patterns
+("*.created", "order.>") need --segments; without it they are refused, as Arc
+would take them literally. It says on stderr what it follows.
+
+The stream must exist: a mistyped --stream is an error (exit 3), and --group
+never creates one. --wait waits for a stream that does not exist yet (and with
+--group creates it, empty, to hold the group).
 
 By default it reads the stream without a consumer group and acknowledges
 nothing, so it disturbs no consumer. With --group it reads as a member of
@@ -37,19 +44,22 @@ Examples:
   arcmill tail --group audit --format json      as consumer group "audit"
   arcmill tail 'payment.*' --channel            Arc's Pub/Sub transport
   arcmill tail --count 10 --timeout 30s         stop after 10 events or 30 s
+  arcmill tail '*.created' --segments           NATS-style: every *.created type
+  arcmill tail --redis rediss://redis.internal:6380 --redis-tls-ca ca.pem
+                                                TLS; the password in ARCMILL_REDIS_PASSWORD
 `
 
 type tailOpts struct {
 	redisFlags
 	stream, group, consumer, prefix, format string
-	channel, fromStart                      bool
+	channel, fromStart, segments, wait      bool
 	count                                   int
 	timeout                                 time.Duration
 }
 
 func tailCmd(ctx context.Context, e env, args []string) error {
 	var o tailOpts
-	fs := newFlags(e, "tail", tailUsage)
+	fs := newFlags(e, "tail", tailUsage+redisHelp)
 	o.register(fs)
 	fs.StringVar(&o.stream, "stream", redisstream.ArcStream, "`stream` to read")
 	fs.StringVar(&o.group, "group", "", "read as this consumer `group` and acknowledge (default: no group, no acks)")
@@ -58,6 +68,8 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&o.prefix, "prefix", redispubsub.ArcPrefix, "Pub/Sub channel `prefix` (with --channel)")
 	fs.BoolVar(&o.fromStart, "from-start", false, "start at the stream's first entry instead of new ones")
 	fs.StringVar(&o.format, "format", "", "json or text (default: text on a terminal, json otherwise)")
+	fs.BoolVar(&o.segments, "segments", false, "NATS-style pattern: * one dot-separated token, > the rest (\"*.created\", \"order.>\")")
+	fs.BoolVar(&o.wait, "wait", false, "follow a stream that does not exist yet (with --group, create it)")
 	fs.IntVar(&o.count, "count", 0, "stop after `n` lines (events and malformed entries; 0: never)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "stop after this `duration`, exit 0 (0: never)")
 	pos, err := parse(fs, args)
@@ -71,8 +83,18 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 	if len(pos) == 1 {
 		pattern = pos[0]
 	}
-	if _, err := wildcard.Parse(pattern); err != nil {
-		return usageErr("%v", err)
+	match, err := tailMatcher(pattern, o.segments)
+	if err != nil {
+		return err
+	}
+	if o.count < 0 || o.timeout < 0 {
+		return usageErr("--count and --timeout must not be negative")
+	}
+	if o.channel && (o.group != "" || o.fromStart || o.wait) {
+		return usageErr("--group, --from-start and --wait apply to streams, not to --channel")
+	}
+	if o.channel && o.segments {
+		return usageErr("--segments applies to streams: Pub/Sub channels take Redis glob patterns")
 	}
 	p, err := newPrinter(e.stdout, o.format)
 	if err != nil {
@@ -83,7 +105,7 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	client, err := o.connect(ctx)
+	client, err := o.connect(ctx, e.stderr)
 	if err != nil {
 		return err
 	}
@@ -94,7 +116,7 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 		var ev arc.Event
 		if uerr := arc.Unmarshal(data, &ev); uerr != nil {
 			err = p.malformed(where, uerr.Error())
-		} else if !wildcard.Match(pattern, ev.Type) {
+		} else if !match(ev.Type) {
 			return false, nil
 		} else {
 			err = p.event(ev, where)
@@ -106,9 +128,9 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 		return o.count > 0 && printed >= o.count, nil
 	}
 	if o.channel {
-		err = tailChannel(ctx, client, o, pattern, emit)
+		err = tailChannel(ctx, e, client, o, pattern, emit)
 	} else {
-		err = tailStream(ctx, client, o, emit)
+		err = tailStream(ctx, e, client, o, pattern, emit)
 	}
 	if o.timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
 		return nil
@@ -118,7 +140,45 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 
 type emitFunc func(data []byte, where string) (done bool, err error)
 
-func tailStream(ctx context.Context, client *redis.Client, o tailOpts, emit emitFunc) error {
+// tailMatcher returns the pattern's matcher, refusing a NATS-style
+// pattern read as Arc's (where it would match only itself).
+func tailMatcher(pattern string, segments bool) (func(string) bool, error) {
+	if segments {
+		p, err := wildcard.ParseMode(pattern, wildcard.SegmentMode)
+		if err != nil {
+			return nil, usageErr("--segments pattern: %v", err)
+		}
+		return p.Match, nil
+	}
+	if _, err := wildcard.Parse(pattern); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	body := strings.TrimSuffix(strings.TrimSuffix(pattern, ".*"), ":*")
+	if pattern != "*" && strings.ContainsAny(body, "*>") {
+		return nil, usageErr("pattern %q: Arc's patterns are a type, a prefix (\"order.*\") or \"*\", so this one "+
+			"would match only a type spelled %q; for NATS-style patterns (\"*.created\", \"order.>\") add --segments",
+			pattern, pattern)
+	}
+	return func(t string) bool { return wildcard.Match(pattern, t) }, nil
+}
+
+func tailStream(ctx context.Context, e env, client redis.UniversalClient, o tailOpts, pattern string, emit emitFunc) error {
+	exists, err := client.Exists(ctx, o.stream).Result()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", o.stream, err)
+	}
+	if exists == 0 && !o.wait {
+		return fmt.Errorf("%w: stream %q does not exist: check --stream (the default is %s), or add --wait to wait for it",
+			errNotFound, o.stream, redisstream.ArcStream)
+	}
+	from := "new entries"
+	if o.fromStart {
+		from = "from its first entry"
+	}
+	if o.group != "" {
+		from += ", as group " + o.group
+	}
+	fmt.Fprintf(e.stderr, "following %s (%s), pattern %s; Ctrl-C stops\n", o.stream, from, pattern)
 	last := "0-0"
 	if !o.fromStart {
 		// The stream's last id now, never "$" in a loop: "$" re-read after
@@ -140,7 +200,13 @@ func tailStream(ctx context.Context, client *redis.Client, o tailOpts, emit emit
 			host, _ := os.Hostname()
 			o.consumer = "arcmill-tail-" + host
 		}
-		err := client.XGroupCreateMkStream(ctx, o.stream, o.group, last).Err()
+		var err error
+		if o.wait {
+			err = client.XGroupCreateMkStream(ctx, o.stream, o.group, last).Err()
+		} else {
+			// No MKSTREAM: a stream deleted since the check is not recreated.
+			err = client.XGroupCreate(ctx, o.stream, o.group, last).Err()
+		}
 		if err != nil && !isBusyGroup(err) {
 			return fmt.Errorf("creating group %q on %s: %w", o.group, o.stream, err)
 		}
@@ -202,8 +268,9 @@ func isBusyGroup(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP")
 }
 
-func tailChannel(ctx context.Context, client *redis.Client, o tailOpts, pattern string, emit emitFunc) error {
+func tailChannel(ctx context.Context, e env, client redis.UniversalClient, o tailOpts, pattern string, emit emitFunc) error {
 	channel := o.prefix + ":" + pattern
+	fmt.Fprintf(e.stderr, "following Pub/Sub channel %s; Ctrl-C stops\n", channel)
 	var sub *redis.PubSub
 	if redispubsub.IsPattern(channel) {
 		sub = client.PSubscribe(ctx, channel)

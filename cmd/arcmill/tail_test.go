@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,7 +55,7 @@ func TestTailMissesNothingBetweenReads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), tailGapTimeout)
 	defer cancel()
 	var got []string
-	err := tailStream(ctx, c, tailOpts{stream: stream}, func(data []byte, where string) (bool, error) {
+	err := tailStream(ctx, env{stderr: io.Discard}, c, tailOpts{stream: stream, wait: true}, "*", func(data []byte, where string) (bool, error) {
 		got = append(got, string(data))
 		cancel() // the one event is in: stop tailing
 		return true, nil

@@ -32,7 +32,7 @@ func main() {
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := run(ctx, os.Stdout, *dsn, *addr, "fwd_example", "fwd:before", "fwd:after"); err != nil {
+	if err := run(ctx, os.Stdout, *dsn, *addr, defaultPrefix, defaultBefore, defaultAfter); err != nil {
 		fmt.Fprintln(os.Stderr, "forwarder:", err)
 		os.Exit(1)
 	}
@@ -61,6 +61,23 @@ func inTx(ctx context.Context, db *sql.DB, table string, write func(*sql.Tx) err
 	return tx.Commit()
 }
 
+// The example's own names: it never touches a stream or table a service uses.
+const (
+	defaultPrefix = "arcmill_example_fwd"
+	defaultBefore = "arcmill-example:forwarder:before"
+	defaultAfter  = "arcmill-example:forwarder:after"
+	// keepEntries trims the example's streams, which grow by one entry per
+	// path and run.
+	keepEntries = 1000
+	// closeWait bounds Forwarder.Close, which otherwise waits up to 30 s
+	// for a message still in flight.
+	closeWait = 10 * time.Second
+)
+
+// run sends one new event through each path and reports what this run's
+// event did. Everything it waits for is tied to this run's event id, so a
+// re-run on the same servers (old entries on the streams, old rows and
+// offsets in the tables) does the same thing.
 func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, after string) error {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -69,16 +86,19 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 	defer db.Close()
 	orders := prefix + "_orders"
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+orders+` (id TEXT PRIMARY KEY)`); err != nil {
-		return err
+		return fmt.Errorf("creating %s: %w", orders, err)
 	}
 	client := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer client.Close()
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, DefaultMaxLen: keepEntries})
 	if err != nil {
 		return err
 	}
-	ev, err := arc.NewEvent("order.created", map[string]any{"orderId": "o-1"}, arc.Meta{CorrelationID: "req-1",
-		IdempotencyKey: "checkout-o-1", UserID: "u-7"})
+	// A new order per run: a re-run's idempotency key must not match the
+	// previous run's, or the outbox would (rightly) store nothing.
+	orderID := fmt.Sprintf("o-%d", time.Now().UnixNano())
+	ev, err := arc.NewEvent("order.created", map[string]any{"orderId": orderID}, arc.Meta{CorrelationID: "req-1",
+		IdempotencyKey: "checkout-" + orderID, UserID: "u-7"})
 	if err != nil {
 		return err
 	}
@@ -87,6 +107,10 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 	// travels as a Watermill message inside a JSON envelope.
 	fwdTopic := prefix + "_forwarder"
 	if err := outbox.MigrateForwarder(ctx, db, outbox.PostgreSQL, fwdTopic); err != nil {
+		return fmt.Errorf("creating the forwarder's tables: %w", err)
+	}
+	beforeTip, err := tip(ctx, client, before)
+	if err != nil {
 		return err
 	}
 	if err := inTx(ctx, db, orders, func(tx *sql.Tx) error {
@@ -100,7 +124,7 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 		}
 		return txPub.Publish(before, msg)
 	}); err != nil {
-		return err
+		return fmt.Errorf("writing through the forwarder: %w", err)
 	}
 	fwd, err := outbox.NewForwarder(db, outbox.PostgreSQL, pub, outbox.ForwarderConfig{Topic: fwdTopic})
 	if err != nil {
@@ -109,12 +133,18 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 	fctx, stopFwd := context.WithCancel(ctx)
 	fwdDone := make(chan error, 1)
 	go func() { fwdDone <- fwd.Run(fctx) }()
-	beforeData, beforeIn, err := waitFor(ctx, client, before)
+	beforeData, beforeIn, err := waitFor(ctx, client, before, beforeTip, ev.Meta.ID)
+	if err == nil {
+		// Forwarder.Close waits for a message whose ack is not recorded
+		// yet: let the forwarder record it first.
+		err = waitForwarderAcked(ctx, db, fwdTopic)
+	}
 	stopFwd()
-	_ = fwd.Close()
-	<-fwdDone
+	if cerr := closeForwarder(fwd, fwdDone); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("the Watermill forwarder path: %w", err)
 	}
 	fmt.Fprintf(out, "before (Watermill forwarder): arrived on %s in %s\n", before, beforeIn)
 
@@ -125,6 +155,10 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 		return err
 	}
 	if err := ob.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrating the outbox: %w", err)
+	}
+	afterTip, err := tip(ctx, client, after)
+	if err != nil {
 		return err
 	}
 	relay, err := ob.NewRelay(pub, outbox.RelayConfig{})
@@ -140,17 +174,22 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 		}); err != nil {
 			stopRelay()
 			<-relayDone
-			return err
+			return fmt.Errorf("writing to the outbox: %w", err)
 		}
 	}
-	afterData, afterIn, err := waitFor(ctx, client, after)
-	time.Sleep(100 * time.Millisecond) // room for a duplicate to show up
+	afterData, afterIn, err := waitFor(ctx, client, after, afterTip, ev.Meta.ID)
 	stopRelay()
-	<-relayDone
+	if rerr := <-relayDone; err == nil && rerr != nil && !errors.Is(rerr, context.Canceled) {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("the arcmill outbox path: %w", err)
+	}
+	// The relay has stopped: a duplicate would be on the stream by now.
+	n, err := countEvent(ctx, client, after, afterTip, ev.Meta.ID)
 	if err != nil {
 		return err
 	}
-	n := client.XLen(ctx, after).Val()
 	fmt.Fprintf(out, "after (arcmill outbox):       arrived on %s in %s; written twice, stored and sent %d time(s)\n",
 		after, afterIn, n)
 	if beforeData != afterData {
@@ -160,22 +199,110 @@ func run(ctx context.Context, out io.Writer, dsn, redisAddr, prefix, before, aft
 	return nil
 }
 
-// waitFor returns the first entry's data on stream and how long it took.
-func waitFor(ctx context.Context, client *redis.Client, stream string) (string, time.Duration, error) {
+// tip is the id of a stream's last entry ("0-0" when there is none): what
+// this run adds comes after it.
+func tip(ctx context.Context, client *redis.Client, stream string) (string, error) {
+	last, err := client.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", stream, err)
+	}
+	if len(last) == 0 {
+		return "0-0", nil
+	}
+	return last[0].ID, nil
+}
+
+// eventID is the Arc event id in an entry's data ("" when there is none).
+func eventID(m redis.XMessage) (string, string) {
+	data, _ := m.Values[redisstream.FieldData].(string)
+	var ev arc.Event
+	if arc.Unmarshal([]byte(data), &ev) != nil {
+		return "", data
+	}
+	return ev.Meta.ID, data
+}
+
+// waitFor returns the data of the entry after `after` on stream that
+// carries event id, and how long it took to arrive.
+func waitFor(ctx context.Context, client *redis.Client, stream, after, id string) (string, time.Duration, error) {
 	start := time.Now()
 	for {
-		entries, err := client.XRangeN(ctx, stream, "-", "+", 1).Result()
-		if err != nil {
-			return "", 0, err
+		res, err := client.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, after}, Block: 100 * time.Millisecond}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			if ctx.Err() != nil {
+				return "", 0, fmt.Errorf("event %s did not arrive on %s: %w", id, stream, ctx.Err())
+			}
+			return "", 0, fmt.Errorf("reading %s: %w", stream, err)
 		}
-		if len(entries) > 0 {
-			data, _ := entries[0].Values[redisstream.FieldData].(string)
-			return data, time.Since(start).Round(time.Millisecond), nil
+		for _, s := range res {
+			for _, m := range s.Messages {
+				after = m.ID
+				if got, data := eventID(m); got == id {
+					return data, time.Since(start).Round(time.Millisecond), nil
+				}
+			}
+		}
+	}
+}
+
+// countEvent counts the entries after `after` on stream that carry event id.
+func countEvent(ctx context.Context, client *redis.Client, stream, after, id string) (int, error) {
+	entries, err := client.XRange(ctx, stream, "("+after, "+").Result()
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", stream, err)
+	}
+	n := 0
+	for _, m := range entries {
+		if got, _ := eventID(m); got == id {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// waitForwarderAcked waits until the forwarder's consumer group has
+// recorded the ack of the newest message in its table (watermill-sql's
+// offsets table for the topic).
+func waitForwarderAcked(ctx context.Context, db *sql.DB, topic string) error {
+	q := `SELECT COALESCE((SELECT offset_acked FROM "watermill_offsets_` + topic + `" WHERE consumer_group = $1), 0) >=
+		(SELECT COALESCE(MAX("offset"), 0) FROM "watermill_` + topic + `")`
+	for {
+		var acked bool
+		if err := db.QueryRowContext(ctx, q, outbox.DefaultForwarderConsumerGroup).Scan(&acked); err != nil {
+			return fmt.Errorf("reading the forwarder's offsets: %w", err)
+		}
+		if acked {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", 0, errors.New("nothing arrived on " + stream)
-		case <-time.After(2 * time.Millisecond):
+			return fmt.Errorf("the forwarder did not record its ack: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// closeForwarder closes Watermill's forwarder and waits for Run to return,
+// for at most closeWait.
+func closeForwarder(fwd interface{ Close() error }, done <-chan error) error {
+	closed := make(chan error, 1)
+	go func() { closed <- fwd.Close() }()
+	timeout := time.After(closeWait)
+	select {
+	case err := <-closed:
+		if err != nil {
+			return fmt.Errorf("closing the forwarder: %w", err)
+		}
+	case <-timeout:
+		return fmt.Errorf("Watermill's Forwarder.Close did not return within %s", closeWait)
+	}
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("the forwarder stopped with: %w", err)
+		}
+		return nil
+	case <-timeout:
+		return fmt.Errorf("Watermill's Forwarder.Run did not return within %s", closeWait)
 	}
 }

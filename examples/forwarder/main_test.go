@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,31 +14,38 @@ import (
 	"github.com/arcmill/arcmill/internal/testenv"
 )
 
-func TestForwarderToOutbox(t *testing.T) {
+// The example run twice in a row with its default names, on servers that
+// keep the tables, offsets and stream entries of earlier runs, does the
+// same thing each time: no hang in Forwarder.Close, no stale entry taken
+// for this run's event.
+func TestForwarderExampleRunTwiceWithDefaultNamesDoesTheSameThing(t *testing.T) {
 	dsn, addr := testenv.PostgresDSN(t), testenv.RedisAddr(t)
-	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	prefix, before, after := "fwdex_"+suffix, "arcmill-example:before:"+suffix, "arcmill-example:after:"+suffix
 	client := redis.NewClient(&redis.Options{Addr: addr})
-	defer client.Close()
+	t.Cleanup(func() { assert.NoError(t, client.Close()) })
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
-	t.Cleanup(func() {
-		client.Del(context.Background(), before, after)
-		for _, s := range []string{prefix + "_orders", prefix + "_outbox", prefix + "_outbox_lock",
-			`"watermill_` + prefix + `_forwarder"`, `"watermill_offsets_` + prefix + `_forwarder"`} {
-			_, _ = db.Exec("DROP TABLE IF EXISTS " + s)
-		}
-		_, _ = db.Exec("DROP FUNCTION IF EXISTS " + prefix + "_outbox_notify()")
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, dsn, addr, prefix, before, after), out.String())
-	assert.Contains(t, out.String(), "written twice, stored and sent 1 time(s)")
-	assert.Contains(t, out.String(), "same Arc bytes on both streams")
-	assert.EqualValues(t, 1, client.XLen(ctx, before).Val())
-	var orders int
-	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM "+prefix+"_orders").Scan(&orders))
-	assert.Equal(t, 3, orders, "each business transaction committed its row")
+	t.Cleanup(func() { assert.NoError(t, db.Close()) })
+
+	for i := 1; i <= 2; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		beforeTip, err := tip(ctx, client, defaultBefore)
+		require.NoError(t, err)
+		_, err = db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+defaultPrefix+`_orders (id TEXT PRIMARY KEY)`) // as run does
+		require.NoError(t, err)
+		var ordersBefore int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+defaultPrefix+"_orders").Scan(&ordersBefore))
+		start := time.Now()
+		var out bytes.Buffer
+		require.NoError(t, run(ctx, &out, dsn, addr, defaultPrefix, defaultBefore, defaultAfter), "run %d: %s", i, out.String())
+		assert.Less(t, time.Since(start), 15*time.Second, "run %d: no 30 s hang in Forwarder.Close", i)
+		assert.Contains(t, out.String(), "written twice, stored and sent 1 time(s)", "run %d", i)
+		assert.Contains(t, out.String(), "same Arc bytes on both streams", "run %d", i)
+		added, err := client.XRange(ctx, defaultBefore, "("+beforeTip, "+").Result()
+		require.NoError(t, err)
+		assert.Len(t, added, 1, "run %d: the forwarder delivered this run's event once", i)
+		var orders int
+		require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+defaultPrefix+"_orders").Scan(&orders))
+		assert.Equal(t, ordersBefore+3, orders, "run %d: each business transaction committed its row", i)
+		cancel()
+	}
 }

@@ -2,15 +2,17 @@
 // publishes an Arc event on Watermill's GoChannel, lets pattern handlers
 // ("order.*", "payment.*", "receipt.*", "*") react, one of them with child
 // events (Arc's createChildEvent) and one failing, retried and
-// dead-lettered, and prints every event as the Arc JSON an Arc (Node)
-// service would read, then the causation chain that links them. The first
-// event is written with its order row in one SQLite transaction and
-// delivered by the outbox relay.
+// dead-lettered, and prints the event definition and its JSON Schema, the
+// first event as the Arc JSON an Arc (Node) service would read (its
+// children abbreviated), then the causation chain that links them, all in
+// 100 columns. The first event is written with its order row in one
+// SQLite transaction and delivered by the outbox relay.
 //
 //	go run ./examples/quickstart
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -19,9 +21,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -51,8 +56,16 @@ func main() {
 	}
 }
 
-// run is the whole story; main_test.go runs it too.
-func run(ctx context.Context, out io.Writer) error {
+// run is the whole story.
+func run(ctx context.Context, out io.Writer) error { return story(ctx, out, nil) }
+
+// width is the widest line the quickstart prints, so that it reads on a
+// 100-column terminal.
+const width = 100
+
+// story tells the story on out and, when printed is not nil, gives back
+// the events it printed (abbreviated) in full, for main_test.go to check.
+func story(ctx context.Context, out io.Writer, printed *[]arc.Event) error {
 	logger := watermill.NopLogger{}
 	pubSub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16}, logger)
 	defer pubSub.Close()
@@ -217,16 +230,33 @@ func run(ctx context.Context, out io.Writer) error {
 
 	mu.Lock()
 	defer mu.Unlock()
-	fmt.Fprintf(out, "Schema validation (reject mode):\n  %v\n\n", rejected)
+	if printed != nil {
+		*printed = slices.Clone(seen)
+	}
+	def := orderCreated.Definition()
+	fmt.Fprintf(out, "Event definition (Arc's defineEvent), its JSON Schema generated from a Go type:\n  %s v%d: %s\n",
+		def.Name, def.Version, def.Description)
+	fmt.Fprintf(out, "%s\n", indentJSON(def.Schema, "    "))
+	fmt.Fprintf(out, "Schema validation (reject mode), publishing order.created with total -5:\n%s\n\n",
+		wrap(fmt.Sprint(rejected), "  "))
 	fmt.Fprintf(out, "Transactional outbox (SQLite):\n  order o-1 and its order.created event committed in one transaction;\n"+
 		"  relay: relayed=%d attempted=%d publishFailed=%d\n\n", relayed.Relayed, relayed.Attempted, relayed.PublishFailed)
-	fmt.Fprintln(out, "Events as Arc JSON (what an Arc service reads from Redis):")
+	ids := make([]string, 0, len(seen))
 	for _, ev := range seen {
+		ids = append(ids, ev.Meta.ID)
+	}
+	fmt.Fprintln(out, "Events as Arc JSON (what an Arc service reads from Redis); the first in full:")
+	for i, ev := range seen {
 		wire, err := arc.Marshal(ev)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  %s\n", wire)
+		if i == 0 {
+			fmt.Fprintf(out, "%s\n  its children, abbreviated (ids cut to 8 characters, timestamps left out):\n",
+				indentJSON(wire, "  "))
+			continue
+		}
+		fmt.Fprintf(out, "  %s\n", abbreviate(string(wire), ids, width-2))
 	}
 	fmt.Fprintf(out, "\nPattern handlers:\n  *          saw %d events\n  payment.*  saw %s\n", len(seen), strings.Join(payments, ", "))
 	fmt.Fprintln(out, "\nThe mailer's handler on receipt.*:")
@@ -237,12 +267,52 @@ func run(ctx context.Context, out io.Writer) error {
 	if err := json.Unmarshal(dead.Payload, &dl); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  dead-lettered to %s: reason=%s attempts=%d handler=%s pattern=%s error=%q\n",
+	fmt.Fprintf(out, "  dead-lettered to %s: reason=%s attempts=%d\n    handler=%s pattern=%s error=%q\n",
 		dlqTopic, dl.Reason, dl.Attempts, dl.HandlerName, dl.Pattern, dl.Error.Message)
-	fmt.Fprintf(out, "  envelope (Arc's DeadLetteredEvent): %.160s…\n", dead.Payload)
+	fmt.Fprintf(out, "  envelope (Arc's DeadLetteredEvent), abbreviated:\n    %s\n", abbreviate(string(dead.Payload), ids, width-4))
 	fmt.Fprintln(out, "\nCausation chain:")
 	printChain(out, seen)
 	return nil
+}
+
+// timestampField matches a meta.timestamp, which abbreviate leaves out.
+var timestampField = regexp.MustCompile(`"timestamp":"[^"]*",?`)
+
+// abbreviate shortens Arc JSON to fit max columns: event ids cut to 8
+// characters, timestamps left out, the rest cut with "…".
+func abbreviate(s string, ids []string, max int) string {
+	for _, id := range ids {
+		s = strings.ReplaceAll(s, id, short(id)+"…")
+	}
+	s = timestampField.ReplaceAllString(s, "")
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+// indentJSON indents JSON under prefix, or returns it as it is.
+func indentJSON(raw []byte, prefix string) string {
+	var b bytes.Buffer
+	if json.Indent(&b, raw, prefix, "  ") != nil {
+		return prefix + string(raw)
+	}
+	return prefix + b.String()
+}
+
+// wrap breaks an error message after ": " so that no line is wider than
+// width, each line under prefix (the ones after it indented twice more).
+func wrap(msg, prefix string) string {
+	var lines []string
+	line := prefix
+	for i, part := range strings.SplitAfter(msg, ": ") {
+		if i > 0 && utf8.RuneCountInString(line)+utf8.RuneCountInString(part) > width {
+			lines = append(lines, strings.TrimRight(line, " "))
+			line = prefix + "  "
+		}
+		line += part
+	}
+	return strings.Join(append(lines, line), "\n")
 }
 
 // writeAndRelay stores an order and its event in one transaction of an
@@ -332,7 +402,7 @@ func printChain(out io.Writer, events []arc.Event) {
 			if c := ev.Meta.CausationID; c != "" {
 				cause = fmt.Sprintf("caused by %s (%s), correlation %s", short(c), types[c], short(ev.Meta.CorrelationID))
 			}
-			fmt.Fprintf(out, "  %-28s %s  %s\n", label, short(ev.Meta.ID), cause)
+			fmt.Fprintf(out, "  %-24s %s  %s\n", label, short(ev.Meta.ID), cause)
 			walk(ev.Meta.ID, depth+1)
 		}
 	}

@@ -3,7 +3,12 @@
 // arc:events) and Arc's Pub/Sub messages (arc-events:<type>), byte for
 // byte, and shows what each side sees. See README.md for the Node side.
 //
-//	go run ./examples/redis-interop [-stream arc:events] [-group go-billing]
+// By default it uses a stream, group and channel prefix of its own, so that
+// it never touches the events of real services: its handler dead-letters
+// every order.refunded it reads. Point it at Arc's names (-stream arc:events
+// -channel arc-events) only on a Redis where that is harmless.
+//
+//	go run ./examples/redis-interop [-stream s] [-group g] [-channel prefix]
 package main
 
 import (
@@ -13,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -28,9 +34,9 @@ import (
 
 func main() {
 	addr := flag.String("redis", envOr("ARCMILL_REDIS_ADDR", "127.0.0.1:6379"), "Redis address")
-	stream := flag.String("stream", redisstream.ArcStream, "the stream Arc services use")
-	group := flag.String("group", "go-billing", "this service's consumer group")
-	prefix := flag.String("channel", redispubsub.ArcPrefix, "the Pub/Sub channel prefix Arc services use")
+	stream := flag.String("stream", defaultStream, "the stream (Arc's is "+redisstream.ArcStream+"; this one dead-letters every order.refunded on it)")
+	group := flag.String("group", defaultGroup, "this service's consumer group")
+	prefix := flag.String("channel", defaultPrefix, "the Pub/Sub channel prefix (Arc's is "+redispubsub.ArcPrefix+")")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -47,7 +53,17 @@ func envOr(name, def string) string {
 	return def
 }
 
-// run is the whole demonstration; main_test.go runs it against real Redis.
+// The example's own names, so that a run touches no real service's events.
+const (
+	defaultStream = "arcmill-example:interop:events"
+	defaultGroup  = "arcmill-example-billing"
+	defaultPrefix = "arcmill-example-interop"
+)
+
+// run is the whole demonstration; main_test.go runs it against real Redis,
+// twice. Whatever it waits for is this run's own event (by id), so that a
+// re-run, which finds earlier runs' entries, dead letters and an existing
+// group, does the same thing.
 func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string) error {
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	defer client.Close()
@@ -86,38 +102,50 @@ func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string)
 	if err != nil {
 		return err
 	}
-	received := make(chan arc.Event, 4)
+	received := make(chan arc.Event, 16)
 	if _, err := events.Handle(wildcard.HandlerConfig{Name: "billing", Subscriber: sub, Topic: stream,
 		Patterns: []string{"order.*"}, Middleware: stack.Middleware},
 		func(_ context.Context, ev arc.Event) error {
 			if ev.Type == "order.refunded" {
 				return errors.New("refunds are not supported yet") // retried, then dead-lettered
 			}
-			received <- ev
-			return nil
+			select {
+			case received <- ev:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}); err != nil {
 		return err
 	}
 	go func() { _ = events.Run(ctx) }()
 	<-router.Running()
 	defer router.Close()
-	time.Sleep(100 * time.Millisecond) // the group exists (created at "$": new entries only, as Arc)
+	// Publish only once the group exists (created at "$": new entries only,
+	// as Arc creates groups; a re-run finds it where the last run left it).
+	if err := waitGroup(ctx, client, stream, group); err != nil {
+		return err
+	}
+	dlqTip, err := lastID(ctx, client, stream+":dlq")
+	if err != nil {
+		return err
+	}
 
 	// An Arc service publishes: exactly the XADD of Arc's RedisStreamTransport.
-	arcJSON := `{"type":"order.created","payload":{"orderId":"o-1","total":99},"meta":{"id":"` + watermill.NewUUID() +
+	arcID := watermill.NewUUID()
+	arcJSON := `{"type":"order.created","payload":{"orderId":"o-1","total":99},"meta":{"id":"` + arcID +
 		`","timestamp":"2026-04-28T10:00:00.000Z","correlationId":"req-abc","userId":"u-7","organizationId":"org-1"}}`
 	if err := client.Do(ctx, "XADD", stream, "MAXLEN", "~", redisstream.ArcMaxLen, "*",
 		"type", "order.created", "data", arcJSON).Err(); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "Arc wrote to %s:\n  type=order.created data=%s\n", stream, arcJSON)
-	select {
-	case ev := <-received:
-		fmt.Fprintf(out, "Go handler on order.* got: %s id=%s correlation=%s user=%s\n\n",
-			ev.Type, ev.Meta.ID, ev.Meta.CorrelationID, ev.Meta.UserID)
-	case <-ctx.Done():
-		return errors.New("the Go handler did not receive Arc's entry")
+	got, err := waitEvent(ctx, received, arcID)
+	if err != nil {
+		return fmt.Errorf("the Go handler did not receive Arc's entry: %w", err)
 	}
+	fmt.Fprintf(out, "Go handler on order.* got: %s id=%s correlation=%s user=%s\n\n",
+		got.Type, got.Meta.ID, got.Meta.CorrelationID, got.Meta.UserID)
 
 	// The Go service publishes: the entry an Arc consumer reads.
 	ev, err := arc.NewEvent("order.shipped", map[string]string{"orderId": "o-1", "carrier": "DHL"},
@@ -138,7 +166,9 @@ func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string)
 	}
 	fmt.Fprintf(out, "Go wrote to %s (what Arc's consumers read):\n  type=%v data=%v\n\n",
 		stream, last[0].Values["type"], last[0].Values["data"])
-	<-received // our own group sees it too
+	if _, err := waitEvent(ctx, received, ev.Meta.ID); err != nil { // our own group sees it too
+		return fmt.Errorf("the Go handler did not receive its own event: %w", err)
+	}
 
 	// An event the Go handler cannot take: retried, then dead-lettered in
 	// Arc's layout, where "arcmill dlq list" and Arc's tooling read it.
@@ -151,12 +181,8 @@ func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string)
 	} else if err := pub.Publish(stream, msg); err != nil {
 		return err
 	}
-	for client.XLen(ctx, stream+":dlq").Val() == 0 {
-		select {
-		case <-ctx.Done():
-			return errors.New("the failing event was not dead-lettered")
-		case <-time.After(5 * time.Millisecond):
-		}
+	if err := waitDeadLetter(ctx, client, stream+":dlq", dlqTip, refund.Meta.ID); err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "The Go handler failed on order.refunded (id=%s): retried, then dead-lettered to %s:dlq\n"+
 		"  see it with: arcmill dlq list --stream %s:dlq\n\n", refund.Meta.ID, stream, stream)
@@ -198,4 +224,73 @@ func run(ctx context.Context, out io.Writer, addr, stream, group, prefix string)
 		return errors.New("our own Pub/Sub message did not arrive")
 	}
 	return nil
+}
+
+// waitGroup waits until group exists on stream.
+func waitGroup(ctx context.Context, client *redis.Client, stream, group string) error {
+	for {
+		groups, err := client.XInfoGroups(ctx, stream).Result()
+		if err != nil && !strings.Contains(err.Error(), "no such key") {
+			return fmt.Errorf("reading the groups of %s: %w", stream, err)
+		}
+		for _, g := range groups {
+			if g.Name == group {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("group %s was not created on %s: %w", group, stream, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// waitEvent returns the handled event with id, passing over others (a
+// re-run may first be handed what an interrupted run left pending).
+func waitEvent(ctx context.Context, received <-chan arc.Event, id string) (arc.Event, error) {
+	for {
+		select {
+		case ev := <-received:
+			if ev.Meta.ID == id {
+				return ev, nil
+			}
+		case <-ctx.Done():
+			return arc.Event{}, ctx.Err()
+		}
+	}
+}
+
+// lastID is the id of a stream's last entry ("0-0" when there is none).
+func lastID(ctx context.Context, client *redis.Client, stream string) (string, error) {
+	last, err := client.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", stream, err)
+	}
+	if len(last) == 0 {
+		return "0-0", nil
+	}
+	return last[0].ID, nil
+}
+
+// waitDeadLetter waits for the dead letter of event id on dlq, after the
+// entry `after`.
+func waitDeadLetter(ctx context.Context, client *redis.Client, dlq, after, id string) error {
+	for {
+		entries, err := redisstream.RangeEntries(ctx, client, dlq, "("+after, "+", 100)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", dlq, err)
+		}
+		for _, e := range entries {
+			after = e.ID
+			if dl, err := redisstream.ReadDeadLetterEntry(e); err == nil && dl.Envelope.Event.Meta.ID == id {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the failing event was not dead-lettered: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
