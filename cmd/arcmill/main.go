@@ -66,6 +66,7 @@ Commands:
   publish <type> [payload-json]  publish one Arc event (payload from stdin when not given)
   dlq list|show|redrive|purge    dead letters of a Redis stream or of the outbox
   outbox status|purge            an outbox's backlog, and purging delivered rows
+  doctor                         what the Redis server promises about acknowledged events
   completion bash|zsh|fish       a shell completion script
 
 Run "arcmill <command> --help" for a command's flags and examples;
@@ -112,6 +113,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	commands := map[string]func(context.Context, env, []string) error{
 		"tail": tailCmd, "publish": publishCmd, "dlq": dlqCmd, "outbox": outboxCmd, "completion": completionCmd,
+		"doctor": doctorCmd,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
