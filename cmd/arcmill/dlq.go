@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arcmill/arcmill/adapters/natsjs"
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/outbox"
 )
@@ -18,7 +19,8 @@ const dlqUsage = `Usage: arcmill dlq list|show|redrive|purge [id] [flags]
 
 Dead letters of a Redis dead-letter stream in Arc's layout (default
 arc:events:dlq, written by Arc services and by arcmill), or, with --outbox,
-of arcmill's SQL outbox.
+of arcmill's SQL outbox, or, with --nats, of a NATS JetStream dead-letter
+stream (where adapters/natsjs stores them).
 
   list              the dead letters, oldest first (--type, --id); the first
                     100, or --limit N, or --all; says "showing N of M" on
@@ -52,6 +54,7 @@ entry that could not be read is put back as its original fields, byte for
 byte.
   arcmill dlq purge --id 4f0c…  --outbox --dsn postgres://…
   arcmill dlq list --outbox --dsn file:shop.db --format json
+  arcmill dlq list --nats nats://127.0.0.1:4222 --nats-stream ARC_DEAD_LETTERS
 `
 
 // dlqOpts are the flags of every dlq subcommand.
@@ -61,6 +64,9 @@ type dlqOpts struct {
 	stream, to, format string
 	trim               string
 	useOutbox, all     bool
+	natsURL            string
+	natsStream         string
+	natsPrefix         string
 	summary            bool
 	types, ids         stringList
 	limit              int
@@ -86,6 +92,9 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	o.dbFlags.register(fs)
 	fs.StringVar(&o.stream, "stream", redisstream.ArcDeadLetterStream, "dead-letter `stream`")
 	fs.BoolVar(&o.useOutbox, "outbox", false, "the outbox's dead letters instead of a Redis stream (needs --dsn)")
+	fs.StringVar(&o.natsURL, "nats", getenv(envNatsURL, ""), "the dead letters of a NATS JetStream stream at this `URL` instead of Redis ("+envNatsURL+")")
+	fs.StringVar(&o.natsStream, "nats-stream", defaultNatsDLQStream, "with --nats: the dead-letter `stream`")
+	fs.StringVar(&o.natsPrefix, "nats-prefix", natsjs.DefaultPrefix, "with --nats: redrive events to `prefix`.<type>")
 	fs.Var(&o.types, "type", "only events of this `type` (repeatable)")
 	fs.Var(&o.ids, "id", "only this event `id` (repeatable)")
 	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100, --all for every one; redrive, purge: all)")
@@ -145,6 +154,12 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	}
 	if o.useOutbox {
 		return outboxDLQ(ctx, e, o, p, sub, rest)
+	}
+	if o.natsURL != "" {
+		if o.to != "" {
+			return usageErr("--to applies to Redis streams; with --nats, --nats-prefix names where events go")
+		}
+		return natsDLQ(ctx, e, o, p, sub, rest)
 	}
 	client, err := o.connect(ctx, e.stderr)
 	if err != nil {
