@@ -5,7 +5,7 @@ GO ?= go
 
 ## test: bring up Redis, PostgreSQL and MySQL/MariaDB, then vet and race-test everything
 test: services check
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -p 4 ./...
 
 ## services: make sure the test servers answer on loopback (see scripts/services.sh)
 services:
