@@ -307,3 +307,29 @@ func TestSubscriber_ShutdownBurnsNoAttempt(t *testing.T) {
 	assert.Zero(t, b.xlen(b.dlq), "no dead letter")
 	assert.Equal(t, int64(1), b.pending("g"), "pending for the next consumer")
 }
+
+// An own pending entry deleted from the stream before a restart under the
+// same name comes back without fields: it is delivered flagged malformed
+// (for the router to dead-letter), never dropped unseen, and the entry
+// beside it is delivered as usual.
+func TestSubscriber_DeletedOwnPendingEntryIsFlaggedNotLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.publish("order.placed", 2)
+	b.readAs("g", "me", 2)
+	require.NoError(t, b.client.XDel(context.Background(), b.stream, ids[0]).Err())
+	_, msgs := b.subscribe(SubscriberConfig{Consumer: "me", BatchSize: 2})
+	got := map[string]string{}
+	for i := 0; i < 2; i++ {
+		select {
+		case m := <-msgs:
+			got[m.Metadata.Get(MetadataEntryID)] = m.Metadata.Get(arc.MetadataMalformed)
+			m.Ack()
+		case <-time.After(testWait):
+			t.Fatalf("only %d of 2 own pending entries delivered", i)
+		}
+	}
+	assert.NotEmpty(t, got[ids[0]], "the deleted entry is flagged malformed")
+	assert.Empty(t, got[ids[1]], "the other is an event")
+	require.Eventually(t, func() bool { return b.pending("g") == 0 }, testWait, 5*time.Millisecond)
+}
