@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,11 +53,17 @@ type result struct {
 // arcmill runs the binary with stdin and the test's Redis.
 func arcmill(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return runBinary(t, strings.NewReader(stdin), append(os.Environ(), "ARCMILL_REDIS_ADDR="+testenv.RedisAddr(t)), args...)
+}
+
+// runBinary runs the built binary with stdin and env, within a minute, and
+// returns what it printed and its exit code.
+func runBinary(t *testing.T, stdin io.Reader, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "ARCMILL_REDIS_ADDR="+testenv.RedisAddr(t))
-	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env, cmd.Stdin = env, stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -174,24 +172,11 @@ func newTestPKI(t *testing.T) testPKI {
 // caller's own ARCMILL_REDIS_* variables are dropped) and no stdin.
 func arcmillWith(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	var full []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ARCMILL_REDIS_") {
-			cmd.Env = append(cmd.Env, kv)
+			full = append(full, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return runBinary(t, nil, append(full, env...), args...)
 }
