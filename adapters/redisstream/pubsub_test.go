@@ -47,8 +47,9 @@ const (
 	// suite's TestConcurrentSubscribe runs 50 subscribers of 50 groups in one
 	// process, each at about 100 messages/s, and at the default (2 ms) every
 	// ack is an XACK of its own, 250,000 of them, which on a 2-core runner
-	// under -race takes 26–44 s of the test's 45 s (against 13 s at 50 ms).
-	// The default is what the consumer and kill tests run.
+	// under -race makes its bulk read take 26–44 s (13 s at 50 ms), the
+	// longest test of make test after the fault scenario. The default is
+	// what the consumer and kill tests run.
 	suiteAckFlushInterval = 50 * time.Millisecond
 )
 
