@@ -50,6 +50,12 @@
 // errors.Is: arcmill's Retry and DeadLetter then nack the message instead of
 // counting a failure (middleware.IsShutdown). Close reports messages whose
 // handlers did not finish in time with an error wrapping ErrCloseTimeout.
+//
+// On a Redis Cluster, PUBLISH and SUBSCRIBE work through a Cluster client
+// as on one server (Redis broadcasts classic Pub/Sub to every node), and a
+// failover (Sentinel) client and TLS options work as they are. Pub/Sub
+// keeps nothing: a message published while a subscriber is disconnected,
+// by a failover or otherwise, is gone, as in Arc.
 package redispubsub
 
 import (

@@ -59,6 +59,19 @@
 // every group is done with, where Arc's MAXLEN ~ 10000 loses what a slow
 // group has not read.
 //
+// # Cluster, Sentinel and TLS
+//
+// Every type takes a redis.UniversalClient, so a Cluster client, a
+// failover (Sentinel) client and TLS options work as they are. Each command
+// and script touches one key, except where two streams meet: `arcmill dlq
+// redrive` moves a dead letter with one script over the dead-letter stream
+// and its target, so on a Cluster give both a shared hash tag
+// ({orders}:events and {orders}:events:dlq). Durability's WAIT and WAITAOF
+// confirm the writes of the connection they run on, which a pipeline keeps
+// on the stream's node. After a Sentinel failover, what the old primary
+// acknowledged but had not replicated is gone unless Durability asked for a
+// replica.
+//
 // # Differences from Arc's reader, on purpose
 //
 // An entry whose inner type is empty, or whose meta.id is a number, is
