@@ -296,7 +296,7 @@ func (d *DeadLetter) envelope(ctx context.Context, msg *message.Message, err err
 		dl.Raw = newRawExcerpt(msg, d.cfg.MaxRawBytes)
 	}
 	dl.Error = d.errorInfo(err)
-	dl.ErrorType = innermostType(err)
+	dl.ErrorType = ErrorType(err)
 	return dl
 }
 
@@ -333,8 +333,10 @@ func (d *DeadLetter) errorInfo(err error) ErrorInfo {
 	return info
 }
 
-// innermostType names the Go type of the deepest error in err's chain.
-func innermostType(err error) string {
+// ErrorType names the Go type of the deepest error in err's chain (the
+// last of a join): a low-cardinality name for a failure, which dead letters
+// carry as errorType and tracing as error.type.
+func ErrorType(err error) string {
 	for {
 		var next error
 		switch u := err.(type) {

@@ -37,7 +37,6 @@ package tracing
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -48,6 +47,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/wildcard"
 )
 
@@ -165,27 +165,7 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 func fail(span trace.Span, err error) {
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
-	span.SetAttributes(semconv.ErrorTypeKey.String(errorType(err)))
-}
-
-// errorType is the Go type of the innermost error in err's chain (the last
-// of a join), a low-cardinality error.type.
-func errorType(err error) string {
-	for {
-		var next error
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			next = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			if errs := u.Unwrap(); len(errs) > 0 {
-				next = errs[len(errs)-1]
-			}
-		}
-		if next == nil {
-			return fmt.Sprintf("%T", err)
-		}
-		err = next
-	}
+	span.SetAttributes(semconv.ErrorTypeKey.String(middleware.ErrorType(err)))
 }
 
 // carrier reads W3C context from the message's metadata or, for an event
