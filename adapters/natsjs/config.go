@@ -54,9 +54,22 @@ func DefaultBackOff() []time.Duration {
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
-	// Conn is the connection to publish on, with JetStream enabled on the
-	// server; the Publisher's Close drains and closes it. Required.
+	// Conn is a connection the caller opened (nats.Connect with whatever
+	// options it needs), with JetStream enabled on the server; the
+	// Publisher's Close drains and closes it. Give it, or URL: not both.
 	Conn *nats.Conn
+	// URL is the server (or comma-separated servers) NewPublisher
+	// connects to when Conn is nil, with Options; the connection is the
+	// Publisher's, and its Close drains it. Give it, or Conn: not both.
+	URL string
+	// Options configure the connection NewPublisher opens on URL:
+	// credentials (nats.UserInfo, nats.UserCredentials, nats.Token,
+	// nats.Nkey), TLS (nats.Secure, nats.RootCAs, nats.ClientCert),
+	// reconnection (nats.MaxReconnects, nats.ReconnectWait), a name for
+	// the server's monitoring (nats.Name). They are applied after
+	// arcmill's own (see DefaultConnOptions), so one of them overrides
+	// arcmill's. Only with URL. Defaults to none.
+	Options []nats.Option
 	// Prefix is the first subject token: an event of type t goes to
 	// <Prefix>.<t>. It must be valid subject tokens. Defaults to
 	// DefaultPrefix.
@@ -82,9 +95,10 @@ func (c PublisherConfig) Validate() error {
 }
 
 func (c *PublisherConfig) validate() error {
+	if err := validateConn("PublisherConfig", c.Conn, c.URL, c.Options); err != nil {
+		return err
+	}
 	switch {
-	case c.Conn == nil:
-		return fmt.Errorf("%w: PublisherConfig.Conn is required", ErrInvalidConfig)
 	case !validTokens(c.Prefix):
 		return fmt.Errorf("%w: PublisherConfig.Prefix %q is not a sequence of subject tokens", ErrInvalidConfig, c.Prefix)
 	}
@@ -93,9 +107,19 @@ func (c *PublisherConfig) validate() error {
 
 // SubscriberConfig configures NewSubscriber.
 type SubscriberConfig struct {
-	// Conn is the connection to consume on; the subscriber's Close drains
-	// and closes it. Required.
+	// Conn is a connection the caller opened (nats.Connect with whatever
+	// options it needs), with JetStream enabled on the server; the
+	// Subscriber's Close drains and closes it. Give it, or URL: not both.
 	Conn *nats.Conn
+	// URL is the server (or comma-separated servers) NewSubscriber
+	// connects to when Conn is nil, with Options; the connection is the
+	// Subscriber's, and its Close drains it. Give it, or Conn: not both.
+	URL string
+	// Options configure the connection NewSubscriber opens on URL, as
+	// PublisherConfig.Options: credentials, TLS, reconnection. They are
+	// applied after DefaultConnOptions, so one of them overrides
+	// arcmill's. Only with URL. Defaults to none.
+	Options []nats.Option
 	// Group names the durable consumers, shared by every instance of the
 	// group (Arc's consumer group, the service): one per subscribed
 	// subject. Required.
@@ -171,9 +195,10 @@ func (c SubscriberConfig) Validate() error {
 }
 
 func (c *SubscriberConfig) validate() error {
+	if err := validateConn("SubscriberConfig", c.Conn, c.URL, c.Options); err != nil {
+		return err
+	}
 	switch {
-	case c.Conn == nil:
-		return fmt.Errorf("%w: SubscriberConfig.Conn is required", ErrInvalidConfig)
 	case c.Group == "":
 		return fmt.Errorf("%w: SubscriberConfig.Group is required", ErrInvalidConfig)
 	case strings.ContainsAny(c.Group, " \t\r\n.*>"):

@@ -63,15 +63,12 @@ func ExampleReadDeadLetters() {
 
 // Arc handlers on NATS JetStream: one subject per event type, and each
 // pattern's subscription a durable consumer filtered by the server. The
-// publisher and the subscriber each get a connection of their own: they
-// close it when they close.
+// publisher and the subscriber each get a connection of their own, one
+// opened by the caller and one by the subscriber: they close it when they
+// close.
 func ExampleNewSubscriber() {
 	run := func(ctx context.Context) error {
 		pubConn, err := nats.Connect(nats.DefaultURL)
-		if err != nil {
-			return err
-		}
-		subConn, err := nats.Connect(nats.DefaultURL)
 		if err != nil {
 			return err
 		}
@@ -94,7 +91,10 @@ func ExampleNewSubscriber() {
 		// A durable consumer per subject, created here and only bound to:
 		// it outlives this process. Messages JetStream gives up on
 		// (MaxDeliver) become dead letters on arcdlq.billing.
-		sub, err := natsjs.NewSubscriber(natsjs.SubscriberConfig{Conn: subConn, Group: "billing"})
+		// This one opens its own connection, with the options a production
+		// server asks for (nats.UserCredentials, nats.RootCAs...).
+		sub, err := natsjs.NewSubscriber(natsjs.SubscriberConfig{URL: nats.DefaultURL, Group: "billing",
+			Options: []nats.Option{nats.Name("billing")}})
 		if err != nil {
 			return err
 		}

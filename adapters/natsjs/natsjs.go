@@ -50,10 +50,22 @@
 // The same wildcard router and handlers as on Redis run on top: give
 // Subject's result as the handler's Topic and the pattern as its pattern.
 //
+// # Connections
+//
 // NewPublisher and NewSubscriber take a PublisherConfig and a
-// SubscriberConfig holding a connection the caller opened (nats.Connect,
-// with whatever options it needs). Their Close drains that connection, so
-// give each one a connection of its own.
+// SubscriberConfig holding either a connection the caller opened
+// (Conn), or a URL and the nats.Options to open one with: credentials
+// (nats.UserInfo, nats.UserCredentials), TLS (nats.RootCAs,
+// nats.ClientCert), reconnection. A connection they open reconnects for
+// ever unless an option says otherwise (DefaultConnOptions). Their Close
+// drains the connection, so give each one a connection of its own.
+//
+// # Consumer settings
+//
+// SubscriberConfig sets the group's durable consumers: AckWaitTimeout
+// (JetStream's AckWait), MaxDeliver, BackOff and MaxAckPending, each with
+// its Default* constant. A consumer made with other settings (an earlier
+// version, another config) is updated in place at Subscribe.
 package natsjs
 
 import (

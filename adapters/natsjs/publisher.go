@@ -32,17 +32,25 @@ type Publisher struct {
 	logger watermill.LoggerAdapter
 }
 
-// NewPublisher returns a JetStream publisher on cfg.Conn.
+// NewPublisher returns a JetStream publisher on cfg.Conn, or on a
+// connection it opens on cfg.URL with cfg.Options.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	js, err := cfg.Conn.JetStream()
+	conn, err := dial(cfg.Conn, cfg.URL, cfg.Options, cfg.Logger)
 	if err != nil {
+		return nil, err
+	}
+	js, err := conn.JetStream()
+	if err != nil {
+		if cfg.Conn == nil {
+			conn.Close()
+		}
 		return nil, fmt.Errorf("natsjs: publisher: %w", err)
 	}
-	return &Publisher{conn: cfg.Conn, js: js, prefix: cfg.Prefix, logger: cfg.Logger}, nil
+	return &Publisher{conn: conn, js: js, prefix: cfg.Prefix, logger: cfg.Logger}, nil
 }
 
 // MsgID returns the Nats-Msg-Id the Publisher gives msg: its UUID, and

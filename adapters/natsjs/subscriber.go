@@ -62,14 +62,24 @@ type Subscriber struct {
 	wg      sync.WaitGroup // one per subscription, until its channel is closed
 }
 
-// NewSubscriber returns a Subscriber on cfg.Conn.
+// NewSubscriber returns a Subscriber on cfg.Conn, or on a connection it
+// opens on cfg.URL with cfg.Options.
 func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	js, err := cfg.Conn.JetStream()
+	owned := cfg.Conn == nil
+	conn, err := dial(cfg.Conn, cfg.URL, cfg.Options, cfg.Logger)
 	if err != nil {
+		return nil, err
+	}
+	cfg.Conn = conn // the one connection every method uses
+	js, err := conn.JetStream()
+	if err != nil {
+		if owned {
+			conn.Close()
+		}
 		return nil, fmt.Errorf("natsjs: subscriber: %w", err)
 	}
 	host := hostname()
