@@ -36,7 +36,10 @@ its beginning; an existing group keeps its position) and acknowledges
 every entry it reads, including those the pattern filters out. An
 interrupted run leaves what it read but did not print pending, and the
 next run with the same --consumer prints it first. With --channel it
-subscribes to Arc's Pub/Sub channels (<prefix>:<type>).
+subscribes to Arc's Pub/Sub channels (<prefix>:<type>) as package
+redispubsub does: a type is one exact channel whatever characters it holds
+("order[1]" follows order[1] only), and a prefix ("order.*", "*") a Redis
+glob on the escaped rest.
 
 Examples:
   arcmill tail                                  every new event on arc:events
@@ -94,7 +97,7 @@ func tailCmd(ctx context.Context, e env, args []string) error {
 		return usageErr("--group, --from-start and --wait apply to streams, not to --channel")
 	}
 	if o.channel && o.segments {
-		return usageErr("--segments applies to streams: Pub/Sub channels take Redis glob patterns")
+		return usageErr("--segments applies to streams: on --channel a pattern is a type or a prefix (\"order.*\")")
 	}
 	p, err := newPrinter(e.stdout, o.format)
 	if err != nil {
@@ -269,12 +272,15 @@ func isBusyGroup(err error) bool {
 }
 
 func tailChannel(ctx context.Context, e env, client redis.UniversalClient, o tailOpts, pattern string, emit emitFunc) error {
-	channel := o.prefix + ":" + pattern
-	fmt.Fprintf(e.stderr, "following Pub/Sub channel %s; Ctrl-C stops\n", channel)
+	// redispubsub's rule, not Arc's raw glob: an exact type holding '[' or
+	// '?' would otherwise be a glob that misses its own channel.
+	isGlob, channel := redispubsub.Subscription(o.prefix+":"+pattern, false)
 	var sub *redis.PubSub
-	if redispubsub.IsPattern(channel) {
+	if isGlob {
+		fmt.Fprintf(e.stderr, "following Pub/Sub channels matching %s; Ctrl-C stops\n", channel)
 		sub = client.PSubscribe(ctx, channel)
 	} else {
+		fmt.Fprintf(e.stderr, "following Pub/Sub channel %s; Ctrl-C stops\n", channel)
 		sub = client.Subscribe(ctx, channel)
 	}
 	defer sub.Close()

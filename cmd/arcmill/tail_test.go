@@ -1,18 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/testenv"
 )
 
@@ -90,4 +95,59 @@ func TestTailGroupAcksWhatItReadsAndPrintsOneLine(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "order.b")
 	assert.Contains(t, r.stdout, "order.c", "the next run goes on where the first stopped")
+}
+
+// On --channel an exact type is one exact channel, as redispubsub
+// subscribes, whatever glob characters it holds: "order[1]" follows the
+// channel <prefix>:order[1] (Arc's raw glob would match order1 and miss
+// it), and a prefix pattern is a glob on the escaped rest ("a[b.*" gets
+// a[b.x, which the raw glob misses).
+func TestTailChannelFollowsAnExactTypeExactly(t *testing.T) {
+	t.Parallel()
+	c := redisClient(t)
+	ctx := context.Background()
+	prefix := "arcmill-cli-test-" + uuid.NewString()[:8]
+	for _, tc := range []struct {
+		pattern, other, own string
+		exact               bool
+	}{
+		{"order[1]", "order1", "order[1]", true},
+		{"what?", "whatX", "what?", true},
+		{"a[b.*", "ab.x", "a[b.x", false},
+	} {
+		tail := exec.Command(binary, "tail", tc.pattern, "--channel", "--prefix", prefix, "--count", "1",
+			"--timeout", "20s", "--format", "json")
+		tail.Env = append(os.Environ(), "ARCMILL_REDIS_ADDR="+testenv.RedisAddr(t))
+		var out, errb bytes.Buffer
+		tail.Stdout, tail.Stderr = &out, &errb
+		require.NoError(t, tail.Start())
+		exited := make(chan error, 1)
+		go func() { exited <- tail.Wait() }()
+		if tc.exact { // Redis counts a subscriber on the exact channel, not a pattern
+			require.Eventually(t, func() bool {
+				return c.PubSubNumSub(ctx, prefix+":"+tc.own).Val()[prefix+":"+tc.own] == 1
+			}, tailStartWait, tailStartPoll, "tail %s never subscribed to the exact channel", tc.pattern)
+		}
+		// Pub/Sub keeps nothing: publish both until tail has printed one.
+		var err error
+	publishing:
+		for {
+			for _, typ := range []string{tc.other, tc.own} {
+				ev, perr := arc.NewEvent(typ, map[string]int{"n": 1}, arc.Meta{})
+				require.NoError(t, perr)
+				wire, perr := arc.Marshal(ev)
+				require.NoError(t, perr)
+				require.NoError(t, c.Publish(ctx, prefix+":"+typ, wire).Err())
+			}
+			select {
+			case err = <-exited:
+				break publishing
+			case <-time.After(tailStartPoll):
+			}
+		}
+		require.NoError(t, err, errb.String())
+		var ev arc.Event
+		require.NoError(t, arc.Unmarshal(bytes.TrimSpace(out.Bytes()), &ev), "tail %s printed %q", tc.pattern, out.String())
+		assert.Equal(t, tc.own, ev.Type, tc.pattern)
+	}
 }
