@@ -1,39 +1,3 @@
-// Package metrics exports arcmill's Prometheus metrics beside Watermill's
-// own (AddWatermillRouterMetrics): events handled, retried and
-// dead-lettered per handler and pattern; unmatched events per wildcard
-// router; the outbox relay's pass counters and the outbox's backlog and
-// lag (age of the oldest undelivered row); and a Redis consumer group's
-// pending entries. Per-event counters are fed by hooks (Middleware,
-// OnRetry, OnDeadLetter, OnRelayPass); states are read at scrape time
-// (WatchRouter, WatchOutbox, WatchStream). Label values are handler names,
-// patterns, reasons, topics and stream names: low cardinality, never event
-// ids.
-//
-// # What events_handled_total counts
-//
-// Middleware counts calls of what it wraps, so its place decides what a
-// count is:
-//
-//   - Outside the recovery stack (before stack.Middleware in
-//     HandlerConfig.Middleware, the first being the outermost), it counts
-//     deliveries: one per delivery of an event to the handler. result is
-//     "error" only when the delivery is nacked (a shutdown, a failed
-//     dead-letter write); an event that was retried and then
-//     dead-lettered counts "ok", since its delivery was settled, and
-//     shows in events_retried_total and events_dead_lettered_total.
-//   - Inside it (after stack.Middleware), it counts attempts: each retry is
-//     a call, and result is each attempt's.
-//
-// Handler counts attempts, like Middleware inside the stack; it is the way
-// to measure handlers added with wildcard.Router.Subscribe, which takes no
-// middleware.
-//
-// # Malformed messages
-//
-// A message that is not an Arc event reaches no handler: its dead letter
-// counts in events_dead_lettered_total with an empty handler and pattern
-// (never the router's internal handler name), and in
-// messages_malformed_total under the topic it was read from.
 package metrics
 
 import (

@@ -1,0 +1,89 @@
+// Package metrics exports arcmill's Prometheus metrics beside Watermill's
+// own (AddWatermillRouterMetrics): events handled, retried and
+// dead-lettered per handler and pattern; unmatched events per wildcard
+// router; the outbox relay's pass counters and the outbox's backlog and
+// lag (age of the oldest undelivered row); and a Redis consumer group's
+// pending entries. Per-event counters are fed by hooks (Middleware,
+// OnRetry, OnDeadLetter, OnRelayPass); states are read at scrape time
+// (WatchRouter, WatchOutbox, WatchStream). Label values are handler names,
+// patterns, reasons, topics and stream names: low cardinality, never event
+// ids.
+//
+// # Metric names and labels
+//
+// Every name starts with Config.Namespace (DefaultNamespace, "arcmill");
+// the table shows the default. Counters end in _total.
+//
+//	metric                                 type       labels                          fed by
+//	arcmill_events_handled_total           counter    handler, pattern, result        Middleware, Handler
+//	arcmill_handler_seconds                histogram  handler, pattern                Middleware, Handler
+//	arcmill_events_retried_total           counter    handler, pattern                OnRetry
+//	arcmill_events_dead_lettered_total     counter    handler, pattern, reason        OnDeadLetter
+//	arcmill_messages_malformed_total       counter    topic                           OnDeadLetter
+//	arcmill_outbox_relay_rows_total        counter    outcome                         OnRelayPass
+//	arcmill_router_events_total            counter    router, outcome                 WatchRouter
+//	arcmill_outbox_rows                    gauge      table, state                    WatchOutbox
+//	arcmill_outbox_oldest_pending_seconds  gauge      table                           WatchOutbox
+//	arcmill_outbox_status_up               gauge      table                           WatchOutbox
+//	arcmill_consumer_pending               gauge      stream, group                   WatchStream
+//	arcmill_consumer_lag                   gauge      stream, group                   WatchStream
+//
+// The label values:
+//
+//   - handler, pattern: the wildcard handler's name and pattern
+//     (wildcard.InfoFromContext); on a plain router handler, its name and
+//     an empty pattern. A malformed message's dead letter has both empty.
+//   - result: "ok" or "error".
+//   - reason: the dead letter's middleware.DeadLetteredEvent.Reason
+//     (middleware.ReasonRetryExhausted, ReasonMalformed...).
+//   - topic: the topic a malformed message was read from.
+//   - outcome of outbox_relay_rows_total: relayed, attempted,
+//     publish_failed, ack_failed, ownership_mismatch, malformed,
+//     fail_failed, dead_lettered (the fields of outbox.RelayResult; a pass
+//     adds only the non-zero ones, so a series appears at its first count).
+//   - router: WatchRouter's name; outcome of router_events_total:
+//     handled, unmatched, failed, malformed (wildcard.Router.Stats).
+//   - table: the outbox's table; state: pending, delayed, in_flight, dead,
+//     delivered (outbox.Status).
+//   - stream, group: WatchStream's arguments. consumer_lag is missing where
+//     Redis does not report it (before Redis 7, or after entries were
+//     deleted).
+//
+// handler_seconds has 14 buckets from 0.5 ms, doubling (0.0005 s to about
+// 4 s). outbox_status_up is 0 when a scrape could not read the outbox
+// (then its other two gauges are missing); a consumer group that cannot be
+// read has no series at all in that scrape, so alert on absent() too.
+//
+// AddWatermillRouterMetrics adds Watermill's own, under the subsystem
+// "watermill": arcmill_watermill_handler_execution_time_seconds
+// (handler_name, success), arcmill_watermill_publish_time_seconds
+// (handler_name, publisher_name, success) and
+// arcmill_watermill_subscriber_messages_received_total (handler_name,
+// subscriber_name, acked).
+//
+// # What events_handled_total counts
+//
+// Middleware counts calls of what it wraps, so its place decides what a
+// count is:
+//
+//   - Outside the recovery stack (before stack.Middleware in
+//     HandlerConfig.Middleware, the first being the outermost), it counts
+//     deliveries: one per delivery of an event to the handler. result is
+//     "error" only when the delivery is nacked (a shutdown, a failed
+//     dead-letter write); an event that was retried and then
+//     dead-lettered counts "ok", since its delivery was settled, and
+//     shows in events_retried_total and events_dead_lettered_total.
+//   - Inside it (after stack.Middleware), it counts attempts: each retry is
+//     a call, and result is each attempt's.
+//
+// Handler counts attempts, like Middleware inside the stack; it is the way
+// to measure handlers added with wildcard.Router.Subscribe, which takes no
+// middleware.
+//
+// # Malformed messages
+//
+// A message that is not an Arc event reaches no handler: its dead letter
+// counts in events_dead_lettered_total with an empty handler and pattern
+// (never the router's internal handler name), and in
+// messages_malformed_total under the topic it was read from.
+package metrics
