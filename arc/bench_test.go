@@ -47,7 +47,7 @@ func stdRoundTrip(b *testing.B, data []byte) {
 	}
 }
 
-// BenchmarkCodec decodes and re-encodes a typical event (TARGETS.md: ≤ 5 µs).
+// BenchmarkCodec decodes and re-encodes a typical event (target ≤ 5 µs, BENCHMARKS.md).
 func BenchmarkCodec(b *testing.B) {
 	data := []byte(typicalEvent)
 	b.Run("arcmill", func(b *testing.B) {

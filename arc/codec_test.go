@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The contract's example body (ARC-CONTRACT.md §3.0), as Arc writes it.
+// A typical event body, byte for byte as Arc's JSON.stringify writes it.
 const contractExample = `{"type":"order.created","payload":{"orderId":"o-1","total":99},"meta":{"id":"7b0f2a8e-5a1e-4c1b-9d7e-2f4b7c9d1e00","timestamp":"2026-04-28T10:00:00.000Z","correlationId":"req-abc","userId":"u-7","organizationId":"org-1"}}`
 
 func mustUnmarshal(t *testing.T, s string) Event {

@@ -172,7 +172,7 @@ func TestNewChild(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidEvent)
 }
 
-// Arc's weakness 27: a child inherits its parent's idempotency key, and an
+// Arc's createChildEvent: a child inherits its parent's idempotency key, and an
 // outbox deduplicating on that key drops the child. DedupeKey cannot.
 func TestDedupeKeyKeepsChildrenApart(t *testing.T) {
 	parent, err := NewEvent("order.created", nil, Meta{IdempotencyKey: "req-1"})

@@ -50,7 +50,7 @@ func TestRetriesThenDeadLetterWithEveryField(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, host, dl.Host)
 
-	// The same facts in metadata, and the chain kept (Arc loses it: weakness 25).
+	// The same facts in metadata, and the chain kept (Arc's $deadLetter loses its correlationId).
 	md := msg.Metadata
 	assert.Equal(t, ReasonRetryExhausted, md.Get(MetadataDLQReason))
 	assert.Equal(t, "3", md.Get(MetadataDLQAttempts))

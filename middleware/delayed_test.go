@@ -146,7 +146,7 @@ func newDelayedPipeline(dsn, topic string) (*delayedPipeline, error) {
 		return nil, err
 	}
 	// The delayed subscriber, with a batch of one: watermill-sql v4.1.5 acks
-	// a whole batch when one of its messages is not (WATERMILL-NOTES §4.3).
+	// a whole batch when one of its messages is not (its queue offsets adapter).
 	sub, err := wsql.NewSubscriber(wsql.BeginnerFromStdSQL(db), wsql.SubscriberConfig{
 		SchemaAdapter: wsql.PostgreSQLQueueSchema{SubscribeBatchSize: 1,
 			GenerateWhereClause: func(wsql.GenerateWhereClauseParams) (string, []any) {

@@ -23,7 +23,7 @@ func patternSet(n int) []string {
 	return ps
 }
 
-// scan is Arc's algorithm: every pattern tested in turn (ARC-CONTRACT §2.1).
+// scan is Arc's algorithm: every pattern tested in turn (its matchesPattern).
 func scan(patterns []string, handlers []int, eventType string, dst []int) []int {
 	for i, p := range patterns {
 		if Match(p, eventType) {
@@ -61,7 +61,7 @@ func benchScan(b *testing.B, n int) {
 }
 
 // BenchmarkMatch: the index against Arc's linear scan over the same
-// patterns (TARGETS.md: ≤ 100 ns and 0 allocs at 1,000; ≥ 50× the scan at 10,000).
+// patterns (targets, BENCHMARKS.md: ≤ 100 ns and 0 allocs at 1,000; ≥ 50× the scan at 10,000).
 func BenchmarkMatch(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("index/%d", n), func(b *testing.B) { benchIndex(b, n) })

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Every edge case of ARC-CONTRACT.md §2.1 (and :* from primitives 0.14).
+// Every edge case of Arc's matchesPattern (see Match; and :* from primitives 0.14).
 func TestArcSemantics(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

@@ -35,10 +35,11 @@
 // outbox when an event must not be lost.
 //
 // Unlike Arc's transport, a subscription delivers one message at a time
-// (back-pressure, not unbounded concurrency: Arc's weakness 16), really
-// unsubscribes when its context ends or the subscriber closes (weakness 17),
-// and hands a message it cannot read on, flagged with
-// arc.MetadataMalformed, instead of dropping it silently (weakness 15).
+// (back-pressure, where Arc does not await its handlers), really
+// unsubscribes when its context ends or the subscriber closes (Arc's
+// subscriptions stay on Redis until close), and hands a message it cannot
+// read on, flagged with arc.MetadataMalformed, instead of dropping it
+// silently as Arc does.
 //
 // # Lifecycle and shutdown
 //

@@ -178,7 +178,7 @@ func TestArcWireOnRealRedis(t *testing.T) {
 	require.NoError(t, err)
 	receive(t, exact, "second publish").Ack()
 
-	// Cancelling really unsubscribes (Arc never does: weakness 17).
+	// Cancelling really unsubscribes (Arc's unsubscribe never UNSUBSCRIBEs).
 	patternsBefore, err := raw.Do(context.Background(), "PUBSUB", "NUMPAT").Int()
 	require.NoError(t, err)
 	cancel()

@@ -90,7 +90,7 @@ var (
 // BenchmarkConsume: events/s through the wildcard router with a no-op Arc
 // handler, arcmill's subscriber against watermill-redisstream's default
 // one (COUNT 1, one XACK per message), both reading Arc's layout from the
-// same Redis, in one run (TARGETS.md: ≥ 100k/s, ≥ 9× the default).
+// same Redis, in one run (targets, BENCHMARKS.md: ≥ 100k/s, ≥ 9× the default).
 func BenchmarkConsume(b *testing.B) {
 	addr := testenv.RedisAddr(b)
 	admin := redis.NewClient(&redis.Options{Addr: addr})

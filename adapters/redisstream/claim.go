@@ -93,7 +93,7 @@ func (c *claimer) claimOnce(ctx context.Context) (claimResult, error) {
 		for _, id := range lost {
 			// Not claimed: another consumer refreshed or took it (fine), or it
 			// was deleted or trimmed while pending, which Redis drops from the
-			// group without a word (Arc's weakness 14).
+			// group without a word (Arc loses such an entry unseen).
 			if c.gone(ctx, id) && c.deadLetters.write(ctx, id, counts[id],
 				"the entry was deleted or trimmed from the stream before it was processed") {
 				res.DeadLettered++

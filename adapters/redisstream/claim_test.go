@@ -15,8 +15,8 @@ import (
 
 // Entries left pending by a dead consumer: one claimed and delivered, one
 // at the delivery limit dead-lettered with Redis's real count, one deleted
-// while pending dead-lettered as a placeholder instead of vanishing (Arc's
-// weakness 14).
+// while pending dead-lettered as a placeholder instead of vanishing (as it
+// does in Arc).
 func TestClaim_TakesOverDeadConsumersEntries(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -66,7 +66,7 @@ const (
 type SubscriberConfig struct {
 	// Client runs every command but the blocking reads. go-redis takes a
 	// pool connection per command, so the blocking XREADGROUP never holds up
-	// XACK or a publisher's XADD (Arc's weakness 9). Required.
+	// XACK or a publisher's XADD (Arc's one connection does). Required.
 	Client redis.UniversalClient
 	// BlockingClient runs the blocking XREADGROUP reads, so they never take
 	// connections from Client's pool. Defaults to Client.

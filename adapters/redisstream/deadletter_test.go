@@ -79,7 +79,7 @@ func TestDeadLetterStreamInArcsLayout(t *testing.T) {
 	assert.Equal(t, middleware.ReasonRetryExhausted, entry.Envelope.Reason)
 	assert.Equal(t, entryID, entry.Envelope.OriginalID)
 
-	// Arc's own dead letter (ARC-CONTRACT §3.2), as its transport writes it.
+	// Arc's own dead letter, as its RedisStreamTransport writes it.
 	arcEnvelope := `{"event":{"type":"billing.charge","payload":{"amount":5},"meta":{"id":"e-9","timestamp":"2026-04-28T10:00:00.000Z","correlationId":"c-1"}},"error":{"message":"exhausted retries — failure occurred on a different consumer; error context not preserved across consumer-group failover"},"attempts":5,"firstFailedAt":"2026-04-28T10:00:01.000Z","lastFailedAt":"2026-04-28T10:02:01.000Z"}`
 	require.NoError(t, client.Do(context.Background(), "XADD", dlq, "*", "type", "billing.charge",
 		"originalStream", "arc:events", "originalId", "1714298400000-0", "group", "default", "data", arcEnvelope).Err())

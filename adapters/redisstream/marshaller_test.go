@@ -13,7 +13,7 @@ import (
 	"github.com/arcmill/arcmill/arc"
 )
 
-// The contract's example body (ARC-CONTRACT.md §3.0), as Arc's stream
+// A typical event body, byte for byte as Arc's JSON.stringify writes it and its stream
 // entry holds it in data.
 const arcData = `{"type":"order.created","payload":{"orderId":"o-1","total":99},"meta":{"id":"7b0f2a8e-5a1e-4c1b-9d7e-2f4b7c9d1e00","timestamp":"2026-04-28T10:00:00.000Z","correlationId":"req-abc","userId":"u-7","organizationId":"org-1"}}`
 
@@ -45,7 +45,7 @@ func TestUnmarshalReadsArcsEntry(t *testing.T) {
 	assert.Equal(t, ev.Meta.ID, msg.UUID)
 }
 
-// Arc's malformed cases (ARC-CONTRACT.md §3.2, processEntry): Arc acks and
+// Arc's malformed cases (its RedisStreamTransport's processEntry): Arc acks and
 // drops them; we flag them, never fail the read, and keep the fields.
 func TestUnmarshalIsTotal(t *testing.T) {
 	cases := map[string]map[string]any{

@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Arc's defaults (ARC-CONTRACT.md §1.6).
+// Arc's defaults (RedisStreamTransport's options).
 const (
 	// ArcStream is Arc's stream key: every event type on one stream.
 	ArcStream = "arc:events"
@@ -47,7 +47,7 @@ func ArcSubscriber(client redis.UniversalClient, group string, fromStart bool) S
 // WatermillArcPublisherConfig is watermill-redisstream's publisher configured as
 // Arc's transport: Arc's entry layout, and MAXLEN ~ 10000 on ArcStream.
 // Approximate trimming ignores consumer groups: a slow or stopped group can
-// lose entries (Arc's weakness 4); raise or drop the Maxlens entry when
+// lose entries, as in Arc; raise or drop the Maxlens entry when
 // groups may fall behind.
 func WatermillArcPublisherConfig(client redis.UniversalClient) wredis.PublisherConfig {
 	return wredis.PublisherConfig{

@@ -26,7 +26,7 @@ type PublisherConfig struct {
 	// MaxLens trims a topic's stream approximately (MAXLEN ~) on every
 	// XADD; DefaultMaxLen applies to other topics; 0 does not trim.
 	// Approximate trimming ignores consumer groups: a slow group can lose
-	// entries (Arc's weakness 4).
+	// entries, as in Arc (SafeTrim does not).
 	MaxLens       map[string]int64
 	DefaultMaxLen int64
 	// SafeTrimEvery, when set, runs SafeTrim on a topic after every so many

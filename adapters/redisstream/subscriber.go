@@ -53,7 +53,7 @@ const MetadataEntryID = "arcmill_original_id"
 // Close stops reading at once, gives in-flight handlers CloseTimeout with
 // their contexts live, then cancels those contexts with ErrClosed as the
 // cause; whatever is not acked stays pending for the group (Arc acks
-// entries read during shutdown without running them: its weakness 2).
+// entries read during shutdown without running them).
 type Subscriber struct {
 	cfg     SubscriberConfig
 	host    string

@@ -13,7 +13,7 @@ import (
 // and of nothing else: XTRIM MINID ~ at the oldest entry some group still
 // needs (its oldest pending entry, or the entry after the last one it was
 // given). Arc's MAXLEN ~ 10000 ignores groups, so a slow or stopped group
-// loses entries (Arc's weakness 4); SafeTrim never does, at the price of a
+// loses entries; SafeTrim never does, at the price of a
 // stream that grows while a group lags. A stream with no group is left
 // alone. It returns how many entries were trimmed.
 func SafeTrim(ctx context.Context, client redis.UniversalClient, stream string) (int64, error) {
