@@ -255,4 +255,3 @@ func (c *capture) len() int {
 	defer c.mu.Unlock()
 	return len(c.msgs)
 }
-
