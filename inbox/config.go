@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"context"
 	stdsql "database/sql"
 	"fmt"
 	"regexp"
@@ -60,9 +61,10 @@ type Config struct {
 	// purge age minus the clock skew you allow. Defaults to 0: never refuse.
 	RefuseOlderThan time.Duration
 	// OnDuplicate, when set, is called after a delivery was found already
-	// recorded and skipped (its transaction rolled back), for counting.
-	// Defaults to nil.
-	OnDuplicate func(consumer string, ev arc.Event)
+	// recorded and skipped (its transaction rolled back), with the
+	// delivery's context, for counting duplicates (a metric, or a counter
+	// row written outside the inbox). Defaults to nil.
+	OnDuplicate func(ctx context.Context, consumer string, ev arc.Event)
 	// Logger logs skipped duplicates at Debug. Defaults to
 	// watermill.NopLogger.
 	Logger watermill.LoggerAdapter

@@ -25,7 +25,7 @@ func TestRedeliveredAppliedOnce(t *testing.T) {
 	dialects(t, func(t *testing.T, d outbox.Dialect) {
 		var dups atomic.Int32
 		f := newFixture(t, d, func(c *Config) {
-			c.OnDuplicate = func(string, arc.Event) { dups.Add(1) }
+			c.OnDuplicate = func(context.Context, string, arc.Event) { dups.Add(1) }
 		})
 		ctx := context.Background()
 		ev := newEvent(t, "order.created", arc.Meta{})

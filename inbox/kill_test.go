@@ -39,7 +39,7 @@ type consumerSpec struct {
 // consumer runs an inbox consumer of spec's stream until ctx ends: a
 // redisstream subscriber, the wildcard router and an inbox handler that
 // writes a ledger row and emits a child. onDup counts skipped duplicates.
-func runConsumer(ctx context.Context, spec consumerSpec, onDup func(string, arc.Event), ready chan<- struct{}) error {
+func runConsumer(ctx context.Context, spec consumerSpec, onDup func(context.Context, string, arc.Event), ready chan<- struct{}) error {
 	db, err := stdsql.Open(driverOf[spec.Dialect], spec.DSN)
 	if err != nil {
 		return err
@@ -180,7 +180,7 @@ func TestKilledBetweenCommitAndAck(t *testing.T) {
 		ready := make(chan struct{})
 		done := make(chan error, 1)
 		go func() {
-			done <- runConsumer(runCtx, survivor, func(string, arc.Event) { dups.Add(1) }, ready)
+			done <- runConsumer(runCtx, survivor, func(context.Context, string, arc.Event) { dups.Add(1) }, ready)
 		}()
 		deadline = time.Now().Add(waitTimeout)
 		for {

@@ -78,7 +78,7 @@ func (ib *Inbox) Process(ctx context.Context, consumer string, ev arc.Event, fn 
 		ib.cfg.Logger.Debug("inbox: duplicate skipped", watermill.LogFields{
 			"consumer": consumer, "message_uuid": ev.Meta.ID, "event_type": ev.Type, "dedupe_key": key})
 		if ib.cfg.OnDuplicate != nil {
-			ib.cfg.OnDuplicate(consumer, ev)
+			ib.cfg.OnDuplicate(ctx, consumer, ev)
 		}
 		return Duplicate, nil
 	}
