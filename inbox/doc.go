@@ -86,6 +86,23 @@
 // A middleware-wrapped handler's returned messages are written into the
 // consumer outbox, not published by the router.
 //
+// # Handlers whose effect is not a database write
+//
+// Lease is the non-transactional option: a Redis record per (consumer,
+// dedupe key) reading "processing" (with a lease renewed while the handler
+// runs) and then "done". A done event is skipped, one in progress is
+// retried (ErrInProgress), a failed handler releases the record. It is at
+// most once per lease window, not exactly once: a crash after the effect
+// and before "done" lets the next delivery, after the lease lapses, run the
+// handler again. See Lease for the whole promise.
+//
+// # The table
+//
+// Its columns are consumer, dedupe_key (together the primary key),
+// event_id, event_type and processed_at (Unix milliseconds, indexed for
+// the purge): an operator, or a test, can read which events a consumer
+// has processed with plain SQL.
+//
 // # Dialects
 //
 //	dialect      driver                        duplicates                  notes
