@@ -22,9 +22,10 @@ const DefaultTable = "arcmill_inbox"
 // every redelivery of its event; see the package doc.
 const DefaultRetention = 7 * 24 * time.Hour
 
-// tablePattern is the outbox's rule for table names, so that names can be
-// spliced into SQL safely.
-var tablePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+// tablePattern is the rule for table names: safe to splice into SQL, and
+// short enough that <table>_processed fits MySQL's 64-character limit on
+// index names.
+var tablePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,52}$`)
 
 // Config configures an Inbox.
 type Config struct {
@@ -33,7 +34,8 @@ type Config struct {
 	// Defaults to Outbox.Dialect() when Outbox is set, else PostgreSQL.
 	Dialect outbox.Dialect
 	// Table names the inbox table (lower-case letters, digits and _, at
-	// most 63 characters). One table serves every consumer: its primary
+	// most 53 characters; Migrate also creates the index
+	// <Table>_processed). One table serves every consumer: its primary
 	// key is (consumer, dedupe_key). Defaults to DefaultTable.
 	Table string
 	// Outbox is the consumer outbox: the events a handler emits (Emit,
@@ -99,7 +101,7 @@ func (c Config) Validate() error {
 	case engineOf(c.Dialect) == nil:
 		return fmt.Errorf("%w: Config.Dialect %v is unknown", ErrInvalidConfig, c.Dialect)
 	case !tablePattern.MatchString(c.Table):
-		return fmt.Errorf("%w: Config.Table %q: use 1 to 63 lower-case letters, digits and _", ErrInvalidConfig, c.Table)
+		return fmt.Errorf("%w: Config.Table %q: use 1 to 53 lower-case letters, digits and _", ErrInvalidConfig, c.Table)
 	case c.Outbox != nil && c.Dialect != c.Outbox.Dialect():
 		return fmt.Errorf("%w: Config.Dialect %v differs from the outbox's (%v): they share one database",
 			ErrInvalidConfig, c.Dialect, c.Outbox.Dialect())

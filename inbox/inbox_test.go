@@ -4,6 +4,7 @@ import (
 	"context"
 	stdsql "database/sql"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -321,6 +322,7 @@ func TestConfigValidate(t *testing.T) {
 	f := newFixture(t, outbox.SQLite, nil)
 	for name, cfg := range map[string]Config{
 		"table":        {Table: "Bad-Name"},
+		"long table":   {Table: strings.Repeat("t", 54)},
 		"dialect":      {Dialect: outbox.Dialect(9)},
 		"no topic":     {Outbox: f.ob},
 		"topic alone":  {EmitTopic: "x"},
