@@ -381,3 +381,25 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
+
+// Migrate is safe to run from several processes at once on a fresh table.
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	dialects(t, func(t *testing.T, d outbox.Dialect) {
+		f := newFixture(t, d, nil)
+		table := f.ib.Table() + "_m"
+		t.Cleanup(func() { _, _ = f.db.Exec("DROP TABLE IF EXISTS " + table) })
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ib, err := New(f.db, Config{Dialect: d, Table: table})
+				if assert.NoError(t, err) {
+					assert.NoError(t, ib.Migrate(context.Background()))
+				}
+			}()
+		}
+		wg.Wait()
+	})
+}
