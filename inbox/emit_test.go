@@ -255,3 +255,25 @@ func (c *capture) len() int {
 	defer c.mu.Unlock()
 	return len(c.msgs)
 }
+
+// A message that is not an Arc event is keyed by its UUID; a middleware
+// without a consumer name and outside any router is refused.
+func TestMiddlewarePlainMessage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, outbox.SQLite, nil)
+	runs := 0
+	h := f.ib.Middleware("plain")(func(msg *message.Message) ([]*message.Message, error) {
+		runs++
+		_, err := Tx(msg.Context())
+		return nil, err
+	})
+	msg := message.NewMessage("m-1", []byte("not an arc event"))
+	for i := 0; i < 2; i++ {
+		out, err := h(msg)
+		require.NoError(t, err)
+		assert.Empty(t, out)
+	}
+	assert.Equal(t, 1, runs)
+	_, err := f.ib.Middleware("")(func(*message.Message) ([]*message.Message, error) { return nil, nil })(msg)
+	assert.ErrorIs(t, err, ErrInvalidKey)
+}
