@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -161,4 +162,32 @@ func TestLeaseConfig(t *testing.T) {
 	_, err = l.Process(context.Background(), "c", newEvent(t, "x", arc.Meta{}), func(context.Context) error { return nil })
 	require.Error(t, err, "Redis down: an error, the delivery is retried")
 	assert.NotErrorIs(t, err, ErrInProgress)
+}
+
+// The wildcard and middleware forms: a redelivery is skipped; the
+// middleware passes returned messages on to the router.
+func TestLeaseForms(t *testing.T) {
+	t.Parallel()
+	l, _ := newLease(t, time.Minute)
+	ctx := context.Background()
+	ev := newEvent(t, "mail.send", arc.Meta{})
+	runs := 0
+	h := l.Handle("mailer", func(context.Context, arc.Event) error { runs++; return nil })
+	require.NoError(t, h(ctx, ev))
+	require.NoError(t, h(ctx, ev))
+	assert.Equal(t, 1, runs)
+
+	mw := l.Middleware("notifier")(func(msg *message.Message) ([]*message.Message, error) {
+		runs++
+		return []*message.Message{message.NewMessage("out", nil)}, nil
+	})
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	out, err := mw(msg)
+	require.NoError(t, err)
+	assert.Len(t, out, 1, "returned messages go to the router")
+	out, err = mw(msg)
+	require.NoError(t, err)
+	assert.Empty(t, out, "a duplicate returns nothing")
+	assert.Equal(t, 2, runs)
 }
