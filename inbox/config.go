@@ -60,7 +60,8 @@ type Config struct {
 	// the retry middleware) an event not yet in the inbox whose
 	// meta.timestamp is older than it, instead of applying it: a record
 	// purged after that age can no longer stop a repeat. Set it to your
-	// purge age minus the clock skew you allow. Defaults to 0: never refuse.
+	// purge age minus the clock skew you allow. An event without a
+	// timestamp is never refused. Defaults to 0: never refuse.
 	RefuseOlderThan time.Duration
 	// OnDuplicate, when set, is called after a delivery was found already
 	// recorded and skipped (its transaction rolled back), with the
