@@ -63,7 +63,12 @@ type fixture struct {
 func newFixture(t testing.TB, d Dialect, withClock bool) *fixture {
 	t.Helper()
 	db := openDB(t, d)
-	return newFixtureOn(t, d, db, "arcmill_ob_"+strings.ReplaceAll(uuid.NewString()[:8], "-", ""), withClock)
+	return newFixtureOn(t, d, db, uniqueTable(), withClock)
+}
+
+// uniqueTable returns a new outbox table name: the servers are shared.
+func uniqueTable() string {
+	return "arcmill_ob_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 }
 
 func newFixtureOn(t testing.TB, d Dialect, db *stdsql.DB, table string, withClock bool) *fixture {
@@ -75,7 +80,8 @@ func newFixtureOn(t testing.TB, d Dialect, db *stdsql.DB, table string, withCloc
 	}
 	ob, err := New(db, cfg)
 	require.NoError(t, err)
-	f.ob = ob
+	f.ob, f.d = ob, ob.Dialect() // d may be DetectDialect
+	d = f.d
 	ctx := context.Background()
 	require.NoError(t, ob.Migrate(ctx))
 	require.NoError(t, ob.Migrate(ctx), "Migrate is idempotent")
