@@ -92,8 +92,10 @@ func TestNew_UnknownDriverAsksForTheDialect(t *testing.T) {
 
 type wrappedConnector struct{}
 
-func (wrappedConnector) Connect(context.Context) (driver.Conn, error) { return nil, errors.New("not a database") }
-func (wrappedConnector) Driver() driver.Driver                        { return wrappedDriver{} }
+func (wrappedConnector) Connect(context.Context) (driver.Conn, error) {
+	return nil, errors.New("not a database")
+}
+func (wrappedConnector) Driver() driver.Driver { return wrappedDriver{} }
 
 // ParseDialect reads every name Dialect.String gives, and the usual
 // aliases, in any case; it refuses others with ErrInvalidConfig.

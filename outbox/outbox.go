@@ -12,7 +12,9 @@ const DefaultTable = "arcmill_outbox"
 
 // Config configures an Outbox.
 type Config struct {
-	// Dialect of the database. Defaults to PostgreSQL (the zero Dialect).
+	// Dialect of the database. Defaults to DetectDialect: New finds it
+	// from the *sql.DB's driver (DialectOf), and fails with an error
+	// asking for it when the driver is not one it knows.
 	Dialect Dialect
 	// Table names the outbox table (lower-case letters, digits and _, at
 	// most 51 characters). Migrate also creates <Table>_lock (PostgreSQL,
@@ -35,10 +37,15 @@ func (c *Config) setDefaults() {
 }
 
 // Validate reports a configuration that cannot work, defaults applied;
-// every error wraps ErrInvalidConfig.
+// every error wraps ErrInvalidConfig. DetectDialect is valid here: New
+// finds the dialect from the database.
 func (c Config) Validate() error {
 	c.setDefaults()
-	_, err := newQueries(c.Dialect, c.Table)
+	d := c.Dialect
+	if d == DetectDialect {
+		d = PostgreSQL // any dialect: only the table name is judged
+	}
+	_, err := newQueries(d, c.Table)
 	return err
 }
 
@@ -53,12 +60,21 @@ type Outbox struct {
 }
 
 // New returns the outbox in db. It does not touch the database; call
-// Migrate once at deploy or start-up.
+// Migrate once at deploy or start-up, or apply Schema with a migration
+// tool. With Config.Dialect unset, the dialect is found from db's driver
+// (DialectOf).
 func New(db *stdsql.DB, cfg Config) (*Outbox, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidConfig)
 	}
 	cfg.setDefaults()
+	if cfg.Dialect == DetectDialect {
+		d, err := DialectOf(db)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Dialect = d
+	}
 	q, err := newQueries(cfg.Dialect, cfg.Table)
 	if err != nil {
 		return nil, err
