@@ -71,6 +71,39 @@
 // (NoMaxUnsettledClaims), and any other negative value is invalid.
 // Configuration errors wrap ErrInvalidConfig and name the field.
 //
+// # Schema and upgrades
+//
+// Migrate creates what is missing and never drops, renames, narrows or
+// rewrites data: the table with its indexes (PostgreSQL: partial
+// <Table>_pending, _partition, _dead and the unique _dedupe; MySQL: the
+// same as inline keys; SQLite: _pending, _partition, _settled and a
+// UNIQUE dedupe_key), the <Table>_lock table with its one 'claim' row
+// (PostgreSQL, MySQL), and on PostgreSQL the <Table>_notify() function
+// and its trigger. Every statement is idempotent, so Migrate may run at
+// every start, from several processes at once.
+//
+// Schema returns the same statements as one SQL script, and the arcmill
+// command prints it (arcmill outbox schema --dialect postgres --table t),
+// for teams whose migrations go through golang-migrate, goose or Atlas.
+// Such a team applies the script of the arcmill version it deploys as a
+// migration, and need not call Migrate (calling it too is harmless).
+//
+// Between arcmill versions the schema only grows: a column widened, or a
+// column (nullable or with a default) or an index added, never a change
+// that needs the relay stopped. The CHANGELOG lists each change with its
+// statements, and the new script carries it in idempotent form, so an
+// upgrade through a migration tool is: print the new version's script,
+// save it as a new migration, apply it. Migrate does the same by itself.
+// The changes so far:
+//
+//   - 2026-12: event_id and event_type were VARCHAR(255), too short for
+//     ids and types Arc accepts. PostgreSQL widens both to TEXT (a
+//     catalog change that rewrites nothing); MySQL to MEDIUMTEXT and
+//     VARCHAR(1024) (a table rebuild: plan it for a large backlog); SQLite
+//     needs nothing. Each script holds the guarded ALTER (a DO block on
+//     PostgreSQL, a prepared statement on MySQL), which does nothing on a
+//     current table.
+//
 // # Dialects
 //
 //	dialect      driver                        claims            notes

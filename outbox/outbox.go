@@ -91,9 +91,13 @@ func (o *Outbox) Dialect() Dialect { return o.cfg.Dialect }
 func (o *Outbox) nowMs() int64 { return o.cfg.Now().UnixMilli() }
 
 // Migrate creates the outbox table, its indexes and (PostgreSQL) its
-// notify trigger when they are missing. It is idempotent and safe to run
-// from several processes at once; it never runs inside a caller's
-// transaction, since DDL may commit one.
+// notify trigger when they are missing, and widens a table of an earlier
+// arcmill. It runs Schema's statements, then (MySQL) the widening ALTER
+// where an old table needs it. It is idempotent and safe to run from
+// several processes at once (on PostgreSQL they take turns on an advisory
+// lock); it never runs inside a caller's transaction, since DDL may
+// commit one. The package doc ("Schema and upgrades") says what it
+// changes between versions.
 func (o *Outbox) Migrate(ctx context.Context) error {
 	if err := o.q.e.migrate(ctx, o.db, o.cfg.Table, o.q.migration()); err != nil {
 		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)

@@ -1,0 +1,33 @@
+package outbox
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Schema returns the DDL that Migrate runs for cfg's table, as one SQL
+// script of statements each ending in ";", for migration tools
+// (golang-migrate, goose, Atlas) and for review. Migrate runs the same
+// statements (it takes them from the same place), so the two cannot
+// drift. cfg.Dialect must be set: there is no database to find it from.
+//
+// Every statement is idempotent (CREATE … IF NOT EXISTS, guarded
+// ALTERs), so the script may run again on an existing table. Tools that
+// split scripts on ";" need the PostgreSQL script's DO blocks and
+// function kept whole (goose: -- +goose StatementBegin/End); tools that
+// run the whole script in one call need multi-statement support (the
+// MySQL driver's multiStatements=true).
+//
+// See the package doc ("Schema and upgrades") for how the table changes
+// between arcmill versions.
+func Schema(cfg Config) (string, error) {
+	if cfg.Dialect == DetectDialect {
+		return "", fmt.Errorf("%w: Schema needs Config.Dialect (postgres, mysql or sqlite)", ErrInvalidConfig)
+	}
+	cfg.setDefaults()
+	q, err := newQueries(cfg.Dialect, cfg.Table)
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(q.migration(), ";\n\n") + ";\n", nil
+}
