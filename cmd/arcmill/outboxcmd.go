@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"time"
+
+	"github.com/arcmill/arcmill/outbox"
 )
 
-const outboxUsage = `Usage: arcmill outbox status|purge [flags]
+const outboxUsage = `Usage: arcmill outbox status|purge|schema [flags]
 
 An arcmill outbox on PostgreSQL, MySQL/MariaDB or SQLite.
 
@@ -15,11 +18,16 @@ An arcmill outbox on PostgreSQL, MySQL/MariaDB or SQLite.
            dead and delivered, and the age of the oldest undelivered row
   purge    delete rows delivered more than --older-than ago (their dedupe
            keys are free again); dead letters: "arcmill dlq purge --outbox"
+  schema   print the DDL that outbox.Migrate runs, for a migration tool
+           (golang-migrate, goose, Atlas); needs --dialect (or a --dsn to
+           guess it from), never connects. Apply the new version's script
+           again after each arcmill upgrade: every statement is idempotent
 
 Examples:
   arcmill outbox status --dsn postgres://postgres@127.0.0.1:5432/shop
   ARCMILL_OUTBOX_DSN=file:shop.db arcmill outbox status --format json
   arcmill outbox purge --older-than 72h --dsn 'shop:secret@tcp(127.0.0.1:3306)/shop'
+  arcmill outbox schema --dialect postgres > migrations/0001_arcmill_outbox.up.sql
 `
 
 func outboxCmd(ctx context.Context, e env, args []string) error {
@@ -36,8 +44,11 @@ func outboxCmd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || (pos[0] != "status" && pos[0] != "purge") {
-		return usageErr("want status or purge")
+	if len(pos) != 1 || (pos[0] != "status" && pos[0] != "purge" && pos[0] != "schema") {
+		return usageErr("want status, purge or schema")
+	}
+	if pos[0] == "schema" {
+		return outboxSchema(e, db, format)
 	}
 	p, err := newPrinter(e.stdout, format)
 	if err != nil {
@@ -78,4 +89,38 @@ func outboxCmd(ctx context.Context, e env, args []string) error {
 			fmt.Fprintf(w, "  oldest undelivered row: %s old\n", age)
 		}
 	})
+}
+
+// outboxSchema prints the outbox's DDL, as SQL unless --format json asks
+// for it wrapped: a script redirected to a migration file must be SQL
+// even though stdout is not a terminal.
+func outboxSchema(e env, db dbFlags, format string) error {
+	if format != "" && format != "json" && format != "text" {
+		return usageErr("--format must be json or text, not %q", format)
+	}
+	if db.dialect == "" && db.dsn == "" {
+		return usageErr("schema needs --dialect postgres, mysql or sqlite (or ARCMILL_OUTBOX_DIALECT)")
+	}
+	dialect, err := outbox.ParseDialect(db.dialect)
+	if db.dialect == "" {
+		dialect, _, err = db.guess()
+	}
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	ddl, err := outbox.Schema(outbox.Config{Dialect: dialect, Table: db.table})
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if format == "json" {
+		p, err := newPrinter(e.stdout, format)
+		if err != nil {
+			return err
+		}
+		return p.value(map[string]any{"dialect": dialect.String(), "table": db.table, "sql": ddl}, nil)
+	}
+	_, err = fmt.Fprintf(e.stdout, "-- arcmill outbox schema: %s, table %s (%s).\n"+
+		"-- The statements outbox.Migrate runs; each is idempotent.\n\n%s", dialect, db.table,
+		versionString(debug.ReadBuildInfo()), ddl)
+	return err
 }
