@@ -79,11 +79,12 @@ type Relay struct {
 	mu      sync.Mutex
 	totals  RelayResult
 	status  RelayStatus
-	down    int                // passes in a row that failed on the transport
-	closed  bool               // no Run may start (Close was called, or Run returned)
-	running bool               // Run has claimed the relay
-	cancel  context.CancelFunc // stops Run's workers; set by Run
-	done    chan struct{}      // closed when Run returns; set by Run
+	down    int                     // passes in a row that failed (transport or database)
+	closed  bool                    // no Run may start (Close was called, or Run returned)
+	running bool                    // Run has claimed the relay
+	active  bool                    // Run is running: from its start to its return
+	cancel  context.CancelCauseFunc // stops Run's workers; set by Run
+	done    chan struct{}           // closed when Run returns; set by Run
 }
 
 // NewRelay returns a relay from this outbox to pub.
@@ -91,9 +92,12 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	if pub == nil {
 		return nil, fmt.Errorf("%w: nil publisher", ErrInvalidConfig)
 	}
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	cfg.setDefaults()
+	if cfg.FailurePolicy == nil {
+		cfg.FailurePolicy = ExponentialBackoff(max(cfg.MaxAttempts, 0), cfg.RetryBackoff) // NoMaxAttempts: 0, never
 	}
 	if cfg.Claim == ClaimLock && !o.q.e.rowLocks() {
 		return nil, fmt.Errorf("%w: %s has no row locks; use ClaimLease", ErrInvalidConfig, o.cfg.Dialect)
@@ -106,52 +110,119 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	return r, nil
 }
 
-// RelayState says whether a relay's publisher is reachable.
+// RelayState says whether a relay's publisher and database work.
 type RelayState int
 
 const (
-	// RelayHealthy: no publish has failed on the transport since the
-	// last one that succeeded.
+	// RelayHealthy: the last pass claimed from the database, and no
+	// publish has failed on the transport since the last one that
+	// succeeded.
 	RelayHealthy RelayState = iota
 	// RelayPaused: the last publish failed on the transport. The relay
 	// tries again after RelayConfig.OutageBackoff, charging no row, and is
 	// healthy again once a publish succeeds.
 	RelayPaused
+	// RelayFailing: the last pass could not claim from the database (it
+	// is unreachable, or refuses the relay, or the table is missing). The
+	// relay tries again after RelayConfig.OutageBackoff, and is healthy
+	// again once a claim succeeds. RelayStatus.Permanent says whether an
+	// operator must act.
+	RelayFailing
 )
 
-// String names the state: "healthy" or "paused".
+// String names the state: "healthy", "paused" or "failing".
 func (s RelayState) String() string {
-	if s == RelayPaused {
+	switch s {
+	case RelayPaused:
 		return "paused"
+	case RelayFailing:
+		return "failing"
 	}
 	return "healthy"
 }
 
 // RelayStatus is a relay's health, for health checks and metrics.
 type RelayStatus struct {
-	// State is RelayHealthy or RelayPaused.
+	// State is RelayHealthy, RelayPaused or RelayFailing.
 	State RelayState
 	// Since is when the relay entered State; zero while it has been
 	// healthy since NewRelay.
 	Since time.Time
-	// LastError is the transport error that keeps the relay paused; nil
-	// while healthy.
+	// LastError is the error that keeps the relay out of health: the
+	// transport's (paused) or the database's, as a RelayError with Kind
+	// ClaimFailed (failing); nil while healthy.
 	LastError error
-	// FailedPasses counts the passes in a row that failed on the
-	// transport in the current pause.
+	// Permanent is true while failing on an error that does not pass by
+	// itself: LastError wraps ErrMissingTable or ErrAccessDenied. The
+	// relay keeps retrying, so that fixing the database (running Migrate,
+	// restoring a grant) is enough, but someone has to do it.
+	Permanent bool
+	// FailedPasses counts the passes in a row that failed, in the current
+	// pause or failure.
 	FailedPasses int
-	// Pauses counts the pauses since NewRelay.
+	// Pauses counts the pauses and failures since NewRelay.
 	Pauses int
+	// Running is true from the start of Run until it returns.
+	Running bool
+	// LastPass is when a pass last claimed from the database without an
+	// error (whether or not it found rows); zero before the first.
+	LastPass time.Time
 }
 
+// Healthy reports whether the relay is RelayHealthy.
+func (s RelayStatus) Healthy() bool { return s.State == RelayHealthy }
+
 // Status returns the relay's health: paused while its publisher fails on
-// the transport, healthy otherwise.
+// the transport, failing while its database does, healthy otherwise.
 func (r *Relay) Status() RelayStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.status
 	st.FailedPasses = r.down
+	st.Running = r.active
 	return st
+}
+
+// failing records a pass that could not claim: err is the classified
+// RelayError. A permanent error is logged at Error on every pass (one
+// per OutageBackoff at most) until it is fixed; another only when the
+// relay starts failing or the error changes.
+func (r *Relay) failing(err error) {
+	r.mu.Lock()
+	r.down++
+	first := r.status.State != RelayFailing
+	changed := first || r.status.LastError == nil || r.status.LastError.Error() != err.Error()
+	if first {
+		r.status.State, r.status.Since = RelayFailing, time.Now()
+		r.status.Pauses++
+	}
+	r.status.LastError, r.status.Permanent = err, permanent(err)
+	n := r.down
+	r.mu.Unlock()
+	switch {
+	case permanent(err):
+		r.cfg.Logger.Error("Outbox relay cannot work until the database is fixed; retrying", err,
+			watermill.LogFields{"failed_passes": n})
+	case changed:
+		r.cfg.Logger.Error("Outbox relay cannot claim from the database; retrying", err, nil)
+	}
+}
+
+// claimed records a pass that claimed without an error: the database
+// works again if it was failing.
+func (r *Relay) claimed() {
+	r.mu.Lock()
+	was := r.status
+	r.status.LastPass = time.Now()
+	if was.State == RelayFailing {
+		r.status = RelayStatus{State: RelayHealthy, Since: time.Now(), Pauses: was.Pauses, LastPass: r.status.LastPass}
+		r.down = 0
+	}
+	r.mu.Unlock()
+	if was.State == RelayFailing {
+		r.cfg.Logger.Info("Outbox relay claims again: the database works", watermill.LogFields{
+			"failed_for": time.Since(was.Since).Round(time.Millisecond).String()})
+	}
 }
 
 // pause records a pass whose publishing ended on a transport failure.
@@ -175,7 +246,7 @@ func (r *Relay) resume() {
 	r.mu.Lock()
 	was := r.status
 	if was.State == RelayPaused {
-		r.status = RelayStatus{State: RelayHealthy, Since: time.Now(), Pauses: was.Pauses}
+		r.status = RelayStatus{State: RelayHealthy, Since: time.Now(), Pauses: was.Pauses, LastPass: was.LastPass}
 		r.down = 0
 	}
 	r.mu.Unlock()
@@ -185,7 +256,8 @@ func (r *Relay) resume() {
 	}
 }
 
-// outageDelay is the wait after a pass that failed on the transport.
+// outageDelay is the wait after a pass that failed on the transport or
+// the database.
 func (r *Relay) outageDelay() time.Duration {
 	r.mu.Lock()
 	n := r.down
@@ -221,10 +293,22 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends or Close is called, then returns nil once
-// its workers have stopped; the relay is closed then. It returns
-// ErrRelayClosed when the relay was closed before (a relay runs once),
-// and an error when another Run holds the relay.
+// Run relays until ctx ends or Close is called, and returns why once its
+// workers have stopped: context.Cause(ctx) when ctx ended (so
+// context.Canceled for a plain cancel), ErrRelayClosed when Close stopped
+// it. The relay is closed then. Run returns ErrRelayClosed at once when
+// the relay was closed before (a relay runs once), and an error when
+// another Run holds the relay.
+//
+// Before it starts its workers, Run checks that it can read and update
+// the outbox table (and its lock table): an error that will not pass by
+// itself (ErrMissingTable, ErrAccessDenied: bad credentials, a missing
+// grant, Migrate not run) is returned at once, wrapped. A database that
+// cannot be reached is an outage, not a mistake: Run starts, and its
+// workers retry with OutageBackoff. While it runs, every failure is
+// reported (Status, OnError, the Logger) and retried, permanent ones too,
+// so that a table restored or a grant given back needs no restart;
+// Status().Permanent tells a health check that someone must act.
 func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -235,12 +319,22 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.mu.Unlock()
 		return errors.New("outbox: relay is already running")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r.running, r.cancel, r.done = true, cancel, make(chan struct{})
+	ctx, cancel := context.WithCancelCause(ctx)
+	r.running, r.active, r.cancel, r.done = true, true, cancel, make(chan struct{})
 	r.mu.Unlock()
 	defer close(r.done)
-	defer cancel()
-	defer func() { r.mu.Lock(); r.closed = true; r.mu.Unlock() }()
+	defer cancel(nil)
+	defer func() { r.mu.Lock(); r.closed, r.active = true, false; r.mu.Unlock() }()
+
+	if err := r.preflight(ctx); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if permanent(err) {
+			return fmt.Errorf("outbox: relay cannot start on table %s: %w", r.o.cfg.Table, err)
+		}
+		r.failing(RelayError{Kind: ClaimFailed, Err: err})
+	}
 
 	var wg sync.WaitGroup
 	if r.o.q.e.notifies() && !r.cfg.DisableNotify {
@@ -253,7 +347,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	close(r.started)
 	wg.Wait()
-	return nil
+	return context.Cause(ctx)
 }
 
 // Running returns a channel that is closed once Run has started the
@@ -272,7 +366,7 @@ func (r *Relay) Close() error {
 	cancel, done := r.cancel, r.done
 	r.mu.Unlock()
 	if cancel != nil {
-		cancel()
+		cancel(ErrRelayClosed)
 		<-done
 	}
 	return nil
@@ -288,10 +382,16 @@ func (r *Relay) work(ctx context.Context, worker int) {
 			return
 		}
 		wait, paused := time.Duration(0), false
+		if err != nil {
+			r.failing(RelayError{Kind: ClaimFailed, Err: err})
+		} else {
+			r.claimed()
+		}
 		switch {
 		case err != nil:
-			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer_uuid": owner})
-			wait = r.cfg.PollInterval
+			// The database fails: back off, deaf to wake-ups (which a
+			// commit sends, and which would only fail again).
+			wait, paused = r.outageDelay(), true
 		case res.TransportFailed > 0:
 			// The broker is down: wait it out, deaf to wake-ups, which
 			// would only fail again.
