@@ -33,20 +33,26 @@ func permanent(err error) bool {
 func permanentKind(err error) error {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
-		switch pg.Code {
-		case "42P01", "42703", "3F000": // undefined_table, undefined_column, invalid_schema_name
+		switch {
+		case pg.Code == "42P01", pg.Code == "42703", pg.Code == "3F000": // undefined_table, undefined_column, invalid_schema_name
 			return ErrMissingTable
-		case "28P01", "28000", "42501", "3D000": // bad password, no such role, no privilege, no such database
+		// Class 28 is invalid authorization (bad password, unknown role);
+		// then insufficient_privilege and an unknown database.
+		case strings.HasPrefix(pg.Code, "28"), pg.Code == "42501", pg.Code == "3D000":
 			return ErrAccessDenied
 		}
 		return nil
 	}
 	var my *mysql.MySQLError
 	if errors.As(err, &my) {
-		switch my.Number {
-		case 1146, 1054: // ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR
+		switch {
+		case my.Number == 1146, my.Number == 1054: // ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR
 			return ErrMissingTable
-		case 1045, 1044, 1049, 1142, 1143, 1227: // access denied (user, database), unknown database, command/column/privilege denied
+		// SQLSTATE 28000 is every "access denied" of a login (1045, and
+		// MariaDB's 1698 for a user it does not know); then the unknown
+		// database and the command, column and privilege refusals.
+		case string(my.SQLState[:]) == "28000", my.Number == 1044, my.Number == 1049,
+			my.Number == 1142, my.Number == 1143, my.Number == 1227:
 			return ErrAccessDenied
 		}
 		return nil
