@@ -62,7 +62,7 @@ func TestRun_FailsFastOnBadCredentials(t *testing.T) {
 		driver, dsn string
 		server      string // what the server's own error says
 	}{
-		{PostgreSQL, "pgx", pg.String(), "28"}, // SQLSTATE class 28: invalid authorization
+		{PostgreSQL, "pgx", pg.String(), "28"},                     // SQLSTATE class 28: invalid authorization
 		{MySQL, "mysql", my.FormatDSN(), "(28000): Access denied"}, // 1045, or MariaDB's 1698
 	} {
 		t.Run(c.d.String(), func(t *testing.T) {
