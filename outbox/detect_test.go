@@ -7,6 +7,7 @@ import (
 	"errors"
 	"testing"
 
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -115,4 +116,19 @@ func TestParseDialect(t *testing.T) {
 		_, err := ParseDialect(name)
 		assert.ErrorIs(t, err, ErrInvalidConfig, name)
 	}
+}
+
+// The forwarder path detects the dialect too where it has a database:
+// PostgreSQL gets watermill-sql's PostgreSQL adapters, and SQLite the
+// error that watermill-sql has no SQLite dialect (not PostgreSQL's).
+func TestForwarderDetectsTheDialect(t *testing.T) {
+	t.Parallel()
+	schema, _, err := DetectDialect.schema(openDB(t, PostgreSQL))
+	require.NoError(t, err)
+	assert.IsType(t, wsql.DefaultPostgreSQLSchema{}, schema)
+	_, _, err = DetectDialect.schema(openDB(t, SQLite))
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "no SQLite dialect")
+	_, err = TxPublisher(&stdsql.Tx{}, DetectDialect, "")
+	assert.ErrorContains(t, err, "give the dialect", "a transaction does not tell its driver")
 }

@@ -176,7 +176,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 		if permanent(err) {
-			return fmt.Errorf("outbox: relay cannot start on table %s: %w", r.o.cfg.Table, err)
+			return fmt.Errorf("outbox: relay cannot start: %w", err)
 		}
 		r.failing(RelayError{Kind: ClaimFailed, Err: err})
 	}

@@ -175,3 +175,64 @@ func TestRun_TableDroppedWhileRunningIsReportedAndRecovered(t *testing.T) {
 		assert.False(t, relay.Status().Running)
 	})
 }
+
+// A relay whose user may read the table but not update it is refused at
+// start, not left to fail on every claim: the start-up check asks for
+// the right to update too.
+func TestRun_FailsFastWithoutTheRightToUpdate(t *testing.T) {
+	t.Parallel()
+	dialects(t, func(t *testing.T, d Dialect) {
+		if d == SQLite {
+			return // no users, no grants
+		}
+		f := newFixture(t, d, false)
+		user := "arcmill_ro_" + uuid.NewString()[:8]
+		ctx := context.Background()
+		var dsn string
+		switch d {
+		case PostgreSQL:
+			for _, s := range []string{"CREATE ROLE " + user + " LOGIN PASSWORD 'ro'",
+				"GRANT SELECT ON " + f.ob.Table() + ", " + f.ob.Table() + "_lock TO " + user} {
+				_, err := f.db.ExecContext(ctx, s)
+				require.NoError(t, err, s)
+			}
+			t.Cleanup(func() {
+				for _, s := range []string{"DROP OWNED BY " + user, "DROP ROLE " + user} {
+					_, err := f.db.ExecContext(context.Background(), s)
+					assert.NoError(t, err, s)
+				}
+			})
+			u, err := url.Parse(testenv.PostgresDSN(t))
+			require.NoError(t, err)
+			u.User = url.UserPassword(user, "ro")
+			dsn = u.String()
+		case MySQL:
+			for _, s := range []string{"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'ro'",
+				"GRANT SELECT ON " + f.ob.Table() + " TO '" + user + "'@'%'",
+				"GRANT SELECT ON " + f.ob.Table() + "_lock TO '" + user + "'@'%'"} {
+				_, err := f.db.ExecContext(ctx, s)
+				require.NoError(t, err, s)
+			}
+			t.Cleanup(func() {
+				_, err := f.db.ExecContext(context.Background(), "DROP USER '"+user+"'@'%'")
+				assert.NoError(t, err)
+			})
+			cfg, err := mysql.ParseDSN(testenv.MySQLDSN(t))
+			require.NoError(t, err)
+			cfg.User, cfg.Passwd = user, "ro"
+			dsn = cfg.FormatDSN()
+		}
+		db, err := stdsql.Open(map[Dialect]string{PostgreSQL: "pgx", MySQL: "mysql"}[d], dsn)
+		require.NoError(t, err)
+		t.Cleanup(func() { assert.NoError(t, db.Close()) })
+		ob, err := New(db, Config{Table: f.ob.Table()})
+		require.NoError(t, err)
+		_, err = ob.Status(ctx)
+		require.NoError(t, err, "the user can read the table")
+		relay, err := ob.NewRelay(newRecorder(), RelayConfig{})
+		require.NoError(t, err)
+		err = wait(t, runErr(ctx, relay), "Run to fail")
+		require.ErrorIs(t, err, ErrAccessDenied)
+		assert.ErrorContains(t, err, "UPDATE")
+	})
+}

@@ -20,23 +20,23 @@ func (r *Relay) preflight(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Lease)
 	defer cancel()
 	t := r.o.cfg.Table
-	check := func(query string) error {
+	check := func(what, query string) error {
 		if _, err := r.o.db.ExecContext(ctx, query); err != nil {
-			return classify(err)
+			return fmt.Errorf("checking %s: %w", what, classify(err))
 		}
 		return nil
 	}
-	if err := check("SELECT " + tableColumns + " FROM " + t + " WHERE 1 = 0"); err != nil {
+	if err := check("SELECT on "+t, "SELECT "+tableColumns+" FROM "+t+" WHERE 1 = 0"); err != nil {
 		return err
 	}
 	if r.o.q.e.rowLocks() {
 		// SQLite has no grants, and its UPDATE would take the write lock.
-		if err := check("UPDATE " + t + " SET status = status WHERE 1 = 0"); err != nil {
+		if err := check("UPDATE on "+t, "UPDATE "+t+" SET status = status WHERE 1 = 0"); err != nil {
 			return err
 		}
 		var n int
 		if err := r.o.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t+"_lock WHERE name = 'claim'").Scan(&n); err != nil {
-			return classify(err)
+			return fmt.Errorf("checking SELECT on %s_lock: %w", t, classify(err))
 		}
 		if n == 0 {
 			return fmt.Errorf("%w: %s_lock has no 'claim' row", ErrMissingTable, t)
