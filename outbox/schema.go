@@ -21,13 +21,24 @@ import (
 // See the package doc ("Schema and upgrades") for how the table changes
 // between arcmill versions.
 func Schema(cfg Config) (string, error) {
+	stmts, err := SchemaStatements(cfg)
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(stmts, ";\n\n") + ";\n", nil
+}
+
+// SchemaStatements returns Schema's statements one by one, without the
+// final ";", in the order Migrate runs them: for tools that want each
+// statement marked (goose's StatementBegin/End) or run on its own.
+func SchemaStatements(cfg Config) ([]string, error) {
 	if cfg.Dialect == DetectDialect {
-		return "", fmt.Errorf("%w: Schema needs Config.Dialect (postgres, mysql or sqlite)", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: Schema needs Config.Dialect (postgres, mysql or sqlite)", ErrInvalidConfig)
 	}
 	cfg.setDefaults()
 	q, err := newQueries(cfg.Dialect, cfg.Table)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return strings.Join(q.migration(), ";\n\n") + ";\n", nil
+	return q.migration(), nil
 }

@@ -62,6 +62,9 @@ func TestSchema_IsWhatMigrateRuns(t *testing.T) {
 		ob, err := New(&stdsql.DB{}, Config{Dialect: d})
 		require.NoError(t, err)
 		assert.Equal(t, strings.Join(ob.q.migration(), ";\n\n")+";\n", ddl, d)
+		stmts, err := SchemaStatements(Config{Dialect: d})
+		require.NoError(t, err)
+		assert.Equal(t, ob.q.migration(), stmts, d)
 		assert.Contains(t, ddl, "CREATE TABLE IF NOT EXISTS "+DefaultTable+" (", d)
 	}
 	_, err := Schema(Config{Dialect: PostgreSQL, Table: "Outbox; DROP"})

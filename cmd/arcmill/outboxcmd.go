@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/arcmill/arcmill/outbox"
@@ -20,14 +21,16 @@ An arcmill outbox on PostgreSQL, MySQL/MariaDB or SQLite.
            keys are free again); dead letters: "arcmill dlq purge --outbox"
   schema   print the DDL that outbox.Migrate runs, for a migration tool
            (golang-migrate, goose, Atlas); needs --dialect (or a --dsn to
-           guess it from), never connects. Apply the new version's script
-           again after each arcmill upgrade: every statement is idempotent
+           guess it from), never connects; --goose marks it up for goose.
+           Apply the new version's script again after each arcmill
+           upgrade: every statement is idempotent
 
 Examples:
   arcmill outbox status --dsn postgres://postgres@127.0.0.1:5432/shop
   ARCMILL_OUTBOX_DSN=file:shop.db arcmill outbox status --format json
   arcmill outbox purge --older-than 72h --dsn 'shop:secret@tcp(127.0.0.1:3306)/shop'
   arcmill outbox schema --dialect postgres > migrations/0001_arcmill_outbox.up.sql
+  arcmill outbox schema --dialect mysql --goose > migrations/00001_arcmill_outbox.sql
 `
 
 func outboxCmd(ctx context.Context, e env, args []string) error {
@@ -35,11 +38,13 @@ func outboxCmd(ctx context.Context, e env, args []string) error {
 		db        dbFlags
 		format    string
 		olderThan time.Duration
+		goose     bool
 	)
 	fs := newFlags(e, "outbox", outboxUsage)
 	db.register(fs)
 	fs.StringVar(&format, "format", "", "json or text (default: text on a terminal, json otherwise)")
 	fs.DurationVar(&olderThan, "older-than", 7*24*time.Hour, "purge: rows delivered more than this `duration` ago")
+	fs.BoolVar(&goose, "goose", false, "schema: mark the script up for goose (-- +goose Up, each statement in StatementBegin/End)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -48,7 +53,10 @@ func outboxCmd(ctx context.Context, e env, args []string) error {
 		return usageErr("want status, purge or schema")
 	}
 	if pos[0] == "schema" {
-		return outboxSchema(e, db, format)
+		return outboxSchema(e, db, format, goose)
+	}
+	if goose {
+		return usageErr("--goose is for outbox schema")
 	}
 	p, err := newPrinter(e.stdout, format)
 	if err != nil {
@@ -94,9 +102,12 @@ func outboxCmd(ctx context.Context, e env, args []string) error {
 // outboxSchema prints the outbox's DDL, as SQL unless --format json asks
 // for it wrapped: a script redirected to a migration file must be SQL
 // even though stdout is not a terminal.
-func outboxSchema(e env, db dbFlags, format string) error {
+func outboxSchema(e env, db dbFlags, format string, goose bool) error {
 	if format != "" && format != "json" && format != "text" {
 		return usageErr("--format must be json or text, not %q", format)
+	}
+	if goose && format == "json" {
+		return usageErr("--goose prints SQL: leave out --format json")
 	}
 	if db.dialect == "" && db.dsn == "" {
 		return usageErr("schema needs --dialect postgres, mysql or sqlite (or ARCMILL_OUTBOX_DIALECT)")
@@ -108,9 +119,25 @@ func outboxSchema(e env, db dbFlags, format string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	ddl, err := outbox.Schema(outbox.Config{Dialect: dialect, Table: db.table})
+	cfg := outbox.Config{Dialect: dialect, Table: db.table}
+	ddl, err := outbox.Schema(cfg)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	if goose {
+		// goose splits a script at each ";" that ends a line, which would
+		// cut PostgreSQL's DO blocks and function; marked statements are
+		// run whole. There is no Down: dropping the table loses the
+		// events not yet relayed, which should be a deliberate migration.
+		stmts, err := outbox.SchemaStatements(cfg)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		var b strings.Builder
+		for _, s := range stmts {
+			b.WriteString("-- +goose StatementBegin\n" + s + ";\n-- +goose StatementEnd\n\n")
+		}
+		ddl = "-- +goose Up\n" + b.String()
 	}
 	if format == "json" {
 		p, err := newPrinter(e.stdout, format)
