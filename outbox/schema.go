@@ -13,10 +13,13 @@ import (
 //
 // Every statement is idempotent (CREATE … IF NOT EXISTS, guarded
 // ALTERs), so the script may run again on an existing table. Tools that
-// split scripts on ";" need the PostgreSQL script's DO blocks and
-// function kept whole (goose: -- +goose StatementBegin/End); tools that
-// run the whole script in one call need multi-statement support (the
-// MySQL driver's multiStatements=true).
+// split scripts at each ";" need the PostgreSQL script's DO blocks and
+// function kept whole: for goose, "arcmill outbox schema --goose" marks
+// each statement (StatementBegin/End). Tools that run the whole script in
+// one call (golang-migrate) need multi-statement support, which MySQL's
+// driver gives with multiStatements=true. The MySQL script's last four
+// statements share a session variable, so they must run on one
+// connection: in one call, or in one transaction (goose's default).
 //
 // See the package doc ("Schema and upgrades") for how the table changes
 // between arcmill versions.
