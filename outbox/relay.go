@@ -170,6 +170,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer close(r.done)
 	defer cancel(nil)
 	defer func() { r.mu.Lock(); r.closed, r.active = true, false; r.mu.Unlock() }()
+	started := false
+	defer func() {
+		if !started {
+			close(r.started) // nobody waiting on Running may hang on a Run that returned
+		}
+	}()
 
 	if err := r.preflight(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -191,6 +197,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		go func(i int) { defer wg.Done(); r.work(ctx, i) }(i)
 	}
 	close(r.started)
+	started = true
 	wg.Wait()
 	return context.Cause(ctx)
 }
@@ -199,8 +206,11 @@ func (r *Relay) Run(ctx context.Context) error {
 // relay's workers (and, on PostgreSQL, its LISTEN connection's
 // goroutine): rows committed from then on are relayed without a further
 // call. The first pass of each worker starts at once, so rows committed
-// before are relayed too. The channel stays closed after Run returns, and
-// is never closed if the relay was closed before Run started.
+// before are relayed too. It is closed too when Run returns without
+// starting them (its start-up check failed, or Close came first), so
+// wait on it together with Run's result. It stays closed after Run
+// returns, and is never closed if the relay was closed before Run
+// started.
 func (r *Relay) Running() <-chan struct{} { return r.started }
 
 // Close stops Run and waits for its workers; a pass in progress finishes
@@ -273,7 +283,9 @@ func (r *Relay) work(ctx context.Context, worker int) {
 
 // RelayBatch runs one pass as worker 0: claim a batch, publish it, settle
 // each row. It returns the pass's counters; an error means the claim
-// itself failed (nothing was published).
+// itself failed (nothing was published), and wraps ErrMissingTable or
+// ErrAccessDenied when it will not pass by itself. Status follows it as
+// it follows Run's passes.
 func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 	r.mu.Lock()
 	closed, running := r.closed, r.running
@@ -285,7 +297,15 @@ func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 		// Its worker 0 owns leases under the same name.
 		return RelayResult{}, errors.New("outbox: RelayBatch while Run is running; use another Relay")
 	}
-	return r.pass(ctx, r.owner(0))
+	res, err := r.pass(ctx, r.owner(0))
+	// Status follows hand-run passes too, for hosts that relay on a timer.
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.failing(RelayError{Kind: ClaimFailed, Err: err})
+	case err == nil:
+		r.claimed()
+	}
+	return res, err
 }
 
 func (r *Relay) report(e RelayError) {

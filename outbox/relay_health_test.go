@@ -41,6 +41,7 @@ func TestRun_FailsFastOnAMissingTable(t *testing.T) {
 		err = wait(t, runErr(context.Background(), relay), "Run to fail")
 		require.ErrorIs(t, err, ErrMissingTable)
 		assert.ErrorContains(t, err, ob.Table())
+		wait(t, relay.Running(), "Running to be closed: nobody waits for ever on a Run that returned")
 		assert.False(t, relay.Status().Running)
 		assert.ErrorIs(t, relay.Run(context.Background()), ErrRelayClosed, "a relay runs once")
 	})
@@ -235,4 +236,33 @@ func TestRun_FailsFastWithoutTheRightToUpdate(t *testing.T) {
 		require.ErrorIs(t, err, ErrAccessDenied)
 		assert.ErrorContains(t, err, "UPDATE")
 	})
+}
+
+// RelayBatch, for hosts that relay on a timer, reports through Status as
+// Run does, and its error says when the table is missing.
+func TestRelayBatch_ReportsThroughStatus(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, SQLite, false)
+	relay, err := f.ob.NewRelay(newRecorder(), RelayConfig{})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = relay.RelayBatch(ctx)
+	require.NoError(t, err)
+	assert.True(t, relay.Status().Healthy())
+	assert.False(t, relay.Status().LastPass.IsZero())
+	assert.False(t, relay.Status().Running, "RelayBatch is not Run")
+
+	_, err = f.db.ExecContext(ctx, "DROP TABLE "+f.ob.Table())
+	require.NoError(t, err)
+	_, err = relay.RelayBatch(ctx)
+	require.ErrorIs(t, err, ErrMissingTable)
+	st := relay.Status()
+	assert.Equal(t, RelayFailing, st.State)
+	assert.True(t, st.Permanent)
+	assert.Equal(t, 1, st.FailedPasses)
+
+	require.NoError(t, f.ob.Migrate(ctx))
+	_, err = relay.RelayBatch(ctx)
+	require.NoError(t, err)
+	assert.True(t, relay.Status().Healthy())
 }
