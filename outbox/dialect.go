@@ -13,8 +13,14 @@ import (
 type Dialect int
 
 const (
+	// DetectDialect, the zero Dialect, has New find the dialect from the
+	// *sql.DB's driver (DialectOf). Where it cannot, New fails and asks
+	// for Config.Dialect: a silent guess would fail later with the
+	// database's own puzzling error (a SQLite outbox taken for PostgreSQL
+	// reports "no such function: pg_advisory_xact_lock").
+	DetectDialect Dialect = iota
 	// PostgreSQL needs version 13 or newer (watermill-sql's schema uses xid8).
-	PostgreSQL Dialect = iota
+	PostgreSQL
 	// MySQL covers MySQL 8 and MariaDB 10.6+ (both have SKIP LOCKED).
 	MySQL
 	// SQLite is the embedded database, through modernc.org/sqlite (no cgo)
@@ -23,10 +29,14 @@ const (
 	SQLite
 )
 
-// String names the dialect.
+// String names the dialect: "postgres", "mysql", "sqlite", or "detect"
+// for DetectDialect.
 func (d Dialect) String() string {
 	if e := d.engine(); e != nil {
 		return e.name()
+	}
+	if d == DetectDialect {
+		return "detect"
 	}
 	return "dialect(" + strconv.Itoa(int(d)) + ")"
 }
@@ -80,9 +90,10 @@ type engine interface {
 // engines holds each Dialect's engine, indexed by the Dialect.
 var engines = [...]engine{PostgreSQL: postgresEngine{}, MySQL: mysqlEngine{}, SQLite: sqliteEngine{}}
 
-// engine returns the dialect's engine, nil for an unknown dialect.
+// engine returns the dialect's engine, nil for DetectDialect and an
+// unknown dialect.
 func (d Dialect) engine() engine {
-	if d < 0 || int(d) >= len(engines) {
+	if d <= DetectDialect || int(d) >= len(engines) {
 		return nil
 	}
 	return engines[d]

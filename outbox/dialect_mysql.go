@@ -18,6 +18,9 @@ func (mysqlEngine) name() string { return "mysql" }
 func (mysqlEngine) bind(s string) string { return s }
 
 func (mysqlEngine) migration(t string) []string {
+	// The widening ALTER, quoted as a string literal for the SET below.
+	widen := "ALTER TABLE " + t + " MODIFY event_id MEDIUMTEXT NOT NULL, MODIFY event_type VARCHAR(" +
+		strconv.Itoa(MaxTypeLength) + ") NOT NULL DEFAULT ''''"
 	return []string{
 		"CREATE TABLE IF NOT EXISTS " + t + " (" + `
 	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -45,29 +48,31 @@ func (mysqlEngine) migration(t string) []string {
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 		"CREATE TABLE IF NOT EXISTS " + t + "_lock (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB",
 		"INSERT IGNORE INTO " + t + "_lock (name) VALUES ('claim')",
+		// Tables of arcmill before 2026-12 limited ids and types to 255
+		// characters; Arc limits neither. MySQL has no IF outside stored
+		// programs, so the guarded ALTER is a prepared statement that a
+		// catalog query chooses: plain SQL that a migration tool runs as
+		// it is, and a no-op (DO 0) on a current table. Neither column is
+		// indexed, so no index length limit applies.
+		"SET @arcmill_widen = (SELECT IF(COUNT(*) = 0, 'DO 0',\n\t'" + widen + "')\n" +
+			"\tFROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '" + t + "' AND (\n" +
+			"\t\t(column_name = 'event_id' AND data_type <> 'mediumtext') OR\n" +
+			"\t\t(column_name = 'event_type' AND character_maximum_length < " + strconv.Itoa(MaxTypeLength) + ")))",
+		"PREPARE arcmill_widen FROM @arcmill_widen",
+		"EXECUTE arcmill_widen",
+		"DEALLOCATE PREPARE arcmill_widen",
 	}
-
 }
 
-// migrate creates what is missing, then widens event_id and event_type
-// in a table of arcmill before 2026-12 (VARCHAR(255) both): Arc limits
-// neither ids nor types to 255 characters. Neither column is indexed, so
-// no index length limit applies. The ALTER runs only on an old table.
-func (mysqlEngine) migrate(ctx context.Context, db *stdsql.DB, table string, stmts []string) error {
-	if err := execAll(ctx, db, stmts); err != nil {
+// migrate runs the statements on one connection: the widening's session
+// variable and prepared statement belong to a session.
+func (mysqlEngine) migrate(ctx context.Context, db *stdsql.DB, _ string, stmts []string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
 		return err
 	}
-	var old int
-	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.columns
-		WHERE table_schema = DATABASE() AND table_name = ? AND (
-			(column_name = 'event_id' AND data_type <> 'mediumtext') OR
-			(column_name = 'event_type' AND character_maximum_length < `+strconv.Itoa(MaxTypeLength)+`))`, table).Scan(&old)
-	if err != nil || old == 0 {
-		return err
-	}
-	_, err = db.ExecContext(ctx, "ALTER TABLE "+table+" MODIFY event_id MEDIUMTEXT NOT NULL, MODIFY event_type VARCHAR("+
-		strconv.Itoa(MaxTypeLength)+") NOT NULL DEFAULT ''")
-	return err
+	defer conn.Close()
+	return execAll(ctx, conn, stmts)
 }
 
 func (mysqlEngine) onDuplicate() string { return " ON DUPLICATE KEY UPDATE id = id" }

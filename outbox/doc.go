@@ -43,14 +43,31 @@
 // elsewhere. Every pass reports Arc's RelayResult counters.
 //
 // Relay.Run runs the workers until its context ends or Relay.Close is
-// called; Relay.Running is closed once they work, and Close may be called
-// any number of times. A relay runs once. Relay.RelayBatch runs a single
-// pass by hand, for tests and for hosts that call relay() on a timer.
+// called, and returns why (context.Cause, or ErrRelayClosed); Relay.Running
+// is closed once they work, and Close may be called any number of times.
+// A relay runs once. Relay.RelayBatch runs a single pass by hand, for
+// tests and for hosts that call relay() on a timer.
+//
+// # Health
+//
+// Run first checks the table (every column, the right to update it, the
+// lock row): a mistake that will not pass by itself, a missing table or
+// credentials the database refuses, is returned at once, wrapping
+// ErrMissingTable or ErrAccessDenied. An unreachable database is an
+// outage: Run starts and waits for it. While Run runs, Relay.Status says
+// whether the relay is healthy, paused (the broker's transport fails) or
+// failing (the database fails), with the last error, whether it is
+// permanent (someone must act: run Migrate, restore a grant), and when a
+// pass last worked. Failures are retried with RelayConfig.OutageBackoff,
+// permanent ones too, so that fixing the database is enough; they are
+// logged at Error and passed to RelayConfig.OnError as RelayErrors, which
+// are errors.
 //
 // # Failures and dead letters
 //
 // A failed publish goes through a FailurePolicy (default: Arc's
-// exponentialBackoff, dead letter after DefaultMaxAttempts attempts); the
+// exponentialBackoff with RelayConfig.RetryBackoff, dead letter after
+// RelayConfig.MaxAttempts, DefaultMaxAttempts unless set); the
 // attempt count is stored in the table, and a failing row waits alone.
 // Only the event's own failures count (an event over the broker's size
 // limit, a message the broker rejects). A failure of the transport (the
@@ -68,8 +85,43 @@
 //
 // Config and RelayConfig take their zero values as the documented
 // defaults, the Default* constants. A named constant of -1 means none
-// (NoMaxUnsettledClaims), and any other negative value is invalid.
+// (NoMaxAttempts, NoMaxUnsettledClaims), and any other negative value is
+// invalid. Every growing wait is a Backoff (RetryBackoff for an event's
+// retries, OutageBackoff for outages), validated by the same rules.
 // Configuration errors wrap ErrInvalidConfig and name the field.
+//
+// # Schema and upgrades
+//
+// Migrate creates what is missing and never drops, renames, narrows or
+// rewrites data: the table with its indexes (PostgreSQL: partial
+// <Table>_pending, _partition, _dead and the unique _dedupe; MySQL: the
+// same as inline keys; SQLite: _pending, _partition, _settled and a
+// UNIQUE dedupe_key), the <Table>_lock table with its one 'claim' row
+// (PostgreSQL, MySQL), and on PostgreSQL the <Table>_notify() function
+// and its trigger. Every statement is idempotent, so Migrate may run at
+// every start, from several processes at once.
+//
+// Schema returns the same statements as one SQL script, and the arcmill
+// command prints it (arcmill outbox schema --dialect postgres --table t),
+// for teams whose migrations go through golang-migrate, goose or Atlas.
+// Such a team applies the script of the arcmill version it deploys as a
+// migration, and need not call Migrate (calling it too is harmless).
+//
+// Between arcmill versions the schema only grows: a column widened, or a
+// column (nullable or with a default) or an index added, never a change
+// that needs the relay stopped. The CHANGELOG lists each change with its
+// statements, and the new script carries it in idempotent form, so an
+// upgrade through a migration tool is: print the new version's script,
+// save it as a new migration, apply it. Migrate does the same by itself.
+// The changes so far:
+//
+//   - 2026-12: event_id and event_type were VARCHAR(255), too short for
+//     ids and types Arc accepts. PostgreSQL widens both to TEXT (a
+//     catalog change that rewrites nothing); MySQL to MEDIUMTEXT and
+//     VARCHAR(1024) (a table rebuild: plan it for a large backlog); SQLite
+//     needs nothing. Each script holds the guarded ALTER (a DO block on
+//     PostgreSQL, a prepared statement on MySQL), which does nothing on a
+//     current table.
 //
 // # Dialects
 //
@@ -85,7 +137,7 @@
 //	dedupeKey = meta.idempotencyKey       arc.DedupeKey: children kept
 //	relayBatch() → RelayResult            Relay.RelayBatch, Relay.Run (workers, wake-up), Relay.Totals
 //	attempts in process memory            attempts column, shared by every relay
-//	no default failure policy (retries    ExponentialBackoff(5, Backoff{}) by default
+//	no default failure policy (retries    MaxAttempts 5 with RetryBackoff by default
 //	  for ever)
 //	malformed row aborts the batch and    malformed row dead-lettered, the batch goes on
 //	  is re-claimed for ever

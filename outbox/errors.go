@@ -19,8 +19,18 @@ var (
 	// ErrMalformedRow marks a stored row the relay cannot turn back into a
 	// message (bad metadata JSON, no id or topic). It is dead-lettered.
 	ErrMalformedRow = errors.New("outbox: malformed row")
-	// ErrRelayClosed is returned by Run and RelayBatch after Close.
+	// ErrRelayClosed is returned by Run and RelayBatch after Close, and by
+	// a Run that Close stopped.
 	ErrRelayClosed = errors.New("outbox: relay closed")
+	// ErrMissingTable marks a database error that says the outbox table,
+	// its lock table or one of its columns is not there: Migrate has not
+	// run (or ran on another database or schema), or the table is of an
+	// older arcmill. It does not pass by itself.
+	ErrMissingTable = errors.New("outbox: the outbox table is missing or incomplete (run Outbox.Migrate or apply outbox.Schema)")
+	// ErrAccessDenied marks a database error that says the database
+	// refused the relay: bad credentials, an unknown user or database, or
+	// a missing privilege. It does not pass by itself.
+	ErrAccessDenied = errors.New("outbox: the database refused access (check the credentials, the database name and the grants)")
 	// ErrNotSubscribable is returned by SchemaAdapter's subscribing methods.
 	ErrNotSubscribable = errors.New("outbox: the outbox table is read by outbox.Relay, not by a watermill-sql subscriber")
 )
@@ -68,7 +78,9 @@ const (
 	TransportFailed RelayErrorKind = "transport_failed"
 )
 
-// RelayError is one problem a pass met, for RelayConfig.OnError.
+// RelayError is one problem a pass met, for RelayConfig.OnError. It is
+// an error (a value or a pointer): errors.Is and errors.As see through it
+// to Err, and Relay.Status keeps the last one that failed a pass.
 type RelayError struct {
 	Kind RelayErrorKind
 	// Seq and EventID identify the row; zero for ClaimFailed.
@@ -76,3 +88,18 @@ type RelayError struct {
 	EventID string
 	Err     error
 }
+
+// Error says what failed and for which row, then Err.
+func (e RelayError) Error() string {
+	s := "outbox: relay " + string(e.Kind)
+	if e.EventID != "" || e.Seq != 0 {
+		s += fmt.Sprintf(" for event %q (seq %d)", e.EventID, e.Seq)
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns Err.
+func (e RelayError) Unwrap() error { return e.Err }

@@ -150,8 +150,11 @@ func ExampleRelay_Run() {
 		fmt.Println("delivered", ev.Type, string(ev.Payload))
 	}
 
-	stop() // or relay.Close()
-	if err := <-done; err != nil {
+	stop() // or relay.Close(), and Run returns ErrRelayClosed
+	// Run returns why it stopped: here the cancel. A table that is
+	// missing or a database that refuses the relay would have been
+	// returned at once, wrapping ErrMissingTable or ErrAccessDenied.
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
 	}
 	fmt.Println(errors.Is(relay.Run(ctx), outbox.ErrRelayClosed))

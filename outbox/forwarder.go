@@ -22,8 +22,18 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// schema returns watermill-sql's adapters for the dialect.
-func (d Dialect) schema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
+// schema returns watermill-sql's adapters for the dialect; DetectDialect
+// is found from db's driver, where there is a db.
+func (d Dialect) schema(db *stdsql.DB) (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
+	if d == DetectDialect && db != nil {
+		var err error
+		if d, err = DialectOf(db); err != nil {
+			return nil, nil, err
+		}
+	}
+	if d == DetectDialect {
+		return nil, nil, fmt.Errorf("%w: a transaction does not tell its driver: give the dialect", ErrInvalidConfig)
+	}
 	e := d.engine()
 	if e == nil {
 		return nil, nil, fmt.Errorf("%w: unknown dialect %d", ErrInvalidConfig, d)
@@ -42,7 +52,7 @@ func MigrateForwarder(ctx context.Context, db *stdsql.DB, dialect Dialect, topic
 	if topic == "" {
 		topic = DefaultForwarderTopic
 	}
-	schema, offsets, err := dialect.schema()
+	schema, offsets, err := dialect.schema(db)
 	if err != nil {
 		return err
 	}
@@ -83,7 +93,7 @@ func txPublisher(tx wsql.ContextExecutor, dialect Dialect, topic string) (messag
 	if topic == "" {
 		topic = DefaultForwarderTopic
 	}
-	schema, _, err := dialect.schema()
+	schema, _, err := dialect.schema(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +137,7 @@ func (c *ForwarderConfig) setDefaults() {
 // Run it with Run(ctx); Close stops it.
 func NewForwarder(db *stdsql.DB, dialect Dialect, dest message.Publisher, cfg ForwarderConfig) (*forwarder.Forwarder, error) {
 	cfg.setDefaults()
-	schema, offsets, err := dialect.schema()
+	schema, offsets, err := dialect.schema(db)
 	if err != nil {
 		return nil, err
 	}

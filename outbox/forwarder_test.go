@@ -190,7 +190,7 @@ func TestForwarderRefusesInvalidConfig(t *testing.T) {
 	_, err = PgxTxPublisher(nil, "")
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 	for _, d := range []Dialect{SQLite, Dialect(7)} {
-		_, _, err = d.schema()
+		_, _, err = d.schema(nil)
 		assert.ErrorIs(t, err, ErrInvalidConfig, d)
 		_, err = NewForwarder(&stdsql.DB{}, d, newRecorder(), ForwarderConfig{})
 		assert.ErrorIs(t, err, ErrInvalidConfig, d)

@@ -12,7 +12,9 @@ const DefaultTable = "arcmill_outbox"
 
 // Config configures an Outbox.
 type Config struct {
-	// Dialect of the database. Defaults to PostgreSQL (the zero Dialect).
+	// Dialect of the database. Defaults to DetectDialect: New finds it
+	// from the *sql.DB's driver (DialectOf), and fails with an error
+	// asking for it when the driver is not one it knows.
 	Dialect Dialect
 	// Table names the outbox table (lower-case letters, digits and _, at
 	// most 51 characters). Migrate also creates <Table>_lock (PostgreSQL,
@@ -35,10 +37,15 @@ func (c *Config) setDefaults() {
 }
 
 // Validate reports a configuration that cannot work, defaults applied;
-// every error wraps ErrInvalidConfig.
+// every error wraps ErrInvalidConfig. DetectDialect is valid here: New
+// finds the dialect from the database.
 func (c Config) Validate() error {
 	c.setDefaults()
-	_, err := newQueries(c.Dialect, c.Table)
+	d := c.Dialect
+	if d == DetectDialect {
+		d = PostgreSQL // any dialect: only the table name is judged
+	}
+	_, err := newQueries(d, c.Table)
 	return err
 }
 
@@ -53,12 +60,21 @@ type Outbox struct {
 }
 
 // New returns the outbox in db. It does not touch the database; call
-// Migrate once at deploy or start-up.
+// Migrate once at deploy or start-up, or apply Schema with a migration
+// tool. With Config.Dialect unset, the dialect is found from db's driver
+// (DialectOf).
 func New(db *stdsql.DB, cfg Config) (*Outbox, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidConfig)
 	}
 	cfg.setDefaults()
+	if cfg.Dialect == DetectDialect {
+		d, err := DialectOf(db)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Dialect = d
+	}
 	q, err := newQueries(cfg.Dialect, cfg.Table)
 	if err != nil {
 		return nil, err
@@ -75,9 +91,13 @@ func (o *Outbox) Dialect() Dialect { return o.cfg.Dialect }
 func (o *Outbox) nowMs() int64 { return o.cfg.Now().UnixMilli() }
 
 // Migrate creates the outbox table, its indexes and (PostgreSQL) its
-// notify trigger when they are missing. It is idempotent and safe to run
-// from several processes at once; it never runs inside a caller's
-// transaction, since DDL may commit one.
+// notify trigger when they are missing, and widens a table of an earlier
+// arcmill. It runs Schema's statements, then (MySQL) the widening ALTER
+// where an old table needs it. It is idempotent and safe to run from
+// several processes at once (on PostgreSQL they take turns on an advisory
+// lock); it never runs inside a caller's transaction, since DDL may
+// commit one. The package doc ("Schema and upgrades") says what it
+// changes between versions.
 func (o *Outbox) Migrate(ctx context.Context) error {
 	if err := o.q.e.migrate(ctx, o.db, o.cfg.Table, o.q.migration()); err != nil {
 		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)

@@ -9,13 +9,13 @@ import (
 )
 
 // Config's defaults are the documented constants, and a zero Config is
-// valid.
+// valid: its dialect is found from the database by New.
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	var c Config
 	require.NoError(t, c.Validate())
 	c.setDefaults()
-	assert.Equal(t, PostgreSQL, c.Dialect)
+	assert.Equal(t, DetectDialect, c.Dialect)
 	assert.Equal(t, DefaultTable, c.Table)
 	assert.NotNil(t, c.Now)
 }
@@ -48,5 +48,6 @@ func TestDialectString(t *testing.T) {
 	assert.Equal(t, "postgres", PostgreSQL.String())
 	assert.Equal(t, "mysql", MySQL.String())
 	assert.Equal(t, "sqlite", SQLite.String())
+	assert.Equal(t, "detect", DetectDialect.String())
 	assert.Equal(t, "dialect(7)", Dialect(7).String())
 }

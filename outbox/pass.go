@@ -41,6 +41,7 @@ func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
 	rows, err := r.o.claim(ctx, owner, now+r.cfg.Lease.Milliseconds(), now, r.cfg.BatchSize,
 		r.cfg.KeepPartitionOrder, r.cfg.Types)
 	if err != nil {
+		err = classify(err)
 		if ctx.Err() == nil {
 			r.report(RelayError{Kind: ClaimFailed, Err: err})
 		}
@@ -98,7 +99,7 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 		if tx != nil {
 			_ = tx.Rollback()
 		}
-		err = fmt.Errorf("outbox: claiming rows: %w", err)
+		err = fmt.Errorf("outbox: claiming rows: %w", classify(err))
 		if ctx.Err() == nil {
 			r.report(RelayError{Kind: ClaimFailed, Err: err})
 		}

@@ -79,11 +79,12 @@ type Relay struct {
 	mu      sync.Mutex
 	totals  RelayResult
 	status  RelayStatus
-	down    int                // passes in a row that failed on the transport
-	closed  bool               // no Run may start (Close was called, or Run returned)
-	running bool               // Run has claimed the relay
-	cancel  context.CancelFunc // stops Run's workers; set by Run
-	done    chan struct{}      // closed when Run returns; set by Run
+	down    int                     // passes in a row that failed (transport or database)
+	closed  bool                    // no Run may start (Close was called, or Run returned)
+	running bool                    // Run has claimed the relay
+	active  bool                    // Run is running: from its start to its return
+	cancel  context.CancelCauseFunc // stops Run's workers; set by Run
+	done    chan struct{}           // closed when Run returns; set by Run
 }
 
 // NewRelay returns a relay from this outbox to pub.
@@ -91,9 +92,12 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 	if pub == nil {
 		return nil, fmt.Errorf("%w: nil publisher", ErrInvalidConfig)
 	}
-	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	cfg.setDefaults()
+	if cfg.FailurePolicy == nil {
+		cfg.FailurePolicy = ExponentialBackoff(max(cfg.MaxAttempts, 0), cfg.RetryBackoff) // NoMaxAttempts: 0, never
 	}
 	if cfg.Claim == ClaimLock && !o.q.e.rowLocks() {
 		return nil, fmt.Errorf("%w: %s has no row locks; use ClaimLease", ErrInvalidConfig, o.cfg.Dialect)
@@ -104,93 +108,6 @@ func (o *Outbox) NewRelay(pub message.Publisher, cfg RelayConfig) (*Relay, error
 		r.wake[i] = make(chan struct{}, 1)
 	}
 	return r, nil
-}
-
-// RelayState says whether a relay's publisher is reachable.
-type RelayState int
-
-const (
-	// RelayHealthy: no publish has failed on the transport since the
-	// last one that succeeded.
-	RelayHealthy RelayState = iota
-	// RelayPaused: the last publish failed on the transport. The relay
-	// tries again after RelayConfig.OutageBackoff, charging no row, and is
-	// healthy again once a publish succeeds.
-	RelayPaused
-)
-
-// String names the state: "healthy" or "paused".
-func (s RelayState) String() string {
-	if s == RelayPaused {
-		return "paused"
-	}
-	return "healthy"
-}
-
-// RelayStatus is a relay's health, for health checks and metrics.
-type RelayStatus struct {
-	// State is RelayHealthy or RelayPaused.
-	State RelayState
-	// Since is when the relay entered State; zero while it has been
-	// healthy since NewRelay.
-	Since time.Time
-	// LastError is the transport error that keeps the relay paused; nil
-	// while healthy.
-	LastError error
-	// FailedPasses counts the passes in a row that failed on the
-	// transport in the current pause.
-	FailedPasses int
-	// Pauses counts the pauses since NewRelay.
-	Pauses int
-}
-
-// Status returns the relay's health: paused while its publisher fails on
-// the transport, healthy otherwise.
-func (r *Relay) Status() RelayStatus {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.status
-	st.FailedPasses = r.down
-	return st
-}
-
-// pause records a pass whose publishing ended on a transport failure.
-func (r *Relay) pause(err error) {
-	r.mu.Lock()
-	r.down++
-	first := r.status.State != RelayPaused
-	if first {
-		r.status.State, r.status.Since = RelayPaused, time.Now()
-		r.status.Pauses++
-	}
-	r.status.LastError = err
-	r.mu.Unlock()
-	if first {
-		r.cfg.Logger.Error("Outbox relay paused: the publisher's transport failed; no row is charged while it lasts", err, nil)
-	}
-}
-
-// resume records a pass that published: the transport works.
-func (r *Relay) resume() {
-	r.mu.Lock()
-	was := r.status
-	if was.State == RelayPaused {
-		r.status = RelayStatus{State: RelayHealthy, Since: time.Now(), Pauses: was.Pauses}
-		r.down = 0
-	}
-	r.mu.Unlock()
-	if was.State == RelayPaused {
-		r.cfg.Logger.Info("Outbox relay resumed: the publisher works again", watermill.LogFields{
-			"paused_for": time.Since(was.Since).Round(time.Millisecond).String()})
-	}
-}
-
-// outageDelay is the wait after a pass that failed on the transport.
-func (r *Relay) outageDelay() time.Duration {
-	r.mu.Lock()
-	n := r.down
-	r.mu.Unlock()
-	return r.cfg.OutageBackoff.Delay(n)
 }
 
 // ConsumerID returns the relay's lease owner name (worker 0's).
@@ -221,10 +138,22 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Run relays until ctx ends or Close is called, then returns nil once
-// its workers have stopped; the relay is closed then. It returns
-// ErrRelayClosed when the relay was closed before (a relay runs once),
-// and an error when another Run holds the relay.
+// Run relays until ctx ends or Close is called, and returns why once its
+// workers have stopped: context.Cause(ctx) when ctx ended (so
+// context.Canceled for a plain cancel), ErrRelayClosed when Close stopped
+// it. The relay is closed then. Run returns ErrRelayClosed at once when
+// the relay was closed before (a relay runs once), and an error when
+// another Run holds the relay.
+//
+// Before it starts its workers, Run checks that it can read and update
+// the outbox table (and its lock table): an error that will not pass by
+// itself (ErrMissingTable, ErrAccessDenied: bad credentials, a missing
+// grant, Migrate not run) is returned at once, wrapped. A database that
+// cannot be reached is an outage, not a mistake: Run starts, and its
+// workers retry with OutageBackoff. While it runs, every failure is
+// reported (Status, OnError, the Logger) and retried, permanent ones too,
+// so that a table restored or a grant given back needs no restart;
+// Status().Permanent tells a health check that someone must act.
 func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -235,12 +164,28 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.mu.Unlock()
 		return errors.New("outbox: relay is already running")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r.running, r.cancel, r.done = true, cancel, make(chan struct{})
+	ctx, cancel := context.WithCancelCause(ctx)
+	r.running, r.active, r.cancel, r.done = true, true, cancel, make(chan struct{})
 	r.mu.Unlock()
 	defer close(r.done)
-	defer cancel()
-	defer func() { r.mu.Lock(); r.closed = true; r.mu.Unlock() }()
+	defer cancel(nil)
+	defer func() { r.mu.Lock(); r.closed, r.active = true, false; r.mu.Unlock() }()
+	started := false
+	defer func() {
+		if !started {
+			close(r.started) // nobody waiting on Running may hang on a Run that returned
+		}
+	}()
+
+	if err := r.preflight(ctx); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if permanent(err) {
+			return fmt.Errorf("outbox: relay cannot start: %w", err)
+		}
+		r.failing(RelayError{Kind: ClaimFailed, Err: err})
+	}
 
 	var wg sync.WaitGroup
 	if r.o.q.e.notifies() && !r.cfg.DisableNotify {
@@ -252,16 +197,20 @@ func (r *Relay) Run(ctx context.Context) error {
 		go func(i int) { defer wg.Done(); r.work(ctx, i) }(i)
 	}
 	close(r.started)
+	started = true
 	wg.Wait()
-	return nil
+	return context.Cause(ctx)
 }
 
 // Running returns a channel that is closed once Run has started the
 // relay's workers (and, on PostgreSQL, its LISTEN connection's
 // goroutine): rows committed from then on are relayed without a further
 // call. The first pass of each worker starts at once, so rows committed
-// before are relayed too. The channel stays closed after Run returns, and
-// is never closed if the relay was closed before Run started.
+// before are relayed too. It is closed too when Run returns without
+// starting them (its start-up check failed, or Close came first), so
+// wait on it together with Run's result. It stays closed after Run
+// returns, and is never closed if the relay was closed before Run
+// started.
 func (r *Relay) Running() <-chan struct{} { return r.started }
 
 // Close stops Run and waits for its workers; a pass in progress finishes
@@ -272,7 +221,7 @@ func (r *Relay) Close() error {
 	cancel, done := r.cancel, r.done
 	r.mu.Unlock()
 	if cancel != nil {
-		cancel()
+		cancel(ErrRelayClosed)
 		<-done
 	}
 	return nil
@@ -288,10 +237,16 @@ func (r *Relay) work(ctx context.Context, worker int) {
 			return
 		}
 		wait, paused := time.Duration(0), false
+		if err != nil {
+			r.failing(RelayError{Kind: ClaimFailed, Err: err})
+		} else {
+			r.claimed()
+		}
 		switch {
 		case err != nil:
-			r.cfg.Logger.Error("Outbox relay pass failed", err, watermill.LogFields{"consumer_uuid": owner})
-			wait = r.cfg.PollInterval
+			// The database fails: back off, deaf to wake-ups (which a
+			// commit sends, and which would only fail again).
+			wait, paused = r.outageDelay(), true
 		case res.TransportFailed > 0:
 			// The broker is down: wait it out, deaf to wake-ups, which
 			// would only fail again.
@@ -328,7 +283,9 @@ func (r *Relay) work(ctx context.Context, worker int) {
 
 // RelayBatch runs one pass as worker 0: claim a batch, publish it, settle
 // each row. It returns the pass's counters; an error means the claim
-// itself failed (nothing was published).
+// itself failed (nothing was published), and wraps ErrMissingTable or
+// ErrAccessDenied when it will not pass by itself. Status follows it as
+// it follows Run's passes.
 func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 	r.mu.Lock()
 	closed, running := r.closed, r.running
@@ -340,7 +297,15 @@ func (r *Relay) RelayBatch(ctx context.Context) (RelayResult, error) {
 		// Its worker 0 owns leases under the same name.
 		return RelayResult{}, errors.New("outbox: RelayBatch while Run is running; use another Relay")
 	}
-	return r.pass(ctx, r.owner(0))
+	res, err := r.pass(ctx, r.owner(0))
+	// Status follows hand-run passes too, for hosts that relay on a timer.
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.failing(RelayError{Kind: ClaimFailed, Err: err})
+	case err == nil:
+		r.claimed()
+	}
+	return res, err
 }
 
 func (r *Relay) report(e RelayError) {

@@ -47,10 +47,13 @@ const (
 	DefaultBusyPollInterval = 5 * time.Millisecond
 	// DefaultMaxUnsettledClaims is RelayConfig.MaxUnsettledClaims's default.
 	DefaultMaxUnsettledClaims = 10
-	// DefaultMaxAttempts is the attempt limit of the default FailurePolicy,
-	// ExponentialBackoff(DefaultMaxAttempts, Backoff{}): Arc's documented
-	// policy, which Arc itself leaves to the host.
+	// DefaultMaxAttempts is RelayConfig.MaxAttempts's default: the
+	// attempt limit of Arc's documented policy, which Arc itself leaves to
+	// the host.
 	DefaultMaxAttempts = 5
+	// NoMaxAttempts, as RelayConfig.MaxAttempts, retries a failing event
+	// for ever (Arc's behaviour without a policy).
+	NoMaxAttempts = -1
 	// DefaultOutageBackoffBase is RelayConfig.OutageBackoff.Base's default:
 	// the first pause after a transport failure.
 	DefaultOutageBackoffBase = 200 * time.Millisecond
@@ -112,8 +115,18 @@ type RelayConfig struct {
 	// Types restricts the relay to these event types (exact match), as
 	// Arc's claim option types. Defaults to all types.
 	Types []string
-	// FailurePolicy decides on failed publishes. Defaults to
-	// ExponentialBackoff(DefaultMaxAttempts, Backoff{}): Arc's documented
+	// MaxAttempts dead-letters an event after this many failed publishes
+	// (its own failures, not the transport's); NoMaxAttempts never does.
+	// Unused with a FailurePolicy. Defaults to DefaultMaxAttempts.
+	MaxAttempts int
+	// RetryBackoff spaces the retries of an event that failed: its Delay
+	// of the event's attempts. Unused with a FailurePolicy. Defaults to
+	// Backoff{Base: DefaultBackoffBase, Max: DefaultBackoffMax} with
+	// DefaultBackoffJitter.
+	RetryBackoff Backoff
+	// FailurePolicy decides on failed publishes, replacing MaxAttempts and
+	// RetryBackoff (setting both is an error). Defaults to
+	// ExponentialBackoff(MaxAttempts, RetryBackoff): Arc's documented
 	// policy, which Arc itself leaves to the host (without one, Arc
 	// retries for ever).
 	FailurePolicy FailurePolicy
@@ -128,10 +141,11 @@ type RelayConfig struct {
 	// func(err error) bool { return outbox.IsTransportError(err) || … }.
 	// Defaults to IsTransportError.
 	TransportError func(error) bool
-	// OutageBackoff spaces the retries while the transport fails: its
-	// Delay of the number of failed passes in a row, jitter included.
-	// Defaults to Backoff{Base: DefaultOutageBackoffBase, Max:
-	// DefaultOutageBackoffMax} with DefaultBackoffJitter.
+	// OutageBackoff spaces the passes while the publisher's transport or
+	// the database fails: its Delay of the number of failed passes in a
+	// row, jitter included. Defaults to Backoff{Base:
+	// DefaultOutageBackoffBase, Max: DefaultOutageBackoffMax} with
+	// DefaultBackoffJitter.
 	OutageBackoff Backoff
 	// MaxUnsettledClaims dead-letters a row claimed this many times
 	// without being settled (a relay that crashes or times out on it each
@@ -176,17 +190,17 @@ func (c *RelayConfig) setDefaults() {
 		c.BusyPollInterval = min(DefaultBusyPollInterval, c.PollInterval)
 	}
 	if c.FailurePolicy == nil {
-		c.FailurePolicy = ExponentialBackoff(DefaultMaxAttempts, Backoff{})
+		// Only then are they used; left zero beside a FailurePolicy,
+		// Validate can tell a conflict after the defaults too.
+		if c.MaxAttempts == 0 {
+			c.MaxAttempts = DefaultMaxAttempts
+		}
+		c.RetryBackoff = c.RetryBackoff.withDefaults(DefaultBackoffBase, DefaultBackoffMax)
 	}
 	if c.TransportError == nil {
 		c.TransportError = IsTransportError
 	}
-	if c.OutageBackoff.Base == 0 {
-		c.OutageBackoff.Base = DefaultOutageBackoffBase
-	}
-	if c.OutageBackoff.Max == 0 {
-		c.OutageBackoff.Max = max(DefaultOutageBackoffMax, c.OutageBackoff.Base)
-	}
+	c.OutageBackoff = c.OutageBackoff.withDefaults(DefaultOutageBackoffBase, DefaultOutageBackoffMax)
 	if c.MaxUnsettledClaims == 0 {
 		c.MaxUnsettledClaims = DefaultMaxUnsettledClaims
 	}
@@ -199,10 +213,19 @@ func (c *RelayConfig) setDefaults() {
 // It judges the configuration as NewRelay would use it, defaults applied;
 // every error wraps ErrInvalidConfig.
 func (c RelayConfig) Validate() error {
-	c.setDefaults()
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
+	if c.FailurePolicy != nil && (c.MaxAttempts != 0 || c.RetryBackoff != (Backoff{})) {
+		return invalid("FailurePolicy replaces MaxAttempts and RetryBackoff: set one or the others")
+	}
+	if err := c.RetryBackoff.validate("RetryBackoff"); err != nil {
+		return err
+	}
+	if err := c.OutageBackoff.validate("OutageBackoff"); err != nil {
+		return err
+	}
+	c.setDefaults()
 	switch {
 	case len(c.ConsumerID) > maxConsumerIDLength:
 		return invalid("ConsumerID is longer than %d bytes", maxConsumerIDLength)
@@ -226,14 +249,8 @@ func (c RelayConfig) Validate() error {
 		return invalid("unknown Claim mode %d", c.Claim)
 	case c.Claim == ClaimLock && c.KeepPartitionOrder:
 		return invalid("KeepPartitionOrder needs leases (ClaimLease or ClaimAuto)")
-	case c.OutageBackoff.Base < 0:
-		return invalid("OutageBackoff.Base (%s) must not be negative", c.OutageBackoff.Base)
-	case c.OutageBackoff.Max < 0:
-		return invalid("OutageBackoff.Max (%s) must not be negative", c.OutageBackoff.Max)
-	case c.OutageBackoff.Max < c.OutageBackoff.Base:
-		return invalid("OutageBackoff.Max (%s) must not be shorter than OutageBackoff.Base (%s)", c.OutageBackoff.Max, c.OutageBackoff.Base)
-	case c.OutageBackoff.Jitter != NoJitter && (c.OutageBackoff.Jitter < 0 || c.OutageBackoff.Jitter > 1):
-		return invalid("OutageBackoff.Jitter (%g) must be within [0, 1] or NoJitter", c.OutageBackoff.Jitter)
+	case c.MaxAttempts < 0 && c.MaxAttempts != NoMaxAttempts:
+		return invalid("MaxAttempts (%d) must be positive or NoMaxAttempts", c.MaxAttempts)
 	case c.MaxUnsettledClaims < 0 && c.MaxUnsettledClaims != NoMaxUnsettledClaims:
 		return invalid("MaxUnsettledClaims (%d) must be positive or NoMaxUnsettledClaims", c.MaxUnsettledClaims)
 	}

@@ -35,7 +35,7 @@ func TestRelayRunsOnce(t *testing.T) {
 	assert.Error(t, err, "RelayBatch while Run runs")
 	assert.NoError(t, relay.Close())
 	assert.NoError(t, relay.Close(), "Close twice")
-	stop() // Run returned nil
+	stop() // Run returned ErrRelayClosed
 	assert.ErrorIs(t, relay.Run(context.Background()), ErrRelayClosed)
 	_, err = relay.RelayBatch(context.Background())
 	assert.ErrorIs(t, err, ErrRelayClosed)
@@ -147,8 +147,9 @@ func stopRelayOnce(f *fixture, rec *recorder, id string, how int, listen bool) e
 	}
 	select {
 	case err := <-runErr:
-		if err != nil && !(how == 2 && err == ErrRelayClosed) {
-			return fmt.Errorf("%s: Run returned %w", id, err)
+		// Run says why it stopped: the cancel, or Close.
+		if want := map[int]error{0: context.Canceled, 1: ErrRelayClosed, 2: ErrRelayClosed}[how]; err != want {
+			return fmt.Errorf("%s: Run returned %v, want %v", id, err, want)
 		}
 	case <-time.After(waitTimeout):
 		return fmt.Errorf("%s: Run did not return", id)

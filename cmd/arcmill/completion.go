@@ -25,7 +25,7 @@ var completionCommands = []struct {
 	subs []string
 }{
 	{"tail", nil}, {"publish", nil}, {"dlq", []string{"list", "show", "redrive", "purge"}},
-	{"outbox", []string{"status", "purge"}}, {"completion", []string{"bash", "zsh", "fish"}}, {"doctor", nil},
+	{"outbox", []string{"status", "purge", "schema"}}, {"completion", []string{"bash", "zsh", "fish"}}, {"doctor", nil},
 }
 
 func completionCmd(ctx context.Context, e env, args []string) error {

@@ -367,7 +367,7 @@ func writeAndRelay(ctx context.Context, ev arc.Event, pub message.Publisher) (ou
 		time.Sleep(5 * time.Millisecond)
 	}
 	stop()
-	if err := <-done; err != nil {
+	if err := <-done; !errors.Is(err, context.Canceled) { // Run returns why it stopped
 		return outbox.RelayResult{}, err
 	}
 	if relay.Totals().Relayed == 0 {
