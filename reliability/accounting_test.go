@@ -165,7 +165,7 @@ func sortedKeys(m map[string]string) []string {
 type report struct {
 	verdict
 	mode           redisMode
-	duplicates     int // deliveries beyond the first, absorbed by the guard
+	duplicates     int  // deliveries beyond the first, absorbed by the guard
 	publishedTwice int  // entries beyond one per event and foreign entry
 	streamLost     bool // the crash emptied the stream: publishedTwice unknown
 	outboxDead     int
