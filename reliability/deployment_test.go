@@ -207,9 +207,22 @@ func (d *deployment) crash(t *testing.T, stream string) {
 	d.link.close()
 	sc := redis.NewSentinelClient(&redis.Options{Addr: d.sentinel.addr})
 	defer sc.Close()
+	// Sentinel promotes on its own within about 2 s. Should an attempt of
+	// its own fail, its next one would come only after twice its failover
+	// timeout: from 10 s on, ask it for the failover (SENTINEL FAILOVER, a
+	// controlled promotion), every 5 s.
+	ctx := context.Background()
+	nextAsk := d.crashedAt.Add(10 * time.Second)
 	require.Eventually(t, func() bool {
-		addr, err := sc.GetMasterAddrByName(context.Background(), sentinelMaster).Result()
-		return err == nil && len(addr) == 2 && net.JoinHostPort(addr[0], addr[1]) == d.replica.addr
+		addr, err := sc.GetMasterAddrByName(ctx, sentinelMaster).Result()
+		if err == nil && len(addr) == 2 && net.JoinHostPort(addr[0], addr[1]) == d.replica.addr {
+			return true
+		}
+		if time.Now().After(nextAsk) {
+			t.Logf("asking Sentinel for the failover: %v", sc.Failover(ctx, sentinelMaster).Err())
+			nextAsk = time.Now().Add(5 * time.Second)
+		}
+		return false
 	}, 60*time.Second, 20*time.Millisecond, "Sentinel promotes the replica")
 	d.promoted = time.Since(d.crashedAt)
 	if d.promoted > 5*time.Second { // Sentinel's own account of why it took long
