@@ -3,17 +3,14 @@ package reliability
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,14 +26,17 @@ import (
 	"github.com/arcmill/arcmill/outbox"
 )
 
-// scenario sizes the fault run. The short run is CI's; the long one runs
-// with ARCMILL_RELIABILITY_EVENTS=100000 (see RELIABILITY.md).
+// scenario sizes the fault run.
 type scenario struct {
+	mode                                        redisMode
 	events, malformed, relays, consumers, kills int
-	restartRedis, restartPostgres               bool
-	// redisDown is how long Redis stays down after its crash: longer
-	// than the default failure policy's five attempts take (about 15 s),
-	// so that a relay charging outages to the events would dead-letter.
+	restartPostgres                             bool
+	// redisDown is how long the crashed Redis server stays down: with the
+	// default 20 s, longer than the default failure policy's five attempts
+	// take (about 15 s), so that a relay charging outages to the events
+	// would dead-letter. With a replica, Sentinel promotes the replica
+	// within it, and the relays' WAIT fails until the old primary is back
+	// as a replica.
 	redisDown time.Duration
 	timeout   time.Duration
 }
@@ -48,194 +48,114 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// TestFaults is the fault scenario: a business transaction writes each
-// event to the outbox; 4 relay processes move them to Redis Streams; 2
-// consumer processes run them through the wildcard router, retry and dead
-// letters into an Arc handler behind an idempotency guard. Meanwhile relays
-// and consumers are killed with SIGKILL at random moments (and restarted),
-// and Redis crashes once and stays down for redisDown. The relays run
-// with the default RelayConfig. At the end every event is counted.
-func TestFaults(t *testing.T) {
-	sc := scenario{events: envInt("ARCMILL_RELIABILITY_EVENTS", 5000), relays: 4, consumers: 2,
-		kills: envInt("ARCMILL_RELIABILITY_KILLS", 12), restartRedis: true,
+// modesEnv selects the Redis modes TestFaults runs: a comma-separated list
+// of replica, aof and none; all three when unset.
+const modesEnv = "ARCMILL_RELIABILITY_REDIS"
+
+func faultModes(t *testing.T) []redisMode {
+	v := os.Getenv(modesEnv)
+	if v == "" || v == "all" {
+		return redisModes
+	}
+	var modes []redisMode
+	for _, m := range strings.Split(v, ",") {
+		mode := redisMode(strings.TrimSpace(m))
+		if !slices.Contains(redisModes, mode) {
+			t.Fatalf("%s=%q: want a comma-separated list of replica, aof and none", modesEnv, v)
+		}
+		modes = append(modes, mode)
+	}
+	return modes
+}
+
+// scenarioFor sizes mode's run. Unless the environment says otherwise,
+// aof runs CI's full short run (5,000 events, 12 kills, Redis down 20 s),
+// and replica and none a smaller one (1,000 events, 6 kills, 5 s), which
+// keeps make test's cost of the three modes to about a minute more.
+func scenarioFor(mode redisMode) scenario {
+	events, kills, down := 5000, 12, 20
+	if mode != modeAOF {
+		events, kills, down = 1000, 6, 5
+	}
+	sc := scenario{mode: mode, events: envInt("ARCMILL_RELIABILITY_EVENTS", events), relays: 4, consumers: 2,
+		kills:           envInt("ARCMILL_RELIABILITY_KILLS", kills),
 		restartPostgres: os.Getenv("ARCMILL_RELIABILITY_RESTART_POSTGRES") == "1",
-		redisDown:       time.Duration(envInt("ARCMILL_RELIABILITY_REDIS_DOWN_SECONDS", 20)) * time.Second}
+		redisDown:       time.Duration(envInt("ARCMILL_RELIABILITY_REDIS_DOWN_SECONDS", down)) * time.Second}
 	sc.malformed = max(3, sc.events/1000)
 	sc.timeout = time.Duration(120+sc.events/200)*time.Second + sc.redisDown
-	if !sc.restartPostgres {
-		t.Log("PostgreSQL is not restarted: it is shared with the other tests; " +
-			"ARCMILL_RELIABILITY_RESTART_POSTGRES=1 restarts the local cluster (long run, nothing else running)")
+	return sc
+}
+
+// TestFaults is the fault scenario, once per Redis mode (replica, aof,
+// none; ARCMILL_RELIABILITY_REDIS picks some): a business transaction
+// writes each event to the outbox; 4 relay processes, with the default
+// RelayConfig, move them to Redis Streams; 2 consumer processes run them
+// through the wildcard router, retry and dead letters into an Arc handler
+// behind an idempotency guard. Meanwhile relays and consumers are killed
+// with SIGKILL at random moments (and restarted), and the Redis primary
+// is killed with SIGKILL once and stays down for redisDown. At the end every
+// event is accounted for: handled, dead-lettered with its reason, or (in
+// mode none only, which promises nothing through a crash) lost with the
+// server that had acknowledged it; the loss is measured, not failed on.
+func TestFaults(t *testing.T) {
+	for _, mode := range faultModes(t) {
+		sc := scenarioFor(mode)
+		t.Run(string(mode), func(t *testing.T) {
+			if !sc.restartPostgres {
+				t.Log("PostgreSQL is not restarted: it is shared with the other tests; " +
+					"ARCMILL_RELIABILITY_RESTART_POSTGRES=1 restarts the local cluster (long run, nothing else running)")
+			}
+			runFaults(t, sc)
+		})
 	}
-	runFaults(t, sc)
-}
-
-// privateRedis is a redis-server of the test's own, with an append-only
-// file synced on every write, so that it can be restarted without losing
-// what it acknowledged (the shared one keeps nothing on disk).
-type privateRedis struct {
-	addr, dir string
-	cmd       *exec.Cmd
-}
-
-func startRedis(t *testing.T, dir, addr string) *privateRedis {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if testenv.Required() {
-			t.Fatalf("redis-server is not installed: %v", err)
-		}
-		t.Skip("redis-server is not installed")
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	r := &privateRedis{addr: addr, dir: dir}
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-		"--appendfsync", "always", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	// It dies with the test process, however that ends.
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, r.cmd.Start())
-	client := redis.NewClient(&redis.Options{Addr: addr})
-	defer client.Close()
-	require.Eventually(t, func() bool { return client.Ping(context.Background()).Err() == nil },
-		10*time.Second, 20*time.Millisecond, "private redis-server on %s", addr)
-	return r
-}
-
-func (r *privateRedis) stop() {
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	_ = r.cmd.Wait()
-}
-
-// crash kills redis-server with SIGKILL: only the append-only file, synced
-// on every write, keeps what it acknowledged.
-func (r *privateRedis) crash() {
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	_ = r.cmd.Wait()
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// children runs the relay and consumer processes and kills them on demand.
-type children struct {
-	t     *testing.T
-	mu    sync.Mutex
-	procs map[string]*exec.Cmd
-	specs map[string]roleSpec
-}
-
-func (c *children) start(spec roleSpec) {
-	raw, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestRole$", "-test.count", "1")
-	cmd.Env = append(os.Environ(), roleEnv+"="+string(raw))
-	logf, err := os.Create(filepath.Join(c.t.TempDir(), spec.Name+".log"))
-	require.NoError(c.t, err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(c.t, cmd.Start())
-	c.mu.Lock()
-	c.procs[spec.Name], c.specs[spec.Name] = cmd, spec
-	c.mu.Unlock()
-	go func() { _ = cmd.Wait(); _ = logf.Close() }()
-}
-
-// killAndRestart SIGKILLs one child and starts its replacement.
-func (c *children) killAndRestart(name string) {
-	c.mu.Lock()
-	cmd, spec := c.procs[name], c.specs[name]
-	c.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	time.Sleep(50 * time.Millisecond)
-	c.start(spec)
-}
-
-func (c *children) stopAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, cmd := range c.procs {
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-	}
-}
-
-func (c *children) names() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for n := range c.specs {
-		out = append(out, n)
-	}
-	return out
-}
-
-// report is the scenario's results table.
-type report struct {
-	sent, malformed, expected, handled, applied, lost, duplicates int
-	deadRepeats, publishedTwice, outboxDead                       int
-	dead                                                          map[string]int
-	kills, redisRestarts, pgRestarts                              int
-	elapsed, redisDown                                            time.Duration
-}
-
-func (r report) markdown() string {
-	var b strings.Builder
-	fmt.Fprintln(&b, "| events written | outbox rows dead-lettered | foreign entries injected | expected effects | effects applied | lost | duplicate deliveries (absorbed by the guard) | published twice by a relay | dead letters: retry_exhausted / validation_failed / malformed (repeats) | SIGKILLs | Redis crashes (time down) | PostgreSQL restarts | time |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d | %d | %d / %d / %d (%d) | %d | %d (%s) | %d | %s |\n", r.sent, r.outboxDead, r.malformed, r.expected,
-		r.applied, r.lost, r.duplicates, r.publishedTwice, r.dead[middleware.ReasonRetryExhausted], r.dead[middleware.ReasonValidationFailed],
-		r.dead[middleware.ReasonMalformed], r.deadRepeats, r.kills, r.redisRestarts, r.redisDown, r.pgRestarts, r.elapsed.Round(100*time.Millisecond))
-	return b.String()
 }
 
 func runFaults(t *testing.T, sc scenario) {
 	start := time.Now()
 	ctx := context.Background()
 	dsn := testenv.PostgresDSN(t)
-	rdir := t.TempDir()
-	rds := startRedis(t, rdir, freeAddr(t))
-	t.Cleanup(func() { rds.stop() })
+	dep := startDeployment(t, sc.mode)
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() }) // after the tables are dropped (cleanups run last first)
 
 	prefix := "rel_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	effects := guard{prefix: prefix}
 	ob, err := outbox.New(db, outbox.Config{Dialect: outbox.PostgreSQL, Table: prefix})
 	require.NoError(t, err)
 	require.NoError(t, ob.Migrate(ctx))
-	for _, s := range []string{
-		`CREATE TABLE ` + prefix + `_orders (id TEXT PRIMARY KEY)`,
-		`CREATE TABLE ` + prefix + `_effects (event_id TEXT PRIMARY KEY)`,
-		`CREATE TABLE ` + prefix + `_deliveries (event_id TEXT PRIMARY KEY, n INT NOT NULL)`,
-		`CREATE TABLE ` + prefix + `_ledger (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL)`,
-	} {
-		_, err := db.Exec(s)
-		require.NoError(t, err)
-	}
+	_, err = db.Exec(`CREATE TABLE ` + prefix + `_orders (id TEXT PRIMARY KEY)`)
+	require.NoError(t, err)
+	require.NoError(t, effects.migrate(db))
 	t.Cleanup(func() {
-		for _, s := range []string{"_orders", "_effects", "_deliveries", "_ledger", "", "_lock"} {
+		effects.drop(db)
+		for _, s := range []string{"_orders", "", "_lock"} {
 			_, _ = db.Exec("DROP TABLE IF EXISTS " + prefix + s)
 		}
 		_, _ = db.Exec("DROP FUNCTION IF EXISTS " + prefix + "_notify()")
 	})
 	stream := "rel:" + prefix + ":events"
-	client := redis.NewClient(&redis.Options{Addr: rds.addr})
+	client := dep.conn.client()
 	defer client.Close()
 	require.NoError(t, client.XGroupCreateMkStream(ctx, stream, "rel", "0").Err())
 
 	kids := &children{t: t, procs: map[string]*exec.Cmd{}, specs: map[string]roleSpec{}}
 	t.Cleanup(kids.stopAll)
 	for i := 0; i < sc.relays; i++ {
-		kids.start(roleSpec{Role: "relay", Name: fmt.Sprintf("relay-%d", i), DSN: dsn, Table: prefix, Redis: rds.addr, Stream: stream})
+		kids.start(roleSpec{Role: "relay", Name: fmt.Sprintf("relay-%d", i), DSN: dsn, Table: prefix, Redis: dep.conn,
+			Stream: stream, Durable: dep.durable})
 	}
 	for i := 0; i < sc.consumers; i++ {
-		kids.start(roleSpec{Role: "consumer", Name: fmt.Sprintf("consumer-%d", i), DSN: dsn, Table: prefix, Redis: rds.addr, Stream: stream})
+		kids.start(roleSpec{Role: "consumer", Name: fmt.Sprintf("consumer-%d", i), DSN: dsn, Table: prefix, Redis: dep.conn, Stream: stream})
 	}
 
 	// The producer: business transactions of 20 events each, spread over
 	// the chaos; some poison, some schema-invalid, and foreign entries
 	// written straight to the stream.
-	var rep report
-	rep.dead = map[string]int{}
+	rep := report{mode: sc.mode}
 	want := map[string]string{} // event id → the dead-letter reason it must end with ("" = handled)
+	var foreign []foreignWrite
+	foreignUnknown := 0
 	var wantMu sync.Mutex
 	produced := make(chan struct{})
 	go func() {
@@ -269,30 +189,36 @@ func runFaults(t *testing.T, sc scenario) {
 				return
 			}
 			if i%(sc.events/sc.malformed+1) < 20 {
-				// Counted only when written: Redis may be restarting.
-				if client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"type", "foreign.bytes", "data", "\x00{not json"}}).Err() == nil {
-					rep.malformed++
+				w, err := dep.writeForeign(ctx, client, stream)
+				wantMu.Lock()
+				if err == nil {
+					foreign = append(foreign, w)
+				} else {
+					foreignUnknown++ // Redis may be down, or have died before its reply: perhaps written
 				}
+				wantMu.Unlock()
 			}
 			// Spread the writes over the chaos (about 550 ms per kill).
 			time.Sleep(time.Duration(sc.kills) * 550 * time.Millisecond * 20 / time.Duration(sc.events))
 		}
 	}()
 
-	// Chaos: SIGKILL a random relay or consumer, restart it; Redis once
-	// halfway (and PostgreSQL, when allowed).
+	// Chaos: SIGKILL a random relay or consumer, restart it; the Redis
+	// primary once halfway (and PostgreSQL, when allowed).
 	names := kids.names()
 	for k := 0; k < sc.kills; k++ {
 		time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
 		kids.killAndRestart(names[rand.IntN(len(names))])
 		rep.kills++
-		if k == sc.kills/2 && sc.restartRedis {
-			rds.crash()
-			time.Sleep(sc.redisDown) // the outage itself: nothing to wait for
-
-			rds = startRedis(t, rdir, rds.addr)
-			rep.redisRestarts++
-			rep.redisDown += sc.redisDown
+		if k == sc.kills/2 {
+			dep.crash(t, stream)
+			if dep.promoted > 0 {
+				t.Logf("the primary crashed holding %d entries its replica lacked; Sentinel promoted the replica %s later",
+					dep.lagged, dep.promoted.Round(time.Millisecond))
+			}
+			time.Sleep(time.Until(dep.crashedAt.Add(sc.redisDown))) // the outage itself: nothing to wait for
+			dep.restart(t)
+			rep.redisDown, rep.promoted, rep.lagged = sc.redisDown, dep.promoted, dep.lagged
 		}
 		if k == sc.kills/3 && sc.restartPostgres {
 			out, err := exec.Command("bash", "-c", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart").CombinedOutput()
@@ -301,111 +227,119 @@ func runFaults(t *testing.T, sc scenario) {
 		}
 	}
 	<-produced
-	wantMu.Lock()
-	rep.sent = len(want)
-	for _, reason := range want {
-		if reason == "" {
-			rep.expected++
-		}
-	}
-	wantMu.Unlock()
 
-	// Wait until every event has ended: handled, or dead-lettered.
+	// Wait until the pipeline is quiet: every outbox row settled, every
+	// entry of the stream read by the group and acknowledged (handled or
+	// dead-lettered). Nothing more can happen after that.
 	deadline := time.Now().Add(sc.timeout)
-	var effects int
-	for time.Now().Before(deadline) {
-		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + prefix + `_effects`).Scan(&effects); err == nil &&
-			effects >= rep.expected && len(deadLetters(client, stream)) >= rep.sent-rep.expected+rep.malformed {
+	for !quiet(ctx, ob, client, stream) {
+		if time.Now().After(deadline) {
+			n, _ := effects.handledCount(db)
+			st, _ := ob.Status(ctx)
+			t.Errorf("not quiet after %s: %d events handled; outbox %+v", sc.timeout, n, st)
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // late duplicates show up in the counts too
 	kids.stopAll()
 	rep.elapsed = time.Since(start)
 
 	// Count.
-	handled := map[string]bool{}
-	rows, err := db.Query(`SELECT event_id FROM ` + prefix + `_effects`)
+	res, err := effects.results(db)
 	require.NoError(t, err)
-	for rows.Next() {
-		var id string
-		require.NoError(t, rows.Scan(&id))
-		handled[id] = true
-	}
-	require.NoError(t, rows.Err())
-	require.NoError(t, db.QueryRow(`SELECT COALESCE(SUM(n - 1), 0) FROM `+prefix+`_deliveries`).Scan(&rep.duplicates))
-	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM `+prefix+`_ledger`).Scan(&rep.applied))
-	rep.handled = len(handled)
-	// Every dead letter, with every reason it was given (a repeat counts).
-	dead := deadLetters(client, stream)
-	for id, reasons := range dead {
-		if id == "" {
-			t.Errorf("%d dead letter(s) without an event id", len(reasons))
-		}
-		for _, reason := range reasons {
-			rep.dead[reason]++
-		}
-		rep.deadRepeats += len(reasons) - 1
-	}
-	entries, err := client.XLen(ctx, stream).Result()
-	require.NoError(t, err)
-	rep.publishedTwice = int(entries) - rep.sent - rep.malformed
-	for id, reason := range want {
-		got := dead[id]
-		switch {
-		case reason == "" && !handled[id]:
-			rep.lost++
-			t.Errorf("event %s was never handled (dead letters: %v)", id, got)
-		case reason == "" && len(got) > 0:
-			t.Errorf("good event %s was dead-lettered as %v", id, got)
-		case reason != "" && len(got) == 0:
-			t.Errorf("poison event %s: no dead letter (want reason %s)", id, reason)
-		case reason != "" && handled[id]:
-			t.Errorf("poison event %s had an effect", id)
-		}
-		for _, r := range got {
-			if reason != "" && r != reason {
-				t.Errorf("poison event %s: dead letter with reason %s, want %s", id, r, reason)
-			}
-		}
-	}
-	poison, invalid := 0, 0
-	for _, reason := range want {
-		switch reason {
-		case middleware.ReasonRetryExhausted:
-			poison++
-		case middleware.ReasonValidationFailed:
-			invalid++
-		}
-	}
+	rep.duplicates = res.duplicates
 	st, err := ob.Status(ctx)
 	require.NoError(t, err)
 	t.Logf("outbox at the end: %+v", st)
 	rep.outboxDead = int(st.Dead)
-	t.Logf("results:\n%s", rep.markdown())
-	assert.Zero(t, rep.lost, "lost events")
-	assert.Equal(t, rep.expected, rep.handled, "every good event handled")
-	assert.Equal(t, rep.expected, rep.applied, "each good event's effect applied exactly once, duplicates absorbed by the guard")
-	assert.Equal(t, poison, len(deadOf(dead, want, middleware.ReasonRetryExhausted)), "every poison event dead-lettered, and nothing else as retry_exhausted")
-	assert.Equal(t, invalid, len(deadOf(dead, want, middleware.ReasonValidationFailed)), "every invalid event dead-lettered, and nothing else as validation_failed")
-	assert.Equal(t, rep.malformed, len(deadOf(dead, nil, middleware.ReasonMalformed)), "every foreign entry dead-lettered as malformed, once")
-	assert.EqualValues(t, rep.sent, st.Delivered, "the outbox delivered every row")
-	assert.Zero(t, st.Dead, "the Redis outage dead-lettered no outbox row")
-}
-
-// deadOf returns the ids dead-lettered with reason (malformed entries are
-// keyed by their stream entry; want, when given, must agree).
-func deadOf(dead map[string][]string, want map[string]string, reason string) map[string]bool {
-	out := map[string]bool{}
-	for id, reasons := range dead {
-		for _, r := range reasons {
-			if r == reason && (want == nil || want[id] == reason) {
-				out[id] = true
-			}
+	in := tally{want: want, guard: res, dead: deadLetters(client, stream), foreign: foreign, foreignUnknown: foreignUnknown}
+	if dep.losesOnCrash() {
+		// What the crashed server acknowledged: rows delivered (marked so
+		// after their publish returned) before its replacement started.
+		before, err := deliveredBefore(db, prefix, dep.restartedAt)
+		require.NoError(t, err)
+		in.mayVanish = func(id string) bool { return before[id] }
+		for i := range in.foreign {
+			in.foreign[i].mayVanish = in.foreign[i].at.Before(dep.restartedAt)
+		}
+	} else {
+		// A foreign write Redis never confirmed (WAIT timed out while the
+		// replica was down) promised nothing: like an unconfirmed relay
+		// publish, which stays pending, it may be gone.
+		for i := range in.foreign {
+			in.foreign[i].mayVanish = !in.foreign[i].confirmed
 		}
 	}
-	return out
+	rep.verdict = account(in)
+	for _, w := range in.foreign {
+		if w.mayVanish {
+			t.Logf("foreign entry %s (confirmed %v) written %s after the crash: may vanish", w.id, w.confirmed,
+				w.at.Sub(dep.crashedAt).Round(time.Millisecond))
+		}
+	}
+	rep.streamLost = dep.losesOnCrash()
+	if !rep.streamLost {
+		entries, err := client.XLen(ctx, stream).Result()
+		require.NoError(t, err)
+		rep.publishedTwice = int(entries) - rep.sent - rep.foreignInjected + rep.foreignGone - rep.foreignUnmatched
+	}
+	t.Logf("results:\n%s%s", reportHeader, rep.row())
+	for _, p := range rep.problems {
+		t.Error(p)
+	}
+	assert.Equal(t, rep.sent, rep.handled+rep.deadLettered+rep.lostByBroker+rep.lost, "every event in one class")
+	assert.EqualValues(t, rep.sent, st.Delivered, "the outbox delivered every row")
+	assert.Zero(t, st.Dead, "the Redis outage dead-lettered no outbox row")
+	if dep.losesOnCrash() {
+		t.Logf("Redis without persistence or replica lost %d of the %d events it had acknowledged and not yet handed on "+
+			"(%d of them poison or invalid: their dead letters or entries), and %d foreign entries: what it promises",
+			rep.lostByBroker, rep.sent, rep.lostPoisonByBroker, rep.foreignGone)
+	} else {
+		assert.Zero(t, rep.lostByBroker+rep.lost, "lost events")
+	}
+}
+
+// quiet reports whether the fault run is over: no outbox row left to
+// publish, and the group has read the whole stream and acknowledged
+// everything it read.
+func quiet(ctx context.Context, ob *outbox.Outbox, client *redis.Client, stream string) bool {
+	st, err := ob.Status(ctx)
+	if err != nil || st.Pending+st.Delayed+st.InFlight > 0 {
+		return false
+	}
+	info, err := client.XInfoStream(ctx, stream).Result()
+	if err != nil {
+		return false
+	}
+	groups, err := client.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return false
+	}
+	for _, g := range groups {
+		if g.Name == "rel" {
+			return g.Pending == 0 && g.LastDeliveredID == info.LastGeneratedID
+		}
+	}
+	return false
+}
+
+// deliveredBefore returns the event ids of the outbox rows marked
+// delivered before t.
+func deliveredBefore(db *sql.DB, table string, t time.Time) (map[string]bool, error) {
+	rows, err := db.Query(`SELECT event_id FROM `+table+` WHERE status = 1 AND delivered_at < $1`, t.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
 }
 
 // writeRetrying commits a business row and entries, retrying for up to a

@@ -14,7 +14,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/arc"
@@ -32,9 +31,12 @@ type roleSpec struct {
 	Role   string // "relay" or "consumer"
 	Name   string // stable per slot, so a restarted consumer resumes its pending entries
 	DSN    string
-	Table  string // outbox table; effects and deliveries tables share its prefix
-	Redis  string
+	Table  string // outbox table; the guard's tables share its prefix
+	Redis  redisConn
 	Stream string
+	// Durable is how many replicas a relay's Publish waits for (WAIT); 0:
+	// none asked for.
+	Durable int
 }
 
 // poisonType always fails in the handler: retried, then dead-lettered.
@@ -86,9 +88,15 @@ func runRelay(ctx context.Context, spec roleSpec) error {
 	if err != nil {
 		return err
 	}
-	client := redis.NewClient(&redis.Options{Addr: spec.Redis})
+	client := spec.Redis.client()
 	defer client.Close()
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client})
+	cfg := redisstream.PublisherConfig{Client: client}
+	if spec.Durable > 0 {
+		// A row is marked delivered only once that many replicas have its
+		// entry; ErrNotDurable (a replica missing) keeps it pending.
+		cfg.Durability = &redisstream.Durability{Replicas: spec.Durable}
+	}
+	pub, err := redisstream.NewPublisher(cfg)
 	if err != nil {
 		return err
 	}
@@ -113,7 +121,7 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 		return err
 	}
 	defer db.Close()
-	client := redis.NewClient(&redis.Options{Addr: spec.Redis})
+	client := spec.Redis.client()
 	defer client.Close()
 	catalog := registry.New(registry.Config{})
 	catalog.MustRegister(registry.Definition{Name: "order.created", Schema: json.RawMessage(orderSchema)})
@@ -142,7 +150,7 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	if err != nil {
 		return err
 	}
-	prefix := spec.Table
+	effects := guard{prefix: spec.Table}
 	_, err = events.Handle(wildcard.HandlerConfig{Name: "effects", Subscriber: sub, Topic: spec.Stream,
 		Patterns: []string{"*"}, Middleware: stack.Middleware}, func(ctx context.Context, ev arc.Event) error {
 		if ev.Type == poisonType {
@@ -153,7 +161,7 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 		// event's retry budget and dead-lettered.
 		var err error
 		for try := 0; try < 600; try++ {
-			if err = applyEffect(ctx, db, prefix, ev.Meta.ID); err == nil || ctx.Err() != nil {
+			if err = effects.apply(ctx, db, ev.Meta.ID); err == nil || ctx.Err() != nil {
 				return err
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -164,35 +172,6 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 		return err
 	}
 	return events.Run(ctx)
-}
-
-// applyEffect is the consumer-side idempotency guard: every delivery is
-// counted, and the effect is applied once per event id, in one transaction.
-func applyEffect(ctx context.Context, db *sql.DB, prefix, id string) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_deliveries (event_id, n) VALUES ($1, 1)
-		ON CONFLICT (event_id) DO UPDATE SET n = `+prefix+`_deliveries.n + 1`, id); err != nil {
-		return err
-	}
-	// The guard: the effect (a ledger row, which nothing would stop from
-	// repeating) is applied only by the delivery that claimed the event.
-	res, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_effects (event_id) VALUES ($1)
-		ON CONFLICT (event_id) DO NOTHING`, id)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 1 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+prefix+`_ledger (event_id) VALUES ($1)`, id); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
 }
 
 // slowPublisher adds latency after each publish (the rows are published
