@@ -155,7 +155,10 @@ func (l Limits) FromMessage(msg *message.Message) (Event, error) {
 	}
 	md := msg.Metadata
 	if why := md[MetadataMalformed]; why != "" {
-		return Event{}, malformed("", why, nil)
+		// An adapter's reason often quotes a decode error of this package
+		// ("stream entry data: arc: malformed event: meta.id: …"): say
+		// "arc: malformed event" once.
+		return Event{}, malformed("", strings.ReplaceAll(why, malformedPrefix+": ", ""), nil)
 	}
 	ev := Event{Type: md[MetadataType]}
 	if ev.Type == "" {

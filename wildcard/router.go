@@ -94,10 +94,16 @@ type Config struct {
 	// false: the prefix rule of Arc's Pub/Sub and of Arc ≥ 2.12's shared
 	// matcher.
 	ColonStarLiteral bool
-	// OnMalformed handles a message that does not hold an Arc event. A nil
-	// error acknowledges the message; an error nacks it. Defaults to nil:
-	// nack with an error wrapping arc.ErrMalformedEvent, so a router-level
-	// poison queue (or arcmill's dead-letter middleware) can take it.
+	// OnMalformed handles a message that does not hold an Arc event (its
+	// error wraps arc.ErrMalformedEvent and says why). A nil error
+	// acknowledges the message; an error nacks it, and the transport
+	// delivers it again, so return one only when something outside (a
+	// router-level poison queue) takes the message then. Give it
+	// middleware.DeadLetter.Malformed to dead-letter such messages with
+	// their raw bytes. Defaults to nil: the message is dropped (acknowledged),
+	// with an Error line naming it and why, and counted in
+	// Stats.MalformedDropped; never nacked, since a nacked malformed message
+	// comes back at once, for ever.
 	OnMalformed func(msg *message.Message, err error) error
 	// Limits bound what the router reads from each message (the payload's
 	// nesting, the type's length): a message over them is malformed, and
@@ -189,7 +195,7 @@ type Router struct {
 	closedOnce sync.Once
 	ran        bool // Run was called; guarded by mu
 
-	handled, unmatched, failed, malformed atomic.Uint64
+	handled, unmatched, failed, malformed, dropped atomic.Uint64
 }
 
 type sourceKey struct {
@@ -466,10 +472,13 @@ type Stats struct {
 	Failed uint64
 	// Malformed messages: not an Arc event.
 	Malformed uint64
+	// MalformedDropped counts the malformed messages acknowledged without
+	// being kept anywhere, because Config.OnMalformed is nil.
+	MalformedDropped uint64
 }
 
 // Stats returns the counters so far.
 func (r *Router) Stats() Stats {
 	return Stats{Handled: r.handled.Load(), Unmatched: r.unmatched.Load(), Failed: r.failed.Load(),
-		Malformed: r.malformed.Load()}
+		Malformed: r.malformed.Load(), MalformedDropped: r.dropped.Load()}
 }
