@@ -255,12 +255,14 @@ func (d *DeadLetter) Stats() DeadLetterStats {
 func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		ctx := msg.Context()
-		key := memoryKey(msg)
 		out, err := h(msg)
 		if err == nil {
-			d.outages.forget(key)
+			if d.outages.size.Load() > 0 { // the key costs an allocation: only when something is remembered
+				d.outages.forget(memoryKeyIn(ctx, msg.UUID))
+			}
 			return out, nil
 		}
+		key := memoryKeyIn(ctx, msg.UUID)
 		if errors.Is(err, ErrShutdown) || IsShutdown(ctx) {
 			return nil, err // a shutdown is no failure: nack, for the next delivery
 		}

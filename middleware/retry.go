@@ -420,11 +420,14 @@ func isContextErr(err error) bool {
 }
 
 // memoryKey identifies one handler's delivery of one message.
-func memoryKey(msg *message.Message) string {
-	if info, ok := wildcard.InfoFromContext(msg.Context()); ok {
-		return msg.UUID + "\x00" + info.Handler
+func memoryKey(msg *message.Message) string { return memoryKeyIn(msg.Context(), msg.UUID) }
+
+// memoryKeyIn is memoryKey for a message whose context was ctx.
+func memoryKeyIn(ctx context.Context, uuid string) string {
+	if info, ok := wildcard.InfoFromContext(ctx); ok {
+		return uuid + "\x00" + info.Handler
 	}
-	return msg.UUID + "\x00" + message.HandlerNameFromCtx(msg.Context())
+	return uuid + "\x00" + message.HandlerNameFromCtx(ctx)
 }
 
 func (r *Retry) unrecoverable(err error) bool {
