@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,14 +28,15 @@ import (
 // loopback port, that the test stops and starts again to stage an outage
 // of a handler's dependency.
 type downstreamRedis struct {
-	t    *testing.T
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	t     *testing.T
+	bin   string
+	port  int
+	dir   string
+	extra []string
+	cmd   *exec.Cmd
 }
 
-func newDownstreamRedis(t *testing.T) *downstreamRedis {
+func newDownstreamRedis(t *testing.T, extra ...string) *downstreamRedis {
 	t.Helper()
 	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
 	bin, err := exec.LookPath("redis-server")
@@ -43,7 +45,7 @@ func newDownstreamRedis(t *testing.T) *downstreamRedis {
 	require.NoError(t, err)
 	port := l.Addr().(*net.TCPAddr).Port
 	require.NoError(t, l.Close())
-	d := &downstreamRedis{t: t, bin: bin, port: port, dir: t.TempDir()}
+	d := &downstreamRedis{t: t, bin: bin, port: port, dir: t.TempDir(), extra: extra}
 	t.Cleanup(d.stop)
 	d.start()
 	return d
@@ -54,8 +56,8 @@ func (d *downstreamRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(d.p
 // start runs the server and returns once it answers.
 func (d *downstreamRedis) start() {
 	d.t.Helper()
-	d.cmd = exec.Command(d.bin, "--port", strconv.Itoa(d.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", d.dir)
+	d.cmd = exec.Command(d.bin, append([]string{"--port", strconv.Itoa(d.port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", d.dir}, d.extra...)...)
 	require.NoError(d.t, d.cmd.Start())
 	c := redis.NewClient(&redis.Options{Addr: d.addr(), MaxRetries: -1})
 	defer c.Close()
@@ -177,4 +179,45 @@ func TestDownstreamRedisOutageBurnsNoAttempts(t *testing.T) {
 	assert.Equal(t, maxRetries+1, dl.Attempts)
 	assert.Equal(t, maxRetries+1, declined.get())
 	assert.Equal(t, ReasonRetryExhausted, dl.Reason)
+}
+
+// The errors real servers give when they are down or cannot take writes
+// are transport errors: a stopped Redis (connection refused), a closed
+// client, a replica's READONLY reply, a closed NATS connection and a NATS
+// server that is not there. A real Redis reply about the command itself
+// is not.
+func TestRealServersOutageErrorsAreTransportErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := newDownstreamRedis(t)
+	replica := newDownstreamRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
+	rc := redis.NewClient(&redis.Options{Addr: replica.addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rc.Close() })
+	readonly := rc.Set(ctx, "k", "v", 0).Err()
+	require.Error(t, readonly)
+	assert.True(t, IsTransportError(readonly), "%v", readonly)
+	readonlyList := rc.LPush(ctx, "k", "v").Err() // READONLY too: a replica takes no write at all
+	assert.True(t, IsTransportError(readonlyList), "%v", readonlyList)
+
+	pc := redis.NewClient(&redis.Options{Addr: primary.addr(), MaxRetries: -1})
+	require.NoError(t, pc.Set(ctx, "k", "v", 0).Err())
+	notTransport := pc.LPush(ctx, "k", "v").Err() // WRONGTYPE: the command's fault
+	require.Error(t, notTransport)
+	assert.False(t, IsTransportError(notTransport), "%v", notTransport)
+	primary.stop()
+	refused := pc.Get(ctx, "k").Err()
+	require.Error(t, refused)
+	assert.True(t, IsTransportError(refused), "%v", refused)
+	require.NoError(t, pc.Close())
+	closed := pc.Get(ctx, "k").Err()
+	assert.True(t, IsTransportError(closed), "%v", closed)
+
+	nc, err := nats.Connect(testenv.NatsURL(t))
+	require.NoError(t, err)
+	nc.Close()
+	natsClosed := nc.Publish("arcmill.test", []byte("x"))
+	assert.True(t, IsTransportError(natsClosed), "%v", natsClosed)
+	_, err = nats.Connect("nats://"+primary.addr(), nats.MaxReconnects(0), nats.Timeout(time.Second))
+	require.Error(t, err)
+	assert.True(t, IsTransportError(err), "%v", err)
 }
