@@ -194,6 +194,12 @@ type Router struct {
 	closed     chan struct{}
 	closedOnce sync.Once
 	ran        bool // Run was called; guarded by mu
+	// closing is set by Close, under mu, before it closes the
+	// message.Router: a Handle that holds mu first finishes registering
+	// and subscribing before the router starts closing (Watermill's
+	// AddHandler must not race the close's wait for its handlers), and one
+	// that comes after returns ErrRouterClosed.
+	closing bool
 
 	handled, unmatched, failed, malformed, dropped atomic.Uint64
 }
@@ -259,6 +265,9 @@ func (r *Router) Running() <-chan struct{} { return r.running }
 // after it returns ErrRouterClosed. Close a router that never ran only
 // with a short CloseTimeout: Watermill's Close then waits it out.
 func (r *Router) Close() error {
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
 	err := r.router.Close()
 	r.mu.Lock()
 	ran := r.ran
@@ -370,7 +379,7 @@ func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscri
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.router.IsClosed() {
+	if r.closing || r.router.IsClosed() {
 		return nil, ErrRouterClosed
 	}
 	key := sourceKey{cfg.Subscriber, cfg.Topic}
