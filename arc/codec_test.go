@@ -386,3 +386,87 @@ func TestExtraMustNotShadowTypedFields(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidEvent, k)
 	}
 }
+
+// Ids with lone surrogates (meta.id, correlationId, causationId,
+// idempotencyKey) are kept: read, mapped to a message and back, and written
+// again, each gives its own bytes, and no two distinct ids collide, not
+// with each other, nor with U+FFFD, invalid UTF-8 or the escape's text.
+func TestIDsKeepLoneSurrogates(t *testing.T) {
+	t.Parallel()
+	ids := []string{`\ud800`, `\ud801`, `\udc00`, `\udfff`, `\ud800\ud800`, `\udc00\ud800`, `\ud83d`,
+		`\ufffd`, `\ufffd\ufffd\ufffd`, "\xff", "\xed\xa0", `\\ud800`, `x\ud800y`, `\ud83d\ude00`, `a`}
+	seen := map[string]string{}
+	for _, id := range ids {
+		in := `{"type":"t","meta":{"id":"` + id + `","correlationId":"c` + id + `","causationId":"p` + id +
+			`","idempotencyKey":"k` + id + `"}}`
+		ev := mustUnmarshal(t, in)
+		if other, dup := seen[ev.Meta.ID]; dup {
+			t.Errorf("%q and %q collide", id, other)
+		}
+		seen[ev.Meta.ID] = id
+		assert.Equal(t, "c"+ev.Meta.ID, ev.Meta.CorrelationID, id)
+		assert.Equal(t, "p"+ev.Meta.ID, ev.Meta.CausationID, id)
+		assert.Equal(t, "k"+ev.Meta.ID, ev.Meta.IdempotencyKey, id)
+		assert.Empty(t, ev.Meta.Extra, "typed fields, not raw: %s", id)
+		want := strings.Replace(in, `\ud83d\ude00`, "😀", -1) // JSON.stringify writes a pair as the character
+		want = strings.Replace(want, `\ufffd`, "\ufffd", -1)
+		assert.Equal(t, want, mustMarshal(t, ev), "written back: %s", id)
+
+		msg, err := ToMessage(ev)
+		require.NoError(t, err)
+		assert.Equal(t, ev.Meta.ID, msg.UUID)
+		assert.Equal(t, ev.Meta.CorrelationID, msg.Metadata.Get(MetadataCorrelationID))
+		assert.Equal(t, ev.Meta.CausationID, msg.Metadata.Get(MetadataCausationID))
+		back, err := FromMessage(msg)
+		require.NoError(t, err)
+		assert.Equal(t, want, mustMarshal(t, back), "through a message: %s", id)
+	}
+	// JSON.stringify writes a lone surrogate in lower case; the upper-case
+	// escape is the same string.
+	upper := mustUnmarshal(t, `{"type":"t","meta":{"id":"\uD800"}}`)
+	assert.Equal(t, mustUnmarshal(t, `{"type":"t","meta":{"id":"\ud800"}}`).Meta.ID, upper.Meta.ID)
+	assert.Equal(t, `{"type":"t","meta":{"id":"\ud800"}}`, mustMarshal(t, upper))
+	// Raw CESU-8 bytes (a high and a low surrogate in a row) go back raw.
+	cesu := "{\"type\":\"t\",\"meta\":{\"id\":\"\xed\xa0\xbd\xed\xb8\x80\"}}"
+	assert.Equal(t, cesu, mustMarshal(t, mustUnmarshal(t, cesu)))
+}
+
+// DedupeKey tells apart children whose causation ids, and events whose
+// idempotency keys, differ only in a lone surrogate: before ids kept them,
+// such values were dropped from the typed fields and deduplication merged
+// them (causation) or skipped them (idempotency key).
+func TestDedupeKeyKeepsLoneSurrogates(t *testing.T) {
+	t.Parallel()
+	key := func(meta string) string {
+		return DedupeKey(mustUnmarshal(t, `{"type":"t","payload":{},"meta":{"id":"1",`+meta+`}}`))
+	}
+	k1 := key(`"idempotencyKey":"k","causationId":"\ud800"`)
+	k2 := key(`"idempotencyKey":"k","causationId":"\ud801"`)
+	k3 := key(`"idempotencyKey":"k","causationId":"\ufffd"`)
+	assert.NotEmpty(t, k1)
+	assert.NotEqual(t, k1, k2)
+	assert.NotEqual(t, k1, k3)
+	assert.NotEqual(t, k2, k3)
+	assert.Equal(t, k1, key(`"idempotencyKey":"k","causationId":"\uD800"`), "the same id, escaped in upper case")
+	i1, i2 := key(`"idempotencyKey":"\ud800"`), key(`"idempotencyKey":"\udc00"`)
+	assert.NotEmpty(t, i1, "deduplicated, not skipped")
+	assert.NotEqual(t, i1, i2)
+}
+
+// A message mapped before ids kept lone surrogates carries such an id in
+// arc_meta_<key>: it is read into the typed field, and written back the
+// same.
+func TestFromMessageTakesRawIDsIntoTypedFields(t *testing.T) {
+	t.Parallel()
+	msg := message.NewMessage("1", []byte(`{}`))
+	msg.Metadata.Set(MetadataType, "t")
+	msg.Metadata.Set(MetadataExtraPrefix+"correlationId", `"\ud800"`)
+	msg.Metadata.Set(MetadataExtraPrefix+"userId", `"\ud800"`)
+	ev, err := FromMessage(msg)
+	require.NoError(t, err)
+	assert.Equal(t, "\xed\xa0\x80", ev.Meta.CorrelationID)
+	assert.Equal(t, json.RawMessage(`"\ud800"`), ev.Meta.Extra["userId"], "other fields stay raw")
+	assert.NotContains(t, ev.Meta.Extra, "correlationId")
+	assert.Equal(t, `{"type":"t","payload":{},"meta":{"id":"1","correlationId":"\ud800","userId":"\ud800"}}`,
+		mustMarshal(t, ev))
+}

@@ -19,8 +19,11 @@ import (
 // top-level keys are ignored, as Arc ignores them. With duplicate keys the
 // last value wins at the first key's position, as with JSON.parse.
 //
-// meta.id keeps its bytes: invalid UTF-8 in it is not replaced (distinct
-// ids must stay distinct), and Marshal writes it back as it came.
+// meta.id, correlationId, causationId and idempotencyKey keep every
+// string they can hold, so that distinct ids never collide: invalid UTF-8
+// in them is not replaced, and a lone surrogate escape (\ud800) is kept in
+// the Go string as its WTF-8 bytes (see Meta.ID); Marshal writes both back
+// as they came.
 //
 // The default Limits apply: nesting deeper than DefaultMaxDepth or a type
 // longer than DefaultMaxTypeBytes makes the event malformed (see Limits).
@@ -213,6 +216,12 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 		}
 	default:
 		if p := m.stringFieldBytes(name); p != nil && v[0] == '"' && len(v) > 2 {
+			if isIDKey(name) {
+				// An id keeps every string it can be (see unquoteKeep).
+				*p = unquoteKeep(v)
+				m.dropExtra(name)
+				return nil
+			}
 			if s, ok := decodeString(v); ok {
 				*p = s
 				m.dropExtra(name)
@@ -229,6 +238,21 @@ func (m *Meta) decodeField(name []byte, v []byte) error {
 	m.Extra[key] = append(json.RawMessage(nil), v...)
 	m.clear(key) // a later value replaces an earlier one, as in JSON.parse
 	return nil
+}
+
+// isIDKey reports whether a meta key holds an identifier: meta.id, and
+// the ids and key that point at other events or deduplicate them
+// (correlationId, causationId, idempotencyKey). Their strings are read
+// with unquoteKeep and written with appendKeep, so that two different
+// strings on the wire are two different Go strings, and each goes back as
+// it came: ids that collide would merge chains, deduplicate distinct
+// events, or, as Watermill message UUIDs, be taken for one message.
+func isIDKey(name []byte) bool {
+	switch string(name) {
+	case "id", "correlationId", "causationId", "idempotencyKey":
+		return true
+	}
+	return false
 }
 
 // decodeString unquotes a validated JSON string token; ok is false when it

@@ -22,8 +22,12 @@
 //     string with a lone surrogate (\ud800), and a meta.timestamp that is
 //     not an RFC 3339 string (a number, null, garbage);
 //   - the order of the meta keys;
-//   - meta.id's bytes, invalid UTF-8 included, so that distinct ids never
-//     collide (Marshal writes them back as they came).
+//   - every id as it came, so that distinct ids never collide: meta.id,
+//     correlationId, causationId and idempotencyKey keep invalid UTF-8
+//     bytes, and a lone surrogate (\ud800) as its WTF-8 bytes, in the typed
+//     field (see Meta.ID), for the Watermill UUID, the correlation and
+//     causation metadata and DedupeKey; Marshal writes them back as they
+//     came.
 //
 // # Hostile input
 //
@@ -52,7 +56,9 @@
 // 3339 form becomes …sssZ and needless escapes (\u0041, \/) become the
 // character, as when Arc revives and re-serialises an event; a duplicate
 // meta key is written once, with the last value, at the first key's place;
-// a lone surrogate in type, meta.id or a meta key name becomes U+FFFD.
+// a lone surrogate in type or a meta key name becomes U+FFFD; an id's lone
+// surrogate escape is written in lower case (\uD800 as \ud800), as
+// JSON.stringify writes it.
 //
 // Events built in Go are written in the order Arc's functions give:
 // NewEvent as createEvent ({id, timestamp, ...meta}); NewChild as

@@ -17,10 +17,12 @@ import (
 // Extra keys sorted. Empty typed fields are omitted; the timestamp is
 // YYYY-MM-DDTHH:mm:ss.sssZ; strings are escaped as JSON.stringify escapes
 // them (no HTML escaping, U+2028 and U+2029 raw); payload and Extra bytes
-// are copied untouched, whatever they hold. Invalid UTF-8 in meta.id is
-// written as it is, like payload bytes (an id read from the wire goes back
-// byte for byte); in other strings it becomes U+FFFD, as JSON.stringify
-// has no way to write it.
+// are copied untouched, whatever they hold. In meta.id, correlationId,
+// causationId and idempotencyKey, invalid UTF-8 is written as it is, like
+// payload bytes, and the WTF-8 bytes of a lone surrogate (as Unmarshal
+// reads \ud800 into them) as the escape JSON.stringify writes (\ud800), so
+// an id read from the wire goes back as it came; in other strings invalid
+// UTF-8 becomes U+FFFD, as JSON.stringify has no way to write it.
 //
 // It fails, wrapping ErrInvalidEvent, when the result would not be an event
 // Arc reads: an empty type or id, or a payload or Extra value that is not
@@ -176,6 +178,12 @@ func (m *Meta) appendMember(b []byte, key string, first *bool) []byte {
 	switch key {
 	case "id":
 		return appendKeep(b, m.ID)
+	case "correlationId":
+		return appendKeep(b, m.CorrelationID)
+	case "causationId":
+		return appendKeep(b, m.CausationID)
+	case "idempotencyKey":
+		return appendKeep(b, m.IdempotencyKey)
 	case "timestamp":
 		b = append(b, '"')
 		b = appendTimestamp(b, m.Timestamp)
@@ -270,9 +278,13 @@ func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 // \b \f \n \r \t or lower-case \u00xx); invalid UTF-8 becomes U+FFFD.
 func appendString(b []byte, s string) []byte { return appendStr(b, s, false) }
 
-// appendKeep is appendString that writes invalid UTF-8 bytes as they are,
-// as Marshal writes payload bytes: for meta.id, which Unmarshal reads with
-// its bytes kept, so an id goes back on the wire as it came.
+// appendKeep is appendString for ids (isIDKey), which unquoteKeep reads:
+// invalid UTF-8 bytes are written as they are, as Marshal writes payload
+// bytes, except the WTF-8 bytes of a lone surrogate, written as
+// JSON.stringify writes a lone surrogate (\ud800, lower-case), so an id
+// goes back on the wire as it came. A high and a low surrogate in a row
+// (CESU-8, as only raw bytes give them) are written raw, as they came: as
+// an escape pair they would read back as the character they encode.
 func appendKeep(b []byte, s string) []byte { return appendStr(b, s, true) }
 
 func appendStr(b []byte, s string, keep bool) []byte {
@@ -307,12 +319,25 @@ func appendStr(b []byte, s string, keep bool) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 && !keep {
-			b = append(b, s[start:i]...)
-			b = append(b, "\ufffd"...)
-			i++
-			start = i
-			continue
+		if r == utf8.RuneError && size == 1 {
+			if !keep {
+				b = append(b, s[start:i]...)
+				b = append(b, "\ufffd"...)
+				i++
+				start = i
+				continue
+			}
+			if sr := surrogateAt(s, i); sr >= 0 {
+				if sr < 0xdc00 && surrogateAt(s, i+3) >= 0xdc00 {
+					i += 6 // a CESU-8 pair: raw, as it came
+					continue
+				}
+				b = append(b, s[start:i]...)
+				b = append(b, '\\', 'u', hexDigits[sr>>12], hexDigits[sr>>8&0xf], hexDigits[sr>>4&0xf], hexDigits[sr&0xf])
+				i += 3
+				start = i
+				continue
+			}
 		}
 		i += size
 	}

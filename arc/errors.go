@@ -12,7 +12,7 @@ var (
 	// hold what ToMessage writes there. Payload content never makes an event
 	// malformed. Dead-letter code uses
 	// errors.Is(err, ErrMalformedEvent) to choose the reason "malformed".
-	ErrMalformedEvent = errors.New("arc: malformed event")
+	ErrMalformedEvent = errors.New(malformedPrefix)
 
 	// ErrInvalidEvent is wrapped by every error that refuses to build or
 	// write an event that Arc would reject or misread: an empty or reserved
@@ -39,8 +39,11 @@ type DecodeError struct {
 	Err error
 }
 
+// malformedPrefix begins every DecodeError's message.
+const malformedPrefix = "arc: malformed event"
+
 func (e *DecodeError) Error() string {
-	msg := "arc: malformed event"
+	msg := malformedPrefix
 	if e.Field != "" {
 		msg += ": " + e.Field
 	}

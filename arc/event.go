@@ -36,6 +36,16 @@ type Event struct {
 type Meta struct {
 	// ID identifies the event (a UUID v4 unless the producer chose another
 	// string). Required.
+	//
+	// ID, CorrelationID, CausationID and IdempotencyKey hold every string
+	// the wire can carry, so that distinct ids never collide: invalid
+	// UTF-8 bytes as they came, and a lone surrogate (a JSON "\ud800",
+	// which JavaScript strings hold but UTF-8 cannot) as its WTF-8 bytes
+	// (ED A0 80). Marshal writes them back as they came (the surrogate as
+	// "\ud800"), and they are used as they are for the Watermill UUID,
+	// correlation and causation, and DedupeKey. Raw bytes that are a
+	// surrogate's WTF-8 (CESU-8, which no UTF-8 encoder writes) read as that
+	// surrogate.
 	ID string
 	// Timestamp is when the event was created. Arc's wire carries it to the
 	// millisecond, in UTC; decoding returns it so (UTC, truncated to ms).
@@ -68,9 +78,9 @@ type Meta struct {
 	// key whose value the typed field cannot hold is kept here too, and its
 	// typed field stays empty: null ("userId":null, which Arc handlers see
 	// as null), "", a value of a type Arc does not define (a number for
-	// userId), a string with a lone surrogate, or a timestamp that is not an
-	// RFC 3339 string (a number, garbage). A set typed field hides an Extra
-	// entry of the same key.
+	// userId), a string with a lone surrogate (except in the ids, see ID),
+	// or a timestamp that is not an RFC 3339 string (a number, garbage). A
+	// set typed field hides an Extra entry of the same key.
 	Extra map[string]json.RawMessage
 
 	// order lists the meta keys in the order they are written, when it is

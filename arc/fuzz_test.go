@@ -25,6 +25,9 @@ var fuzzSeeds = []string{
 	`{"type":"t","meta":{"userId":null,"id":"1","organizationId":null,"correlationId":null,"aggregate":null,"x":null}}`,
 	`{"type":"t","meta":{"id":"1","userId":"\ud800","source":"a\udc00b","aggregate":{"type":"\udbff","id":"x"},"k":"\ud800"}}`,
 	`{"type":"t","meta":{"z":1,"source":"s","id":"1","a":2,"userId":"u","timestamp":"2026-01-01T00:00:00.000Z","source":"t"}}`,
+	// Ids with lone surrogates, escaped and as raw WTF-8 / CESU-8 bytes.
+	`{"type":"t","meta":{"id":"\ud800\udc00\udc00","correlationId":"\uDBFF","causationId":"\ud83d","idempotencyKey":"\udfff\ud800"}}`,
+	"{\"type\":\"t\",\"meta\":{\"id\":\"\xed\xa0\x80\\ud800\xed\xa0\xbd\xed\xb8\x80\\ud83d\xed\xb8\x80\",\"causationId\":\"\xed\xb0\x80\"}}",
 }
 
 // metaKeys returns the keys of data's top-level "meta" object in their

@@ -73,7 +73,9 @@ var stringMetadata = []struct {
 // more digits only when the time has them). Values kept raw in Meta.Extra
 // (null, lone surrogates, odd types) travel as raw JSON under
 // arc_meta_<key>, and the key order, when it is not the default one, under
-// arc_key_order, so the event is written back with the same bytes.
+// arc_key_order, so the event is written back with the same bytes. The
+// UUID, correlation_id and arc_causation_id hold the ids as Unmarshal
+// reads them (see Meta.ID): distinct ids on the wire are distinct UUIDs.
 //
 // It fails, wrapping ErrInvalidEvent, for an event Marshal would refuse.
 func ToMessage(ev Event) (*message.Message, error) {
@@ -145,7 +147,8 @@ func toMessage(ev Event) *message.Message {
 // arc_timestamp that is not RFC 3339, gives a *DecodeError that wraps
 // ErrMalformedEvent. Payload content is never judged, but its nesting and
 // the type's length are bounded by the default Limits. The UUID becomes
-// meta.id with its bytes, invalid UTF-8 included.
+// meta.id with its bytes, invalid UTF-8 and the WTF-8 bytes of lone
+// surrogates included (see Meta.ID).
 func FromMessage(msg *message.Message) (Event, error) { return Limits{}.FromMessage(msg) }
 
 // FromMessage is the package's FromMessage under these limits.
@@ -155,7 +158,10 @@ func (l Limits) FromMessage(msg *message.Message) (Event, error) {
 	}
 	md := msg.Metadata
 	if why := md[MetadataMalformed]; why != "" {
-		return Event{}, malformed("", why, nil)
+		// An adapter's reason often quotes a decode error of this package
+		// ("stream entry data: arc: malformed event: meta.id: …"): say
+		// "arc: malformed event" once.
+		return Event{}, malformed("", strings.ReplaceAll(why, malformedPrefix+": ", ""), nil)
 	}
 	ev := Event{Type: md[MetadataType]}
 	if ev.Type == "" {
@@ -198,6 +204,15 @@ func (l Limits) FromMessage(msg *message.Message) (Event, error) {
 		if name, ok := strings.CutPrefix(k, MetadataExtraPrefix); ok {
 			if err := validJSONDepth([]byte(v), l.below(2)); err != nil {
 				return Event{}, malformed(k, jsonProblem(err), err)
+			}
+			if p := m.stringField(name); p != nil && *p == "" && isIDKey([]byte(name)) {
+				// An id kept raw by an arcmill before ids kept lone
+				// surrogates: its typed field holds it now.
+				var probe Meta
+				if _ = probe.decodeField([]byte(name), []byte(v)); probe.Extra[name] == nil {
+					*p = *probe.stringField(name)
+					continue
+				}
 			}
 			if m.Extra == nil {
 				m.Extra = make(map[string]json.RawMessage)

@@ -115,3 +115,18 @@ func TestFromMessageMalformed(t *testing.T) {
 		})
 	}
 }
+
+// A transport's reason that quotes a decode error of this package (as the
+// Streams adapter's "stream entry data: …" does) is reported with
+// "arc: malformed event" once.
+func TestMalformedReasonSaysMalformedOnce(t *testing.T) {
+	t.Parallel()
+	var ev Event
+	derr := Unmarshal([]byte(`{"type":"t","meta":{}}`), &ev)
+	require.Error(t, derr)
+	msg := message.NewMessage("1", []byte(`{"type":"t","meta":{}}`))
+	msg.Metadata.Set(MetadataMalformed, "stream entry data: "+derr.Error())
+	_, err := FromMessage(msg)
+	require.ErrorIs(t, err, ErrMalformedEvent)
+	assert.Equal(t, "arc: malformed event: stream entry data: meta.id: must be a non-empty string", err.Error())
+}

@@ -300,6 +300,22 @@ func unquote(raw []byte, plain bool) string {
 	return s
 }
 
+// appendSurrogate appends the WTF-8 bytes of a surrogate code point
+// (U+D800–U+DFFF): ED, then A0–BF, then 80–BF. utf8.AppendRune would
+// write U+FFFD for it.
+func appendSurrogate(b []byte, r rune) []byte {
+	return append(b, 0xe0|byte(r>>12), 0x80|byte(r>>6)&0x3f, 0x80|byte(r)&0x3f)
+}
+
+// surrogateAt returns the surrogate code point whose WTF-8 bytes begin
+// s[i:], or -1.
+func surrogateAt(s string, i int) rune {
+	if i+2 < len(s) && s[i] == 0xed && s[i+1] >= 0xa0 && s[i+1] <= 0xbf && s[i+2] >= 0x80 && s[i+2] <= 0xbf {
+		return 0xd000 | rune(s[i+1]&0x3f)<<6 | rune(s[i+2]&0x3f)
+	}
+	return -1
+}
+
 // objectIter walks the members of a validated-as-it-goes JSON object.
 type objectIter struct {
 	data     []byte
@@ -357,10 +373,14 @@ func (it *objectIter) next() (name []byte, vs, ve int, ok bool, err error) {
 	return name, vs, ve, true, nil
 }
 
-// unquoteKeep is unquote for a validated string token that keeps invalid
-// UTF-8 bytes as they are, where unquote replaces them with U+FFFD: meta.id
-// is read this way so that ids differing only in such bytes stay distinct.
-// Escapes decode as in unquote (a lone surrogate escape becomes U+FFFD).
+// unquoteKeep is unquote for a validated string token that keeps what
+// unquote would replace with U+FFFD: invalid UTF-8 bytes stay as they are,
+// and a lone surrogate escape (\ud800, a high half not followed by a low
+// one, or a low half alone) becomes the surrogate's WTF-8 bytes (U+D800 as
+// ED A0 80: UTF-8's three-byte form, applied to a code point UTF-8
+// forbids), as a JavaScript string holds it. Ids are read this way
+// (isIDKey) so that ids differing only there stay distinct; appendKeep
+// writes the surrogate back as the escape.
 func unquoteKeep(raw []byte) string {
 	body := raw[1 : len(raw)-1]
 	if bytes.IndexByte(body, '\\') < 0 {
@@ -397,7 +417,8 @@ func unquoteKeep(raw []byte) string {
 					r = d
 					i += 6
 				} else {
-					r = utf8.RuneError
+					out = appendSurrogate(out, r)
+					continue
 				}
 			}
 			out = utf8.AppendRune(out, r)

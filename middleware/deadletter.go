@@ -90,8 +90,24 @@ type DeadLetterConfig struct {
 	// does not end with the message's context. Defaults to
 	// DefaultPublishTimeout.
 	PublishTimeout time.Duration
-	// Logger receives a Debug line per dead letter and delayed retry, and
-	// an Error line per failed publish. Defaults to watermill.NopLogger.
+	// TransportError reports a final failure that is a transport's or a
+	// dependency's outage, not the event's fault: such a message is never
+	// dead-lettered nor sent to the delayed tier, but nacked after a wait
+	// (OutageBackoff), so that it comes back once the outage is over,
+	// without a hot loop meanwhile. Defaults to IsTransportError.
+	TransportError func(error) bool
+	// OutageBackoff is the wait before nacking a message after a transport
+	// failure, or after its dead letter could not be published; it doubles
+	// per consecutive such nack of the same message up to
+	// OutageMaxBackoff, with up to 10 % jitter. Defaults to
+	// DefaultOutageBackoff.
+	OutageBackoff time.Duration
+	// OutageMaxBackoff caps the doubled wait; at least OutageBackoff.
+	// Defaults to max(DefaultOutageMaxBackoff, OutageBackoff).
+	OutageMaxBackoff time.Duration
+	// Logger receives an Error line per dead letter (with its reason), per
+	// transport failure nacked and per failed publish, and a Debug line per
+	// delayed retry. Defaults to watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
 
@@ -121,6 +137,15 @@ func (c *DeadLetterConfig) setDefaults() {
 	if c.MaxRawBytes == 0 {
 		c.MaxRawBytes = DefaultMaxRawBytes
 	}
+	if c.TransportError == nil {
+		c.TransportError = IsTransportError
+	}
+	if c.OutageBackoff == 0 {
+		c.OutageBackoff = DefaultOutageBackoff
+	}
+	if c.OutageMaxBackoff == 0 {
+		c.OutageMaxBackoff = max(DefaultOutageMaxBackoff, c.OutageBackoff)
+	}
 	if c.Delayed != nil {
 		d := *c.Delayed // the caller's value may be shared
 		if d.Delays == nil {
@@ -149,6 +174,12 @@ func (c *DeadLetterConfig) validate() error {
 	case c.MaxRawBytes < 0 && c.MaxRawBytes != NoMaxRawBytes:
 		return fmt.Errorf("%w: DeadLetterConfig.MaxRawBytes must be positive, 0 (default) or NoMaxRawBytes, got %d",
 			ErrInvalidConfig, c.MaxRawBytes)
+	case c.OutageBackoff < 0:
+		return fmt.Errorf("%w: DeadLetterConfig.OutageBackoff must be positive or 0 (default), got %v",
+			ErrInvalidConfig, c.OutageBackoff)
+	case c.OutageMaxBackoff < c.OutageBackoff:
+		return fmt.Errorf("%w: DeadLetterConfig.OutageMaxBackoff (%v) must be at least OutageBackoff (%v)",
+			ErrInvalidConfig, c.OutageMaxBackoff, c.OutageBackoff)
 	}
 	if d := c.Delayed; d != nil {
 		if d.Publisher == nil {
@@ -173,12 +204,23 @@ func (c *DeadLetterConfig) validate() error {
 //
 // A message that is itself a dead letter is never dead-lettered again: its
 // failure is returned (nacked), so no amplification loop can start.
+//
+// A final error that is a transport's outage (DeadLetterConfig.
+// TransportError) is never dead-lettered, and never counts toward the
+// delayed tier: the message is nacked after a growing wait, and comes back
+// when the outage is over. A dead letter that cannot be published is
+// nacked after the same wait.
 type DeadLetter struct {
 	cfg                    DeadLetterConfig
 	host                   string
 	deadLettered, requeued atomic.Uint64
 	publishFailures        atomic.Uint64
 	ignoredDeadLetters     atomic.Uint64
+	transportFailures      atomic.Uint64
+	// outages counts, per message and handler, the consecutive nacks after
+	// a transport failure or a failed publish, so that the wait grows
+	// across deliveries (a nack returns the message at once).
+	outages *memory[int]
 }
 
 // NewDeadLetter returns a DeadLetter.
@@ -188,7 +230,7 @@ func NewDeadLetter(cfg DeadLetterConfig) (*DeadLetter, error) {
 		return nil, err
 	}
 	host, _ := os.Hostname() // best effort: an empty host is left out of dead letters
-	return &DeadLetter{cfg: cfg, host: host}, nil
+	return &DeadLetter{cfg: cfg, host: host, outages: newMemory[int](10000)}, nil
 }
 
 // DeadLetterStats counts what DeadLetter did.
@@ -197,12 +239,16 @@ type DeadLetterStats struct {
 	// IgnoredDeadLetters counts dead letters that reached Malformed (a
 	// router reading its own dead-letter topic) and were acknowledged.
 	IgnoredDeadLetters uint64
+	// TransportFailures counts messages nacked, not dead-lettered, because
+	// their final error was a transport's outage.
+	TransportFailures uint64
 }
 
 // Stats returns the counters so far.
 func (d *DeadLetter) Stats() DeadLetterStats {
 	return DeadLetterStats{DeadLettered: d.deadLettered.Load(), DelayedRetries: d.requeued.Load(),
-		PublishFailures: d.publishFailures.Load(), IgnoredDeadLetters: d.ignoredDeadLetters.Load()}
+		PublishFailures: d.publishFailures.Load(), IgnoredDeadLetters: d.ignoredDeadLetters.Load(),
+		TransportFailures: d.transportFailures.Load()}
 }
 
 // Middleware is the message.HandlerMiddleware.
@@ -211,14 +257,27 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		ctx := msg.Context()
 		out, err := h(msg)
 		if err == nil {
+			if d.outages.size.Load() > 0 { // the key costs an allocation: only when something is remembered
+				d.outages.forget(memoryKeyIn(ctx, msg.UUID))
+			}
 			return out, nil
 		}
+		key := memoryKeyIn(ctx, msg.UUID)
 		if errors.Is(err, ErrShutdown) || IsShutdown(ctx) {
 			return nil, err // a shutdown is no failure: nack, for the next delivery
 		}
 		var re *RetryError
 		if ctx.Err() != nil && !errors.As(err, &re) {
 			return nil, err // no Retry inside: a failure as the context ends is a shutdown's
+		}
+		if !(re != nil && re.Unrecoverable) && d.cfg.TransportError(err) {
+			// The event is not at fault: never a dead letter, never a delayed
+			// retry. Nack after a wait, so an outage is no hot loop.
+			d.transportFailures.Add(1)
+			d.cfg.Logger.Error("Transport failure; nacking the message, not dead-lettering it", err,
+				watermill.LogFields{"message_uuid": msg.UUID})
+			d.waitOutage(ctx, key)
+			return nil, err
 		}
 		if msg.Metadata.Get(MetadataDLQReason) != "" {
 			d.cfg.Logger.Error("Handling a dead letter failed; not dead-lettering it again", err,
@@ -230,16 +289,31 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			n, _ := strconv.Atoi(msg.Metadata.Get(MetadataDelayedRetries))
 			if n < len(d.cfg.Delayed.Delays) {
 				if perr := d.requeue(msg, dl, n); perr != nil {
+					d.waitOutage(ctx, key)
 					return nil, errors.Join(err, fmt.Errorf("delayed retry not published: %w", perr))
 				}
+				d.outages.forget(key)
 				return nil, nil
 			}
 		}
 		if perr := d.publish(msg, dl); perr != nil {
+			d.waitOutage(ctx, key)
 			return nil, errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
 		}
+		d.outages.forget(key)
 		return nil, nil
 	}
+}
+
+// waitOutage waits before a nack that follows an outage (of a dependency,
+// or of the dead-letter publisher), longer for each consecutive one of the
+// same message, so that the redelivery a nack causes at once is no hot
+// loop. It returns early when ctx ends.
+func (d *DeadLetter) waitOutage(ctx context.Context, key string) {
+	n, _ := d.outages.get(key)
+	n++
+	d.outages.put(key, n)
+	sleepCtx(ctx, outageDelay(d.cfg.OutageBackoff, d.cfg.OutageMaxBackoff, DefaultJitter, n))
 }
 
 // Malformed dead-letters a message that is not an Arc event, with reason
@@ -256,9 +330,12 @@ func (d *DeadLetter) Malformed(msg *message.Message, err error) error {
 		return nil
 	}
 	dl := d.envelope(msg.Context(), msg, err)
+	key := memoryKey(msg)
 	if perr := d.publish(msg, dl); perr != nil {
+		d.waitOutage(msg.Context(), key)
 		return errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
 	}
+	d.outages.forget(key)
 	return nil
 }
 
@@ -450,8 +527,12 @@ func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
 		return err
 	}
 	d.deadLettered.Add(1)
-	d.cfg.Logger.Debug("Message dead-lettered", watermill.LogFields{
+	// Error, not Info: a dead letter is an event the service gave up on,
+	// which someone must look at (Watermill's logger has no Warn level).
+	d.cfg.Logger.Error("Message dead-lettered", errors.New(dl.Error.Message), watermill.LogFields{
 		"message_uuid": msg.UUID, "reason": dl.Reason, "handler_name": dl.HandlerName, "attempts": dl.Attempts,
+		"event_type": dl.Event.Type, "event_id": dl.Event.Meta.ID, "source_topic": dl.SourceTopic,
+		"dead_letter_topic": d.cfg.Topic, "error_type": dl.ErrorType,
 	})
 	if d.cfg.OnDeadLetter != nil {
 		d.cfg.OnDeadLetter(dl)

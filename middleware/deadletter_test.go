@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -335,4 +336,31 @@ func TestDeadLetterConfigRefusesEachBadField(t *testing.T) {
 	assert.NoError(t, err)
 	_, err = ValidatingPublisher(nil, nil, Reject, nil)
 	assert.ErrorIs(t, err, ErrInvalidConfig)
+}
+
+// A dead letter is logged at Error (Watermill's logger has no Warn), with
+// its reason and the handler's error, for someone to look at.
+func TestDeadLettersAreLoggedAtErrorWithTheReason(t *testing.T) {
+	t.Parallel()
+	logger := watermill.NewCaptureLogger()
+	stack, err := NewStack(StackConfig{Retry: RetryConfig{MaxRetries: NoRetries},
+		DeadLetter: DeadLetterConfig{Publisher: &failingPublisher{}, Topic: "dlq", Logger: logger}})
+	require.NoError(t, err)
+	msg := eventMessage(t, "order.created")
+	_, err = chainOf(stack.Middleware, func(*message.Message) ([]*message.Message, error) {
+		return nil, errors.New("card declined")
+	})(msg)
+	require.NoError(t, err)
+	var lines []watermill.CapturedMessage
+	for _, m := range logger.Captured()[watermill.ErrorLogLevel] {
+		if m.Msg == "Message dead-lettered" {
+			lines = append(lines, m)
+		}
+	}
+	require.Len(t, lines, 1)
+	assert.Equal(t, ReasonRetryExhausted, lines[0].Fields["reason"])
+	assert.Equal(t, "order.created", lines[0].Fields["event_type"])
+	assert.Equal(t, msg.UUID, lines[0].Fields["event_id"])
+	assert.EqualError(t, lines[0].Err, "card declined")
+	assert.Empty(t, logger.Captured()[watermill.InfoLogLevel])
 }

@@ -34,10 +34,30 @@
 // from the attempts that really failed. A context that ends without that
 // cause (an ack deadline, a plain cancel) still counts the attempt.
 //
+// # An outage is no failure of the event
+//
+// A handler that fails because a transport or a dependency is down (its
+// Redis refuses connections, a replica is READONLY, NATS reconnects; see
+// IsTransportError, and mark your own dependency's outages with
+// Transient) has done nothing wrong with the event. Retry does not count
+// such a failure as an attempt: it waits (OutageBackoff doubling to
+// OutageMaxBackoff, with jitter), logs the first failure at Error, counts
+// the waits (Retry.OutageWaits, RetryConfig.OnOutage) and calls the
+// handler again, until it succeeds, fails for the event's own reasons, or
+// the message's context ends (then it nacks with ErrShutdown, uncounted).
+// DeadLetter never dead-letters such a failure nor sends it to the delayed
+// tier: it nacks after a wait that grows with each nack of the same
+// message, so the redelivery is no hot loop (DeadLetterStats.
+// TransportFailures). A dead letter that cannot be published is nacked
+// after the same wait. A bare context deadline is not an outage: it is
+// the attempt's own (StackConfig.Timeout), and counts.
+//
 // # Dead letters
 //
-// Dead letters are Watermill messages, not Arc events: their payload is the
-// DeadLetteredEvent JSON, their metadata the same facts under dlq_* keys
+// Each dead letter is logged at Error with its reason (Watermill's logger
+// has no Warn level). Dead letters are Watermill messages, not Arc
+// events: their payload is the DeadLetteredEvent JSON, their metadata the
+// same facts under dlq_* keys
 // (plus Watermill's PoisonQueue keys), with the failed event's correlation
 // id and its id as causation id, so a dead letter stays in its chain.
 //

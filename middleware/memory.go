@@ -3,6 +3,7 @@ package middleware
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,52 +16,66 @@ type attempts struct {
 }
 
 // attemptMemory is a bounded LRU of failure histories by key.
-type attemptMemory struct {
-	mu  sync.Mutex
-	max int
-	ll  *list.List
-	m   map[string]*list.Element
+type attemptMemory = memory[attempts]
+
+func newAttemptMemory(max int) *attemptMemory { return newMemory[attempts](max) }
+
+// memory is a bounded LRU of values by key: what a middleware remembers of
+// a message between its deliveries, bounded so that a flood of distinct
+// failing messages cannot grow it without end.
+type memory[V any] struct {
+	mu   sync.Mutex
+	max  int
+	ll   *list.List
+	m    map[string]*list.Element
+	size atomic.Int64 // len(m), read without the lock on the hot path
 }
 
-type memoryItem struct {
+type memoryItem[V any] struct {
 	key string
-	val attempts
+	val V
 }
 
-func newAttemptMemory(max int) *attemptMemory {
-	return &attemptMemory{max: max, ll: list.New(), m: map[string]*list.Element{}}
+func newMemory[V any](max int) *memory[V] {
+	return &memory[V]{max: max, ll: list.New(), m: map[string]*list.Element{}}
 }
 
-func (m *attemptMemory) get(key string) (attempts, bool) {
+func (m *memory[V]) get(key string) (V, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if el, ok := m.m[key]; ok {
-		return el.Value.(*memoryItem).val, true
+		return el.Value.(*memoryItem[V]).val, true
 	}
-	return attempts{}, false
+	var zero V
+	return zero, false
 }
 
-func (m *attemptMemory) put(key string, a attempts) {
+func (m *memory[V]) put(key string, v V) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if el, ok := m.m[key]; ok {
-		el.Value.(*memoryItem).val = a
+		el.Value.(*memoryItem[V]).val = v
 		m.ll.MoveToFront(el)
 		return
 	}
-	m.m[key] = m.ll.PushFront(&memoryItem{key, a})
+	m.m[key] = m.ll.PushFront(&memoryItem[V]{key, v})
 	for m.ll.Len() > m.max {
 		old := m.ll.Back()
 		m.ll.Remove(old)
-		delete(m.m, old.Value.(*memoryItem).key)
+		delete(m.m, old.Value.(*memoryItem[V]).key)
 	}
+	m.size.Store(int64(len(m.m)))
 }
 
-func (m *attemptMemory) forget(key string) {
+func (m *memory[V]) forget(key string) {
+	if m.size.Load() == 0 {
+		return // the common case, a message that never failed: no lock
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if el, ok := m.m[key]; ok {
 		m.ll.Remove(el)
 		delete(m.m, key)
+		m.size.Store(int64(len(m.m)))
 	}
 }

@@ -59,6 +59,15 @@ const (
 	DefaultJitter     = 0.1
 )
 
+// Defaults of the waits during a transport outage (RetryConfig and
+// DeadLetterConfig OutageBackoff and OutageMaxBackoff): the outbox relay's
+// (outbox.DefaultOutageBackoffBase and Max), short enough to resume soon
+// after the dependency is back, long enough not to hammer it meanwhile.
+const (
+	DefaultOutageBackoff    = 200 * time.Millisecond
+	DefaultOutageMaxBackoff = 5 * time.Second
+)
+
 // Metadata keys that carry the failure history with a message, so that it
 // survives delayed retries, processes and restarts.
 const (
@@ -91,9 +100,29 @@ type RetryConfig struct {
 	// Unrecoverable reports errors no retry can fix, besides those wrapping
 	// arc.ErrUnrecoverable; they skip the retries. Defaults to none.
 	Unrecoverable func(error) bool
-	// OnRetry is called before each wait. Defaults to none.
+	// OnRetry is called before each wait after a counted failure.
+	// Defaults to none.
 	OnRetry func(RetryInfo)
-	// Logger receives a Debug line per retry. Defaults to
+	// TransportError reports a failure that is a transport's or a
+	// dependency's outage, not the event's fault. Such a failure is no
+	// attempt: Retry waits (OutageBackoff) and calls the handler again, for
+	// as long as the message's context lives, and neither the retries nor
+	// the attempts counted across deliveries (MetadataAttempts) move.
+	// Defaults to IsTransportError.
+	TransportError func(error) bool
+	// OutageBackoff is the first wait after a transport failure; it doubles
+	// per consecutive transport failure up to OutageMaxBackoff, plus Jitter.
+	// Defaults to DefaultOutageBackoff.
+	OutageBackoff time.Duration
+	// OutageMaxBackoff caps the doubled wait; at least OutageBackoff.
+	// Defaults to max(DefaultOutageMaxBackoff, OutageBackoff).
+	OutageMaxBackoff time.Duration
+	// OnOutage is called before each wait after a transport failure.
+	// Defaults to none.
+	OnOutage func(RetryInfo)
+	// Logger receives a Debug line per retry, an Error line when a
+	// transport failure starts a wait, Debug lines while it lasts, and an
+	// Info line when the handler succeeds after it. Defaults to
 	// watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
@@ -102,9 +131,14 @@ type RetryConfig struct {
 type RetryInfo struct {
 	Message *message.Message
 	// Attempt is the attempt that failed, from 1, counted across deliveries.
+	// For a transport failure (OnOutage) it is the attempt that will be
+	// made once the transport is back: the failure did not count.
 	Attempt int
 	Delay   time.Duration
 	Err     error
+	// Outage counts the consecutive transport failures of this delivery so
+	// far, from 1; 0 for a counted failure (OnRetry).
+	Outage int
 }
 
 func (c *RetryConfig) setDefaults() {
@@ -122,6 +156,15 @@ func (c *RetryConfig) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
+	}
+	if c.TransportError == nil {
+		c.TransportError = IsTransportError
+	}
+	if c.OutageBackoff == 0 {
+		c.OutageBackoff = DefaultOutageBackoff
+	}
+	if c.OutageMaxBackoff == 0 {
+		c.OutageMaxBackoff = max(DefaultOutageMaxBackoff, c.OutageBackoff)
 	}
 }
 
@@ -150,6 +193,12 @@ func (c *RetryConfig) validate() error {
 			ErrInvalidConfig, c.Jitter)
 	case c.Jitter > 1:
 		return fmt.Errorf("%w: RetryConfig.Jitter must be at most 1, got %v", ErrInvalidConfig, c.Jitter)
+	case c.OutageBackoff < 0:
+		return fmt.Errorf("%w: RetryConfig.OutageBackoff must be positive or 0 (default), got %v",
+			ErrInvalidConfig, c.OutageBackoff)
+	case c.OutageMaxBackoff < c.OutageBackoff:
+		return fmt.Errorf("%w: RetryConfig.OutageMaxBackoff (%v) must be at least OutageBackoff (%v)",
+			ErrInvalidConfig, c.OutageMaxBackoff, c.OutageBackoff)
 	}
 	return nil
 }
@@ -160,10 +209,14 @@ func (c *RetryConfig) validate() error {
 // a *RetryError with the attempt history, which DeadLetter, outside it,
 // records. A context that ends during a backoff returns ErrShutdown at once,
 // and a failure while the transport shuts down (IsShutdown) is not counted
-// as an attempt.
+// as an attempt. A transport failure (RetryConfig.TransportError) is no
+// attempt either: Retry waits with jittered backoff and calls the handler
+// again until it succeeds, fails for the event's own reasons, or the
+// message's context ends.
 type Retry struct {
 	cfg     RetryConfig
 	retried atomic.Uint64
+	outages atomic.Uint64
 	// interrupted remembers the attempts of deliveries whose context ended
 	// before the retries were spent (a shutdown, or a subscriber's ack
 	// deadline), so that a redelivery to this process counts on instead of
@@ -180,8 +233,32 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	return &Retry{cfg: cfg, interrupted: newAttemptMemory(10000)}, nil
 }
 
-// Retried counts the retries made so far.
+// Retried counts the retries made so far after counted failures.
 func (r *Retry) Retried() uint64 { return r.retried.Load() }
+
+// OutageWaits counts the waits after transport failures so far: calls
+// that failed because a transport or dependency was down, and cost no
+// attempt.
+func (r *Retry) OutageWaits() uint64 { return r.outages.Load() }
+
+// OutageDelay returns the wait after the n-th consecutive transport
+// failure (from 1): min(OutageBackoff·2^(n-1), OutageMaxBackoff), plus
+// jitter.
+func (r *Retry) OutageDelay(n int) time.Duration {
+	return outageDelay(r.cfg.OutageBackoff, r.cfg.OutageMaxBackoff, r.cfg.Jitter, n)
+}
+
+func outageDelay(base, ceiling time.Duration, jitter float64, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	if jitter > 0 {
+		d += time.Duration(jitter * float64(d) * rand.Float64())
+	}
+	return d
+}
 
 // Delay returns the wait before retry n (from 1): Arc's
 // min(Backoff·2^(n-1), MaxBackoff), plus jitter.
@@ -234,11 +311,16 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if seen, ok := r.interrupted.get(key); ok && seen.attempts > prior {
 			prior, first, start = seen.attempts, seen.first, seen.tries
 		}
-		for try := start; ; try++ {
+		outage := 0 // consecutive transport failures of this delivery
+		for try := start; ; {
 			msg.SetContext(ctx)
 			out, err := h(msg)
 			if err == nil {
 				r.interrupted.forget(key)
+				if outage > 0 {
+					r.cfg.Logger.Info("Handler succeeded after a transport outage", watermill.LogFields{
+						"message_uuid": msg.UUID, "outage_waits": outage})
+				}
 				return out, nil
 			}
 			if IsShutdown(ctx) {
@@ -250,12 +332,25 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				}
 				return nil, fmt.Errorf("%w: %w (attempt not counted: %v)", ErrShutdown, context.Cause(ctx), err)
 			}
+			unrecoverable := r.unrecoverable(err)
+			if !unrecoverable && r.cfg.TransportError(err) {
+				// A dependency is down: no fault of the event. Wait and call
+				// again, without counting, for as long as the delivery lives.
+				outage++
+				if !r.waitOutage(ctx, msg, err, prior+try-start+1, outage) {
+					if try > start {
+						r.interrupted.put(key, attempts{prior + try - start, first, try})
+					}
+					return nil, fmt.Errorf("%w: %w (transport failure, attempt not counted: %v)", ErrShutdown, context.Cause(ctx), err)
+				}
+				continue
+			}
+			outage = 0
 			now := time.Now()
 			if first.IsZero() {
 				first = now
 			}
 			attempt := prior + try - start + 1
-			unrecoverable := r.unrecoverable(err)
 			exhausted := unrecoverable || try >= max(r.cfg.MaxRetries, 0)
 			if ctx.Err() != nil && (!exhausted || isContextErr(err)) {
 				// The delivery ends before its retries do (ack deadline, or a
@@ -277,15 +372,46 @@ func (r *Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				"message_uuid": msg.UUID, "attempt": attempt, "delay": delay.String(), "err": err.Error(),
 			})
 			r.retried.Add(1)
+			try++
 			timer := time.NewTimer(delay)
 			select {
 			case <-timer.C:
 			case <-ctx.Done():
 				timer.Stop()
-				r.interrupted.put(key, attempts{attempt, first, try + 1})
+				r.interrupted.put(key, attempts{attempt, first, try})
 				return nil, fmt.Errorf("%w: %w (after %d attempt(s): %v)", ErrShutdown, ctx.Err(), attempt, err)
 			}
 		}
+	}
+}
+
+// waitOutage waits after the n-th consecutive transport failure of a
+// delivery, logging and counting it; false when ctx ended first. next is
+// the attempt the next call will be.
+func (r *Retry) waitOutage(ctx context.Context, msg *message.Message, err error, next, n int) bool {
+	delay := r.OutageDelay(n)
+	r.outages.Add(1)
+	if r.cfg.OnOutage != nil {
+		r.cfg.OnOutage(RetryInfo{Message: msg, Attempt: next, Delay: delay, Err: err, Outage: n})
+	}
+	fields := watermill.LogFields{"message_uuid": msg.UUID, "attempt": next, "outage_waits": n, "delay": delay.String()}
+	if n == 1 {
+		r.cfg.Logger.Error("Transport failure; waiting without counting an attempt", err, fields)
+	} else {
+		r.cfg.Logger.Debug("Transport still failing; waiting", fields.Add(watermill.LogFields{"err": err.Error()}))
+	}
+	return sleepCtx(ctx, delay)
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -294,11 +420,14 @@ func isContextErr(err error) bool {
 }
 
 // memoryKey identifies one handler's delivery of one message.
-func memoryKey(msg *message.Message) string {
-	if info, ok := wildcard.InfoFromContext(msg.Context()); ok {
-		return msg.UUID + "\x00" + info.Handler
+func memoryKey(msg *message.Message) string { return memoryKeyIn(msg.Context(), msg.UUID) }
+
+// memoryKeyIn is memoryKey for a message whose context was ctx.
+func memoryKeyIn(ctx context.Context, uuid string) string {
+	if info, ok := wildcard.InfoFromContext(ctx); ok {
+		return uuid + "\x00" + info.Handler
 	}
-	return msg.UUID + "\x00" + message.HandlerNameFromCtx(msg.Context())
+	return uuid + "\x00" + message.HandlerNameFromCtx(ctx)
 }
 
 func (r *Retry) unrecoverable(err error) bool {

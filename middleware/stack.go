@@ -21,7 +21,9 @@ type StackConfig struct {
 	// DeadLetter needs a publisher and a topic. Required.
 	DeadLetter DeadLetterConfig
 	// Retry configures the immediate retries. Defaults to RetryConfig{}:
-	// Arc's withRetry, 3 retries from 1 s, doubling to 30 s.
+	// Arc's withRetry, 3 retries from 1 s, doubling to 30 s. Its
+	// TransportError, OutageBackoff and OutageMaxBackoff also serve
+	// DeadLetter when DeadLetter sets none of its own.
 	Retry RetryConfig
 	// Validator, when set, validates incoming payloads. Defaults to nil: no
 	// validation.
@@ -72,6 +74,14 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		if cfg.Retry.Logger == nil {
 			cfg.Retry.Logger = cfg.Logger
 		}
+	}
+	// One rule and one pace for outages on both sides of the retries,
+	// unless the dead-letter side has its own.
+	if cfg.DeadLetter.TransportError == nil {
+		cfg.DeadLetter.TransportError = cfg.Retry.TransportError
+	}
+	if cfg.DeadLetter.OutageBackoff == 0 && cfg.DeadLetter.OutageMaxBackoff == 0 {
+		cfg.DeadLetter.OutageBackoff, cfg.DeadLetter.OutageMaxBackoff = cfg.Retry.OutageBackoff, cfg.Retry.OutageMaxBackoff
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout

@@ -79,7 +79,12 @@ func (s *source) dispatch(msg *message.Message) error {
 		if s.r.cfg.OnMalformed != nil {
 			return s.r.cfg.OnMalformed(msg, err)
 		}
-		return err
+		// No dead-letter publisher to keep it: drop it loudly. A nack would
+		// bring it back at once, for ever, and hold its lane meanwhile.
+		s.r.dropped.Add(1)
+		s.logger.Error("Malformed message dropped (acknowledged); set Config.OnMalformed to dead-letter such messages", err,
+			watermill.LogFields{"message_uuid": msg.UUID, "topic": s.key.topic, "payload_bytes": len(msg.Payload)})
+		return nil
 	}
 	bufp := s.buffers.Get().(*[]*entry)
 	var matches []*entry

@@ -35,7 +35,11 @@
 // Delivery rules, stricter than Arc's: a handler runs once per event even
 // under several matching patterns; one handler's failure nacks the message
 // and its redelivery runs only the handlers that have not yet succeeded; an
-// event no handler matches is acknowledged and counted; a subscription whose
+// event no handler matches is acknowledged and counted; a message that is not
+// an Arc event goes to Config.OnMalformed (give it middleware.DeadLetter's
+// Malformed to dead-letter it), or, with none, is dropped once with an Error
+// line and counted (Stats.MalformedDropped), never nacked into a loop; a
+// subscription whose
 // handlers have all unsubscribed holds what it receives, unacknowledged,
 // until a handler subscribes again or the router closes. Config.Workers
 // lanes keep one partition key in order. Every handler has its own

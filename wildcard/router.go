@@ -94,10 +94,16 @@ type Config struct {
 	// false: the prefix rule of Arc's Pub/Sub and of Arc ≥ 2.12's shared
 	// matcher.
 	ColonStarLiteral bool
-	// OnMalformed handles a message that does not hold an Arc event. A nil
-	// error acknowledges the message; an error nacks it. Defaults to nil:
-	// nack with an error wrapping arc.ErrMalformedEvent, so a router-level
-	// poison queue (or arcmill's dead-letter middleware) can take it.
+	// OnMalformed handles a message that does not hold an Arc event (its
+	// error wraps arc.ErrMalformedEvent and says why). A nil error
+	// acknowledges the message; an error nacks it, and the transport
+	// delivers it again, so return one only when something outside (a
+	// router-level poison queue) takes the message then. Give it
+	// middleware.DeadLetter.Malformed to dead-letter such messages with
+	// their raw bytes. Defaults to nil: the message is dropped (acknowledged),
+	// with an Error line naming it and why, and counted in
+	// Stats.MalformedDropped; never nacked, since a nacked malformed message
+	// comes back at once, for ever.
 	OnMalformed func(msg *message.Message, err error) error
 	// Limits bound what the router reads from each message (the payload's
 	// nesting, the type's length): a message over them is malformed, and
@@ -188,8 +194,14 @@ type Router struct {
 	closed     chan struct{}
 	closedOnce sync.Once
 	ran        bool // Run was called; guarded by mu
+	// closing is set by Close, under mu, before it closes the
+	// message.Router: a Handle that holds mu first finishes registering
+	// and subscribing before the router starts closing (Watermill's
+	// AddHandler must not race the close's wait for its handlers), and one
+	// that comes after returns ErrRouterClosed.
+	closing bool
 
-	handled, unmatched, failed, malformed atomic.Uint64
+	handled, unmatched, failed, malformed, dropped atomic.Uint64
 }
 
 type sourceKey struct {
@@ -253,6 +265,9 @@ func (r *Router) Running() <-chan struct{} { return r.running }
 // after it returns ErrRouterClosed. Close a router that never ran only
 // with a short CloseTimeout: Watermill's Close then waits it out.
 func (r *Router) Close() error {
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
 	err := r.router.Close()
 	r.mu.Lock()
 	ran := r.ran
@@ -364,7 +379,7 @@ func (r *Router) HandleFunc(cfg HandlerConfig, h message.HandlerFunc) (Unsubscri
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.router.IsClosed() {
+	if r.closing || r.router.IsClosed() {
 		return nil, ErrRouterClosed
 	}
 	key := sourceKey{cfg.Subscriber, cfg.Topic}
@@ -466,10 +481,13 @@ type Stats struct {
 	Failed uint64
 	// Malformed messages: not an Arc event.
 	Malformed uint64
+	// MalformedDropped counts the malformed messages acknowledged without
+	// being kept anywhere, because Config.OnMalformed is nil.
+	MalformedDropped uint64
 }
 
 // Stats returns the counters so far.
 func (r *Router) Stats() Stats {
 	return Stats{Handled: r.handled.Load(), Unmatched: r.unmatched.Load(), Failed: r.failed.Load(),
-		Malformed: r.malformed.Load()}
+		Malformed: r.malformed.Load(), MalformedDropped: r.dropped.Load()}
 }

@@ -183,7 +183,10 @@ func TestRouterAcksAndCountsUnmatched(t *testing.T) {
 	_, err := h.wr.Subscribe(h.pubSub, topic, "order.*", rec.handler("orders"))
 	require.NoError(t, err)
 	h.run()
+	// GoChannel sends each message from a goroutine of its own, so the two
+	// may arrive in either order: wait for each.
 	h.publish("user.created", nil, arc.Meta{})
+	eventually(t, func() bool { return h.wr.Stats().Unmatched == 1 }, "the unmatched event is acknowledged")
 	h.publish("order.created", nil, arc.Meta{})
 	eventually(t, func() bool { return len(rec.get("orders")) == 1 }, "the next event flows")
 	assert.Equal(t, uint64(1), h.wr.Stats().Unmatched)
@@ -272,12 +275,17 @@ func TestRouterMalformed(t *testing.T) {
 	src := h.wr.sources[sourceKey{h.pubSub, topic}]
 	bad := message.NewMessage("1", []byte(`{}`)) // no arc_type
 	err = src.dispatch(bad)
-	assert.ErrorIs(t, err, arc.ErrMalformedEvent, "nacked for a poison queue, never acked silently")
+	assert.NoError(t, err, "dropped by default (logged and counted), never nacked into a loop")
+	assert.Equal(t, uint64(1), h.wr.Stats().MalformedDropped)
 
 	h.wr.cfg.OnMalformed = func(msg *message.Message, err error) error { hooked = err; return nil }
 	assert.NoError(t, src.dispatch(bad))
 	assert.ErrorIs(t, hooked, arc.ErrMalformedEvent)
-	assert.Equal(t, uint64(2), h.wr.Stats().Malformed)
+	h.wr.cfg.OnMalformed = func(_ *message.Message, err error) error { return err }
+	assert.ErrorIs(t, src.dispatch(bad), arc.ErrMalformedEvent, "OnMalformed's error nacks")
+	s := h.wr.Stats()
+	assert.Equal(t, uint64(3), s.Malformed)
+	assert.Equal(t, uint64(1), s.MalformedDropped, "only the default drops")
 }
 
 func TestTypedHandler(t *testing.T) {

@@ -40,6 +40,10 @@ const parents = {
   nulls: '{"type":"order.created","payload":{},"meta":{"id":"p-3","timestamp":"2026-04-28T09:00:00.000Z","correlationId":null,"userId":null,"organizationId":null,"source":null}}',
   odd: '{"type":"order.created","payload":{},"meta":{"organizationId":7,"id":"p-4","userId":42,"timestamp":"2026-04-28T09:00:00.000Z","source":{"app":"x"},"correlationId":""}}',
   partial: '{"type":"order.created","payload":{},"meta":{"id":"p-5","timestamp":"2026-04-28T09:00:00.000Z","source":"billing"}}',
+  // Ids with lone surrogates (JSON.parse keeps them; JSON.stringify writes
+  // them back as \udxxx escapes).
+  surrogates: '{"type":"order.created","payload":{},"meta":{"id":"p-\\ud800","timestamp":"2026-04-28T09:00:00.000Z","correlationId":"\\udbff","idempotencyKey":"k\\udc00"}}',
+  surrogateRoot: '{"type":"order.created","payload":{},"meta":{"id":"\\udfff\\ud800","timestamp":"2026-04-28T09:00:00.000Z"}}',
 };
 
 const cases = [
@@ -67,6 +71,12 @@ const cases = [
     meta: [["id", '"c-8"'], T, ["correlationId", "null"], ["userId", "null"], ["organizationId", "7"]] },
   { name: "child sets correlation", parent: "full", type: "inventory.reserved", payload: "{}",
     meta: [["id", '"c-7"'], T, ["correlationId", '"req-2"'], ["causationId", '"other"']] },
+  { name: "lone surrogates in ids", type: "order.created", payload: "{}",
+    meta: [["id", '"\\ud800"'], T, ["correlationId", '"a\\udc00b"'], ["causationId", '"\\ud83d"'], ["idempotencyKey", '"\\udbff\\udbff"']] },
+  { name: "lone surrogate beside a pair in an id", type: "order.created", payload: "{}",
+    meta: [["id", '"\\ud83d\\ude00\\ude00-\\ud83d"'], T] },
+  { name: "child of lone surrogate ids", parent: "surrogates", type: "inventory.reserved", payload: "{}", meta: [["id", '"c-\\udc01"'], T] },
+  { name: "child of a lone surrogate root", parent: "surrogateRoot", type: "inventory.reserved", payload: "{}", meta: [["id", '"c-9"'], T] },
 ];
 
 const out = cases.map((c) => {
