@@ -3,6 +3,7 @@ package redisstream
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,20 +92,42 @@ var (
 // handler, arcmill's subscriber against watermill-redisstream's default
 // one (COUNT 1, one XACK per message), both reading Arc's layout from the
 // same Redis, in one run (TARGETS.md: ≥ 100k/s, ≥ 9× the default).
+//
+// It also measures what the byte bounds cost: arcmill with its defaults
+// (the bounded read script) against arcmill with MaxEntryBytes and
+// MaxBatchBytes None (plain XREADGROUP), in consumePairs pairs over the same
+// stream, each pair in turn order, so both see the same load on a shared
+// machine; bounded_vs_plain is the median of the pairs' ratios.
 func BenchmarkConsume(b *testing.B) {
 	addr := testenv.RedisAddr(b)
 	admin := redis.NewClient(&redis.Options{Addr: addr})
 	defer admin.Close()
 	const n = 50000
 	msgs := benchEvents(b, n)
-	var ours, theirs time.Duration
+	var ours, plain, theirs time.Duration
+	var ratios []float64
+	arcmill := func(stream, group string, bounds int) time.Duration {
+		sub, err := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
+			ConsumerGroup: group, CloseClient: true, Consumers: benchConsumers,
+			MaxInFlight: benchInFlight, MaxEntryBytes: bounds, MaxBatchBytes: bounds})
+		require.NoError(b, err)
+		defer sub.Close()
+		return consume(b, sub, stream, n)
+	}
 	for b.Loop() {
 		stream := fill(b, admin, msgs)
-		sub, err := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
-			ConsumerGroup: "bench-arcmill", CloseClient: true, Consumers: benchConsumers, MaxInFlight: benchInFlight})
-		require.NoError(b, err)
-		ours += consume(b, sub, stream, n)
-		_ = sub.Close()
+		for i := 0; i < consumePairs; i++ {
+			var o, p time.Duration
+			if i%2 == 0 {
+				o = arcmill(stream, fmt.Sprint("bench-bounded-", i), 0)
+				p = arcmill(stream, fmt.Sprint("bench-plain-", i), None)
+			} else {
+				p = arcmill(stream, fmt.Sprint("bench-plain-", i), None)
+				o = arcmill(stream, fmt.Sprint("bench-bounded-", i), 0)
+			}
+			ours, plain = ours+o, plain+p
+			ratios = append(ratios, p.Seconds()/o.Seconds())
+		}
 
 		wsub, err := wredis.NewSubscriber(wredis.SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
 			ConsumerGroup: "bench-watermill", Unmarshaller: Marshaller{}}, watermill.NopLogger{})
@@ -114,10 +137,16 @@ func BenchmarkConsume(b *testing.B) {
 		admin.Del(context.Background(), stream)
 	}
 	runs := float64(b.N)
-	b.ReportMetric(n*runs/ours.Seconds(), "arcmill_events/s")
+	slices.Sort(ratios)
+	b.ReportMetric(n*runs*consumePairs/ours.Seconds(), "arcmill_events/s")
+	b.ReportMetric(n*runs*consumePairs/plain.Seconds(), "plain_events/s")
+	b.ReportMetric(ratios[len(ratios)/2], "bounded_vs_plain")
 	b.ReportMetric(n*runs/theirs.Seconds(), "watermill_events/s")
-	b.ReportMetric(theirs.Seconds()/ours.Seconds(), "x_faster")
+	b.ReportMetric(theirs.Seconds()*consumePairs/ours.Seconds(), "x_faster")
 }
+
+// consumePairs is how many bounded/plain pairs BenchmarkConsume runs.
+const consumePairs = 3
 
 // BenchmarkPublish: events/s published in batches of 100 (one pipelined
 // round trip each) and one by one, against watermill-redisstream's
@@ -215,4 +244,45 @@ func BenchmarkArcPresetSlowHandler(b *testing.B) {
 	}
 	b.ReportMetric(float64(twice)/float64(b.N), "handled_twice")
 	b.ReportMetric(events, "events")
+}
+
+// BenchmarkReadBatch isolates what the bounded read costs per batch of
+// BatchSize small Arc events against plain XREADGROUP COUNT 100: two
+// groups read the same stream, one batch each in turn, so both see the
+// same load; it reports ns per batch of each and their ratio.
+func BenchmarkReadBatch(b *testing.B) {
+	addr := testenv.RedisAddr(b)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	const n = 50000
+	ctx := context.Background()
+	stream := fill(b, client, benchEvents(b, n))
+	defer client.Del(ctx, stream)
+	for _, g := range []string{"plain", "bounded"} {
+		require.NoError(b, client.XGroupCreate(ctx, stream, g, "0").Err())
+	}
+	bounded := &boundedReader{client: client, stream: stream, group: "bounded", consumer: "c",
+		maxEntry: DefaultMaxEntryBytes, budget: DefaultMaxBatchBytes}
+	var plainTime, boundedTime time.Duration
+	batches := 0
+	for b.Loop() {
+		if batches == n/DefaultBatchSize {
+			b.Fatal("stream exhausted: run with a smaller -benchtime")
+		}
+		start := time.Now()
+		p, err := readGroup(ctx, client, "plain", "c", stream, ">", DefaultBatchSize, -1)
+		plainTime += time.Since(start)
+		require.NoError(b, err)
+		start = time.Now()
+		q, err := bounded.read(ctx, ">", DefaultBatchSize)
+		boundedTime += time.Since(start)
+		require.NoError(b, err)
+		if len(p) != DefaultBatchSize || len(q) != DefaultBatchSize {
+			b.Fatalf("read %d and %d entries", len(p), len(q))
+		}
+		batches++
+	}
+	b.ReportMetric(float64(plainTime.Nanoseconds())/float64(batches), "plain_ns/batch")
+	b.ReportMetric(float64(boundedTime.Nanoseconds())/float64(batches), "bounded_ns/batch")
+	b.ReportMetric(plainTime.Seconds()/boundedTime.Seconds(), "bounded_vs_plain")
 }

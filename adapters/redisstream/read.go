@@ -1,0 +1,171 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// excerptFields is how many fields (names and values) an oversized entry's
+// excerpt keeps: an entry of a million tiny fields is over MaxEntryBytes
+// while each field is under excerptBytes, and its excerpt must stay small.
+const excerptFields = 32
+
+// boundedReadScript runs the read (XREADGROUP without BLOCK, which scripts
+// allow), the claim (XCLAIM) or the fetch by ids (XRANGE each) of one batch
+// on the server, and returns only what the client may hold: entries whole
+// while their bytes stay within the batch budget (the first one always),
+// an entry over the entry limit as an excerpt with its size, and the rest
+// as ids only ("deferred"), still pending to the consumer, to be fetched
+// by id in order as the batch is delivered. An oversized entry thus never
+// crosses the network whole. One key per call, so it runs on Redis Cluster.
+//
+// KEYS[1] the stream. ARGV: mode ("read", "claim" or "ids"), the entry
+// limit, the batch budget (-1: none), excerpt bytes per value, excerpt
+// fields; then for "read" group, consumer, count, id; for "claim" group,
+// consumer, min-idle ms, ids…; for "ids" the ids.
+//
+// The reply is flat, three items an entry: id, fields (false for an entry
+// deleted while pending, or deferred), and 0 (whole), -1 (deferred) or the
+// size of an entry cut to an excerpt.
+var boundedReadScript = redis.NewScript(`
+local mode = ARGV[1]
+local maxEntry, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
+local cut, maxFields = tonumber(ARGV[4]), tonumber(ARGV[5])
+local out, n, used, full = {}, 0, 0, false
+local function add(id, f)
+  if full then
+    out[n+1], out[n+2], out[n+3] = id, false, -1
+  elseif not f then
+    out[n+1], out[n+2], out[n+3] = id, false, 0
+  else
+    local size = 0
+    for j = 1, #f do size = size + #f[j] end
+    if maxEntry >= 0 and size > maxEntry then
+      local c = {}
+      for j = 1, math.min(#f, maxFields) do
+        c[j] = string.sub(f[j], 1, cut)
+        used = used + #c[j]
+      end
+      out[n+1], out[n+2], out[n+3] = id, c, size
+    elseif budget >= 0 and used > 0 and used + size > budget then
+      full = true
+      out[n+1], out[n+2], out[n+3] = id, false, -1
+    else
+      used = used + size
+      out[n+1], out[n+2], out[n+3] = id, f, 0
+    end
+  end
+  n = n + 3
+end
+if mode == 'ids' then
+  for i = 6, #ARGV do
+    if full then
+      add(ARGV[i], false)
+    else
+      local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+      if #e == 0 then add(ARGV[i], false) else add(ARGV[i], e[1][2]) end
+    end
+  end
+  return out
+end
+local entries
+if mode == 'read' then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[6], ARGV[7], 'COUNT', ARGV[8], 'STREAMS', KEYS[1], ARGV[9])
+  if not r then return out end
+  entries = r[1][2]
+else
+  entries = redis.call('XCLAIM', KEYS[1], ARGV[6], ARGV[7], ARGV[8], unpack(ARGV, 9))
+end
+for i = 1, #entries do
+  local e = entries[i]
+  if type(e) == 'table' then add(e[1], e[2]) end
+end
+return out`)
+
+// errBoundedReply is a reply of boundedReadScript that cannot be read.
+var errBoundedReply = errors.New("redisstream: unexpected reply of the bounded read")
+
+// boundedReader reads a stream for one consumer within the byte bounds of
+// SubscriberConfig (MaxEntryBytes, MaxBatchBytes).
+type boundedReader struct {
+	client   redis.UniversalClient
+	stream   string
+	group    string
+	consumer string
+	maxEntry int // None: no limit
+	budget   int // None: no budget
+}
+
+// read runs XREADGROUP … COUNT count STREAMS stream id on the server, without
+// BLOCK, and returns the entries within the bounds.
+func (r *boundedReader) read(ctx context.Context, id string, count int) ([]Entry, error) {
+	return r.run(ctx, "read", r.group, r.consumer, count, id)
+}
+
+// claim runs XCLAIM stream group consumer minIdle ids… on the server and
+// returns the entries claimed, within the bounds.
+func (r *boundedReader) claim(ctx context.Context, minIdleMs int64, ids []string) ([]Entry, error) {
+	args := make([]any, 0, 3+len(ids))
+	args = append(args, r.group, r.consumer, minIdleMs)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return r.run(ctx, "claim", args...)
+}
+
+// fetch returns the deferred entries ids, in order: the first ones whole
+// (or cut, when oversized), the rest deferred again.
+func (r *boundedReader) fetch(ctx context.Context, ids []string) ([]Entry, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return r.run(ctx, "ids", args...)
+}
+
+func (r *boundedReader) run(ctx context.Context, mode string, rest ...any) ([]Entry, error) {
+	args := make([]any, 0, 5+len(rest))
+	args = append(args, mode, r.maxEntry, r.budget, excerptBytes, excerptFields)
+	args = append(args, rest...)
+	res, err := boundedReadScript.Run(ctx, r.client, []string{r.stream}, args...).Slice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	if len(res)%3 != 0 {
+		return nil, errBoundedReply
+	}
+	out := make([]Entry, 0, len(res)/3)
+	for i := 0; i < len(res); i += 3 {
+		id, ok := res[i].(string)
+		flag, ok2 := res[i+2].(int64)
+		if !ok || !ok2 {
+			return nil, errBoundedReply
+		}
+		e := Entry{ID: id}
+		switch {
+		case flag < 0:
+			e.deferred = true
+		case flag > 0:
+			e.truncated = int(flag)
+		}
+		if raw, ok := res[i+1].([]any); ok {
+			e.Fields = make([]string, 0, len(raw))
+			for _, f := range raw {
+				switch v := f.(type) {
+				case string:
+					e.Fields = append(e.Fields, v)
+				case int64:
+					e.Fields = append(e.Fields, strconv.FormatInt(v, 10))
+				default:
+					e.Fields = append(e.Fields, fmt.Sprint(v))
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
