@@ -88,7 +88,9 @@ type SubscriberConfig struct {
 	Consumers int
 	// Unmarshaller reads entries. An Unmarshal error never ends the
 	// subscription: the entry becomes a message flagged with
-	// arc.MetadataMalformed. Defaults to Marshaller (Arc's layout).
+	// arc.MetadataMalformed. Set Marshaller{Limits: …} to bound nesting
+	// and type length otherwise than arc's defaults. Defaults to
+	// Marshaller{} (Arc's layout, arc's default Limits).
 	Unmarshaller wredis.Unmarshaller
 	// BatchSize is XREADGROUP's COUNT and the most acks sent in one XACK.
 	// Defaults to DefaultBatchSize.
@@ -250,6 +252,9 @@ func (c SubscriberConfig) Validate() error {
 		if orNone[f] < 0 && orNone[f] != None {
 			bad(f, "is %d: must be positive, 0 for the default or None (-1)", orNone[f])
 		}
+	}
+	if err := limitsOf(c.Unmarshaller).Validate(); err != nil {
+		bad("Unmarshaller", "has invalid Limits: %v", err)
 	}
 	if c.DeadLetterMaxLen < 0 {
 		bad("DeadLetterMaxLen", "is %d: must not be negative (0 for no cap)", c.DeadLetterMaxLen)

@@ -199,7 +199,7 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		msg, uerr := cfg.Unmarshaller.Unmarshal(values)
 		var ev arc.Event
 		if uerr == nil && msg != nil && msg.Metadata.Get(arc.MetadataMalformed) == "" {
-			ev, uerr = arc.FromMessage(msg)
+			ev, uerr = limitsOf(cfg.Unmarshaller).FromMessage(msg)
 		} else if uerr == nil {
 			uerr = errors.New(msg.Metadata.Get(arc.MetadataMalformed))
 		}
