@@ -3,8 +3,13 @@ package redisstream
 import (
 	"context"
 	"fmt"
+	"net"
+	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,4 +290,84 @@ func BenchmarkReadBatch(b *testing.B) {
 	b.ReportMetric(float64(plainTime.Nanoseconds())/float64(batches), "plain_ns/batch")
 	b.ReportMetric(float64(boundedTime.Nanoseconds())/float64(batches), "bounded_ns/batch")
 	b.ReportMetric(plainTime.Seconds()/boundedTime.Seconds(), "bounded_vs_plain")
+}
+
+// BenchmarkConsumeCPU measures what BenchmarkConsume's bounded and plain
+// reads cost in CPU, which a shared, busy machine disturbs far less than it
+// disturbs wall time: Go's (the whole process: subscriber, router, no-op
+// handler) and Redis's, on a private redis-server so that no other client
+// counts. Pairs alternate as in BenchmarkConsume; it reports µs of CPU per
+// event for each read, and the bounded read's total over the plain one's.
+func BenchmarkConsumeCPU(b *testing.B) {
+	testenv.RedisAddr(b) // the shared server is up, so redis-server is installed
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(b, l.Close())
+	server := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", b.TempDir())
+	require.NoError(b, server.Start())
+	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	require.Eventually(b, func() bool { return admin.Ping(context.Background()).Err() == nil }, time.Minute,
+		10*time.Millisecond)
+	redisCPU := func() time.Duration {
+		info, err := admin.Info(context.Background(), "cpu").Result()
+		require.NoError(b, err)
+		var total float64
+		for _, line := range strings.Split(info, "\r\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(b, err)
+				total += f
+			}
+		}
+		return time.Duration(total * float64(time.Second))
+	}
+	goCPU := func() time.Duration {
+		var ru syscall.Rusage
+		require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	const n = 50000
+	msgs := benchEvents(b, n)
+	type cost struct{ wall, goCPU, redisCPU time.Duration }
+	var bounded, plain cost
+	measure := func(stream, group string, bounds int, into *cost) {
+		sub, err := NewSubscriber(SubscriberConfig{Client: redis.NewClient(&redis.Options{Addr: addr}),
+			ConsumerGroup: group, CloseClient: true, Consumers: benchConsumers,
+			MaxInFlight: benchInFlight, MaxEntryBytes: bounds, MaxBatchBytes: bounds})
+		require.NoError(b, err)
+		defer sub.Close()
+		g, r := goCPU(), redisCPU()
+		into.wall += consume(b, sub, stream, n)
+		into.goCPU += goCPU() - g
+		into.redisCPU += redisCPU() - r
+	}
+	pairs := 0
+	for b.Loop() {
+		stream := fill(b, admin, msgs)
+		for i := 0; i < consumePairs; i++ {
+			first, second := func() { measure(stream, fmt.Sprint("bounded-", i), 0, &bounded) },
+				func() { measure(stream, fmt.Sprint("plain-", i), None, &plain) }
+			if i%2 == 1 {
+				first, second = second, first
+			}
+			first()
+			second()
+			pairs++
+		}
+		admin.Del(context.Background(), stream)
+	}
+	events := float64(n * pairs)
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / events }
+	b.ReportMetric(events/bounded.wall.Seconds(), "bounded_events/s")
+	b.ReportMetric(events/plain.wall.Seconds(), "plain_events/s")
+	b.ReportMetric(per(bounded.goCPU), "bounded_go_cpu_us/event")
+	b.ReportMetric(per(plain.goCPU), "plain_go_cpu_us/event")
+	b.ReportMetric(per(bounded.redisCPU), "bounded_redis_cpu_us/event")
+	b.ReportMetric(per(plain.redisCPU), "plain_redis_cpu_us/event")
+	b.ReportMetric(float64(bounded.goCPU+bounded.redisCPU)/float64(plain.goCPU+plain.redisCPU), "bounded_cpu_vs_plain")
 }

@@ -78,6 +78,10 @@ func (c *claimer) claimOnce(ctx context.Context) (claimResult, error) {
 		c.hold(ids...)
 		claimed, err := c.xclaim(ctx, ids)
 		if err != nil {
+			// Not delivered: never held for good. If the XCLAIM ran and only its
+			// reply was lost, the entries are pending to this consumer, for its
+			// recovery (consumer.recoverOwn) to deliver.
+			c.release(ids...)
 			return res, err
 		}
 		got := map[string]bool{}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/ctxsleep"
@@ -96,6 +97,9 @@ func (c *consumer) run(ctx context.Context) {
 	// next is the batch read ahead while the previous one is delivered, or
 	// nil. Held like any read, so it is released if the consumer stops first.
 	var next <-chan readResult
+	// lostReply is set when a read or claim failed: it may have taken entries
+	// into the group's pending list for this consumer and lost the reply.
+	lostReply := false
 	defer func() {
 		if next != nil {
 			r := <-next
@@ -116,10 +120,26 @@ func (c *consumer) run(ctx context.Context) {
 		case next != nil:
 			r := <-next
 			next, entries, err = nil, r.entries, r.err
-		case c.cfg.ClaimInterval != None && !c.cfg.Now().Before(nextClaim):
-			if !c.claimPass(ctx) {
+		case lostReply:
+			ok, rerr := c.recoverOwn(ctx)
+			if !ok {
 				return
 			}
+			if rerr != nil && strings.Contains(rerr.Error(), "NOGROUP") {
+				rerr = nil // the group is gone, and its pending entries with it: the read recreates it
+			}
+			if rerr != nil {
+				c.logger.Error("Recovering entries of a failed read failed", rerr, nil)
+				ctxsleep.Sleep(ctx, readRetryPause)
+			}
+			lostReply = rerr != nil
+			continue
+		case c.cfg.ClaimInterval != None && !c.cfg.Now().Before(nextClaim):
+			ok, failed := c.claimPass(ctx)
+			if !ok {
+				return
+			}
+			lostReply = failed && c.reader != nil
 			nextClaim = c.cfg.Now().Add(c.cfg.ClaimInterval)
 			continue // flush the claimed entries' acks before blocking
 		default:
@@ -137,6 +157,7 @@ func (c *consumer) run(ctx context.Context) {
 				continue
 			}
 			c.logger.Error("XREADGROUP failed", err, nil)
+			lostReply = c.reader != nil
 			ctxsleep.Sleep(ctx, readRetryPause)
 			continue
 		}
@@ -178,25 +199,60 @@ func idsOf(entries []Entry) []string {
 }
 
 // claimPass runs claim rounds until no idle entry is left (or
-// maxClaimRounds), delivering what it claims; false when the consumer must
-// stop.
-func (c *consumer) claimPass(ctx context.Context) bool {
+// maxClaimRounds), delivering what it claims; ok is false when the consumer
+// must stop, failed true when a round failed.
+func (c *consumer) claimPass(ctx context.Context) (ok, failed bool) {
 	for round := 0; round < maxClaimRounds && ctx.Err() == nil; round++ {
 		res, err := c.claims.claimOnce(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.logger.Error("Claiming idle entries failed", err, nil)
 			}
-			return ctx.Err() == nil
+			return ctx.Err() == nil, true
 		}
 		if !c.deliverAll(ctx, res.Claimed) {
-			return false
+			return false, false
 		}
 		if !res.More {
 			break
 		}
 	}
-	return ctx.Err() == nil
+	return ctx.Err() == nil, false
+}
+
+// recoverOwn delivers, in order, the entries pending to this consumer that
+// it does not hold: a bounded read or claim whose reply was lost (a
+// timeout: a script over huge entries can outlast the client's read
+// timeout) has taken them into the group's pending list, and without this
+// they would wait for ClaimIdle and a claim. ok is false when the consumer
+// must stop. Runs only with no read ahead outstanding, so every entry this
+// consumer has read and not lost is held.
+func (c *consumer) recoverOwn(ctx context.Context) (ok bool, err error) {
+	for start := "-"; ; {
+		page, err := c.cfg.Client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: c.topic, Group: c.cfg.ConsumerGroup,
+			Start: start, End: "+", Count: int64(c.cfg.BatchSize), Consumer: c.name}).Result()
+		if err != nil {
+			return ctx.Err() == nil, err
+		}
+		var lost []Entry
+		for _, p := range page {
+			if !c.s.holds(c.topic, p.ID) {
+				lost = append(lost, Entry{ID: p.ID, deferred: true})
+			}
+		}
+		if len(lost) > 0 {
+			c.logger.Info("Delivering entries a failed read left pending to this consumer",
+				watermill.LogFields{"entries": len(lost)})
+		}
+		c.s.hold(c, idsOf(lost)...)
+		if !c.deliverAll(ctx, lost) {
+			return false, nil
+		}
+		if len(page) < c.cfg.BatchSize {
+			return true, nil
+		}
+		start = "(" + page[len(page)-1].ID
+	}
 }
 
 // read runs XREADGROUP from id (">" new entries, "0" own pending ones) and

@@ -28,14 +28,16 @@ const excerptFields = 32
 // fields; then for "read" group, consumer, count, id; for "claim" group,
 // consumer, min-idle ms, ids…; for "ids" the ids.
 //
-// The reply is flat, three items an entry: id, fields (false for an entry
-// deleted while pending, or deferred), and 0 (whole), -1 (deferred) or the
-// size of an entry cut to an excerpt.
+// The reply is {1, entries} when every entry came whole (entries as
+// XREADGROUP or XCLAIM gives them), else 0 followed by three items an
+// entry: id, fields (false for an entry deleted while pending, or
+// deferred), and 0 (whole), -1 (deferred) or the size of an entry cut to an
+// excerpt.
 var boundedReadScript = redis.NewScript(`
 local mode = ARGV[1]
 local maxEntry, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cut, maxFields = tonumber(ARGV[4]), tonumber(ARGV[5])
-local out, n, used, full = {}, 0, 0, false
+local out, n, used, full = {0}, 1, 0, false
 local function add(id, f)
   if full then
     out[n+1], out[n+2], out[n+3] = id, false, -1
@@ -62,12 +64,19 @@ local function add(id, f)
   n = n + 3
 end
 if mode == 'ids' then
+  -- The server's own work is bounded too: past 4 budgets of entries read
+  -- (oversized ones count whole), the rest waits for the next call.
+  local scanned = 0
   for i = 6, #ARGV do
     if full then
       add(ARGV[i], false)
     else
       local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
       if #e == 0 then add(ARGV[i], false) else add(ARGV[i], e[1][2]) end
+      if #e > 0 then
+        for j = 1, #e[1][2] do scanned = scanned + #e[1][2][j] end
+      end
+      if budget >= 0 and scanned > 4 * budget then full = true end
     end
   end
   return out
@@ -75,11 +84,27 @@ end
 local entries
 if mode == 'read' then
   local r = redis.call('XREADGROUP', 'GROUP', ARGV[6], ARGV[7], 'COUNT', ARGV[8], 'STREAMS', KEYS[1], ARGV[9])
-  if not r then return out end
+  if not r then return {1, {}} end
   entries = r[1][2]
 else
   entries = redis.call('XCLAIM', KEYS[1], ARGV[6], ARGV[7], ARGV[8], unpack(ARGV, 9))
 end
+-- The common case, every entry small and the batch within the budget, is
+-- checked on lengths alone and answered with the entries as they came.
+local total, fits = 0, true
+for i = 1, #entries do
+  local f = type(entries[i]) == 'table' and entries[i][2]
+  if f then
+    local size = 0
+    for j = 1, #f do size = size + #f[j] end
+    total = total + size
+    if (maxEntry >= 0 and size > maxEntry) or (budget >= 0 and total > budget and i > 1) then
+      fits = false
+      break
+    end
+  end
+end
+if fits then return {1, entries} end
 for i = 1, #entries do
   local e = entries[i]
   if type(e) == 'table' then add(e[1], e[2]) end
@@ -135,9 +160,17 @@ func (r *boundedReader) run(ctx context.Context, mode string, rest ...any) ([]En
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	if len(res)%3 != 0 {
+	if len(res) == 0 {
 		return nil, errBoundedReply
 	}
+	switch shape, _ := res[0].(int64); {
+	case shape == 1 && len(res) == 2:
+		list, _ := res[1].([]any)
+		return parseEntries(list)
+	case shape != 0 || len(res)%3 != 1:
+		return nil, errBoundedReply
+	}
+	res = res[1:]
 	out := make([]Entry, 0, len(res)/3)
 	for i := 0; i < len(res); i += 3 {
 		id, ok := res[i].(string)

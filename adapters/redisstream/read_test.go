@@ -2,6 +2,7 @@ package redisstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -221,5 +222,66 @@ func TestBoundedRead_HugeEntriesLeaveTheHeapFlat(t *testing.T) {
 	assert.Len(t, seen, count)
 	for id, n := range seen {
 		assert.Equal(t, 1, n, "dead-lettered once: %s", id)
+	}
+}
+
+// loseReply runs the first bounded read of new entries and then reports a
+// timeout, as a client whose read timeout a slow script outlasted sees it:
+// the entries are in the group's pending list, the reply is lost.
+type loseReply struct{ armed atomic.Bool }
+
+func (l *loseReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (l *loseReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (l *loseReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		err := next(ctx, cmd)
+		if len(args) > 1 && args[1] == boundedReadScript.Hash() && fmt.Sprint(args[len(args)-1]) == ">" &&
+			l.armed.CompareAndSwap(true, false) {
+			cmd.SetErr(errors.New("test: i/o timeout"))
+			return cmd.Err()
+		}
+		return err
+	}
+}
+
+// A read whose reply is lost after Redis ran it (a timeout) has taken its
+// entries into the group's pending list for this consumer: the consumer
+// delivers them, in order and once, at its next turn, not after ClaimIdle.
+func TestBoundedRead_LostReplyIsRecoveredInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.publish("order.placed", 3)
+	hook := &loseReply{}
+	hook.armed.Store(true)
+	client := redis.NewClient(&redis.Options{Addr: b.client.Options().Addr})
+	client.AddHook(hook)
+	t.Cleanup(func() { _ = client.Close() })
+	sub, err := NewSubscriber(SubscriberConfig{Client: client, ConsumerGroup: "g", BlockTime: testBlockTime,
+		ClaimInterval: None})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	msgs, err := sub.Subscribe(context.Background(), b.stream)
+	require.NoError(t, err)
+	for _, id := range ids {
+		select {
+		case m := <-msgs:
+			assert.Equal(t, id, m.Metadata.Get(MetadataEntryID), "in order")
+			m.Ack()
+		case <-time.After(testWait):
+			t.Fatal("the entries of the lost reply were not delivered")
+		}
+	}
+	assert.False(t, hook.armed.Load(), "a reply was lost")
+	require.Eventually(t, func() bool { return b.pending("g") == 0 }, testWait, 5*time.Millisecond)
+	b.publish("order.placed", 1)
+	select {
+	case m := <-msgs:
+		assert.NotContains(t, ids, m.Metadata.Get(MetadataEntryID), "nothing delivered twice")
+		m.Ack()
+	case <-time.After(testWait):
+		t.Fatal("the consumer did not go on reading")
 	}
 }
