@@ -38,6 +38,11 @@ type consumer struct {
 	claims  *claimer
 	reader  *boundedReader // nil: plain XREADGROUP (both byte bounds off)
 
+	// aheadReqs asks the read-ahead goroutine for the next batch; both
+	// fields are the read loop's (run), nil until the first read ahead.
+	aheadReqs chan chan readResult
+	aheadDone chan struct{}
+
 	slots    chan struct{}  // one per message in flight
 	inFlight sync.WaitGroup // the settling goroutines
 }
@@ -105,6 +110,7 @@ func (c *consumer) run(ctx context.Context) {
 			r := <-next
 			c.s.release(c, idsOf(r.entries)...)
 		}
+		c.stopReadAhead()
 	}()
 	for ctx.Err() == nil {
 		// Acks go out before a claim and before blocking: a claim must never
@@ -179,15 +185,32 @@ type readResult struct {
 	err     error
 }
 
-// readAhead reads the next batch of new entries without blocking, in its
-// own goroutine; the result arrives on the channel returned, always once.
+// readAhead reads the next batch of new entries without blocking, on the
+// consumer's read-ahead goroutine; the result arrives on the channel
+// returned, always once. One long-lived goroutine, not one per batch: a new
+// goroutine's stack grows (and is copied) on every go-redis reply.
 func (c *consumer) readAhead(ctx context.Context) <-chan readResult {
-	ch := make(chan readResult, 1)
-	go func() {
-		entries, err := c.read(ctx, ">", false)
-		ch <- readResult{entries, err}
-	}()
-	return ch
+	if c.aheadReqs == nil {
+		c.aheadReqs, c.aheadDone = make(chan chan readResult), make(chan struct{})
+		go func() {
+			defer close(c.aheadDone)
+			for out := range c.aheadReqs {
+				entries, err := c.read(ctx, ">", false)
+				out <- readResult{entries, err}
+			}
+		}()
+	}
+	out := make(chan readResult, 1)
+	c.aheadReqs <- out
+	return out
+}
+
+// stopReadAhead ends the read-ahead goroutine, if it runs.
+func (c *consumer) stopReadAhead() {
+	if c.aheadReqs != nil {
+		close(c.aheadReqs)
+		<-c.aheadDone
+	}
 }
 
 func idsOf(entries []Entry) []string {

@@ -28,8 +28,9 @@ const excerptFields = 32
 // fields; then for "read" group, consumer, count, id; for "claim" group,
 // consumer, min-idle ms, ids…; for "ids" the ids.
 //
-// The reply is {1, entries} when every entry came whole (entries as
-// XREADGROUP or XCLAIM gives them), else 0 followed by three items an
+// The reply is {2, id, type, data, …} when every entry came whole in Arc's
+// layout, {1, entries} when every entry came whole (entries as XREADGROUP
+// or XCLAIM gives them), else 0 followed by three items an
 // entry: id, fields (false for an entry deleted while pending, or
 // deferred), and 0 (whole), -1 (deferred) or the size of an entry cut to an
 // excerpt.
@@ -90,10 +91,13 @@ else
   entries = redis.call('XCLAIM', KEYS[1], ARGV[6], ARGV[7], ARGV[8], unpack(ARGV, 9))
 end
 -- The common case, every entry small and the batch within the budget, is
--- checked on lengths alone and answered with the entries as they came.
-local total, fits = 0, true
+-- checked on lengths alone, in one pass that also lays Arc's layout (type,
+-- data) out flat, three items an entry: a third of the objects to build and
+-- to parse of the nested reply. Other layouts come as they came.
+local total, fits, arc, flat, m = 0, true, true, {2}, 1
 for i = 1, #entries do
-  local f = type(entries[i]) == 'table' and entries[i][2]
+  local e = entries[i]
+  local f = type(e) == 'table' and e[2]
   if f then
     local size = 0
     for j = 1, #f do size = size + #f[j] end
@@ -102,14 +106,39 @@ for i = 1, #entries do
       fits = false
       break
     end
+    if arc and #f == 4 and f[1] == 'type' and f[3] == 'data' then
+      flat[m+1], flat[m+2], flat[m+3] = e[1], f[2], f[4]
+      m = m + 3
+    else
+      arc = false
+    end
+  else
+    arc = false
   end
 end
+if fits and arc then return flat end
 if fits then return {1, entries} end
 for i = 1, #entries do
   local e = entries[i]
   if type(e) == 'table' then add(e[1], e[2]) end
 end
 return out`)
+
+// parseArcEntries reads the flat reply of entries in Arc's layout: id,
+// type, data, id, type, data, …
+func parseArcEntries(res []any) ([]Entry, error) {
+	out := make([]Entry, 0, len(res)/3)
+	for i := 0; i+2 < len(res); i += 3 {
+		id, ok1 := res[i].(string)
+		typ, ok2 := res[i+1].(string)
+		data, ok3 := res[i+2].(string)
+		if !ok1 || !ok2 || !ok3 {
+			return nil, errBoundedReply
+		}
+		out = append(out, Entry{ID: id, Fields: []string{FieldType, typ, FieldData, data}})
+	}
+	return out, nil
+}
 
 // errBoundedReply is a reply of boundedReadScript that cannot be read.
 var errBoundedReply = errors.New("redisstream: unexpected reply of the bounded read")
@@ -167,6 +196,8 @@ func (r *boundedReader) run(ctx context.Context, mode string, rest ...any) ([]En
 	case shape == 1 && len(res) == 2:
 		list, _ := res[1].([]any)
 		return parseEntries(list)
+	case shape == 2 && len(res)%3 == 1:
+		return parseArcEntries(res[1:])
 	case shape != 0 || len(res)%3 != 1:
 		return nil, errBoundedReply
 	}
