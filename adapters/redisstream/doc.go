@@ -91,7 +91,8 @@
 // up to MaxBatchBytes (8 MiB), an entry over MaxEntryBytes as an excerpt,
 // and the rest of the batch as ids, fetched in order as the batch is
 // delivered (see SubscriberConfig.MaxBatchBytes). Twenty entries of 10 MB
-// cost a consumer about 1 MB of heap, not 200 MB. Only the entry that ends
-// a blocking wait on an idle stream comes whole, as BLOCK cannot run in a
-// script.
+// grow a consumer's heap by about 1 MB (a plain XREADGROUP: about 500 MB).
+// Only the entry that ends a blocking wait on an idle stream comes whole,
+// as BLOCK cannot run in a script. Redis itself still holds a whole batch
+// while the script runs, as it does to answer a plain XREADGROUP.
 package redisstream
