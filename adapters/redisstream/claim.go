@@ -44,6 +44,7 @@ type claimer struct {
 	release     func(ids ...string) // forgets them
 	deadLetters *deadLetterer
 	claimed     *testsignal.Signal[claimResult]
+	reader      *boundedReader // nil: plain XCLAIM (both byte bounds off)
 }
 
 // claimOnce runs one round. The ids about to be claimed are held before
@@ -77,6 +78,10 @@ func (c *claimer) claimOnce(ctx context.Context) (claimResult, error) {
 		c.hold(ids...)
 		claimed, err := c.xclaim(ctx, ids)
 		if err != nil {
+			// Not delivered: never held for good. If the XCLAIM ran and only its
+			// reply was lost, the entries are pending to this consumer, for its
+			// recovery (consumer.recoverOwn) to deliver.
+			c.release(ids...)
 			return res, err
 		}
 		got := map[string]bool{}
@@ -108,6 +113,13 @@ func (c *claimer) claimOnce(ctx context.Context) (claimResult, error) {
 // xclaim takes ids over for this consumer if they are still idle, and
 // returns them with their fields in order.
 func (c *claimer) xclaim(ctx context.Context, ids []string) ([]Entry, error) {
+	if c.reader != nil {
+		claimed, err := c.reader.claim(ctx, c.cfg.ClaimIdle.Milliseconds(), ids)
+		if err != nil {
+			return nil, fmt.Errorf("redisstream: XCLAIM on %s: %w", c.stream, err)
+		}
+		return claimed, nil
+	}
 	args := make([]any, 0, 5+len(ids))
 	args = append(args, "XCLAIM", c.stream, c.cfg.ConsumerGroup, c.consumer, c.cfg.ClaimIdle.Milliseconds())
 	for _, id := range ids {

@@ -56,6 +56,11 @@ const (
 	// the type, so nothing Arc publishes is refused.
 	DefaultMaxEntryBytes = 3*DefaultMaxPayloadBytes + 64*1024
 
+	// DefaultMaxBatchBytes is the most entry bytes one read brings into
+	// the process: 8 MiB, so a batch of 100 entries of up to 80 KiB each
+	// comes in one round trip, and larger ones in several.
+	DefaultMaxBatchBytes = 8 << 20
+
 	// MinClaimIdle is the shortest ClaimIdle: the heartbeat refreshes held
 	// entries every ClaimIdle/3, and must be able to.
 	MinClaimIdle = 30 * time.Millisecond
@@ -83,7 +88,9 @@ type SubscriberConfig struct {
 	Consumers int
 	// Unmarshaller reads entries. An Unmarshal error never ends the
 	// subscription: the entry becomes a message flagged with
-	// arc.MetadataMalformed. Defaults to Marshaller (Arc's layout).
+	// arc.MetadataMalformed. Set Marshaller{Limits: …} to bound nesting
+	// and type length otherwise than arc's defaults. Defaults to
+	// Marshaller{} (Arc's layout, arc's default Limits).
 	Unmarshaller wredis.Unmarshaller
 	// BatchSize is XREADGROUP's COUNT and the most acks sent in one XACK.
 	// Defaults to DefaultBatchSize.
@@ -135,6 +142,21 @@ type SubscriberConfig struct {
 	// excerpt, for the router to dead-letter. None: no limit. Defaults to
 	// DefaultMaxEntryBytes.
 	MaxEntryBytes int
+	// MaxBatchBytes bounds the entry bytes (names and values) one read or
+	// claim brings into the process. The batch is read on the server by a
+	// script: entries come whole while their total stays within
+	// MaxBatchBytes (the first always comes), an entry over MaxEntryBytes
+	// comes only as an excerpt (its first 32 fields, each cut to 1 KiB), and
+	// the rest of the batch stays pending to this consumer, fetched by id in
+	// order as the batch is delivered. While a full batch is delivered the
+	// next is read ahead, so a consumer holds at most two reads: about
+	// 2 × max(MaxBatchBytes, MaxEntryBytes) of entries (16 MiB by default),
+	// plus the MaxInFlight messages its handlers hold. A wait on an idle
+	// stream (XREADGROUP BLOCK, which scripts cannot run) takes the one
+	// entry that ends it whole. None, together with MaxEntryBytes None,
+	// reads with plain XREADGROUP COUNT BatchSize, bounded only in count.
+	// Defaults to DefaultMaxBatchBytes.
+	MaxBatchBytes int
 	// NackResendSleep is the pause before a nacked message is sent again.
 	// Defaults to no pause.
 	NackResendSleep time.Duration
@@ -174,6 +196,7 @@ func (c *SubscriberConfig) setDefaults() {
 	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&c.MaxDeliveries, DefaultMaxDeliveries)
 	setDefault(&c.MaxEntryBytes, DefaultMaxEntryBytes)
+	setDefault(&c.MaxBatchBytes, DefaultMaxBatchBytes)
 	setDefault(&c.BlockTime, DefaultBlockTime)
 	if c.OldestID == "" {
 		c.OldestID = DefaultOldestID
@@ -223,11 +246,15 @@ func (c SubscriberConfig) Validate() error {
 	}
 	orNone := map[string]int64{"ClaimInterval": int64(c.ClaimInterval), "MaxDeliveries": int64(c.MaxDeliveries),
 		"AckFlushInterval": int64(c.AckFlushInterval), "CloseTimeout": int64(c.CloseTimeout),
-		"MaxEntryBytes": int64(c.MaxEntryBytes)}
-	for _, f := range []string{"ClaimInterval", "MaxDeliveries", "AckFlushInterval", "CloseTimeout", "MaxEntryBytes"} {
+		"MaxEntryBytes": int64(c.MaxEntryBytes), "MaxBatchBytes": int64(c.MaxBatchBytes)}
+	for _, f := range []string{"ClaimInterval", "MaxDeliveries", "AckFlushInterval", "CloseTimeout", "MaxEntryBytes",
+		"MaxBatchBytes"} {
 		if orNone[f] < 0 && orNone[f] != None {
 			bad(f, "is %d: must be positive, 0 for the default or None (-1)", orNone[f])
 		}
+	}
+	if err := limitsOf(c.Unmarshaller).Validate(); err != nil {
+		bad("Unmarshaller", "has invalid Limits: %v", err)
 	}
 	if c.DeadLetterMaxLen < 0 {
 		bad("DeadLetterMaxLen", "is %d: must not be negative (0 for no cap)", c.DeadLetterMaxLen)
@@ -251,4 +278,10 @@ func (c SubscriberConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bounded reports whether reads go through the bounded read script: unless
+// both byte bounds are turned off.
+func (c SubscriberConfig) bounded() bool {
+	return c.MaxEntryBytes != None || c.MaxBatchBytes != None
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/ctxsleep"
@@ -35,6 +36,12 @@ type consumer struct {
 	logger  watermill.LoggerAdapter
 	acks    *acker
 	claims  *claimer
+	reader  *boundedReader // nil: plain XREADGROUP (both byte bounds off)
+
+	// aheadReqs asks the read-ahead goroutine for the next batch; both
+	// fields are the read loop's (run), nil until the first read ahead.
+	aheadReqs chan chan readResult
+	aheadDone chan struct{}
 
 	slots    chan struct{}  // one per message in flight
 	inFlight sync.WaitGroup // the settling goroutines
@@ -51,6 +58,11 @@ func newConsumer(s *Subscriber, topic, name string, out chan<- *message.Message,
 		deadLetters: &deadLetterer{cfg: s.cfg, stream: topic, consumer: name, host: s.host, logger: c.logger,
 			signal: &s.signals.DeadLettered},
 		claimed: &s.signals.Claimed}
+	if s.cfg.bounded() {
+		c.reader = &boundedReader{client: s.cfg.Client, stream: topic, group: s.cfg.ConsumerGroup, consumer: name,
+			maxEntry: s.cfg.MaxEntryBytes, budget: s.cfg.MaxBatchBytes}
+		c.claims.reader = c.reader
+	}
 	return c
 }
 
@@ -77,7 +89,7 @@ func (c *consumer) run(ctx context.Context) {
 	// First this consumer's own pending entries (a restart under a stable
 	// name): read from 0 until none are left.
 	for from := "0"; ctx.Err() == nil; {
-		entries, err := c.read(ctx, from)
+		entries, err := c.read(ctx, from, false)
 		if err != nil || len(entries) == 0 {
 			break
 		}
@@ -87,6 +99,19 @@ func (c *consumer) run(ctx context.Context) {
 		from = entries[len(entries)-1].ID
 	}
 	nextClaim := c.cfg.Now()
+	// next is the batch read ahead while the previous one is delivered, or
+	// nil. Held like any read, so it is released if the consumer stops first.
+	var next <-chan readResult
+	// lostReply is set when a read or claim failed: it may have taken entries
+	// into the group's pending list for this consumer and lost the reply.
+	lostReply := false
+	defer func() {
+		if next != nil {
+			r := <-next
+			c.s.release(c, idsOf(r.entries)...)
+		}
+		c.stopReadAhead()
+	}()
 	for ctx.Err() == nil {
 		// Acks go out before a claim and before blocking: a claim must never
 		// see this consumer's handled entries as idle, and a quiet stream
@@ -95,14 +120,37 @@ func (c *consumer) run(ctx context.Context) {
 			ctxsleep.Sleep(ctx, readRetryPause) // Redis is failing: read nothing more until acks go out
 			continue
 		}
-		if c.cfg.ClaimInterval != None && !c.cfg.Now().Before(nextClaim) {
-			if !c.claimPass(ctx) {
+		var entries []Entry
+		var err error
+		switch {
+		case next != nil:
+			r := <-next
+			next, entries, err = nil, r.entries, r.err
+		case lostReply:
+			ok, rerr := c.recoverOwn(ctx)
+			if !ok {
 				return
 			}
+			if rerr != nil && strings.Contains(rerr.Error(), "NOGROUP") {
+				rerr = nil // the group is gone, and its pending entries with it: the read recreates it
+			}
+			if rerr != nil {
+				c.logger.Error("Recovering entries of a failed read failed", rerr, nil)
+				ctxsleep.Sleep(ctx, readRetryPause)
+			}
+			lostReply = rerr != nil
+			continue
+		case c.cfg.ClaimInterval != None && !c.cfg.Now().Before(nextClaim):
+			ok, failed := c.claimPass(ctx)
+			if !ok {
+				return
+			}
+			lostReply = failed && c.reader != nil
 			nextClaim = c.cfg.Now().Add(c.cfg.ClaimInterval)
 			continue // flush the claimed entries' acks before blocking
+		default:
+			entries, err = c.read(ctx, ">", true)
 		}
-		entries, err := c.read(ctx, ">")
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -115,8 +163,15 @@ func (c *consumer) run(ctx context.Context) {
 				continue
 			}
 			c.logger.Error("XREADGROUP failed", err, nil)
+			lostReply = c.reader != nil
 			ctxsleep.Sleep(ctx, readRetryPause)
 			continue
+		}
+		if c.reader != nil && len(entries) == c.cfg.BatchSize {
+			// A full batch: more are likely waiting. The read script costs Redis
+			// more than a plain XREADGROUP, so the next batch is read while this
+			// one is delivered, and the script's time is hidden behind delivery.
+			next = c.readAhead(ctx)
 		}
 		if !c.deliverAll(ctx, entries) {
 			return
@@ -124,57 +179,172 @@ func (c *consumer) run(ctx context.Context) {
 	}
 }
 
+// readResult is the outcome of a read ahead.
+type readResult struct {
+	entries []Entry
+	err     error
+}
+
+// readAhead reads the next batch of new entries without blocking, on the
+// consumer's read-ahead goroutine; the result arrives on the channel
+// returned, always once. One long-lived goroutine, not one per batch: a new
+// goroutine's stack grows (and is copied) on every go-redis reply.
+func (c *consumer) readAhead(ctx context.Context) <-chan readResult {
+	if c.aheadReqs == nil {
+		c.aheadReqs, c.aheadDone = make(chan chan readResult), make(chan struct{})
+		go func() {
+			defer close(c.aheadDone)
+			for out := range c.aheadReqs {
+				entries, err := c.read(ctx, ">", false)
+				out <- readResult{entries, err}
+			}
+		}()
+	}
+	out := make(chan readResult, 1)
+	c.aheadReqs <- out
+	return out
+}
+
+// stopReadAhead ends the read-ahead goroutine, if it runs.
+func (c *consumer) stopReadAhead() {
+	if c.aheadReqs != nil {
+		close(c.aheadReqs)
+		<-c.aheadDone
+	}
+}
+
+func idsOf(entries []Entry) []string {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
 // claimPass runs claim rounds until no idle entry is left (or
-// maxClaimRounds), delivering what it claims; false when the consumer must
-// stop.
-func (c *consumer) claimPass(ctx context.Context) bool {
+// maxClaimRounds), delivering what it claims; ok is false when the consumer
+// must stop, failed true when a round failed.
+func (c *consumer) claimPass(ctx context.Context) (ok, failed bool) {
 	for round := 0; round < maxClaimRounds && ctx.Err() == nil; round++ {
 		res, err := c.claims.claimOnce(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.logger.Error("Claiming idle entries failed", err, nil)
 			}
-			return ctx.Err() == nil
+			return ctx.Err() == nil, true
 		}
 		if !c.deliverAll(ctx, res.Claimed) {
-			return false
+			return false, false
 		}
 		if !res.More {
 			break
 		}
 	}
-	return ctx.Err() == nil
+	return ctx.Err() == nil, false
+}
+
+// recoverOwn delivers, in order, the entries pending to this consumer that
+// it does not hold: a bounded read or claim whose reply was lost (a
+// timeout: a script over huge entries can outlast the client's read
+// timeout) has taken them into the group's pending list, and without this
+// they would wait for ClaimIdle and a claim. ok is false when the consumer
+// must stop. Runs only with no read ahead outstanding, so every entry this
+// consumer has read and not lost is held.
+func (c *consumer) recoverOwn(ctx context.Context) (ok bool, err error) {
+	for start := "-"; ; {
+		page, err := c.cfg.Client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: c.topic, Group: c.cfg.ConsumerGroup,
+			Start: start, End: "+", Count: int64(c.cfg.BatchSize), Consumer: c.name}).Result()
+		if err != nil {
+			return ctx.Err() == nil, err
+		}
+		var lost []Entry
+		for _, p := range page {
+			if !c.s.holds(c.topic, p.ID) {
+				lost = append(lost, Entry{ID: p.ID, deferred: true})
+			}
+		}
+		if len(lost) > 0 {
+			c.logger.Info("Delivering entries a failed read left pending to this consumer",
+				watermill.LogFields{"entries": len(lost)})
+		}
+		c.s.hold(c, idsOf(lost)...)
+		if !c.deliverAll(ctx, lost) {
+			return false, nil
+		}
+		if len(page) < c.cfg.BatchSize {
+			return true, nil
+		}
+		start = "(" + page[len(page)-1].ID
+	}
 }
 
 // read runs XREADGROUP from id (">" new entries, "0" own pending ones) and
-// marks what it returns as held.
-func (c *consumer) read(ctx context.Context, id string) ([]Entry, error) {
-	block, client := c.cfg.BlockTime.Milliseconds(), c.cfg.BlockingClient
-	if id != ">" {
-		block, client = -1, c.cfg.Client // no BLOCK for pending entries
+// marks what it returns as held. Under the byte bounds the batch is read
+// by the bounded read script, which cannot block: when it finds no new
+// entry and wait is set, one blocking XREADGROUP COUNT 1 waits for the next.
+func (c *consumer) read(ctx context.Context, id string, wait bool) ([]Entry, error) {
+	var entries []Entry
+	var err error
+	if c.reader == nil {
+		block, client := c.cfg.BlockTime.Milliseconds(), c.cfg.BlockingClient
+		if id != ">" || !wait {
+			block, client = -1, c.cfg.Client // no BLOCK for pending entries
+		}
+		entries, err = readGroup(ctx, client, c.cfg.ConsumerGroup, c.name, c.topic, id, c.cfg.BatchSize, block)
+	} else {
+		entries, err = c.reader.read(ctx, id, c.cfg.BatchSize)
+		if err == nil && len(entries) == 0 && id == ">" && wait {
+			entries, err = readGroup(ctx, c.cfg.BlockingClient, c.cfg.ConsumerGroup, c.name, c.topic, ">", 1,
+				c.cfg.BlockTime.Milliseconds())
+		}
 	}
-	entries, err := readGroup(ctx, client, c.cfg.ConsumerGroup, c.name, c.topic, id, c.cfg.BatchSize, block)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.ID
-	}
-	c.s.hold(c, ids...)
+	c.s.hold(c, idsOf(entries)...)
 	return entries, nil
+}
+
+// fetchDeferred fills entries' deferred head, in order, within the byte
+// bounds (what does not fit stays deferred, for the next call). A failing
+// Redis is waited out: the entries are held, and pending to this consumer.
+// False when the consumer must stop.
+func (c *consumer) fetchDeferred(ctx context.Context, entries []Entry) bool {
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !e.deferred {
+			break
+		}
+		ids = append(ids, e.ID)
+	}
+	for ctx.Err() == nil {
+		got, err := c.reader.fetch(ctx, ids)
+		if err == nil && len(got) == len(ids) {
+			copy(entries, got)
+			return true
+		}
+		if err == nil {
+			err = errBoundedReply
+		}
+		if ctx.Err() == nil {
+			c.logger.Error("Fetching the rest of a read batch failed", err, nil)
+		}
+		ctxsleep.Sleep(ctx, readRetryPause)
+	}
+	return false
 }
 
 // deliverAll delivers entries in order; false when the consumer must stop,
 // and then the entries not delivered stay pending for the group.
 func (c *consumer) deliverAll(ctx context.Context, entries []Entry) bool {
-	for i, e := range entries {
-		if !c.deliver(ctx, e) {
+	for i := range entries {
+		if (entries[i].deferred && !c.fetchDeferred(ctx, entries[i:])) || !c.deliver(ctx, entries[i]) {
 			for _, rest := range entries[i:] {
 				c.s.release(c, rest.ID)
 			}
 			return false
 		}
+		entries[i].Fields = nil // delivered: its bytes are the message's now, not the batch's
 	}
 	return true
 }

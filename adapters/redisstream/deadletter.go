@@ -66,9 +66,10 @@ const deadLetterGuardTTL = 10 * time.Minute
 const RawTruncatedField = "arcmill:raw-truncated"
 
 // readEntryScript returns entry ARGV[1] of KEYS[1] as {size, fields}: the
-// fields whole when they take at most ARGV[2] bytes (size 0), else each
-// value cut to ARGV[3] bytes and size their total, so an oversized entry
-// never crosses the network whole. Nothing when the entry is gone.
+// fields whole when they take at most ARGV[2] bytes (size 0), else the
+// first ARGV[4] fields each cut to ARGV[3] bytes and size their total, so an
+// oversized entry never crosses the network whole. Nothing when the entry
+// is gone.
 var readEntryScript = redis.NewScript(`
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then return false end
@@ -77,14 +78,15 @@ local total = 0
 for i = 1, #fields do total = total + #fields[i] end
 if total <= tonumber(ARGV[2]) then return {0, fields} end
 local cut = {}
-for i = 1, #fields do cut[i] = string.sub(fields[i], 1, tonumber(ARGV[3])) end
+for i = 1, math.min(#fields, tonumber(ARGV[4])) do cut[i] = string.sub(fields[i], 1, tonumber(ARGV[3])) end
 return {total, cut}`)
 
 // entry returns one entry of stream, in order, bounded: an entry over
 // DefaultMaxEntryBytes comes cut to excerpts, with its size in truncated.
 // found is false when Redis reports it gone.
 func entry(ctx context.Context, client redis.UniversalClient, stream, id string) (e Entry, truncated int64, found bool, err error) {
-	res, err := readEntryScript.Run(ctx, client, []string{stream}, id, DefaultMaxEntryBytes, excerptBytes).Slice()
+	res, err := readEntryScript.Run(ctx, client, []string{stream}, id, DefaultMaxEntryBytes, excerptBytes,
+		excerptFields).Slice()
 	if errors.Is(err, redis.Nil) {
 		return Entry{}, 0, false, nil
 	}
@@ -197,7 +199,7 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		msg, uerr := cfg.Unmarshaller.Unmarshal(values)
 		var ev arc.Event
 		if uerr == nil && msg != nil && msg.Metadata.Get(arc.MetadataMalformed) == "" {
-			ev, uerr = arc.FromMessage(msg)
+			ev, uerr = limitsOf(cfg.Unmarshaller).FromMessage(msg)
 		} else if uerr == nil {
 			uerr = errors.New(msg.Metadata.Get(arc.MetadataMalformed))
 		}

@@ -82,6 +82,17 @@
 // MaxEntryBytes is dead-lettered with an excerpt; the default is the most
 // bytes an event Arc's publish accepts can take, so nothing Arc publishes
 // is refused. A dead letter keeps an entry of over 3 MB only as an excerpt,
-// cut on the server (RawTruncatedField). One read batch is not yet bounded
-// in bytes: BatchSize entries of any size arrive together.
+// cut on the server (RawTruncatedField).
+//
+// # Memory
+//
+// What a consumer reads is bounded in bytes as well as in count: a script
+// runs each XREADGROUP (and XCLAIM) on the server and sends entries whole
+// up to MaxBatchBytes (8 MiB), an entry over MaxEntryBytes as an excerpt,
+// and the rest of the batch as ids, fetched in order as the batch is
+// delivered (see SubscriberConfig.MaxBatchBytes). Twenty entries of 10 MB
+// grow a consumer's heap by about 1 MB (a plain XREADGROUP: about 500 MB).
+// Only the entry that ends a blocking wait on an idle stream comes whole,
+// as BLOCK cannot run in a script. Redis itself still holds a whole batch
+// while the script runs, as it does to answer a plain XREADGROUP.
 package redisstream

@@ -16,6 +16,14 @@ type Entry struct {
 	ID string
 	// Fields alternates names and values.
 	Fields []string
+
+	// truncated is, for an entry over MaxEntryBytes that a bounded read cut
+	// on the server, its size in bytes: Fields are then excerpts.
+	truncated int
+	// deferred marks an entry a bounded read left on the server to keep
+	// within MaxBatchBytes: it is pending to the consumer, Fields not yet
+	// fetched.
+	deferred bool
 }
 
 // Map returns the fields as go-redis gives them (the last of a repeated
@@ -28,8 +36,11 @@ func (e Entry) Map() map[string]any {
 	return m
 }
 
-// size is the bytes of the entry's names and values.
+// size is the bytes of the entry's names and values, as stored.
 func (e Entry) size() int {
+	if e.truncated > 0 {
+		return e.truncated
+	}
 	n := 0
 	for _, f := range e.Fields {
 		n += len(f)

@@ -38,6 +38,14 @@ type Marshaller struct {
 	// WatermillUUID also writes _watermill_message_uuid = meta.id. Arc
 	// ignores extra fields; Watermill's default unmarshaller needs it.
 	WatermillUUID bool
+	// Limits bound what Unmarshal accepts from the stream: how deeply the
+	// event's JSON nests, how long its type is. An entry over a limit is
+	// malformed (arc.MetadataMalformed names the field), and so
+	// dead-lettered once with its raw fields, never handed to a handler.
+	// The wildcard router checks its own Config.Limits again: set both to
+	// take deeper or longer events. A Subscriber refuses invalid Limits.
+	// Defaults to arc's defaults (arc.DefaultMaxDepth, arc.DefaultMaxTypeBytes).
+	Limits arc.Limits
 }
 
 var _ wredis.MarshallerUnmarshaller = Marshaller{}
@@ -74,8 +82,9 @@ func (m Marshaller) fields(msg *message.Message) ([]any, error) {
 	return pairs, nil
 }
 
-// Unmarshal returns the message of an entry; it never fails (see Marshaller).
-func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
+// Unmarshal returns the message of an entry, read under m.Limits; it never
+// fails (see Marshaller).
+func (m Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	typ, _ := values[FieldType].(string)
 	data, _ := values[FieldData].(string)
 	var why string
@@ -85,7 +94,7 @@ func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	case data == "":
 		why = "stream entry has no data field"
 	default:
-		msg, err := arc.UnmarshalMessage([]byte(data))
+		msg, err := m.Limits.UnmarshalMessage([]byte(data))
 		if err != nil {
 			why = "stream entry data: " + err.Error()
 			break
@@ -96,6 +105,20 @@ func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	msg.Metadata.Set(arc.MetadataMalformed, why)
 	msg.Metadata.Set(MetadataRawFields, rawFields(values))
 	return msg, nil
+}
+
+// limitsOf returns the read limits of u: a Marshaller's own, else arc's
+// defaults.
+func limitsOf(u wredis.Unmarshaller) arc.Limits {
+	switch m := u.(type) {
+	case Marshaller:
+		return m.Limits
+	case *Marshaller:
+		if m != nil {
+			return m.Limits
+		}
+	}
+	return arc.Limits{}
 }
 
 // rawFields renders entry fields as a JSON object with sorted keys.

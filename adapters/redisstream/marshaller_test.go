@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -123,4 +125,65 @@ func FuzzUnmarshalEntry(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// Marshaller.Limits bound what Unmarshal reads: nesting and type length
+// over them make the entry malformed, naming the field; the defaults are
+// arc's, NoLimit takes any; and a Subscriber refuses invalid Limits.
+func TestUnmarshalReadsUnderTheMarshallersLimits(t *testing.T) {
+	t.Parallel()
+	deep := func(levels int) string {
+		return `{"type":"order.deep","payload":` + strings.Repeat("[", levels) + strings.Repeat("]", levels) +
+			`,"meta":{"id":"e-1"}}`
+	}
+	entry := func(typ, data string) map[string]any { return map[string]any{"type": typ, "data": data} }
+	malformed := func(m Marshaller, values map[string]any) string {
+		msg, err := m.Unmarshal(values)
+		require.NoError(t, err, "Unmarshal never fails")
+		return msg.Metadata.Get(arc.MetadataMalformed)
+	}
+
+	assert.Empty(t, malformed(Marshaller{}, entry("order.deep", deep(10))), "within arc's default depth")
+	assert.NotEmpty(t, malformed(Marshaller{}, entry("order.deep", deep(arc.DefaultMaxDepth+1))), "over the default")
+	assert.Empty(t, malformed(Marshaller{Limits: arc.Limits{MaxDepth: arc.NoLimit}},
+		entry("order.deep", deep(arc.DefaultMaxDepth+1))), "NoLimit takes it")
+	assert.NotEmpty(t, malformed(Marshaller{Limits: arc.Limits{MaxDepth: 5}}, entry("order.deep", deep(10))),
+		"a lower MaxDepth refuses it")
+
+	long := strings.Repeat("t", 100)
+	data := `{"type":"` + long + `","payload":{},"meta":{"id":"e-1"}}`
+	assert.Empty(t, malformed(Marshaller{}, entry(long, data)))
+	why := malformed(Marshaller{Limits: arc.Limits{MaxTypeBytes: 64}}, entry(long, data))
+	assert.Contains(t, why, "longer than 64 bytes", "the reason names the bound")
+
+	client := redis.NewClient(&redis.Options{})
+	for _, u := range []wredis.Unmarshaller{Marshaller{Limits: arc.Limits{MaxDepth: -2}},
+		&Marshaller{Limits: arc.Limits{MaxTypeBytes: -3}}} {
+		err := SubscriberConfig{Client: client, ConsumerGroup: "g", Unmarshaller: u}.Validate()
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		assert.Contains(t, err.Error(), "SubscriberConfig.Unmarshaller")
+	}
+}
+
+// A Subscriber reads with its Marshaller's Limits: an event deeper than
+// MaxDepth arrives flagged malformed (for the router to dead-letter), and
+// the event after it as usual.
+func TestSubscriber_ReadsUnderTheMarshallersLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.xadd("type", "order.deep", "data", `{"type":"order.deep","payload":[[[[1]]]],"meta":{"id":"e-1"}}`)
+	b.publish("order.flat", 1)
+	_, msgs := b.subscribe(SubscriberConfig{Unmarshaller: Marshaller{Limits: arc.Limits{MaxDepth: 3}}})
+	var got []string
+	for len(got) < 2 {
+		select {
+		case m := <-msgs:
+			got = append(got, m.Metadata.Get(arc.MetadataMalformed))
+			m.Ack()
+		case <-time.After(testWait):
+			t.Fatalf("%d of 2 delivered", len(got))
+		}
+	}
+	assert.Contains(t, got[0], "nested too deeply", "the deep event is malformed under MaxDepth 3")
+	assert.Empty(t, got[1], "the flat one is an event")
 }

@@ -33,6 +33,8 @@ func TestSubscriberConfig_Defaults(t *testing.T) {
 	assert.Equal(t, DefaultAckFlushInterval, cfg.AckFlushInterval)
 	assert.Equal(t, DefaultCloseTimeout, cfg.CloseTimeout)
 	assert.Equal(t, DefaultOldestID, cfg.OldestID)
+	assert.Equal(t, DefaultMaxEntryBytes, cfg.MaxEntryBytes)
+	assert.Equal(t, DefaultMaxBatchBytes, cfg.MaxBatchBytes)
 	assert.NotEmpty(t, cfg.Consumer)
 
 	short := SubscriberConfig{Client: cfg.Client, ConsumerGroup: "g", ClaimIdle: time.Second}
@@ -60,6 +62,7 @@ func TestSubscriberConfig_ValidateNamesEachField(t *testing.T) {
 		"claim interval over idle":  {func(c *SubscriberConfig) { c.ClaimInterval = time.Minute }, "ClaimInterval"},
 		"ack flush over idle / 3":   {func(c *SubscriberConfig) { c.AckFlushInterval = 15 * time.Second }, "AckFlushInterval"},
 		"oldest id not an entry id": {func(c *SubscriberConfig) { c.OldestID = "latest" }, "OldestID"},
+		"batch bytes below None":    {func(c *SubscriberConfig) { c.MaxBatchBytes = -2 }, "MaxBatchBytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -74,6 +77,7 @@ func TestSubscriberConfig_ValidateNamesEachField(t *testing.T) {
 	}
 	none := ok
 	none.ClaimInterval, none.MaxDeliveries, none.AckFlushInterval, none.CloseTimeout = None, None, None, None
+	none.MaxEntryBytes, none.MaxBatchBytes = None, None
 	require.NoError(t, none.Validate(), "None turns these off")
 }
 
