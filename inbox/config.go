@@ -31,7 +31,9 @@ var tablePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,52}$`)
 type Config struct {
 	// Dialect of the database. When Outbox is set, the inbox shares its
 	// database and this must be left zero or equal Outbox.Dialect().
-	// Defaults to Outbox.Dialect() when Outbox is set, else PostgreSQL.
+	// Defaults to Outbox.Dialect() when Outbox is set; else New finds it
+	// from the *sql.DB's driver (outbox.DialectOf) and NewPgx takes
+	// PostgreSQL.
 	Dialect outbox.Dialect
 	// Table names the inbox table (lower-case letters, digits and _, at
 	// most 53 characters; Migrate also creates the index
@@ -77,7 +79,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Outbox != nil && c.Dialect == outbox.PostgreSQL {
+	if c.Outbox != nil && c.Dialect == outbox.DetectDialect {
 		c.Dialect = c.Outbox.Dialect()
 	}
 	if c.Table == "" {
@@ -99,7 +101,7 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
-	case engineOf(c.Dialect) == nil:
+	case c.Dialect != outbox.DetectDialect && engineOf(c.Dialect) == nil:
 		return fmt.Errorf("%w: Config.Dialect %v is unknown", ErrInvalidConfig, c.Dialect)
 	case !tablePattern.MatchString(c.Table):
 		return fmt.Errorf("%w: Config.Table %q: use 1 to 53 lower-case letters, digits and _", ErrInvalidConfig, c.Table)

@@ -28,6 +28,13 @@ func New(db *stdsql.DB, cfg Config) (*Inbox, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidConfig)
 	}
+	if cfg.Dialect == outbox.DetectDialect && cfg.Outbox == nil {
+		d, err := outbox.DialectOf(db)
+		if err != nil {
+			return nil, fmt.Errorf("inbox: %w", err)
+		}
+		cfg.Dialect = d
+	}
 	return newInbox(stdConn{db}, false, cfg)
 }
 
@@ -39,6 +46,9 @@ func NewPgx(db PgxDB, cfg Config) (*Inbox, error) {
 		return nil, fmt.Errorf("%w: nil pgx pool", ErrInvalidConfig)
 	}
 	cfg.setDefaults()
+	if cfg.Dialect == outbox.DetectDialect {
+		cfg.Dialect = outbox.PostgreSQL
+	}
 	if cfg.Dialect != outbox.PostgreSQL {
 		return nil, fmt.Errorf("%w: NewPgx needs Config.Dialect PostgreSQL, got %v", ErrInvalidConfig, cfg.Dialect)
 	}
@@ -51,6 +61,9 @@ func newInbox(c conn, isPgx bool, cfg Config) (*Inbox, error) {
 		return nil, err
 	}
 	e := engineOf(cfg.Dialect)
+	if e == nil {
+		return nil, fmt.Errorf("%w: Config.Dialect %v is unknown", ErrInvalidConfig, cfg.Dialect)
+	}
 	t := cfg.Table
 	return &Inbox{c: c, pgx: isPgx, cfg: cfg, e: e,
 		recordQ: e.record(t), seenQ: e.seen(t), countQ: e.count(t), purgeQ: e.purge(t)}, nil

@@ -334,7 +334,10 @@ func TestConfigValidate(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidConfig, name)
 	}
 	assert.NoError(t, Config{Outbox: f.ob, EmitTopic: "x"}.Validate(), "the dialect comes from the outbox")
-	_, err := New(nil, Config{})
+	ib, err := New(f.db, Config{})
+	require.NoError(t, err)
+	assert.Equal(t, outbox.SQLite, ib.Dialect(), "without an outbox, the dialect comes from the driver")
+	_, err = New(nil, Config{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 	_, err = NewPgx(nil, Config{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)

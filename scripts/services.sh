@@ -135,6 +135,16 @@ mysql() {
 		"$client" -uroot -e "$sql" 2>/dev/null || "$client" -h "$host" -P "$port" -uroot -e "$sql" ||
 			die "cannot create the mysql test user; set ARCMILL_MYSQL_DSN"
 	fi
+	# The outbox's start-up check is tested with a read-only user of the test's
+	# own, so the test user may create users and grant on its database.
+	if ! "$client" -h "$host" -P "$port" -u "$user" -p"$pass" -N -e 'SHOW GRANTS' 2>/dev/null | grep -q 'CREATE USER'; then
+		log "granting $user CREATE USER and GRANT OPTION on $db"
+		local grant="GRANT CREATE USER ON *.* TO '$user'@'localhost', '$user'@'127.0.0.1', '$user'@'::1';
+			GRANT ALL PRIVILEGES ON \`$db\`.* TO '$user'@'localhost', '$user'@'127.0.0.1', '$user'@'::1' WITH GRANT OPTION;
+			FLUSH PRIVILEGES;"
+		"$client" -uroot -e "$grant" 2>/dev/null || "$client" -h "$host" -P "$port" -uroot -e "$grant" ||
+			die "cannot grant the mysql test user CREATE USER; set ARCMILL_MYSQL_DSN to a user that has it"
+	fi
 	log "mysql      $host:$port/$db up"
 }
 
