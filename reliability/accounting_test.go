@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,8 +13,9 @@ import (
 // foreignWrite is one entry of foreign bytes written straight to the stream
 // by the producer.
 type foreignWrite struct {
-	id string
-	at time.Time // when XADD returned
+	id   string
+	kind string    // the foreignKinds entry it is
+	at   time.Time // when XADD returned
 	// confirmed: Redis promised to keep it (appendfsync always, or WAIT
 	// with a replica).
 	confirmed bool
@@ -22,25 +24,37 @@ type foreignWrite struct {
 	mayVanish bool
 }
 
+// deadLetter is what the accounting reads of one dead letter.
+type deadLetter struct {
+	reason  string // the envelope's reason
+	message string // its error message
+}
+
 // tally is everything the end of a fault run is judged on, read once the
 // run is quiet.
 type tally struct {
 	want    map[string]string // event id → the dead-letter reason it must end with ("" = handled)
-	guard   guardResults
-	dead    map[string][]string // deadLetters: event id (or "malformed:<entry id>") → reasons, one per dead letter
+	effects effectsResults
+	dead    map[string][]deadLetter // deadLetters: event id (or "malformed:<entry id>") → its dead letters
 	foreign []foreignWrite
 	// foreignUnknown counts foreign XADDs that returned an error: each may
 	// still have been written (the reply lost), with an id never learnt.
 	foreignUnknown int
 	// mayVanish reports whether the broker's promise allowed it to lose
-	// event id: it acknowledged the event's publish and then crashed, in a
-	// mode that keeps nothing through a crash.
+	// the entry of event id (a producer's event or a consumer's child):
+	// it acknowledged the publish and then crashed, in a mode that keeps
+	// nothing through a crash.
 	mayVanish func(id string) bool
 }
 
+// vanishes reports whether the mode allowed the crash to lose the entry
+// of event id.
+func (in tally) vanishes(id string) bool { return in.mayVanish != nil && in.mayVanish(id) }
+
 // verdict is how every event and foreign entry ended. Each event is in
 // exactly one class: handled, dead-lettered, lost by the broker (allowed
-// by its mode), or lost (a failure).
+// by its mode), or lost (a failure). Each handled event's child is
+// published once, or gone with the broker (allowed by its mode).
 type verdict struct {
 	sent, good, poison, invalid int
 	handled, applied            int
@@ -50,36 +64,42 @@ type verdict struct {
 	lostByBroker                int            // events (good or poison) gone with a crashed server its mode allowed to lose them
 	lostPoisonByBroker          int            // of lostByBroker, poison events (their dead letter, or the entry, gone)
 	lost                        int            // events that ended nowhere, not allowed by the mode: each is a problem
-	foreignInjected             int
-	foreignDeadLettered         int
-	foreignGone                 int // foreign entries gone with the crashed server (allowed by the mode)
-	foreignUnmatched            int // malformed dead letters of XADDs whose reply was lost
-	problems                    []string
+	// childrenPublished counts handled events whose one emitted child is
+	// on the emitted stream; childrenGone, those whose child went with a
+	// crashed server allowed to lose it; republished, the child entries
+	// beyond one per child (a relay killed between publishing and
+	// settling), which a consumer's inbox would skip by meta.id.
+	childrenPublished, childrenGone, republished int
+	foreignInjected                              int
+	foreignDeadLettered                          int
+	foreignGone                                  int // foreign entries gone with the crashed server (allowed by the mode)
+	foreignUnmatched                             int // malformed dead letters of XADDs whose reply was lost
+	foreignByKind                                map[string]*foreignCount
+	problems                                     []string
 }
 
-// account judges a tally. Every event and foreign entry is classified
-// once; every dead letter must belong to one of them, with the reason it
-// must have.
+// account judges a tally. Every event, child and foreign entry is
+// classified once; every dead letter must belong to one of them, with the
+// reason it must have.
 func account(in tally) verdict {
 	v := verdict{deadByReason: map[string]int{}}
 	problem := func(format string, args ...any) { v.problems = append(v.problems, fmt.Sprintf(format, args...)) }
-	malformed := middleware.ReasonMalformed
-	for id, reasons := range in.dead {
-		for _, r := range reasons {
-			v.deadByReason[r]++
+	for id, dls := range in.dead {
+		for _, dl := range dls {
+			v.deadByReason[dl.reason]++
 		}
-		v.deadRepeats += len(reasons) - 1
+		v.deadRepeats += len(dls) - 1
 		if _, known := in.want[id]; !known && !strings.HasPrefix(id, "malformed:") {
-			problem("dead letter(s) %v for %q, which is no event the producer wrote", reasons, id)
+			problem("dead letter(s) %v for %q, which is no event the producer wrote", dls, id)
 		}
 	}
-	for id := range in.guard.handled {
+	for id := range in.effects.handled {
 		if _, known := in.want[id]; !known {
 			problem("an effect was applied for %q, which is no event the producer wrote", id)
 		}
 	}
 	for _, id := range sortedKeys(in.want) {
-		reason, got, handled := in.want[id], in.dead[id], in.guard.handled[id]
+		reason, got, handled := in.want[id], in.dead[id], in.effects.handled[id]
 		v.sent++
 		switch reason {
 		case "":
@@ -89,11 +109,11 @@ func account(in tally) verdict {
 		default:
 			v.invalid++
 		}
-		for _, r := range got {
+		for _, dl := range got {
 			if reason == "" {
-				problem("good event %s was dead-lettered (%s)", id, r)
-			} else if r != reason {
-				problem("poison event %s: dead letter with reason %s, want %s", id, r, reason)
+				problem("good event %s was dead-lettered (%s)", id, dl.reason)
+			} else if dl.reason != reason {
+				problem("poison event %s: dead letter with reason %s, want %s", id, dl.reason, reason)
 			}
 		}
 		if reason != "" && handled {
@@ -104,7 +124,7 @@ func account(in tally) verdict {
 			v.handled++
 		case reason != "" && len(got) > 0:
 			v.deadLettered++
-		case in.mayVanish != nil && in.mayVanish(id):
+		case in.vanishes(id):
 			v.lostByBroker++
 			if reason != "" {
 				v.lostPoisonByBroker++
@@ -118,27 +138,108 @@ func account(in tally) verdict {
 			}
 		}
 	}
-	v.applied = in.guard.applied
-	if v.applied != len(in.guard.handled) {
-		problem("%d effects applied for %d events handled: the guard let a duplicate through", v.applied, len(in.guard.handled))
+	v.accountEffects(in, problem)
+	v.accountForeign(in, problem)
+	return v
+}
+
+// accountEffects checks the inbox's promise: each handled event's effect
+// applied once, and one child emitted and published for it.
+func (v *verdict) accountEffects(in tally, problem func(string, ...any)) {
+	fx := in.effects
+	v.applied = fx.applied
+	if v.applied != len(fx.handled) {
+		problem("%d effects applied for %d events handled: the inbox let a duplicate through", v.applied, len(fx.handled))
 	}
+	for _, id := range sortedKeys(fx.ledger) {
+		if n := fx.ledger[id]; n > 1 {
+			problem("effect of %s applied %d times", id, n)
+		}
+		if !fx.handled[id] {
+			problem("effect of %s applied without its inbox record", id)
+		}
+	}
+	for _, id := range sortedKeys(fx.handled) {
+		if fx.ledger[id] == 0 {
+			problem("event %s recorded by the inbox without its effect", id)
+		}
+		rows, pub := fx.emitted[id], fx.published[id]
+		if len(rows) != 1 {
+			problem("%d children of handled event %s committed to the outbox, want 1", len(rows), id)
+		}
+		if len(pub) > 1 {
+			problem("%d distinct children of handled event %s published, want 1: the handler's effect ran %d times",
+				len(pub), id, len(pub))
+		}
+		for child, n := range pub {
+			if !slices.Contains(rows, child) {
+				problem("child %s of %s published, but no committed transaction wrote it", child, id)
+			}
+			v.republished += n - 1
+		}
+		switch {
+		case len(pub) > 0:
+			v.childrenPublished++
+		case len(rows) == 1 && in.vanishes(rows[0]):
+			v.childrenGone++
+		case len(rows) == 1:
+			problem("the child %s of handled event %s was never published", rows[0], id)
+		}
+	}
+	for _, id := range sortedKeys(fx.emitted) {
+		if !fx.handled[id] {
+			problem("children %v of %s committed to the outbox, which the inbox has not recorded as handled", fx.emitted[id], id)
+		}
+	}
+	for _, id := range sortedKeys(fx.published) {
+		if !fx.handled[id] {
+			problem("children of %s published, which the inbox has not recorded as handled", id)
+		}
+	}
+	if len(fx.strayChildren) > 0 {
+		problem("%d entries of the emitted stream are no child of a handled event: %v", len(fx.strayChildren), fx.strayChildren)
+	}
+}
+
+// foreignCount is how one kind of foreign entry ended.
+type foreignCount struct{ injected, deadLettered, gone int }
+
+func (c foreignCount) String() string {
+	return fmt.Sprintf("%d injected, %d dead-lettered, %d gone", c.injected, c.deadLettered, c.gone)
+}
+
+// accountForeign checks that each foreign entry was dead-lettered as
+// malformed, with the reason of its kind, or went with the crash where
+// the mode allows it.
+func (v *verdict) accountForeign(in tally, problem func(string, ...any)) {
 	written := map[string]bool{}
+	v.foreignByKind = map[string]*foreignCount{}
 	for _, w := range in.foreign {
 		v.foreignInjected++
+		count := v.foreignByKind[w.kind]
+		if count == nil {
+			count = &foreignCount{}
+			v.foreignByKind[w.kind] = count
+		}
+		count.injected++
 		written["malformed:"+w.id] = true
 		got := in.dead["malformed:"+w.id]
-		for _, r := range got {
-			if r != malformed {
-				problem("foreign entry %s dead-lettered as %s, want %s", w.id, r, malformed)
+		why := foreignReason(w.kind)
+		for _, dl := range got {
+			if dl.reason != middleware.ReasonMalformed || !strings.Contains(dl.message, why) {
+				problem("foreign entry %s (%s) dead-lettered as %s (%q), want %s (%q)", w.id, w.kind, dl.reason, dl.message,
+					middleware.ReasonMalformed, why)
 			}
 		}
 		switch {
 		case len(got) > 0:
 			v.foreignDeadLettered++
+			count.deadLettered++
 		case w.mayVanish:
 			v.foreignGone++
+			count.gone++
 		default:
-			problem("foreign entry %s (confirmed %v) was never dead-lettered", w.id, w.confirmed)
+			problem("foreign entry %s (%s, confirmed %v) was never dead-lettered", w.id, w.kind, w.confirmed)
 		}
 	}
 	for id := range in.dead {
@@ -149,10 +250,9 @@ func account(in tally) verdict {
 	if v.foreignUnmatched > in.foreignUnknown {
 		problem("%d malformed dead letters match no foreign entry written (%d XADDs had no reply)", v.foreignUnmatched, in.foreignUnknown)
 	}
-	return v
 }
 
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -165,7 +265,7 @@ func sortedKeys(m map[string]string) []string {
 type report struct {
 	verdict
 	mode           redisMode
-	duplicates     int  // deliveries beyond the first, absorbed by the guard
+	duplicates     int  // deliveries beyond the first, skipped by the inbox
 	publishedTwice int  // entries beyond one per event and foreign entry
 	streamLost     bool // the crash emptied the stream: publishedTwice unknown
 	outboxDead     int
@@ -177,8 +277,8 @@ type report struct {
 	elapsed        time.Duration
 }
 
-const reportHeader = "| Redis | events written | good / poison / invalid | effects applied | dead letters: retry_exhausted / validation_failed / malformed (repeats) | lost by the broker (of them poison or invalid) | lost | foreign entries: injected / dead-lettered / gone with the crash | duplicate deliveries (absorbed by the guard) | published twice by a relay | outbox rows dead-lettered | SIGKILLs | Redis crash: down (replica lag; promotion) | PostgreSQL restarts | time |\n" +
-	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+const reportHeader = "| Redis | events written | good / poison / invalid | effects applied (inbox) | emitted children: published once / gone with the crash (re-published by a relay) | dead letters: retry_exhausted / validation_failed / malformed (repeats) | lost by the broker (of them poison or invalid) | lost | foreign entries: injected / dead-lettered / gone with the crash | duplicate deliveries (skipped by the inbox) | published twice by a relay | outbox rows dead-lettered | SIGKILLs | Redis crash: down (replica lag; promotion) | PostgreSQL restarts | time |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 
 func (r report) row() string {
 	twice := fmt.Sprint(r.publishedTwice)
@@ -189,8 +289,8 @@ func (r report) row() string {
 	if r.promoted > 0 {
 		down += fmt.Sprintf(" (replica %d entries behind; promoted after %s)", r.lagged, r.promoted.Round(100*time.Millisecond))
 	}
-	return fmt.Sprintf("| %s | %d | %d / %d / %d | %d | %d / %d / %d (%d) | %d (%d) | %d | %d / %d / %d | %d | %s | %d | %d | %s | %d | %s |\n",
-		r.mode, r.sent, r.good, r.poison, r.invalid, r.applied,
+	return fmt.Sprintf("| %s | %d | %d / %d / %d | %d | %d / %d (%d) | %d / %d / %d (%d) | %d (%d) | %d | %d / %d / %d | %d | %s | %d | %d | %s | %d | %s |\n",
+		r.mode, r.sent, r.good, r.poison, r.invalid, r.applied, r.childrenPublished, r.childrenGone, r.republished,
 		r.deadByReason[middleware.ReasonRetryExhausted], r.deadByReason[middleware.ReasonValidationFailed],
 		r.deadByReason[middleware.ReasonMalformed], r.deadRepeats, r.lostByBroker, r.lostPoisonByBroker, r.lost,
 		r.foreignInjected, r.foreignDeadLettered, r.foreignGone, r.duplicates, twice, r.outboxDead, r.kills, down,

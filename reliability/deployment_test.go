@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -191,13 +192,13 @@ func (d *deployment) startSentinel(t *testing.T) {
 }
 
 // crash SIGKILLs the primary. With a replica, it first holds the
-// replication link until the primary has entries of stream that the
+// replication link until the primary has entries of the streams that the
 // replica lacks (a network hiccup: what the replica will not have when
 // promoted), and returns once Sentinel has promoted the replica (the
 // clients follow through Sentinel).
-func (d *deployment) crash(t *testing.T, stream string) {
+func (d *deployment) crash(t *testing.T, streams ...string) {
 	if d.mode == modeReplica {
-		d.makeReplicaLag(t, stream)
+		d.makeReplicaLag(t, streams)
 	}
 	d.primary.kill()
 	d.crashedAt = time.Now()
@@ -233,9 +234,10 @@ func (d *deployment) crash(t *testing.T, stream string) {
 }
 
 // makeReplicaLag holds the replication link and waits (up to 10 s: the
-// relays may have nothing left to publish) until the primary's stream is
-// longer than the replica's.
-func (d *deployment) makeReplicaLag(t *testing.T, stream string) {
+// relays may have nothing left to publish) until the primary's streams
+// hold more entries than the replica's: events the producer's relays
+// published, or children the consumers' relays did.
+func (d *deployment) makeReplicaLag(t *testing.T, streams []string) {
 	ctx := context.Background()
 	pc := redis.NewClient(&redis.Options{Addr: d.primary.addr})
 	defer pc.Close()
@@ -249,10 +251,15 @@ func (d *deployment) makeReplicaLag(t *testing.T, stream string) {
 	d.link.hold()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		p, perr := pc.XLen(ctx, stream).Result()
-		r, rerr := rc.XLen(ctx, stream).Result()
-		if perr == nil && rerr == nil && p > r {
-			d.lagged = p - r
+		var lag int64
+		var err error
+		for _, stream := range streams {
+			p, perr := pc.XLen(ctx, stream).Result()
+			r, rerr := rc.XLen(ctx, stream).Result()
+			lag, err = lag+p-r, errors.Join(err, perr, rerr)
+		}
+		if err == nil && lag > 0 {
+			d.lagged = lag
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -299,27 +306,31 @@ func (d *deployment) stop() {
 // what the server acknowledged.
 func (d *deployment) losesOnCrash() bool { return d.mode == modeNone }
 
-// writeForeign writes an entry of foreign bytes straight to the stream, as
-// a non-Arc producer would, and with a replica waits for it as the relays
-// do (WAIT in the same pipeline, on the same connection).
-func (d *deployment) writeForeign(ctx context.Context, client *redis.Client, stream string) (foreignWrite, error) {
-	var add *redis.StringCmd
+// writeForeign writes an entry of kind straight to the stream, as a
+// non-Arc producer would, and with a replica waits for it as the relays do
+// (WAIT in the same pipeline, on the same connection).
+func (d *deployment) writeForeign(ctx context.Context, client *redis.Client, stream string, kind foreignKind) (foreignWrite, error) {
+	var add *redis.Cmd
 	var wait *redis.Cmd
 	_, perr := client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		add = p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"type", "foreign.bytes", "data", "\x00{not json"}})
+		args := []any{"XADD", stream, "*"}
+		for _, f := range kind.fields {
+			args = append(args, f)
+		}
+		add = p.Do(ctx, args...)
 		if d.durable > 0 {
 			wait = p.Do(ctx, "WAIT", d.durable, redisstream.DefaultDurabilityTimeout.Milliseconds())
 		}
 		return nil
 	})
-	id, err := add.Result()
+	id, err := add.Text()
 	if err == nil && id == "" { // a pipeline that never reached Redis leaves its commands unanswered
 		err = fmt.Errorf("XADD not answered: %w", perr)
 	}
 	if err != nil {
 		return foreignWrite{}, err
 	}
-	w := foreignWrite{id: id, at: time.Now(), confirmed: d.mode == modeAOF}
+	w := foreignWrite{id: id, kind: kind.name, at: time.Now(), confirmed: d.mode == modeAOF}
 	if wait != nil {
 		n, err := wait.Int64()
 		w.confirmed = err == nil && n >= int64(d.durable)

@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/arc"
@@ -31,16 +32,20 @@ type roleSpec struct {
 	Role   string // "relay" or "consumer"
 	Name   string // stable per slot, so a restarted consumer resumes its pending entries
 	DSN    string
-	Table  string // outbox table; the guard's tables share its prefix
+	Table  string // outbox table; the consumer's tables (effects) share its prefix
 	Redis  redisConn
 	Stream string
 	// Durable is how many replicas a relay's Publish waits for (WAIT); 0:
-	// none asked for.
+	// none asked for. The consumers' relays of their emitted events too.
 	Durable int
 }
 
 // poisonType always fails in the handler: retried, then dead-lettered.
 const poisonType = "poison.fail"
+
+// consumerMaxEntryBytes is the consumers' MaxEntryBytes: small, so that
+// the scenario's oversized foreign entries (foreignKinds) stay small too.
+const consumerMaxEntryBytes = 64 << 10
 
 // TestRole is a child process of the scenarios; it does nothing unless
 // started by one.
@@ -90,13 +95,7 @@ func runRelay(ctx context.Context, spec roleSpec) error {
 	}
 	client := spec.Redis.client()
 	defer client.Close()
-	cfg := redisstream.PublisherConfig{Client: client}
-	if spec.Durable > 0 {
-		// A row is marked delivered only once that many replicas have its
-		// entry; ErrNotDurable (a replica missing) keeps it pending.
-		cfg.Durability = &redisstream.Durability{Replicas: spec.Durable}
-	}
-	pub, err := redisstream.NewPublisher(cfg)
+	pub, err := newPublisher(spec, client)
 	if err != nil {
 		return err
 	}
@@ -109,6 +108,17 @@ func runRelay(ctx context.Context, spec roleSpec) error {
 		return err
 	}
 	return relay.Run(ctx)
+}
+
+// newPublisher returns the relays' publisher, durable as spec asks.
+func newPublisher(spec roleSpec, client *redis.Client) (*redisstream.Publisher, error) {
+	cfg := redisstream.PublisherConfig{Client: client}
+	if spec.Durable > 0 {
+		// A row is marked delivered only once that many replicas have its
+		// entry; ErrNotDurable (a replica missing) keeps it pending.
+		cfg.Durability = &redisstream.Durability{Replicas: spec.Durable}
+	}
+	return redisstream.NewPublisher(cfg)
 }
 
 // orderSchema makes total ≥ 0 required: the scenario's schema-invalid
@@ -137,7 +147,8 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	}
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: client, ConsumerGroup: "rel",
 		Consumer: spec.Name, ClaimIdle: 1500 * time.Millisecond, ClaimInterval: 300 * time.Millisecond,
-		MaxInFlight: 32, MaxDeliveries: 30, DeadLetterStream: spec.Stream + ":dlq", CloseTimeout: 2 * time.Second})
+		MaxInFlight: 32, MaxDeliveries: 30, DeadLetterStream: spec.Stream + ":dlq", CloseTimeout: 2 * time.Second,
+		MaxEntryBytes: consumerMaxEntryBytes})
 	if err != nil {
 		return err
 	}
@@ -150,7 +161,25 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	if err != nil {
 		return err
 	}
-	effects := guard{prefix: spec.Table}
+	// The consumer service relays its own outbox, the emitted events, as
+	// a service would: a SIGKILL of the consumer kills its relay too.
+	fx := effects{prefix: spec.Table}
+	emitted, err := fx.outbox(db)
+	if err != nil {
+		return err
+	}
+	apply, err := fx.handler(db, emitted, spec.Stream)
+	if err != nil {
+		return err
+	}
+	pub, err := newPublisher(spec, client)
+	if err != nil {
+		return err
+	}
+	relay, err := emitted.NewRelay(pub, outbox.RelayConfig{ConsumerID: spec.Name + "-emitted"})
+	if err != nil {
+		return err
+	}
 	_, err = events.Handle(wildcard.HandlerConfig{Name: "effects", Subscriber: sub, Topic: spec.Stream,
 		Patterns: []string{"*"}, Middleware: stack.Middleware}, func(ctx context.Context, ev arc.Event) error {
 		if ev.Type == poisonType {
@@ -161,7 +190,7 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 		// event's retry budget and dead-lettered.
 		var err error
 		for try := 0; try < 600; try++ {
-			if err = effects.apply(ctx, db, ev.Meta.ID); err == nil || ctx.Err() != nil {
+			if err = apply(ctx, ev); err == nil || ctx.Err() != nil {
 				return err
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -171,7 +200,20 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	if err != nil {
 		return err
 	}
-	return events.Run(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	relayDone := make(chan error, 1)
+	go func() {
+		err := relay.Run(ctx)
+		cancel(err) // a relay that stops stops the consumer
+		relayDone <- err
+	}()
+	err = events.Run(ctx)
+	cancel(nil)
+	if rerr := <-relayDone; err == nil && rerr != nil && !errors.Is(rerr, context.Canceled) {
+		err = rerr
+	}
+	return err
 }
 
 // slowPublisher adds latency after each publish (the rows are published
