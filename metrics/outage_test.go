@@ -14,7 +14,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -52,12 +51,8 @@ func scrape(t *testing.T, reg *prometheus.Registry) string {
 // transport (OnRelayPass).
 func TestOutageCountersOnAScrape(t *testing.T) {
 	t.Parallel()
-	reg := prometheus.NewRegistry()
-	m, err := New(reg, Config{})
-	require.NoError(t, err)
+	reg, m, bus := newBench(t)
 	logger := watermill.NopLogger{}
-	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
-	t.Cleanup(func() { assert.NoError(t, bus.Close()) })
 
 	// A handler whose payment API is down for its first two calls: two
 	// waits, no retry counted, then success.
@@ -85,16 +80,12 @@ func TestOutageCountersOnAScrape(t *testing.T) {
 			return nil
 		})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() { _ = events.Run(ctx) }()
-	<-router.Running()
+	run(t, events, router)
 	require.NoError(t, bus.Publish("arc:events", message.NewMessage(uuid.NewString(), []byte("not an event"))))
-	ev, err := arc.NewEvent("order.created", map[string]int{"n": 1}, arc.Meta{})
+	msg := publish(t, bus, "order.created")
+	ev, err := arc.FromMessage(msg)
 	require.NoError(t, err)
-	msg, err := arc.ToMessage(ev)
-	require.NoError(t, err)
-	require.NoError(t, bus.Publish("arc:events", msg))
+	ctx := context.Background()
 	select {
 	case <-done:
 	case <-time.After(waitTimeout):
