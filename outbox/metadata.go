@@ -45,8 +45,9 @@ func appendMetadata(b []byte, md message.Metadata) []byte {
 			b = append(b, ',')
 		}
 		v := md[k]
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			if utf8.ValidString(k) {
+		validK, validV := utf8.ValidString(k), utf8.ValidString(v)
+		if !validK || !validV {
+			if validK {
 				k = metadataB64 + k
 			} else {
 				k = metadataB64Key + base64.StdEncoding.EncodeToString([]byte(k))
@@ -66,6 +67,21 @@ const (
 	metadataB64    = "arcmill_outbox_b64:"
 	metadataB64Key = "arcmill_outbox_b64k:"
 )
+
+// decodeJSON reads any JSON object of strings, through encoding/json.
+func decodeJSON(data []byte) (message.Metadata, error) {
+	md := message.Metadata{}
+	if err := json.Unmarshal(data, &md); err != nil {
+		return nil, err
+	}
+	if md == nil {
+		md = message.Metadata{} // JSON null
+	}
+	return md, nil
+}
+
+// b64Marker starts every reserved base64 key, quoted, in the column.
+var b64Marker = []byte(`"arcmill_outbox_b64`)
 
 // decodeB64 replaces md's base64-encoded pairs with what they encode.
 func decodeB64(md map[string]string) error {
@@ -98,13 +114,14 @@ func decodeB64(md map[string]string) error {
 	return nil
 }
 
+// appendJSONString appends s, valid UTF-8, as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
-	if plain(s) && utf8.ValidString(s) {
+	if plain(s) {
 		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
 	}
-	q, _ := json.Marshal(s) // escapes, and replaces invalid UTF-8 as encoding/json does
+	q, _ := json.Marshal(s) // escapes
 	return append(b, q...)
 }
 
@@ -124,15 +141,12 @@ func plain(s string) bool {
 func decodeMetadata(data []byte) (message.Metadata, error) {
 	md, ok := decodeCompact(data)
 	if !ok {
-		md = message.Metadata{}
-		if err := json.Unmarshal(data, &md); err != nil {
+		var err error
+		if md, err = decodeJSON(data); err != nil {
 			return nil, err
 		}
-		if md == nil {
-			md = message.Metadata{} // JSON null
-		}
 	}
-	if bytes.Contains(data, []byte(`"arcmill_outbox_b64`)) {
+	if bytes.Contains(data, b64Marker) {
 		if err := decodeB64(md); err != nil {
 			return nil, err
 		}
