@@ -149,7 +149,10 @@
 // original bytes back. Rows written before these forms existed read as
 // they were written. Limits (MaxTypeLength, MaxKeyLength) apply to the
 // stored form. SQL of your own that reads the table sees the stored
-// forms.
+// forms. The Watermill-native path (TxPublisher) cannot keep such bytes,
+// since Watermill's forwarder envelope is JSON: it refuses a message whose
+// UUID or metadata is not valid UTF-8 (ErrInvalidEntry, wrapping
+// arc.ErrUnrecoverable) before writing anything.
 //
 // # Dialects
 //
