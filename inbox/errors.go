@@ -8,7 +8,10 @@ var (
 	ErrInvalidConfig = errors.New("inbox: invalid config")
 	// ErrInvalidKey is returned when an event yields no dedupe key (no
 	// meta.id and no idempotency key), or one longer than MaxKeyLength, or
-	// the consumer name is empty or longer than MaxConsumerLength. It
+	// a custom Config.Key's key that is not valid UTF-8 text without NUL
+	// or a trailing space (a column would refuse it, or take it for
+	// another), or the consumer name is empty or longer than
+	// MaxConsumerLength. It
 	// wraps arc.ErrUnrecoverable where it comes from the event: retrying
 	// cannot fix it.
 	ErrInvalidKey = errors.New("inbox: invalid consumer or dedupe key")

@@ -145,5 +145,11 @@ func (ib *Inbox) key(consumer string, ev arc.Event) (string, error) {
 		return "", fmt.Errorf("%w: %w: event %q (id %q) has a dedupe key of %d bytes: 1 to %d are allowed",
 			ErrInvalidKey, arc.ErrUnrecoverable, ev.Type, ev.Meta.ID, len(key), MaxKeyLength)
 	}
+	if !plainText(key) {
+		// A custom Config.Key's: the column would refuse it, or (MariaDB)
+		// take it for another key. Key and KeyByID never return one.
+		return "", fmt.Errorf("%w: %w: event %q (id %q) has a dedupe key %q that is not valid UTF-8 text "+
+			"without NUL or a trailing space", ErrInvalidKey, arc.ErrUnrecoverable, ev.Type, ev.Meta.ID, key)
+	}
 	return key, nil
 }

@@ -67,7 +67,7 @@ func (ib *Inbox) Process(ctx context.Context, consumer string, ev arc.Event, fn 
 	// before the panic goes on (to the Recoverer middleware, say).
 	defer func() { _ = tx.rollback(ctx) }()
 	now := ib.cfg.Now()
-	n, err := tx.exec(ctx, ib.recordQ, consumer, key, ev.Meta.ID, clip(ev.Type, outbox.MaxTypeLength), now.UnixMilli())
+	n, err := tx.exec(ctx, ib.recordQ, consumer, key, columnText(ev.Meta.ID), clip(columnText(ev.Type), outbox.MaxTypeLength), now.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("inbox: recording %s for %s: %w", ev.Meta.ID, consumer, err)
 	}

@@ -1,11 +1,12 @@
 // Package metrics exports arcmill's Prometheus metrics beside Watermill's
 // own (AddWatermillRouterMetrics): events handled, retried and
-// dead-lettered per handler and pattern; unmatched events per wildcard
-// router; the outbox relay's pass counters and the outbox's backlog and
+// dead-lettered per handler and pattern; waits out of transport outages;
+// unmatched and dropped malformed events per wildcard router; a dead-letter
+// middleware's outcomes; the outbox relay's pass counters and the outbox's backlog and
 // lag (age of the oldest undelivered row); and a Redis consumer group's
 // pending entries. Per-event counters are fed by hooks (Middleware,
 // OnRetry, OnDeadLetter, OnRelayPass); states are read at scrape time
-// (WatchRouter, WatchOutbox, WatchStream). Label values are handler names,
+// (WatchRouter, WatchDeadLetter, WatchOutbox, WatchStream). Label values are handler names,
 // patterns, reasons, topics and stream names: low cardinality, never event
 // ids.
 //
@@ -18,10 +19,12 @@
 //	arcmill_events_handled_total           counter    handler, pattern, result        Middleware, Handler
 //	arcmill_handler_seconds                histogram  handler, pattern                Middleware, Handler
 //	arcmill_events_retried_total           counter    handler, pattern                OnRetry
+//	arcmill_outage_waits_total             counter    handler, pattern                OnOutage
 //	arcmill_events_dead_lettered_total     counter    handler, pattern, reason        OnDeadLetter
 //	arcmill_messages_malformed_total       counter    topic                           OnDeadLetter
 //	arcmill_outbox_relay_rows_total        counter    outcome                         OnRelayPass
 //	arcmill_router_events_total            counter    router, outcome                 WatchRouter
+//	arcmill_dead_letter_messages_total     counter    dead_letter, outcome            WatchDeadLetter
 //	arcmill_outbox_rows                    gauge      table, state                    WatchOutbox
 //	arcmill_outbox_oldest_pending_seconds  gauge      table                           WatchOutbox
 //	arcmill_outbox_status_up               gauge      table                           WatchOutbox
@@ -39,10 +42,25 @@
 //   - topic: the topic a malformed message was read from.
 //   - outcome of outbox_relay_rows_total: relayed, attempted,
 //     publish_failed, ack_failed, ownership_mismatch, malformed,
-//     fail_failed, dead_lettered (the fields of outbox.RelayResult; a pass
-//     adds only the non-zero ones, so a series appears at its first count).
+//     fail_failed, dead_lettered, transport_failed (the fields of
+//     outbox.RelayResult; a pass adds only the non-zero ones, so a series
+//     appears at its first count). transport_failed counts publish calls
+//     that failed on the broker's transport: their rows were given back
+//     with no attempt counted, and the relay paused.
 //   - router: WatchRouter's name; outcome of router_events_total:
-//     handled, unmatched, failed, malformed (wildcard.Router.Stats).
+//     handled, unmatched, failed, malformed, malformed_dropped
+//     (wildcard.Router.Stats). malformed_dropped is the part of malformed
+//     acknowledged without being kept anywhere (no Config.OnMalformed):
+//     alert on it.
+//   - dead_letter: WatchDeadLetter's name; outcome of
+//     dead_letter_messages_total: dead_lettered, delayed_retry,
+//     publish_failed, ignored (a dead letter read back as input),
+//     transport_failed (nacked, not dead-lettered, because the failure was
+//     a transport's outage) (middleware.DeadLetterStats).
+//   - outage_waits_total counts the waits of middleware.Retry after a
+//     transport or dependency failure (middleware.IsTransportError): each
+//     cost the event no attempt. It grows during an outage, while
+//     events_retried_total does not.
 //   - table: the outbox's table; state: pending, delayed, in_flight, dead,
 //     delivered (outbox.Status).
 //   - stream, group: WatchStream's arguments. consumer_lag is missing where

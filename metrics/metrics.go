@@ -66,6 +66,7 @@ type Metrics struct {
 	handled *prometheus.CounterVec
 	seconds *prometheus.HistogramVec
 	retried *prometheus.CounterVec
+	outages *prometheus.CounterVec
 	dead    *prometheus.CounterVec
 	bad     *prometheus.CounterVec
 	relay   *prometheus.CounterVec
@@ -89,6 +90,9 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			[]string{"handler", "pattern"}),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_retried_total",
 			Help: "Retries of a failed handler, by handler and pattern."}, []string{"handler", "pattern"}),
+		outages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "outage_waits_total",
+			Help: "Waits after a handler's transport or dependency failure, which cost no attempt, by handler and pattern."},
+			[]string{"handler", "pattern"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_dead_lettered_total",
 			Help: "Events dead-lettered, by handler, pattern and reason."}, []string{"handler", "pattern", "reason"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_malformed_total",
@@ -96,7 +100,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 		relay: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "outbox_relay_rows_total",
 			Help: "Outbox relay pass counters (Arc's RelayResult), by outcome."}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.handled, m.seconds, m.retried, m.dead, m.bad, m.relay} {
+	for _, c := range []prometheus.Collector{m.handled, m.seconds, m.retried, m.outages, m.dead, m.bad, m.relay} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -166,6 +170,15 @@ func (m *Metrics) OnRetry(info middleware.RetryInfo) {
 	m.retried.WithLabelValues(handler, pattern).Inc()
 }
 
+// OnOutage counts a wait after a transport failure, which cost the event
+// no attempt; give it to middleware.RetryConfig.OnOutage. A handler whose
+// count grows while its events_retried_total does not is waiting out a
+// dependency's outage.
+func (m *Metrics) OnOutage(info middleware.RetryInfo) {
+	handler, pattern := labels(info.Message)
+	m.outages.WithLabelValues(handler, pattern).Inc()
+}
+
 // OnDeadLetter counts a dead letter; give it to
 // middleware.DeadLetterConfig.OnDeadLetter.
 // A malformed message, which no handler saw, is counted with an empty
@@ -184,7 +197,8 @@ func (m *Metrics) OnDeadLetter(dl middleware.DeadLetteredEvent) {
 func (m *Metrics) OnRelayPass(r outbox.RelayResult) {
 	for outcome, n := range map[string]int{"relayed": r.Relayed, "attempted": r.Attempted,
 		"publish_failed": r.PublishFailed, "ack_failed": r.AckFailed, "ownership_mismatch": r.OwnershipMismatches,
-		"malformed": r.Malformed, "fail_failed": r.FailHookErrors, "dead_lettered": r.DeadLettered} {
+		"malformed": r.Malformed, "fail_failed": r.FailHookErrors, "dead_lettered": r.DeadLettered,
+		"transport_failed": r.TransportFailed} {
 		if n > 0 {
 			m.relay.WithLabelValues(outcome).Add(float64(n))
 		}
@@ -195,12 +209,31 @@ func (m *Metrics) OnRelayPass(r outbox.RelayResult) {
 // included) under the label router=name, read at scrape time.
 func (m *Metrics) WatchRouter(name string, r *wildcard.Router) error {
 	desc := prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "", "router_events_total"),
-		"Events a wildcard router saw, by outcome (handled, unmatched, failed, malformed).",
+		"Events a wildcard router saw, by outcome (handled, unmatched, failed, malformed, malformed_dropped).",
 		[]string{"outcome"}, prometheus.Labels{"router": name})
 	return m.reg.Register(collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
 		st := r.Stats()
 		for outcome, v := range map[string]uint64{"handled": st.Handled, "unmatched": st.Unmatched,
-			"failed": st.Failed, "malformed": st.Malformed} {
+			"failed": st.Failed, "malformed": st.Malformed, "malformed_dropped": st.MalformedDropped} {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), outcome)
+		}
+	}})
+}
+
+// WatchDeadLetter exports a dead-letter middleware's counts
+// (middleware.DeadLetter.Stats) under the label dead_letter=name, read at
+// scrape time: messages dead-lettered, sent to a delayed retry, whose dead
+// letter could not be published, dead letters ignored, and messages nacked
+// because their failure was a transport's outage (never dead-lettered).
+// Use the StackConfig's DeadLetter (Stack.DeadLetter).
+func (m *Metrics) WatchDeadLetter(name string, d *middleware.DeadLetter) error {
+	desc := prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "", "dead_letter_messages_total"),
+		"Messages a dead-letter middleware settled, by outcome (dead_lettered, delayed_retry, publish_failed, "+
+			"ignored, transport_failed).", []string{"outcome"}, prometheus.Labels{"dead_letter": name})
+	return m.reg.Register(collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
+		st := d.Stats()
+		for outcome, v := range map[string]uint64{"dead_lettered": st.DeadLettered, "delayed_retry": st.DelayedRetries,
+			"publish_failed": st.PublishFailures, "ignored": st.IgnoredDeadLetters, "transport_failed": st.TransportFailures} {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), outcome)
 		}
 	}})

@@ -184,12 +184,8 @@ func TestConfigRefusesEachBadField(t *testing.T) {
 // the router's internal handler name.
 func TestHandledCountsAndMalformedLabels(t *testing.T) {
 	t.Parallel()
-	reg := prometheus.NewRegistry()
-	m, err := New(reg, Config{})
-	require.NoError(t, err)
+	reg, m, bus := newBench(t)
 	logger := watermill.NopLogger{}
-	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
-	t.Cleanup(func() { assert.NoError(t, bus.Close()) })
 	stack, err := middleware.NewStack(middleware.StackConfig{
 		Retry:      middleware.RetryConfig{MaxRetries: 2, Backoff: time.Millisecond, OnRetry: m.OnRetry},
 		DeadLetter: middleware.DeadLetterConfig{Publisher: bus, Topic: "dlq", OnDeadLetter: m.OnDeadLetter},
@@ -214,16 +210,9 @@ func TestHandledCountsAndMalformedLabels(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() { _ = events.Run(ctx) }()
-	<-router.Running()
+	run(t, events, router)
 	for _, typ := range []string{"order.failed", "user.signed_up"} {
-		ev, err := arc.NewEvent(typ, nil, arc.Meta{})
-		require.NoError(t, err)
-		msg, err := arc.ToMessage(ev)
-		require.NoError(t, err)
-		require.NoError(t, bus.Publish("arc:events", msg))
+		publish(t, bus, typ)
 	}
 	require.NoError(t, bus.Publish("arc:events", message.NewMessage(uuid.NewString(), []byte("not an event"))))
 	require.Eventually(t, func() bool {
@@ -243,4 +232,37 @@ func TestHandledCountsAndMalformedLabels(t *testing.T) {
 	assert.Contains(t, out, `arcmill_events_dead_lettered_total{handler="",pattern="",reason="malformed"} 1`)
 	assert.Contains(t, out, `arcmill_messages_malformed_total{topic="arc:events"} 1`)
 	assert.NotContains(t, out, "wildcard(", "no internal handler name in any label")
+}
+
+// newBench returns a registry with arcmill's metrics on it, and a
+// GoChannel to publish on, closed when t ends.
+func newBench(t *testing.T) (*prometheus.Registry, *Metrics, *gochannel.GoChannel) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, Config{})
+	require.NoError(t, err)
+	bus := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { assert.NoError(t, bus.Close()) })
+	return reg, m, bus
+}
+
+// run runs events until t ends, and waits until its router runs.
+func run(t *testing.T, events *wildcard.Router, router *message.Router) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = events.Run(ctx) }()
+	<-router.Running()
+}
+
+// publish publishes a new event of typ on bus's "arc:events" and returns
+// its message.
+func publish(t *testing.T, bus message.Publisher, typ string) *message.Message {
+	t.Helper()
+	ev, err := arc.NewEvent(typ, map[string]int{"n": 1}, arc.Meta{})
+	require.NoError(t, err)
+	msg, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	require.NoError(t, bus.Publish("arc:events", msg.Copy()))
+	return msg
 }

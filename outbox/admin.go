@@ -26,15 +26,11 @@ func (f Filter) where() (string, []any) {
 	s, args := "", []any{}
 	if len(f.Types) > 0 {
 		s += " AND event_type IN (" + list(len(f.Types)) + ")"
-		for _, t := range f.Types {
-			args = append(args, t)
-		}
+		args = columnArgs(args, f.Types)
 	}
 	if len(f.EventIDs) > 0 {
 		s += " AND event_id IN (" + list(len(f.EventIDs)) + ")"
-		for _, id := range f.EventIDs {
-			args = append(args, id)
-		}
+		args = columnArgs(args, f.EventIDs)
 	}
 	if f.AfterSeq > 0 {
 		s += " AND id > ?"
@@ -85,6 +81,8 @@ func (o *Outbox) DeadLetters(ctx context.Context, f Filter, limit int) ([]DeadLe
 			&r.claims, &r.attempts, &r.createdAt, &lastErr, &first, &last); err != nil {
 			return nil, fmt.Errorf("outbox: listing dead letters: %w", err)
 		}
+		r.partition = partition.String
+		r.fromColumns()
 		r.decode()
 		d := DeadLetter{Seq: r.seq, EventID: r.eventID, Topic: r.topic, Type: r.eventType, Message: r.msg,
 			Error: lastErr.String, Attempts: r.attempts, CreatedAt: time.UnixMilli(r.createdAt)}

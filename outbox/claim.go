@@ -110,9 +110,16 @@ func scanRows(rs *stdsql.Rows) ([]*row, error) {
 			return nil, err
 		}
 		r.partition = partition.String
+		r.fromColumns()
 		out = append(out, r)
 	}
 	return out, closeRows(rs)
+}
+
+// fromColumns turns the row's text columns from their stored forms (see
+// toColumn) into the strings written.
+func (r *row) fromColumns() {
+	r.eventID, r.eventType, r.partition = fromColumn(r.eventID), fromColumn(r.eventType), fromColumn(r.partition)
 }
 
 // decode builds the row's message, or says why it cannot.

@@ -123,6 +123,37 @@
 //     PostgreSQL, a prepared statement on MySQL), which does nothing on a
 //     current table.
 //
+// # Ids that are not text
+//
+// An Arc id can be any JavaScript string, and arc keeps the ones UTF-8
+// cannot spell (a lone surrogate, as its WTF-8 bytes) and invalid UTF-8
+// as they came (see arc.Meta.ID). Write stores them so that they survive
+// to the broker byte for byte, on every dialect: PostgreSQL's text refuses
+// invalid UTF-8 and NUL, MariaDB refuses it (strict mode) or writes '?',
+// encoding/json turns it into U+FFFD, and MariaDB's collations take "k"
+// and "k " for one value. So:
+//
+//   - in the metadata column (a JSON object of strings), a pair whose key
+//     or value is not valid UTF-8 is stored base64-encoded under a
+//     reserved key: "arcmill_outbox_b64:" and the key, or
+//     "arcmill_outbox_b64k:" and the key in base64;
+//   - in event_id, event_type, dedupe_key and partition_key, a value with
+//     invalid UTF-8, NUL or a trailing space, or one that starts with
+//     U+FFFD, is stored as U+FFFD followed by the value with those bytes
+//     (and '%') written %XX: "\xff" is "\ufffd%FF", "k " is "\ufffdk%20".
+//     Every other value is stored as it is, as before.
+//
+// Both forms are one to one, so two distinct ids never become one row,
+// one dedupe key or one lookup; Filter and RelayConfig.Types escape their
+// arguments the same way, and the relay, DeadLetters and Redrive give the
+// original bytes back. Rows written before these forms existed read as
+// they were written. Limits (MaxTypeLength, MaxKeyLength) apply to the
+// stored form. SQL of your own that reads the table sees the stored
+// forms. The Watermill-native path (TxPublisher) cannot keep such bytes,
+// since Watermill's forwarder envelope is JSON: it refuses a message whose
+// UUID or metadata is not valid UTF-8 (ErrInvalidEntry, wrapping
+// arc.ErrUnrecoverable) before writing anything.
+//
 // # Dialects
 //
 //	dialect      driver                        claims            notes

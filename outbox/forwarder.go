@@ -14,12 +14,15 @@ import (
 	"context"
 	stdsql "database/sql"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/arcmill/arcmill/arc"
 )
 
 // schema returns watermill-sql's adapters for the dialect; DetectDialect
@@ -101,7 +104,45 @@ func txPublisher(tx wsql.ContextExecutor, dialect Dialect, topic string) (messag
 	if err != nil {
 		return nil, err
 	}
-	return forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: topic}), nil
+	return textPublisher{forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: topic})}, nil
+}
+
+// textPublisher refuses what Watermill's forwarder envelope cannot carry.
+// The envelope is JSON written by encoding/json, which turns invalid UTF-8
+// in the UUID or the metadata (an Arc id with a lone surrogate or raw
+// bytes: see arc.Meta.ID) into U+FFFD, so two distinct ids would arrive as
+// one. Such a message is refused before anything is written; Outbox.Write
+// keeps those bytes.
+type textPublisher struct{ message.Publisher }
+
+func (p textPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		if err := envelopeText(m); err != nil {
+			return err
+		}
+	}
+	return p.Publisher.Publish(topic, msgs...)
+}
+
+// envelopeText reports a message whose UUID or metadata is not valid UTF-8.
+func envelopeText(m *message.Message) error {
+	what := ""
+	switch {
+	case !utf8.ValidString(m.UUID):
+		what = "UUID"
+	default:
+		for k, v := range m.Metadata {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				what = fmt.Sprintf("metadata key %q", k)
+				break
+			}
+		}
+	}
+	if what == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %w: message %q: its %s is not valid UTF-8, which the forwarder's JSON envelope "+
+		"would replace with U+FFFD; Outbox.Write keeps such bytes", ErrInvalidEntry, arc.ErrUnrecoverable, m.UUID, what)
 }
 
 // DefaultForwarderConsumerGroup names the forwarder's offsets when

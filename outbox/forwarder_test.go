@@ -196,3 +196,51 @@ func TestForwarderRefusesInvalidConfig(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidConfig, d)
 	}
 }
+
+// The forwarder's JSON envelope cannot carry invalid UTF-8: a message whose
+// UUID or metadata holds it (an Arc id with a lone surrogate) is refused,
+// unrecoverable, before anything is written, instead of arriving with
+// U+FFFD in place of its bytes.
+func TestForwarderRefusesIDsItWouldChange(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, PostgreSQL)
+	ctx := context.Background()
+	topic := "arcmill_fwd_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	require.NoError(t, MigrateForwarder(ctx, db, PostgreSQL, topic))
+	t.Cleanup(func() {
+		for _, tbl := range []string{"watermill_" + topic, "watermill_offsets_" + topic} {
+			_, err := db.Exec(`DROP TABLE IF EXISTS "` + tbl + `"`)
+			assert.NoError(t, err)
+		}
+	})
+	var ev arc.Event
+	require.NoError(t, arc.Unmarshal([]byte(`{"type":"t","payload":{},"meta":{"id":"1","correlationId":"\ud800"}}`), &ev))
+	withMeta, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	for name, msg := range map[string]*message.Message{
+		"uuid":     message.NewMessage("\xff", []byte(`{}`)),
+		"metadata": withMeta,
+	} {
+		sqlTx := mustBegin(t, db)
+		pub, err := TxPublisher(sqlTx, PostgreSQL, topic)
+		require.NoError(t, err)
+		err = pub.Publish("dest", msg)
+		assert.ErrorIs(t, err, ErrInvalidEntry, name)
+		assert.ErrorIs(t, err, arc.ErrUnrecoverable, name)
+		require.NoError(t, sqlTx.Commit())
+	}
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM "watermill_`+topic+`"`).Scan(&n))
+	assert.Zero(t, n, "nothing written")
+	ok, err := TxPublisher(mustBegin(t, db), PostgreSQL, topic)
+	require.NoError(t, err)
+	require.NoError(t, ok.Publish("dest", message.NewMessage("1", []byte(`{}`))), "text passes")
+}
+
+func mustBegin(t *testing.T, db *stdsql.DB) *stdsql.Tx {
+	t.Helper()
+	tx, err := db.BeginTx(context.Background(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback() })
+	return tx
+}

@@ -210,6 +210,9 @@ func (f *fixture) commit(entries ...Entry) {
 	ctx := context.Background()
 	tx, err := f.db.BeginTx(ctx, nil)
 	require.NoError(f.t, err)
+	// A failed write must not leave the transaction (and its locks) open
+	// for the table's cleanup to wait on for ever.
+	defer func() { _ = tx.Rollback() }()
 	_, err = tx.ExecContext(ctx, f.ob.q.bind("INSERT INTO "+f.orders+" (id) VALUES (?)"), uuid.NewString())
 	require.NoError(f.t, err)
 	require.NoError(f.t, f.ob.Write(ctx, tx, entries...))

@@ -1,8 +1,12 @@
 package outbox
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -13,6 +17,20 @@ import (
 // by hand still decodes). These two functions are the relay's hot path:
 // plain strings are copied as they are, and anything else goes through
 // encoding/json.
+//
+// JSON cannot carry bytes that are not UTF-8 (encoding/json replaces them
+// with U+FFFD, and two distinct ids would become one), yet an Arc id can
+// hold them: a lone surrogate's WTF-8 bytes, or invalid UTF-8 as it came.
+// A pair whose key or value is not valid UTF-8 is stored base64-encoded
+// (standard alphabet, padded) under a reserved key:
+//
+//	"arcmill_outbox_b64:" + key            when only the value is not UTF-8
+//	"arcmill_outbox_b64k:" + base64(key)   when the key is not
+//
+// Keys starting with "arcmill_outbox_" never reach the column otherwise
+// (Write drops them from a message's metadata), so these cannot be
+// mistaken for a caller's own keys, and rows written before them decode
+// as before.
 
 // appendMetadata appends md as a JSON object with sorted keys.
 func appendMetadata(b []byte, md message.Metadata) []byte {
@@ -26,20 +44,84 @@ func appendMetadata(b []byte, md message.Metadata) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
+		v := md[k]
+		validK, validV := utf8.ValidString(k), utf8.ValidString(v)
+		if !validK || !validV {
+			if validK {
+				k = metadataB64 + k
+			} else {
+				k = metadataB64Key + base64.StdEncoding.EncodeToString([]byte(k))
+			}
+			v = base64.StdEncoding.EncodeToString([]byte(v))
+		}
 		b = appendJSONString(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, md[k])
+		b = appendJSONString(b, v)
 	}
 	return append(b, '}')
 }
 
+// The reserved key prefixes of base64-encoded metadata (see above).
+// metadataB64 is not a prefix of metadataB64Key: "b64:" and "b64k".
+const (
+	metadataB64    = "arcmill_outbox_b64:"
+	metadataB64Key = "arcmill_outbox_b64k:"
+)
+
+// decodeJSON reads any JSON object of strings, through encoding/json.
+func decodeJSON(data []byte) (message.Metadata, error) {
+	md := message.Metadata{}
+	if err := json.Unmarshal(data, &md); err != nil {
+		return nil, err
+	}
+	if md == nil {
+		md = message.Metadata{} // JSON null
+	}
+	return md, nil
+}
+
+// b64Marker starts every reserved base64 key, quoted, in the column.
+var b64Marker = []byte(`"arcmill_outbox_b64`)
+
+// decodeB64 replaces md's base64-encoded pairs with what they encode.
+func decodeB64(md map[string]string) error {
+	var encoded []string
+	for k := range md {
+		if strings.HasPrefix(k, metadataB64) || strings.HasPrefix(k, metadataB64Key) {
+			encoded = append(encoded, k)
+		}
+	}
+	for _, k := range encoded {
+		v := md[k]
+		var key string
+		switch {
+		case strings.HasPrefix(k, metadataB64Key):
+			raw, err := base64.StdEncoding.DecodeString(k[len(metadataB64Key):])
+			if err != nil {
+				return fmt.Errorf("metadata key %q: %w", k, err)
+			}
+			key = string(raw)
+		default:
+			key = k[len(metadataB64):]
+		}
+		raw, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return fmt.Errorf("metadata value of %q: %w", k, err)
+		}
+		delete(md, k)
+		md[key] = string(raw)
+	}
+	return nil
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
-	if plain(s) && utf8.ValidString(s) {
+	if plain(s) {
 		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
 	}
-	q, _ := json.Marshal(s) // escapes, and replaces invalid UTF-8 as encoding/json does
+	q, _ := json.Marshal(s) // escapes
 	return append(b, q...)
 }
 
@@ -57,15 +139,17 @@ func plain(s string) bool {
 // compact form appendMetadata writes; any other valid JSON (spaces,
 // escapes) is read by encoding/json, and anything else is an error.
 func decodeMetadata(data []byte) (message.Metadata, error) {
-	if md, ok := decodeCompact(data); ok {
-		return md, nil
+	md, ok := decodeCompact(data)
+	if !ok {
+		var err error
+		if md, err = decodeJSON(data); err != nil {
+			return nil, err
+		}
 	}
-	md := message.Metadata{}
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, err
-	}
-	if md == nil {
-		md = message.Metadata{} // JSON null
+	if bytes.Contains(data, b64Marker) {
+		if err := decodeB64(md); err != nil {
+			return nil, err
+		}
 	}
 	return md, nil
 }

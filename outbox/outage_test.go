@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,6 +23,7 @@ import (
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 // outage is a go-redis Limiter that cuts the client off Redis on demand:
@@ -297,6 +300,10 @@ func TestIsTransportError_RealClientErrors(t *testing.T) {
 		{"payload too large", fmt.Errorf("outbox test: %w", redisstream.ErrPayloadTooLarge), false},
 		{"unrecoverable timeout", fmt.Errorf("%w: %w", arc.ErrUnrecoverable, context.DeadlineExceeded), false},
 		{"a publisher's refusal", errors.New("broker: message rejected"), false},
+		{"relay stopping", fmt.Errorf("publish: %w", context.Canceled), true},
+		{"unrecoverable cancel", fmt.Errorf("%w: %w", arc.ErrUnrecoverable, context.Canceled), false},
+		{"NATS timeout", fmt.Errorf("publish: %w", nats.ErrTimeout), true},
+		{"marked transient", middleware.Transient(errors.New("payments: 503")), true},
 		{"nil", nil, false},
 	} {
 		if tc.err == nil && tc.want {
@@ -333,4 +340,23 @@ func TestRelay_TransportErrorHookExtendsTheRule(t *testing.T) {
 func TestIsTransportErrorCountsUnconfirmedDurability(t *testing.T) {
 	t.Parallel()
 	assert.True(t, IsTransportError(fmt.Errorf("publish: %w", redisstream.ErrNotDurable)))
+}
+
+// The outbox's rule is the middleware's, plus the relay's own publish
+// deadline and stop: a bare context error is the transport's for the relay
+// and the attempt's own for a handler. Everything else they judge alike.
+func TestIsTransportErrorIsTheMiddlewareRulePlusContextErrors(t *testing.T) {
+	t.Parallel()
+	for _, err := range []error{context.DeadlineExceeded, context.Canceled, fmt.Errorf("publish: %w", context.DeadlineExceeded)} {
+		assert.True(t, IsTransportError(err), "%v", err)
+		assert.False(t, middleware.IsTransportError(err), "%v", err)
+	}
+	for _, err := range []error{
+		nil, io.EOF, redis.ErrClosed, redisstream.ErrClosed, redisstream.ErrNotDurable, nats.ErrNoResponders,
+		syscall.ECONNREFUSED, errors.New("rejected"), redisstream.ErrPayloadTooLarge,
+		fmt.Errorf("%w: %w", arc.ErrUnrecoverable, io.EOF),
+		fmt.Errorf("%w: %w", arc.ErrUnrecoverable, context.DeadlineExceeded),
+	} {
+		assert.Equal(t, middleware.IsTransportError(err), IsTransportError(err), "%v", err)
+	}
 }

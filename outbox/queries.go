@@ -99,15 +99,9 @@ func (q *queries) claimable(keyed bool, types int) string {
 
 // claimArgs are the arguments of claimable and a LIMIT, in order.
 func claimArgs(now int64, keyed bool, types []string, limit int) []any {
-	args := []any{now, now}
-	for _, t := range types {
-		args = append(args, t)
-	}
+	args := columnArgs([]any{now, now}, types)
 	if keyed {
-		args = append(args, now, now)
-		for _, t := range types {
-			args = append(args, t)
-		}
+		args = columnArgs(append(args, now, now), types)
 	}
 	return append(args, limit)
 }

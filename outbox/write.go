@@ -32,7 +32,9 @@ const (
 )
 
 // Limits of what the outbox stores, checked at write time with
-// ErrInvalidEntry. Event ids have no limit, as in Arc.
+// ErrInvalidEntry, on the stored form (which differs only for values that
+// are not plain text: see "Ids that are not text" in the package doc).
+// Event ids have no limit, as in Arc.
 const (
 	// MaxTopicLength bounds Entry.Topic, in bytes. A topic is also made of
 	// A-Z, a-z, 0-9 and "-$:._" only: watermill-sql's rule for topic names,
@@ -228,16 +230,17 @@ func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error)
 		if err != nil {
 			return wsql.Query{}, err
 		}
-		args = append(args, msg.UUID, p.Topic, row.eventType, []byte(msg.Payload), row.metadata,
+		args = append(args, row.eventID, p.Topic, row.eventType, []byte(msg.Payload), row.metadata,
 			nullString(row.dedupe), nullString(row.partition), row.visibleAt, now)
 	}
 	return wsql.Query{Query: a.o.q.insert(len(p.Msgs)), Args: args}, nil
 }
 
+// insertRow is one row's columns, text in its stored form (toColumn).
 type insertRow struct {
-	eventType, dedupe, partition string
-	metadata                     string
-	visibleAt                    int64
+	eventID, eventType, dedupe, partition string
+	metadata                              string
+	visibleAt                             int64
 }
 
 func rowFor(msg *message.Message, now int64) (insertRow, error) {
@@ -262,11 +265,15 @@ func rowFor(msg *message.Message, now int64) (insertRow, error) {
 		}
 		r.visibleAt = t.UnixMilli()
 	}
+	// Text that a column cannot hold as it is gets its escaped form; the
+	// limits apply to what is stored.
+	r.eventID, r.eventType = toColumn(msg.UUID), toColumn(r.eventType)
+	r.dedupe, r.partition = toColumn(r.dedupe), toColumn(r.partition)
 	switch {
 	case len(r.eventType) > MaxTypeLength:
-		return insertRow{}, fmt.Errorf("%w: event type of %d bytes, over MaxTypeLength (%d)", ErrInvalidEntry, len(r.eventType), MaxTypeLength)
+		return insertRow{}, fmt.Errorf("%w: event type of %d bytes stored, over MaxTypeLength (%d)", ErrInvalidEntry, len(r.eventType), MaxTypeLength)
 	case len(r.dedupe) > MaxKeyLength || len(r.partition) > MaxKeyLength:
-		return insertRow{}, fmt.Errorf("%w: dedupe and partition keys are limited to MaxKeyLength (%d bytes)", ErrInvalidEntry, MaxKeyLength)
+		return insertRow{}, fmt.Errorf("%w: dedupe and partition keys are limited to MaxKeyLength (%d bytes stored)", ErrInvalidEntry, MaxKeyLength)
 	}
 	md := msg.Metadata
 	for k := range md {

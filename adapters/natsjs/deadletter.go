@@ -69,8 +69,12 @@ func (c *consumption) maxDeliveries(m *nats.Msg) {
 		c.s.cfg.Logger.Error("Dead letter not written; the message stays in the stream, undelivered", err, fields)
 		return
 	}
-	c.s.cfg.Logger.Info("Message given up by JetStream dead-lettered", fields.Add(watermill.LogFields{
-		"dead_letter_subject": c.s.cfg.DeadLetterSubject}))
+	// Error, not Info, as middleware.DeadLetter logs: a dead letter is an
+	// event the service gave up on, which someone must look at (Watermill's
+	// logger has no Warn level).
+	c.s.cfg.Logger.Error("Message given up by JetStream dead-lettered", errors.New(dl.Error.Message), fields.Add(watermill.LogFields{
+		"dead_letter_subject": c.s.cfg.DeadLetterSubject, "reason": dl.Reason, "message_uuid": dl.Event.Meta.ID,
+		"event_type": dl.Event.Type, "attempts": dl.Attempts}))
 }
 
 // publishDeadLetter stores dl on DeadLetterSubject, with msgID as its

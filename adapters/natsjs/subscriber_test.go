@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/components/delay"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -274,8 +275,9 @@ func TestSubscriber_MaxDeliverDeadLettersWithBackOff(t *testing.T) {
 	b := setup(t)
 	const maxDeliver, backOff = 3, 200 * time.Millisecond
 	subject := b.prefix + ".>"
+	logger := watermill.NewCaptureLogger()
 	sub := b.subscriber(t, SubscriberConfig{MaxDeliver: maxDeliver, BackOff: []time.Duration{backOff},
-		AckWaitTimeout: 5 * time.Second})
+		AckWaitTimeout: 5 * time.Second, Logger: logger})
 	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
 	msgs, err := sub.Subscribe(context.Background(), subject)
 	require.NoError(t, err)
@@ -328,6 +330,21 @@ func TestSubscriber_MaxDeliverDeadLettersWithBackOff(t *testing.T) {
 	require.NotNil(t, junk.Raw)
 	assert.Equal(t, "not an event", junk.Raw.Payload)
 	assert.Equal(t, b.dlqPrefix+".g", byType["<unknown>"].Subject)
+
+	// Each dead letter is logged at Error, with its reason, as
+	// middleware.DeadLetter logs them: someone must look at it. The line
+	// comes after the dead letter is stored.
+	reasons := map[any]string{}
+	require.Eventually(t, func() bool {
+		for _, l := range logger.Captured()[watermill.ErrorLogLevel] {
+			if l.Msg == "Message given up by JetStream dead-lettered" {
+				reasons[l.Fields["reason"]] = l.Err.Error()
+			}
+		}
+		return len(reasons) == 2
+	}, waitTimeout, pollInterval, "two dead letters logged at Error: %v", reasons)
+	assert.Contains(t, reasons[middleware.ReasonRetryExhausted], "MaxDeliver")
+	assert.Contains(t, reasons, middleware.ReasonMalformed)
 }
 
 // A delayed-retry copy carries the event id as its UUID, yet gets a Nats-Msg-Id
