@@ -96,7 +96,8 @@ var transportErrnos = []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, 
 // go-redis's read timeouts are) are the transport's. Code that publishes
 // with a deadline of its own, as the outbox relay does, adds context errors
 // to the rule: IsTransportError(err) || errors.Is(err,
-// context.DeadlineExceeded).
+// context.DeadlineExceeded) || errors.Is(err, context.Canceled) (see
+// outbox.IsTransportError).
 //
 // Every other error is the event's: it counts as an attempt.
 func IsTransportError(err error) bool {
