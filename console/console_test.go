@@ -547,7 +547,7 @@ func TestNormalizeError(t *testing.T) {
 		"order 42 not found":                             "order <n> not found",
 		"user 3f2b1c1e-1d2a-4b5c-8d9e-0123456789ab gone": "user <id> gone",
 		`key "abc" exists`:                               "key <str> exists",
-		"dial tcp 10.0.0.1:9092: connection refused":     "dial tcp <n>.<n>:<n>: connection refused",
+		"dial tcp 10.0.0.1:9092: connection refused":     "dial tcp <n>.<n>.<n>.<n>:<n>: connection refused",
 		"tx deadbeef00112233 failed":                     "tx <hex> failed",
 		"bad   cafe":                                     "bad cafe",
 	} {

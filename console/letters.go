@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +80,6 @@ type letter struct {
 	Letter
 	src     source
 	dl      redisstream.DeadLetterEntry // a stream dead letter
-	fields  []string                    // what a stream redrive writes back
 	readErr error
 	row     outbox.DeadLetter // an outbox dead letter
 	event   arc.Event         // the event, where it could be read
@@ -232,7 +230,9 @@ func streamLetter(src source, e redisstream.Entry) letter {
 	if l.LastFailedAt.IsZero() {
 		l.LastFailedAt = entryTime(e.ID)
 	}
-	l.fields, l.Redrivable = redisstream.RedriveFields(dl, rerr)
+	// Whether it can go back, without encoding it (RedriveFields does,
+	// when a redrive needs the fields).
+	l.Redrivable = dl.Truncated == 0 && (len(dl.RawFields) > 0 || rerr == nil && env.Raw == nil && env.Event.Type != "")
 	l.Cause = causeOf(l.Type, l.Reason, l.Error)
 	return l
 }
@@ -265,39 +265,127 @@ func entryTime(id string) time.Time {
 	return time.UnixMilli(n).UTC()
 }
 
-// Patterns masked in error messages so that failures of one cause group
-// together whatever ids, numbers or quoted values they name.
-var (
-	reUUID   = regexp.MustCompile(`(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
-	reHex    = regexp.MustCompile(`(?i)\b(?:0x)?[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b|\b(?:0x)?[0-9a-f]*[a-f][0-9a-f]*[0-9][0-9a-f]*\b`)
-	reQuoted = regexp.MustCompile(`"[^"]*"|'[^']*'|` + "`[^`]*`")
-	reNumber = regexp.MustCompile(`\d+(?:\.\d+)?`)
-	reSpace  = regexp.MustCompile(`\s+`)
-)
-
 // maxCauseMessage bounds a normalised message.
 const maxCauseMessage = 200
 
 // NormalizeError masks what varies between failures of one cause in an
-// error message: quoted values, UUIDs, hex ids and numbers, and collapses
-// white space, so that "order 42 not found" and "order 7 not found" read
-// "order <n> not found".
+// error message: quoted values become <str>, UUIDs <id>, hex ids of 8 or
+// more digits <hex> and numbers <n>, and runs of white space one space, so
+// that "order 42 not found" and "order 7 not found" both read
+// "order <n> not found". It is a single pass without regular expressions:
+// grouping runs it on every dead letter.
 func NormalizeError(msg string) string {
-	s := reQuoted.ReplaceAllString(msg, "<str>")
-	s = reUUID.ReplaceAllString(s, "<id>")
-	s = reHex.ReplaceAllStringFunc(s, func(m string) string {
-		if len(m) < 8 {
-			return m // a short word such as "bad" or "cafe" is not an id
+	var out strings.Builder
+	out.Grow(min(len(msg), maxCauseMessage+8))
+	space := false
+	for i := 0; i < len(msg) && out.Len() < maxCauseMessage+8; {
+		ch := msg[i]
+		switch {
+		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
+			space = true
+			i++
+			continue
+		case ch == '"' || ch == '\'' || ch == '`':
+			if j := strings.IndexByte(msg[i+1:], ch); j >= 0 {
+				writeSpace(&out, &space)
+				out.WriteString("<str>")
+				i += j + 2
+				continue
+			}
+		case isWordByte(ch):
+			j := i
+			for j < len(msg) && (isWordByte(msg[j]) || msg[j] == '-') {
+				j++
+			}
+			writeSpace(&out, &space)
+			maskWord(&out, msg[i:j])
+			i = j
+			continue
 		}
-		return "<hex>"
-	})
-	s = reNumber.ReplaceAllString(s, "<n>")
-	s = strings.TrimSpace(reSpace.ReplaceAllString(s, " "))
+		writeSpace(&out, &space)
+		out.WriteByte(ch)
+		i++
+	}
+	s := out.String()
 	if len(s) > maxCauseMessage {
 		s = s[:maxCauseMessage-3] + "..."
 	}
 	return s
 }
+
+func writeSpace(b *strings.Builder, pending *bool) {
+	if *pending && b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	*pending = false
+}
+
+func isWordByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+}
+
+// maskWord writes a word (letters, digits, _ and -): a UUID as <id>, else
+// each dash-separated part masked on its own.
+func maskWord(b *strings.Builder, w string) {
+	if isUUID(w) {
+		b.WriteString("<id>")
+		return
+	}
+	for k, part := range strings.Split(w, "-") {
+		if k > 0 {
+			b.WriteByte('-')
+		}
+		switch {
+		case part == "":
+		case allDigits(part):
+			b.WriteString("<n>")
+		case len(part) >= 8 && isHexID(part):
+			b.WriteString("<hex>")
+		default:
+			b.WriteString(part)
+		}
+	}
+}
+
+func isUUID(w string) bool {
+	if len(w) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if w[i] != '-' {
+				return false
+			}
+		} else if !isHex(w[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isHexID reports hex digits with at least one decimal digit among them,
+// so that words such as "facade" stay words.
+func isHexID(s string) bool {
+	digit := false
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+		digit = digit || s[i] <= '9'
+	}
+	return digit
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
 // causeOf is the failure group of a dead letter.
 func causeOf(typ, reason, msg string) string {

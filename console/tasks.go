@@ -300,7 +300,11 @@ func (c *Console) redriveOne(ctx context.Context, l letter) (bool, error) {
 		if t := l.target(); t == l.src.stream.Name {
 			maxLen = l.src.stream.MaxLen
 		}
-		return redisstream.RedriveEntry(ctx, c.cfg.Redis, l.src.name, l.ID, l.target(), maxLen, l.fields)
+		fields, ok := redisstream.RedriveFields(l.dl, l.readErr)
+		if !ok {
+			return false, nil
+		}
+		return redisstream.RedriveEntry(ctx, c.cfg.Redis, l.src.name, l.ID, l.target(), maxLen, fields)
 	default:
 		seq, _ := strconv.ParseInt(l.ID, 10, 64)
 		n, err := l.src.outbox.Outbox.Redrive(ctx, outbox.RedriveOptions{
