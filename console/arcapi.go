@@ -81,13 +81,18 @@ func (c *Console) arcDeadLetters(w http.ResponseWriter, r *http.Request) {
 		limit = min(n, maxArcLimit)
 	}
 	out := []ArcDeadLetter{}
-	_, err := c.each(r.Context(), Filter{}, func(l letter) bool {
-		out = append(out, c.arcLetter(l))
-		return len(out) < limit
-	})
-	if err != nil {
-		c.fail(w, r, err)
-		return
+	for _, src := range c.sources("") {
+		if len(out) >= limit {
+			break
+		}
+		// Read whole: Arc's items carry the event.
+		if _, _, err := c.scanFull(r.Context(), src, func(l letter) bool {
+			out = append(out, c.arcLetter(l))
+			return len(out) < limit
+		}); err != nil {
+			c.fail(w, r, err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

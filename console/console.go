@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // Console is the operator console, an http.Handler. Close it when done.
@@ -18,6 +19,9 @@ type Console struct {
 	pages   *template.Template
 	audit   *audit
 	tasks   tasks
+
+	indexMu sync.Mutex
+	indexes map[string]*streamIndex // by dead-letter stream
 }
 
 // New returns the console for cfg, which it validates.
@@ -29,7 +33,7 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: cfg, csrfKey: cfg.CSRFKey, cop: http.NewCrossOriginProtection(),
-		audit: &audit{size: cfg.AuditSize, logger: cfg.Logger}}
+		audit: &audit{size: cfg.AuditSize, logger: cfg.Logger}, indexes: map[string]*streamIndex{}}
 	if len(c.csrfKey) == 0 {
 		c.csrfKey = make([]byte, 32)
 		_, _ = rand.Read(c.csrfKey) // crypto/rand.Read never fails

@@ -39,7 +39,7 @@ const testWait = 20 * time.Second
 // bundle is one test's fixture: its own stream, dead-letter stream and
 // outbox table on the real servers, removed at the end.
 type bundle struct {
-	t      *testing.T
+	t      testing.TB
 	rdb    *redis.Client
 	db     *stdsql.DB
 	stream string
@@ -48,7 +48,7 @@ type bundle struct {
 	table  string
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	db, err := stdsql.Open("pgx", testenv.PostgresDSN(t))

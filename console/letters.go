@@ -116,9 +116,40 @@ func (c *Console) sources(only string) []source {
 const scanPage = 500
 
 // scan calls fn for each dead letter of src, oldest first, up to
-// ScanLimit, until fn returns false. It returns the source's total count
-// and whether the scan stopped at the limit.
+// ScanLimit, until fn returns false; a stream's letters are summaries
+// from its index (no event, envelope or redrive fields: find reads those).
+// It returns the source's total count and whether the scan stopped at the
+// limit.
 func (c *Console) scan(ctx context.Context, src source, fn func(letter) bool) (total int64, limited bool, err error) {
+	if src.kind == kindStream {
+		ls, n, limited, err := c.index(src).snapshot(ctx, c, src)
+		if err != nil {
+			return n, false, err
+		}
+		for _, l := range ls {
+			if !fn(letter{Letter: l, src: src}) {
+				break
+			}
+		}
+		return n, limited, nil
+	}
+	return c.scanFull(ctx, src, fn)
+}
+
+// index returns the summaries index of a dead-letter stream.
+func (c *Console) index(src source) *streamIndex {
+	c.indexMu.Lock()
+	defer c.indexMu.Unlock()
+	x := c.indexes[src.name]
+	if x == nil {
+		x = &streamIndex{}
+		c.indexes[src.name] = x
+	}
+	return x
+}
+
+// scanFull is scan with every letter read whole.
+func (c *Console) scanFull(ctx context.Context, src source, fn func(letter) bool) (total int64, limited bool, err error) {
 	limit := c.cfg.ScanLimit
 	seen := 0
 	switch src.kind {

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -296,15 +297,28 @@ func (c *Console) redriveOne(ctx context.Context, l letter) (bool, error) {
 		if !l.Redrivable {
 			return false, nil
 		}
-		maxLen := int64(0)
-		if t := l.target(); t == l.src.stream.Name {
-			maxLen = l.src.stream.MaxLen
+		// The list holds summaries: read the entry whole (gone: a redrive
+		// or purge took it meanwhile).
+		full, err := c.find(ctx, l.Source, l.ID)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
 		}
-		fields, ok := redisstream.RedriveFields(l.dl, l.readErr)
+		if err != nil {
+			return false, err
+		}
+		fields, ok := redisstream.RedriveFields(full.dl, full.readErr)
 		if !ok {
 			return false, nil
 		}
-		return redisstream.RedriveEntry(ctx, c.cfg.Redis, l.src.name, l.ID, l.target(), maxLen, fields)
+		maxLen := int64(0)
+		if t := full.target(); t == l.src.stream.Name {
+			maxLen = l.src.stream.MaxLen
+		}
+		moved, err := redisstream.RedriveEntry(ctx, c.cfg.Redis, l.src.name, l.ID, full.target(), maxLen, fields)
+		if moved {
+			c.index(l.src).forget(l.ID)
+		}
+		return moved, err
 	default:
 		seq, _ := strconv.ParseInt(l.ID, 10, 64)
 		n, err := l.src.outbox.Outbox.Redrive(ctx, outbox.RedriveOptions{
@@ -346,10 +360,14 @@ func (c *Console) purge(ctx context.Context, sel Selection) (int64, error) {
 		for len(ids) > 0 {
 			chunk := ids[:min(len(ids), 500)]
 			ids = ids[len(chunk):]
-			c, err := c.cfg.Redis.XDel(ctx, stream, chunk...).Result()
-			n += c
+			deleted, err := c.cfg.Redis.XDel(ctx, stream, chunk...).Result()
+			n += deleted
 			if err != nil {
 				return n, fmt.Errorf("console: purging %s: %w", stream, err)
+			}
+			x := c.index(source{name: stream})
+			for _, id := range chunk {
+				x.forget(id)
 			}
 		}
 	}
