@@ -252,6 +252,11 @@ func TestGroupsByCauseFilterAndPage(t *testing.T) {
 	require.Len(t, gr.Groups, 1)
 	assert.Equal(t, 3, gr.Groups[0].Count)
 
+	// The correlation id finds the chain's dead letters.
+	require.Equal(t, http.StatusOK, cl.getJSON("/api/groups?q=corr-1", &gr))
+	require.Len(t, gr.Groups, 2)
+	require.Equal(t, http.StatusOK, cl.getJSON("/api/groups?q=declined", &gr))
+
 	var lr LettersResponse
 	cause := gr.Groups[0].Cause
 	require.Equal(t, http.StatusOK, cl.getJSON("/api/letters?cause="+cause+"&limit=2", &lr))
@@ -536,6 +541,11 @@ func TestPagesRender(t *testing.T) {
 		assert.NotContains(t, page, "<script>x</script>", "escaped on %s", p)
 		assert.NotContains(t, page, "//cdn", p)
 	}
+	// A reader sees no button that changes something; an operator does.
+	_, page := cl.do(http.MethodGet, "/console/dead-letters", "", "", nil)
+	assert.NotContains(t, string(page), "/api/redrive")
+	_, page = bearer(t, srv, opToken).do(http.MethodGet, "/console/dead-letters", "", "", nil)
+	assert.Contains(t, string(page), `action="/console/api/redrive"`)
 	status, body := cl.do(http.MethodGet, "/console/tasks/nope", "", "", map[string]string{"Accept": "text/html"})
 	assert.Equal(t, http.StatusNotFound, status)
 	assert.Contains(t, string(body), "not found")

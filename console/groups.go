@@ -18,7 +18,8 @@ type Filter struct {
 	Type string `json:"type,omitempty"`
 	// Cause keeps one failure group.
 	Cause string `json:"cause,omitempty"`
-	// Query keeps letters whose type, error, event id or id contain it.
+	// Query keeps letters whose type or error contain it, or whose id,
+	// event id, correlation id or causation id it is.
 	Query string `json:"q,omitempty"`
 }
 
@@ -47,7 +48,7 @@ func (f Filter) match(l letter) bool {
 	if f.Query != "" {
 		q := strings.ToLower(f.Query)
 		if !strings.Contains(strings.ToLower(l.Type), q) && !strings.Contains(strings.ToLower(l.Error), q) &&
-			!strings.Contains(l.EventID, f.Query) && l.ID != f.Query {
+			l.EventID != f.Query && l.ID != f.Query && l.CorrelationID != f.Query && l.CausationID != f.Query {
 			return false
 		}
 	}

@@ -125,7 +125,9 @@ type envelopeSummary struct {
 	Event struct {
 		Type string `json:"type"`
 		Meta struct {
-			ID string `json:"id"`
+			ID            string `json:"id"`
+			CorrelationID string `json:"correlationId"`
+			CausationID   string `json:"causationId"`
 		} `json:"meta"`
 	} `json:"event"`
 	Error struct {
@@ -177,6 +179,7 @@ func summarize(src source, e redisstream.Entry) Letter {
 		l.Type = env.Event.Type
 	}
 	l.EventID, l.Reason, l.Error, l.ErrorType = env.Event.Meta.ID, env.Reason, env.Error.Message, env.ErrorType
+	l.CorrelationID, l.CausationID = env.Event.Meta.CorrelationID, env.Event.Meta.CausationID
 	l.Handler, l.Attempts = env.HandlerName, env.Attempts
 	l.FirstFailedAt, l.LastFailedAt = failureTime(env.FirstFailedAt), failureTime(env.LastFailedAt)
 	if readErr != nil {

@@ -47,6 +47,9 @@ type Letter struct {
 	ID string `json:"id"`
 	// EventID is the event's meta.id.
 	EventID string `json:"eventId"`
+	// CorrelationID and CausationID link the event to its chain.
+	CorrelationID string `json:"correlationId,omitempty"`
+	CausationID   string `json:"causationId,omitempty"`
 	// Type is the event type.
 	Type string `json:"type"`
 	// Reason says why it was dead-lettered ("" for Arc's own envelopes).
@@ -247,7 +250,8 @@ func streamLetter(src source, e redisstream.Entry) letter {
 	if typ == "" {
 		typ = env.Event.Type
 	}
-	l.Letter = Letter{Source: src.key(), ID: e.ID, EventID: env.Event.Meta.ID, Type: typ, Reason: env.Reason,
+	l.Letter = Letter{Source: src.key(), ID: e.ID, EventID: env.Event.Meta.ID, CorrelationID: env.Event.Meta.CorrelationID,
+		CausationID: env.Event.Meta.CausationID, Type: typ, Reason: env.Reason,
 		Error: env.Error.Message, ErrorType: env.ErrorType, Handler: env.HandlerName, Attempts: env.Attempts,
 		FirstFailedAt: env.FirstFailedAt, LastFailedAt: env.LastFailedAt, OriginalStream: dl.OriginalStream,
 		Group: dl.Group}
@@ -276,6 +280,7 @@ func outboxLetter(src source, d outbox.DeadLetter) letter {
 	if d.Message != nil {
 		if ev, err := arc.FromMessage(d.Message); err == nil {
 			l.event = ev
+			l.CorrelationID, l.CausationID = ev.Meta.CorrelationID, ev.Meta.CausationID
 		} else {
 			l.Unreadable = err.Error()
 		}

@@ -45,6 +45,8 @@ type GroupInfo struct {
 	Lag int64 `json:"lag"`
 	// LastDeliveredID is the last entry delivered to the group.
 	LastDeliveredID string `json:"lastDeliveredId"`
+	// EntriesRead counts the entries delivered to the group (Redis 7+).
+	EntriesRead int64 `json:"entriesRead"`
 	// Consumers are the group's consumers.
 	Consumers []ConsumerInfo `json:"consumers"`
 }
@@ -131,7 +133,8 @@ func (c *Console) streamInfo(ctx context.Context, s Stream) StreamInfo {
 	}
 	for _, g := range groups {
 		gi := GroupInfo{Name: g.Name, Pending: g.Pending, Lag: g.Lag, LastDeliveredID: g.LastDeliveredID,
-			Consumers: []ConsumerInfo{}}
+			EntriesRead: g.EntriesRead,
+			Consumers:   []ConsumerInfo{}}
 		cs, err := rdb.XInfoConsumers(ctx, s.Name, g.Name).Result()
 		if err != nil {
 			info.Error = err.Error()

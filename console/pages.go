@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -41,12 +42,11 @@ func parsePages(base string) (*template.Template, error) {
 		"path":  url.PathEscape,
 		"query": func(v url.Values) string { return v.Encode() },
 		"pretty": func(raw json.RawMessage) string {
-			var v any
-			if json.Unmarshal(raw, &v) != nil {
+			var b bytes.Buffer
+			if json.Indent(&b, raw, "", "  ") != nil {
 				return string(raw)
 			}
-			b, _ := json.MarshalIndent(v, "", "  ")
-			return string(b)
+			return b.String() // in the event's own key order
 		},
 		"percent": func(done, total int64) int64 {
 			if total == 0 {
@@ -75,12 +75,14 @@ type pageData struct {
 	Nav   string
 	User  Principal
 	CSRF  string
-	Data  any
+	// Operator shows the buttons that change something.
+	Operator bool
+	Data     any
 }
 
 func (c *Console) page(r *http.Request, title string, data any) pageData {
 	p, _ := PrincipalFrom(r.Context())
-	return pageData{Title: title, User: p, CSRF: c.csrfToken(p), Data: data}
+	return pageData{Title: title, User: p, CSRF: c.csrfToken(p), Operator: p.Role >= Operator, Data: data}
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title, nav string, data any) {

@@ -37,9 +37,6 @@ type LetterDetail struct {
 	// Event is the event in Arc's wire JSON, payload redacted unless
 	// exposed.
 	Event json.RawMessage `json:"event,omitempty"`
-	// CorrelationID and CausationID link it to its chain.
-	CorrelationID string `json:"correlationId,omitempty"`
-	CausationID   string `json:"causationId,omitempty"`
 	// EventTime and EventSource are the event's meta.timestamp and
 	// meta.source.
 	EventTime   time.Time `json:"eventTime,omitzero"`
@@ -69,9 +66,9 @@ type LetterDetail struct {
 
 func (c *Console) detail(l letter) LetterDetail {
 	expose := c.cfg.ExposePayloads
-	d := LetterDetail{Letter: l.Letter, Event: eventJSON(l.event, expose), CorrelationID: l.event.Meta.CorrelationID,
-		CausationID: l.event.Meta.CausationID, EventTime: l.event.Meta.Timestamp, EventSource: l.event.Meta.Source,
-		Redacted: !expose, Target: l.OriginalStream}
+	d := LetterDetail{Letter: l.Letter, Event: eventJSON(l.event, expose), EventTime: l.event.Meta.Timestamp,
+		EventSource: l.event.Meta.Source,
+		Redacted:    !expose, Target: l.OriginalStream}
 	if l.src.kind == kindStream {
 		env := l.dl.Envelope
 		d.ErrorCode, d.Stack = env.Error.Code, redactString(env.Error.Stack, expose)
