@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,11 @@ type Console struct {
 
 	indexMu sync.Mutex
 	indexes map[string]*streamIndex // by dead-letter stream
+
+	closing   context.Context // cancelled by Close: ends live tails
+	close     context.CancelFunc
+	tailSlots chan struct{} // one per live tail, DefaultMaxTails
+	tailWG    sync.WaitGroup
 }
 
 // New returns the console for cfg, which it validates.
@@ -43,6 +49,8 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c.pages = tmpl
+	c.closing, c.close = context.WithCancel(context.Background())
+	c.tailSlots = make(chan struct{}, DefaultMaxTails)
 	c.handler = c.authn(c.routes())
 	return c, nil
 }
@@ -61,7 +69,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // stops between two dead letters; each move is atomic, so a redrive run
 // again goes on where this one stopped.
 func (c *Console) Close() error {
+	c.close()
 	c.tasks.close()
+	c.tailWG.Wait()
 	return nil
 }
 
@@ -77,6 +87,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /tasks", read(c.tasksPage))
 	mux.HandleFunc("GET /tasks/{id}", read(c.taskPage))
 	mux.HandleFunc("GET /audit", read(c.auditPage))
+	mux.HandleFunc("GET /tail", read(c.tailPage))
 	// JSON API.
 	mux.HandleFunc("GET /api/overview", read(c.apiOverview))
 	mux.HandleFunc("GET /api/groups", read(c.apiGroups))
@@ -89,6 +100,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("POST /api/tasks/{id}/cancel", c.mutation(c.apiCancel))
 	mux.HandleFunc("GET /api/audit", read(c.apiAudit))
 	mux.HandleFunc("GET /api/whoami", read(c.apiWhoami))
+	mux.HandleFunc("GET /api/tail", read(c.apiTail))
 	// Arc's outbox admin routes: restricted to operators, as Arc's are to
 	// platform operators.
 	p := c.cfg.AdminPrefix

@@ -69,3 +69,40 @@
     if (q) { ev.preventDefault(); q.focus(); }
   });
 })();
+
+// The live tail: Server-Sent Events from /api/tail, newest first, at most
+// 500 kept. Text only (textContent), never HTML from an event.
+(function () {
+  "use strict";
+  var status = document.getElementById("tail-status");
+  var list = document.getElementById("tail");
+  if (!status || !list || !window.EventSource) return;
+  var base = document.querySelector('meta[name="base"]').content;
+  var url = base + "/api/tail?stream=" + encodeURIComponent(status.getAttribute("data-stream")) +
+    "&pattern=" + encodeURIComponent(status.getAttribute("data-pattern") || "*");
+  var es = new EventSource(url, { withCredentials: true });
+  es.addEventListener("ready", function (ev) {
+    var d = JSON.parse(ev.data);
+    status.textContent = "Following " + d.stream + " for " + d.pattern + ": new events appear here.";
+    status.setAttribute("data-ready", "true");
+  });
+  es.addEventListener("event", function (ev) {
+    var e = JSON.parse(ev.data);
+    var li = document.createElement("li");
+    li.className = "tail-event";
+    var head = document.createElement("strong");
+    head.textContent = e.type;
+    li.appendChild(head);
+    li.appendChild(document.createTextNode("  " + (e.eventId || e.entryId) + "  " + (e.time || "") +
+      (e.correlationId ? "  correlation " + e.correlationId : "")));
+    if (e.event) {
+      var pre = document.createElement("pre");
+      pre.textContent = JSON.stringify(e.event, null, 2);
+      li.appendChild(pre);
+    }
+    list.insertBefore(li, list.firstChild);
+    while (list.children.length > 500) list.removeChild(list.lastChild);
+  });
+  es.addEventListener("failure", function (ev) { status.textContent = "Failed: " + JSON.parse(ev.data); });
+  es.onerror = function () { if (status.getAttribute("data-ready")) status.textContent = "Reconnecting…"; };
+})();
