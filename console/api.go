@@ -222,3 +222,12 @@ func (c *Console) apiWhoami(w http.ResponseWriter, r *http.Request) {
 	p, _ := PrincipalFrom(r.Context())
 	writeJSON(w, http.StatusOK, Whoami{Name: p.Name, Role: p.Role.String(), CSRF: c.csrfToken(p)})
 }
+
+// SamplesResponse is GET /api/samples: what the overview's charts draw.
+type SamplesResponse struct {
+	Series []Series `json:"series"`
+}
+
+func (c *Console) apiSamples(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, SamplesResponse{Series: c.samples.all()})
+}

@@ -104,6 +104,13 @@ type Config struct {
 	// AuditSize is how many mutations the audit list keeps (they are all
 	// logged). Defaults to DefaultAuditSize.
 	AuditSize int
+	// SampleInterval is how often the console samples lag, pending, dead
+	// letters and throughput for the overview's charts; NoSampling turns
+	// the sampler off. Defaults to DefaultSampleInterval.
+	SampleInterval time.Duration
+	// SampleWindow is how far back the charts reach. Defaults to
+	// DefaultSampleWindow.
+	SampleWindow time.Duration
 	// CSRFKey signs CSRF tokens. Set the same key on every replica behind
 	// one load balancer. Defaults to a random key per Console.
 	CSRFKey []byte
@@ -143,6 +150,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.HealthyLag == 0 {
 		c.HealthyLag = DefaultHealthyLag
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = DefaultSampleInterval
+	}
+	if c.SampleWindow == 0 {
+		c.SampleWindow = DefaultSampleWindow
 	}
 	if c.AuditSize == 0 {
 		c.AuditSize = DefaultAuditSize
@@ -211,6 +224,10 @@ func (c Config) Validate() error {
 		return bad("PageSize is %d: must be 1 to 1000", c.PageSize)
 	case c.HealthyLag < 0:
 		return bad("HealthyLag is %v: must not be negative", c.HealthyLag)
+	case c.SampleInterval < 0 && c.SampleInterval != NoSampling:
+		return bad("SampleInterval is %v: must be positive, or NoSampling", c.SampleInterval)
+	case c.SampleWindow < 0 || c.SampleInterval > 0 && c.SampleWindow < 2*c.SampleInterval:
+		return bad("SampleWindow is %v: must hold at least two samples (SampleInterval %v)", c.SampleWindow, c.SampleInterval)
 	case c.AuditSize < 0:
 		return bad("AuditSize is %d: must not be negative", c.AuditSize)
 	case len(c.CSRFKey) > 0 && len(c.CSRFKey) < 16:

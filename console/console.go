@@ -28,6 +28,7 @@ type Console struct {
 	close     context.CancelFunc
 	tailSlots chan struct{} // one per live tail, DefaultMaxTails
 	tailWG    sync.WaitGroup
+	samples   *sampler // nil with NoSampling
 }
 
 // New returns the console for cfg, which it validates.
@@ -51,6 +52,11 @@ func New(cfg Config) (*Console, error) {
 	c.pages = tmpl
 	c.closing, c.close = context.WithCancel(context.Background())
 	c.tailSlots = make(chan struct{}, DefaultMaxTails)
+	if cfg.SampleInterval > 0 {
+		c.samples = &sampler{series: map[string][]Sample{}, added: map[string]int64{}, done: make(chan struct{}),
+			keep: int(cfg.SampleWindow / cfg.SampleInterval)}
+		go c.samples.run(c.closing, c, cfg.SampleInterval)
+	}
 	c.handler = c.authn(c.routes())
 	return c, nil
 }
@@ -72,6 +78,9 @@ func (c *Console) Close() error {
 	c.close()
 	c.tasks.close()
 	c.tailWG.Wait()
+	if c.samples != nil {
+		<-c.samples.done
+	}
 	return nil
 }
 
@@ -101,6 +110,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /api/audit", read(c.apiAudit))
 	mux.HandleFunc("GET /api/whoami", read(c.apiWhoami))
 	mux.HandleFunc("GET /api/tail", read(c.apiTail))
+	mux.HandleFunc("GET /api/samples", read(c.apiSamples))
 	// Arc's outbox admin routes: restricted to operators, as Arc's are to
 	// platform operators.
 	p := c.cfg.AdminPrefix

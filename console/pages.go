@@ -95,8 +95,24 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title, na
 	}
 }
 
+// overviewView is the overview page: the state, and a chart per stream
+// and outbox (by "stream:<name>" / "outbox:<name>").
+type overviewView struct {
+	Overview
+	Charts map[string]template.HTML
+}
+
 func (c *Console) overviewPage(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, "overview.html", "Overview", "overview", c.overview(r.Context()))
+	v := overviewView{Overview: c.overview(r.Context()), Charts: map[string]template.HTML{}}
+	for _, s := range v.Streams {
+		name := kindStream + ":" + s.Name
+		v.Charts[name] = chart("Stream "+s.Name+": lag, pending, dead letters and appends over the last minutes", c.samples.get(name))
+	}
+	for _, o := range v.Outboxes {
+		name := kindOutbox + ":" + o.Name
+		v.Charts[name] = chart("Outbox "+o.Name+": undelivered, in flight and dead rows over the last minutes", c.samples.get(name))
+	}
+	c.render(w, r, "overview.html", "Overview", "overview", v)
 }
 
 // groupsView is the dead-letters page.
