@@ -97,6 +97,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /tasks/{id}", read(c.taskPage))
 	mux.HandleFunc("GET /audit", read(c.auditPage))
 	mux.HandleFunc("GET /tail", read(c.tailPage))
+	mux.HandleFunc("GET /explore", read(c.explorePage))
 	// JSON API.
 	mux.HandleFunc("GET /api/overview", read(c.apiOverview))
 	mux.HandleFunc("GET /api/groups", read(c.apiGroups))
@@ -111,6 +112,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /api/whoami", read(c.apiWhoami))
 	mux.HandleFunc("GET /api/tail", read(c.apiTail))
 	mux.HandleFunc("GET /api/samples", read(c.apiSamples))
+	mux.HandleFunc("GET /api/explore", read(c.apiExplore))
 	// Arc's outbox admin routes: restricted to operators, as Arc's are to
 	// platform operators.
 	p := c.cfg.AdminPrefix

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/outbox"
 )
 
@@ -25,4 +26,11 @@ func mustEvent(t *testing.T, typ string) arc.Event {
 
 func outboxEntry(topic string, ev arc.Event) outbox.Entry {
 	return outbox.Entry{Topic: topic, Event: ev}
+}
+
+// middlewareEnvelope is a dead letter's data field for ev.
+func middlewareEnvelope(ev arc.Event, msg string) (string, error) {
+	b, err := middleware.DeadLetteredEvent{Event: ev, Error: middleware.ErrorInfo{Message: msg}, Attempts: 1,
+		Reason: middleware.ReasonRetryExhausted}.MarshalArc()
+	return string(b), err
 }
