@@ -156,9 +156,11 @@ func (c *Console) authn(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Configured() {
-			// Nothing configured: only this machine may come in.
-			if !loopbackRemote(r.RemoteAddr) {
-				c.refuse(w, r, http.StatusForbidden, "the console has no authentication configured and answers loopback clients only")
+			// Nothing configured: only this machine may come in, and not
+			// through a proxy on it, which would make every client look local.
+			if !loopbackRemote(r.RemoteAddr) || proxied(r) {
+				c.refuse(w, r, http.StatusForbidden, "the console has no authentication configured and answers "+
+					"loopback clients only, not proxied ones: configure Auth")
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{Name: "local", Role: Operator})))
@@ -233,4 +235,14 @@ func loopbackRemote(remote string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// proxied reports whether a request names a client behind a proxy.
+func proxied(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Host"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
 }

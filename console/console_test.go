@@ -96,6 +96,11 @@ func TestNoAuthAnswersLoopbackOnly(t *testing.T) {
 	w = httptest.NewRecorder()
 	c.ServeHTTP(w, req)
 	require.Equal(t, http.StatusOK, w.Code)
+	// A reverse proxy on this machine makes every client look local.
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	w = httptest.NewRecorder()
+	c.ServeHTTP(w, req)
+	require.Equal(t, http.StatusForbidden, w.Code)
 }
 
 func TestAuthRefusals(t *testing.T) {

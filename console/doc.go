@@ -17,10 +17,42 @@
 //     moves atomically (redisstream.RedriveEntry, Outbox.Redrive), so a
 //     letter is never redriven twice; purge with confirmation;
 //   - an audit list of every mutation: who, what, how many;
-//   - a JSON API under /api/ for everything the pages show and do (the
-//     pages call it), and Arc's outbox admin routes under
-//     Config.AdminPrefix (Arc's default /admin/outbox): GET health,
-//     GET dead-letter?limit=, POST dead-letter/{id}/replay.
+//   - an event explorer: the causation tree of an event id or a
+//     correlation id, from the newest DefaultExploreLimit entries of each
+//     stream and every dead letter, with dead-lettered outcomes;
+//   - a live tail of a stream over Server-Sent Events, filtered by an Arc
+//     pattern;
+//   - charts of lag, pending, dead letters and appends per second, sampled
+//     by the console (Config.SampleInterval) and drawn server-side as SVG;
+//   - a JSON API for everything the pages show and do (the pages call it),
+//     and Arc's outbox admin routes under Config.AdminPrefix (Arc's default
+//     /admin/outbox).
+//
+// # JSON API
+//
+// Paths are relative to where the console is mounted. GETs need the
+// ReadOnly role, POSTs the Operator role (and see Security).
+//
+//	GET  /api/overview                   Overview: streams, groups, consumers, outboxes
+//	GET  /api/groups?source=&type=&q=    GroupsResponse: failure groups, largest first
+//	GET  /api/letters?cause=&…&offset=&limit=  LettersResponse: a page of dead letters
+//	GET  /api/letters/{source}/{id}      LetterDetail: one dead letter, redacted
+//	POST /api/redrive                    Selection → Task (202): a rate-capped redrive
+//	POST /api/purge                      PurgeRequest (confirm "purge") → PurgeResponse
+//	GET  /api/tasks, /api/tasks/{id}     TasksResponse, Task: progress
+//	POST /api/tasks/{id}/cancel          Task: stops between two letters
+//	GET  /api/audit                      AuditResponse: mutations, newest first
+//	GET  /api/explore?q=                 Exploration: a causation tree
+//	GET  /api/tail?stream=&pattern=      text/event-stream of TailEvent
+//	GET  /api/samples                    SamplesResponse: what the charts draw
+//	GET  /api/whoami                     Whoami: the caller, role and CSRF token
+//	GET  {AdminPrefix}/health            ArcHealth: {pending, deadLetter, relayLagMs, healthy}
+//	GET  {AdminPrefix}/dead-letter?limit=  []ArcDeadLetter (Arc's DeadLetteredEvent)
+//	POST {AdminPrefix}/dead-letter/{id}/replay  ArcReplay: by event id
+//
+// A source is "stream:<dead-letter stream>" or "outbox:<name>"; a
+// Selection names letters, or a filter (source, type, cause, q), or sets
+// all. Errors answer {"error": "..."} with 400, 401, 403, 404 or 500.
 //
 // # Mounting
 //
@@ -35,13 +67,18 @@
 // # Security
 //
 // The console can delete and republish production events. With no
-// authentication configured it answers loopback clients only, and Serve
-// (and CheckListen) refuse a non-loopback address. Credentials give bearer
+// authentication configured it answers loopback clients only (and no
+// request that names a proxied client), and Serve (and CheckListen)
+// refuse a non-loopback address. Credentials give bearer
 // tokens or basic-auth passwords a role: ReadOnly sees, Operator also
 // mutates. Auth.Middleware runs the service's own authentication first; it
 // names the caller with WithPrincipal. Every mutation needs the Operator
 // role, passes net/http's cross-origin protection and, unless it comes with
 // a bearer token (which a browser never sends on its own), carries the
-// console's CSRF token (header X-CSRF-Token or form field csrf). Payloads
-// and stacks are redacted unless Config.ExposePayloads is set, as in Arc.
+// console's CSRF token (header X-CSRF-Token or form field csrf; GET
+// /api/whoami returns it). Payloads and stacks are redacted unless
+// Config.ExposePayloads is set, as in Arc, in pages, the API, the live tail
+// and the log; the log records mutations (who, what, how many), never a
+// payload or a credential. Arc's admin routes need the Operator role, as
+// Arc restricts them to platform operators.
 package console

@@ -98,6 +98,18 @@ func (c *Console) apiTail(w http.ResponseWriter, r *http.Request) {
 	c.tailWG.Add(1)
 	defer c.tailWG.Done()
 
+	// Where the tail starts: the newest entry now, before "ready" is
+	// sent, so that whatever is appended after the client sees "ready"
+	// reaches it. ("$" on each XREAD would skip what lands between two.)
+	last := "0-0" // an empty stream: from its first entry
+	ids, err := c.cfg.Redis.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err != nil {
+		c.fail(w, r, fmt.Errorf("console: reading %s: %w", stream, err))
+		return
+	}
+	if len(ids) == 1 {
+		last = ids[0].ID
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -106,10 +118,6 @@ func (c *Console) apiTail(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "retry: 2000\nevent: ready\ndata: {\"stream\":%q,\"pattern\":%q}\n\n", stream, pattern.String())
 	flusher.Flush()
 
-	last := "$"
-	if ids, err := c.cfg.Redis.XRevRangeN(ctx, stream, "+", "-", 1).Result(); err == nil && len(ids) == 1 {
-		last = ids[0].ID // "$" would skip what lands between two reads
-	}
 	for ctx.Err() == nil {
 		res, err := c.cfg.Redis.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, last}, Count: tailBatch,
 			Block: tailBlock}).Result()
