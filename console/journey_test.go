@@ -76,6 +76,7 @@ func TestBrowserJourney(t *testing.T) {
 	b.outboxDead("invoice.sent", 3, "dial tcp: connection refused")
 	cfg := b.config()
 	cfg.RedriveRate = 200
+	cfg.SampleInterval, cfg.SampleWindow = 250*time.Millisecond, time.Minute // charts fill within the journey
 	srv := b.serve(b.console(cfg))
 	shots := screenshotDir(t)
 
@@ -98,7 +99,7 @@ func TestBrowserJourney(t *testing.T) {
 			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
 		})
 	}
-	var read, pending, lag, movedAfterReload string
+	var read, pending, lag, movedAfterReload, explored string
 	var handled int
 	var total, groupCount, groupHref, letterType, taskState, moved, auditText string
 	var groups int
@@ -125,6 +126,11 @@ func TestBrowserJourney(t *testing.T) {
 		chromedp.WaitVisible(`#letter`, chromedp.ByQuery),
 		chromedp.Text(`#letter-type`, &letterType, chromedp.ByQuery),
 		shot("4-dead-letter"),
+		// Its causation chain, in the explorer.
+		chromedp.Click(`#causation-link`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#tree`, chromedp.ByQuery),
+		chromedp.Text(`#explore-summary`, &explored, chromedp.ByQuery),
+		shot("4b-explorer"),
 		// 4. Redrive the group and watch the progress finish.
 		chromedp.ActionFunc(func(ctx context.Context) error {
 			return chromedp.Navigate(srv.URL + groupHref).Do(ctx)
@@ -155,11 +161,17 @@ func TestBrowserJourney(t *testing.T) {
 		chromedp.WaitVisible(`#audit`, chromedp.ByQuery),
 		chromedp.Text(`#audit`, &auditText, chromedp.ByQuery),
 		shot("8-audit"),
+		// On a phone: the failure groups still read.
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Navigate(srv.URL+"/dead-letters"),
+		chromedp.WaitVisible(`#groups`, chromedp.ByQuery),
+		shot("9-phone-dead-letters"),
 	))
 	require.Contains(t, total, "127 dead letter(s)")
 	require.Equal(t, 3, groups)
 	require.Equal(t, "120", strings.TrimSpace(groupCount))
 	require.Equal(t, "order.created", letterType)
+	require.Contains(t, explored, "event(s) in the chain")
 	require.Equal(t, TaskDone, taskState)
 	require.Equal(t, "120", moved)
 	require.Contains(t, auditText, "alice")
@@ -172,7 +184,7 @@ func TestBrowserJourney(t *testing.T) {
 	require.Equal(t, "0", pending)
 	require.Equal(t, "0", lag)
 	require.EqualValues(t, 7, b.rdb.XLen(ctx, b.dlq).Val()+3, "the other groups stay dead-lettered")
-	for _, name := range []string{"1-overview", "2-failure-groups", "4-dead-letter", "6-redrive-done"} {
+	for _, name := range []string{"1-overview", "2-failure-groups", "4-dead-letter", "6-redrive-done", "9-phone-dead-letters"} {
 		st, err := os.Stat(filepath.Join(shots, name+".png"))
 		require.NoError(t, err)
 		require.Positive(t, st.Size())

@@ -201,12 +201,13 @@ func chart(title string, ss []Sample) template.HTML {
 	for _, l := range lines {
 		draw(l.class, l.v, top)
 	}
-	legend := `lag, pending, dead letters`
+	// The legend, each name in its line's colour.
+	legend := `<tspan class="t-lag">lag</tspan>, <tspan class="t-pending">pending</tspan>, <tspan class="t-dead">dead letters</tspan>`
 	if rate > 0 {
 		draw("c-rate", func(s Sample) float64 { return s.PerSecond }, rate)
-		legend += fmt.Sprintf(`; appended/s (dashed, max %.1f)`, rate)
+		legend += fmt.Sprintf(`, <tspan class="t-rate">appended/s (dashed, max %.1f)</tspan>`, rate)
 	}
-	fmt.Fprintf(&b, `<text class="label" x="%d" y="%d" text-anchor="end">%s</text>`, chartW-chartPad, chartPad-14, html.EscapeString(legend))
+	fmt.Fprintf(&b, `<text class="label" x="%d" y="%d" text-anchor="end">%s</text>`, chartW-chartPad, chartPad-14, legend)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // built from numbers and escaped text only
 }
