@@ -37,3 +37,25 @@ func BenchmarkGroups100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
 }
+
+// BenchmarkGroupsOutbox20k groups 20,000 outbox dead letters, which are
+// read whole on each load (the outbox has no index).
+func BenchmarkGroupsOutbox20k(b *testing.B) {
+	bb := setup(b)
+	for i := 0; i < 20; i++ {
+		bb.outboxDead(fmt.Sprintf("invoice.t%d", i), 1000, "refused")
+	}
+	c, err := New(bb.config())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for b.Loop() {
+		gs, scan, err := c.groups(ctx, Filter{Source: "outbox:orders"})
+		if err != nil || len(gs) != 20 || scan.Matched != 20_000 {
+			b.Fatalf("%d groups, %+v, %v", len(gs), scan, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
+}
