@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -380,7 +381,7 @@ func TestRedriveGroupMovesEachLetterOnce(t *testing.T) {
 func TestRedriveOneAndEmptySelection(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.deadLetters("order.created", 2, func(int) string { return "boom" })
+	b.deadLetters("order.created", 3, func(int) string { return "boom" })
 	cl := bearer(t, b.serve(b.console(b.config())), opToken)
 	status, _ := cl.postJSON("/api/redrive", Selection{}, nil)
 	assert.Equal(t, http.StatusBadRequest, status, "an empty selection never means everything")
@@ -392,9 +393,19 @@ func TestRedriveOneAndEmptySelection(t *testing.T) {
 	assert.EqualValues(t, 1, cl.waitTask(tk.ID).Moved)
 	status, _ = cl.postJSON("/api/redrive", Selection{Letters: []LetterRef{{Source: lr.Letters[0].Source, ID: lr.Letters[0].ID}}}, nil)
 	assert.Equal(t, http.StatusNotFound, status, "a redriven letter is gone")
-	status, body = cl.postJSON("/api/redrive", Selection{All: true}, &tk)
+	// A selection from the letters page's ticks, as a form.
+	require.Equal(t, http.StatusOK, cl.getJSON("/api/letters", &lr))
+	require.Len(t, lr.Letters, 2)
+	form := "letter=" + url.QueryEscape(lr.Letters[0].Source+"/"+lr.Letters[0].ID) +
+		"&letter=" + url.QueryEscape(lr.Letters[1].Source+"/"+lr.Letters[1].ID)
+	status, body = cl.do(http.MethodPost, "/api/redrive", "application/x-www-form-urlencoded", form, nil)
 	require.Equal(t, http.StatusAccepted, status, string(body))
-	assert.EqualValues(t, 1, cl.waitTask(tk.ID).Moved)
+	require.NoError(t, json.Unmarshal(body, &tk))
+	assert.EqualValues(t, 2, tk.Total)
+	assert.EqualValues(t, 2, cl.waitTask(tk.ID).Moved)
+	status, _ = cl.postJSON("/api/redrive", Selection{All: true}, &tk)
+	require.Equal(t, http.StatusAccepted, status)
+	assert.EqualValues(t, 0, cl.waitTask(tk.ID).Total)
 }
 
 func TestPurgeNeedsConfirmation(t *testing.T) {
