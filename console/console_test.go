@@ -445,6 +445,12 @@ func TestTaskCancelAndCloseStopTasks(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	done := cl.waitTask(tk.ID)
 	assert.Equal(t, TaskCancelled, done.State)
+	var tr TasksResponse
+	require.Equal(t, http.StatusOK, cl.getJSON("/api/tasks", &tr))
+	require.Len(t, tr.Tasks, 1)
+	assert.Equal(t, tk.ID, tr.Tasks[0].ID)
+	status, _ = cl.postJSON("/api/tasks/nope/cancel", nil, nil)
+	assert.Equal(t, http.StatusNotFound, status)
 	moved := done.Moved
 	assert.Less(t, moved, int64(200))
 	assert.EqualValues(t, 200-moved, b.rdb.XLen(context.Background(), b.dlq).Val(), "nothing lost, nothing doubled")
