@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure Redis, PostgreSQL, MySQL/MariaDB and NATS (with JetStream) answer on loopback for the
-# tests: a running server is used as it is, an installed one that is stopped
+# tests, and that Chromium is installed for the console's browser journeys: a running server is used as it is, an installed one that is stopped
 # is started, a missing one is installed with apt-get (when run as root).
 # Then the test database and user are created if they are missing.
 #
@@ -163,7 +163,21 @@ nats() {
 	log "nats       $hostport up"
 }
 
+# --- Chromium (the console's browser journeys) ------------------------------------
+# Debian's `chromium` package, driven headless by console's chromedp test. A
+# browser named by ARCMILL_CHROMIUM is only checked, never installed.
+browser() {
+	if [ -n "${ARCMILL_CHROMIUM:-}" ]; then
+		[ -x "$ARCMILL_CHROMIUM" ] || die "chromium at ARCMILL_CHROMIUM=$ARCMILL_CHROMIUM is not an executable"
+		log "chromium   $ARCMILL_CHROMIUM (not managed)"
+		return
+	fi
+	type -P chromium >/dev/null || install_packages chromium
+	log "chromium   $(type -P chromium)"
+}
+
 redis
 postgres
 mysql
 nats
+browser

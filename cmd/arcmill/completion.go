@@ -26,6 +26,7 @@ var completionCommands = []struct {
 }{
 	{"tail", nil}, {"publish", nil}, {"dlq", []string{"list", "show", "redrive", "purge"}},
 	{"outbox", []string{"status", "purge", "schema"}}, {"completion", []string{"bash", "zsh", "fish"}}, {"doctor", nil},
+	{"console", nil},
 }
 
 func completionCmd(ctx context.Context, e env, args []string) error {

@@ -268,23 +268,6 @@ func (d *streamDLQ) show(ctx context.Context, p printer, id string) error {
 	return err
 }
 
-// redriveScript moves one dead letter: if it is still there, XADD its
-// fields (ARGV[3..]) to KEYS[1], trimmed to MAXLEN ~ ARGV[2] unless that is
-// 0, and XDEL it from KEYS[2], atomically. A failing XADD aborts the script
-// before the XDEL (a MULTI would run the XDEL anyway and lose the event).
-// Both keys must live on one node (one hash slot on a cluster).
-var redriveScript = redis.NewScript(`
-if #redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1]) == 0 then return 0 end
-local args = {KEYS[1]}
-if ARGV[2] ~= '0' then
-  table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, ARGV[2])
-end
-table.insert(args, '*')
-for i = 3, #ARGV do table.insert(args, ARGV[i]) end
-redis.call('XADD', unpack(args))
-redis.call('XDEL', KEYS[2], ARGV[1])
-return 1`)
-
 // Trim settings of a redrive (--trim).
 const (
 	trimAuto = "auto"
@@ -334,27 +317,12 @@ type redriveOpts struct {
 	trim  trimRule
 }
 
-// redriveFields is what a dead letter is put back as: an entry that could
-// not be read, its original fields exactly; an event, Arc's layout.
-func redriveFields(en entry) ([]string, bool) {
-	if en.dl.Truncated > 0 {
-		return nil, false // only an excerpt was kept: putting it back would forge an entry
-	}
-	if len(en.dl.RawFields) > 0 {
-		return en.dl.RawFields, true
-	}
-	if en.err != nil || en.dl.Envelope.Raw != nil || en.dl.Envelope.Event.Type == "" {
-		return nil, false
-	}
-	data, err := arc.Marshal(en.dl.Envelope.Event)
-	if err != nil {
-		return nil, false
-	}
-	return []string{redisstream.FieldType, en.dl.Envelope.Event.Type, redisstream.FieldData, string(data)}, true
-}
+// redriveFields is what a dead letter is put back as
+// (redisstream.RedriveFields).
+func redriveFields(en entry) ([]string, bool) { return redisstream.RedriveFields(en.dl, en.err) }
 
 // redrive moves matching dead letters back, oldest first, each atomically
-// (redriveScript), so a redrive interrupted at any point and run again, or
+// (redisstream.RedriveEntry), so a redrive interrupted at any point and run again, or
 // two run at once, redrive nothing twice.
 func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, o redriveOpts) error {
 	total := int64(0)
@@ -381,15 +349,11 @@ func (d *streamDLQ) redrive(ctx context.Context, e env, p printer, o redriveOpts
 			skipped++ // nothing to replay, or nowhere to put it
 			return false, nil
 		}
-		args := []any{en.raw.ID, strconv.FormatInt(o.trim.maxLenFor(target), 10)}
-		for _, f := range fields {
-			args = append(args, f)
-		}
-		n, err := redriveScript.Run(ctx, d.client, []string{target, d.stream}, args...).Int()
+		ok, err := redisstream.RedriveEntry(ctx, d.client, d.stream, en.raw.ID, target, o.trim.maxLenFor(target), fields)
 		if err != nil {
-			return true, fmt.Errorf("redriving %s to %s: %w", en.raw.ID, target, err)
+			return true, err
 		}
-		if n == 0 {
+		if !ok {
 			return false, nil // a concurrent redrive took it
 		}
 		targets[target] = true

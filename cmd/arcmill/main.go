@@ -65,6 +65,7 @@ Commands:
   tail [pattern]                 follow a stream or Pub/Sub channels, one event per line
   publish <type> [payload-json]  publish one Arc event (payload from stdin when not given)
   dlq list|show|redrive|purge    dead letters of a Redis stream or of the outbox
+  console                        the operator console in a browser (dead letters, streams, outbox)
   outbox status|purge            an outbox's backlog, and purging delivered rows
   doctor                         what the Redis server promises about acknowledged events
   completion bash|zsh|fish       a shell completion script
@@ -113,7 +114,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	commands := map[string]func(context.Context, env, []string) error{
 		"tail": tailCmd, "publish": publishCmd, "dlq": dlqCmd, "outbox": outboxCmd, "completion": completionCmd,
-		"doctor": doctorCmd,
+		"doctor": doctorCmd, "console": consoleCmd,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
