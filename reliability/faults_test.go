@@ -431,7 +431,7 @@ func deadLetters(client *redis.Client, stream string) map[string][]deadLetter {
 		if dl.Envelope.Reason == middleware.ReasonMalformed {
 			id = "malformed:" + dl.OriginalID
 		}
-		out[id] = append(out[id], deadLetter{reason: dl.Envelope.Reason, message: dl.Envelope.Error.Message})
+		out[id] = append(out[id], deadLetter{reason: dl.Envelope.Reason, message: dl.Envelope.Error.Message, entry: dl.OriginalID})
 	}
 	return out
 }
