@@ -125,8 +125,8 @@ type DeadLetterConfig struct {
 	// GuardClient is the Redis the default Guard keeps its keys in, for a
 	// Publisher that is not a RedisClienter. Defaults to nil.
 	GuardClient redis.UniversalClient
-	// NoGuard turns the default Guard off: at-least-once dead letters.
-	// Defaults to false.
+	// NoGuard turns the Guard off, the default one or one set:
+	// at-least-once dead letters. Defaults to false.
 	NoGuard bool
 	// GuardTTL is how long a written dead letter is remembered: a
 	// redelivery later than that writes it again. Longer than GuardLease.

@@ -41,7 +41,7 @@ func (k killChild) deadLetter(client *redis.Client) (*DeadLetter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewDeadLetter(DeadLetterConfig{Publisher: pub, Topic: k.DLQ, ConsumerGroup: "billing",
+	return NewDeadLetter(DeadLetterConfig{Publisher: findingPublisher{pub, client}, Topic: k.DLQ, ConsumerGroup: "billing",
 		Guard: &RedisGuard{Client: client, Prefix: k.Prefix}, PublishTimeout: 200 * time.Millisecond, GuardLease: k.Lease,
 		OutageBackoff: time.Millisecond, OutageMaxBackoff: time.Millisecond})
 }
@@ -92,10 +92,13 @@ func TestDeadLetterKillChild(t *testing.T) {
 }
 
 // A consumer SIGKILLed while dead-lettering loses no dead letter and
-// writes none twice: killed after the publish (before the ack), its
-// redelivery finds the dead letter written and acknowledges it; killed
-// after the claim (before the publish), its redelivery is nacked while
-// the claim's lease runs, then writes the dead letter.
+// writes none twice: killed after the publish and its done mark (before
+// the ack), its redelivery finds the dead letter written and acknowledges
+// it; killed after the claim (before the publish), its redelivery is
+// nacked while the claim's lease runs, then writes the dead letter; killed
+// between the publish and the done mark, its redelivery is nacked while
+// the lease runs, then finds the dead letter in the store
+// (DeadLetterFinder) and acknowledges it.
 func TestDeadLetterOnce_SIGKILL(t *testing.T) {
 	t.Parallel()
 	for _, path := range []struct {
@@ -105,7 +108,8 @@ func TestDeadLetterOnce_SIGKILL(t *testing.T) {
 		for _, stage := range []struct {
 			name  string
 			stage guardStage
-		}{{"after publish, before ack", stagePublished}, {"after claim, before publish", stageClaimed}} {
+		}{{"after publish, before ack", stagePublished}, {"after claim, before publish", stageClaimed},
+			{"after publish, before done mark", stageUnmarked}} {
 			t.Run(path.name+"/"+stage.name, func(t *testing.T) {
 				t.Parallel()
 				f := newOnceFixture(t)
@@ -130,7 +134,11 @@ func TestDeadLetterOnce_SIGKILL(t *testing.T) {
 					assert.EqualValues(t, 1, d.Stats().RepeatsSkipped)
 					return
 				}
-				require.Zero(t, f.deadLetters(), "killed before the publish")
+				written := int64(0)
+				if stage.stage == stageUnmarked {
+					written = 1
+				}
+				require.Equal(t, written, f.deadLetters(), "written before the kill")
 				keys, err := f.client.Keys(context.Background(), f.prefix+"*").Result()
 				require.NoError(t, err)
 				require.Len(t, keys, 1, "the child's claim")
@@ -140,7 +148,7 @@ func TestDeadLetterOnce_SIGKILL(t *testing.T) {
 				if ttl, err := f.client.PTTL(context.Background(), keys[0]).Result(); err == nil && ttl > 100*time.Millisecond {
 					// The claim still holds: the redelivery must not publish.
 					require.ErrorIs(t, k.deliver(d), ErrDeadLetterBusy)
-					assert.Zero(t, f.deadLetters())
+					assert.Equal(t, written, f.deadLetters())
 				}
 				// Redeliveries (nacked) until the lease ends; then one writes it.
 				deadline := time.Now().Add(k.Lease + 5*time.Second)
@@ -149,7 +157,7 @@ func TestDeadLetterOnce_SIGKILL(t *testing.T) {
 					require.True(t, time.Now().Before(deadline), "the claim outlived its lease")
 					time.Sleep(50 * time.Millisecond) // a transport's redelivery pace
 				}
-				assert.EqualValues(t, 1, f.deadLetters(), "written once, after the lease")
+				assert.EqualValues(t, 1, f.deadLetters(), "written once")
 				require.NoError(t, k.deliver(d))
 				assert.EqualValues(t, 1, f.deadLetters(), "and not again")
 			})

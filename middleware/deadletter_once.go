@@ -40,7 +40,47 @@ const (
 	// is publishing, or it crashed before it could): the message is nacked
 	// and comes back; once the lease is over, a delivery claims it anew.
 	GuardBusy
+	// GuardReclaimed: the caller holds the claim, taken over from a
+	// delivery whose lease ended without a done mark. That delivery may
+	// have published before it died: DeadLetter asks the Publisher
+	// (DeadLetterFinder) before publishing again.
+	GuardReclaimed
 )
+
+// GuardClaim is what DeadLetterGuard.Claim found and did.
+type GuardClaim struct {
+	State GuardState
+	// PriorClaim is when the claim taken over was made (GuardReclaimed):
+	// a dead letter it wrote is no older.
+	PriorClaim time.Time
+}
+
+// DeadLetterQuery names one dead letter, for DeadLetterFinder.
+type DeadLetterQuery struct {
+	// Topic is the dead-letter topic.
+	Topic string
+	// SourceTopic, OriginalID and ConsumerGroup name the message's delivery.
+	SourceTopic, OriginalID, ConsumerGroup string
+	// Handler is the handler that gave up; "" for any (a malformed message,
+	// dead-lettered by the router before any handler).
+	Handler string
+	// Since bounds the search: the dead letter is no older.
+	Since time.Time
+}
+
+// DeadLetterFinder is a dead-letter Publisher that can tell whether it
+// stored a dead letter (arcmill's redisstream DeadLetterPublisher can).
+// With it, a delivery that takes over a claim whose lease ended (its
+// consumer died between publishing and marking the dead letter done)
+// acknowledges the message instead of writing the dead letter again;
+// without it, it writes it again (at least once, in that window only).
+type DeadLetterFinder interface {
+	FindDeadLetter(ctx context.Context, q DeadLetterQuery) (bool, error)
+}
+
+// findSkew widens a DeadLetterQuery's Since: the guard's clock (Redis
+// TIME) and the dead-letter store's may differ by a little.
+const findSkew = 5 * time.Second
 
 // DeadLetterGuard makes dead letters once-only across crashes and
 // processes. DeadLetter claims a key that names the delivery (consumer
@@ -53,18 +93,29 @@ const (
 //   - a crash after the claim (before the publish) leaves a claim that ends
 //     with its lease, after which a delivery claims it and publishes: the
 //     dead letter is late, never lost;
-//   - a failed publish releases the claim, so the next delivery retries it.
+//   - a crash between the publish and the done mark leaves a claim too:
+//     after its lease, the delivery that takes it over asks the Publisher
+//     whether the dead letter is stored (DeadLetterFinder; arcmill's
+//     redisstream DeadLetterPublisher answers) and acknowledges if so;
+//     a Publisher that cannot tell gets it again (at least once, in that
+//     window only);
+//   - a failed publish releases the claim, so the next delivery takes it
+//     over at once, and asks the Publisher the same question (a publish
+//     whose reply was lost may have been stored).
 //
 // RedisGuard implements it; any store with an atomic check-and-set and
 // expiry can.
 type DeadLetterGuard interface {
-	// Claim records key as being written by token for lease, unless it is
-	// written (GuardDone) or claimed by another token whose lease runs
-	// (GuardBusy).
-	Claim(ctx context.Context, key, token string, lease time.Duration) (GuardState, error)
+	// Claim records key as being written by token for lease (and keeps
+	// the record for ttl), unless it is written (GuardDone) or claimed by
+	// another token whose lease runs (GuardBusy). A claim whose lease ended
+	// is taken over (GuardReclaimed).
+	Claim(ctx context.Context, key, token string, lease, ttl time.Duration) (GuardClaim, error)
 	// Done records key as written, for ttl.
 	Done(ctx context.Context, key string, ttl time.Duration) error
-	// Release removes token's claim of key, if it still holds it.
+	// Release ends token's claim of key, if it still holds it: the next
+	// Claim takes it over at once (GuardReclaimed, since a publish that
+	// failed may have been stored after all).
 	Release(ctx context.Context, key, token string) error
 }
 
@@ -76,9 +127,10 @@ type RedisClienter interface {
 }
 
 // RedisGuard is a DeadLetterGuard on Redis: one key per dead letter,
-// holding "publishing:<token>" with the lease as its expiry, then "done"
-// with the TTL. Each call is one round trip; Claim is a script, so
-// check-and-set is atomic on a primary (and on a cluster: one key).
+// holding "publishing:<token>:<claimed ms>:<lease end ms>" (Redis's own
+// clock, TIME), then "done", each kept for the TTL. Each call is one round
+// trip; Claim is a script, so check-and-set is atomic on a primary (and on
+// a cluster: one key).
 type RedisGuard struct {
 	// Client stores the keys. Required.
 	Client redis.UniversalClient
@@ -86,21 +138,37 @@ type RedisGuard struct {
 	Prefix string
 }
 
-// claimScript: ARGV[1] the claim's value, ARGV[2] the lease in ms.
-// Returns 1 claimed, 2 done, 3 busy.
+// claimScript: ARGV[1] the token, ARGV[2] the lease and ARGV[3] the TTL
+// in ms. Returns {state, prior claim ms}: 1 claimed, 2 done, 3 busy, 4
+// reclaimed (with when the expired claim was made).
 var claimScript = redis.NewScript(`
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('GET', KEYS[1])
-if not v then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+if v == 'done' then return {2, 0} end
+local prior = 0
+if v then
+  local at, deadline = string.match(v, '^publishing:[^:]*:(%d+):(%d+)$')
+  if deadline and tonumber(deadline) > now then return {3, 0} end
+  prior = tonumber(at) or 1
 end
-if v == 'done' then return 2 end
-return 3`)
+redis.call('SET', KEYS[1], 'publishing:' .. ARGV[1] .. ':' .. now .. ':' .. (now + tonumber(ARGV[2])), 'PX', ARGV[3])
+if prior > 0 then return {4, prior} end
+return {1, 0}`)
 
-// releaseScript deletes KEYS[1] if it still holds ARGV[1].
+// releaseScript ends the lease of token ARGV[1]'s claim of KEYS[1], if
+// it still holds it: the next Claim takes it over at once, and learns when
+// it was made (a publish that failed may have been stored after all).
 var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local p = 'publishing:' .. ARGV[1] .. ':'
+if string.sub(v, 1, #p) ~= p then return 0 end
+local at = string.match(string.sub(v, #p + 1), '^(%d+):%d+$')
+if not at then return 0 end
+redis.call('SET', KEYS[1], 'publishing:' .. ARGV[1] .. ':' .. at .. ':0', 'KEEPTTL')
+return 1`)
 
 const guardDoneValue = "done"
 
@@ -112,15 +180,19 @@ func (g *RedisGuard) key(k string) string {
 }
 
 // Claim implements DeadLetterGuard.
-func (g *RedisGuard) Claim(ctx context.Context, key, token string, lease time.Duration) (GuardState, error) {
-	n, err := claimScript.Run(ctx, g.Client, []string{g.key(key)}, "publishing:"+token, lease.Milliseconds()).Int()
+func (g *RedisGuard) Claim(ctx context.Context, key, token string, lease, ttl time.Duration) (GuardClaim, error) {
+	res, err := claimScript.Run(ctx, g.Client, []string{g.key(key)}, token, lease.Milliseconds(), ttl.Milliseconds()).Int64Slice()
 	if err != nil {
-		return 0, err
+		return GuardClaim{}, err
 	}
-	if n < int(GuardClaimed) || n > int(GuardBusy) {
-		return 0, fmt.Errorf("middleware: RedisGuard: unexpected claim reply %d", n)
+	if len(res) != 2 || res[0] < int64(GuardClaimed) || res[0] > int64(GuardReclaimed) {
+		return GuardClaim{}, fmt.Errorf("middleware: RedisGuard: unexpected claim reply %v", res)
 	}
-	return GuardState(n), nil
+	c := GuardClaim{State: GuardState(res[0])}
+	if c.State == GuardReclaimed {
+		c.PriorClaim = time.UnixMilli(res[1])
+	}
+	return c, nil
 }
 
 // Done implements DeadLetterGuard.
@@ -130,7 +202,7 @@ func (g *RedisGuard) Done(ctx context.Context, key string, ttl time.Duration) er
 
 // Release implements DeadLetterGuard.
 func (g *RedisGuard) Release(ctx context.Context, key, token string) error {
-	return releaseScript.Run(ctx, g.Client, []string{g.key(key)}, "publishing:"+token).Err()
+	return releaseScript.Run(ctx, g.Client, []string{g.key(key)}, token).Err()
 }
 
 // ErrDeadLetterBusy is the error of a message whose dead letter another
@@ -143,6 +215,7 @@ type guardStage int
 
 const (
 	stageClaimed   guardStage = iota + 1 // claimed, not yet published
+	stageUnmarked                        // published, not yet marked done
 	stagePublished                       // published and marked done, not yet acknowledged
 )
 
@@ -155,7 +228,11 @@ func (c *DeadLetterConfig) setGuardDefaults() {
 	if c.GuardLease == 0 {
 		c.GuardLease = c.PublishTimeout + DefaultGuardLeaseMargin
 	}
-	if c.Guard != nil || c.NoGuard {
+	if c.NoGuard {
+		c.Guard = nil
+		return
+	}
+	if c.Guard != nil {
 		return
 	}
 	client := c.GuardClient
@@ -174,6 +251,9 @@ func (c *DeadLetterConfig) validateGuard() error {
 	switch {
 	case c.GuardTTL < 0:
 		return fmt.Errorf("%w: DeadLetterConfig.GuardTTL must be positive or 0 (default), got %v", ErrInvalidConfig, c.GuardTTL)
+	case c.GuardLease < time.Millisecond:
+		return fmt.Errorf("%w: DeadLetterConfig.GuardLease must be at least 1ms (stores count in ms), got %v",
+			ErrInvalidConfig, c.GuardLease)
 	case c.GuardLease <= c.PublishTimeout:
 		return fmt.Errorf("%w: DeadLetterConfig.GuardLease (%v) must be longer than PublishTimeout (%v): a claim must outlive its publish",
 			ErrInvalidConfig, c.GuardLease, c.PublishTimeout)
@@ -219,13 +299,14 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 	defer cancel()
 	token := watermill.NewUUID()
 	fields := watermill.LogFields{"message_uuid": msg.UUID, "handler_name": dl.HandlerName, "original_id": dl.OriginalID}
-	state, err := d.cfg.Guard.Claim(ctx, key, token, d.cfg.GuardLease)
+	claimed := time.Now()
+	claim, err := d.cfg.Guard.Claim(ctx, key, token, d.cfg.GuardLease, d.cfg.GuardTTL)
 	if err != nil {
 		d.guardFailures.Add(1)
 		d.cfg.Logger.Error("Dead-letter guard not claimed; nacking", err, fields)
 		return fmt.Errorf("dead-letter guard: %w", err)
 	}
-	switch state {
+	switch claim.State {
 	case GuardDone:
 		d.repeatsSkipped.Add(1)
 		d.cfg.Logger.Info("Dead letter already written by an earlier delivery; acknowledging", fields)
@@ -234,25 +315,82 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 		d.guardBusy.Add(1)
 		d.cfg.Logger.Debug("Dead letter claimed by another delivery; nacking until its lease ends", fields)
 		return ErrDeadLetterBusy
+	case GuardReclaimed:
+		// The delivery that claimed it died before marking it done: it may
+		// have published it. Ask the store, where it can tell.
+		found, err := d.written(ctx, dl, handler, claim.PriorClaim)
+		if err != nil {
+			d.guardFailures.Add(1)
+			d.release(msg, key, token, fields)
+			d.cfg.Logger.Error("Could not tell whether a dead letter is written; nacking", err, fields)
+			return fmt.Errorf("dead-letter guard: looking for the dead letter: %w", err)
+		}
+		if found {
+			d.markDone(msg, key, claimed, fields)
+			d.repeatsSkipped.Add(1)
+			d.cfg.Logger.Info("Dead letter already written by a delivery that died before marking it; acknowledging", fields)
+			return nil
+		}
 	}
 	d.hook(stageClaimed)
 	if err := d.publish(msg, dl); err != nil {
-		// Its own context: the publish may have used up ctx.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
-		defer rcancel()
-		if rerr := d.cfg.Guard.Release(rctx, key, token); rerr != nil {
-			d.cfg.Logger.Error("Dead-letter guard not released; the next delivery waits for its lease", rerr, fields)
-		}
+		d.release(msg, key, token, fields)
 		return err
 	}
-	if err := d.cfg.Guard.Done(ctx, key, d.cfg.GuardTTL); err != nil {
-		// The dead letter is written: acknowledge. Only if the ack is lost
-		// too does a delivery after the lease write it again.
-		d.guardFailures.Add(1)
-		d.cfg.Logger.Error("Dead letter written but not marked done; acknowledging", err, fields)
-	}
+	d.hook(stageUnmarked)
+	d.markDone(msg, key, claimed, fields)
 	d.hook(stagePublished)
 	return nil
+}
+
+// release gives token's claim of key up, so that the next delivery
+// publishes at once; on its own context, as the publish may have used up
+// the first.
+func (d *DeadLetter) release(msg *message.Message, key, token string, fields watermill.LogFields) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
+	defer cancel()
+	if err := d.cfg.Guard.Release(ctx, key, token); err != nil {
+		d.cfg.Logger.Error("Dead-letter guard not released; the next delivery waits for its lease", err, fields)
+	}
+}
+
+// written reports whether the Publisher stored dl since a claim made at
+// prior; false when it cannot tell (no DeadLetterFinder).
+func (d *DeadLetter) written(ctx context.Context, dl DeadLetteredEvent, handler string, prior time.Time) (bool, error) {
+	f, ok := d.cfg.Publisher.(DeadLetterFinder)
+	if !ok {
+		return false, nil
+	}
+	return f.FindDeadLetter(ctx, DeadLetterQuery{Topic: d.cfg.Topic, SourceTopic: dl.SourceTopic, OriginalID: dl.OriginalID,
+		ConsumerGroup: dl.ConsumerGroup, Handler: handler, Since: prior.Add(-findSkew)})
+}
+
+// markDone records the written dead letter. A store that fails here (most
+// often the same Redis, gone down just after the publish) is tried again,
+// with the outage wait, while the claim's lease runs: a claim left
+// unmarked would let a delivery after the lease write the dead letter
+// again. Then (or when the message's context ends) the message is
+// acknowledged whatever happened: the dead letter is written.
+func (d *DeadLetter) markDone(msg *message.Message, key string, claimed time.Time, fields watermill.LogFields) {
+	ctx := context.WithoutCancel(msg.Context())
+	for n := 1; ; n++ {
+		dctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
+		err := d.cfg.Guard.Done(dctx, key, d.cfg.GuardTTL)
+		cancel()
+		if err == nil {
+			return
+		}
+		d.guardFailures.Add(1)
+		wait := outageDelay(d.cfg.OutageBackoff, d.cfg.OutageMaxBackoff, DefaultJitter, n)
+		if time.Since(claimed)+wait >= d.cfg.GuardLease {
+			d.cfg.Logger.Error("Dead letter written but not marked done within its lease; acknowledging", err, fields)
+			return
+		}
+		d.cfg.Logger.Error("Dead letter written but not marked done; trying again", err, fields)
+		if !sleepCtx(msg.Context(), wait) {
+			return // shutting down: acknowledge what is written
+		}
+	}
 }
 
 // hook calls the test hook at stage s; nil outside tests.

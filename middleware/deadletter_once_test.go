@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,6 +45,32 @@ func newOnceFixture(t *testing.T) *onceFixture {
 		assert.NoError(t, client.Close())
 	})
 	return f
+}
+
+// findingPublisher is the fixture's publisher that can tell whether it
+// stored a dead letter, by reading the stream back.
+type findingPublisher struct {
+	*wredis.Publisher
+	client *redis.Client
+}
+
+func (p findingPublisher) FindDeadLetter(ctx context.Context, q DeadLetterQuery) (bool, error) {
+	entries, err := p.client.XRange(ctx, q.Topic, strconv.FormatInt(q.Since.UnixMilli(), 10)+"-0", "+").Result()
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		msg, err := wredis.DefaultMarshallerUnmarshaller{}.Unmarshal(e.Values)
+		if err != nil {
+			return false, err
+		}
+		md := msg.Metadata
+		if md.Get(MetadataDLQOriginalID) == q.OriginalID && md.Get(MetadataDLQConsumerGroup) == q.ConsumerGroup &&
+			md.Get(MetadataDLQSourceTopic) == q.SourceTopic && (q.Handler == "" || md.Get(MetadataDLQHandler) == q.Handler) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // config is a guarded DeadLetterConfig writing to the fixture's stream.
@@ -198,6 +225,8 @@ func TestDeadLetterOnce_OnByDefaultWhereItCanBe(t *testing.T) {
 		"no client":                   {DeadLetterConfig{Publisher: f.pub, Topic: f.dlq, ConsumerGroup: "g"}, false},
 		"no consumer group":           {DeadLetterConfig{Publisher: shared, Topic: f.dlq}, false},
 		"NoGuard":                     {DeadLetterConfig{Publisher: shared, Topic: f.dlq, ConsumerGroup: "g", NoGuard: true}, false},
+		"NoGuard and a Guard": {DeadLetterConfig{Publisher: f.pub, Topic: f.dlq, ConsumerGroup: "g", NoGuard: true,
+			Guard: &RedisGuard{Client: f.client}}, false},
 	} {
 		d, err := NewDeadLetter(tc.cfg)
 		require.NoError(t, err, name)
@@ -219,6 +248,43 @@ func TestDeadLetterOnce_OnByDefaultWhereItCanBe(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	require.NoError(t, f.client.Del(context.Background(), keys...).Err())
+}
+
+// RedisGuard's states: a claim holds off others for its lease, is taken
+// over after it (with when it was made), and a done mark ends it.
+func TestRedisGuard_States(t *testing.T) {
+	t.Parallel()
+	f := newOnceFixture(t)
+	g := &RedisGuard{Client: f.client, Prefix: f.prefix}
+	ctx := context.Background()
+	const lease, ttl = 200 * time.Millisecond, time.Minute
+	c, err := g.Claim(ctx, "k", "a", lease, ttl)
+	require.NoError(t, err)
+	assert.Equal(t, GuardClaimed, c.State)
+	c, err = g.Claim(ctx, "k", "b", lease, ttl)
+	require.NoError(t, err)
+	assert.Equal(t, GuardBusy, c.State)
+	require.NoError(t, g.Release(ctx, "k", "b"), "not b's: kept")
+	c, err = g.Claim(ctx, "k", "b", lease, ttl)
+	require.NoError(t, err)
+	assert.Equal(t, GuardBusy, c.State)
+	require.Eventually(t, func() bool {
+		c, err = g.Claim(ctx, "k", "b", lease, ttl)
+		return err == nil && c.State == GuardReclaimed
+	}, waitTimeout, pollInterval, "a's lease ends")
+	assert.WithinDuration(t, time.Now(), c.PriorClaim, 10*time.Second)
+	require.NoError(t, g.Release(ctx, "k", "b"))
+	c, err = g.Claim(ctx, "k", "c", lease, ttl)
+	require.NoError(t, err)
+	assert.Equal(t, GuardReclaimed, c.State, "released: taken over at once")
+	require.NoError(t, g.Release(ctx, "k", "c"))
+	c, err = g.Claim(ctx, "fresh", "c", lease, ttl)
+	require.NoError(t, err)
+	assert.Equal(t, GuardClaimed, c.State)
+	require.NoError(t, g.Done(ctx, "k", ttl))
+	c, err = g.Claim(ctx, "k", "d", lease, ttl)
+	require.NoError(t, err)
+	assert.Equal(t, GuardDone, c.State)
 }
 
 func TestDeadLetterOnce_ConfigValidated(t *testing.T) {

@@ -82,9 +82,15 @@
 // meanwhile redeliveries are nacked (ErrDeadLetterBusy), then one writes
 // the dead letter, late but never lost. A written dead letter is
 // remembered for GuardTTL (24 h by default); a redelivery later than that
-// writes a second one. One window remains: a crash between the publish's
-// reply and the done mark (one round trip) leaves a claim, so the dead
-// letter is written again after the lease.
+// writes a second one. A crash (or a guard outage outlasting the lease)
+// between the publish and the done mark leaves a claim too: after the
+// lease, the delivery that takes it over asks the Publisher whether the
+// dead letter is stored (DeadLetterFinder: arcmill's redisstream
+// DeadLetterPublisher reads back the dead letters written since the
+// claim), and acknowledges if so; a Publisher that cannot tell writes it
+// again. A failed publish releases the claim; the next delivery asks the
+// same question (the publish may have been stored, its reply lost), then
+// publishes: late, never lost.
 //
 // The guard is on by default wherever it can be: when
 // DeadLetterConfig.ConsumerGroup is set and a Redis client is at hand (the

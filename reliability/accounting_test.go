@@ -32,6 +32,7 @@ type deadLetter struct {
 	// event published twice by a relay has two entries, and may have a
 	// dead letter for each; one entry must have at most one.
 	entry string
+	at    time.Time // its lastFailedAt: when the consumer gave up
 }
 
 // tally is everything the end of a fault run is judged on, read once the
@@ -93,13 +94,14 @@ func account(in tally) verdict {
 			v.deadByReason[dl.reason]++
 		}
 		v.deadRepeats += len(dls) - 1
-		perEntry := map[string]int{}
+		perEntry := map[string][]string{}
 		for _, dl := range dls {
-			perEntry[dl.entry]++
+			perEntry[dl.entry] = append(perEntry[dl.entry], dl.at.UTC().Format("15:04:05.000"))
 		}
 		for _, entry := range sortedKeys(perEntry) {
-			if n := perEntry[entry]; n > 1 {
-				problem("%d dead letters of %q for one stream entry %s, want 1: written again on redelivery", n, id, entry)
+			if at := perEntry[entry]; len(at) > 1 {
+				problem("%d dead letters of %q for one stream entry %s, want 1: written again on redelivery (given up at %v)",
+					len(at), id, entry, at)
 			}
 		}
 		if _, known := in.want[id]; !known && !strings.HasPrefix(id, "malformed:") {
