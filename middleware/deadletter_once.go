@@ -309,7 +309,7 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 	switch claim.State {
 	case GuardDone:
 		d.repeatsSkipped.Add(1)
-		d.cfg.Logger.Info("Dead letter already written by an earlier delivery; acknowledging", fields)
+		d.cfg.Logger.Debug("Dead letter already written by an earlier delivery; acknowledging", fields)
 		return nil
 	case GuardBusy:
 		d.guardBusy.Add(1)

@@ -97,7 +97,9 @@
 // Publisher shares its own, as arcmill's redisstream Publisher and
 // DeadLetterPublisher do; or GuardClient, or StackConfig.Redis), for each
 // message that carries a transport id (arcmill's Redis Streams and
-// JetStream subscribers set it). Otherwise dead letters are at least once:
+// JetStream subscribers set it). The guard is as durable as its Redis: a
+// crash or failover that loses a done mark (no persistence, or a replica
+// that had not received it) lets a redelivery write the dead letter again. Otherwise dead letters are at least once:
 // never lost, sometimes written twice. The message UUID alone is not used:
 // a redriven dead letter comes back with the same UUID and must be
 // dead-lettered again if it fails again. The key store is pluggable
