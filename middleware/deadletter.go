@@ -18,6 +18,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/components/delay"
 	"github.com/ThreeDotsLabs/watermill/message"
 	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/wildcard"
@@ -109,6 +110,33 @@ type DeadLetterConfig struct {
 	// transport failure nacked and per failed publish, and a Debug line per
 	// delayed retry. Defaults to watermill.NopLogger.
 	Logger watermill.LoggerAdapter
+
+	// Guard makes dead letters once-only across crashes and processes (see
+	// DeadLetterGuard): without it, a consumer that dies between writing a
+	// dead letter and acknowledging its message writes it again on
+	// redelivery (at-least-once dead letters). It is used only with
+	// ConsumerGroup set and for messages that carry a transport id
+	// (MetadataOriginalID: arcmill's Redis Streams and JetStream
+	// subscribers set it); other messages are dead-lettered at least once.
+	// Defaults to a RedisGuard on GuardClient, else on the Publisher's
+	// client when the Publisher is a RedisClienter (arcmill's redisstream
+	// Publisher and DeadLetterPublisher are), else none.
+	Guard DeadLetterGuard
+	// GuardClient is the Redis the default Guard keeps its keys in, for a
+	// Publisher that is not a RedisClienter. Defaults to nil.
+	GuardClient redis.UniversalClient
+	// NoGuard turns the Guard off, the default one or one set:
+	// at-least-once dead letters. Defaults to false.
+	NoGuard bool
+	// GuardTTL is how long a written dead letter is remembered: a
+	// redelivery later than that writes it again. Longer than GuardLease.
+	// Defaults to DefaultGuardTTL.
+	GuardTTL time.Duration
+	// GuardLease is how long a claim holds off other deliveries of the
+	// message: after a crash between claim and publish, the dead letter is
+	// written by the first delivery after the lease. Longer than
+	// PublishTimeout. Defaults to PublishTimeout + DefaultGuardLeaseMargin.
+	GuardLease time.Duration
 }
 
 // DelayedRetry is the delayed tier. The message goes back to Topic, so every
@@ -153,6 +181,7 @@ func (c *DeadLetterConfig) setDefaults() {
 		}
 		c.Delayed = &d
 	}
+	c.setGuardDefaults()
 }
 
 // Validate applies the defaults to a copy of c and reports, field by field,
@@ -180,6 +209,9 @@ func (c *DeadLetterConfig) validate() error {
 	case c.OutageMaxBackoff < c.OutageBackoff:
 		return fmt.Errorf("%w: DeadLetterConfig.OutageMaxBackoff (%v) must be at least OutageBackoff (%v)",
 			ErrInvalidConfig, c.OutageMaxBackoff, c.OutageBackoff)
+	}
+	if err := c.validateGuard(); err != nil {
+		return err
 	}
 	if d := c.Delayed; d != nil {
 		if d.Publisher == nil {
@@ -217,10 +249,16 @@ type DeadLetter struct {
 	publishFailures        atomic.Uint64
 	ignoredDeadLetters     atomic.Uint64
 	transportFailures      atomic.Uint64
+	repeatsSkipped         atomic.Uint64
+	guardBusy              atomic.Uint64
+	guardFailures          atomic.Uint64
 	// outages counts, per message and handler, the consecutive nacks after
 	// a transport failure or a failed publish, so that the wait grows
 	// across deliveries (a nack returns the message at once).
 	outages *memory[int]
+	// testHook, when set by a test, is called at each stage of
+	// publishOnce (to crash the process there).
+	testHook func(guardStage)
 }
 
 // NewDeadLetter returns a DeadLetter.
@@ -230,7 +268,20 @@ func NewDeadLetter(cfg DeadLetterConfig) (*DeadLetter, error) {
 		return nil, err
 	}
 	host, _ := os.Hostname() // best effort: an empty host is left out of dead letters
-	return &DeadLetter{cfg: cfg, host: host, outages: newMemory[int](10000)}, nil
+	d := &DeadLetter{cfg: cfg, host: host, outages: newMemory[int](10000)}
+	if !d.Guarded() {
+		// Info where a consumer group (a transport that redelivers) is
+		// named but no guard store is at hand; Debug otherwise, as for an
+		// in-process Pub/Sub, where it is noise.
+		log := cfg.Logger.Debug
+		if cfg.ConsumerGroup != "" && !cfg.NoGuard {
+			log = cfg.Logger.Info
+		}
+		log("Dead letters are at least once: a consumer killed between writing one and acknowledging "+
+			"its message writes it again; set DeadLetterConfig.ConsumerGroup and a Guard or GuardClient for once-only",
+			watermill.LogFields{"guard": cfg.Guard != nil, "consumer_group": cfg.ConsumerGroup})
+	}
+	return d, nil
 }
 
 // DeadLetterStats counts what DeadLetter did.
@@ -242,13 +293,20 @@ type DeadLetterStats struct {
 	// TransportFailures counts messages nacked, not dead-lettered, because
 	// their final error was a transport's outage.
 	TransportFailures uint64
+	// RepeatsSkipped counts messages acknowledged without a dead letter
+	// because the guard found theirs written by an earlier delivery.
+	RepeatsSkipped uint64
+	// GuardBusy counts messages nacked because another delivery held the
+	// claim on their dead letter; GuardFailures, guard calls that failed.
+	GuardBusy, GuardFailures uint64
 }
 
 // Stats returns the counters so far.
 func (d *DeadLetter) Stats() DeadLetterStats {
 	return DeadLetterStats{DeadLettered: d.deadLettered.Load(), DelayedRetries: d.requeued.Load(),
 		PublishFailures: d.publishFailures.Load(), IgnoredDeadLetters: d.ignoredDeadLetters.Load(),
-		TransportFailures: d.transportFailures.Load()}
+		TransportFailures: d.transportFailures.Load(), RepeatsSkipped: d.repeatsSkipped.Load(),
+		GuardBusy: d.guardBusy.Load(), GuardFailures: d.guardFailures.Load()}
 }
 
 // Middleware is the message.HandlerMiddleware.
@@ -296,7 +354,7 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				return nil, nil
 			}
 		}
-		if perr := d.publish(msg, dl); perr != nil {
+		if perr := d.publishOnce(msg, dl, dl.HandlerName); perr != nil {
 			d.waitOutage(ctx, key)
 			return nil, errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
 		}
@@ -331,7 +389,7 @@ func (d *DeadLetter) Malformed(msg *message.Message, err error) error {
 	}
 	dl := d.envelope(msg.Context(), msg, err)
 	key := memoryKey(msg)
-	if perr := d.publish(msg, dl); perr != nil {
+	if perr := d.publishOnce(msg, dl, ""); perr != nil {
 		d.waitOutage(msg.Context(), key)
 		return errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
 	}

@@ -66,4 +66,43 @@
 // than encoding/json reads back) is replaced by Arc's placeholder, with the
 // message's raw bytes and, in encodeError, why. Raw payloads are bounded by
 // DeadLetterConfig.MaxRawBytes.
+//
+// # A dead letter is written once
+//
+// A consumer that dies after writing a dead letter and before
+// acknowledging its message gets the message back, and would write the
+// dead letter again. DeadLetter guards against that (DeadLetterGuard):
+// before publishing it claims a key naming the delivery (consumer group,
+// dead-letter topic, source topic, handler, and the transport's id of the
+// message, MetadataOriginalID), marks it done after the publish, and
+// releases it if the publish fails. A redelivery that finds the key done
+// is acknowledged without a second dead letter. A claim left by a
+// consumer killed before its publish lasts its lease
+// (DeadLetterConfig.GuardLease, PublishTimeout plus 5 s by default):
+// meanwhile redeliveries are nacked (ErrDeadLetterBusy), then one writes
+// the dead letter, late but never lost. A written dead letter is
+// remembered for GuardTTL (24 h by default); a redelivery later than that
+// writes a second one. A crash (or a guard outage outlasting the lease)
+// between the publish and the done mark leaves a claim too: after the
+// lease, the delivery that takes it over asks the Publisher whether the
+// dead letter is stored (DeadLetterFinder: arcmill's redisstream
+// DeadLetterPublisher reads back the dead letters written since the
+// claim), and acknowledges if so; a Publisher that cannot tell writes it
+// again. A failed publish releases the claim; the next delivery asks the
+// same question (the publish may have been stored, its reply lost), then
+// publishes: late, never lost.
+//
+// The guard is on by default wherever it can be: when
+// DeadLetterConfig.ConsumerGroup is set and a Redis client is at hand (the
+// Publisher shares its own, as arcmill's redisstream Publisher and
+// DeadLetterPublisher do; or GuardClient, or StackConfig.Redis), for each
+// message that carries a transport id (arcmill's Redis Streams and
+// JetStream subscribers set it). The guard is as durable as its Redis: a
+// crash or failover that loses a done mark (no persistence, or a replica
+// that had not received it) lets a redelivery write the dead letter again. Otherwise dead letters are at least once:
+// never lost, sometimes written twice. The message UUID alone is not used:
+// a redriven dead letter comes back with the same UUID and must be
+// dead-lettered again if it fails again. The key store is pluggable
+// (DeadLetterConfig.Guard); a guard that cannot be reached nacks the
+// message, after the outage wait.
 package middleware

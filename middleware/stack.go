@@ -7,6 +7,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	wmiddleware "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/redis/go-redis/v9"
 )
 
 // NoTimeout, as StackConfig.Timeout, leaves attempts unbounded.
@@ -37,6 +38,11 @@ type StackConfig struct {
 	// Logger is given to the parts that log and have none. Defaults to
 	// watermill.NopLogger.
 	Logger watermill.LoggerAdapter
+	// Redis, when set, keeps the dead letters' once-only guard
+	// (DeadLetterConfig.GuardClient, unless that is set), for a dead-letter
+	// Publisher that does not share a Redis client of its own. Defaults to
+	// nil: the guard is on only where DeadLetterConfig provides one.
+	Redis redis.UniversalClient
 }
 
 // Stack is the one order of recovery middleware that works. Use its
@@ -82,6 +88,9 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	if cfg.DeadLetter.OutageBackoff == 0 && cfg.DeadLetter.OutageMaxBackoff == 0 {
 		cfg.DeadLetter.OutageBackoff, cfg.DeadLetter.OutageMaxBackoff = cfg.Retry.OutageBackoff, cfg.Retry.OutageMaxBackoff
+	}
+	if _, shares := cfg.DeadLetter.Publisher.(RedisClienter); cfg.DeadLetter.GuardClient == nil && !shares {
+		cfg.DeadLetter.GuardClient = cfg.Redis // the dead letters' own Redis first: guard and stream fail together
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout

@@ -28,6 +28,11 @@ type foreignWrite struct {
 type deadLetter struct {
 	reason  string // the envelope's reason
 	message string // its error message
+	// entry is the stream entry it was written for (originalId): one
+	// event published twice by a relay has two entries, and may have a
+	// dead letter for each; one entry must have at most one.
+	entry string
+	at    time.Time // its lastFailedAt: when the consumer gave up
 }
 
 // tally is everything the end of a fault run is judged on, read once the
@@ -60,7 +65,7 @@ type verdict struct {
 	handled, applied            int
 	deadLettered                int            // events that ended as dead letters
 	deadByReason                map[string]int // dead letters, repeats included
-	deadRepeats                 int            // dead letters written again for the same event or entry
+	deadRepeats                 int            // dead letters beyond one per event: one per entry of an event a relay published twice
 	lostByBroker                int            // events (good or poison) gone with a crashed server its mode allowed to lose them
 	lostPoisonByBroker          int            // of lostByBroker, poison events (their dead letter, or the entry, gone)
 	lost                        int            // events that ended nowhere, not allowed by the mode: each is a problem
@@ -89,6 +94,16 @@ func account(in tally) verdict {
 			v.deadByReason[dl.reason]++
 		}
 		v.deadRepeats += len(dls) - 1
+		perEntry := map[string][]string{}
+		for _, dl := range dls {
+			perEntry[dl.entry] = append(perEntry[dl.entry], dl.at.UTC().Format("15:04:05.000"))
+		}
+		for _, entry := range sortedKeys(perEntry) {
+			if at := perEntry[entry]; len(at) > 1 {
+				problem("%d dead letters of %q for one stream entry %s, want 1: written again on redelivery (given up at %v)",
+					len(at), id, entry, at)
+			}
+		}
 		if _, known := in.want[id]; !known && !strings.HasPrefix(id, "malformed:") {
 			problem("dead letter(s) %v for %q, which is no event the producer wrote", dls, id)
 		}
@@ -208,7 +223,7 @@ func (c foreignCount) String() string {
 	return fmt.Sprintf("%d injected, %d dead-lettered, %d gone", c.injected, c.deadLettered, c.gone)
 }
 
-// accountForeign checks that each foreign entry was dead-lettered as
+// accountForeign checks that each foreign entry was dead-lettered once as
 // malformed, with the reason of its kind, or went with the crash where
 // the mode allows it.
 func (v *verdict) accountForeign(in tally, problem func(string, ...any)) {
@@ -230,6 +245,9 @@ func (v *verdict) accountForeign(in tally, problem func(string, ...any)) {
 				problem("foreign entry %s (%s) dead-lettered as %s (%q), want %s (%q)", w.id, w.kind, dl.reason, dl.message,
 					middleware.ReasonMalformed, why)
 			}
+		}
+		if len(got) > 1 {
+			problem("foreign entry %s (%s) dead-lettered %d times, want once", w.id, w.kind, len(got))
 		}
 		switch {
 		case len(got) > 0:

@@ -15,15 +15,19 @@ import (
 func TestAccount_EveryEventInOneClassAndEveryFailureNamed(t *testing.T) {
 	t.Parallel()
 	exhausted, invalid, malformed := middleware.ReasonRetryExhausted, middleware.ReasonValidationFailed, middleware.ReasonMalformed
-	dl := func(reason string) deadLetter { return deadLetter{reason: reason, message: "handler failed"} }
+	dl := func(reason, entry string) deadLetter {
+		return deadLetter{reason: reason, message: "handler failed", entry: entry}
+	}
 	clean := func() tally {
 		return tally{
 			want: map[string]string{"g1": "", "g2": "", "p1": exhausted, "v1": invalid},
 			effects: effectsResults{handled: map[string]bool{"g1": true, "g2": true}, ledger: map[string]int{"g1": 1, "g2": 1},
 				applied: 2, duplicates: 3, emitted: map[string][]string{"g1": {"c1"}, "g2": {"c2"}},
 				published: map[string]map[string]int{"g1": {"c1": 2}, "g2": {"c2": 1}}},
-			dead: map[string][]deadLetter{"p1": {dl(exhausted), dl(exhausted)}, "v1": {dl(invalid)},
-				"malformed:1-0": {{reason: malformed, message: "stream entry data: arc: malformed event: not JSON: invalid JSON at byte 0"}}},
+			// p1 was published twice by a relay: one dead letter per entry.
+			dead: map[string][]deadLetter{"p1": {dl(exhausted, "5-0"), dl(exhausted, "6-0")}, "v1": {dl(invalid, "7-0")},
+				"malformed:1-0": {{reason: malformed, message: "stream entry data: arc: malformed event: not JSON: invalid JSON at byte 0",
+					entry: "1-0"}}},
 			foreign: []foreignWrite{{id: "1-0", kind: "not-json", confirmed: true}},
 		}
 	}
@@ -55,9 +59,9 @@ func TestAccount_EveryEventInOneClassAndEveryFailureNamed(t *testing.T) {
 		"a good event lost": {func(in *tally) { unhandle(in, "g2") }, []string{"event g2 was never handled"}},
 		"a poison event without its dead letter": {func(in *tally) { delete(in.dead, "p1") },
 			[]string{"poison event p1: no dead letter"}},
-		"a good event dead-lettered": {func(in *tally) { in.dead["g1"] = []deadLetter{dl(exhausted)} },
+		"a good event dead-lettered": {func(in *tally) { in.dead["g1"] = []deadLetter{dl(exhausted, "8-0")} },
 			[]string{"good event g1 was dead-lettered"}},
-		"a poison event with the wrong reason": {func(in *tally) { in.dead["v1"] = []deadLetter{dl(exhausted)} },
+		"a poison event with the wrong reason": {func(in *tally) { in.dead["v1"] = []deadLetter{dl(exhausted, "8-0")} },
 			[]string{"dead letter with reason retry_exhausted, want validation_failed"}},
 		"a poison event that had an effect": {func(in *tally) {
 			in.effects.handled["p1"], in.effects.ledger["p1"], in.effects.applied = true, 1, 3
@@ -83,8 +87,14 @@ func TestAccount_EveryEventInOneClassAndEveryFailureNamed(t *testing.T) {
 			[]string{"1 effects applied for 2 events handled", "event g2 recorded by the inbox without its effect"}},
 		"a stray entry on the emitted stream": {func(in *tally) { in.effects.strayChildren = []string{"9-0"} },
 			[]string{"1 entries of the emitted stream are no child of a handled event"}},
-		"a dead letter of nothing written": {func(in *tally) { in.dead["x"] = []deadLetter{dl(exhausted)} },
+		"a dead letter of nothing written": {func(in *tally) { in.dead["x"] = []deadLetter{dl(exhausted, "8-0")} },
 			[]string{"no event the producer wrote"}},
+		"a dead letter written again for one entry": {func(in *tally) { in.dead["v1"] = append(in.dead["v1"], dl(invalid, "7-0")) },
+			[]string{`2 dead letters of "v1" for one stream entry 7-0, want 1`}},
+		"a foreign entry dead-lettered twice": {func(in *tally) {
+			in.dead["malformed:1-0"] = append(in.dead["malformed:1-0"], in.dead["malformed:1-0"][0])
+		}, []string{"foreign entry 1-0 (not-json) dead-lettered 2 times, want once",
+			`2 dead letters of "malformed:1-0" for one stream entry 1-0, want 1`}},
 		"a confirmed foreign entry lost": {func(in *tally) { delete(in.dead, "malformed:1-0") },
 			[]string{"foreign entry 1-0 (not-json, confirmed true) was never dead-lettered"}},
 		"a foreign entry dead-lettered for another reason": {func(in *tally) {

@@ -317,6 +317,8 @@ func runFaults(t *testing.T, sc scenario) {
 		rep.publishedTwice = int(entries) - rep.sent - rep.foreignInjected + rep.foreignGone - rep.foreignUnmatched
 	}
 	t.Logf("results:\n%s%s", reportHeader, rep.row())
+	t.Logf("Redis crashed at %s, restarted at %s", dep.crashedAt.UTC().Format("15:04:05.000"),
+		dep.restartedAt.UTC().Format("15:04:05.000"))
 	var kinds []string
 	for _, k := range foreignKinds {
 		if c := rep.foreignByKind[k.name]; c != nil {
@@ -431,7 +433,8 @@ func deadLetters(client *redis.Client, stream string) map[string][]deadLetter {
 		if dl.Envelope.Reason == middleware.ReasonMalformed {
 			id = "malformed:" + dl.OriginalID
 		}
-		out[id] = append(out[id], deadLetter{reason: dl.Envelope.Reason, message: dl.Envelope.Error.Message})
+		out[id] = append(out[id], deadLetter{reason: dl.Envelope.Reason, message: dl.Envelope.Error.Message, entry: dl.OriginalID,
+			at: dl.Envelope.LastFailedAt})
 	}
 	return out
 }
