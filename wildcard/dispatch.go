@@ -72,7 +72,7 @@ func (s *source) empty() (bool, <-chan struct{}, <-chan struct{}) {
 // dispatch is the source's Watermill handler: decode once, run every
 // matching handler that has not yet succeeded for this event.
 func (s *source) dispatch(msg *message.Message) error {
-	ev, err := s.r.cfg.Limits.FromMessage(msg)
+	ev, err := eventOf(msg, s.r.cfg.Limits)
 	if err != nil {
 		s.r.malformed.Add(1)
 		err = fmt.Errorf("wildcard: message %q on %q: %w", msg.UUID, s.key.topic, err)

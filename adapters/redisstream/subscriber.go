@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // ErrClosed is returned by Subscribe and Publish after Close. It is also
@@ -87,6 +88,13 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	return &Subscriber{cfg: cfg, host: host, closing: make(chan struct{}), running: make(chan struct{}),
 		held: map[heldKey]*consumer{}}, nil
 }
+
+// OrdersByPartitionKey reports that the Subscriber delivers the messages of
+// one wildcard.DefaultPartitionKey one at a time, in stream order (see
+// SubscriberConfig.MaxInFlight), so the wildcard router reads it directly.
+func (s *Subscriber) OrdersByPartitionKey() bool { return true }
+
+var _ wildcard.KeyOrderedSubscriber = (*Subscriber)(nil)
 
 // Running is closed once a subscription has started reading. Subscribe
 // returns before its consumers have sent their first XREADGROUP; wait on
