@@ -88,8 +88,10 @@ func TestDeepArcEntryDeadLetteredOnceOnRedis(t *testing.T) {
 	t.Parallel()
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { assert.NoError(t, client.Close()) })
+	// One at a time: the next event waits for the deep one to be settled,
+	// which is what shows that the deep one does not wedge the lane.
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: client, ConsumerGroup: "g",
-		BlockTime: 100 * time.Millisecond})
+		BlockTime: 100 * time.Millisecond, MaxInFlight: 1})
 	require.NoError(t, err)
 	d := newDeepRedis(t, sub, client, arc.Limits{})
 	ctx := context.Background()

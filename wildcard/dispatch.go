@@ -71,20 +71,15 @@ func (s *source) empty() (bool, <-chan struct{}, <-chan struct{}) {
 
 // dispatch is the source's Watermill handler: decode once, run every
 // matching handler that has not yet succeeded for this event.
+//
+// It runs on a goroutine Watermill's router starts for each message, whose
+// stack starts small: the event travels by pointer and the rare paths are
+// functions of their own, so the common path's frames stay small and the
+// stack is not grown (copied) for every message.
 func (s *source) dispatch(msg *message.Message) error {
-	ev, err := s.r.cfg.Limits.FromMessage(msg)
+	ev, err := eventOf(msg, s.r.cfg.Limits)
 	if err != nil {
-		s.r.malformed.Add(1)
-		err = fmt.Errorf("wildcard: message %q on %q: %w", msg.UUID, s.key.topic, err)
-		if s.r.cfg.OnMalformed != nil {
-			return s.r.cfg.OnMalformed(msg, err)
-		}
-		// No dead-letter publisher to keep it: drop it loudly. A nack would
-		// bring it back at once, for ever, and hold its lane meanwhile.
-		s.r.dropped.Add(1)
-		s.logger.Error("Malformed message dropped (acknowledged); set Config.OnMalformed to dead-letter such messages", err,
-			watermill.LogFields{"message_uuid": msg.UUID, "topic": s.key.topic, "payload_bytes": len(msg.Payload)})
-		return nil
+		return s.malformedMessage(msg, err)
 	}
 	bufp := s.buffers.Get().(*[]*entry)
 	var matches []*entry
@@ -104,19 +99,8 @@ func (s *source) dispatch(msg *message.Message) error {
 		if len(matches) > 0 {
 			break
 		}
-		empty, wake, subDone := s.empty()
-		if !empty {
-			s.r.unmatched.Add(1)
-			return nil
-		}
-		// No handlers at all: hold the message until one subscribes, never
-		// acking what nobody processed.
-		select {
-		case <-wake:
-		case <-subDone:
-			return ErrNoHandlers
-		case <-msg.Context().Done():
-			return ErrNoHandlers
+		if done, err := s.noMatch(msg); done {
+			return err
 		}
 	}
 
@@ -150,12 +134,46 @@ func (s *source) dispatch(msg *message.Message) error {
 	return errors.Join(errs...)
 }
 
+// malformedMessage handles a message that holds no Arc event.
+func (s *source) malformedMessage(msg *message.Message, err error) error {
+	s.r.malformed.Add(1)
+	err = fmt.Errorf("wildcard: message %q on %q: %w", msg.UUID, s.key.topic, err)
+	if s.r.cfg.OnMalformed != nil {
+		return s.r.cfg.OnMalformed(msg, err)
+	}
+	// No dead-letter publisher to keep it: drop it loudly. A nack would
+	// bring it back at once, for ever, and hold its lane meanwhile.
+	s.r.dropped.Add(1)
+	s.logger.Error("Malformed message dropped (acknowledged); set Config.OnMalformed to dead-letter such messages", err,
+		watermill.LogFields{"message_uuid": msg.UUID, "topic": s.key.topic, "payload_bytes": len(msg.Payload)})
+	return nil
+}
+
+// noMatch handles an event no handler matched. When the source has
+// handlers it is counted and acknowledged (done, nil). When it has none it
+// is held until one subscribes (not done: match again) or the subscription
+// ends (done, ErrNoHandlers), never acking what nobody processed.
+func (s *source) noMatch(msg *message.Message) (done bool, err error) {
+	empty, wake, subDone := s.empty()
+	if !empty {
+		s.r.unmatched.Add(1)
+		return true, nil
+	}
+	select {
+	case <-wake:
+		return false, nil
+	case <-subDone:
+	case <-msg.Context().Done():
+	}
+	return true, ErrNoHandlers
+}
+
 // run gives one handler its own copy of the message (the message itself
 // when it is the only handler: no sibling can see what its middleware
 // changes) and turns a panic into an error, so one handler cannot take its
 // siblings down.
-func (s *source) run(e *entry, msg *message.Message, ev arc.Event, only bool) (err error) {
-	info := &Info{Handler: e.name, Pattern: firstMatch(e.patterns, ev.Type), Topic: s.key.topic, Event: ev}
+func (s *source) run(e *entry, msg *message.Message, ev *arc.Event, only bool) (err error) {
+	info := &Info{Handler: e.name, Pattern: firstMatch(e.patterns, ev.Type), Topic: s.key.topic, Event: *ev}
 	hm := msg
 	if !only {
 		hm = msg.Copy()

@@ -42,7 +42,10 @@
 // subscription whose
 // handlers have all unsubscribed holds what it receives, unacknowledged,
 // until a handler subscribes again or the router closes. Config.Workers
-// lanes keep one partition key in order. Every handler has its own
+// (64) lanes keep one partition key in order while keys run concurrently;
+// a KeyOrderedSubscriber (the Redis Streams Subscriber) keeps that order
+// itself and is read with no lane, and an event its transport already
+// decoded (ContextWithEvent) is not decoded again. Every handler has its own
 // middleware chain, and reads the matched pattern, its name and the topic
 // with InfoFromContext or from its message's metadata.
 //

@@ -222,8 +222,8 @@ func TestFailedRunTimeSubscription(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second, "no handler left unstarted to time Close out")
 }
 
-// Workers 1 (the default) means one at a time, in order, even from a
-// subscriber that delivers ahead of acknowledgements.
+// Workers 1 (Watermill's rule, for those who ask) means one at a time, in
+// order, even from a subscriber that delivers ahead of acknowledgements.
 func TestWorkersOneIsOneAtATime(t *testing.T) {
 	t.Parallel()
 	sub := &eagerSubscriber{}
@@ -231,7 +231,7 @@ func TestWorkersOneIsOneAtATime(t *testing.T) {
 		ev := mustEvent(t, "order.updated", map[string]int{"seq": i}, arc.Meta{PartitionKey: "k"})
 		sub.msgs = append(sub.msgs, mustMessage(t, ev))
 	}
-	router, wr := mustRouters(t, Config{})
+	router, wr := mustRouters(t, Config{Workers: 1})
 	var inFlight, peak, total atomic.Int32
 	var mu sync.Mutex
 	var seqs []int

@@ -23,6 +23,27 @@ func DefaultPartitionKey(msg *message.Message) string {
 	return msg.UUID
 }
 
+// KeyOrderedSubscriber is a message.Subscriber that keeps the order of
+// DefaultPartitionKey itself: it delivers a message only once every
+// earlier message of the same key has been acked (a nacked one is
+// delivered again first), and bounds how many it has in flight. The router
+// reads such a subscriber directly, with no lanes and no hand-off between
+// goroutines, when Config.PartitionKey is the default; the subscriber's
+// bound then stands in for Workers. arcmill's Redis Streams Subscriber is
+// one.
+type KeyOrderedSubscriber interface {
+	message.Subscriber
+	// OrdersByPartitionKey reports whether the subscriber orders every
+	// subscription by DefaultPartitionKey as described.
+	OrdersByPartitionKey() bool
+}
+
+// ordersByKey reports whether the source can read its subscriber directly.
+func (s *source) ordersByKey() bool {
+	ko, ok := s.key.sub.(KeyOrderedSubscriber)
+	return ok && s.r.defaultKey && ko.OrdersByPartitionKey()
+}
+
 // Subscribe reads the user's subscriber in lanes, one per worker: a message
 // goes to the lane of its key's hash, and a lane hands out its next message
 // only once the previous one is acked or nacked. Messages with one key are
@@ -30,6 +51,7 @@ func DefaultPartitionKey(msg *message.Message) string {
 // from a subscriber that delivers ahead of acknowledgements (Watermill's
 // router would otherwise run each in its own goroutine). After a nack the
 // lane moves on; a subscriber that redelivers later breaks the key's order.
+// A KeyOrderedSubscriber is read directly: it already does all this.
 func (s *source) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	s.subDone = ctx.Done()
@@ -44,6 +66,9 @@ func (s *source) Subscribe(ctx context.Context, topic string) (<-chan *message.M
 		closed := make(chan *message.Message)
 		close(closed) // the Watermill handler ends at once; Handle reports the error
 		return closed, nil
+	}
+	if s.ordersByKey() {
+		return in, nil
 	}
 	p := struct {
 		workers int

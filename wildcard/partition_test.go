@@ -91,3 +91,53 @@ func TestWorkersKeepPartitionOrder(t *testing.T) {
 	assert.LessOrEqual(t, peak.Load(), int32(workers))
 	assert.Greater(t, peak.Load(), int32(1), "different keys ran in parallel")
 }
+
+// keyOrderedSubscriber is an eagerSubscriber that says it orders by key
+// itself, as arcmill's Redis Streams Subscriber does.
+type keyOrderedSubscriber struct{ eagerSubscriber }
+
+func (*keyOrderedSubscriber) OrdersByPartitionKey() bool { return true }
+
+// A KeyOrderedSubscriber is read directly: no lanes, so Workers does not
+// bound it (the subscriber does); with a PartitionKey of the caller's the
+// router cannot trust the subscriber's order and uses its lanes.
+func TestKeyOrderedSubscriberIsReadDirectly(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		cfg        Config
+		concurrent bool
+	}{
+		"default key":  {Config{Workers: 1}, true},
+		"own key func": {Config{Workers: 1, PartitionKey: DefaultPartitionKey}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sub := &keyOrderedSubscriber{}
+			for _, k := range []string{"a", "b"} {
+				sub.msgs = append(sub.msgs, mustMessage(t, mustEvent(t, "order.updated", nil, arc.Meta{PartitionKey: k})))
+			}
+			router, wr := mustRouters(t, tc.cfg)
+			both := make(chan struct{})
+			var concurrent atomic.Bool
+			var inFlight, done atomic.Int32
+			_, err := wr.Subscribe(sub, "t", "order.*", func(context.Context, arc.Event) error {
+				defer inFlight.Add(-1)
+				if inFlight.Add(1) == 2 {
+					close(both)
+				}
+				select {
+				case <-both:
+					concurrent.Store(true)
+				case <-time.After(200 * time.Millisecond): // one at a time: the other cannot start meanwhile
+				}
+				done.Add(1)
+				return nil
+			})
+			require.NoError(t, err)
+			go func() { _ = wr.Run(context.Background()) }()
+			require.Eventually(t, func() bool { return done.Load() == 2 }, waitTimeout, pollInterval)
+			require.NoError(t, router.Close())
+			assert.Equal(t, tc.concurrent, concurrent.Load())
+		})
+	}
+}

@@ -62,8 +62,10 @@ var ErrInvalidConfig = errors.New("wildcard: invalid config")
 
 // Defaults of Config.
 const (
-	// DefaultWorkers is Watermill's one message at a time.
-	DefaultWorkers = 1
+	// DefaultWorkers is how many events of one subscription are handled at
+	// once, in order per partition key: 64. 1 is Watermill's one message at
+	// a time.
+	DefaultWorkers = 64
 	// DefaultMaxTracked bounds the partly handled events remembered.
 	DefaultMaxTracked = 10000
 )
@@ -73,9 +75,13 @@ const (
 type Config struct {
 	// Workers is how many events of one subscription are handled at once.
 	// Events with the same partition key are handled in order, one at a
-	// time. Parallelism needs a subscriber that delivers the next message
-	// before the previous one is acknowledged; Watermill's Redis and SQL
-	// subscribers do not. Defaults to DefaultWorkers.
+	// time; 1 handles one event at a time, Watermill's rule. Parallelism
+	// needs a subscriber that delivers the next message before the previous
+	// one is acknowledged; Watermill's Redis and SQL subscribers and
+	// GoChannel do not. A KeyOrderedSubscriber (arcmill's Redis Streams
+	// Subscriber) orders by key itself and is read directly, its own bound
+	// (MaxInFlight) standing in for Workers, unless PartitionKey is set.
+	// Defaults to DefaultWorkers.
 	Workers int
 	// PartitionKey returns the ordering key of a message. Defaults to
 	// DefaultPartitionKey: the event's meta.partitionKey, else its aggregate
@@ -180,6 +186,9 @@ func (c *Config) validate() error {
 type Router struct {
 	router *message.Router
 	cfg    Config
+	// defaultKey is set when Config.PartitionKey was left to its default,
+	// so a KeyOrderedSubscriber's order is the router's.
+	defaultKey bool
 
 	mu      sync.Mutex
 	runCtx  context.Context
@@ -214,12 +223,13 @@ func NewRouter(r *message.Router, cfg Config) (*Router, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil message.Router", ErrInvalidConfig)
 	}
+	defaultKey := cfg.PartitionKey == nil
 	cfg.setDefaults(r)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Router{router: r, cfg: cfg, sources: map[sourceKey]*source{}, running: make(chan struct{}),
-		closed: make(chan struct{})}, nil
+	return &Router{router: r, cfg: cfg, defaultKey: defaultKey, sources: map[sourceKey]*source{},
+		running: make(chan struct{}), closed: make(chan struct{})}, nil
 }
 
 // Run runs the underlying message.Router; handlers added later start under

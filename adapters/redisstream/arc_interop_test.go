@@ -54,7 +54,8 @@ func TestArcInterop_DeliversWhatArcDeliversAndWritesItBack(t *testing.T) {
 	for _, e := range arcDelivered {
 		arcXAdd(t, b.client, b.stream, "type", "order.a", "data", e.data)
 	}
-	sub := b.subscriber(SubscriberConfig{})
+	// One at a time, so the entries are written back in the order read.
+	sub := b.subscriber(SubscriberConfig{MaxInFlight: 1})
 	pub, err := NewPublisher(PublisherConfig{Client: b.client})
 	require.NoError(t, err)
 	stack, err := middleware.NewStack(middleware.StackConfig{

@@ -34,8 +34,10 @@ const (
 	// DefaultClaimInterval is how often a consumer looks for idle entries.
 	DefaultClaimInterval = 5 * time.Second
 	// DefaultMaxInFlight is how many messages a consumer has delivered and
-	// not yet settled: one, Watermill's rule, so order holds.
-	DefaultMaxInFlight = 1
+	// not yet settled: 64, one at a time per partition key, so order holds
+	// within a key while keys are handled concurrently (Arc's
+	// processingConcurrency). 1 is Watermill's rule: one at a time.
+	DefaultMaxInFlight = 64
 	// DefaultMaxDeliveries is how many deliveries an entry gets before it
 	// is dead-lettered: Arc's maxRetries.
 	DefaultMaxDeliveries = 5
@@ -112,10 +114,16 @@ type SubscriberConfig struct {
 	// DefaultClaimInterval, or ClaimIdle when that is shorter.
 	ClaimInterval time.Duration
 	// MaxInFlight is how many messages a consumer may have delivered and
-	// not yet acked or nacked. One delivers the next message after the
-	// previous one is settled, Watermill's rule, and order holds. More
-	// pipelines deliveries (with the wildcard router's Workers, in order per
-	// partition key). Defaults to DefaultMaxInFlight.
+	// not yet acked or nacked. Above one, deliveries are pipelined in order
+	// per partition key (wildcard.DefaultPartitionKey: meta.partitionKey,
+	// else the aggregate id, else the message UUID): a message is delivered
+	// only once every earlier one of its key is acked, so a Watermill
+	// router, which runs each message in its own goroutine, handles one key
+	// in order and keys concurrently. One delivers the next message after
+	// the previous one is settled, Watermill's rule: total order per
+	// consumer. A process killed mid-stream has up to MaxInFlight handled
+	// entries, plus one AckFlushInterval of acks, delivered again.
+	// Defaults to DefaultMaxInFlight.
 	MaxInFlight int
 	// DeadLetterStream, when set, receives (in Arc's dead-letter layout) the
 	// entries left pending on dead consumers that Redis has delivered

@@ -13,6 +13,7 @@ import (
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/ctxsleep"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // readRetryPause is the pause after a failed XREADGROUP: Redis is down or
@@ -44,12 +45,16 @@ type consumer struct {
 	aheadDone chan struct{}
 
 	slots    chan struct{}  // one per message in flight
+	gate     *keyGate       // one message in flight per partition key; nil at MaxInFlight 1
 	inFlight sync.WaitGroup // the settling goroutines
 }
 
 func newConsumer(s *Subscriber, topic, name string, out chan<- *message.Message, workCtx context.Context) *consumer {
 	c := &consumer{s: s, cfg: s.cfg, topic: topic, name: name, out: out, workCtx: workCtx,
 		logger: s.logger(topic, name), slots: make(chan struct{}, s.cfg.MaxInFlight)}
+	if s.cfg.MaxInFlight > 1 {
+		c.gate = newKeyGate()
+	}
 	c.acks = newAcker(ackerConfig{Client: s.cfg.Client, Stream: topic, Group: s.cfg.ConsumerGroup,
 		MaxBatch: s.cfg.BatchSize, Interval: s.cfg.AckFlushInterval, Timeout: s.cfg.CommandTimeout,
 		Logger: c.logger, OnAcked: func(ids []string) { s.release(c, ids...) }, Flushed: &s.signals.Flushed})
@@ -115,8 +120,12 @@ func (c *consumer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		// Acks go out before a claim and before blocking: a claim must never
 		// see this consumer's handled entries as idle, and a quiet stream
-		// must not keep acks waiting.
-		if err := c.acks.flush(ctx); err != nil {
+		// must not keep acks waiting. Not before taking a batch read ahead:
+		// under load the acker's own batches (BatchSize, or AckFlushInterval)
+		// are sent without the read loop waiting for each XACK's reply.
+		if next != nil {
+			// taken below, with no claim and no blocking read this turn
+		} else if err := c.acks.flush(ctx); err != nil {
 			ctxsleep.Sleep(ctx, readRetryPause) // Redis is failing: read nothing more until acks go out
 			continue
 		}
@@ -196,6 +205,7 @@ func (c *consumer) readAhead(ctx context.Context) <-chan readResult {
 			defer close(c.aheadDone)
 			for out := range c.aheadReqs {
 				entries, err := c.read(ctx, ">", false)
+				c.decodeAhead(entries)
 				out <- readResult{entries, err}
 			}
 		}()
@@ -210,6 +220,24 @@ func (c *consumer) stopReadAhead() {
 	if c.aheadReqs != nil {
 		close(c.aheadReqs)
 		<-c.aheadDone
+	}
+}
+
+// decodeAhead decodes the entries in Arc's layout of a batch read ahead,
+// on the read-ahead goroutine, so that the read loop, which delivers one
+// message after another, does not: decoding is most of its work per event.
+// A decoded entry keeps its message in place of its fields, which it no
+// longer needs, so the batch holds about the bytes it held before.
+func (c *consumer) decodeAhead(entries []Entry) {
+	for i := range entries {
+		e := &entries[i]
+		if e.deferred || e.msg != nil || (c.cfg.MaxEntryBytes != None && e.size() > c.cfg.MaxEntryBytes) {
+			continue
+		}
+		if msg, ev, limits, ok := decodeArc(c.cfg.Unmarshaller, *e); ok {
+			msg.Metadata.Set(MetadataEntryID, e.ID)
+			e.msg, e.event, e.Fields = msg, &decodedEvent{*ev, limits}, nil
+		}
 	}
 }
 
@@ -344,26 +372,37 @@ func (c *consumer) deliverAll(ctx context.Context, entries []Entry) bool {
 			}
 			return false
 		}
-		entries[i].Fields = nil // delivered: its bytes are the message's now, not the batch's
+		entries[i].Fields, entries[i].msg, entries[i].event = nil, nil, nil // delivered: the message's now, not the batch's
 	}
 	return true
 }
 
 // deliver sends one entry and has it watched until it is settled; false
 // when the consumer must stop (the entry then stays pending). Entries are
-// sent in order; up to MaxInFlight wait for their ack at once.
+// sent in order; up to MaxInFlight wait for their ack at once, of which one
+// per partition key (wildcard.DefaultPartitionKey): an entry whose key has
+// a message in flight waits for it to be acked.
 func (c *consumer) deliver(ctx context.Context, e Entry) bool {
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	msg := c.unmarshal(e)
-	m, cancel := c.prepare(msg)
+	msg, ev := c.unmarshal(e)
+	var key string
+	if c.gate != nil {
+		key = wildcard.DefaultPartitionKey(msg)
+		if !c.gate.acquire(ctx, key) {
+			<-c.slots
+			return false
+		}
+	}
+	m, cancel := c.prepare(msg, ev)
 	select {
 	case c.out <- m:
 	case <-ctx.Done():
 		cancel()
+		c.unlock(key)
 		<-c.slots
 		return false
 	}
@@ -371,16 +410,25 @@ func (c *consumer) deliver(ctx context.Context, e Entry) bool {
 	go func() {
 		defer c.inFlight.Done()
 		defer func() { <-c.slots }()
-		c.settle(ctx, e.ID, msg, m, cancel)
+		defer c.unlock(key)
+		c.settle(ctx, e.ID, msg, ev, m, cancel)
 	}()
 	return true
+}
+
+// unlock lets the next message of key be delivered.
+func (c *consumer) unlock(key string) {
+	if c.gate != nil {
+		c.gate.release(key)
+	}
 }
 
 // settle waits for the delivered m to be acked (its ack goes to the
 // acker) or nacked (it is sent again, unless the subscription is
 // stopping). When the work context ends (CloseTimeout after a stop) it
 // gives up: the entry stays pending and is counted as unsettled.
-func (c *consumer) settle(ctx context.Context, id string, msg, m *message.Message, cancel context.CancelFunc) {
+func (c *consumer) settle(ctx context.Context, id string, msg *message.Message, ev *decodedEvent, m *message.Message,
+	cancel context.CancelFunc) {
 	for {
 		select {
 		case <-m.Acked():
@@ -393,7 +441,10 @@ func (c *consumer) settle(ctx context.Context, id string, msg, m *message.Messag
 				c.s.release(c, id) // a nack while stopping is not sent again: it stays pending
 				return
 			}
-			m, cancel = c.prepare(msg)
+			if ev != nil { // the delivered msg was the handler's to change: rebuild it
+				msg = c.rebuild(ev, id)
+			}
+			m, cancel = c.prepare(msg, ev)
 			select {
 			case c.out <- m:
 				continue
@@ -421,12 +472,38 @@ func (c *consumer) settle(ctx context.Context, id string, msg, m *message.Messag
 }
 
 // prepare makes one delivery of msg, with its own context, ended once it
-// is settled.
-func (c *consumer) prepare(msg *message.Message) (*message.Message, context.CancelFunc) {
-	m := msg.Copy()
+// is settled. A message decoded from Arc's layout (ev set) is delivered
+// itself, its event carried for the wildcard router, and rebuilt from the
+// event should it be delivered again; any other is kept as read and
+// delivered as a copy.
+func (c *consumer) prepare(msg *message.Message, ev *decodedEvent) (*message.Message, context.CancelFunc) {
 	mctx, cancel := context.WithCancel(c.workCtx)
+	if ev != nil {
+		msg.SetContext(wildcard.ContextWithEvent(mctx, msg, ev.ev, ev.limits))
+		return msg, cancel
+	}
+	m := msg.Copy()
 	m.SetContext(mctx)
 	return m, cancel
+}
+
+// rebuild makes the message of an entry decoded from Arc's layout again,
+// as decodeArc made it, for a delivery after a nack.
+func (c *consumer) rebuild(ev *decodedEvent, id string) *message.Message {
+	msg, err := arc.ToMessage(ev.ev)
+	if err != nil { // decodeArc made a message of the same event: cannot happen
+		msg = message.NewMessage(ev.ev.Meta.ID, nil)
+		msg.Metadata.Set(arc.MetadataMalformed, "re-encoding the entry for a redelivery: "+err.Error())
+	}
+	msg.Metadata.Set(MetadataEntryID, id)
+	return msg
+}
+
+// decodedEvent is the event an entry was decoded into, and under which
+// limits.
+type decodedEvent struct {
+	ev     arc.Event
+	limits arc.Limits
 }
 
 // excerptBytes is how much of an oversized entry's data a malformed
@@ -437,7 +514,16 @@ const excerptBytes = 1024
 // is over MaxEntryBytes, or has repeated type or data fields (two events in
 // one entry, of which Arc would read only the last) becomes a message
 // flagged malformed, for the router to dead-letter with the reason.
-func (c *consumer) unmarshal(e Entry) *message.Message {
+func (c *consumer) unmarshal(e Entry) (*message.Message, *decodedEvent) {
+	if e.msg != nil {
+		return e.msg, e.event
+	}
+	if c.cfg.MaxEntryBytes == None || e.size() <= c.cfg.MaxEntryBytes {
+		if msg, ev, limits, ok := decodeArc(c.cfg.Unmarshaller, e); ok {
+			msg.Metadata.Set(MetadataEntryID, e.ID)
+			return msg, &decodedEvent{*ev, limits}
+		}
+	}
 	var why string
 	var msg *message.Message
 	switch size := e.size(); {
@@ -467,5 +553,5 @@ func (c *consumer) unmarshal(e Entry) *message.Message {
 		msg.Metadata.Set(arc.MetadataMalformed, why)
 	}
 	msg.Metadata.Set(MetadataEntryID, e.ID)
-	return msg
+	return msg, nil
 }

@@ -122,7 +122,8 @@ func TestDeadLetter_UnreadableEntryKeepsItsFieldsAndIDs(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, id)
 	}
-	sub := b.subscriber(SubscriberConfig{})
+	// One at a time, so the dead letters come in the entries' order.
+	sub := b.subscriber(SubscriberConfig{MaxInFlight: 1})
 	stack, err := middleware.NewStack(middleware.StackConfig{DeadLetter: middleware.DeadLetterConfig{
 		Publisher: &DeadLetterPublisher{Client: b.client}, Topic: b.dlq, ConsumerGroup: "g"}})
 	require.NoError(t, err)

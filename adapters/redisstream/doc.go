@@ -14,11 +14,19 @@
 //
 // # Delivery
 //
-// At least once. A Subscriber's consumer reads a batch, delivers it one
-// message at a time (MaxInFlight pipelines more), and acknowledges each
-// entry after its message is acked, in XACKs batched for at most
-// AckFlushInterval (2 ms). A process killed mid-stream therefore has
-// about MaxInFlight entries, plus the acks of one flush, delivered again.
+// At least once. A Subscriber's consumer reads a batch and delivers it
+// pipelined, up to MaxInFlight (64) messages unsettled at once and one per
+// partition key (meta.partitionKey, else the aggregate id, else the event
+// id), so each key is handled in stream order and keys concurrently, as
+// Arc's processingConcurrency; MaxInFlight 1 is Watermill's one at a time.
+// It acknowledges each entry after its message is acked, in XACKs batched
+// for at most AckFlushInterval (2 ms). A process killed mid-stream
+// therefore has up to MaxInFlight entries, plus the acks of one flush,
+// delivered again.
+//
+// The event a consumer decodes travels with its message to the wildcard
+// router (wildcard.ContextWithEvent), which reads the Subscriber directly
+// (wildcard.KeyOrderedSubscriber) and decodes nothing again.
 // Entries left pending by a dead consumer are taken over after ClaimIdle
 // (XPENDING … IDLE, then XCLAIM, so Redis's delivery counts are known), and
 // after MaxDeliveries go to DeadLetterStream. A consumer's heartbeat keeps

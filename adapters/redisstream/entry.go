@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -24,6 +25,10 @@ type Entry struct {
 	// within MaxBatchBytes: it is pending to the consumer, Fields not yet
 	// fetched.
 	deferred bool
+	// msg and event are the entry decoded ahead of its delivery (see
+	// consumer.decodeAhead); Fields are then nil.
+	msg   *message.Message
+	event *decodedEvent
 }
 
 // Map returns the fields as go-redis gives them (the last of a repeated

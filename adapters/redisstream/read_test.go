@@ -187,7 +187,8 @@ func TestBoundedRead_HugeEntriesLeaveTheHeapFlat(t *testing.T) {
 	stop := heapPeak()
 	var mu sync.Mutex
 	var handled []string
-	sub := b.subscriber(SubscriberConfig{})
+	// One at a time: the order checked is the read's, across distinct keys.
+	sub := b.subscriber(SubscriberConfig{MaxInFlight: 1})
 	b.routedDeadLettersFunc(sub, func(ev arc.Event) {
 		mu.Lock()
 		handled = append(handled, ev.Type+string(ev.Payload))

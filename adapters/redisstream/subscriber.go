@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // ErrClosed is returned by Subscribe and Publish after Close. It is also
@@ -40,9 +41,10 @@ const MetadataEntryID = "arcmill_original_id"
 // Subscriber reads Redis Streams through a consumer group, built for
 // throughput: batched XREADGROUP and XACK, claims of entries left idle by
 // dead consumers (XPENDING … IDLE, then XCLAIM, so delivery counts are
-// known), several consumers per process on request. By default it delivers
-// one message at a time per consumer (the next after the previous is acked
-// or nacked), so order holds per consumer; MaxInFlight pipelines more.
+// known), several consumers per process on request. By default it pipelines
+// MaxInFlight messages per consumer, one per partition key (the next of a
+// key after the previous is acked), so order holds per key; MaxInFlight 1
+// delivers one message at a time, and order holds per consumer.
 //
 // An entry is acknowledged only after its message is acked, within
 // AckFlushInterval. While a consumer holds an entry (read, in flight, or
@@ -87,6 +89,13 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	return &Subscriber{cfg: cfg, host: host, closing: make(chan struct{}), running: make(chan struct{}),
 		held: map[heldKey]*consumer{}}, nil
 }
+
+// OrdersByPartitionKey reports that the Subscriber delivers the messages of
+// one wildcard.DefaultPartitionKey one at a time, in stream order (see
+// SubscriberConfig.MaxInFlight), so the wildcard router reads it directly.
+func (s *Subscriber) OrdersByPartitionKey() bool { return true }
+
+var _ wildcard.KeyOrderedSubscriber = (*Subscriber)(nil)
 
 // Running is closed once a subscription has started reading. Subscribe
 // returns before its consumers have sent their first XREADGROUP; wait on
