@@ -232,8 +232,10 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 	if err := cfg.Client.XAck(ctx, d.stream, cfg.ConsumerGroup, id).Err(); err != nil {
 		d.logger.Error("XACK of a dead-lettered entry failed; the guard keeps it from a second dead letter", err, fields)
 	}
-	d.logger.Info("Entry moved to the dead-letter stream", watermill.LogFields{"xid": id, "deliveries": deliveries,
-		"reason": dl.Reason})
+	// Error, as middleware.DeadLetter and natsjs log theirs: an entry the
+	// service gave up on needs someone to look at it.
+	d.logger.Error("Entry moved to the dead-letter stream", errors.New(dl.Error.Message), watermill.LogFields{"xid": id,
+		"deliveries": deliveries, "reason": dl.Reason, "event_type": typ})
 	d.signal.Signal(id)
 	return true
 }
