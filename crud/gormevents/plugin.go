@@ -125,8 +125,9 @@ func (p *Plugin) Register(model any, m Model) error {
 	return nil
 }
 
-// WithoutEvents returns db with the plugin's events off for its calls.
-func WithoutEvents(db *gorm.DB) *gorm.DB { return db.Set(skipKey, true) }
+// WithoutEvents returns db with the plugin's events off for its calls. The
+// result is a new session, safe to reuse for several calls.
+func WithoutEvents(db *gorm.DB) *gorm.DB { return db.Set(skipKey, true).Session(&gorm.Session{}) }
 
 // Initialize registers the callbacks (gorm.Plugin): after each of GORM's
 // create, update and delete steps (and their after-hooks), before the

@@ -272,7 +272,9 @@ func TestPlugin_OptInOptOutAndShape(t *testing.T) {
 	forDialects(t, func(t *testing.T, f *fixture) {
 		require.NoError(t, f.db.Create(&Note{Text: "x"}).Error)
 		require.NoError(t, f.db.Create(&Secret{Key: "k"}).Error)
-		require.NoError(t, WithoutEvents(f.db).Create(&Product{Name: "quiet"}).Error)
+		quiet := WithoutEvents(f.db)
+		require.NoError(t, quiet.Create(&Product{Name: "quiet"}).Error)
+		require.NoError(t, quiet.Create(&Product{Name: "quiet too"}).Error, "a reusable session")
 		assert.Empty(t, f.relayed(t))
 
 		require.NoError(t, f.db.Create(&Sku{Code: "S-9", Qty: 4}).Error)

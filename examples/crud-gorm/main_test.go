@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/leaktest"
 	"github.com/arcmill/arcmill/internal/testenv"
 )
 
@@ -70,4 +71,6 @@ func TestCrudGormRunTwiceDoesTheSameThing(t *testing.T) {
 		assert.NotEmpty(t, resourceID)
 		cancel()
 	}
+	// run stopped the relay it started: none of the outbox's goroutines is left.
+	leaktest.RequireNone(t, "github.com/arcmill/arcmill/outbox", 5*time.Second)
 }
