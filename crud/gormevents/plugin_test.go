@@ -308,3 +308,44 @@ func TestRegister_Validates(t *testing.T) {
 	require.ErrorIs(t, p.Register(&Product{}, Model{IDField: "Nope"}), ErrInvalidConfig)
 	require.ErrorIs(t, p.Register(&Product{}, Model{Bulk: 7}), ErrInvalidConfig)
 }
+
+// Save emits .created for a new row and .updated for an existing one; a
+// restore of a soft-deleted row is an update, and emits .updated (arcmill
+// has no .restored, as Arc never emits one).
+func TestPlugin_SaveAndRestore(t *testing.T) {
+	forDialects(t, func(t *testing.T, f *fixture) {
+		p := Product{Name: "Lamp", Price: 30}
+		require.NoError(t, f.db.Save(&p).Error)
+		p.Price = 35
+		require.NoError(t, f.db.Save(&p).Error)
+		require.NoError(t, f.db.Delete(&p).Error)
+		require.NoError(t, f.db.Unscoped().Model(&p).Update("deleted_at", nil).Error)
+		evs := events(t, f.relayed(t))
+		var types []string
+		for _, ev := range evs {
+			types = append(types, ev.Type)
+			assert.Equal(t, fmt.Sprint(p.ID), ev.Meta.ResourceID)
+		}
+		assert.Equal(t, []string{"product.created", "product.updated", "product.deleted", "product.updated"}, types)
+		var n int64
+		require.NoError(t, f.db.Model(&Product{}).Where("id = ?", p.ID).Count(&n).Error)
+		assert.EqualValues(t, 1, n, "restored")
+	})
+}
+
+// With prepared statements, GORM wraps the transaction; the event still
+// joins it.
+func TestPlugin_PreparedStatements(t *testing.T) {
+	forDialects(t, func(t *testing.T, f *fixture) {
+		db := f.db.Session(&gorm.Session{PrepareStmt: true})
+		require.NoError(t, db.Create(&Product{Name: "prepared"}).Error)
+		err := db.Transaction(func(tx *gorm.DB) error {
+			require.NoError(t, tx.Create(&Product{Name: "rolled back"}).Error)
+			return errors.New("abort")
+		})
+		require.Error(t, err)
+		evs := events(t, f.relayed(t))
+		require.Len(t, evs, 1)
+		assert.Contains(t, string(evs[0].Payload), `"name":"prepared"`)
+	})
+}
