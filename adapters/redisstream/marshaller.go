@@ -65,8 +65,17 @@ func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, err
 }
 
 // fields returns the entry as field/value pairs in Arc's order: type, data
-// (then _watermill_message_uuid when asked).
+// (then _watermill_message_uuid when asked). The data of a message whose
+// Arc JSON was handed over with it (AttachArcJSON, EncodeArcJSON) and
+// that is unchanged since is those bytes, not encoded again.
 func (m Marshaller) fields(msg *message.Message) ([]any, error) {
+	if w := handedOver(msg); w != nil {
+		pairs := []any{FieldType, w.typ, FieldData, w.data}
+		if m.WatermillUUID {
+			pairs = append(pairs, wredis.UUIDHeaderKey, w.uuid)
+		}
+		return pairs, nil
+	}
 	ev, err := arc.FromMessage(msg)
 	if err != nil {
 		return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
