@@ -323,16 +323,25 @@ func (p *Publisher) checkSize(msg *message.Message, values any) error {
 	if limit == None {
 		return nil
 	}
-	data := string(msg.Payload)
+	data, text, isText := []byte(msg.Payload), "", false
 	if pairs, ok := values.([]any); ok && len(pairs) >= 4 {
-		if d, ok := pairs[3].(string); ok {
+		switch d := pairs[3].(type) {
+		case string:
+			text, isText = d, true
+		case []byte:
 			data = d
 		}
 	}
-	if len(data) <= limit { // UTF-16 length ≤ byte length: the common case costs nothing
+	if !isText {
+		if len(data) <= limit { // UTF-16 length ≤ byte length: the common case costs nothing
+			return nil
+		}
+		text = string(data)
+	}
+	if len(text) <= limit {
 		return nil
 	}
-	if size := JSLength(data); size > limit {
+	if size := JSLength(text); size > limit {
 		return fmt.Errorf("%w: message %s is %d characters (JavaScript string length), the limit %d",
 			ErrPayloadTooLarge, msg.UUID, size, limit)
 	}
