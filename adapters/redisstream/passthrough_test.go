@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -131,6 +132,7 @@ func TestPublisher_PassThroughNeverWritesStaleBytes(t *testing.T) {
 	fresh := func() *message.Message {
 		msg, err := arc.ToMessage(ev)
 		require.NoError(t, err)
+		msg.Payload = slices.Clone(msg.Payload) // ToMessage shares ev's bytes: a change in place must stay here
 		AttachArcJSON(msg, []byte(marker))
 		return msg
 	}
