@@ -58,7 +58,10 @@ type PublisherConfig struct {
 
 // Durability asks Redis to confirm a write beyond its memory. The XADDs
 // and the confirming command go in one pipeline, on one connection, as
-// WAIT and WAITAOF require.
+// WAIT and WAITAOF require. After a confirmation falls short, the
+// Publisher writes nothing until the server shows it can confirm again
+// (see ErrNotDurable), so retries through a replica outage do not fill the
+// stream with unconfirmed copies.
 type Durability struct {
 	// Replicas is how many replicas must have acknowledged the entries
 	// (WAIT). 0: no replica asked for.
