@@ -180,19 +180,9 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	args := make([]*redis.XAddArgs, len(msgs))
-	for i, msg := range msgs {
-		values, err := p.values(topic, msg)
-		if err != nil {
-			return err
-		}
-		if err := p.checkSize(msg, values); err != nil {
-			return err
-		}
-		args[i] = &redis.XAddArgs{Stream: topic, Values: values, ID: "*"}
-		if maxLen := p.maxLen(topic); maxLen > 0 {
-			args[i].MaxLen, args[i].Approx = maxLen, true
-		}
+	args, err := p.entries(topic, msgs)
+	if err != nil {
+		return err
 	}
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { p.checkServer(ctx) })
@@ -225,6 +215,31 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
 	}
 	return nil
+}
+
+// entries builds the XADD of each message, in order, encoding and checking
+// them all before anything is sent: a message that is refused (not an Arc
+// event, too large) leaves nothing of the call written. The error is the
+// first failing message's.
+func (p *Publisher) entries(topic string, msgs []*message.Message) ([]*redis.XAddArgs, error) {
+	argv := make([]redis.XAddArgs, len(msgs)) // one allocation for the batch, not one per entry
+	args := make([]*redis.XAddArgs, len(msgs))
+	maxLen := p.maxLen(topic)
+	for i, msg := range msgs {
+		values, err := p.values(topic, msg)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.checkSize(msg, values); err != nil {
+			return nil, err
+		}
+		argv[i] = redis.XAddArgs{Stream: topic, Values: values, ID: "*"}
+		if maxLen > 0 {
+			argv[i].MaxLen, argv[i].Approx = maxLen, true
+		}
+		args[i] = &argv[i]
+	}
+	return args, nil
 }
 
 // checkServer warns about server settings that can lose acknowledged
