@@ -14,8 +14,8 @@ import (
 // The pass-through: a producer that already holds a message's Arc JSON
 // hands it to the Publisher with the message, and the Publisher writes
 // those bytes as the entry's data field instead of encoding the message
-// again (arc.FromMessage, then arc.Marshal: about half of the Go CPU of a
-// relay to Redis).
+// again (arc.FromMessage, then arc.Marshal: 1.2–2 µs an event against
+// 0.2 µs for the check below, BenchmarkPublishEncode).
 //
 // The bytes travel in the message's context, with a snapshot of what they
 // were encoded from: the UUID, the payload (copied) and the metadata
