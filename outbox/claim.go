@@ -91,6 +91,15 @@ func seqArgs(args []any, rows []*row) []any {
 	return args
 }
 
+// seqArray returns the rows' sequence numbers as one array argument.
+func seqArray(rows []*row) []int64 {
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.seq
+	}
+	return ids
+}
+
 func closeRows(rs *stdsql.Rows) error {
 	err := rs.Err()
 	if cerr := rs.Close(); err == nil {

@@ -76,6 +76,9 @@ type engine interface {
 	// rowLocks reports whether the database has SELECT … FOR UPDATE SKIP
 	// LOCKED, which lock mode (ClaimLock) and unkeyed lease claims use.
 	rowLocks() bool
+	// idArrays reports whether a list of ids can be one array parameter
+	// (id = ANY(?)), which PostgreSQL binds and plans once for any length.
+	idArrays() bool
 	// startLockedPass prepares the transaction of a lock-mode pass whose
 	// rows must be freed once it has stalled longer than lease.
 	startLockedPass(ctx context.Context, tx *stdsql.Tx, lease time.Duration) error

@@ -126,3 +126,5 @@ func (mysqlEngine) notifies() bool { return false }
 func (mysqlEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
 	return wsql.DefaultMySQLSchema{}, wsql.DefaultMySQLOffsetsAdapter{}, nil
 }
+
+func (mysqlEngine) idArrays() bool { return false }

@@ -160,3 +160,5 @@ func (postgresEngine) notifies() bool { return true }
 func (postgresEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
 	return wsql.DefaultPostgreSQLSchema{}, wsql.DefaultPostgreSQLOffsetsAdapter{}, nil
 }
+
+func (postgresEngine) idArrays() bool { return true }

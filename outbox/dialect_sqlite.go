@@ -76,3 +76,5 @@ func (sqliteEngine) notifies() bool { return false }
 func (sqliteEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error) {
 	return nil, nil, fmt.Errorf("%w: watermill-sql has no SQLite dialect; use Outbox", ErrInvalidConfig)
 }
+
+func (sqliteEngine) idArrays() bool { return false }

@@ -158,46 +158,52 @@ func decodeCompact(data []byte) (message.Metadata, bool) {
 	if len(data) < 2 || data[0] != '{' {
 		return nil, false
 	}
-	md := make(message.Metadata, 16)
+	// One string for the whole column; keys and values are slices of it:
+	// one allocation per row rather than two per pair.
+	text := string(data)
+	// Sized to the pairs (each has one `":"` unless a value holds it), so a
+	// typical event's map is one small group, not a 16-slot table.
+	md := make(message.Metadata, strings.Count(text, `":"`))
 	i := 1
 	if data[i] == '}' {
 		return md, i+1 == len(data)
 	}
 	for {
-		k, next, ok := compactString(data, i)
-		if !ok || next >= len(data) || data[next] != ':' {
+		k, next, ok := compactString(text, i)
+		if !ok || next >= len(text) || text[next] != ':' {
 			return nil, false
 		}
-		v, end, ok := compactString(data, next+1)
-		if !ok || end >= len(data) {
+		v, end, ok := compactString(text, next+1)
+		if !ok || end >= len(text) {
 			return nil, false
 		}
 		md[k] = v
-		switch data[end] {
+		switch text[end] {
 		case ',':
 			i = end + 1
 		case '}':
-			return md, end+1 == len(data)
+			return md, end+1 == len(text)
 		default:
 			return nil, false
 		}
 	}
 }
 
-// compactString reads a JSON string at data[i] that holds no escape and
-// valid UTF-8, returning it and the index after its closing quote.
-func compactString(data []byte, i int) (string, int, bool) {
-	if i >= len(data) || data[i] != '"' {
+// compactString reads a JSON string at text[i] that holds no escape and
+// valid UTF-8, returning it (a slice of text) and the index after its
+// closing quote.
+func compactString(text string, i int) (string, int, bool) {
+	if i >= len(text) || text[i] != '"' {
 		return "", 0, false
 	}
-	for j := i + 1; j < len(data); j++ {
-		switch c := data[j]; {
+	for j := i + 1; j < len(text); j++ {
+		switch c := text[j]; {
 		case c == '"':
-			s := data[i+1 : j]
-			if !utf8.Valid(s) {
+			s := text[i+1 : j]
+			if !utf8.ValidString(s) {
 				return "", 0, false
 			}
-			return string(s), j + 1, true
+			return s, j + 1, true
 		case c == '\\' || c < 0x20:
 			return "", 0, false
 		}

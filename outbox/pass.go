@@ -307,7 +307,13 @@ func (r *Relay) ack(ctx context.Context, st settler, rows []*row, res *RelayResu
 	if st.owned() {
 		args = append(args, st.owner)
 	}
-	out, err := st.db.ExecContext(ctx, r.o.q.ack(len(rows), st.owned()), seqArgs(args, rows)...)
+	query := r.o.q.ack(len(rows), st.owned())
+	if r.o.q.e.idArrays() {
+		query, args = r.o.q.ackArray(st.owned()), append(args, seqArray(rows))
+	} else {
+		args = seqArgs(args, rows)
+	}
+	out, err := st.db.ExecContext(ctx, query, args...)
 	var n int64
 	if err == nil {
 		n, err = out.RowsAffected()

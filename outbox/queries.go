@@ -163,6 +163,18 @@ func (q *queries) ack(n int, owned bool) string {
 		" WHERE " + byID + cond + " AND id IN (" + list(n) + ")")
 }
 
+// ackArray is ack for a database that takes the ids as one array
+// parameter (id = ANY(?)): one statement text whatever the batch size, so
+// one prepared statement, and one parameter to bind rather than hundreds.
+func (q *queries) ackArray(owned bool) string {
+	cond := ""
+	if owned {
+		cond = " AND lease_owner = ?"
+	}
+	return q.bind("UPDATE " + q.table + " SET status = 1, delivered_at = ?, lease_owner = NULL, lease_until = 0" +
+		" WHERE " + byID + cond + " AND id = ANY(?)")
+}
+
 // owners reads who holds n rows now, to explain a rejected settlement.
 func (q *queries) owners(n int) string {
 	return q.bind("SELECT id, status, lease_owner, lease_until FROM " + q.table + " WHERE id IN (" + list(n) + ")")

@@ -59,14 +59,28 @@ func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, err
 	}
 	fields := make(map[string]any, len(pairs)/2)
 	for i := 0; i < len(pairs); i += 2 {
-		fields[pairs[i].(string)] = pairs[i+1]
+		v := pairs[i+1]
+		if b, ok := v.([]byte); ok {
+			v = string(b) // the map is the caller's: values as strings, as go-redis reads them
+		}
+		fields[pairs[i].(string)] = v
 	}
 	return fields, nil
 }
 
 // fields returns the entry as field/value pairs in Arc's order: type, data
-// (then _watermill_message_uuid when asked).
+// (then _watermill_message_uuid when asked); data is a string or a
+// []byte. The data of a message whose
+// Arc JSON was handed over with it (AttachArcJSON, EncodeArcJSON) and
+// that is unchanged since is those bytes, not encoded again.
 func (m Marshaller) fields(msg *message.Message) ([]any, error) {
+	if w := handedOver(msg); w != nil {
+		pairs := []any{FieldType, w.typ, FieldData, w.data}
+		if m.WatermillUUID {
+			pairs = append(pairs, wredis.UUIDHeaderKey, w.uuid)
+		}
+		return pairs, nil
+	}
 	ev, err := arc.FromMessage(msg)
 	if err != nil {
 		return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
@@ -75,7 +89,9 @@ func (m Marshaller) fields(msg *message.Message) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	pairs := []any{FieldType, ev.Type, FieldData, string(data)}
+	// data goes to go-redis as []byte, written as it is: no copy into a
+	// string (a tenth of the encode's CPU).
+	pairs := []any{FieldType, ev.Type, FieldData, data}
 	if m.WatermillUUID {
 		pairs = append(pairs, wredis.UUIDHeaderKey, ev.Meta.ID)
 	}

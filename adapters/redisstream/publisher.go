@@ -58,7 +58,10 @@ type PublisherConfig struct {
 
 // Durability asks Redis to confirm a write beyond its memory. The XADDs
 // and the confirming command go in one pipeline, on one connection, as
-// WAIT and WAITAOF require.
+// WAIT and WAITAOF require. After a confirmation falls short, the
+// Publisher writes nothing until the server shows it can confirm again
+// (see ErrNotDurable), so retries through a replica outage do not fill the
+// stream with unconfirmed copies.
 type Durability struct {
 	// Replicas is how many replicas must have acknowledged the entries
 	// (WAIT). 0: no replica asked for.
@@ -76,9 +79,14 @@ type Durability struct {
 const DefaultDurabilityTimeout = time.Second
 
 // ErrNotDurable is returned by Publish when Redis did not confirm the
-// durability asked for within the timeout. The entries are written, but may
-// be lost if the primary crashes: publish them again (the outbox relay keeps
-// such rows pending). It is a fault of the broker, not of the event: it
+// durability asked for within the timeout: the entries are written, but may
+// be lost if the primary crashes. Publish them again (the outbox relay keeps
+// such rows pending). Once a confirmation has fallen short, Publish asks the
+// server (INFO, at most every 200 ms) before writing again, and returns
+// ErrNotDurable with nothing written ("nothing written" in the message)
+// while too few replicas are online and acknowledging, or, with Fsync, the
+// primary has no append-only file; the first confirmation that succeeds
+// ends this. It is a fault of the broker, not of the event: it
 // reports Timeout() true, so classifiers of transport failures (such as
 // outbox.IsTransportError) never charge it to the event.
 var ErrNotDurable error = notDurableError{}
@@ -147,6 +155,8 @@ type Publisher struct {
 
 	checked sync.Once // the server check, before the first Publish
 
+	gate durableGate // with Durability: refuses writes while confirmation is known to be missing
+
 	mu        sync.Mutex
 	published map[string]int // since the last SafeTrim, per topic
 }
@@ -170,26 +180,20 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	args := make([]*redis.XAddArgs, len(msgs))
-	for i, msg := range msgs {
-		values, err := p.values(topic, msg)
-		if err != nil {
-			return err
-		}
-		if err := p.checkSize(msg, values); err != nil {
-			return err
-		}
-		args[i] = &redis.XAddArgs{Stream: topic, Values: values, ID: "*"}
-		if maxLen := p.maxLen(topic); maxLen > 0 {
-			args[i].MaxLen, args[i].Approx = maxLen, true
-		}
+	args, err := p.entries(topic, msgs)
+	if err != nil {
+		return err
 	}
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { p.checkServer(ctx) })
-	defer p.trim(ctx, topic, len(msgs))
 	if p.cfg.Durability != nil {
+		if err := p.admitDurable(ctx, p.durability()); err != nil {
+			return err
+		}
+		defer p.trim(ctx, topic, len(msgs))
 		return p.publishDurably(ctx, topic, msgs, args)
 	}
+	defer p.trim(ctx, topic, len(msgs))
 	if len(args) == 1 {
 		if err := p.cfg.Client.XAdd(ctx, args[0]).Err(); err != nil {
 			return fmt.Errorf("redisstream: XADD to %q: %w", topic, err)
@@ -211,6 +215,31 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
 	}
 	return nil
+}
+
+// entries builds the XADD of each message, in order, encoding and checking
+// them all before anything is sent: a message that is refused (not an Arc
+// event, too large) leaves nothing of the call written. The error is the
+// first failing message's.
+func (p *Publisher) entries(topic string, msgs []*message.Message) ([]*redis.XAddArgs, error) {
+	argv := make([]redis.XAddArgs, len(msgs)) // one allocation for the batch, not one per entry
+	args := make([]*redis.XAddArgs, len(msgs))
+	maxLen := p.maxLen(topic)
+	for i, msg := range msgs {
+		values, err := p.values(topic, msg)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.checkSize(msg, values); err != nil {
+			return nil, err
+		}
+		argv[i] = redis.XAddArgs{Stream: topic, Values: values, ID: "*"}
+		if maxLen > 0 {
+			argv[i].MaxLen, argv[i].Approx = maxLen, true
+		}
+		args[i] = &argv[i]
+	}
+	return args, nil
 }
 
 // checkServer warns about server settings that can lose acknowledged
@@ -236,11 +265,10 @@ func (p *Publisher) checkServer(ctx context.Context) {
 
 // publishDurably sends the XADDs and WAIT / WAITAOF in one pipeline (one
 // connection: both commands confirm that connection's writes).
+// A confirmation that falls short opens the gate (durableGate), so the
+// retries that follow write nothing until the server can confirm again.
 func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
-	d := *p.cfg.Durability
-	if d.Timeout == 0 {
-		d.Timeout = DefaultDurabilityTimeout
-	}
+	d := p.durability()
 	var wait, waitAOF *redis.Cmd
 	cmds, err := p.cfg.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, a := range args {
@@ -258,6 +286,20 @@ func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*me
 			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", i+1, len(msgs), msgs[i].UUID, topic, cmd.Err())
 		}
 	}
+	if err := p.confirmation(d, len(msgs), wait, waitAOF, err); err != nil {
+		if !errors.Is(err, ErrNotDurable) {
+			return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+		}
+		p.gate.fellShort(err)
+		return err
+	}
+	p.gate.confirmed()
+	return nil
+}
+
+// confirmation reads the reply of WAIT or WAITAOF: nil when d is met, an
+// ErrNotDurable when it is not, or the pipeline's own error.
+func (p *Publisher) confirmation(d Durability, n int, wait, waitAOF *redis.Cmd, pipeErr error) error {
 	if d.Fsync {
 		if err := waitAOF.Err(); err != nil {
 			return fmt.Errorf("%w: WAITAOF (needs Redis 7.2 or later with appendonly yes): %w", ErrNotDurable, err)
@@ -269,18 +311,27 @@ func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*me
 		}
 		return nil
 	}
-	if err != nil && wait.Err() == nil {
-		return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+	if pipeErr != nil && wait.Err() == nil {
+		return pipeErr
 	}
-	n, err := wait.Int64()
+	got, err := wait.Int64()
 	if err != nil {
 		return fmt.Errorf("%w: WAIT: %w", ErrNotDurable, err)
 	}
-	if n < int64(d.Replicas) {
-		return fmt.Errorf("%w: %d of %d replica(s) acknowledged %d entr(ies) within %s", ErrNotDurable, n, d.Replicas,
-			len(msgs), d.Timeout)
+	if got < int64(d.Replicas) {
+		return fmt.Errorf("%w: %d of %d replica(s) acknowledged %d entr(ies) within %s", ErrNotDurable, got, d.Replicas,
+			n, d.Timeout)
 	}
 	return nil
+}
+
+// durability returns the configured Durability with its defaults.
+func (p *Publisher) durability() Durability {
+	d := *p.cfg.Durability
+	if d.Timeout == 0 {
+		d.Timeout = DefaultDurabilityTimeout
+	}
+	return d
 }
 
 // checkSize applies MaxPayloadBytes to the data field (Arc's layout) or,
@@ -290,16 +341,25 @@ func (p *Publisher) checkSize(msg *message.Message, values any) error {
 	if limit == None {
 		return nil
 	}
-	data := string(msg.Payload)
+	data, text, isText := []byte(msg.Payload), "", false
 	if pairs, ok := values.([]any); ok && len(pairs) >= 4 {
-		if d, ok := pairs[3].(string); ok {
+		switch d := pairs[3].(type) {
+		case string:
+			text, isText = d, true
+		case []byte:
 			data = d
 		}
 	}
-	if len(data) <= limit { // UTF-16 length ≤ byte length: the common case costs nothing
+	if !isText {
+		if len(data) <= limit { // UTF-16 length ≤ byte length: the common case costs nothing
+			return nil
+		}
+		text = string(data)
+	}
+	if len(text) <= limit {
 		return nil
 	}
-	if size := JSLength(data); size > limit {
+	if size := JSLength(text); size > limit {
 		return fmt.Errorf("%w: message %s is %d characters (JavaScript string length), the limit %d",
 			ErrPayloadTooLarge, msg.UUID, size, limit)
 	}

@@ -1,0 +1,129 @@
+package outbox
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+)
+
+// privateRedis starts a redis-server of the test's own (no persistence)
+// on a free loopback port, and returns its address and a kill function
+// (also run at cleanup).
+func privateRedis(t *testing.T, extra ...string) (addr string, kill func()) {
+	t.Helper()
+	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
+	bin, err := exec.LookPath("redis-server")
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", t.TempDir()}, extra...)...)
+	require.NoError(t, cmd.Start())
+	killed := false
+	kill = func() {
+		if !killed {
+			killed = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(kill)
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil }, waitTimeout, 10*time.Millisecond)
+	return addr, kill
+}
+
+// syncedReplica starts a replica of primary and waits until it is in sync.
+func syncedReplica(t *testing.T, primary string) (kill func()) {
+	t.Helper()
+	host, port, _ := strings.Cut(primary, ":")
+	addr, kill := privateRedis(t, "--replicaof", host, port)
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	require.Eventually(t, func() bool {
+		info, err := rc.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}, waitTimeout, 10*time.Millisecond, "replica in sync")
+	return kill
+}
+
+// A relay publishing with Durability (WAIT for a replica) through a
+// replica outage: rows stay pending and uncharged, the retries write no
+// further entries (only the first batch, whose WAIT fell short, is on the
+// stream), and once a replica is back every row is delivered.
+func TestRelay_DurableOutageWritesNothingWhileTheReplicaIsAway(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, PostgreSQL, false)
+	primary, _ := privateRedis(t)
+	killReplica := syncedReplica(t, primary)
+	client := redis.NewClient(&redis.Options{Addr: primary})
+	t.Cleanup(func() { _ = client.Close() })
+	ctx := context.Background()
+	killReplica()
+	require.Eventually(t, func() bool {
+		info, err := client.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "connected_slaves:0")
+	}, waitTimeout, 10*time.Millisecond, "the primary sees the replica gone")
+
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, SkipServerCheck: true,
+		Durability: &redisstream.Durability{Replicas: 1, Timeout: 50 * time.Millisecond}})
+	require.NoError(t, err)
+	passes := make(chan RelayResult, 10000)
+	relay, err := f.ob.NewRelay(pub, RelayConfig{BatchSize: 10, DisableNotify: true,
+		OutageBackoff: Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		OnPass: func(res RelayResult) {
+			select {
+			case passes <- res:
+			default:
+			}
+		}})
+	require.NoError(t, err)
+	stream := "arcmill:test:durable:" + f.ob.Table()
+	const total = 30
+	var entries []Entry
+	for i := 0; i < total; i++ {
+		entries = append(entries, Entry{Topic: stream, Event: f.event("order.created", arc.Meta{})})
+	}
+	f.commit(entries...)
+	stop := run(t, relay)
+	defer stop()
+
+	// Many failed passes, across several of the gate's rechecks.
+	failed := 0
+	for deadline := time.After(waitTimeout); failed < 40; {
+		select {
+		case res := <-passes:
+			failed += res.TransportFailed
+		case <-deadline:
+			t.Fatalf("timed out waiting for failed passes (%d so far)", failed)
+		}
+	}
+	assert.Equal(t, total, f.count(statusPending), "every row pending")
+	assert.Zero(t, f.attempts(), "an outage charges no attempt")
+	assert.LessOrEqual(t, client.XLen(ctx, stream).Val(), int64(10),
+		"only the first batch is written unconfirmed; %d retries wrote nothing", failed)
+
+	syncedReplica(t, primary)
+	require.Eventually(t, func() bool { return f.count(statusDelivered) == total }, waitTimeout, 10*time.Millisecond,
+		"delivered once the replica is back")
+	assert.Equal(t, total, f.count(statusDelivered))
+	n := client.XLen(ctx, stream).Val()
+	assert.GreaterOrEqual(t, n, int64(total))
+	assert.LessOrEqual(t, n, int64(total+10), "at most the first unconfirmed batch twice")
+}
