@@ -61,18 +61,26 @@
 //	mux.Handle("/console/", http.StripPrefix("/console", c))
 //
 // Set Config.BasePath to the prefix the console is mounted under, so that
-// its links point back into it. Close the console when the service stops:
+// its links point back into it. Arc's admin routes move with the console:
+// mounted under /console, they are at /console/admin/outbox (the prefix,
+// then Config.AdminPrefix), so point Arc's clients there. Close the console when the service stops:
 // it cancels running tasks and waits for them.
 //
 // # Security
 //
 // The console can delete and republish production events. With no
-// authentication configured it answers loopback clients only (and no
-// request that names a proxied client), and Serve (and CheckListen)
-// refuse a non-loopback address. Credentials give bearer
+// authentication configured it answers loopback clients only, addressed
+// by a Host of localhost, a name under .localhost or a loopback IP (so
+// that a hostile page whose name rebinds to 127.0.0.1 cannot use the
+// operator's browser against it), and no request that names a proxied
+// client (Forwarded, X-Forwarded-For, X-Real-Ip, X-Forwarded-Host); Serve
+// (and CheckListen) refuse a non-loopback address. A reverse proxy on the
+// same machine that sends none of those headers makes every client look
+// local: behind a proxy, configure Auth. Credentials give bearer
 // tokens or basic-auth passwords a role: ReadOnly sees, Operator also
-// mutates. Auth.Middleware runs the service's own authentication first; it
-// names the caller with WithPrincipal. Every mutation needs the Operator
+// mutates. Auth.Middleware runs the service's own authentication for every
+// request the credentials do not authenticate, an unknown Authorization
+// header included; it names the caller with WithPrincipal. Every mutation needs the Operator
 // role, passes net/http's cross-origin protection and, unless it comes with
 // a bearer token (which a browser never sends on its own), carries the
 // console's CSRF token (header X-CSRF-Token or form field csrf; GET
