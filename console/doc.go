@@ -52,7 +52,15 @@
 //
 // A source is "stream:<dead-letter stream>" or "outbox:<name>"; a
 // Selection names letters, or a filter (source, type, cause, q), or sets
-// all. Errors answer {"error": "..."} with 400, 401, 403, 404 or 500.
+// all. Errors answer {"error": "..."} with 400, 401, 403, 404 or 500, and
+// Arc's replay of a dead letter that cannot go back with 409.
+//
+// A stream dead letter goes back to the stream its original_stream field
+// names, but only when that is one of Config.Streams: one naming any other
+// key is listed with redrivable false and noRedrive saying why, a redrive
+// skips it and Arc's replay refuses it. An outbox dead letter is picked by
+// its row (its id, the sequence number), never by its event id, which the
+// rows of one event written to several topics share.
 //
 // # Mounting
 //
