@@ -645,6 +645,12 @@ func TestPagesRender(t *testing.T) {
 	status, body := cl.do(http.MethodGet, "/console/tasks/nope", "", "", map[string]string{"Accept": "text/html"})
 	assert.Equal(t, http.StatusNotFound, status)
 	assert.Contains(t, string(body), "not found")
+	// Arc's routes move with the console: under the prefix, as the doc says.
+	var h ArcHealth
+	op := bearer(t, srv, opToken)
+	assert.Equal(t, http.StatusOK, op.getJSON("/console/admin/outbox/health", &h))
+	assert.EqualValues(t, 4, h.DeadLetter)
+	assert.Equal(t, http.StatusNotFound, op.getJSON("/admin/outbox/health", nil))
 }
 
 func TestNormalizeError(t *testing.T) {
