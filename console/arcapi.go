@@ -122,12 +122,17 @@ type ArcReplay struct {
 }
 
 // arcReplay puts back the dead letter of event id (meta.id): an outbox
-// row becomes pending again, a stream dead letter goes back to its stream.
+// row becomes pending again, a stream dead letter goes back to its stream
+// (409 when it cannot: see Letter.NoRedrive).
 func (c *Console) arcReplay(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	ok, err := c.replayEvent(r.Context(), id)
+	ok, why, err := c.replayEvent(r.Context(), id)
 	if err != nil {
 		c.fail(w, r, err)
+		return
+	}
+	if why != "" {
+		writeJSON(w, http.StatusConflict, apiError{Error: fmt.Sprintf("the dead letter of event %q cannot be replayed: %s", id, why)})
 		return
 	}
 	if !ok {
@@ -139,14 +144,16 @@ func (c *Console) arcReplay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ArcReplay{ID: id, Replayed: true})
 }
 
-func (c *Console) replayEvent(ctx context.Context, id string) (bool, error) {
+// replayEvent redrives the dead letter of event id; why says why the one
+// found cannot be.
+func (c *Console) replayEvent(ctx context.Context, id string) (ok bool, why string, err error) {
 	for _, ob := range c.cfg.Outboxes {
 		n, err := ob.Outbox.Redrive(ctx, outbox.RedriveOptions{Filter: outbox.Filter{EventIDs: []string{id}}, Limit: 1})
 		if err != nil {
-			return false, fmt.Errorf("console: %w", err)
+			return false, "", fmt.Errorf("console: %w", err)
 		}
 		if n == 1 {
-			return true, nil
+			return true, "", nil
 		}
 	}
 	var found *letter
@@ -161,14 +168,18 @@ func (c *Console) replayEvent(ctx context.Context, id string) (bool, error) {
 			}
 			return true
 		}); err != nil {
-			return false, err
+			return false, "", err
 		}
 		if found != nil {
 			break
 		}
 	}
-	if found == nil || !found.Redrivable {
-		return false, nil
+	switch {
+	case found == nil:
+		return false, "", nil
+	case !found.Redrivable:
+		return false, found.NoRedrive, nil
 	}
-	return c.redriveOne(ctx, *found)
+	ok, err = c.redriveOne(ctx, *found)
+	return ok, "", err
 }

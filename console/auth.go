@@ -56,7 +56,9 @@ type Auth struct {
 	// Middleware, when set, runs the service's own authentication around
 	// the console. It names the caller with WithPrincipal; a request it
 	// lets through without one gets MiddlewareRole, named "middleware".
-	// A request with console credentials is judged by those first.
+	// A request with console credentials is judged by those first; one
+	// whose Authorization header matches no credential goes to Middleware
+	// too, which may know it (the service's own bearer tokens, say).
 	Middleware func(http.Handler) http.Handler
 	// MiddlewareRole is the role of a request Middleware let through
 	// without a principal. Defaults to ReadOnly.
@@ -157,10 +159,13 @@ func (c *Console) authn(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Configured() {
 			// Nothing configured: only this machine may come in, and not
-			// through a proxy on it, which would make every client look local.
-			if !loopbackRemote(r.RemoteAddr) || proxied(r) {
+			// through a proxy on it, which would make every client look
+			// local. The Host must name this machine too: a hostile page
+			// whose name rebinds to 127.0.0.1 is otherwise a same-origin
+			// caller of the console from the operator's own browser.
+			if !loopbackRemote(r.RemoteAddr) || proxied(r) || !loopbackHost(r.Host) {
 				c.refuse(w, r, http.StatusForbidden, "the console has no authentication configured and answers "+
-					"loopback clients only, not proxied ones: configure Auth")
+					"loopback clients only, addressed as localhost or a loopback IP, not proxied ones: configure Auth")
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{Name: "local", Role: Operator})))
@@ -170,7 +175,9 @@ func (c *Console) authn(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 			return
 		}
-		if viaMiddleware != nil && r.Header.Get("Authorization") == "" {
+		// Credentials the console does not know may be the service's own
+		// (its bearer tokens, say): Middleware judges them.
+		if viaMiddleware != nil {
 			viaMiddleware.ServeHTTP(w, r)
 			return
 		}
@@ -232,6 +239,22 @@ func loopbackRemote(remote string) bool {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackHost reports whether a request's Host names this machine:
+// localhost, a name under .localhost (RFC 6761 keeps both on loopback) or a
+// loopback IP, with or without a port.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()

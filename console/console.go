@@ -21,6 +21,8 @@ type Console struct {
 	audit   *audit
 	tasks   tasks
 
+	targets map[string]bool // the streams a redrive may write to
+
 	indexMu sync.Mutex
 	indexes map[string]*streamIndex // by dead-letter stream
 
@@ -41,6 +43,10 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, csrfKey: cfg.CSRFKey, cop: http.NewCrossOriginProtection(),
 		audit: &audit{size: cfg.AuditSize, logger: cfg.Logger}, indexes: map[string]*streamIndex{}}
+	c.targets = map[string]bool{}
+	for _, s := range cfg.Streams {
+		c.targets[s.Name] = true
+	}
 	if len(c.csrfKey) == 0 {
 		c.csrfKey = make([]byte, 32)
 		_, _ = rand.Read(c.csrfKey) // crypto/rand.Read never fails

@@ -88,7 +88,7 @@ func TestNoAuthAnswersLoopbackOnly(t *testing.T) {
 	c, err := New(Config{Redis: fakeClient(), Streams: []Stream{{Name: "s"}}})
 	require.NoError(t, err)
 	defer c.Close()
-	req := httptest.NewRequest(http.MethodGet, "/assets/app.js", nil)
+	req := httptest.NewRequest(http.MethodGet, "http://localhost:8080/assets/app.js", nil)
 	req.RemoteAddr = "10.0.0.7:5000"
 	w := httptest.NewRecorder()
 	c.ServeHTTP(w, req)
@@ -102,6 +102,80 @@ func TestNoAuthAnswersLoopbackOnly(t *testing.T) {
 	w = httptest.NewRecorder()
 	c.ServeHTTP(w, req)
 	require.Equal(t, http.StatusForbidden, w.Code)
+}
+
+// A hostile page whose name rebinds to 127.0.0.1 reaches a loopback
+// console from the operator's browser as a same-origin caller: without
+// Auth, only a Host naming this machine comes in.
+func TestNoAuthRefusesForeignHost(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{Redis: fakeClient(), Streams: []Stream{{Name: "s"}}})
+	require.NoError(t, err)
+	defer c.Close()
+	get := func(host string) int {
+		req := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)
+		req.Host = host
+		req.RemoteAddr = "127.0.0.1:5000"
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, req)
+		return w.Code
+	}
+	for _, host := range []string{"localhost", "localhost:8080", "LocalHost.:8080", "console.localhost:9", "127.0.0.1",
+		"127.0.0.1:8080", "127.1.2.3:80", "[::1]:8080", "[::1]"} {
+		assert.Equal(t, http.StatusOK, get(host), host)
+	}
+	for _, host := range []string{"evil.example:8080", "evil.example", "localhost.evil.example", "evillocalhost",
+		"10.0.0.7:8080", "[::2]:80", ""} {
+		assert.Equal(t, http.StatusForbidden, get(host), host)
+	}
+
+	// Nor may it change anything, with everything else a browser would
+	// send from the rebound origin, the CSRF token included.
+	req := httptest.NewRequest(http.MethodPost, "http://evil.example:8080/api/tasks/x/cancel", nil)
+	req.RemoteAddr = "127.0.0.1:5000"
+	req.Header.Set("Origin", "http://evil.example:8080")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("X-CSRF-Token", c.csrfToken(Principal{Name: "local"}))
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, req)
+	assert.Equal(t, http.StatusForbidden, w.Code, w.Body.String())
+}
+
+// Auth.Middleware judges an Authorization header the console's own
+// credentials do not match: the service's bearer tokens reach it.
+func TestMiddlewareJudgesUnknownAuthorization(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{Redis: fakeClient(), Streams: []Stream{{Name: "s"}}, Auth: Auth{
+		Credentials: []Credential{{Name: "ops", Token: opToken, Role: Operator}},
+		Middleware: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") == "Bearer service-jwt" {
+					next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{Name: "svc", Role: Operator})))
+					return
+				}
+				http.Error(w, "service login needed", http.StatusUnauthorized)
+			})
+		}}})
+	require.NoError(t, err)
+	defer c.Close()
+	whoami := func(auth string) (int, string) {
+		req := httptest.NewRequest(http.MethodGet, "/api/whoami", nil)
+		req.Header.Set("Authorization", auth)
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, req)
+		return w.Code, w.Body.String()
+	}
+	status, body := whoami("Bearer service-jwt")
+	assert.Equal(t, http.StatusOK, status, body)
+	assert.Contains(t, body, `"name":"svc"`)
+	// The console's own credentials still come first.
+	status, body = whoami("Bearer " + opToken)
+	assert.Equal(t, http.StatusOK, status, body)
+	assert.Contains(t, body, `"name":"ops"`)
+	// And what neither knows is refused, by the middleware.
+	status, body = whoami("Bearer not-the-token-at-all-000")
+	assert.Equal(t, http.StatusUnauthorized, status, body)
+	assert.Contains(t, body, "service login needed")
 }
 
 func TestAuthRefusals(t *testing.T) {
@@ -571,6 +645,12 @@ func TestPagesRender(t *testing.T) {
 	status, body := cl.do(http.MethodGet, "/console/tasks/nope", "", "", map[string]string{"Accept": "text/html"})
 	assert.Equal(t, http.StatusNotFound, status)
 	assert.Contains(t, string(body), "not found")
+	// Arc's routes move with the console: under the prefix, as the doc says.
+	var h ArcHealth
+	op := bearer(t, srv, opToken)
+	assert.Equal(t, http.StatusOK, op.getJSON("/console/admin/outbox/health", &h))
+	assert.EqualValues(t, 4, h.DeadLetter)
+	assert.Equal(t, http.StatusNotFound, op.getJSON("/admin/outbox/health", nil))
 }
 
 func TestNormalizeError(t *testing.T) {

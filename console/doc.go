@@ -52,7 +52,15 @@
 //
 // A source is "stream:<dead-letter stream>" or "outbox:<name>"; a
 // Selection names letters, or a filter (source, type, cause, q), or sets
-// all. Errors answer {"error": "..."} with 400, 401, 403, 404 or 500.
+// all. Errors answer {"error": "..."} with 400, 401, 403, 404 or 500, and
+// Arc's replay of a dead letter that cannot go back with 409.
+//
+// A stream dead letter goes back to the stream its original_stream field
+// names, but only when that is one of Config.Streams: one naming any other
+// key is listed with redrivable false and noRedrive saying why, a redrive
+// skips it and Arc's replay refuses it. An outbox dead letter is picked by
+// its row (its id, the sequence number), never by its event id, which the
+// rows of one event written to several topics share.
 //
 // # Mounting
 //
@@ -61,18 +69,26 @@
 //	mux.Handle("/console/", http.StripPrefix("/console", c))
 //
 // Set Config.BasePath to the prefix the console is mounted under, so that
-// its links point back into it. Close the console when the service stops:
+// its links point back into it. Arc's admin routes move with the console:
+// mounted under /console, they are at /console/admin/outbox (the prefix,
+// then Config.AdminPrefix), so point Arc's clients there. Close the console when the service stops:
 // it cancels running tasks and waits for them.
 //
 // # Security
 //
 // The console can delete and republish production events. With no
-// authentication configured it answers loopback clients only (and no
-// request that names a proxied client), and Serve (and CheckListen)
-// refuse a non-loopback address. Credentials give bearer
+// authentication configured it answers loopback clients only, addressed
+// by a Host of localhost, a name under .localhost or a loopback IP (so
+// that a hostile page whose name rebinds to 127.0.0.1 cannot use the
+// operator's browser against it), and no request that names a proxied
+// client (Forwarded, X-Forwarded-For, X-Real-Ip, X-Forwarded-Host); Serve
+// (and CheckListen) refuse a non-loopback address. A reverse proxy on the
+// same machine that sends none of those headers makes every client look
+// local: behind a proxy, configure Auth. Credentials give bearer
 // tokens or basic-auth passwords a role: ReadOnly sees, Operator also
-// mutates. Auth.Middleware runs the service's own authentication first; it
-// names the caller with WithPrincipal. Every mutation needs the Operator
+// mutates. Auth.Middleware runs the service's own authentication for every
+// request the credentials do not authenticate, an unknown Authorization
+// header included; it names the caller with WithPrincipal. Every mutation needs the Operator
 // role, passes net/http's cross-origin protection and, unless it comes with
 // a bearer token (which a browser never sends on its own), carries the
 // console's CSRF token (header X-CSRF-Token or form field csrf; GET

@@ -193,7 +193,8 @@ func summarize(src source, e redisstream.Entry) Letter {
 		l.LastFailedAt = entryTime(e.ID)
 	}
 	hasRaw := len(env.Raw) > 0 && string(env.Raw) != "null"
-	l.Redrivable = !truncated && (rawFields || readErr == nil && !hasRaw && env.Event.Type != "")
+	l.Redrivable, l.NoRedrive = redrivability(src, l.OriginalStream, truncated,
+		rawFields || readErr == nil && !hasRaw && env.Event.Type != "")
 	l.Cause = causeOf(l.Type, l.Reason, l.Error)
 	return l
 }

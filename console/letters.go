@@ -31,6 +31,36 @@ type source struct {
 	name   string // the dead-letter stream, or the outbox's Name
 	stream Stream
 	outbox Outbox
+	// targets are the configured streams (Config.Streams' names): the
+	// only streams a redrive may write to.
+	targets map[string]bool
+}
+
+// redriveTarget is the stream a stream dead letter named original goes
+// back to, and whether a redrive may write there: only to a configured
+// stream, whatever the dead letter names (anyone who can write to a
+// dead-letter stream would otherwise pick any key of the Redis).
+func (s source) redriveTarget(original string) (string, bool) {
+	t := original
+	if t == "" {
+		t = s.stream.Name
+	}
+	return t, s.targets[t]
+}
+
+// redrivability says whether a stream dead letter can go back, and why
+// not: complete is false when it cannot be put back as it was written.
+func redrivability(src source, original string, truncated, complete bool) (bool, string) {
+	switch {
+	case truncated:
+		return false, "only an excerpt of it was kept"
+	case !complete:
+		return false, "it cannot be put back as it was written"
+	}
+	if t, ok := src.redriveTarget(original); !ok {
+		return false, fmt.Sprintf("it names stream %q, which is not one of the console's streams", t)
+	}
+	return true, ""
 }
 
 // key is the source's id in the API and in URLs: "stream:<dlq>" or
@@ -72,8 +102,11 @@ type Letter struct {
 	// normalised error message.
 	Cause string `json:"cause"`
 	// Redrivable is false for a dead letter that cannot be put back as it
-	// was (unreadable, or only an excerpt kept).
+	// was (unreadable, or only an excerpt kept), or that names a stream
+	// the console is not configured with.
 	Redrivable bool `json:"redrivable"`
+	// NoRedrive says why Redrivable is false.
+	NoRedrive string `json:"noRedrive,omitempty"`
 	// Unreadable says why the dead letter itself could not be read.
 	Unreadable string `json:"unreadable,omitempty"`
 }
@@ -88,20 +121,16 @@ type letter struct {
 	event   arc.Event         // the event, where it could be read
 }
 
-// target is the stream a stream dead letter goes back to.
-func (l letter) target() string {
-	if l.dl.OriginalStream != "" {
-		return l.dl.OriginalStream
-	}
-	return l.src.stream.Name
-}
+// target is the stream a stream dead letter goes back to, and whether a
+// redrive may write there.
+func (l letter) target() (string, bool) { return l.src.redriveTarget(l.dl.OriginalStream) }
 
 // sources lists the configured dead-letter sources, filtered by key when
 // only is not empty.
 func (c *Console) sources(only string) []source {
 	var out []source
 	for _, s := range c.cfg.Streams {
-		src := source{kind: kindStream, name: s.DeadLetter, stream: s}
+		src := source{kind: kindStream, name: s.DeadLetter, stream: s, targets: c.targets}
 		if only == "" || only == src.key() {
 			out = append(out, src)
 		}
@@ -267,7 +296,8 @@ func streamLetter(src source, e redisstream.Entry) letter {
 	}
 	// Whether it can go back, without encoding it (RedriveFields does,
 	// when a redrive needs the fields).
-	l.Redrivable = dl.Truncated == 0 && (len(dl.RawFields) > 0 || rerr == nil && env.Raw == nil && env.Event.Type != "")
+	l.Redrivable, l.NoRedrive = redrivability(src, dl.OriginalStream, dl.Truncated > 0,
+		len(dl.RawFields) > 0 || rerr == nil && env.Raw == nil && env.Event.Type != "")
 	l.Cause = causeOf(l.Type, l.Reason, l.Error)
 	return l
 }

@@ -73,7 +73,8 @@ func (c *Console) detail(l letter) LetterDetail {
 		env := l.dl.Envelope
 		d.ErrorCode, d.Stack = env.Error.Code, redactString(env.Error.Stack, expose)
 		d.SourceTopic, d.Pattern, d.ConsumerGroup, d.Host = env.SourceTopic, env.Pattern, env.ConsumerGroup, env.Host
-		d.Truncated, d.Target = l.dl.Truncated, l.target()
+		d.Truncated = l.dl.Truncated
+		d.Target, _ = l.target()
 		for i := 0; i+1 < len(l.dl.RawFields); i += 2 {
 			name, value := l.dl.RawFields[i], l.dl.RawFields[i+1]
 			if name != redisstream.FieldType {

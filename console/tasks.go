@@ -306,23 +306,33 @@ func (c *Console) redriveOne(ctx context.Context, l letter) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		// Checked again on the entry as it is now: only to a configured
+		// stream, whatever it names.
+		target, allowed := full.target()
+		if !allowed {
+			return false, nil
+		}
 		fields, ok := redisstream.RedriveFields(full.dl, full.readErr)
 		if !ok {
 			return false, nil
 		}
 		maxLen := int64(0)
-		if t := full.target(); t == l.src.stream.Name {
+		if target == l.src.stream.Name {
 			maxLen = l.src.stream.MaxLen
 		}
-		moved, err := redisstream.RedriveEntry(ctx, c.cfg.Redis, l.src.name, l.ID, full.target(), maxLen, fields)
+		moved, err := redisstream.RedriveEntry(ctx, c.cfg.Redis, l.src.name, l.ID, target, maxLen, fields)
 		if moved {
 			c.index(l.src).forget(l.ID)
 		}
 		return moved, err
 	default:
-		seq, _ := strconv.ParseInt(l.ID, 10, 64)
-		n, err := l.src.outbox.Outbox.Redrive(ctx, outbox.RedriveOptions{
-			Filter: outbox.Filter{EventIDs: []string{l.EventID}, AfterSeq: seq - 1}, Limit: 1})
+		// By its row, not its event id: one event written to several
+		// topics has a dead row per topic, and only this one was picked.
+		seq, err := strconv.ParseInt(l.ID, 10, 64)
+		if err != nil {
+			return false, nil
+		}
+		n, err := l.src.outbox.Outbox.Redrive(ctx, outbox.RedriveOptions{Filter: outbox.Filter{Seqs: []int64{seq}}})
 		return n == 1, err
 	}
 }
@@ -335,21 +345,25 @@ func (c *Console) purge(ctx context.Context, sel Selection) (int64, error) {
 	}
 	var n int64
 	streamIDs := map[string][]string{}
-	eventIDs := map[string][]string{}
+	seqs := map[string][]int64{} // by row: an event id may name several
 	outboxes := map[string]*outbox.Outbox{}
 	for _, l := range ls {
 		if l.src.kind == kindStream {
 			streamIDs[l.src.name] = append(streamIDs[l.src.name], l.ID)
 			continue
 		}
-		eventIDs[l.src.name] = append(eventIDs[l.src.name], l.EventID)
+		seq, err := strconv.ParseInt(l.ID, 10, 64)
+		if err != nil {
+			continue // resolve read it from the table: never happens
+		}
+		seqs[l.src.name] = append(seqs[l.src.name], seq)
 		outboxes[l.src.name] = l.src.outbox.Outbox
 	}
-	for name, ids := range eventIDs {
+	for name, ids := range seqs {
 		for len(ids) > 0 {
 			chunk := ids[:min(len(ids), 500)]
 			ids = ids[len(chunk):]
-			c, err := outboxes[name].PurgeDeadLetters(ctx, outbox.Filter{EventIDs: chunk})
+			c, err := outboxes[name].PurgeDeadLetters(ctx, outbox.Filter{Seqs: chunk})
 			n += c
 			if err != nil {
 				return n, fmt.Errorf("console: %w", err)

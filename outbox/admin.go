@@ -20,6 +20,10 @@ type Filter struct {
 	EventIDs []string
 	// AfterSeq keeps rows with a larger sequence number (for paging).
 	AfterSeq int64
+	// Seqs keeps the rows with these sequence numbers (DeadLetter.Seq):
+	// exact rows, where an event id may name several (one event written
+	// to two topics, or written again after a purge).
+	Seqs []int64
 }
 
 func (f Filter) where() (string, []any) {
@@ -31,6 +35,12 @@ func (f Filter) where() (string, []any) {
 	if len(f.EventIDs) > 0 {
 		s += " AND event_id IN (" + list(len(f.EventIDs)) + ")"
 		args = columnArgs(args, f.EventIDs)
+	}
+	if len(f.Seqs) > 0 {
+		s += " AND id IN (" + list(len(f.Seqs)) + ")"
+		for _, seq := range f.Seqs {
+			args = append(args, seq)
+		}
 	}
 	if f.AfterSeq > 0 {
 		s += " AND id > ?"
