@@ -21,11 +21,13 @@ var driverDialects = []struct {
 	{"github.com/go-sql-driver/mysql", MySQL},
 	{"modernc.org/sqlite", SQLite},
 	{"github.com/mattn/go-sqlite3", SQLite},
+	{"github.com/glebarez/go-sqlite", SQLite}, // GORM's pure-Go SQLite (glebarez/sqlite)
 }
 
 // DialectOf returns the dialect of db, found from the type of its driver:
 // pgx's stdlib and lib/pq are PostgreSQL, go-sql-driver/mysql is MySQL
-// (and MariaDB), modernc.org/sqlite and mattn/go-sqlite3 are SQLite. A
+// (and MariaDB), modernc.org/sqlite, mattn/go-sqlite3 and glebarez/go-sqlite
+// are SQLite. A
 // driver it does not know, such as one wrapped for tracing, gives an
 // error wrapping ErrInvalidConfig that asks for Config.Dialect.
 func DialectOf(db *stdsql.DB) (Dialect, error) {
