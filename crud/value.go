@@ -19,6 +19,9 @@ type Value struct {
 	// raw is the value's JSON text; "" is absent. A string rather than
 	// json.RawMessage keeps Value, and so Scope, comparable.
 	raw string
+	// js is String(value), computed once: every event of the request
+	// writes it as meta.userId.
+	js string
 }
 
 // Absent is the zero Value: the key is left out, as JSON.stringify drops
@@ -27,7 +30,7 @@ var Absent = Value{}
 
 // String returns s as a JSON string, "" included (which Arc writes as "").
 func String(s string) Value {
-	return Value{raw: string(arc.AppendJSONString(nil, s))}
+	return Value{raw: string(arc.AppendJSONString(nil, s)), js: s}
 }
 
 // StringOrAbsent returns String(s), or Absent when s is empty: the usual
@@ -41,11 +44,14 @@ func StringOrAbsent(s string) Value {
 
 // Int returns n as a JSON number (a numeric user id, as SQL-backed Arc
 // hosts have). Beyond ±2^53 JavaScript would already have rounded it.
-func Int(n int64) Value { return Value{raw: strconv.FormatInt(n, 10)} }
+func Int(n int64) Value {
+	s := strconv.FormatInt(n, 10)
+	return Value{raw: s, js: s}
+}
 
 // Null returns JSON null (Arc writes "userId":null when user.id is
 // undefined and user._id is null).
-func Null() Value { return Value{raw: "null"} }
+func Null() Value { return Value{raw: "null", js: "null"} }
 
 // RawValue returns the JSON value raw, any kind (a user id as the
 // authentication layer decoded it). A string or a number is rewritten as
@@ -66,9 +72,10 @@ func RawValue(raw json.RawMessage) (Value, error) {
 		_ = json.Unmarshal(raw, &s) // valid, checked above
 		return String(s), nil
 	case '{', '[', 't', 'f', 'n':
-		return Value{raw: string(raw)}, nil
+		return Value{raw: string(raw), js: jsString(raw, false)}, nil
 	default:
-		return Value{raw: numberString(raw)}, nil
+		n := numberString(raw)
+		return Value{raw: n, js: n}, nil
 	}
 }
 
@@ -104,7 +111,7 @@ func (v Value) JSString() string {
 	if v.raw == "" {
 		return "undefined"
 	}
-	return jsString(json.RawMessage(v.raw), false)
+	return v.js
 }
 
 // RouteUserID is the user id Arc's CRUD routes hand their hooks:
