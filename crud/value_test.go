@@ -77,7 +77,7 @@ func TestRouteUserID(t *testing.T) {
 		``:       Absent,
 		`"0"`:    String("0"), // a non-empty string is truthy
 		`[]`:     String(""),  // an empty array is truthy, String([]) is ""
-		`"\u00"`: Absent,      // not JSON: RawValue refuses, Absent in
+		`"\u00"`: Absent,      // not JSON: RawValue refuses it; Absent goes in
 	} {
 		v, err := RawValue(json.RawMessage(in))
 		if err != nil {
