@@ -15,7 +15,7 @@ func BenchmarkCreated(b *testing.B) {
 		Price int    `json:"price"`
 	}
 	doc := &product{ID: 42, Name: "Mug", Price: 12}
-	scope := Scope{RequestID: "7b0f2a8e-5a1e-4c1b-9d7e-2f4b7c9d1e00", UserID: "u-7", OrganizationID: "org-1"}
+	scope := NewScope("7b0f2a8e-5a1e-4c1b-9d7e-2f4b7c9d1e00", "u-7", "org-1")
 	for b.Loop() {
 		if _, err := Created("product", doc, scope); err != nil {
 			b.Fatal(err)

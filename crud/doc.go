@@ -22,12 +22,31 @@
 // as JSON.stringify drops them. Change builds the same with every field
 // explicit (a fixed id and time, for tests and replays).
 //
+// The user and organization are JSON values (Value), as Arc's hook holds
+// them, so that every byte Arc can write is written: payload.userId is the
+// raw user id (42 stays a number, null stays null), meta.userId its
+// String(x) (absent for null); organizationId, in both, is the request
+// context's value as it is, and absent (Absent), "" (String("")) and null
+// (Null()) are three different events, as JSON.stringify makes them.
+// NewScope builds the common case of string ids, "" meaning none.
+//
+// Arc's CRUD routes do not hand the hook the raw user: its Fastify adapter
+// (createRequestContext) replaces user.id and user._id by
+// String(user._id ?? user.id), or undefined when that is falsy. Through an
+// Arc route a numeric user id 42 is therefore written "42", a user id 0 or
+// "" not at all, and _id wins over id. RouteUserID applies that rule; the
+// raw value (Int, RawValue) gives what arcCorePlugin writes when a host
+// runs the hooks with its own user object. testdata/gen-crud.js records
+// both from Node.
+//
 // The request scope (request id, user, organization) travels in the
 // context: WithScope puts it there, ScopeFrom reads it, and Middleware is
 // net/http middleware that fills it for every request (the request id from
 // the X-Request-Id header, else a new UUID, where Arc may use Fastify's
 // per-process counter; the user and organization from a function of the
 // request, typically reading what the authentication middleware found).
+// An empty request id is never written: Fastify always has one, where
+// Arc would write "correlationId":"" for an empty one.
 //
 // # Differences from Arc, on purpose
 //
@@ -36,9 +55,6 @@
 //     between the two loses the event. Emitter.Write stores it in the
 //     outbox in the same transaction: a rolled-back change emits nothing, a
 //     committed change's event is relayed at least once.
-//   - Arc's payload.userId is the raw user.id (a number stays a number);
-//     Scope.UserID is a string, so a numeric user id is written as a string
-//     in the payload. meta.userId is a string in both.
 //   - Arc documents a <resource>.restored event but never emits it (its
 //     soft-delete restore runs after-hooks with no event attached). arcmill
 //     has no Restored either: a restore is a change of the document, and

@@ -118,6 +118,18 @@ func goldenChange(t *testing.T, i int) (Change, string) {
 	return g.change(t), g.Want
 }
 
+// goldenNamed is goldenChange for the case called name.
+func goldenNamed(t *testing.T, name string) (Change, string) {
+	t.Helper()
+	for _, g := range loadGolden(t) {
+		if g.Name == name {
+			return g.change(t), g.Want
+		}
+	}
+	t.Fatalf("no golden case %q", name)
+	return Change{}, ""
+}
+
 var allDialects = []outbox.Dialect{outbox.PostgreSQL, outbox.MySQL, outbox.SQLite}
 
 // A change that rolls back emits nothing; a change that commits reaches
@@ -144,9 +156,18 @@ func TestEmitter_Write_SameTransaction(t *testing.T) {
 			require.NoError(t, err)
 			_, err = tx.ExecContext(ctx, "INSERT INTO "+b.table+" (id, name) VALUES ('p-1', 'Mug')")
 			require.NoError(t, err)
-			require.NoError(t, b.em.WriteChanges(ctx, tx, change))
+			// With it, the scope values only a JSON value can carry (a
+			// numeric user id, "" and null organizations) survive the
+			// outbox and the relay.
+			changes, wants := []Change{change}, []string{want}
+			for _, name := range []string{"hook: numeric user id", "hook: null _id", "hook: empty user id",
+				"org: empty string", "org: null", "org: number"} {
+				c, w := goldenNamed(t, name)
+				changes, wants = append(changes, c), append(wants, w)
+			}
+			require.NoError(t, b.em.WriteChanges(ctx, tx, changes...))
 			require.NoError(t, tx.Commit())
-			assert.Equal(t, []string{want}, b.relayed(t), "Arc's bytes on the stream")
+			assert.Equal(t, wants, b.relayed(t), "Arc's bytes on the stream")
 		})
 	}
 }
@@ -158,7 +179,7 @@ func TestEmitter_Write_Bulk(t *testing.T) {
 		t.Run(d.String(), func(t *testing.T) {
 			t.Parallel()
 			b := newBench(t, d)
-			ctx := WithScope(context.Background(), Scope{RequestID: "req-bulk", UserID: "u-1"})
+			ctx := WithScope(context.Background(), NewScope("req-bulk", "u-1", ""))
 			var changes []Change
 			for _, id := range []string{"a", "b", "c"} {
 				changes = append(changes, Change{Op: Update, Resource: "product", Doc: map[string]string{"id": id}})

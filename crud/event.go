@@ -83,8 +83,8 @@ type payload struct {
 	Resource       string          `json:"resource"`
 	Operation      Operation       `json:"operation"`
 	Data           json.RawMessage `json:"data"`
-	UserID         string          `json:"userId,omitempty"`
-	OrganizationID string          `json:"organizationId,omitempty"`
+	UserID         json.RawMessage `json:"userId,omitempty"`         // nil: undefined, dropped
+	OrganizationID json.RawMessage `json:"organizationId,omitempty"` // nil: undefined, dropped
 	Timestamp      string          `json:"timestamp"`
 }
 
@@ -114,24 +114,51 @@ func (c Change) Event() (arc.Event, error) {
 		Resource:       c.Resource,
 		Operation:      c.Op,
 		Data:           data,
-		UserID:         c.Scope.UserID,
-		OrganizationID: c.Scope.OrganizationID,
+		UserID:         c.Scope.UserID.JSON(),
+		OrganizationID: c.Scope.OrganizationID.JSON(),
 		Timestamp:      t.Format("2006-01-02T15:04:05.000Z07:00"),
 	}
 	meta := arc.Meta{
-		ID:             c.ID,
-		Timestamp:      t,
-		CorrelationID:  c.Scope.RequestID,
-		Resource:       c.Resource,
-		ResourceID:     resourceID,
-		UserID:         c.Scope.UserID,
-		OrganizationID: c.Scope.OrganizationID,
+		ID:            c.ID,
+		Timestamp:     t,
+		CorrelationID: c.Scope.RequestID,
+		Resource:      c.Resource,
+		ResourceID:    resourceID,
 	}
+	setMetaScope(&meta, c.Scope)
 	var opts []arc.CreateOption
 	if c.AllowInvalidDates {
 		opts = append(opts, arc.AllowInvalidDates())
 	}
 	return arc.NewEvent(c.Op.Type(c.Resource), p, meta, opts...)
+}
+
+// setMetaScope writes Arc's meta.userId and meta.organizationId:
+// rawUserId != null ? String(rawUserId) : undefined, and the organization
+// as it is. A value the typed string fields cannot hold ("", null, a
+// number) goes in Extra, which Marshal writes at the same place.
+func setMetaScope(meta *arc.Meta, s Scope) {
+	if u := s.UserID; !u.IsAbsent() && !u.IsNull() {
+		if str := u.JSString(); str != "" {
+			meta.UserID = str
+		} else {
+			setExtra(meta, "userId", json.RawMessage(`""`))
+		}
+	}
+	if o := s.OrganizationID; !o.IsAbsent() {
+		if o.raw[0] == '"' && o.raw != `""` {
+			meta.OrganizationID = o.JSString()
+		} else {
+			setExtra(meta, "organizationId", o.JSON())
+		}
+	}
+}
+
+func setExtra(meta *arc.Meta, key string, v json.RawMessage) {
+	if meta.Extra == nil {
+		meta.Extra = make(map[string]json.RawMessage, 2)
+	}
+	meta.Extra[key] = v
 }
 
 // encodeDoc writes doc as JSON, without HTML escaping (JSON.stringify does

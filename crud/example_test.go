@@ -20,7 +20,7 @@ func ExampleChange_Event() {
 		Op:       crud.Create,
 		Resource: "product",
 		Doc:      product{ID: "p-1", Name: "Mug", Price: 12},
-		Scope:    crud.Scope{RequestID: "req-1", UserID: "u-7", OrganizationID: "org-1"},
+		Scope:    crud.NewScope("req-1", "u-7", "org-1"),
 		ID:       "00000000-0000-4000-8000-000000000000",
 		Time:     time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC),
 	}.Event()

@@ -7,17 +7,32 @@ import (
 	"github.com/google/uuid"
 )
 
-// Scope is who and what a change belongs to: what Arc reads from the
-// request when it emits a CRUD event.
+// Scope is who and what a change belongs to: what Arc's CRUD hook reads
+// from the request when it emits an event. NewScope builds the common
+// all-strings case.
 type Scope struct {
 	// RequestID becomes meta.correlationId. Empty: absent.
 	RequestID string
-	// UserID is the acting user (payload.userId and meta.userId). Empty:
-	// absent.
-	UserID string
-	// OrganizationID is the tenant (payload.organizationId and
-	// meta.organizationId). Empty: absent.
-	OrganizationID string
+	// UserID is the acting user's id as Arc's hook sees it
+	// (ctx.user.id ?? ctx.user._id): payload.userId is this JSON value as
+	// it is (a number stays a number, null stays null), meta.userId its
+	// String(x) (JSString), absent when it is null. Absent: both absent.
+	// Arc's CRUD routes stringify the user id before the hook sees it (see
+	// RouteUserID).
+	UserID Value
+	// OrganizationID is the tenant as Arc's request context holds it
+	// (ctx.context.organizationId): payload.organizationId and
+	// meta.organizationId are this JSON value as it is, "" and null
+	// included. Absent: both absent.
+	OrganizationID Value
+}
+
+// NewScope returns the scope of a request whose user and organization ids
+// are strings, an empty one meaning absent (no user, no tenant). Set the
+// fields for a numeric id, an empty-string organization or null.
+func NewScope(requestID, userID, organizationID string) Scope {
+	return Scope{RequestID: requestID, UserID: StringOrAbsent(userID),
+		OrganizationID: StringOrAbsent(organizationID)}
 }
 
 type scopeKey struct{}
@@ -40,8 +55,13 @@ const RequestIDHeader = "X-Request-Id"
 type MiddlewareConfig struct {
 	// Identify returns the acting user and organization of a request,
 	// typically from what the authentication middleware put in its
-	// context. Defaults to none (no user, no organization).
-	Identify func(r *http.Request) (userID, organizationID string)
+	// context, as the values Scope.UserID and Scope.OrganizationID hold
+	// (Absent for none). For the bytes an Arc CRUD route writes, return
+	// RouteUserID of the user's id (Arc's routes stringify it); return the
+	// raw value (Int, RawValue) for what Arc's hook writes when a host
+	// calls it with its own user object. Defaults to none (no user, no
+	// organization).
+	Identify func(r *http.Request) (userID, organizationID Value)
 	// NewRequestID makes a request id for a request without a valid
 	// X-Request-Id header. Defaults to a UUID v4.
 	NewRequestID func() string

@@ -19,7 +19,7 @@ func TestMiddleware_FillsScope(t *testing.T) {
 	t.Parallel()
 	var got Scope
 	h := Middleware(MiddlewareConfig{
-		Identify: func(r *http.Request) (string, string) { return r.Header.Get("X-User"), "org-1" },
+		Identify: func(r *http.Request) (Value, Value) { return StringOrAbsent(r.Header.Get("X-User")), String("org-1") },
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = ScopeFrom(r.Context()) }))
 
 	req := httptest.NewRequest(http.MethodPost, "/products", nil)
@@ -27,7 +27,7 @@ func TestMiddleware_FillsScope(t *testing.T) {
 	req.Header.Set("X-User", "u-7")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	assert.Equal(t, Scope{RequestID: "req-abc", UserID: "u-7", OrganizationID: "org-1"}, got)
+	assert.Equal(t, NewScope("req-abc", "u-7", "org-1"), got)
 	assert.Equal(t, "req-abc", rec.Header().Get(RequestIDHeader))
 
 	ev, err := Created("product", map[string]string{"_id": "p-1"}, got)

@@ -175,12 +175,15 @@ func forDialects(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	}
 }
 
-var scope = crud.Scope{RequestID: "req-1", UserID: "u-7", OrganizationID: "org-1"}
+var scope = crud.NewScope("req-1", "u-7", "org-1")
 
 // Create, update and delete each write Arc's event in the write's
 // transaction; the bytes are those crud builds (and crud's goldens check
-// against Node) for the same document, scope, id and time.
+// against Node) for the same document, scope, id and time. The scope has a
+// numeric user id and an empty-string organization, which Arc writes as
+// 42 and "".
 func TestPlugin_CreateUpdateDelete(t *testing.T) {
+	scope := crud.Scope{RequestID: "req-1", UserID: crud.Int(42), OrganizationID: crud.String("")}
 	forDialects(t, func(t *testing.T, f *fixture) {
 		ctx := crud.WithScope(context.Background(), scope)
 		db := f.db.WithContext(ctx)
@@ -206,6 +209,8 @@ func TestPlugin_CreateUpdateDelete(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, string(wantRaw), raw[i], "event %d", i)
 			assert.Equal(t, "req-1", ev.Meta.CorrelationID)
+			assert.Contains(t, raw[i], `"userId":42,"organizationId":"","timestamp"`)
+			assert.Contains(t, raw[i], `"userId":"42","organizationId":""}}`)
 		}
 	})
 }

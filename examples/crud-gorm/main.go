@@ -81,9 +81,14 @@ func (s service) routes() http.Handler {
 	mux.HandleFunc("PATCH /products/{id}", s.update)
 	mux.HandleFunc("DELETE /products/{id}", s.remove)
 	// The scope of every request (request id, user, organization) goes in
-	// its context; the plugin reads it from the statement's context.
+	// its context; the plugin reads it from the statement's context. The
+	// user id goes through RouteUserID, as an Arc CRUD route stringifies
+	// it; a missing header is no user, no organization.
 	return crud.Middleware(crud.MiddlewareConfig{
-		Identify: func(r *http.Request) (string, string) { return r.Header.Get("X-User"), r.Header.Get("X-Org") },
+		Identify: func(r *http.Request) (userID, organizationID crud.Value) {
+			return crud.RouteUserID(crud.StringOrAbsent(r.Header.Get("X-User"))),
+				crud.StringOrAbsent(r.Header.Get("X-Org"))
+		},
 	})(mux)
 }
 
