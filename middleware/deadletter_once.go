@@ -301,6 +301,8 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 	if key == "" {
 		return d.publish(msg, dl)
 	}
+	// One deadline for the claim, the look-up and the publish: the lease
+	// (longer than PublishTimeout) outlives all three.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
 	defer cancel()
 	token := watermill.NewUUID()
@@ -339,7 +341,11 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 		}
 	}
 	d.hook(stageClaimed)
-	if err := d.publish(msg, dl); err != nil {
+	// Under the claim's deadline, not one of its own: a look-up that took
+	// most of PublishTimeout followed by a fresh PublishTimeout would
+	// outlive the lease, and a second delivery could then take the claim
+	// over, find nothing yet and write the dead letter again.
+	if err := d.publishUnder(ctx, msg, dl); err != nil {
 		d.release(msg, key, token, fields)
 		return err
 	}
