@@ -116,7 +116,7 @@ func TestDeadLetterOnce_PublishEndsWithinTheClaimLease(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond, "the first delivery's lease ends")
 	go deliver(second)
 	wait(pub.finds, "look-up by the second delivery") // it found nothing: the first has not stored yet
-	close(pub.proceeds)                              // now a publish still under way stores
+	close(pub.proceeds)                               // now a publish still under way stores
 	err1, err2 := <-first, <-second
 	t.Logf("first delivery: %v; second: %v", err1, err2)
 	require.NoError(t, err2, "the second delivery writes the dead letter")
