@@ -74,13 +74,16 @@ func (p findingPublisher) FindDeadLetter(ctx context.Context, q DeadLetterQuery)
 }
 
 // config is a guarded DeadLetterConfig writing to the fixture's stream.
+// PublishTimeout bounds the claim, the look-up and the publish together:
+// generous, for a shared Redis on a loaded machine; no test waits for the
+// lease to end.
 func (f *onceFixture) config(pub message.Publisher) DeadLetterConfig {
 	if pub == nil {
 		pub = f.pub
 	}
 	return DeadLetterConfig{Publisher: pub, Topic: f.dlq, ConsumerGroup: "billing",
-		Guard: &RedisGuard{Client: f.client, Prefix: f.prefix}, PublishTimeout: 200 * time.Millisecond,
-		GuardLease: 500 * time.Millisecond, OutageBackoff: time.Millisecond, OutageMaxBackoff: time.Millisecond}
+		Guard: &RedisGuard{Client: f.client, Prefix: f.prefix}, PublishTimeout: 2 * time.Second,
+		GuardLease: 3 * time.Second, OutageBackoff: time.Millisecond, OutageMaxBackoff: time.Millisecond}
 }
 
 func (f *onceFixture) deadLetters() int64 {
