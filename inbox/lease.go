@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/wildcard"
 )
 
@@ -25,9 +26,20 @@ const (
 )
 
 // ErrInProgress is returned by Lease.Process when another delivery of the
-// event holds its processing lease: the delivery should be retried (the
-// retry middleware does), and by then it is done, or the lease has lapsed.
-var ErrInProgress = errors.New("inbox: event is being processed under another lease")
+// event holds its processing lease: the delivery should be retried, and by
+// then it is done, or the lease has lapsed.
+//
+// It matches middleware.ErrTransient (errors.Is), so the middleware treat
+// it as a wait, not as the event's failure: Retry waits (OutageBackoff)
+// and calls again without spending an attempt, DeadLetter nacks instead of
+// dead-lettering. Otherwise a redelivery of an event that another consumer
+// is still handling (an XAUTOCLAIM after min-idle) would burn its retries
+// and be dead-lettered while it is being applied. The wait is bounded: it
+// ends when the holder finishes (done: the retry is skipped as a
+// duplicate; failed: the record is released) or, if the holder died, when
+// its lease lapses, LeaseConfig.Lease later. A holder that hangs keeps
+// renewing, so bound the handler itself (StackConfig.Timeout).
+var ErrInProgress = middleware.Transient(errors.New("inbox: event is being processed under another lease"))
 
 // LeaseConfig configures a Lease.
 type LeaseConfig struct {
@@ -90,10 +102,11 @@ func (c LeaseConfig) Validate() error {
 // and "done" once it has succeeded.
 //
 // What it promises: a delivery that finds "done" is skipped (acked); one
-// that finds "processing" fails with ErrInProgress and is retried later;
-// a handler that fails releases the record, so its retry runs at once. So
-// while the process running the handler is alive, no other delivery runs
-// it, and after success none does, for Retention.
+// that finds "processing" fails with ErrInProgress and is retried later
+// (without spending an attempt: it matches middleware.ErrTransient);
+// a handler that fails or panics releases the record, so its retry runs
+// at once. So while the process running the handler is alive, no other
+// delivery runs it, and after success none does, for Retention.
 //
 // What it cannot promise: exactly once. The effect and the record are not
 // one transaction. A process that crashes (or loses Redis) after the
@@ -176,6 +189,23 @@ func (l *Lease) Process(ctx context.Context, consumer string, ev arc.Event, fn f
 	}
 	stop := make(chan struct{})
 	renewed := make(chan struct{})
+	settle := context.WithoutCancel(ctx)
+	// If fn panics (or calls runtime.Goexit), stop renewing and release the
+	// record before the panic goes on up (to a Recoverer, say): a renewal
+	// left running would hold the lease for as long as the process lives,
+	// and every later delivery would find the event in progress.
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		close(stop)
+		<-renewed
+		if rerr := owned(settle, "release", 0); rerr != nil {
+			l.cfg.Logger.Error("inbox: releasing a panicked delivery's lease (it lapses after Lease)", rerr,
+				watermill.LogFields{"consumer": consumer, "message_uuid": ev.Meta.ID})
+		}
+	}()
 	go func() {
 		defer close(renewed)
 		t := time.NewTicker(l.cfg.Lease / 3)
@@ -190,9 +220,9 @@ func (l *Lease) Process(ctx context.Context, consumer string, ev arc.Event, fn f
 		}
 	}()
 	err = fn(ctx)
+	returned = true
 	close(stop)
 	<-renewed
-	settle := context.WithoutCancel(ctx)
 	if err != nil {
 		if rerr := owned(settle, "release", 0); rerr != nil {
 			l.cfg.Logger.Error("inbox: releasing a failed delivery's lease (it lapses after Lease)", rerr,

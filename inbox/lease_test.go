@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 // newLease returns a Lease with a test's own key prefix on the shared Redis.
@@ -143,6 +145,80 @@ func TestLeaseRenewedWhileRunning(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
+}
+
+// A handler that panics under a Lease releases its record as the panic
+// goes up (to a Recoverer): the panic is not swallowed, the renewal stops,
+// and the next delivery runs the handler at once, long before the lease
+// could have lapsed. A renewal left running would keep the event "in
+// progress" for as long as the process lives.
+func TestLeasePanicReleasesTheLease(t *testing.T) {
+	t.Parallel()
+	l, rdb := newLease(t, time.Hour)
+	ctx := context.Background()
+	ev := newEvent(t, "mail.send", arc.Meta{})
+	recovered := func() (r any) {
+		defer func() { r = recover() }() // as middleware.Recoverer does
+		_, _ = l.Process(ctx, "mailer", ev, func(context.Context) error { panic("boom") })
+		return nil
+	}()
+	require.Equal(t, "boom", recovered, "the panic goes on up")
+	assert.Zero(t, rdb.Exists(ctx, l.cfg.Prefix+"mailer:"+Key(ev)).Val(), "the record is released")
+	ran := false
+	out, err := l.Process(ctx, "mailer", ev, func(context.Context) error { ran = true; return nil })
+	require.NoError(t, err)
+	assert.Equal(t, Applied, out)
+	assert.True(t, ran, "the next delivery runs the handler at once")
+}
+
+// ErrInProgress is a wait, not the event's failure: it matches
+// middleware.ErrTransient, so Retry waits for the holder without spending
+// the event's retries (a redelivery of an event another consumer is still
+// handling would otherwise be exhausted and dead-lettered while it is being
+// applied), and once the holder is done the waiting delivery is skipped.
+func TestLeaseInProgressCostsNoAttempts(t *testing.T) {
+	t.Parallel()
+	l, _ := newLease(t, time.Minute)
+	ev := newEvent(t, "order.created", arc.Meta{})
+	release, started := make(chan struct{}), make(chan struct{})
+	let := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(let) // the holder ends even if the test fails early
+	holder := make(chan error, 1)
+	go func() {
+		_, err := l.Process(context.Background(), "mailer", ev, func(context.Context) error {
+			close(started)
+			<-release
+			return nil
+		})
+		holder <- err
+	}()
+	<-started
+
+	retry, err := middleware.NewRetry(middleware.RetryConfig{MaxRetries: 2, Backoff: time.Millisecond,
+		MaxBackoff: time.Millisecond, OutageBackoff: time.Millisecond, OutageMaxBackoff: 5 * time.Millisecond,
+		OnOutage: func(i middleware.RetryInfo) {
+			if i.Outage == 5 { // the waiting delivery has met the holder a few times: let it finish
+				let()
+			}
+		}})
+	require.NoError(t, err)
+	m, err := arc.ToMessage(ev)
+	require.NoError(t, err)
+	var calls atomic.Int32
+	_, err = retry.Middleware(l.Middleware("mailer")(func(*message.Message) ([]*message.Message, error) {
+		calls.Add(1)
+		return nil, nil
+	}))(m)
+	require.NoError(t, err, "waited for the holder, then skipped as a duplicate")
+	require.NoError(t, <-holder)
+	assert.Zero(t, calls.Load(), "the holder applied it; the waiting delivery did not run it again")
+	assert.Zero(t, retry.Retried(), "no retry spent on ErrInProgress")
+	assert.GreaterOrEqual(t, retry.OutageWaits(), uint64(5))
+
+	err = fmt.Errorf("wrapped: %w", ErrInProgress)
+	assert.ErrorIs(t, err, middleware.ErrTransient)
+	assert.True(t, middleware.IsTransportError(err))
+	assert.NotErrorIs(t, middleware.Transient(errors.New("other")), ErrInProgress)
 }
 
 func TestLeaseConfig(t *testing.T) {

@@ -88,8 +88,11 @@ type DeadLetterConfig struct {
 	// OnDeadLetter is called after a dead letter is stored. Defaults to nil.
 	OnDeadLetter func(DeadLetteredEvent)
 	// PublishTimeout bounds each dead-letter and delayed-retry publish, which
-	// does not end with the message's context. Defaults to
-	// DefaultPublishTimeout.
+	// does not end with the message's context. Under a Guard it bounds the
+	// claim, the look-up of a taken-over claim (DeadLetterFinder) and the
+	// publish together, so that all three end within GuardLease (longer
+	// than PublishTimeout) and no second delivery publishes while the
+	// first may still do so. Defaults to DefaultPublishTimeout.
 	PublishTimeout time.Duration
 	// TransportError reports a final failure that is a transport's or a
 	// dependency's outage, not the event's fault: such a message is never
@@ -135,7 +138,10 @@ type DeadLetterConfig struct {
 	// GuardLease is how long a claim holds off other deliveries of the
 	// message: after a crash between claim and publish, the dead letter is
 	// written by the first delivery after the lease. Longer than
-	// PublishTimeout. Defaults to PublishTimeout + DefaultGuardLeaseMargin.
+	// PublishTimeout, which bounds the claim, look-up and publish it covers
+	// (the margin is for a publish the store completes after its deadline,
+	// and for the clocks of the process and the guard's store). Defaults
+	// to PublishTimeout + DefaultGuardLeaseMargin.
 	GuardLease time.Duration
 }
 
@@ -553,7 +559,17 @@ func (d *DeadLetter) encode(msg *message.Message, dl *DeadLetteredEvent) []byte 
 
 // publish stores the dead letter: payload the envelope, metadata the same
 // facts, plus the original event's correlation id and its id as causation.
+// It has PublishTimeout of its own; a guarded write uses publishUnder.
 func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
+	defer cancel()
+	return d.publishUnder(ctx, msg, dl)
+}
+
+// publishUnder is publish bounded by ctx (the dead letter's message
+// context): a guarded write passes its claim's, so that the publish cannot
+// outlive the claim's lease.
+func (d *DeadLetter) publishUnder(ctx context.Context, msg *message.Message, dl DeadLetteredEvent) error {
 	payload := d.encode(msg, &dl)
 	out := message.NewMessage(watermill.NewUUID(), payload)
 	corr := dl.Event.Meta.CorrelationID
@@ -576,9 +592,7 @@ func (d *DeadLetter) publish(msg *message.Message, dl DeadLetteredEvent) error {
 			delete(out.Metadata, k)
 		}
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
-	defer cancel()
-	out.SetContext(pctx)
+	out.SetContext(ctx)
 	if err := d.cfg.Publisher.Publish(d.cfg.Topic, out); err != nil {
 		d.publishFailures.Add(1)
 		d.cfg.Logger.Error("Dead letter not published; nacking", err, watermill.LogFields{"message_uuid": msg.UUID})

@@ -42,7 +42,7 @@ func (k killChild) deadLetter(client *redis.Client) (*DeadLetter, error) {
 		return nil, err
 	}
 	return NewDeadLetter(DeadLetterConfig{Publisher: findingPublisher{pub, client}, Topic: k.DLQ, ConsumerGroup: "billing",
-		Guard: &RedisGuard{Client: client, Prefix: k.Prefix}, PublishTimeout: 200 * time.Millisecond, GuardLease: k.Lease,
+		Guard: &RedisGuard{Client: client, Prefix: k.Prefix}, PublishTimeout: 2 * time.Second, GuardLease: k.Lease,
 		OutageBackoff: time.Millisecond, OutageMaxBackoff: time.Millisecond})
 }
 

@@ -84,9 +84,9 @@ const findSkew = 5 * time.Second
 
 // DeadLetterGuard makes dead letters once-only across crashes and
 // processes. DeadLetter claims a key that names the delivery (consumer
-// group, dead-letter topic, source topic, handler, transport id) before
-// publishing, marks it done after the publish, and releases it when the
-// publish fails, so that:
+// group, dead-letter topic, source topic, handler, transport id, message
+// UUID) before publishing, marks it done after the publish, and releases
+// it when the publish fails, so that:
 //
 //   - a crash after the publish (before the ack) brings the message back
 //     to a delivery that finds the key done and acknowledges it;
@@ -271,9 +271,15 @@ func (d *DeadLetter) Guarded() bool { return d.cfg.Guard != nil && d.cfg.Consume
 
 // guardKey names msg's delivery to one handler of one consumer group: ""
 // when it cannot be named (no guard, no group, or no transport id), and
-// then the dead letter is written without a guard. The message UUID is not
-// enough: a redriven dead letter comes back with its UUID, and must be
+// then the dead letter is written without a guard.
+//
+// It holds both the transport id and the message UUID. The UUID alone is
+// not enough: a redriven dead letter comes back with its UUID, and must be
 // dead-lettered again if it fails again; a transport id is new each time.
+// The transport id alone is not enough either: transports reuse them (a
+// JetStream stream deleted and recreated restarts its sequences at 1), and
+// a distinct event under a reused id within GuardTTL would be acknowledged
+// as "already dead-lettered", its dead letter never written.
 //
 // handler is the handler's name, or "" for Malformed: the router's own
 // failure, before any handler (the wildcard router's Watermill handler
@@ -284,7 +290,7 @@ func (d *DeadLetter) guardKey(msg *message.Message, dl DeadLetteredEvent, handle
 		return ""
 	}
 	return strconv.Quote(d.cfg.ConsumerGroup) + ":" + strconv.Quote(d.cfg.Topic) + ":" + strconv.Quote(dl.SourceTopic) +
-		":" + strconv.Quote(handler) + ":" + strconv.Quote(id)
+		":" + strconv.Quote(handler) + ":" + strconv.Quote(id) + ":" + strconv.Quote(msg.UUID)
 }
 
 // publishOnce publishes dl unless it is written already: claim, publish,
@@ -295,6 +301,8 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 	if key == "" {
 		return d.publish(msg, dl)
 	}
+	// One deadline for the claim, the look-up and the publish: the lease
+	// (longer than PublishTimeout) outlives all three.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), d.cfg.PublishTimeout)
 	defer cancel()
 	token := watermill.NewUUID()
@@ -333,7 +341,11 @@ func (d *DeadLetter) publishOnce(msg *message.Message, dl DeadLetteredEvent, han
 		}
 	}
 	d.hook(stageClaimed)
-	if err := d.publish(msg, dl); err != nil {
+	// Under the claim's deadline, not one of its own: a look-up that took
+	// most of PublishTimeout followed by a fresh PublishTimeout would
+	// outlive the lease, and a second delivery could then take the claim
+	// over, find nothing yet and write the dead letter again.
+	if err := d.publishUnder(ctx, msg, dl); err != nil {
 		d.release(msg, key, token, fields)
 		return err
 	}

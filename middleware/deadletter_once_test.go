@@ -74,13 +74,16 @@ func (p findingPublisher) FindDeadLetter(ctx context.Context, q DeadLetterQuery)
 }
 
 // config is a guarded DeadLetterConfig writing to the fixture's stream.
+// PublishTimeout bounds the claim, the look-up and the publish together:
+// generous, for a shared Redis on a loaded machine; no test waits for the
+// lease to end.
 func (f *onceFixture) config(pub message.Publisher) DeadLetterConfig {
 	if pub == nil {
 		pub = f.pub
 	}
 	return DeadLetterConfig{Publisher: pub, Topic: f.dlq, ConsumerGroup: "billing",
-		Guard: &RedisGuard{Client: f.client, Prefix: f.prefix}, PublishTimeout: 200 * time.Millisecond,
-		GuardLease: 500 * time.Millisecond, OutageBackoff: time.Millisecond, OutageMaxBackoff: time.Millisecond}
+		Guard: &RedisGuard{Client: f.client, Prefix: f.prefix}, PublishTimeout: 2 * time.Second,
+		GuardLease: 3 * time.Second, OutageBackoff: time.Millisecond, OutageMaxBackoff: time.Millisecond}
 }
 
 func (f *onceFixture) deadLetters() int64 {
@@ -300,4 +303,36 @@ func TestDeadLetterOnce_ConfigValidated(t *testing.T) {
 	}
 	assert.NoError(t, DeadLetterConfig{Publisher: pub, Topic: "t", GuardLease: time.Millisecond}.Validate(),
 		"no guard: its timings are not used")
+}
+
+// Transports reuse ids (a JetStream stream deleted and recreated restarts
+// its sequences at 1): two distinct events that fail for good under the
+// same transport id within GuardTTL each get their dead letter; the
+// second is not acknowledged as already written.
+func TestDeadLetterOnce_ReusedTransportIDStillDeadLettersDistinctEvents(t *testing.T) {
+	t.Parallel()
+	f := newOnceFixture(t)
+	d, err := NewDeadLetter(f.config(nil))
+	require.NoError(t, err)
+	fails := d.Middleware(func(*message.Message) ([]*message.Message, error) {
+		return nil, errors.Join(arc.ErrUnrecoverable, errors.New("card declined"))
+	})
+	for i := range 2 {
+		ev, err := arc.NewEvent("billing.charge", map[string]int{"n": i}, arc.Meta{})
+		require.NoError(t, err)
+		m, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		m.Metadata.Set(MetadataOriginalID, "7") // the same stream sequence, in a recreated stream
+		m.SetContext(wildcard.ContextWithInfo(context.Background(), wildcard.Info{Handler: "charge", Topic: "orders",
+			Pattern: "billing.*", Event: ev}))
+		_, err = fails(m)
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, 2, f.deadLetters(), "two distinct events, two dead letters")
+	assert.Zero(t, d.Stats().RepeatsSkipped)
+
+	// Malformed messages too: no event, told apart by their UUIDs.
+	require.NoError(t, d.Malformed(delivery(uuid.NewString(), "9", []byte("x")), malformedErr()))
+	require.NoError(t, d.Malformed(delivery(uuid.NewString(), "9", []byte("y")), malformedErr()))
+	assert.EqualValues(t, 4, f.deadLetters())
 }

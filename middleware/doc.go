@@ -73,8 +73,8 @@
 // acknowledging its message gets the message back, and would write the
 // dead letter again. DeadLetter guards against that (DeadLetterGuard):
 // before publishing it claims a key naming the delivery (consumer group,
-// dead-letter topic, source topic, handler, and the transport's id of the
-// message, MetadataOriginalID), marks it done after the publish, and
+// dead-letter topic, source topic, handler, the transport's id of the
+// message, MetadataOriginalID, and its UUID), marks it done after the publish, and
 // releases it if the publish fails. A redelivery that finds the key done
 // is acknowledged without a second dead letter. A claim left by a
 // consumer killed before its publish lasts its lease
@@ -100,9 +100,11 @@
 // JetStream subscribers set it). The guard is as durable as its Redis: a
 // crash or failover that loses a done mark (no persistence, or a replica
 // that had not received it) lets a redelivery write the dead letter again. Otherwise dead letters are at least once:
-// never lost, sometimes written twice. The message UUID alone is not used:
+// never lost, sometimes written twice. The message UUID alone would not do:
 // a redriven dead letter comes back with the same UUID and must be
-// dead-lettered again if it fails again. The key store is pluggable
+// dead-lettered again if it fails again. Nor would the transport id alone:
+// a JetStream stream deleted and recreated restarts its sequences, and a
+// distinct event under a reused id must still get its dead letter. The key store is pluggable
 // (DeadLetterConfig.Guard); a guard that cannot be reached nacks the
 // message, after the outage wait.
 package middleware

@@ -2,9 +2,12 @@ package middleware
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 
@@ -41,12 +44,17 @@ func (e transientError) Error() string        { return e.err.Error() }
 func (e transientError) Unwrap() error        { return e.err }
 func (e transientError) Is(target error) bool { return target == ErrTransient }
 
-// redisUnavailable are the prefixes of the Redis replies that say the
-// server cannot serve the command now (loading its data, a replica, out of
-// memory, a cluster or failover in progress), not that the command is
-// wrong: the same command succeeds once the server recovers.
-var redisUnavailable = []string{"LOADING", "READONLY", "OOM", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN",
-	"BUSY", "NOREPLICAS", "NOTREADY", "ERR max number of clients reached"}
+// redisUnavailable are the first words (error codes) of the Redis replies
+// that say the server cannot serve the command now (loading its data, a
+// replica, out of memory, a cluster or failover in progress), not that the
+// command is wrong: the same command succeeds once the server recovers.
+// The whole first word must match: BUSYGROUP or BUSYKEY (the command's own
+// fault) are not BUSY.
+var redisUnavailable = map[string]bool{"LOADING": true, "READONLY": true, "OOM": true, "CLUSTERDOWN": true,
+	"TRYAGAIN": true, "MASTERDOWN": true, "BUSY": true, "NOREPLICAS": true, "NOTREADY": true}
+
+// redisTooManyClients is the one generic ERR reply that is an outage.
+const redisTooManyClients = "ERR max number of clients reached"
 
 // natsUnavailable are nats.go's errors for a connection that is down,
 // closing, reconnecting or out of servers, or a JetStream that does not
@@ -70,17 +78,25 @@ var transportErrnos = []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, 
 // The rule: an error wrapping arc.ErrUnrecoverable is never the
 // transport's. Otherwise these are:
 //   - an error marked with Transient (errors.Is(err, ErrTransient));
-//   - a network failure: any net.Error (refused, reset, unreachable, read
-//     and dial timeouts), an error with Timeout() true, io.EOF and
-//     io.ErrUnexpectedEOF (a connection cut mid-reply), net.ErrClosed, and
-//     the errnos ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE,
-//     EHOSTUNREACH, ENETUNREACH, ETIMEDOUT;
+//   - a network failure: any *net.OpError (refused, reset, unreachable,
+//     read and dial timeouts, whatever it wraps), any other net.Error, an
+//     error with Timeout() true, net.ErrClosed, and the errnos
+//     ECONNREFUSED, ECONNRESET, ECONNABORTED, EPIPE, EHOSTUNREACH,
+//     ENETUNREACH, ETIMEDOUT;
+//   - an HTTP client's failure (*url.Error) by what it wraps, not by
+//     itself (url.Error is a net.Error whatever the cause): a connection
+//     refused, reset or timed out, or cut before the reply (io.EOF inside
+//     the url.Error), is; a malformed URL, an unsupported scheme, a
+//     certificate that does not verify (x509, tls) and a host that does
+//     not exist (DNS "no such host") are not: they are the event's own
+//     URL's fault, and would loop for ever as an outage;
 //   - a closed or exhausted Redis client: redis.ErrClosed,
 //     redis.ErrPoolTimeout, redis.ErrPoolExhausted; a closed arcmill
 //     publisher or subscriber (errors matching ErrShutdown);
-//   - a Redis reply that the server cannot serve now: LOADING, READONLY,
-//     OOM, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, BUSY, NOREPLICAS, NOTREADY,
-//     "ERR max number of clients reached";
+//   - a Redis reply that the server cannot serve now, by its whole first
+//     word: LOADING, READONLY, OOM, CLUSTERDOWN, TRYAGAIN, MASTERDOWN,
+//     BUSY, NOREPLICAS, NOTREADY, and "ERR max number of clients reached"
+//     (BUSYGROUP, BUSYKEY and the like are the command's fault);
 //   - a NATS connection that is down or a JetStream that does not answer:
 //     nats.ErrConnectionClosed, ErrConnectionDraining,
 //     ErrConnectionReconnecting, ErrTimeout, ErrNoServers,
@@ -88,6 +104,15 @@ var transportErrnos = []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, 
 //     ErrMaxConnectionsExceeded, ErrReconnectBufExceeded,
 //     ErrNoStreamResponse, ErrDrainTimeout, and a JetStream API error with
 //     code 503 (unavailable).
+//
+// A bare io.EOF or io.ErrUnexpectedEOF is not: it is what decoding an
+// empty or truncated payload returns (encoding/json, a gzip reader), the
+// event's fault, which must count as an attempt or it is retried for
+// ever. Inside a *net.OpError or a *url.Error it is a connection cut, and
+// is the transport's. A client that returns a bare io.EOF for a connection
+// the server closed (go-redis does, once its own MaxRetries are spent)
+// is charged an attempt for it; mark such calls with Transient where that
+// matters.
 //
 // A bare context.DeadlineExceeded or context.Canceled is not: inside a
 // handler it is the attempt's own deadline (StackConfig.Timeout, or one
@@ -104,9 +129,45 @@ func IsTransportError(err error) bool {
 	if err == nil || errors.Is(err, arc.ErrUnrecoverable) {
 		return false
 	}
+	if errors.Is(err, ErrTransient) {
+		return true
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return httpTransportError(urlErr.Err)
+	}
+	return transportError(err)
+}
+
+// httpTransportError classifies what an HTTP client's *url.Error wraps.
+// The URL is often the event's own (a webhook, a callback): what is wrong
+// with it is the event's fault, not an outage.
+func httpTransportError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var dnsErr *net.DNSError
+	var certInvalid x509.CertificateInvalidError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	var alert tls.AlertError
 	switch {
-	case errors.Is(err, ErrTransient),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound,
+		errors.As(err, &certInvalid), errors.As(err, &unknownAuthority), errors.As(err, &hostname),
+		errors.As(err, &verify), errors.As(err, &alert):
+		return false
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true // the server closed the connection before its reply
+	}
+	return transportError(err)
+}
+
+// transportError is IsTransportError's rule past the marks and the HTTP
+// client's errors.
+func transportError(err error) bool {
+	switch {
+	case errors.Is(err, net.ErrClosed),
 		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted),
 		errors.Is(err, ErrShutdown):
 		return true
@@ -143,11 +204,8 @@ func IsTransportError(err error) bool {
 	var redisErr redis.Error
 	if errors.As(err, &redisErr) {
 		msg := redisErr.Error()
-		for _, p := range redisUnavailable {
-			if strings.HasPrefix(msg, p) {
-				return true
-			}
-		}
+		code, _, _ := strings.Cut(msg, " ")
+		return redisUnavailable[code] || strings.HasPrefix(msg, redisTooManyClients)
 	}
 	return false
 }

@@ -38,11 +38,16 @@ func TestIsTransportError(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	dialDeadline := &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}
 	for err, want := range map[error]bool{
-		refused:                                                   true,
-		fmt.Errorf("charge: %w", refused):                         true,
-		dialDeadline:                                              true,
-		syscall.ECONNRESET:                                        true,
-		fmt.Errorf("read: %w", io.EOF):                            true,
+		refused:                           true,
+		fmt.Errorf("charge: %w", refused): true,
+		dialDeadline:                      true,
+		syscall.ECONNRESET:                true,
+		fmt.Errorf("read: %w", io.EOF):    false,
+		&net.OpError{Op: "read", Net: "tcp", Err: io.EOF}:          true,
+		redisReply("BUSY Redis is busy running a script"):          true,
+		redisReply("BUSYGROUP Consumer Group name already exists"): false,
+		redisReply("BUSYKEY Target key name already exists"):       false,
+		redisReply("ERR max number of clients reached"):            true,
 		redis.ErrClosed:                                           true,
 		redis.ErrPoolTimeout:                                      true,
 		redisReply("LOADING Redis is loading"):                    true,
@@ -65,12 +70,12 @@ func TestIsTransportError(t *testing.T) {
 		nats.ErrBadSubject:                                        false,
 		Transient(errors.New("payments API: 503")):                true,
 		fmt.Errorf("x: %w", Transient(errors.New("down"))):        true,
-		ErrShutdown:                                               true,
-		errors.New("card declined"):                               false,
-		context.DeadlineExceeded:                                  false,
-		fmt.Errorf("q: %w", context.Canceled):                     false,
-		fmt.Errorf("%w: %w", arc.ErrUnrecoverable, refused):       false,
-		ErrValidation:                                             false,
+		ErrShutdown:                                         true,
+		errors.New("card declined"):                         false,
+		context.DeadlineExceeded:                            false,
+		fmt.Errorf("q: %w", context.Canceled):               false,
+		fmt.Errorf("%w: %w", arc.ErrUnrecoverable, refused): false,
+		ErrValidation:                                       false,
 	} {
 		assert.Equal(t, want, IsTransportError(err), "%v", err)
 	}
