@@ -347,12 +347,13 @@ func TestIsTransportErrorCountsUnconfirmedDurability(t *testing.T) {
 // and the attempt's own for a handler. Everything else they judge alike.
 func TestIsTransportErrorIsTheMiddlewareRulePlusContextErrors(t *testing.T) {
 	t.Parallel()
-	for _, err := range []error{context.DeadlineExceeded, context.Canceled, fmt.Errorf("publish: %w", context.DeadlineExceeded)} {
+	for _, err := range []error{context.DeadlineExceeded, context.Canceled, fmt.Errorf("publish: %w", context.DeadlineExceeded),
+		io.EOF, io.ErrUnexpectedEOF, fmt.Errorf("xadd: %w", io.EOF)} { // a cut broker connection, as go-redis reports it
 		assert.True(t, IsTransportError(err), "%v", err)
 		assert.False(t, middleware.IsTransportError(err), "%v", err)
 	}
 	for _, err := range []error{
-		nil, io.EOF, redis.ErrClosed, redisstream.ErrClosed, redisstream.ErrNotDurable, nats.ErrNoResponders,
+		nil, redis.ErrClosed, redisstream.ErrClosed, redisstream.ErrNotDurable, nats.ErrNoResponders,
 		syscall.ECONNREFUSED, errors.New("rejected"), redisstream.ErrPayloadTooLarge,
 		fmt.Errorf("%w: %w", arc.ErrUnrecoverable, io.EOF),
 		fmt.Errorf("%w: %w", arc.ErrUnrecoverable, context.DeadlineExceeded),

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"io"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/middleware"
@@ -21,8 +22,13 @@ import (
 // what an outage is. An error wrapping arc.ErrUnrecoverable is never the
 // transport's.
 //
-// It differs in one place, on purpose: a bare context.DeadlineExceeded or
-// context.Canceled is the transport's here. The relay publishes under its
+// It differs in two places, on purpose. A bare io.EOF or io.ErrUnexpectedEOF
+// is the transport's here: the relay decodes nothing of the event's while
+// publishing, so an end of stream comes from the broker's connection
+// (go-redis returns a bare io.EOF for a connection the server cut, once its
+// own retries are spent); inside a handler it is more often a truncated
+// payload. And a bare context.DeadlineExceeded or context.Canceled is the
+// transport's here. The relay publishes under its
 // own deadline (RelayConfig.PublishTimeout), so a deadline means the broker
 // did not answer in time, and a cancellation means the relay is stopping;
 // neither says anything about the row. Inside a handler the same errors are
@@ -39,5 +45,6 @@ import (
 // middleware.Transient.
 func IsTransportError(err error) bool {
 	return middleware.IsTransportError(err) ||
-		!errors.Is(err, arc.ErrUnrecoverable) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
+		!errors.Is(err, arc.ErrUnrecoverable) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+			errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
 }
