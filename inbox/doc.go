@@ -91,7 +91,8 @@
 // Lease is the non-transactional option: a Redis record per (consumer,
 // dedupe key) reading "processing" (with a lease renewed while the handler
 // runs) and then "done". A done event is skipped, one in progress is
-// retried (ErrInProgress), a failed handler releases the record. It is at
+// retried (ErrInProgress, a middleware.Transient wait that costs no
+// attempt), a failed or panicked handler releases the record. It is at
 // most once per lease window, not exactly once: a crash after the effect
 // and before "done" lets the next delivery, after the lease lapses, run the
 // handler again. See Lease for the whole promise.
