@@ -35,7 +35,14 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	return setupAt(t, testenv.RedisAddr(t))
+}
+
+// setupAt is setup on the Redis at addr: a private server (privateRedis)
+// for a test whose load would stall the shared one's other clients.
+func setupAt(t *testing.T, addr string) *bundle {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: addr})
 	b := &bundle{t: t, client: client, stream: "arcmill-test:" + uuid.NewString()}
 	b.dlq = b.stream + ":dlq"
 	t.Cleanup(func() {
