@@ -43,6 +43,7 @@ var handled = map[string]bool{
 	"maxLength": true, "minLength": true, "pattern": true,
 	"items": true, "prefixItems": true, "additionalItems": true, "maxItems": true, "minItems": true, "uniqueItems": true,
 	"properties": true, "required": true, "additionalProperties": true, "maxProperties": true, "minProperties": true,
+	"allOf": true, "anyOf": true, "oneOf": true,
 }
 
 func (c *comparer) add(rule, ptr, format string, args ...any) {
@@ -84,6 +85,9 @@ func (c *comparer) schema(w, r any, p string) {
 	if !ok {
 		return // the writer writes nothing
 	}
+	if c.branchesCovered(wm, r, p) {
+		return
+	}
 	wTypes := c.types(wm, rm, p)
 	may := func(kinds ...string) bool {
 		if wTypes == nil {
@@ -109,11 +113,12 @@ func (c *comparer) schema(w, r any, p string) {
 	if may("object") {
 		c.objects(wm, rm, p)
 	}
+	c.combinators(wm, rm, p)
 	for _, k := range slices.Sorted(maps.Keys(rm)) {
 		if annotations[k] || handled[k] || strings.HasPrefix(k, "x-") {
 			continue
 		}
-		// Conservative: allOf, anyOf, oneOf, not, if/then/else,
+		// Conservative: not, if/then/else,
 		// patternProperties, dependentRequired, propertyNames, contains,
 		// unevaluated*, external $refs… are compared by value only. Any
 		// difference is reported, though many are harmless.
@@ -630,4 +635,110 @@ func (c *comparer) covered(w, r any, p string) bool {
 	ok := len(c.out) == n
 	c.out = c.out[:n]
 	return ok
+}
+
+// combinators applies the sum and product rules. A reader's anyOf accepts
+// the writer's values when each alternative the writer has (its own
+// anyOf or oneOf branches, else the writer itself) is covered by some
+// reader branch (SUM_TYPE_NARROWED otherwise). A reader's oneOf is treated
+// so only when its branches allow pairwise disjoint types (the nullable
+// pattern [{"type":"null"}, {…}]), where at most one branch can match;
+// otherwise an unequal oneOf is reported (COMBINED_TYPE_CHANGED,
+// conservative). A reader's allOf accepts the writer's values when each of
+// its branches covers the writer, or one of the writer's allOf branches
+// (PRODUCT_TYPE_NARROWED otherwise). Ignoring the writer's other keywords
+// while doing so only widens the writer, so these rules stay sound.
+func (c *comparer) combinators(wm, rm map[string]any, p string) {
+	wAlts := []any{wm}
+	if list, ok := wm["anyOf"].([]any); ok {
+		wAlts = list
+	} else if list, ok := wm["oneOf"].([]any); ok {
+		wAlts = list
+	}
+	sum := func(kw string, branches []any) {
+		for i, wb := range wAlts {
+			if !slices.ContainsFunc(branches, func(rb any) bool { return c.covered(wb, rb, p+"/"+kw) }) {
+				where := "the {w} schema"
+				if len(wAlts) > 1 {
+					where = fmt.Sprintf("branch %d of the {w} schema", i)
+				}
+				c.add("SUM_TYPE_NARROWED", p+"/"+kw, "no branch of the {r} schema's %s accepts every value of %s", kw, where)
+			}
+		}
+	}
+	if list, ok := rm["anyOf"].([]any); ok {
+		sum("anyOf", list)
+	}
+	if list, ok := rm["oneOf"].([]any); ok {
+		switch {
+		case reflect.DeepEqual(wm["oneOf"], rm["oneOf"]):
+		case c.disjoint(list):
+			sum("oneOf", list)
+		default:
+			c.add("COMBINED_TYPE_CHANGED", p+"/oneOf", "oneOf differs between the schemas and its branches may overlap: not decided")
+		}
+	}
+	if list, ok := rm["allOf"].([]any); ok {
+		candidates := []any{wm}
+		if wAll, ok := wm["allOf"].([]any); ok {
+			candidates = append(candidates, wAll...)
+		}
+		for i, rb := range list {
+			ptr := fmt.Sprintf("%s/allOf/%d", p, i)
+			if !slices.ContainsFunc(candidates, func(w any) bool { return c.covered(w, rb, ptr) }) {
+				c.add("PRODUCT_TYPE_NARROWED", ptr, "the {r} schema's allOf branch %d refuses values the {w} schema allows", i)
+			}
+		}
+	}
+}
+
+// disjoint reports whether schemas allow pairwise disjoint sets of types,
+// so that a value matches at most one of them.
+func (c *comparer) disjoint(branches []any) bool {
+	seen := map[string]bool{}
+	for _, b := range branches {
+		b, _ = resolve(c.rRoot, b)
+		m, ok := b.(map[string]any)
+		if !ok {
+			return false
+		}
+		ts := typeSet(m)
+		if ts == nil {
+			return false
+		}
+		if ts["number"] || ts["integer"] {
+			ts["number"], ts["integer"] = true, true
+		}
+		for t := range ts {
+			if seen[t] {
+				return false
+			}
+		}
+		for t := range ts {
+			seen[t] = true
+		}
+	}
+	return true
+}
+
+// branchesCovered reports whether a writer made of alternatives (anyOf or
+// oneOf) has every alternative accepted by the whole reader: its values
+// are then all accepted, whatever the top-level keywords say.
+func (c *comparer) branchesCovered(wm map[string]any, r any, p string) bool {
+	list, ok := wm["anyOf"].([]any)
+	if !ok {
+		list, ok = wm["oneOf"].([]any)
+	}
+	if !ok || len(list) == 0 {
+		return false
+	}
+	if rm, isMap := r.(map[string]any); isMap && (rm["anyOf"] != nil || rm["oneOf"] != nil) {
+		return false // the sum rules compare branch to branch
+	}
+	for _, wb := range list {
+		if !c.covered(wb, r, p) {
+			return false
+		}
+	}
+	return true
 }

@@ -54,11 +54,15 @@
 // its own: a change it reports breaks some payload, with the exceptions
 // below, where it reports what it cannot decide (conservative):
 //
-//   - allOf, anyOf, oneOf, not, if/then/else, patternProperties,
-//     dependentRequired, dependentSchemas, propertyNames, contains,
-//     unevaluatedProperties/Items and $refs to other documents are
-//     compared by value: any difference is reported as
-//     UNCHECKED_KEYWORD_CHANGED, even one that widens;
+//   - not, if/then/else, patternProperties, dependentRequired,
+//     dependentSchemas, propertyNames, contains, unevaluatedProperties/Items
+//     and $refs to other documents are compared by value: any difference
+//     is reported as UNCHECKED_KEYWORD_CHANGED, even one that widens;
+//   - anyOf and allOf are compared branch by branch (SUM_TYPE_NARROWED,
+//     PRODUCT_TYPE_NARROWED), which can report a change whose values are
+//     still covered by several branches together; a oneOf is compared so
+//     only when its branches have disjoint types (the nullable pattern),
+//     otherwise any difference is COMBINED_TYPE_CHANGED;
 //   - a changed pattern is PATTERN_CHANGED even when the new one accepts
 //     more (regular-language inclusion is not computed), as in Confluent;
 //   - a property removed under a reader whose patternProperties would
