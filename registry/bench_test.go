@@ -50,3 +50,17 @@ func BenchmarkValidate(b *testing.B) {
 }
 
 var _ = jsonschema.Draft2020
+
+// BenchmarkCheck measures one FULL_TRANSITIVE check of a new version of
+// an order event against two earlier ones, the cost Register adds under
+// a compatibility mode.
+func BenchmarkCheck(b *testing.B) {
+	v1 := Definition{Name: "order.created", Version: 1, Schema: json.RawMessage(orderSchemaV1)}
+	v2 := Definition{Name: "order.created", Version: 2, Schema: json.RawMessage(orderSchemaV2)}
+	v3 := Definition{Name: "order.created", Version: 3, Schema: json.RawMessage(orderSchemaV2)}
+	earlier := []Definition{v1, v2}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Check(CompatFullTransitive, v3, earlier)
+	}
+}

@@ -60,6 +60,34 @@ type Config struct {
 	// Arc's rule, the default, finds such a payload valid. Defaults to
 	// false.
 	RejectUnknownVersions bool
+	// Compatibility is the schema evolution rule Register enforces on a
+	// new version of any event (see Compatibility). Defaults to
+	// CompatNone, Arc's behaviour: versions are not compared.
+	Compatibility Compatibility
+	// EventCompatibility overrides Compatibility per event name, as
+	// Confluent's per-subject setting does. Defaults to none.
+	EventCompatibility map[string]Compatibility
+}
+
+// Validate reports an unknown compatibility mode.
+func (c Config) Validate() error {
+	if err := c.Compatibility.Validate(); err != nil {
+		return err
+	}
+	for name, mode := range c.EventCompatibility {
+		if err := mode.Validate(); err != nil {
+			return fmt.Errorf("registry: EventCompatibility[%q]: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// compatibility returns the mode for an event.
+func (c Config) compatibility(name string) Compatibility {
+	if mode, ok := c.EventCompatibility[name]; ok && mode != "" {
+		return mode
+	}
+	return c.Compatibility
 }
 
 // ErrUnknownVersion refuses a schema version a registered event does not
@@ -88,10 +116,17 @@ func New(cfg Config) *Registry {
 // Register adds a definition, compiling its schema once. A second
 // definition of the same name and version is refused with Arc's message;
 // several versions of one name coexist. An invalid schema fails with an
-// error wrapping ErrInvalidSchema.
+// error wrapping ErrInvalidSchema. Under a compatibility mode other than
+// NONE (Config.Compatibility, Config.EventCompatibility) the new version
+// is checked against the registered lower versions of its event, and a
+// breaking change fails with an *IncompatibleError wrapping
+// ErrIncompatible.
 func (r *Registry) Register(def Definition) error {
 	def.setDefaults()
 	if err := def.Validate(); err != nil {
+		return err
+	}
+	if err := r.cfg.Validate(); err != nil {
 		return err
 	}
 	e := &entry{def: def}
@@ -107,6 +142,17 @@ func (r *Registry) Register(def Definition) error {
 	if _, dup := r.defs[def.Name][def.Version]; dup {
 		return fmt.Errorf("%w: Event '%s' v%d is already registered. Use a different version number for schema evolution.",
 			ErrDuplicate, def.Name, def.Version)
+	}
+	// Checked under the lock, so that two versions registered at once are
+	// each checked against the other.
+	if mode := r.cfg.compatibility(def.Name); mode != CompatNone && mode != "" {
+		var earlier []Definition
+		for _, e := range r.defs[def.Name] {
+			earlier = append(earlier, e.def)
+		}
+		if err := Check(mode, def, earlier); err != nil {
+			return err
+		}
 	}
 	if r.defs[def.Name] == nil {
 		r.defs[def.Name] = map[int]*entry{}

@@ -26,7 +26,7 @@ var completionCommands = []struct {
 }{
 	{"tail", nil}, {"publish", nil}, {"dlq", []string{"list", "show", "redrive", "purge"}},
 	{"outbox", []string{"status", "purge", "schema"}}, {"completion", []string{"bash", "zsh", "fish"}}, {"doctor", nil},
-	{"console", nil},
+	{"console", nil}, {"schema", []string{"check"}},
 }
 
 func completionCmd(ctx context.Context, e env, args []string) error {

@@ -8,6 +8,7 @@
 //	arcmill dlq list                           dead letters on arc:events:dlq
 //	arcmill dlq redrive --type order.created   put them back, oldest first
 //	arcmill outbox status --dsn postgres://…   pending, in flight, dead
+//	arcmill schema check old.json new.json     breaking schema changes, for CI
 //	arcmill --version                          module version, commit, Go version
 //
 // Connection settings come from flags or the environment:
@@ -68,6 +69,7 @@ Commands:
   console                        the operator console in a browser (dead letters, streams, outbox)
   outbox status|purge            an outbox's backlog, and purging delivered rows
   doctor                         what the Redis server promises about acknowledged events
+  schema check OLD NEW           the breaking changes between two event catalogs, for CI
   completion bash|zsh|fish       a shell completion script
 
 Run "arcmill <command> --help" for a command's flags and examples;
@@ -114,7 +116,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	commands := map[string]func(context.Context, env, []string) error{
 		"tail": tailCmd, "publish": publishCmd, "dlq": dlqCmd, "outbox": outboxCmd, "completion": completionCmd,
-		"doctor": doctorCmd, "console": consoleCmd,
+		"doctor": doctorCmd, "console": consoleCmd, "schema": schemaCmd,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

@@ -1,0 +1,62 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ParseCatalog reads back what the registry exports, and Arc's catalog().
+func TestParseCatalog(t *testing.T) {
+	t.Parallel()
+	r := newOrders(t)
+
+	// Registry.Catalog marshalled, and Arc's catalog() (lower-case keys,
+	// a definition without a schema carries null or nothing).
+	goJSON, err := json.Marshal(r.Catalog())
+	require.NoError(t, err)
+	arcJSON := `[{"name":"order.created","version":1,"description":"An order was placed","schema":` + orderSchemaV1 + `},
+		{"name":"order.created","version":2,"description":"","schema":` + orderSchemaV2 + `},
+		{"name":"order.noted","version":1,"description":"","schema":null}]`
+	asyncJSON, err := r.AsyncAPI(AsyncAPIInfo{Title: "orders", Version: "1"})
+	require.NoError(t, err)
+
+	for name, doc := range map[string][]byte{"Catalog": goJSON, "arc catalog()": []byte(arcJSON), "AsyncAPI": asyncJSON} {
+		defs, err := ParseCatalog(doc)
+		require.NoError(t, err, name)
+		require.Len(t, defs, 3, name)
+		byKey := map[string]Definition{}
+		for _, d := range defs {
+			byKey[fmt.Sprintf("%s/%d", d.Name, d.Version)] = d
+		}
+		assert.JSONEq(t, orderSchemaV1, string(byKey["order.created/1"].Schema), name)
+		assert.JSONEq(t, orderSchemaV2, string(byKey["order.created/2"].Schema), name)
+		assert.Equal(t, "An order was placed", byKey["order.created/1"].Description, name)
+		noted := byKey["order.noted/1"].Schema
+		assert.True(t, len(noted) == 0 || string(noted) == "{}", "%s: %s", name, noted)
+	}
+}
+
+func TestParseCatalogAsyncAPIForms(t *testing.T) {
+	t.Parallel()
+	doc := `{"asyncapi":"3.0.0","info":{"title":"t","version":"1"},
+	  "channels":{"orders":{"address":"order.created","messages":{"inline":{"payload":{"schemaFormat":"application/schema+json;version=draft-07","schema":{"type":"string"}}}}}},
+	  "components":{"messages":{"Paid":{"payload":{"$ref":"#/components/schemas/Paid"}}},"schemas":{"Paid":{"type":"integer"}}}}`
+	defs, err := ParseCatalog([]byte(doc))
+	require.NoError(t, err)
+	require.Len(t, defs, 2)
+	assert.Equal(t, "Paid", defs[0].Name)
+	assert.JSONEq(t, `{"type":"integer"}`, string(defs[0].Schema))
+	assert.Equal(t, "order.created", defs[1].Name)
+	assert.Equal(t, 1, defs[1].Version)
+	assert.JSONEq(t, `{"type":"string"}`, string(defs[1].Schema))
+
+	for _, bad := range []string{`{"eventCatalog":[]}`, `{"openapi":"3.1.0"}`, `{"asyncapi":"2.6.0"}`, `[{"version":1}]`, `nope`,
+		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"payload":{"$ref":"#/components/schemas/missing"}}}}}`} {
+		_, err := ParseCatalog([]byte(bad))
+		assert.ErrorIs(t, err, ErrInvalidCatalog, bad)
+	}
+}
