@@ -18,7 +18,11 @@ const pollInterval = 5 * time.Millisecond
 // Count returns how many goroutines are running code of the package whose
 // import path is pkg ("github.com/arcmill/arcmill/wildcard"), those under
 // testing.tRunner aside.
-func Count(pkg string) int {
+func Count(pkg string) int { return len(stacks(pkg)) }
+
+// stacks returns the stacks of pkg's goroutines, as runtime.Stack prints
+// them.
+func stacks(pkg string) []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -28,13 +32,13 @@ func Count(pkg string) int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	count := 0
+	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, pkg+".") && !strings.Contains(g, "testing.tRunner") {
-			count++
+			out = append(out, g)
 		}
 	}
-	return count
+	return out
 }
 
 // RequireNone waits up to timeout for every goroutine of pkg to end, and
@@ -44,7 +48,8 @@ func RequireNone(t testing.TB, pkg string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for Count(pkg) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutine(s) of %s left after Close", Count(pkg), pkg)
+			left := stacks(pkg)
+			t.Fatalf("%d goroutine(s) of %s left after Close:\n\n%s", len(left), pkg, strings.Join(left, "\n\n"))
 		}
 		time.Sleep(pollInterval) // polling a condition, with a deadline
 	}
