@@ -99,7 +99,7 @@ func (s *source) dispatch(msg *message.Message) error {
 		if len(matches) > 0 {
 			break
 		}
-		if done, err := s.noMatch(msg); done {
+		if done, err := s.noMatch(msg, ev); done {
 			return err
 		}
 	}
@@ -150,14 +150,18 @@ func (s *source) malformedMessage(msg *message.Message, err error) error {
 }
 
 // noMatch handles an event no handler matched. When the source has
-// handlers it is counted and acknowledged (done, nil). When it has none it
-// is held until one subscribes (not done: match again) or the subscription
-// ends (done, ErrNoHandlers), never acking what nobody processed.
-func (s *source) noMatch(msg *message.Message) (done bool, err error) {
+// handlers it is counted and given to Config.OnUnrouted (done, with its
+// error: nil acknowledges). When it has none it is held until one
+// subscribes (not done: match again) or the subscription ends (done,
+// ErrNoHandlers), never acking what nobody processed.
+func (s *source) noMatch(msg *message.Message, ev *arc.Event) (done bool, err error) {
 	empty, wake, subDone := s.empty()
 	if !empty {
 		s.r.unmatched.Add(1)
-		return true, nil
+		if s.r.cfg.OnUnrouted == nil {
+			return true, nil
+		}
+		return true, s.unrouted(msg, ev)
 	}
 	select {
 	case <-wake:
@@ -166,6 +170,21 @@ func (s *source) noMatch(msg *message.Message) (done bool, err error) {
 	case <-msg.Context().Done():
 	}
 	return true, ErrNoHandlers
+}
+
+// unrouted runs Config.OnUnrouted, turning a panic into an error as run
+// does for handlers: the hook is user code on the router's goroutine.
+func (s *source) unrouted(msg *message.Message, ev *arc.Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: string(debug.Stack()), withStack: s.r.cfg.PanicStackInError}
+		}
+		if err != nil {
+			s.r.unroutedFailed.Add(1)
+			err = fmt.Errorf("wildcard: OnUnrouted for %q (id %s): %w", ev.Type, ev.Meta.ID, err)
+		}
+	}()
+	return s.r.cfg.OnUnrouted(msg.Context(), msg, *ev)
 }
 
 // run gives one handler its own copy of the message (the message itself

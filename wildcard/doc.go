@@ -35,7 +35,9 @@
 // Delivery rules, stricter than Arc's: a handler runs once per event even
 // under several matching patterns; one handler's failure nacks the message
 // and its redelivery runs only the handlers that have not yet succeeded; an
-// event no handler matches is acknowledged and counted; a message that is not
+// event no handler matches is counted and acknowledged, after
+// Config.OnUnrouted, when set, has seen it (Arc 2.41's onUnroutedEvent; its
+// error nacks the event); a message that is not
 // an Arc event goes to Config.OnMalformed (give it middleware.DeadLetter's
 // Malformed to dead-letter it), or, with none, is dropped once with an Error
 // line and counted (Stats.MalformedDropped), never nacked into a loop; a

@@ -108,3 +108,45 @@ func ExampleRouter() {
 	// audit got user.signed_up
 	// orders got order.created
 }
+
+// OnUnrouted sees the events no handler of the subscription matched (Arc
+// 2.41's onUnroutedEvent), here to count them by type; returning nil
+// acknowledges them, an error would nack them for another try.
+func ExampleConfig_onUnrouted() {
+	logger := watermill.NopLogger{}
+	pubSub := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, logger)
+	router := must(message.NewRouter(message.RouterConfig{}, logger))
+
+	var mu sync.Mutex
+	unrouted := map[string]int{}
+	var wg sync.WaitGroup
+	wg.Add(3) // one handled event, two unrouted ones
+	events := must(wildcard.NewRouter(router, wildcard.Config{
+		OnUnrouted: func(_ context.Context, _ *message.Message, ev arc.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			unrouted[ev.Type]++
+			wg.Done()
+			return nil
+		},
+	}))
+	must(events.Subscribe(pubSub, "arc:events", "order.*", func(context.Context, arc.Event) error {
+		wg.Done()
+		return nil
+	}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { check(events.Run(ctx)) }()
+	<-events.Running()
+	for _, typ := range []string{"order.created", "user.signed_up", "user.signed_up"} {
+		check(pubSub.Publish("arc:events", must(arc.ToMessage(must(arc.NewEvent(typ, nil, arc.Meta{}))))))
+	}
+	wg.Wait()
+	check(events.Close())
+	fmt.Println("unrouted:", unrouted)
+	fmt.Printf("stats: handled %d, unmatched %d\n", events.Stats().Handled, events.Stats().Unmatched)
+	// Output:
+	// unrouted: map[user.signed_up:2]
+	// stats: handled 1, unmatched 2
+}

@@ -111,6 +111,19 @@ type Config struct {
 	// Stats.MalformedDropped; never nacked, since a nacked malformed message
 	// comes back at once, for ever.
 	OnMalformed func(msg *message.Message, err error) error
+	// OnUnrouted receives an event that no handler of its subscription
+	// matched, as Arc 2.41's onUnroutedEvent: to log it, count it by type,
+	// or keep it (publish it to a parking topic). ctx is the message's
+	// context, and ev the decoded event. A nil error acknowledges the
+	// message; an error nacks it and the transport delivers it again, and
+	// OnUnrouted with it, so return one only for a failure that passes (the
+	// parking publish failed), never to refuse the event: nothing else ever
+	// takes it. A panic is recovered into a PanicError, and nacks. It is not
+	// called while a subscription has no handler at all: such a subscription
+	// holds its message until one subscribes (see Router), it does not route
+	// it. Runs under no handler's middleware. Defaults to nil: the event is
+	// acknowledged (Arc's behaviour) and counted in Stats.Unmatched.
+	OnUnrouted func(ctx context.Context, msg *message.Message, ev arc.Event) error
 	// Limits bound what the router reads from each message (the payload's
 	// nesting, the type's length): a message over them is malformed, and
 	// goes to OnMalformed once instead of reaching a handler. Defaults to
@@ -175,9 +188,10 @@ func (c *Config) validate() error {
 //     is acknowledged when every matched handler has succeeded; when one
 //     fails it is nacked, and its redelivery runs only the handlers that have
 //     not yet succeeded for that event.
-//   - An event no handler matches is acknowledged and counted (the consumer
-//     group is the service: every instance of one group must subscribe the
-//     same patterns).
+//   - An event no handler matches is counted and goes to Config.OnUnrouted,
+//     then is acknowledged (with no OnUnrouted, or when it returns nil). The
+//     consumer group is the service: every instance of one group must
+//     subscribe the same patterns.
 //   - Handlers come and go at run time. Unsubscribing never acknowledges an
 //     event that was not processed: a subscription left without handlers
 //     pauses, holding the message it received unacknowledged until a handler
@@ -210,7 +224,7 @@ type Router struct {
 	// that comes after returns ErrRouterClosed.
 	closing bool
 
-	handled, unmatched, failed, malformed, dropped atomic.Uint64
+	handled, unmatched, unroutedFailed, failed, malformed, dropped atomic.Uint64
 }
 
 type sourceKey struct {
@@ -485,8 +499,13 @@ func (r *Router) unsubscribe(src *source, e *entry) {
 type Stats struct {
 	// Handled events: every matched handler succeeded.
 	Handled uint64
-	// Unmatched events: no handler matched; acknowledged.
+	// Unmatched deliveries: no handler matched; given to Config.OnUnrouted
+	// and acknowledged unless it failed. A delivery again after such a
+	// failure counts again.
 	Unmatched uint64
+	// UnroutedFailed counts the unmatched deliveries Config.OnUnrouted
+	// failed (error or panic): nacked, to be delivered again.
+	UnroutedFailed uint64
 	// Failed deliveries: at least one handler failed; nacked.
 	Failed uint64
 	// Malformed messages: not an Arc event.
@@ -498,6 +517,6 @@ type Stats struct {
 
 // Stats returns the counters so far.
 func (r *Router) Stats() Stats {
-	return Stats{Handled: r.handled.Load(), Unmatched: r.unmatched.Load(), Failed: r.failed.Load(),
-		Malformed: r.malformed.Load(), MalformedDropped: r.dropped.Load()}
+	return Stats{Handled: r.handled.Load(), Unmatched: r.unmatched.Load(), UnroutedFailed: r.unroutedFailed.Load(),
+		Failed: r.failed.Load(), Malformed: r.malformed.Load(), MalformedDropped: r.dropped.Load()}
 }

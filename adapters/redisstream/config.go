@@ -63,6 +63,15 @@ const (
 	// comes in one round trip, and larger ones in several.
 	DefaultMaxBatchBytes = 8 << 20
 
+	// DefaultReadErrorBackoffBase is the ceiling of the first pause after
+	// a read fails: Arc's 1 s.
+	DefaultReadErrorBackoffBase = time.Second
+	// DefaultReadErrorBackoffMax caps the pause ceiling: Arc's 30 s.
+	DefaultReadErrorBackoffMax = 30 * time.Second
+	// DefaultReadErrorBackoffMin is the shortest pause after a failed read:
+	// Arc's 100 ms floor under the jitter.
+	DefaultReadErrorBackoffMin = 100 * time.Millisecond
+
 	// MinClaimIdle is the shortest ClaimIdle: the heartbeat refreshes held
 	// entries every ClaimIdle/3, and must be able to.
 	MinClaimIdle = 30 * time.Millisecond
@@ -178,6 +187,13 @@ type SubscriberConfig struct {
 	// (XACK, heartbeat XCLAIM) and write dead letters. Defaults to
 	// DefaultCommandTimeout.
 	CommandTimeout time.Duration
+	// ReadErrorBackoff paces a consumer's read loop while Redis fails (a
+	// read, a claim's recovery, an XACK before a read, or recreating the
+	// group): exponential backoff with full jitter, as Arc does, so a fleet
+	// of consumers neither spins nor comes back in step. Defaults to
+	// Arc's: DefaultReadErrorBackoffBase, DefaultReadErrorBackoffMax and
+	// DefaultReadErrorBackoffMin.
+	ReadErrorBackoff ReadErrorBackoff
 	// CloseClient closes Client (and BlockingClient) on Close. Watermill's
 	// subscriber always does; here the client stays the caller's unless this
 	// is set.
@@ -187,6 +203,60 @@ type SubscriberConfig struct {
 	Logger watermill.LoggerAdapter
 	// Now is the clock, for tests. Defaults to time.Now.
 	Now func() time.Time
+}
+
+// ReadErrorBackoff is the pacing of a consumer's read loop after Redis
+// fails. The nth failure in a row (n from 0) pauses for a time drawn
+// uniformly from [0, min(Max, Base·2ⁿ)] ("full jitter"), and never less
+// than Min, so the loop never spins; the first successful read starts over
+// at Base. The pause ends at once when the subscription closes. Zero
+// fields take their defaults; negative ones are invalid.
+type ReadErrorBackoff struct {
+	// Base is the ceiling of the first pause; each failure in a row
+	// doubles it, up to Max. Defaults to DefaultReadErrorBackoffBase, or
+	// Max when that is shorter.
+	Base time.Duration
+	// Max caps the ceiling, so the longest pause. At least Base and Min.
+	// Defaults to DefaultReadErrorBackoffMax.
+	Max time.Duration
+	// Min is the shortest pause, the floor under the jitter. Defaults to
+	// DefaultReadErrorBackoffMin, or Base when that is shorter.
+	Min time.Duration
+}
+
+func (b *ReadErrorBackoff) setDefaults() {
+	setDefault(&b.Max, DefaultReadErrorBackoffMax)
+	if b.Base == 0 {
+		b.Base = DefaultReadErrorBackoffBase
+		if b.Max > 0 {
+			b.Base = min(b.Base, b.Max)
+		}
+	}
+	if b.Min == 0 {
+		b.Min = DefaultReadErrorBackoffMin
+		if b.Base > 0 {
+			b.Min = min(b.Min, b.Base)
+		}
+	}
+}
+
+// validate reports, field by field, a pacing that cannot work, defaults
+// applied: a zero pause would let the loop spin.
+func (b ReadErrorBackoff) validate(bad func(field, format string, args ...any)) {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"Base", b.Base}, {"Max", b.Max}, {"Min", b.Min}} {
+		if f.d <= 0 {
+			bad("ReadErrorBackoff."+f.name, "is %s: must be positive (0 for the default)", f.d)
+		}
+	}
+	if b.Base > 0 && b.Max > 0 && b.Base > b.Max {
+		bad("ReadErrorBackoff.Base", "(%s) is longer than Max (%s)", b.Base, b.Max)
+	}
+	if b.Min > 0 && b.Max > 0 && b.Min > b.Max {
+		bad("ReadErrorBackoff.Min", "(%s) is longer than Max (%s)", b.Min, b.Max)
+	}
 }
 
 func (c *SubscriberConfig) setDefaults() {
@@ -216,6 +286,7 @@ func (c *SubscriberConfig) setDefaults() {
 	setDefault(&c.AckFlushInterval, DefaultAckFlushInterval)
 	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
 	setDefault(&c.CommandTimeout, DefaultCommandTimeout)
+	c.ReadErrorBackoff.setDefaults()
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
@@ -280,6 +351,7 @@ func (c SubscriberConfig) Validate() error {
 	if c.AckFlushInterval > 0 && c.AckFlushInterval >= c.ClaimIdle/3 {
 		bad("AckFlushInterval", "(%s) must be shorter than a third of ClaimIdle (%s)", c.AckFlushInterval, c.ClaimIdle)
 	}
+	c.ReadErrorBackoff.validate(bad)
 	if c.OldestID != "0" && c.OldestID != "$" {
 		if _, _, err := parseID(c.OldestID); err != nil {
 			bad("OldestID", "is %q: want \"0\", \"$\" or an entry id", c.OldestID)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -15,10 +14,6 @@ import (
 	"github.com/arcmill/arcmill/internal/ctxsleep"
 	"github.com/arcmill/arcmill/wildcard"
 )
-
-// readRetryPause is the pause after a failed XREADGROUP: Redis is down or
-// unreachable, and asking again at once would spin.
-const readRetryPause = 500 * time.Millisecond
 
 // maxClaimRounds bounds one claim pass, so a long backlog of idle entries
 // never starves the consumer's own reads.
@@ -38,6 +33,7 @@ type consumer struct {
 	acks    *acker
 	claims  *claimer
 	reader  *boundedReader // nil: plain XREADGROUP (both byte bounds off)
+	backoff *readBackoff   // the read loop's (run), as is fetchDeferred
 
 	// aheadReqs asks the read-ahead goroutine for the next batch; both
 	// fields are the read loop's (run), nil until the first read ahead.
@@ -51,7 +47,8 @@ type consumer struct {
 
 func newConsumer(s *Subscriber, topic, name string, out chan<- *message.Message, workCtx context.Context) *consumer {
 	c := &consumer{s: s, cfg: s.cfg, topic: topic, name: name, out: out, workCtx: workCtx,
-		logger: s.logger(topic, name), slots: make(chan struct{}, s.cfg.MaxInFlight)}
+		logger: s.logger(topic, name), slots: make(chan struct{}, s.cfg.MaxInFlight),
+		backoff: newReadBackoff(s.cfg.ReadErrorBackoff)}
 	if s.cfg.MaxInFlight > 1 {
 		c.gate = newKeyGate()
 	}
@@ -126,7 +123,8 @@ func (c *consumer) run(ctx context.Context) {
 		if next != nil {
 			// taken below, with no claim and no blocking read this turn
 		} else if err := c.acks.flush(ctx); err != nil {
-			ctxsleep.Sleep(ctx, readRetryPause) // Redis is failing: read nothing more until acks go out
+			// Redis is failing (the acker logged how): read nothing more until acks go out.
+			c.pause(ctx, "Reads paused until the acks are written", nil)
 			continue
 		}
 		var entries []Entry
@@ -144,8 +142,9 @@ func (c *consumer) run(ctx context.Context) {
 				rerr = nil // the group is gone, and its pending entries with it: the read recreates it
 			}
 			if rerr != nil {
-				c.logger.Error("Recovering entries of a failed read failed", rerr, nil)
-				ctxsleep.Sleep(ctx, readRetryPause)
+				c.pause(ctx, "Recovering entries of a failed read failed", rerr)
+			} else {
+				c.backoff.reset()
 			}
 			lostReply = rerr != nil
 			continue
@@ -166,16 +165,15 @@ func (c *consumer) run(ctx context.Context) {
 			}
 			if strings.Contains(err.Error(), "NOGROUP") { // the stream or group was deleted: recreate (Arc loops on it)
 				if cerr := createGroup(ctx, c.cfg, c.topic); cerr != nil {
-					c.logger.Error("Recreating the consumer group", cerr, nil)
-					ctxsleep.Sleep(ctx, readRetryPause)
+					c.pause(ctx, "Recreating the consumer group", cerr)
 				}
 				continue
 			}
-			c.logger.Error("XREADGROUP failed", err, nil)
 			lostReply = c.reader != nil
-			ctxsleep.Sleep(ctx, readRetryPause)
+			c.pause(ctx, "XREADGROUP failed", err)
 			continue
 		}
+		c.backoff.reset()
 		if c.reader != nil && len(entries) == c.cfg.BatchSize {
 			// A full batch: more are likely waiting. The read script costs Redis
 			// more than a plain XREADGROUP, so the next batch is read while this
@@ -349,15 +347,13 @@ func (c *consumer) fetchDeferred(ctx context.Context, entries []Entry) bool {
 		got, err := c.reader.fetch(ctx, ids)
 		if err == nil && len(got) == len(ids) {
 			copy(entries, got)
+			c.backoff.reset()
 			return true
 		}
 		if err == nil {
 			err = errBoundedReply
 		}
-		if ctx.Err() == nil {
-			c.logger.Error("Fetching the rest of a read batch failed", err, nil)
-		}
-		ctxsleep.Sleep(ctx, readRetryPause)
+		c.pause(ctx, "Fetching the rest of a read batch failed", err)
 	}
 	return false
 }
