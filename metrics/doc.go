@@ -48,7 +48,7 @@
 //     that failed on the broker's transport: their rows were given back
 //     with no attempt counted, and the relay paused.
 //   - router: WatchRouter's name; outcome of router_events_total:
-//     handled, unmatched, failed, malformed, malformed_dropped
+//     handled, unmatched, unrouted_failed, failed, malformed, malformed_dropped
 //     (wildcard.Router.Stats). malformed_dropped is the part of malformed
 //     acknowledged without being kept anywhere (no Config.OnMalformed):
 //     alert on it.

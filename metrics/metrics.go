@@ -209,12 +209,13 @@ func (m *Metrics) OnRelayPass(r outbox.RelayResult) {
 // included) under the label router=name, read at scrape time.
 func (m *Metrics) WatchRouter(name string, r *wildcard.Router) error {
 	desc := prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "", "router_events_total"),
-		"Events a wildcard router saw, by outcome (handled, unmatched, failed, malformed, malformed_dropped).",
+		"Events a wildcard router saw, by outcome (handled, unmatched, unrouted_failed, failed, malformed, malformed_dropped).",
 		[]string{"outcome"}, prometheus.Labels{"router": name})
 	return m.reg.Register(collectorFunc{desc: desc, collect: func(ch chan<- prometheus.Metric) {
 		st := r.Stats()
 		for outcome, v := range map[string]uint64{"handled": st.Handled, "unmatched": st.Unmatched,
-			"failed": st.Failed, "malformed": st.Malformed, "malformed_dropped": st.MalformedDropped} {
+			"failed": st.Failed, "malformed": st.Malformed, "malformed_dropped": st.MalformedDropped,
+			"unrouted_failed": st.UnroutedFailed} {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), outcome)
 		}
 	}})
