@@ -42,6 +42,14 @@
 // ErrCloseTimeout with the count. Nothing read is acknowledged unhandled
 // (Arc acks entries read during shutdown without running them).
 //
+// # When Redis fails
+//
+// A consumer whose read fails pauses with full-jitter exponential backoff
+// (SubscriberConfig.ReadErrorBackoff: base 1 s, cap 30 s, floor 100 ms, as
+// Arc's consumers back off), starts over after the next successful read,
+// and never spins; Close ends the pause at once. An outage costs no
+// delivery attempt: nothing is read while Redis is away.
+//
 // # Reading and writing
 //
 // Reading is liberal: an event Arc's reader delivers is delivered, its
