@@ -2,9 +2,6 @@ package outbox
 
 import (
 	"context"
-	"net"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,51 +15,6 @@ import (
 	"github.com/arcmill/arcmill/internal/testenv"
 )
 
-// privateRedis starts a redis-server of the test's own (no persistence)
-// on a free loopback port, and returns its address and a kill function
-// (also run at cleanup).
-func privateRedis(t *testing.T, extra ...string) (addr string, kill func()) {
-	t.Helper()
-	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
-	bin, err := exec.LookPath("redis-server")
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir()}, extra...)...)
-	require.NoError(t, cmd.Start())
-	killed := false
-	kill = func() {
-		if !killed {
-			killed = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(kill)
-	addr = "127.0.0.1:" + strconv.Itoa(port)
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil }, waitTimeout, 10*time.Millisecond)
-	return addr, kill
-}
-
-// syncedReplica starts a replica of primary and waits until it is in sync.
-func syncedReplica(t *testing.T, primary string) (kill func()) {
-	t.Helper()
-	host, port, _ := strings.Cut(primary, ":")
-	addr, kill := privateRedis(t, "--replicaof", host, port)
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	defer rc.Close()
-	require.Eventually(t, func() bool {
-		info, err := rc.Info(context.Background(), "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, waitTimeout, 10*time.Millisecond, "replica in sync")
-	return kill
-}
-
 // A relay publishing with Durability (WAIT for a replica) through a
 // replica outage: rows stay pending and uncharged, the retries write no
 // further entries (only the first batch, whose WAIT fell short, is on the
@@ -70,8 +22,8 @@ func syncedReplica(t *testing.T, primary string) (kill func()) {
 func TestRelay_DurableOutageWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, PostgreSQL, false)
-	primary, _ := privateRedis(t)
-	killReplica := syncedReplica(t, primary)
+	primary, _ := testenv.PrivateRedis(t)
+	killReplica := testenv.RedisReplica(t, primary)
 	client := redis.NewClient(&redis.Options{Addr: primary})
 	t.Cleanup(func() { _ = client.Close() })
 	ctx := context.Background()
@@ -119,7 +71,7 @@ func TestRelay_DurableOutageWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 	assert.LessOrEqual(t, client.XLen(ctx, stream).Val(), int64(10),
 		"only the first batch is written unconfirmed; %d retries wrote nothing", failed)
 
-	syncedReplica(t, primary)
+	testenv.RedisReplica(t, primary)
 	require.Eventually(t, func() bool { return f.count(statusDelivered) == total }, waitTimeout, 10*time.Millisecond,
 		"delivered once the replica is back")
 	assert.Equal(t, total, f.count(statusDelivered))

@@ -79,7 +79,7 @@ func TestSubscriber_UnackedMessagesHoldBackTheNext(t *testing.T) {
 }
 
 // restartableRedis is a redis-server of the test's own on a free port (as
-// privateRedis), with an append-only file synced on every write, that can
+// testenv.PrivateRedis), with an append-only file synced on every write, that can
 // be killed and started again on the same port and files, with nothing it
 // acknowledged lost.
 type restartableRedis struct {

@@ -2,6 +2,7 @@ package redisstream
 
 import (
 	"context"
+	"github.com/arcmill/arcmill/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -13,20 +14,6 @@ import (
 
 	"github.com/arcmill/arcmill/arc"
 )
-
-// replicaOf starts a replica of primary and waits until it is in sync.
-func replicaOf(t *testing.T, primary string) (kill func()) {
-	t.Helper()
-	host, port, _ := strings.Cut(primary, ":")
-	addr, kill := privateRedis(t, "--replicaof", host, port)
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	defer rc.Close()
-	require.Eventually(t, func() bool {
-		info, err := rc.Info(context.Background(), "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, testWait, 10*time.Millisecond, "replica in sync")
-	return kill
-}
 
 func arcMessage(t *testing.T, i int) *message.Message {
 	t.Helper()
@@ -43,8 +30,8 @@ func arcMessage(t *testing.T, i int) *message.Message {
 // publish goes through and is confirmed.
 func TestPublisher_DurabilityWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 	t.Parallel()
-	primary, _ := privateRedis(t)
-	killReplica := replicaOf(t, primary)
+	primary, _ := testenv.PrivateRedis(t)
+	killReplica := testenv.RedisReplica(t, primary)
 	client := redis.NewClient(&redis.Options{Addr: primary})
 	t.Cleanup(func() { _ = client.Close() })
 	ctx := context.Background()
@@ -74,7 +61,7 @@ func TestPublisher_DurabilityWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 	}
 	assert.Equal(t, int64(3), client.XLen(ctx, "orders").Val(), "%d retries wrote nothing", retries)
 
-	replicaOf(t, primary)
+	testenv.RedisReplica(t, primary)
 	// Once the replica is back the gate lets writes through; on a loaded
 	// machine the first WAIT may still fall short (written, not confirmed),
 	// which the count below allows for: what matters is that it ends.
@@ -99,7 +86,7 @@ func TestPublisher_DurabilityWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 // publish writes.
 func TestPublisher_DurabilityFsyncWritesNothingWithoutAnAppendOnlyFile(t *testing.T) {
 	t.Parallel()
-	primary, _ := privateRedis(t)
+	primary, _ := testenv.PrivateRedis(t)
 	client := redis.NewClient(&redis.Options{Addr: primary})
 	t.Cleanup(func() { _ = client.Close() })
 	pub, err := NewPublisher(PublisherConfig{Client: client, SkipServerCheck: true, Durability: &Durability{Fsync: true}})

@@ -3,9 +3,6 @@ package redisstream
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,46 +17,14 @@ import (
 	"github.com/arcmill/arcmill/internal/testenv"
 )
 
-// privateRedis starts a redis-server of the test's own on a free loopback
-// port, with extra arguments, and stops it at the end (or when kill is
-// called).
-func privateRedis(t *testing.T, extra ...string) (addr string, kill func()) {
-	t.Helper()
-	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
-	bin, err := exec.LookPath("redis-server")
-	require.NoError(t, err, "redis-server is needed for a private server (make test installs it)")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir()}, extra...)
-	cmd := exec.Command(bin, args...)
-	require.NoError(t, cmd.Start())
-	killed := false
-	kill = func() {
-		if !killed {
-			killed = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(kill)
-	addr = "127.0.0.1:" + strconv.Itoa(port)
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil }, testWait, 10*time.Millisecond)
-	return addr, kill
-}
-
 // With Durability, Publish returns only once a replica has the entries,
 // and reports ErrNotDurable (the entries written, to publish again) when
 // no replica confirms in time.
 func TestPublisher_DurabilityWaitsForReplicas(t *testing.T) {
 	t.Parallel()
-	primary, _ := privateRedis(t)
+	primary, _ := testenv.PrivateRedis(t)
 	host, port, _ := strings.Cut(primary, ":")
-	replica, killReplica := privateRedis(t, "--replicaof", host, port)
+	replica, killReplica := testenv.PrivateRedis(t, "--replicaof", host, port)
 	client := redis.NewClient(&redis.Options{Addr: primary})
 	t.Cleanup(func() { _ = client.Close() })
 	rc := redis.NewClient(&redis.Options{Addr: replica})
@@ -114,10 +79,10 @@ func TestPublisherConfig_DurabilityMustAskForSomething(t *testing.T) {
 // that keeps them.
 func TestCheckServer_SaysWhatTheServerPromises(t *testing.T) {
 	t.Parallel()
-	loose, _ := privateRedis(t, "--maxmemory-policy", "allkeys-lru")
-	careful, _ := privateRedis(t, "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction")
+	loose, _ := testenv.PrivateRedis(t, "--maxmemory-policy", "allkeys-lru")
+	careful, _ := testenv.PrivateRedis(t, "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction")
 	host, port, _ := strings.Cut(careful, ":")
-	privateRedis(t, "--replicaof", host, port)
+	testenv.PrivateRedis(t, "--replicaof", host, port)
 	check := func(addr string) ServerReport {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		defer c.Close()
@@ -141,7 +106,7 @@ func TestCheckServer_SaysWhatTheServerPromises(t *testing.T) {
 // can lose what it acknowledges.
 func TestPublisher_WarnsAboutALooseServer(t *testing.T) {
 	t.Parallel()
-	addr, _ := privateRedis(t) // no append-only file, no replica
+	addr, _ := testenv.PrivateRedis(t) // no append-only file, no replica
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = client.Close() })
 	logs := watermill.NewCaptureLogger()

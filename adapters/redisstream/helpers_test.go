@@ -38,7 +38,7 @@ func setup(t *testing.T) *bundle {
 	return setupAt(t, testenv.RedisAddr(t))
 }
 
-// setupAt is setup on the Redis at addr: a private server (privateRedis)
+// setupAt is setup on the Redis at addr: a private server (testenv.PrivateRedis)
 // for a test whose load would stall the shared one's other clients.
 func setupAt(t *testing.T, addr string) *bundle {
 	t.Helper()

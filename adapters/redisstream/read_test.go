@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/arcmill/arcmill/internal/testenv"
 	"runtime"
 	"strings"
 	"sync"
@@ -159,7 +160,7 @@ func heapPeak() (stop func() uint64) {
 func TestBoundedRead_HugeEntriesLeaveTheHeapFlat(t *testing.T) {
 	// A private server: scripts over 200 MB of entries hold Redis for
 	// seconds, which would time out other packages' tests on the shared one.
-	addr, _ := privateRedis(t)
+	addr, _ := testenv.PrivateRedis(t)
 	b := setupAt(t, addr)
 	const huge, count = 10 << 20, 20
 	pub, err := NewPublisher(PublisherConfig{Client: b.client})
