@@ -43,8 +43,9 @@ func (c *Console) exploreOutbox(ctx context.Context, ob Outbox, limit int) ([]ou
 	}
 	// The table name was validated by outbox.New (lower-case letters,
 	// digits and _), so it is safe to splice in. One row more than the
-	// limit says whether the table holds more.
-	rs, err := ob.DB.QueryContext(ctx, "SELECT id, event_id, event_type, topic, payload, metadata, status, attempts,"+
+	// limit says whether the table holds more. Payloads are not read: the
+	// event's meta is all in the metadata column.
+	rs, err := ob.DB.QueryContext(ctx, "SELECT id, event_id, event_type, metadata, status, attempts,"+
 		" created_at, delivered_at, last_error FROM "+ob.Outbox.Table()+" ORDER BY id DESC LIMIT "+ph, limit+1)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("console: reading outbox %s: %w", ob.Name, err)
@@ -59,15 +60,15 @@ func (c *Console) exploreOutbox(ctx context.Context, ob Outbox, limit int) ([]ou
 		}
 		read++
 		var (
-			r                   outboxRow
-			eventID, typ, topic string
-			payload, metadata   []byte
-			status              int
-			created             int64
-			delivered           stdsql.NullInt64
-			lastErr             stdsql.NullString
+			r            outboxRow
+			eventID, typ string
+			metadata     []byte
+			status       int
+			created      int64
+			delivered    stdsql.NullInt64
+			lastErr      stdsql.NullString
 		)
-		if err := rs.Scan(&r.seq, &eventID, &typ, &topic, &payload, &metadata, &status, &r.attempts, &created,
+		if err := rs.Scan(&r.seq, &eventID, &typ, &metadata, &status, &r.attempts, &created,
 			&delivered, &lastErr); err != nil {
 			return nil, read, false, fmt.Errorf("console: reading outbox %s: %w", ob.Name, err)
 		}
@@ -86,7 +87,8 @@ func (c *Console) exploreOutbox(ctx context.Context, ob Outbox, limit int) ([]ou
 		n := &Node{EventID: eventID, Type: typ, Time: time.UnixMilli(created)}
 		md := message.Metadata{}
 		if json.Unmarshal(metadata, &md) == nil {
-			msg := message.NewMessage(eventID, payload)
+			// A stand-in payload: FromMessage wants JSON, the node no payload.
+			msg := message.NewMessage(eventID, []byte("null"))
 			msg.Metadata = md
 			if ev, err := arc.FromMessage(msg); err == nil {
 				n.Type, n.Source = ev.Type, ev.Meta.Source
