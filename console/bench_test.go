@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/outbox"
 )
 
 // BenchmarkGroups100k groups 100,000 stream dead letters in 50 causes, as
@@ -58,4 +61,44 @@ func BenchmarkGroupsOutbox20k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
+}
+
+// BenchmarkExploreOutbox10k explores a correlation id over an outbox of
+// 10,000 pending rows (the explorer's bound per outbox) and an empty
+// stream: the cost of the outbox's bounded read, decoded row by row.
+func BenchmarkExploreOutbox10k(b *testing.B) {
+	bb := setup(b)
+	ctx := context.Background()
+	for chunk := 0; chunk < 10; chunk++ {
+		tx, err := bb.db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < 1000; i++ {
+			ev, err := arc.NewEvent("invoice.issued", map[string]int{"i": i}, arc.Meta{CorrelationID: fmt.Sprintf("corr-%d", chunk)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := bb.ob.Write(ctx, tx, outbox.Entry{Topic: bb.stream, Event: ev}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := bb.config()
+	cfg.Outboxes[0].DB = bb.db
+	c, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for b.Loop() {
+		x, err := c.explore(ctx, "corr-3")
+		if err != nil || x.Count != 1000 || x.OutboxScanned != 10_000 || x.OutboxLimited {
+			b.Fatalf("%d nodes, %d rows read, limited %v, %v", x.Count, x.OutboxScanned, x.OutboxLimited, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/explore")
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	stdsql "database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -65,6 +66,11 @@ type Outbox struct {
 	Name string
 	// Outbox is the outbox. Required.
 	Outbox *outbox.Outbox
+	// DB is the outbox's database, from which the event explorer reads
+	// its pending and delivered rows (with a bounded SELECT on the
+	// outbox's table): the outbox package lists only dead letters.
+	// Defaults to nil: the explorer shows only the outbox's dead letters.
+	DB *stdsql.DB
 }
 
 // Config configures a Console.

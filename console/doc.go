@@ -19,7 +19,11 @@
 //   - an audit list of every mutation: who, what, how many;
 //   - an event explorer: the causation tree of an event id or a
 //     correlation id, from the newest DefaultExploreLimit entries of each
-//     stream and every dead letter, with dead-lettered outcomes;
+//     stream, the newest DefaultExploreLimit rows of each outbox given a
+//     DB (Outbox.DB; without one, only its dead letters) and every dead
+//     letter; each node says where it was found (stream and entry id,
+//     outbox and row status) and its outcome where known (dead-lettered,
+//     pending in the outbox, delivered by the relay);
 //   - a live tail of a stream over Server-Sent Events, filtered by an Arc
 //     pattern;
 //   - charts of lag, pending, dead letters and appends per second, sampled

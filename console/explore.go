@@ -12,8 +12,9 @@ import (
 	"github.com/arcmill/arcmill/adapters/redisstream"
 )
 
-// DefaultExploreLimit bounds the stream entries the event explorer reads
-// (newest first) to build a causation tree.
+// DefaultExploreLimit bounds the stream entries, and the outbox rows, the
+// event explorer reads (newest first, per stream and per outbox) to build
+// a causation tree.
 const DefaultExploreLimit = 10_000
 
 // Node is one event in a causation tree.
@@ -29,9 +30,17 @@ type Node struct {
 	// Stream and EntryID locate it on a stream, when found there.
 	Stream  string `json:"stream,omitempty"`
 	EntryID string `json:"entryId,omitempty"`
+	// Outbox, Row and RowStatus locate it in an outbox, when its row was
+	// read there (Outbox.DB set): the outbox's Name, the row's sequence
+	// number, and RowPending, RowDelivered or RowDead.
+	Outbox    string `json:"outbox,omitempty"`
+	Row       int64  `json:"row,omitempty"`
+	RowStatus string `json:"rowStatus,omitempty"`
 	// Outcome is what is known of its handling: "dead-lettered (reason):
-	// error" when a dead letter holds it, "" when nothing is known (a
-	// stream does not record successes).
+	// error" when a dead letter holds it; else, for an outbox row,
+	// "delivered by the relay at …", "pending in outbox …" (with its
+	// failed attempts) or "dead in outbox …: error"; "" when nothing is
+	// known (a stream does not record successes).
 	Outcome string `json:"outcome,omitempty"`
 	// Letter is its dead letter, when it has one.
 	Letter *LetterRef `json:"letter,omitempty"`
@@ -52,6 +61,13 @@ type Exploration struct {
 	Scanned int  `json:"scanned"`
 	Limit   int  `json:"limit"`
 	Limited bool `json:"limited"`
+	// OutboxScanned counts the outbox rows read (Limit per outbox);
+	// OutboxLimited is true when an outbox held more.
+	OutboxScanned int  `json:"outboxScanned"`
+	OutboxLimited bool `json:"outboxLimited"`
+	// DeadOnly names the outboxes configured without a DB: only their dead
+	// letters were read (the outbox package lists no other rows).
+	DeadOnly []string `json:"deadOnly,omitempty"`
 }
 
 // eventHead is the part of an event the explorer reads.
@@ -68,8 +84,10 @@ type eventHead struct {
 
 // explore builds the causation tree around q: the events whose id or
 // correlation id is q, every event sharing their correlation id, and
-// their dead letters, from the newest ExploreLimit entries of each stream
-// and from every dead-letter source.
+// their dead letters, from the newest ExploreLimit entries of each stream,
+// the newest ExploreLimit rows of each outbox with a DB, and every
+// dead-letter source. An event found on a stream and in an outbox is one
+// node that says both.
 func (c *Console) explore(ctx context.Context, q string) (Exploration, error) {
 	x := Exploration{Query: q, Roots: []*Node{}, Limit: DefaultExploreLimit}
 	var all []*Node
@@ -81,6 +99,26 @@ func (c *Console) explore(ctx context.Context, q string) (Exploration, error) {
 		x.Scanned += n
 		x.Limited = x.Limited || limited
 		all = append(all, nodes...)
+	}
+	type placed struct {
+		row  outboxRow
+		name string
+	}
+	var rows []placed
+	for _, ob := range c.cfg.Outboxes {
+		if ob.DB == nil {
+			x.DeadOnly = append(x.DeadOnly, ob.Name)
+			continue
+		}
+		rs, n, limited, err := c.exploreOutbox(ctx, ob, x.Limit)
+		if err != nil {
+			return x, err
+		}
+		x.OutboxScanned += n
+		x.OutboxLimited = x.OutboxLimited || limited
+		for _, r := range rs {
+			rows = append(rows, placed{r, ob.Name})
+		}
 	}
 	// Dead letters: their events, and what happened to them.
 	letters := map[string]Letter{}
@@ -96,6 +134,19 @@ func (c *Console) explore(ctx context.Context, q string) (Exploration, error) {
 	for _, n := range all {
 		if _, dup := byID[n.EventID]; !dup {
 			byID[n.EventID] = n
+		}
+	}
+	// Outbox rows: an event already on a stream (the relay delivered it
+	// there) keeps its stream node, which learns of the row.
+	rowOf := map[string]placed{}
+	for _, r := range rows {
+		if _, dup := rowOf[r.row.node.EventID]; dup {
+			continue // the newest row stands for an event written twice
+		}
+		rowOf[r.row.node.EventID] = r
+		if _, ok := byID[r.row.node.EventID]; !ok {
+			byID[r.row.node.EventID] = r.row.node
+			all = append(all, r.row.node)
 		}
 	}
 	for id, l := range letters {
@@ -131,6 +182,9 @@ func (c *Console) explore(ctx context.Context, q string) (Exploration, error) {
 			}
 			n.Outcome = fmt.Sprintf("dead-lettered (%s): %s", reason, l.Error)
 			n.Letter = &LetterRef{Source: l.Source, ID: l.ID}
+		}
+		if r, ok := rowOf[n.EventID]; ok {
+			r.row.place(n, r.name)
 		}
 	}
 	slices.SortFunc(picked, func(a, b *Node) int { return a.Time.Compare(b.Time) })
