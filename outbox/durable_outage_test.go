@@ -34,7 +34,9 @@ func TestRelay_DurableOutageWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 	}, waitTimeout, 10*time.Millisecond, "the primary sees the replica gone")
 
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, SkipServerCheck: true,
-		Durability: &redisstream.Durability{Replicas: 1, Timeout: 50 * time.Millisecond}})
+		// A WAIT long enough that, once the replica is back, a loaded
+		// machine's replication still confirms within it.
+		Durability: &redisstream.Durability{Replicas: 1, Timeout: time.Second}})
 	require.NoError(t, err)
 	passes := make(chan RelayResult, 10000)
 	relay, err := f.ob.NewRelay(pub, RelayConfig{BatchSize: 10, DisableNotify: true,
@@ -77,5 +79,8 @@ func TestRelay_DurableOutageWritesNothingWhileTheReplicaIsAway(t *testing.T) {
 	assert.Equal(t, total, f.count(statusDelivered))
 	n := client.XLen(ctx, stream).Val()
 	assert.GreaterOrEqual(t, n, int64(total))
-	assert.LessOrEqual(t, n, int64(total+10), "at most the first unconfirmed batch twice")
+	// The outage wrote one unconfirmed batch (checked above); after it, a
+	// WAIT that still falls short writes its batch again, which is the
+	// promise (written, not confirmed: republished). Allow one such batch.
+	assert.LessOrEqual(t, n, int64(total+20), "the first unconfirmed batch, and at most one more after the replica is back")
 }
