@@ -3,6 +3,7 @@ package redisstream
 import (
 	"context"
 	"fmt"
+	"github.com/google/uuid"
 	"strings"
 	"sync"
 
@@ -526,7 +527,7 @@ func (c *consumer) unmarshal(e Entry) (*message.Message, *decodedEvent) {
 	case c.cfg.MaxEntryBytes != None && size > c.cfg.MaxEntryBytes:
 		why = fmt.Sprintf("entry of %d bytes is over MaxEntryBytes (%d)", size, c.cfg.MaxEntryBytes)
 		data, _ := e.Map()[FieldData].(string)
-		msg = message.NewMessage(watermill.NewUUID(), []byte(data[:min(len(data), excerptBytes)]))
+		msg = message.NewMessage("", []byte(data[:min(len(data), excerptBytes)]))
 	case e.count(FieldType) > 1 || e.count(FieldData) > 1:
 		why = fmt.Sprintf("entry has %d type and %d data fields: more than one event in one entry (Arc would read only the last)",
 			e.count(FieldType), e.count(FieldData))
@@ -543,11 +544,26 @@ func (c *consumer) unmarshal(e Entry) (*message.Message, *decodedEvent) {
 	}
 	if why != "" {
 		if msg == nil {
-			msg = message.NewMessage(watermill.NewUUID(), nil)
+			msg = message.NewMessage("", nil)
 			msg.Metadata.Set(MetadataRawFields, rawFields(e.Map()))
 		}
 		msg.Metadata.Set(arc.MetadataMalformed, why)
 	}
+	if msg.Metadata.Get(arc.MetadataMalformed) != "" {
+		// No event id to name it by: a UUID of the entry, the same on every
+		// delivery, so that what keys on it (the dead-letter guard, logs)
+		// sees one message, not one per read.
+		msg.UUID = entryUUID(c.topic, e.ID)
+	}
 	msg.Metadata.Set(MetadataEntryID, e.ID)
 	return msg, nil
 }
+
+// entryUUID names a stream entry that holds no readable event: a name-based
+// (SHA-1) UUID of the stream and the entry id.
+func entryUUID(stream, id string) string {
+	return uuid.NewSHA1(entryNamespace, []byte(stream+"\x00"+id)).String()
+}
+
+// entryNamespace is the UUID namespace of entryUUID.
+var entryNamespace = uuid.MustParse("6f1d6c2e-3b8a-5c39-9a51-8a7c0e2d4b10")

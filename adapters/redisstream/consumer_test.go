@@ -145,3 +145,42 @@ func TestConsumer_KillRedeliversAtMostOneFlush(t *testing.T) {
 // killFlushSlack allows for the acks that gather while one XACK is on its
 // way (a loaded machine running -race slows that round trip).
 const killFlushSlack = 8
+
+// An entry that holds no readable event is one message on every delivery,
+// in this process or another: its UUID comes from the stream and the entry
+// id, so what keys on it (the middleware's dead-letter guard) sees a
+// redelivery as the same message, and two such entries as two. The fault
+// scenario caught a second dead letter for one foreign entry, read again
+// after a crash, while the UUID was random per read.
+func TestConsumer_UnreadableEntryKeepsItsUUIDAcrossDeliveries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	first := b.xadd("type", "t", "data", "not json")
+	second := b.xadd("nothing", "here")
+	read := func(msgs <-chan *message.Message) *message.Message {
+		select {
+		case m := <-msgs:
+			return m
+		case <-time.After(testWait):
+			t.Fatal("no delivery")
+			return nil
+		}
+	}
+	cfg := SubscriberConfig{MaxInFlight: 1, Consumer: "c1", CloseTimeout: None}
+	sub, msgs := b.subscribe(cfg)
+	m := read(msgs)
+	require.NotEmpty(t, m.Metadata.Get(arc.MetadataMalformed))
+	require.Equal(t, first, m.Metadata.Get(MetadataEntryID))
+	uuid1 := m.UUID
+	_ = sub.Close() // the entry stays pending to c1, unsettled
+
+	_, msgs = b.subscribe(cfg) // a new process under the same name reads its own pending entry again
+	again := read(msgs)
+	require.Equal(t, first, again.Metadata.Get(MetadataEntryID), "c1's pending entry comes again first")
+	assert.Equal(t, uuid1, again.UUID, "the same UUID on a delivery by another subscriber")
+	again.Ack()
+	other := read(msgs)
+	require.Equal(t, second, other.Metadata.Get(MetadataEntryID))
+	assert.NotEqual(t, uuid1, other.UUID, "another entry, another UUID")
+	other.Ack()
+}
