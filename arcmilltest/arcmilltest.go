@@ -3,7 +3,6 @@ package arcmilltest
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -346,7 +345,7 @@ func Outboxed(ctx context.Context, q Queryer, ob *outbox.Outbox, eventType strin
 	var args []any
 	if eventType != "" {
 		query += " AND event_type = " + ph
-		args = append(args, eventType)
+		args = append(args, outbox.ColumnText(eventType))
 	}
 	rs, err := q.QueryContext(ctx, query+" ORDER BY id", args...)
 	if err != nil {
@@ -360,9 +359,10 @@ func Outboxed(ctx context.Context, q Queryer, ob *outbox.Outbox, eventType strin
 		if err := rs.Scan(&id, &topic, &payload, &metadata); err != nil {
 			return nil, err
 		}
-		msg := message.NewMessage(id, payload)
-		if err := json.Unmarshal([]byte(metadata), &msg.Metadata); err != nil {
-			return nil, fmt.Errorf("row of event %s: metadata: %w", id, err)
+		// As the relay reads it: escaped ids and base64-held meta restored.
+		msg, err := outbox.MessageOfRow(id, payload, []byte(metadata))
+		if err != nil {
+			return nil, err
 		}
 		ev, err := arc.FromMessage(msg)
 		if err != nil {

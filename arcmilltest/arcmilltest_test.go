@@ -204,6 +204,9 @@ func TestRequireOutboxedOnEveryDialect(t *testing.T) {
 
 			tx, err := db.BeginTx(ctx, nil)
 			require.NoError(t, err)
+			// Run before the table is dropped (cleanups run last first): a
+			// failure must end the transaction, or the DROP waits on its locks.
+			t.Cleanup(func() { _ = tx.Rollback() })
 			first := Event(t, "order.created", map[string]int{"n": 1})
 			second := Event(t, "order.created", map[string]int{"n": 2})
 			other := Event(t, "user.created", nil)
@@ -215,6 +218,13 @@ func TestRequireOutboxedOnEveryDialect(t *testing.T) {
 			all, err := Outboxed(ctx, tx, ob, "")
 			require.NoError(t, err)
 			assert.Len(t, all, 3)
+
+			// Ids and a type the table stores escaped read back as written.
+			odd, err := arc.NewEvent("odd.type ", map[string]int{"n": 3}, arc.Meta{ID: "o\xff1", CorrelationID: "c\x00\xfe"})
+			require.NoError(t, err)
+			require.NoError(t, ob.Write(ctx, tx, outbox.Entry{Topic: "odd", Event: odd}))
+			gotOdd := RequireOutboxed(t, ctx, tx, ob, "odd.type ")
+			assert.True(t, odd.Equal(gotOdd.Event), "bytes the table escapes come back as written")
 
 			rt := &recordingT{}
 			RequireOutboxed(rt, ctx, tx, ob, "order.shipped")
