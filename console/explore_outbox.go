@@ -3,11 +3,8 @@ package console
 import (
 	"context"
 	stdsql "database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/outbox"
@@ -85,11 +82,11 @@ func (c *Console) exploreOutbox(ctx context.Context, ob Outbox, limit int) ([]ou
 			r.deliveredAt = time.UnixMilli(delivered.Int64)
 		}
 		n := &Node{EventID: eventID, Type: typ, Time: time.UnixMilli(created)}
-		md := message.Metadata{}
-		if json.Unmarshal(metadata, &md) == nil {
-			// A stand-in payload: FromMessage wants JSON, the node no payload.
-			msg := message.NewMessage(eventID, []byte("null"))
-			msg.Metadata = md
+		// Read as the relay reads a row (escaped ids and base64-held meta
+		// restored), with a stand-in payload: FromMessage wants JSON, the
+		// node no payload.
+		if msg, err := outbox.MessageOfRow(eventID, []byte("null"), metadata); err == nil {
+			n.EventID = msg.UUID
 			if ev, err := arc.FromMessage(msg); err == nil {
 				n.Type, n.Source = ev.Type, ev.Meta.Source
 				n.CorrelationID, n.CausationID = ev.Meta.CorrelationID, ev.Meta.CausationID
