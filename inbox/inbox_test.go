@@ -4,6 +4,7 @@ import (
 	"context"
 	stdsql "database/sql"
 	"errors"
+	"github.com/arcmill/arcmill/internal/fakeclock"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,7 +231,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 func TestPurgeAndRedeliveryAfterPurge(t *testing.T) {
 	t.Parallel()
 	dialects(t, func(t *testing.T, d outbox.Dialect) {
-		clock := &fakeClock{now: time.Now()}
+		clock := fakeclock.New(time.Now())
 		f := newFixture(t, d, func(c *Config) { c.Now = clock.Now })
 		ctx := context.Background()
 		h := f.ib.Handle("billing", func(ctx context.Context, tx *stdsql.Tx, ev arc.Event) error {
@@ -366,23 +367,6 @@ func TestNoTransaction(t *testing.T) {
 	require.NoError(t, err)
 	_, err = Tx(kept)
 	assert.ErrorIs(t, err, ErrNoTransaction, "a context kept past the handler has no transaction")
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 // Migrate is safe to run from several processes at once on a fresh table.

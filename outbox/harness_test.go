@@ -5,6 +5,7 @@ import (
 	stdsql "database/sql"
 	"errors"
 	"fmt"
+	"github.com/arcmill/arcmill/internal/fakeclock"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -56,7 +57,7 @@ type fixture struct {
 	d       Dialect
 	db      *stdsql.DB
 	ob      *Outbox
-	clock   *fakeClock
+	clock   *fakeclock.Clock
 	orders  string
 	counter int
 }
@@ -76,7 +77,7 @@ func newFixtureOn(t testing.TB, d Dialect, db *stdsql.DB, table string, withCloc
 	f := &fixture{t: t, d: d, db: db, orders: table + "_orders"}
 	cfg := Config{Dialect: d, Table: table}
 	if withClock {
-		f.clock = &fakeClock{now: time.UnixMilli(1_800_000_000_000)}
+		f.clock = fakeclock.New(time.UnixMilli(1_800_000_000_000))
 		cfg.Now = f.clock.Now
 	}
 	ob, err := New(db, cfg)
@@ -176,23 +177,6 @@ func mustBatch(t testing.TB, ch <-chan batchResult) RelayResult {
 	r := wait(t, ch, "RelayBatch")
 	require.NoError(t, r.err)
 	return r.res
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 // event returns a new Arc event of typ with a readable payload.
