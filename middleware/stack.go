@@ -43,6 +43,11 @@ type StackConfig struct {
 	// Publisher that does not share a Redis client of its own. Defaults to
 	// nil: the guard is on only where DeadLetterConfig provides one.
 	Redis redis.UniversalClient
+	// Breaker, when set, is the subscription's kill switch (NewBreaker):
+	// its Middleware goes inside Retry (see NewStack). Give its Subscriber
+	// to the handler's subscription too, so that intake pauses while it is
+	// open. Defaults to nil: no breaker.
+	Breaker *Breaker
 }
 
 // Stack is the one order of recovery middleware that works. Use its
@@ -51,8 +56,10 @@ type StackConfig struct {
 type Stack struct {
 	Retry      *Retry
 	DeadLetter *DeadLetter
+	// Breaker is StackConfig.Breaker, nil when none.
+	Breaker *Breaker
 	// Middleware is, outermost first: Causation, DeadLetter, Validation (if
-	// any), Retry, Timeout (if any), Recoverer.
+	// any), Retry, Breaker (if any), Timeout (if any), Recoverer.
 	Middleware []message.HandlerMiddleware
 }
 
@@ -69,8 +76,17 @@ type Stack struct {
 //  4. Retry, outside Timeout and Recoverer, so that a timed-out or panicking
 //     attempt is retried, and then dead-lettered; each attempt gets the
 //     original context back, so one attempt's timeout does not end the next.
-//  5. Timeout, per attempt.
-//  6. Recoverer, innermost, so that a panic is an error Retry can see (with
+//  5. Breaker (if any), inside Retry, so that it sees every attempt (and
+//     every call Retry makes during a dependency's outage) as an outcome,
+//     and so that while it is open every attempt, retries included, waits
+//     at its gate instead of running. A failure while it is open (or the
+//     one that trips it) is held there and runs again after the probe:
+//     Retry never sees it, so it costs no attempt, and DeadLetter never
+//     dead-letters it. Outside Timeout and Recoverer, so that a timed-out
+//     or panicking attempt is a failure it counts, and its wait is not cut
+//     short by an attempt's Timeout.
+//  6. Timeout, per attempt.
+//  7. Recoverer, innermost, so that a panic is an error Retry can see (with
 //     no stack in its message; see Recoverer).
 func NewStack(cfg StackConfig) (*Stack, error) {
 	if cfg.Logger != nil {
@@ -110,12 +126,15 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Retry: retry, DeadLetter: dl}
+	s := &Stack{Retry: retry, DeadLetter: dl, Breaker: cfg.Breaker}
 	s.Middleware = append(s.Middleware, Causation, dl.Middleware)
 	if cfg.Validator != nil {
 		s.Middleware = append(s.Middleware, Validation(cfg.Validator, cfg.OnInvalid, cfg.Logger))
 	}
 	s.Middleware = append(s.Middleware, retry.Middleware)
+	if cfg.Breaker != nil {
+		s.Middleware = append(s.Middleware, cfg.Breaker.Middleware)
+	}
 	if cfg.Timeout > 0 {
 		s.Middleware = append(s.Middleware, wmiddleware.Timeout(cfg.Timeout))
 	}
