@@ -81,6 +81,9 @@ type Config struct {
 	Streams []Stream
 	// Outboxes are the outboxes shown, with their dead letters.
 	Outboxes []Outbox
+	// Breakers are the circuit breakers (middleware.Breaker) whose state
+	// the overview shows, one line each. Defaults to none.
+	Breakers []BreakerStats
 	// Auth says who may see and who may change. Defaults to nobody
 	// configured: loopback clients only, each an Operator.
 	Auth Auth

@@ -15,6 +15,8 @@ type Overview struct {
 	Outboxes []OutboxInfo `json:"outboxes"`
 	// DeadLetters counts every source's dead letters.
 	DeadLetters int64 `json:"deadLetters"`
+	// Breakers are the configured circuit breakers (Config.Breakers).
+	Breakers []BreakerInfo `json:"breakers"`
 }
 
 // StreamInfo is one stream's state.
@@ -85,7 +87,7 @@ type OutboxInfo struct {
 // cannot be read carries its error; the others are still shown.
 func (c *Console) overview(ctx context.Context) Overview {
 	now := c.cfg.Now().UTC()
-	o := Overview{Time: now, Streams: []StreamInfo{}, Outboxes: []OutboxInfo{}}
+	o := Overview{Time: now, Streams: []StreamInfo{}, Outboxes: []OutboxInfo{}, Breakers: c.breakers()}
 	for _, s := range c.cfg.Streams {
 		info := c.streamInfo(ctx, s)
 		o.DeadLetters += info.DeadLetters
