@@ -9,7 +9,7 @@
 // (watermill issues #580 and #645: a poison queue inside Retry swallows the
 // first error). NewStack assembles them in the only order that works:
 //
-//	Causation → DeadLetter → Validation → Retry → Timeout → Recoverer → handler
+//	Causation → DeadLetter → Validation → Retry → [Breaker] → Timeout → Recoverer → handler
 //
 // so that a panic or a timeout is retried and then dead-lettered, an invalid
 // payload is dead-lettered at once with reason validation_failed, a shutdown
@@ -51,6 +51,38 @@
 // TransportFailures). A dead letter that cannot be published is nacked
 // after the same wait. A bare context deadline is not an outage: it is
 // the attempt's own (StackConfig.Timeout), and counts.
+//
+// # A kill switch per subscription
+//
+// Retry and DeadLetter deal with one message at a time: during a
+// downstream outage every message would still be tried, and every one
+// whose failure is not a recognised transport error would burn its
+// attempts and be dead-lettered. A Breaker (MassTransit's kill switch)
+// watches the failure rate of a handler's calls over a sliding window and,
+// past a threshold (by default 15 % of at least 10 calls within a minute),
+// opens: the subscription stops taking messages (Breaker.Subscriber), the
+// messages in hand wait at its gate (Breaker.Middleware, inside Retry in
+// the Stack) instead of running, and a failure while it is open is held,
+// not returned, so it costs no attempt and is never dead-lettered. Nothing
+// is nacked, so there is no hot redelivery loop. After a cool-down (a
+// minute by default) one probe message runs: its success closes the
+// breaker, its failure opens it for another cool-down.
+//
+// What counts: the handler's failures, and the outages of the handler's
+// own dependencies (its database or Redis down: IsTransportError), which
+// are exactly what a kill switch is for; not the event's own unrecoverable
+// faults (arc.ErrUnrecoverable, ErrValidation, malformed events), which
+// DeadLetter takes at once, nor a shutdown (BreakerConfig.Counts). The
+// subscription's own broker being down is no failure of the handler and
+// never reaches the breaker: reads, acks and claims fail inside the
+// subscriber, and the window simply sees no calls.
+//
+// With BreakerConfig.Redis, the window, the open state (a key whose TTL is
+// the cool-down) and the probe (SET NX) are shared by every instance of
+// the same Name, so a fleet trips, probes once and closes together; when
+// that Redis cannot be reached, each instance goes on with its own state.
+// State, Stats and Health report it; metrics.WatchBreaker exports it, and
+// console.Config.Breakers shows it on the overview.
 //
 // # Dead letters
 //
