@@ -60,6 +60,7 @@ type Breaker struct {
 	token    string        // the running probe's token in the shared state
 	changed  chan struct{} // closed and replaced at each transition
 	waiting  int           // messages waiting in the gate now
+	paused   int           // subscriptions whose intake waits now
 	pending  []func()      // OnStateChange calls queued under mu, run by unlock
 	lastErr  error         // the counted failure that last tripped or re-opened it
 
@@ -123,6 +124,9 @@ type BreakerStats struct {
 	Held uint64
 	// Waiting is how many messages wait in the gate now.
 	Waiting int
+	// Paused is how many subscriptions (Subscriber) hold back their next
+	// message now.
+	Paused int
 	// Probes and ProbeFailures count the probes this process ran, and
 	// those that failed.
 	Probes, ProbeFailures uint64
@@ -153,7 +157,7 @@ func (b *Breaker) Stats() BreakerStats {
 	ok, bad := b.win.sum(now)
 	st := BreakerStats{Name: b.cfg.Name, State: b.state, Since: b.since, LastError: b.lastErr,
 		WindowSuccesses: ok, WindowFailures: bad, Successes: b.successes, Failures: b.failures,
-		Opened: b.opened, HalfOpened: b.halfOpened, Closed: b.closed, Held: b.held, Waiting: b.waiting,
+		Opened: b.opened, HalfOpened: b.halfOpened, Closed: b.closed, Held: b.held, Waiting: b.waiting, Paused: b.paused,
 		Probes: b.probes, ProbeFailures: b.probeFails, Shared: b.shared != nil, SharedError: b.sharedErr}
 	if b.state == BreakerOpen {
 		st.OpenUntil = b.openedAt.Add(b.cfg.CoolDown)
@@ -255,7 +259,8 @@ func (b *Breaker) admit(ctx context.Context) (probe bool, err error) {
 
 // wait waits for a transition in this process, the end of the cool-down,
 // or SyncInterval; an error when ctx ends first. gate says the caller is a
-// message in hand (counted in Waiting), not a paused subscription.
+// message in hand (counted in Waiting), not a paused subscription (counted
+// in Paused).
 func (b *Breaker) wait(ctx context.Context, gate bool) error {
 	b.mu.Lock()
 	ch := b.changed
@@ -265,17 +270,17 @@ func (b *Breaker) wait(ctx context.Context, gate bool) error {
 			d = max(left, time.Millisecond)
 		}
 	}
+	count := &b.paused
 	if gate {
-		b.waiting++
+		count = &b.waiting
 	}
+	*count++
 	b.mu.Unlock()
-	if gate {
-		defer func() {
-			b.mu.Lock()
-			b.waiting--
-			b.mu.Unlock()
-		}()
-	}
+	defer func() {
+		b.mu.Lock()
+		*count--
+		b.mu.Unlock()
+	}()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

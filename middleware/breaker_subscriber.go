@@ -116,6 +116,20 @@ func (b *Breaker) intake(ctx context.Context) error {
 // closed, is acked or nacked, or the breaker is closed; at once when it is
 // closed already.
 func (b *Breaker) settledOrClosed(ctx context.Context, msg *message.Message) {
+	b.mu.Lock()
+	if b.state == BreakerClosed {
+		b.unlock()
+		return
+	}
+	b.paused++ // holding back the next message
+	b.unlock()
+	defer func() {
+		b.mu.Lock()
+		b.paused--
+		b.unlock()
+	}()
+	timer := time.NewTimer(b.cfg.SyncInterval)
+	defer timer.Stop()
 	for {
 		b.mu.Lock()
 		st, ch := b.state, b.changed
@@ -123,19 +137,17 @@ func (b *Breaker) settledOrClosed(ctx context.Context, msg *message.Message) {
 		if st == BreakerClosed {
 			return
 		}
-		timer := time.NewTimer(b.cfg.SyncInterval)
 		select {
 		case <-msg.Acked():
+			return
 		case <-msg.Nacked():
+			return
 		case <-ctx.Done():
+			return
 		case <-ch:
-			timer.Stop()
-			continue
 		case <-timer.C:
 			b.sync(ctx)
-			continue
+			timer.Reset(b.cfg.SyncInterval)
 		}
-		timer.Stop()
-		return
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -253,4 +255,63 @@ func TestBreakerWaitEndsWithTheContext(t *testing.T) {
 	err := <-done
 	assert.ErrorIs(t, err, ErrBreakerOpen)
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// The gated subscriber hands out nothing while the breaker is open, one
+// message (the probe) when it is half-open, and the next only once that
+// one is settled or the breaker closed.
+func TestBreakerSubscriberPausesIntake(t *testing.T) {
+	t.Parallel()
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
+	b := newTestBreaker(t, clock, BreakerConfig{MinRequests: 1})
+	pubSub := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = pubSub.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.record(ctx, false, errDown)
+	require.Equal(t, BreakerOpen, b.State())
+	sub := b.Subscriber(pubSub)
+	_, ordered := sub.(wildcard.KeyOrderedSubscriber)
+	assert.False(t, ordered, "GoChannel orders nothing, nor does its gate")
+	out, err := sub.Subscribe(ctx, topic)
+	require.NoError(t, err)
+	for i := range 3 {
+		require.NoError(t, pubSub.Publish(topic, message.NewMessage(fmt.Sprintf("m-%d", i), nil)))
+	}
+	require.Eventually(t, func() bool { return b.Stats().Paused == 1 }, waitTimeout, pollInterval)
+	select {
+	case msg := <-out:
+		t.Fatalf("an open breaker handed out %s", msg.UUID)
+	default: // still paused (Paused is 1): nothing was handed out
+	}
+	require.Equal(t, 1, b.Stats().Paused)
+
+	clock.Advance(DefaultBreakerCoolDown) // half-open: one message, to be the probe
+	var probe *message.Message
+	select {
+	case probe = <-out:
+	case <-time.After(waitTimeout):
+		t.Fatal("no probe message handed out")
+	}
+	require.True(t, b.takeProbe(ctx))
+	require.Eventually(t, func() bool { return b.Stats().Paused == 1 }, waitTimeout, pollInterval,
+		"the next waits while the probe runs")
+	select {
+	case msg := <-out:
+		t.Fatalf("a second message %s while the probe runs", msg.UUID)
+	default:
+	}
+	b.record(ctx, true, nil)
+	probe.Ack()
+	got := map[string]bool{probe.UUID: true}
+	for range 2 {
+		select {
+		case msg := <-out:
+			got[msg.UUID] = true
+			msg.Ack()
+		case <-time.After(waitTimeout):
+			t.Fatalf("not handed out once the breaker closed (have %v)", got)
+		}
+	}
+	assert.Len(t, got, 3)
 }
