@@ -45,6 +45,15 @@ import (
 // With BreakerConfig.Redis the state is shared by every instance of the
 // same Name, so a fleet trips together; see BreakerConfig.Redis.
 //
+// The probe goes to whichever waiting message asks first. A message whose
+// own fault Counts counts (a bug for that one event, not an outage) fails
+// every probe it runs and keeps the breaker open meanwhile; with only that
+// message in hand (Workers 1, or its key's turn) it holds the subscription
+// until it succeeds, as a transport failure holds Retry. The state says so
+// (Stats, metrics, the console, an Error line per re-open): mark such
+// faults arc.ErrUnrecoverable, or narrow Counts, so that they reach
+// DeadLetter instead.
+//
 // A Breaker starts no goroutine of its own; Subscriber starts one per
 // subscription, which ends with the subscription.
 type Breaker struct {
@@ -143,7 +152,7 @@ func (s BreakerStats) Healthy() bool { return s.State == BreakerClosed }
 // State returns the breaker's state as this process sees it.
 func (b *Breaker) State() BreakerState {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	b.expire(b.cfg.Now())
 	return b.state
 }
@@ -151,7 +160,7 @@ func (b *Breaker) State() BreakerState {
 // Stats returns the breaker's state and counters.
 func (b *Breaker) Stats() BreakerStats {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.unlock()
 	now := b.cfg.Now()
 	b.expire(now)
 	ok, bad := b.win.sum(now)
