@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -153,7 +154,10 @@ type BreakerConfig struct {
 //     DeadLetter at once: errors wrapping arc.ErrUnrecoverable,
 //     arc.ErrMalformedEvent or ErrValidation;
 //   - a shutdown: errors wrapping ErrShutdown (a closing transport or
-//     publisher, Retry's "the delivery ended"), context.Canceled.
+//     publisher, Retry's "the delivery ended") or context.Canceled (the
+//     message's context cancelled under the handler). An attempt's own
+//     deadline (context.DeadlineExceeded, StackConfig.Timeout) counts: a
+//     dependency that hangs is down too.
 //
 // The subscription's own broker never reaches it: a failed read, ack or
 // claim happens in the subscriber, not in the handler, so a broker outage
@@ -162,7 +166,7 @@ func DefaultBreakerCounts(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, arc.ErrUnrecoverable), errors.Is(err, arc.ErrMalformedEvent), errors.Is(err, ErrValidation),
-		errors.Is(err, ErrShutdown), errors.Is(err, ErrBreakerOpen):
+		errors.Is(err, ErrShutdown), errors.Is(err, ErrBreakerOpen), errors.Is(err, context.Canceled):
 		return false
 	}
 	return true

@@ -144,6 +144,8 @@ func TestBreakerCountsClassification(t *testing.T) {
 		{fmt.Errorf("%w: bad payload", arc.ErrUnrecoverable), false},
 		{fmt.Errorf("%w: schema", ErrValidation), false},
 		{fmt.Errorf("%w: closing", ErrShutdown), false},
+		{fmt.Errorf("query: %w", context.Canceled), false},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), true},
 		{nil, false},
 	} {
 		assert.Equal(t, tc.count, DefaultBreakerCounts(tc.err), "%v", tc.err)
