@@ -45,11 +45,13 @@ import (
 // With BreakerConfig.Redis the state is shared by every instance of the
 // same Name, so a fleet trips together; see BreakerConfig.Redis.
 //
-// The probe goes to whichever waiting message asks first. A message whose
-// own fault Counts counts (a bug for that one event, not an outage) fails
-// every probe it runs and keeps the breaker open meanwhile; with only that
-// message in hand (Workers 1, or its key's turn) it holds the subscription
-// until it succeeds, as a transport failure holds Retry. The state says so
+// The probe goes to whichever waiting message asks first, but a message
+// whose probe failed leaves the next one to another waiting message, if
+// any. A message whose own fault Counts counts (a bug for that one event,
+// not an outage) fails every probe it runs and keeps the breaker open
+// meanwhile; with only that message in hand (Workers 1, or its key's turn)
+// it holds the subscription until it succeeds, as a transport failure
+// holds Retry. The state says so
 // (Stats, metrics, the console, an Error line per re-open): mark such
 // faults arc.ErrUnrecoverable, or narrow Counts, so that they reach
 // DeadLetter instead.
@@ -197,8 +199,9 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		ctx := msg.Context()
 		defer msg.SetContext(ctx)
+		yield := false
 		for {
-			probe, err := b.admit(ctx)
+			probe, err := b.admit(ctx, yield)
 			if err != nil {
 				return nil, err
 			}
@@ -213,6 +216,7 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			// The breaker is open (this failure may have tripped it): the
 			// failure is the outage's, not the event's. Hold the message
 			// and run it again once the breaker lets it through.
+			yield = probe
 			b.mu.Lock()
 			b.held++
 			b.mu.Unlock()
@@ -250,15 +254,36 @@ func (b *Breaker) call(h message.HandlerFunc, msg *message.Message, probe bool) 
 // admit returns when a call may run: at once while the breaker is closed;
 // as the probe (probe true) when it is half-open and the probe slot is
 // free; otherwise after waiting for one of those, or with an error
-// wrapping ErrBreakerOpen and ctx's error when ctx ends first.
-func (b *Breaker) admit(ctx context.Context) (probe bool, err error) {
+// wrapping ErrBreakerOpen and ctx's error when ctx ends first. yield is
+// set for a message whose probe just failed: at the next half-open it
+// leaves the probe to another waiting message, if there is one, so that a
+// message failing on its own fault cannot hold every probe.
+func (b *Breaker) admit(ctx context.Context, yield bool) (probe bool, err error) {
+	counted := false // in Waiting
+	defer func() {
+		if counted {
+			b.mu.Lock()
+			b.waiting--
+			b.unlock()
+		}
+	}()
 	for {
 		st := b.sync(ctx)
 		if st == BreakerClosed {
 			return false, nil
 		}
-		if st == BreakerHalfOpen && b.takeProbe(ctx) {
-			return true, nil
+		if !counted {
+			counted = true
+			b.mu.Lock()
+			b.waiting++
+			b.unlock()
+		}
+		if st == BreakerHalfOpen {
+			if yield && b.othersWaiting() {
+				yield = false // once: the others have had their turn
+			} else if b.takeProbe(ctx) {
+				return true, nil
+			}
 		}
 		if err := b.wait(ctx, true); err != nil {
 			return false, err
@@ -266,10 +291,18 @@ func (b *Breaker) admit(ctx context.Context) (probe bool, err error) {
 	}
 }
 
+// othersWaiting reports whether another message than the caller waits in
+// admit.
+func (b *Breaker) othersWaiting() bool {
+	b.mu.Lock()
+	defer b.unlock()
+	return b.waiting > 1
+}
+
 // wait waits for a transition in this process, the end of the cool-down,
 // or SyncInterval; an error when ctx ends first. gate says the caller is a
-// message in hand (counted in Waiting), not a paused subscription (counted
-// in Paused).
+// message in hand (counted in Waiting by admit), not a paused subscription
+// (counted in Paused here).
 func (b *Breaker) wait(ctx context.Context, gate bool) error {
 	b.mu.Lock()
 	ch := b.changed
@@ -279,17 +312,17 @@ func (b *Breaker) wait(ctx context.Context, gate bool) error {
 			d = max(left, time.Millisecond)
 		}
 	}
-	count := &b.paused
-	if gate {
-		count = &b.waiting
+	if !gate {
+		b.paused++
 	}
-	*count++
 	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		*count--
-		b.mu.Unlock()
-	}()
+	if !gate {
+		defer func() {
+			b.mu.Lock()
+			b.paused--
+			b.mu.Unlock()
+		}()
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

@@ -126,7 +126,7 @@ func TestBreakerSharedStateDownFallsBackToLocal(t *testing.T) {
 	st := b.Stats()
 	require.Error(t, st.SharedError, "the shared state's outage is reported")
 	assert.True(t, IsTransportError(st.SharedError), "%v", st.SharedError)
-	probe, err := b.admit(ctx)
+	probe, err := b.admit(ctx, false)
 	require.NoError(t, err, "a closed breaker admits with its Redis down")
 	assert.False(t, probe)
 	b.record(ctx, false, errDown)

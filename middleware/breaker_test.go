@@ -317,3 +317,46 @@ func TestBreakerSubscriberPausesIntake(t *testing.T) {
 	}
 	assert.Len(t, got, 3)
 }
+
+// A message whose probe failed leaves the next probe to another waiting
+// message, so that one failing on its own fault cannot keep every probe
+// (and the breaker open) to itself.
+func TestBreakerFailedProbeYieldsToAnotherMessage(t *testing.T) {
+	t.Parallel()
+	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
+	b := newTestBreaker(t, clock, BreakerConfig{MinRequests: 1})
+	ctx := context.Background()
+	b.record(ctx, false, errDown)
+	other := make(chan bool, 1)
+	go func() {
+		probe, err := b.admit(ctx, false)
+		assert.NoError(t, err)
+		other <- probe
+	}()
+	require.Eventually(t, func() bool { return b.Stats().Waiting == 1 }, waitTimeout, pollInterval)
+	yielder := make(chan bool, 1)
+	go func() {
+		probe, err := b.admit(ctx, true) // its probe just failed
+		assert.NoError(t, err)
+		yielder <- probe
+	}()
+	require.Eventually(t, func() bool { return b.Stats().Waiting == 2 }, waitTimeout, pollInterval)
+	clock.Advance(DefaultBreakerCoolDown)
+	select {
+	case probe := <-other:
+		assert.True(t, probe, "the other message probes")
+	case <-yielder:
+		t.Fatal("the message whose probe failed took the probe again")
+	case <-time.After(waitTimeout):
+		t.Fatal("no probe")
+	}
+	b.record(ctx, true, errDown) // that probe fails too
+	require.Equal(t, BreakerOpen, b.State())
+	clock.Advance(DefaultBreakerCoolDown)
+	select {
+	case probe := <-yielder:
+		assert.True(t, probe, "its turn has come")
+	case <-time.After(waitTimeout):
+		t.Fatal("the yielding message never probed")
+	}
+}
