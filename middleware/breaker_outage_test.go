@@ -32,14 +32,15 @@ const outageTimeout = 60 * time.Second
 // restartableRedis is a private redis-server on a fixed port, which the
 // test stops and starts again: the handler's dependency.
 type restartableRedis struct {
-	t    *testing.T
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	t     *testing.T
+	bin   string
+	port  int
+	dir   string
+	extra []string
+	cmd   *exec.Cmd
 }
 
-func newRestartableRedis(t *testing.T) *restartableRedis {
+func newRestartableRedis(t *testing.T, extra ...string) *restartableRedis {
 	t.Helper()
 	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
 	bin, err := exec.LookPath("redis-server")
@@ -48,7 +49,7 @@ func newRestartableRedis(t *testing.T) *restartableRedis {
 	require.NoError(t, err)
 	port := l.Addr().(*net.TCPAddr).Port
 	require.NoError(t, l.Close())
-	r := &restartableRedis{t: t, bin: bin, port: port, dir: t.TempDir()}
+	r := &restartableRedis{t: t, bin: bin, port: port, dir: t.TempDir(), extra: extra}
 	t.Cleanup(r.stop)
 	r.start()
 	return r
@@ -58,8 +59,8 @@ func (r *restartableRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.
 
 func (r *restartableRedis) start() {
 	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", r.dir)
+	r.cmd = exec.Command(r.bin, append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir}, r.extra...)...)
 	require.NoError(r.t, r.cmd.Start())
 	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
 	defer c.Close()
