@@ -24,6 +24,11 @@ type ArcHealth struct {
 	// Healthy is false when the relay lag passes Config.HealthyLag or a
 	// source cannot be read.
 	Healthy bool `json:"healthy"`
+	// OpenBreakers names the circuit breakers (Config.Breakers) that are
+	// not closed. They leave Healthy alone: an open breaker is the process
+	// containing a dependency's outage, which restarting it (what a failing
+	// health check leads to) would not fix. Absent when none is open.
+	OpenBreakers []string `json:"openBreakers,omitempty"`
 }
 
 func (c *Console) arcHealth(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +43,11 @@ func (c *Console) arcHealth(w http.ResponseWriter, r *http.Request) {
 		h.Healthy = h.Healthy && s.Error == ""
 	}
 	h.Healthy = h.Healthy && h.RelayLagMs <= c.cfg.HealthyLag.Milliseconds()
+	for _, b := range o.Breakers {
+		if !b.Healthy {
+			h.OpenBreakers = append(h.OpenBreakers, b.Name)
+		}
+	}
 	status := http.StatusOK
 	if !h.Healthy {
 		status = http.StatusServiceUnavailable

@@ -60,6 +60,13 @@ func TestOverviewShowsBreakers(t *testing.T) {
 	row = row[:strings.Index(row, "</tr>")]
 	assert.Contains(t, row, "open until 2026-11-30 12:01:00Z")
 	assert.Contains(t, row, "payment API answers 500")
+
+	// Arc's health route names it, and stays healthy: restarting the
+	// process would not bring the payment API back.
+	var h ArcHealth
+	require.Equal(t, http.StatusOK, bearer(t, srv, opToken).getJSON(DefaultAdminPrefix+"/health", &h)) // admin routes: operators
+	assert.True(t, h.Healthy)
+	assert.Equal(t, []string{"billing/charge"}, h.OpenBreakers)
 }
 
 func newBreakerMessage(ctx context.Context) *message.Message {
