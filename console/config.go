@@ -84,6 +84,10 @@ type Config struct {
 	// Breakers are the circuit breakers (middleware.Breaker) whose state
 	// the overview shows, one line each. Defaults to none.
 	Breakers []BreakerStats
+	// Routers are the wildcard routers whose counters the overview shows
+	// (handled, failed, unrouted, malformed), one line each. Defaults to
+	// none.
+	Routers []Router
 	// Auth says who may see and who may change. Defaults to nobody
 	// configured: loopback clients only, each an Operator.
 	Auth Auth
@@ -217,6 +221,17 @@ func (c Config) Validate() error {
 			return bad("Outboxes[%d].Name %q is listed twice", i, o.Name)
 		}
 		seen["o:"+o.Name] = true
+	}
+	for i, r := range c.Routers {
+		switch {
+		case r.Router == nil:
+			return bad("Routers[%d].Router is nil", i)
+		case r.Name == "":
+			return bad("Routers[%d].Name is empty", i)
+		case seen["r:"+r.Name]:
+			return bad("Routers[%d].Name %q is listed twice", i, r.Name)
+		}
+		seen["r:"+r.Name] = true
 	}
 	if c.BasePath != "" && !strings.HasPrefix(c.BasePath, "/") {
 		return bad("BasePath %q must start with /", c.BasePath)

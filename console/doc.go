@@ -8,6 +8,8 @@
 //   - an overview: per stream its length, consumer groups (pending, lag,
 //     consumers and their idle times) and dead letters; per outbox its
 //     pending, in-flight and dead rows and the oldest pending row's age;
+//     per circuit breaker (Config.Breakers) its state; per wildcard router
+//     (Config.Routers) its handled, failed, unrouted and malformed counts;
 //   - dead letters of every source in one list, grouped by cause (event
 //     type, reason and the error message with ids and numbers masked, as
 //     NServiceBus's ServicePulse groups failures), filtered and paged;

@@ -17,6 +17,8 @@ type Overview struct {
 	DeadLetters int64 `json:"deadLetters"`
 	// Breakers are the configured circuit breakers (Config.Breakers).
 	Breakers []BreakerInfo `json:"breakers"`
+	// Routers are the configured routers' counters (Config.Routers).
+	Routers []RouterInfo `json:"routers"`
 }
 
 // StreamInfo is one stream's state.
@@ -87,7 +89,7 @@ type OutboxInfo struct {
 // cannot be read carries its error; the others are still shown.
 func (c *Console) overview(ctx context.Context) Overview {
 	now := c.cfg.Now().UTC()
-	o := Overview{Time: now, Streams: []StreamInfo{}, Outboxes: []OutboxInfo{}, Breakers: c.breakers()}
+	o := Overview{Time: now, Streams: []StreamInfo{}, Outboxes: []OutboxInfo{}, Breakers: c.breakers(), Routers: c.routers()}
 	for _, s := range c.cfg.Streams {
 		info := c.streamInfo(ctx, s)
 		o.DeadLetters += info.DeadLetters

@@ -30,6 +30,10 @@
 //	arcmill_outbox_status_up               gauge      table                           WatchOutbox
 //	arcmill_consumer_pending               gauge      stream, group                   WatchStream
 //	arcmill_consumer_lag                   gauge      stream, group                   WatchStream
+//	arcmill_breaker_state                  gauge      handler                         WatchBreaker
+//	arcmill_breaker_transitions_total      counter    handler, to                     WatchBreaker
+//	arcmill_breaker_held_total             counter    handler                         WatchBreaker
+//	arcmill_breaker_waiting                gauge      handler                         WatchBreaker
 //
 // The label values:
 //
@@ -66,6 +70,11 @@
 //   - stream, group: WatchStream's arguments. consumer_lag is missing where
 //     Redis does not report it (before Redis 7, or after entries were
 //     deleted).
+//   - handler of breaker_*: the middleware.BreakerConfig.Name. state: 0
+//     closed, 1 open, 2 half-open (alert on > 0: the subscription takes no
+//     message); to: open, half_open, closed; held_total counts the failures
+//     an open breaker held (no attempt counted, nothing dead-lettered);
+//     waiting counts the messages in hand waiting for the breaker.
 //
 // handler_seconds has 14 buckets from 0.5 ms, doubling (0.0005 s to about
 // 4 s). outbox_status_up is 0 when a scrape could not read the outbox
