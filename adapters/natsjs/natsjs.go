@@ -69,20 +69,14 @@
 package natsjs
 
 import (
-	"fmt"
-
 	"github.com/nats-io/nats.go"
 )
 
-// EnsureStream creates the stream that holds <prefix>.> if it is missing.
-// Use it for the events (DefaultPrefix) and, with another name, for the
-// dead letters (DefaultDeadLetterPrefix).
+// EnsureStream creates the stream that holds <prefix>.> if it is missing,
+// with one replica (DefaultReplicas): EnsureStreamConfig with Name and
+// Prefix. Use it for the events (DefaultPrefix) and, with another name,
+// for the dead letters (DefaultDeadLetterPrefix). On a cluster, use
+// EnsureStreamConfig with Replicas 3.
 func EnsureStream(js nats.JetStreamManager, name, prefix string) error {
-	if _, err := js.StreamInfo(name); err == nil {
-		return nil
-	}
-	if _, err := js.AddStream(&nats.StreamConfig{Name: name, Subjects: []string{prefix + ".>"}}); err != nil {
-		return fmt.Errorf("natsjs: creating stream %s for %s.>: %w", name, prefix, err)
-	}
-	return nil
+	return EnsureStreamConfig(js, StreamConfig{Name: name, Prefix: prefix})
 }
