@@ -1,0 +1,310 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/leaktest"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+// publishRetry pace: a publisher that meets an outage tries again.
+const publishRetry = 50 * time.Millisecond
+
+// outageLog keeps what the publishers met during the outages: every error
+// must be a transport error (middleware.IsTransportError), or it would cost
+// an event an attempt, or a dead letter.
+type outageLog struct {
+	mu           sync.Mutex
+	transport    map[string]int // error text → count
+	unclassified []error
+}
+
+func (o *outageLog) add(err error) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !middleware.IsTransportError(err) {
+		o.unclassified = append(o.unclassified, err)
+		return false
+	}
+	if o.transport == nil {
+		o.transport = map[string]int{}
+	}
+	o.transport[err.Error()]++
+	return true
+}
+
+func (o *outageLog) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var lines []string
+	for text, n := range o.transport {
+		lines = append(lines, fmt.Sprintf("%4d × %s", n, text))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// publishUntilAcked publishes msg until JetStream acknowledges it,
+// retrying (same Nats-Msg-Id, so stored once) on transport errors, and
+// fails t on any other error.
+func publishUntilAcked(t *testing.T, pub message.Publisher, msg *message.Message, outages *outageLog) {
+	t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		err := pub.Publish("", msg)
+		if err == nil {
+			return
+		}
+		if !outages.add(err) {
+			t.Fatalf("publishing %s: an error that is no transport error: %v (%T)", msg.UUID, err, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publishing %s: still failing after %v: %v", msg.UUID, clusterWait, err)
+		}
+		time.Sleep(publishRetry) // a publisher's retry pace during an outage
+	}
+}
+
+// waitCurrent waits until every replica of the stream, and of each
+// consumer, is current (none offline, none behind), as after a node
+// rejoined and caught up.
+func waitCurrent(t *testing.T, js nats.JetStreamManager, stream string, consumers ...string) {
+	t.Helper()
+	current := func(ci *nats.ClusterInfo) bool {
+		if ci == nil || ci.Leader == "" || len(ci.Replicas) != 2 {
+			return false
+		}
+		for _, r := range ci.Replicas {
+			if !r.Current || r.Offline {
+				return false
+			}
+		}
+		return true
+	}
+	require.Eventually(t, func() bool {
+		info, err := js.StreamInfo(stream)
+		if err != nil || !current(info.Cluster) {
+			return false
+		}
+		for _, c := range consumers {
+			info, err := js.ConsumerInfo(stream, c)
+			if err != nil || !current(info.Cluster) {
+				return false
+			}
+		}
+		return true
+	}, clusterWait, pollInterval, "every replica of %s and its consumers current", stream)
+}
+
+// TestCluster_NodeKilledMidRun SIGKILLs nodes of a private 3-node cluster
+// while events flow through an R3 stream: first the stream's leader, then
+// (after it rejoined and caught up) the leader of the consumer. A group of
+// two instances runs the Arc handlers through the recovery stack; the
+// order.created handler publishes an order.confirmed follow-up (as a
+// service does), so the outage reaches handlers too. Every publish the
+// stream acknowledged is consumed (and its follow-up), no consumer is left
+// with pending or unacknowledged messages, every error the publishers met
+// is a transport error, and nothing is dead-lettered: an outage costs no
+// attempt.
+func TestCluster_NodeKilledMidRun(t *testing.T) {
+	cl := testenv.PrivateNatsCluster(t, 3)
+	c := newClusterStreams(t, cl.URLs())
+	logger := watermill.NopLogger{}
+	opts := []nats.Option{nats.ReconnectWait(100 * time.Millisecond)}
+	newPub := func() *Publisher {
+		pub, err := NewPublisher(PublisherConfig{URL: cl.URL(), Options: opts, Prefix: c.prefix, Logger: logger})
+		require.NoError(t, err)
+		return pub
+	}
+	pub, followUps, dlqPub := newPub(), newPub(), newPub()
+	var outages outageLog
+
+	var mu sync.Mutex
+	created, confirmed := map[string]int{}, map[string]int{}
+	var routers []*message.Router
+	var subs []*Subscriber
+	var stacks []*middleware.Stack
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 { // two instances of the group
+		sub, err := NewSubscriber(SubscriberConfig{URL: cl.URL(), Options: opts, Group: "billing",
+			DeadLetterSubject: c.dlqPrefix + ".billing", AckWaitTimeout: 5 * time.Second,
+			BackOff: []time.Duration{500 * time.Millisecond, time.Second}, Logger: logger})
+		require.NoError(t, err)
+		subs = append(subs, sub)
+		stack, err := middleware.NewStack(middleware.StackConfig{
+			Retry: middleware.RetryConfig{MaxRetries: 2, Backoff: 10 * time.Millisecond,
+				OutageBackoff: 50 * time.Millisecond, OutageMaxBackoff: 500 * time.Millisecond},
+			DeadLetter: middleware.DeadLetterConfig{Publisher: dlqPub, Topic: c.dlqPrefix + ".billing", ConsumerGroup: "billing"},
+		})
+		require.NoError(t, err)
+		stacks = append(stacks, stack)
+		router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, logger)
+		require.NoError(t, err)
+		routers = append(routers, router)
+		events, err := wildcard.NewRouter(router, wildcard.Config{})
+		require.NoError(t, err)
+		handle := func(pattern string, h func(context.Context, arc.Event) error) {
+			subject, exact := Subject(c.prefix, pattern)
+			require.True(t, exact)
+			_, err := events.Handle(wildcard.HandlerConfig{Name: fmt.Sprintf("%s-%d", pattern, i), Subscriber: sub,
+				Topic: subject, Patterns: []string{pattern}, Middleware: stack.Middleware}, h)
+			require.NoError(t, err)
+		}
+		handle("order.created", func(_ context.Context, ev arc.Event) error {
+			// The follow-up's id is the order's, so a retry is stored once.
+			next, err := arc.NewEvent("order.confirmed", map[string]string{"order": ev.Meta.ID},
+				arc.Meta{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(ev.Meta.ID)).String()})
+			if err != nil {
+				return err
+			}
+			follow, err := arc.ToMessage(next)
+			if err != nil {
+				return err
+			}
+			if err := followUps.Publish("", follow); err != nil {
+				outages.add(err)
+				return err // Retry waits out a transport error; anything else costs an attempt
+			}
+			mu.Lock()
+			created[ev.Meta.ID]++
+			mu.Unlock()
+			return nil
+		})
+		handle("order.confirmed", func(_ context.Context, ev arc.Event) error {
+			var p struct{ Order string }
+			if err := json.Unmarshal(ev.Payload, &p); err != nil {
+				return err
+			}
+			mu.Lock()
+			confirmed[p.Order]++
+			mu.Unlock()
+			return nil
+		})
+		go func() { _ = events.Run(ctx) }()
+		select {
+		case <-events.Running():
+		case <-time.After(clusterWait):
+			t.Fatal("router not running")
+		}
+	}
+
+	var acked []string
+	publishN := func(n int) {
+		for range n {
+			msg, ev := arcMessage(t, "order.created", map[string]int{"n": len(acked)}, arc.Meta{})
+			publishUntilAcked(t, pub, msg, &outages)
+			acked = append(acked, ev.Meta.ID)
+		}
+	}
+	handledAtLeast := func(n int) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(confirmed) >= n
+		}
+	}
+	createdSubject, _ := Subject(c.prefix, "order.created")
+	confirmedSubject, _ := Subject(c.prefix, "order.confirmed")
+	consumers := []string{durableName("billing", createdSubject), durableName("billing", confirmedSubject)}
+	leaderOf := func(consumer string) string {
+		var leader string
+		require.Eventually(t, func() bool {
+			if consumer == "" {
+				info, err := c.js.StreamInfo(c.stream)
+				if err == nil && info.Cluster != nil {
+					leader = info.Cluster.Leader
+				}
+			} else {
+				info, err := c.js.ConsumerInfo(c.stream, consumer)
+				if err == nil && info.Cluster != nil {
+					leader = info.Cluster.Leader
+				}
+			}
+			return leader != ""
+		}, clusterWait, pollInterval)
+		return leader
+	}
+
+	const perPhase = 100
+	publishN(perPhase)
+	require.Eventually(t, handledAtLeast(perPhase/2), clusterWait, pollInterval, "flowing before the first kill")
+	waitCurrent(t, c.js, c.stream, consumers...)
+
+	// 1. The stream's leader, mid-flow.
+	victim := cl.Index(leaderOf(""))
+	cl.Kill(victim)
+	publishN(perPhase) // during the election and with one node down
+	cl.Restart(victim)
+	waitCurrent(t, c.js, c.stream, consumers...)
+
+	// 2. The leader of the order.created consumer.
+	victim = cl.Index(leaderOf(consumers[0]))
+	cl.Kill(victim)
+	publishN(perPhase)
+	cl.Restart(victim)
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range acked {
+			if created[id] == 0 || confirmed[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}, 2*clusterWait, pollInterval, "every acknowledged publish consumed, and its follow-up")
+	for _, consumer := range consumers {
+		require.Eventually(t, func() bool {
+			info, err := c.js.ConsumerInfo(c.stream, consumer)
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		}, 2*clusterWait, pollInterval, "consumer %s: nothing pending or unacknowledged", consumer)
+	}
+
+	dlq, err := c.js.StreamInfo(c.dlqStream)
+	require.NoError(t, err)
+	assert.Zero(t, dlq.State.Msgs, "nothing dead-lettered: the outage cost no attempt")
+	for _, stack := range stacks {
+		assert.Zero(t, stack.DeadLetter.Stats().DeadLettered)
+	}
+	outages.mu.Lock()
+	assert.Empty(t, outages.unclassified, "every error met was a transport error")
+	outages.mu.Unlock()
+	mu.Lock()
+	dups := 0
+	for _, id := range acked {
+		dups += created[id] - 1
+	}
+	mu.Unlock()
+	t.Logf("%d events acknowledged, all consumed; %d handled more than once (at-least-once redeliveries); errors met:\n%s",
+		len(acked), dups, outages.String())
+
+	cancel()
+	for _, r := range routers {
+		require.Eventually(t, r.IsClosed, clusterWait, pollInterval)
+	}
+	for _, s := range subs {
+		require.NoError(t, s.Close())
+	}
+	for _, p := range []*Publisher{pub, followUps, dlqPub} {
+		require.NoError(t, p.Close())
+	}
+	leaktest.RequireNone(t, "github.com/arcmill/arcmill/adapters/natsjs", clusterWait)
+}
