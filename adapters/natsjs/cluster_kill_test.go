@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,15 +127,24 @@ func waitCurrent(t *testing.T, js nats.JetStreamManager, stream string, consumer
 func TestCluster_NodeKilledMidRun(t *testing.T) {
 	cl := testenv.PrivateNatsCluster(t, 3)
 	c := newClusterStreams(t, cl.URLs())
+	// The follow-ups' stream: one replica, on node 0, so that while node 0
+	// is down the handlers that write to it meet a long outage (the
+	// events' R3 stream stays up: its consumers keep delivering).
+	followPrefix, followStream := c.prefix+"follow", c.stream+"_FOLLOW"
+	_, err := c.js.AddStream(&nats.StreamConfig{Name: followStream, Subjects: []string{followPrefix + ".>"}, Replicas: 1,
+		Placement: &nats.Placement{Tags: []string{cl.Tag(0)}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, c.js.DeleteStream(followStream)) })
 	logger := watermill.NopLogger{}
 	opts := []nats.Option{nats.ReconnectWait(100 * time.Millisecond)}
-	newPub := func() *Publisher {
-		pub, err := NewPublisher(PublisherConfig{URL: cl.URL(), Options: opts, Prefix: c.prefix, Logger: logger})
+	newPub := func(prefix string) *Publisher {
+		pub, err := NewPublisher(PublisherConfig{URL: cl.URL(), Options: opts, Prefix: prefix, Logger: logger})
 		require.NoError(t, err)
 		return pub
 	}
-	pub, followUps, dlqPub := newPub(), newPub(), newPub()
+	pub, followUps, dlqPub := newPub(c.prefix), newPub(followPrefix), newPub(c.prefix)
 	var outages outageLog
+	var handlerOutages atomic.Int64 // follow-up publishes that failed
 
 	var mu sync.Mutex
 	created, confirmed := map[string]int{}, map[string]int{}
@@ -161,14 +171,14 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 		routers = append(routers, router)
 		events, err := wildcard.NewRouter(router, wildcard.Config{})
 		require.NoError(t, err)
-		handle := func(pattern string, h func(context.Context, arc.Event) error) {
-			subject, exact := Subject(c.prefix, pattern)
+		handle := func(prefix, pattern string, h func(context.Context, arc.Event) error) {
+			subject, exact := Subject(prefix, pattern)
 			require.True(t, exact)
 			_, err := events.Handle(wildcard.HandlerConfig{Name: fmt.Sprintf("%s-%d", pattern, i), Subscriber: sub,
 				Topic: subject, Patterns: []string{pattern}, Middleware: stack.Middleware}, h)
 			require.NoError(t, err)
 		}
-		handle("order.created", func(_ context.Context, ev arc.Event) error {
+		handle(c.prefix, "order.created", func(_ context.Context, ev arc.Event) error {
 			// The follow-up's id is the order's, so a retry is stored once.
 			next, err := arc.NewEvent("order.confirmed", map[string]string{"order": ev.Meta.ID},
 				arc.Meta{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(ev.Meta.ID)).String()})
@@ -181,6 +191,7 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 			}
 			if err := followUps.Publish("", follow); err != nil {
 				outages.add(err)
+				handlerOutages.Add(1)
 				return err // Retry waits out a transport error; anything else costs an attempt
 			}
 			mu.Lock()
@@ -188,7 +199,7 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 			mu.Unlock()
 			return nil
 		})
-		handle("order.confirmed", func(_ context.Context, ev arc.Event) error {
+		handle(followPrefix, "order.confirmed", func(_ context.Context, ev arc.Event) error {
 			var p struct{ Order string }
 			if err := json.Unmarshal(ev.Payload, &p); err != nil {
 				return err
@@ -222,44 +233,78 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 		}
 	}
 	createdSubject, _ := Subject(c.prefix, "order.created")
-	confirmedSubject, _ := Subject(c.prefix, "order.confirmed")
-	consumers := []string{durableName("billing", createdSubject), durableName("billing", confirmedSubject)}
-	leaderOf := func(consumer string) string {
-		var leader string
-		require.Eventually(t, func() bool {
-			if consumer == "" {
-				info, err := c.js.StreamInfo(c.stream)
-				if err == nil && info.Cluster != nil {
-					leader = info.Cluster.Leader
-				}
-			} else {
-				info, err := c.js.ConsumerInfo(c.stream, consumer)
-				if err == nil && info.Cluster != nil {
-					leader = info.Cluster.Leader
-				}
+	confirmedSubject, _ := Subject(followPrefix, "order.confirmed")
+	createdConsumer, confirmedConsumer := durableName("billing", createdSubject), durableName("billing", confirmedSubject)
+	// leader names the leader of the stream (consumer "") or of one of its
+	// consumers; "" while there is none.
+	leader := func(consumer string) string {
+		var ci *nats.ClusterInfo
+		if consumer == "" {
+			if info, err := c.js.StreamInfo(c.stream); err == nil {
+				ci = info.Cluster
 			}
-			return leader != ""
-		}, clusterWait, pollInterval)
-		return leader
+		} else if info, err := c.js.ConsumerInfo(c.stream, consumer); err == nil {
+			ci = info.Cluster
+		}
+		if ci == nil {
+			return ""
+		}
+		return ci.Leader
+	}
+	leaderOf := func(consumer string) string {
+		var name string
+		require.Eventually(t, func() bool { name = leader(consumer); return name != "" }, clusterWait, pollInterval)
+		return name
+	}
+	handledCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(created)
 	}
 
 	const perPhase = 100
 	publishN(perPhase)
 	require.Eventually(t, handledAtLeast(perPhase/2), clusterWait, pollInterval, "flowing before the first kill")
-	waitCurrent(t, c.js, c.stream, consumers...)
+	waitCurrent(t, c.js, c.stream, createdConsumer)
 
-	// 1. The stream's leader, mid-flow.
+	// 1. The stream's leader, while the handlers work through a backlog.
+	// Its consumer is led elsewhere (a leader that shares the node steps
+	// down), so that deliveries go on through the election.
+	require.Eventually(t, func() bool {
+		streamLeader, consumerLeader := leader(""), leader(createdConsumer)
+		if consumerLeader == "" || consumerLeader == streamLeader {
+			_, _ = c.nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN."+c.stream+"."+createdConsumer, nil, 5*time.Second)
+			return false
+		}
+		return streamLeader != ""
+	}, clusterWait, pollInterval, "the consumer led away from the stream's leader")
+	waitCurrent(t, c.js, c.stream, createdConsumer)
 	victim := cl.Index(leaderOf(""))
+	before := handledCount()
+	publishN(2 * perPhase) // the backlog
+	require.Eventually(t, func() bool { return handledCount() >= before+5 }, clusterWait, pollInterval)
 	cl.Kill(victim)
 	publishN(perPhase) // during the election and with one node down
 	cl.Restart(victim)
-	waitCurrent(t, c.js, c.stream, consumers...)
+	waitCurrent(t, c.js, c.stream, createdConsumer)
 
-	// 2. The leader of the order.created consumer.
-	victim = cl.Index(leaderOf(consumers[0]))
+	// 2. The leader of the order.created consumer, with a backlog.
+	publishN(perPhase)
+	victim = cl.Index(leaderOf(createdConsumer))
 	cl.Kill(victim)
 	publishN(perPhase)
 	cl.Restart(victim)
+	waitCurrent(t, c.js, c.stream, createdConsumer)
+
+	// 3. Node 0, home of the follow-ups' stream: the handlers cannot
+	// write their follow-ups until it is back, however long that takes.
+	publishN(perPhase)
+	cl.Kill(0)
+	outagesBefore := handlerOutages.Load()
+	require.Eventually(t, func() bool { return handlerOutages.Load() >= outagesBefore+20 }, clusterWait, pollInterval,
+		"the handlers meet the outage")
+	publishN(perPhase)
+	cl.Restart(0)
 
 	require.Eventually(t, func() bool {
 		mu.Lock()
@@ -271,9 +316,9 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 		}
 		return true
 	}, 2*clusterWait, pollInterval, "every acknowledged publish consumed, and its follow-up")
-	for _, consumer := range consumers {
+	for consumer, stream := range map[string]string{createdConsumer: c.stream, confirmedConsumer: followStream} {
 		require.Eventually(t, func() bool {
-			info, err := c.js.ConsumerInfo(c.stream, consumer)
+			info, err := c.js.ConsumerInfo(stream, consumer)
 			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 		}, 2*clusterWait, pollInterval, "consumer %s: nothing pending or unacknowledged", consumer)
 	}
@@ -293,8 +338,8 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 		dups += created[id] - 1
 	}
 	mu.Unlock()
-	t.Logf("%d events acknowledged, all consumed; %d handled more than once (at-least-once redeliveries); errors met:\n%s",
-		len(acked), dups, outages.String())
+	t.Logf("%d events acknowledged, all consumed; %d handled more than once (at-least-once redeliveries); "+
+		"%d follow-up publishes failed in handlers; errors met:\n%s", len(acked), dups, handlerOutages.Load(), outages.String())
 
 	cancel()
 	for _, r := range routers {

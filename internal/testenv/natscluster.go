@@ -57,7 +57,8 @@ type natsNode struct {
 const natsReadyTimeout = 60 * time.Second
 
 // PrivateNatsCluster starts n nats-server -js nodes clustered on free
-// loopback ports, each with its own store in t.TempDir(), and returns once
+// loopback ports, each with its own store in t.TempDir() and the server tag
+// Tag(i) (so that a test can place a stream on one node), and returns once
 // every node accepts clients and knows the JetStream meta leader. Each line
 // of extraConfig is added to every node's configuration file (for example
 // a mappings block). The nodes are killed when t ends.
@@ -83,9 +84,10 @@ func PrivateNatsCluster(t testing.TB, n int, extraConfig ...string) *NatsCluster
 			}
 		}
 		store := filepath.Join(dir, node.name)
-		conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\njetstream { store_dir: %q }\n"+
-			"cluster { name: arcmill-private, listen: 127.0.0.1:%d, routes: [%s] }\n%s\n",
-			node.name, node.port, node.monitor, store, node.route, strings.Join(routes, ", "), strings.Join(extraConfig, "\n"))
+		conf := fmt.Sprintf("server_name: %s\nserver_tags: [%q]\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n"+
+			"jetstream { store_dir: %q }\ncluster { name: arcmill-private, listen: 127.0.0.1:%d, routes: [%s] }\n%s\n",
+			node.name, "node:"+node.name, node.port, node.monitor, store, node.route, strings.Join(routes, ", "),
+			strings.Join(extraConfig, "\n"))
 		node.conf, node.log = filepath.Join(dir, node.name+".conf"), filepath.Join(dir, node.name+".log")
 		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -163,6 +165,10 @@ func (c *NatsCluster) URLOf(name string) string {
 // Name returns the server name of node i (n1, n2, …), as JetStream names
 // stream and consumer leaders.
 func (c *NatsCluster) Name(i int) string { return c.nodes[i].name }
+
+// Tag returns the server tag of node i, "node:" and its name: a stream
+// whose placement asks for it lives on that node.
+func (c *NatsCluster) Tag(i int) string { return "node:" + c.nodes[i].name }
 
 // Index returns the index of the node named name, failing t if there is
 // none.
