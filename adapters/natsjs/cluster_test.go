@@ -75,7 +75,8 @@ func arcMessage(t *testing.T, typ string, payload any, meta arc.Meta) (*message.
 // scaled to 3 in place, keeping its messages; a count JetStream refuses is
 // refused before anything reaches the server.
 func TestCluster_ReplicatedStreams(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a cluster test loads the machine, and the single-server
+	// tests wait on deadlines.
 	urls := testenv.NatsClusterURLs(t)
 	c := newClusterStreams(t, urls)
 	info, err := c.js.StreamInfo(c.stream)
@@ -272,7 +273,8 @@ func TestCluster_UniversalPubSub(t *testing.T) {
 // dead letter per poison message, with its reason and its original bytes.
 // The good messages are all handled, none dead-lettered.
 func TestCluster_DeadLettersThroughTheAdvisory(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a cluster test loads the machine, and the single-server
+	// tests wait on deadlines.
 	urls := testenv.NatsClusterURLs(t)
 	c := newClusterStreams(t, urls)
 	pub, err := NewPublisher(PublisherConfig{Conn: connectTo(t, c.url), Prefix: c.prefix})

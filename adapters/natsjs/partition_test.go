@@ -79,7 +79,8 @@ func TestPartitionKeyAndToken(t *testing.T) {
 // on the partition Partition computes (the servers' FNV-1a agrees with
 // ours), and every partition carries some keys.
 func TestCluster_PartitionsKeepOrderPerKey(t *testing.T) {
-	t.Parallel()
+	// Not parallel: a cluster test loads the machine, and the single-server
+	// tests wait on deadlines.
 	const (
 		ingress, prefix = "arcmillpin", "arcmillp"
 		partitions      = 4
