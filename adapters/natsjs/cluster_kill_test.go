@@ -3,7 +3,9 @@ package natsjs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,7 +35,7 @@ const publishRetry = 50 * time.Millisecond
 // an event an attempt, or a dead letter.
 type outageLog struct {
 	mu           sync.Mutex
-	transport    map[string]int // error text → count
+	transport    map[string]int // innermost error → count
 	unclassified []error
 }
 
@@ -47,7 +49,11 @@ func (o *outageLog) add(err error) bool {
 	if o.transport == nil {
 		o.transport = map[string]int{}
 	}
-	o.transport[err.Error()]++
+	root := err
+	for u := errors.Unwrap(root); u != nil; u = errors.Unwrap(root) {
+		root = u
+	}
+	o.transport[fmt.Sprintf("%v (%T)", root, root)]++
 	return true
 }
 
@@ -148,13 +154,18 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 
 	var mu sync.Mutex
 	created, confirmed := map[string]int{}, map[string]int{}
+	handledBy := []map[string]bool{{}, {}} // by instance
 	var routers []*message.Router
 	var subs []*Subscriber
 	var stacks []*middleware.Stack
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for i := range 2 { // two instances of the group
-		sub, err := NewSubscriber(SubscriberConfig{URL: cl.URL(), Options: opts, Group: "billing",
+		subOpts := opts
+		if i == 0 { // on node 0 (the first URL) from the start: step 3 cuts its connection
+			subOpts = append(slices.Clone(opts), nats.DontRandomize())
+		}
+		sub, err := NewSubscriber(SubscriberConfig{URL: cl.URL(), Options: subOpts, Group: "billing",
 			DeadLetterSubject: c.dlqPrefix + ".billing", AckWaitTimeout: 5 * time.Second,
 			BackOff: []time.Duration{500 * time.Millisecond, time.Second}, Logger: logger})
 		require.NoError(t, err)
@@ -196,6 +207,7 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 			}
 			mu.Lock()
 			created[ev.Meta.ID]++
+			handledBy[i][ev.Meta.ID] = true
 			mu.Unlock()
 			return nil
 		})
@@ -300,6 +312,7 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 	// write their follow-ups until it is back, however long that takes.
 	publishN(perPhase)
 	cl.Kill(0)
+	afterKill := len(acked)
 	outagesBefore := handlerOutages.Load()
 	require.Eventually(t, func() bool { return handlerOutages.Load() >= outagesBefore+20 }, clusterWait, pollInterval,
 		"the handlers meet the outage")
@@ -322,6 +335,16 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 		}, 2*clusterWait, pollInterval, "consumer %s: nothing pending or unacknowledged", consumer)
 	}
+
+	mu.Lock()
+	resumed := 0
+	for _, id := range acked[afterKill:] {
+		if handledBy[0][id] {
+			resumed++
+		}
+	}
+	mu.Unlock()
+	assert.Positive(t, resumed, "the instance whose node was killed reconnected and took events published after")
 
 	dlq, err := c.js.StreamInfo(c.dlqStream)
 	require.NoError(t, err)
