@@ -170,6 +170,8 @@ nats() {
 # cluster of the caller's, which is only checked.
 DEFAULT_NATS_CLUSTER_URLS=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233
 
+http_get() { if command -v curl >/dev/null; then curl -fsS "$1" 2>/dev/null; else wget -qO- "$1" 2>/dev/null; fi; }
+
 nats_cluster() {
 	local urls=${ARCMILL_NATS_CLUSTER_URLS:-$DEFAULT_NATS_CLUSTER_URLS} u hostport
 	if [ -n "${ARCMILL_NATS_CLUSTER_URLS:-}" ]; then
@@ -181,6 +183,7 @@ nats_cluster() {
 		return
 	fi
 	command -v nats-server >/dev/null || install_packages nats-server
+	command -v curl >/dev/null || command -v wget >/dev/null || install_packages curl
 	local dir=/var/lib/arcmill-nats-cluster
 	mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ] || dir=${TMPDIR:-/tmp}/arcmill-nats-cluster
 	mkdir -p "$dir"
@@ -198,9 +201,10 @@ nats_cluster() {
 	for i in 1 2 3; do wait_for "nats cluster node n$i" 127.0.0.1 "423$i"; done
 	# Clients are accepted before the nodes have elected a JetStream meta leader.
 	for _ in $(seq 1 120); do
-		local ready=0
+		local ready=0 jsz
 		for i in 1 2 3; do
-			curl -fsS "http://127.0.0.1:823$i/jsz" 2>/dev/null | grep -q '"leader": *"arcmill-n' && ready=$((ready + 1))
+			jsz=$(http_get "http://127.0.0.1:823$i/jsz") || continue
+			grep -q '"leader": *"arcmill-n' <<<"$jsz" && ready=$((ready + 1))
 		done
 		[ "$ready" = 3 ] && { log "nats-js-3  $urls up (meta leader elected)"; return; }
 		sleep 0.5
