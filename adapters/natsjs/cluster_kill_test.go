@@ -376,3 +376,83 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 	}
 	leaktest.RequireNone(t, "github.com/arcmill/arcmill/adapters/natsjs", clusterWait)
 }
+
+// TestCluster_QuorumLost kills two of the three nodes, leaving an R3
+// stream without a majority: a publish then fails with a transport error
+// (an outage: it pauses, nothing is charged); once one node is back the
+// same message, published again with its Nats-Msg-Id, is stored once,
+// whether or not the failed attempt had reached the stream; after both are
+// back the stream holds every
+// acknowledged event exactly once, and a consumer reads them all.
+func TestCluster_QuorumLost(t *testing.T) {
+	cl := testenv.PrivateNatsCluster(t, 3)
+	c := newClusterStreams(t, cl.URLs())
+	pub, err := NewPublisher(PublisherConfig{URL: cl.URL(), Prefix: c.prefix,
+		Options: []nats.Option{nats.ReconnectWait(100 * time.Millisecond)}})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, pub.Close()) })
+	var outages outageLog
+	var acked []string
+	for i := range 50 {
+		msg, ev := arcMessage(t, "order.created", map[string]int{"n": i}, arc.Meta{})
+		publishUntilAcked(t, pub, msg, &outages)
+		acked = append(acked, ev.Meta.ID)
+	}
+	waitCurrent(t, c.js, c.stream)
+
+	leaderName := ""
+	require.Eventually(t, func() bool {
+		info, err := c.js.StreamInfo(c.stream)
+		if err == nil && info.Cluster != nil {
+			leaderName = info.Cluster.Leader
+		}
+		return leaderName != ""
+	}, clusterWait, pollInterval)
+	leader := cl.Index(leaderName)
+	other := (leader + 1) % 3
+	cl.Kill(leader)
+	cl.Kill(other)
+
+	msg, ev := arcMessage(t, "order.created", map[string]int{"n": 50}, arc.Meta{})
+	lost := pub.Publish("", msg)
+	require.Error(t, lost, "no majority: the stream cannot acknowledge")
+	assert.True(t, middleware.IsTransportError(lost), "an outage, not the event's fault: %v (%T)", lost, lost)
+
+	cl.Restart(other)
+	publishUntilAcked(t, pub, msg, &outages) // the same Nats-Msg-Id
+	acked = append(acked, ev.Meta.ID)
+	for i := range 50 {
+		msg, ev := arcMessage(t, "order.created", map[string]int{"n": 51 + i}, arc.Meta{})
+		publishUntilAcked(t, pub, msg, &outages)
+		acked = append(acked, ev.Meta.ID)
+	}
+	cl.Restart(leader)
+	waitCurrent(t, c.js, c.stream)
+
+	info, err := c.js.StreamInfo(c.stream)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(acked), info.State.Msgs, "every acknowledged event stored, each once")
+	sub, err := NewSubscriber(SubscriberConfig{URL: cl.URL(), Group: "g", DeadLetterSubject: c.dlqPrefix + ".g"})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, sub.Close()) })
+	msgs, err := sub.Subscribe(t.Context(), c.prefix+".>")
+	require.NoError(t, err)
+	seen := map[string]int{}
+	deadline := time.After(clusterWait)
+	for len(seen) < len(acked) {
+		select {
+		case m := <-msgs:
+			seen[m.UUID]++
+			m.Ack()
+		case <-deadline:
+			t.Fatalf("read %d of %d events", len(seen), len(acked))
+		}
+	}
+	for _, id := range acked {
+		assert.Equal(t, 1, seen[id], id)
+	}
+	outages.mu.Lock()
+	assert.Empty(t, outages.unclassified)
+	outages.mu.Unlock()
+	t.Logf("with no majority: %v; while it came back:\n%s", lost, outages.String())
+}
