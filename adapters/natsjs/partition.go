@@ -12,36 +12,6 @@ import (
 	"github.com/arcmill/arcmill/arc"
 )
 
-// Partitions spread one stream's events over N subjects by a key, so that
-// N consumers (one per partition) share the load while each keeps the
-// events of one key in order. The partition is chosen by the server's
-// subject mapping, not by the publisher: every publisher (an arcmill one,
-// or any NATS client writing Arc JSON) sends an event to
-//
-//	<ingress>.<key token>.<type>
-//
-// and every node of the cluster maps it, before any stream sees it, to
-//
-//	<prefix>.<partition>.<key token>.<type>
-//
-// with the mapping PartitionMapping returns, in each server's
-// configuration (nats-server 2.8 and later; subject-mapping partitions
-// are a server setting, the same on every node, changed by a reload).
-// The stream holds <prefix>.> (EnsureStreamConfig with Prefix prefix); the
-// consumer of partition p subscribes to PartitionSubject(prefix, p) with
-// SubscriberConfig.MaxAckPending 1, so that the next event of the
-// partition is delivered only once the one before it is acknowledged (or
-// dead-lettered): per-key order holds across retries, redeliveries and
-// group members. The ingress prefix lies outside every stream: without the
-// mapping a publish finds no stream and fails (no responders), instead of
-// storing events where no partition consumer reads them.
-//
-// The partition is the server's: FNV-1a 32 of the key token, modulo N
-// (Partition computes it). The key token is the key itself when it is a
-// plain subject token (KeyToken), so the partition of such a key is the
-// one the Redis partitioned streams give it (the same hash of the same
-// key, modulo the same N).
-
 // MaxRawKeyToken bounds a key that is used as its own subject token (see
 // KeyToken).
 const MaxRawKeyToken = 128
@@ -99,6 +69,40 @@ func Partition(key string, n int) int {
 // <prefix>.<partition>.<key token>.<type>: the source and the destination
 // of an entry of the server's mappings block. PartitionMappingConfig
 // writes the block.
+//
+// Partitions spread one stream's events over N subjects by a key, so that
+// N consumers (one per partition) share the load while each keeps the
+// events of one key in order. The partition is chosen by the server's
+// subject mapping, not by the publisher: every publisher (an arcmill one,
+// or any NATS client writing Arc JSON) sends an event to
+//
+//	<ingress>.<key token>.<type>
+//
+// and every node of the cluster maps it, before any stream sees it, to
+//
+//	<prefix>.<partition>.<key token>.<type>
+//
+// with the mapping PartitionMapping returns, in each server's
+// configuration (tested on nats-server 2.9.10; the mapping is a server
+// setting, the same on every node). Changing N moves keys to other
+// partitions: let the partitions drain (publishers paused, every consumer
+// caught up), change the mapping on every node and reload, then start the
+// consumers of the new partitions; or keep order across the switch only
+// for keys whose partition did not change.
+// The stream holds <prefix>.> (EnsureStreamConfig with Prefix prefix); the
+// consumer of partition p subscribes to PartitionSubject(prefix, p) with
+// SubscriberConfig.MaxAckPending 1, so that the next event of the
+// partition is delivered only once the one before it is acknowledged (or
+// dead-lettered): per-key order holds across retries, redeliveries and
+// group members. The ingress prefix lies outside every stream: without the
+// mapping a publish finds no stream and fails (no responders), instead of
+// storing events where no partition consumer reads them.
+//
+// The partition is the server's: FNV-1a 32 of the key token, modulo N
+// (Partition computes it). The key token is the key itself when it is a
+// plain subject token (KeyToken), so the partition of such a key is the
+// one the Redis partitioned streams give it (the same hash of the same
+// key, modulo the same N).
 func PartitionMapping(ingress, prefix string, n int) (source, destination string) {
 	return ingress + ".*.>", prefix + ".{{partition(" + strconv.Itoa(n) + ",1)}}.{{wildcard(1)}}.>"
 }
