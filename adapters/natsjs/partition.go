@@ -87,8 +87,9 @@ func Partition(key string, n int) int {
 // setting, the same on every node). Changing N moves keys to other
 // partitions: let the partitions drain (publishers paused, every consumer
 // caught up), change the mapping on every node and reload, then start the
-// consumers of the new partitions; or keep order across the switch only
-// for keys whose partition did not change.
+// consumers of the new partitions. Without the drain, a key whose
+// partition changed has events in two partitions at once, and its order
+// across the switch is lost.
 // The stream holds <prefix>.> (EnsureStreamConfig with Prefix prefix); the
 // consumer of partition p subscribes to PartitionSubject(prefix, p) with
 // SubscriberConfig.MaxAckPending 1, so that the next event of the
