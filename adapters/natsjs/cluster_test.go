@@ -109,6 +109,10 @@ func TestCluster_ReplicatedStreams(t *testing.T) {
 		return info.Config.Replicas == 3 && info.State.Msgs == 1
 	}, clusterWait, pollInterval, "R3, every replica current, the message kept")
 	require.NoError(t, EnsureStreamConfig(c.js, StreamConfig{Name: name, Prefix: prefix, Replicas: 3}), "idempotent")
+	require.NoError(t, EnsureStream(c.js, name, prefix))
+	info, err = c.js.StreamInfo(name)
+	require.NoError(t, err)
+	assert.Equal(t, 3, info.Config.Replicas, "EnsureStream (Replicas 0) leaves an existing stream's count alone")
 
 	for _, bad := range []StreamConfig{{Prefix: "p"}, {Name: "N", Prefix: "p.>"}, {Name: "N", Prefix: "p", Replicas: 6},
 		{Name: "N", Prefix: "p", Replicas: -1}} {

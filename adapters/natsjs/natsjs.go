@@ -95,8 +95,8 @@ import (
 )
 
 // EnsureStream creates the stream that holds <prefix>.> if it is missing,
-// with one replica (DefaultReplicas): EnsureStreamConfig with Name and
-// Prefix. Use it for the events (DefaultPrefix) and, with another name,
+// with one replica (DefaultReplicas), and leaves an existing one as it is:
+// EnsureStreamConfig with Name and Prefix. Use it for the events (DefaultPrefix) and, with another name,
 // for the dead letters (DefaultDeadLetterPrefix). On a cluster, use
 // EnsureStreamConfig with Replicas 3.
 func EnsureStream(js nats.JetStreamManager, name, prefix string) error {

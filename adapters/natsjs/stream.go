@@ -24,9 +24,10 @@ type StreamConfig struct {
 	// with R replicas accepts publishes and acks while a majority of them
 	// are up, so on a 3-node cluster set 3: it loses nothing acknowledged,
 	// and keeps serving, when any one node is lost; 5 on 5 nodes survives
-	// two. At most the cluster's size, and 1 on a single server. An existing
-	// stream with another count is scaled to this one in place. Defaults
-	// to DefaultReplicas.
+	// two. At most the cluster's size, and 1 on a single server. When set,
+	// an existing stream with another count is scaled to this one in
+	// place; when 0, an existing stream keeps its count, and a new one gets
+	// DefaultReplicas.
 	Replicas int
 }
 
@@ -57,9 +58,10 @@ func (c *StreamConfig) validate() error {
 }
 
 // EnsureStreamConfig creates the stream cfg describes if it is missing, and
-// scales an existing one to cfg.Replicas if it has another count. A stream
-// of that name holding other subjects is left as it is.
+// scales an existing one to cfg.Replicas if that is set and differs. A
+// stream of that name holding other subjects is left as it is.
 func EnsureStreamConfig(js nats.JetStreamManager, cfg StreamConfig) error {
+	scale := cfg.Replicas != 0 // the default is for new streams only
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return err
@@ -78,7 +80,7 @@ func EnsureStreamConfig(js nats.JetStreamManager, cfg StreamConfig) error {
 	case err != nil:
 		return fmt.Errorf("natsjs: stream %s: %w", cfg.Name, err)
 	}
-	if info.Config.Replicas == cfg.Replicas {
+	if !scale || info.Config.Replicas == cfg.Replicas {
 		return nil
 	}
 	// Scaling in place keeps the messages and the consumers' positions.
