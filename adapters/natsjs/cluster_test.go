@@ -152,21 +152,22 @@ func TestCluster_ReplicatedStreams(t *testing.T) {
 // (Nats-Msg-Id, the UUID: one event id is stored once) holds per stream.
 // Arc events cannot meet this: an event's subject is its type's.
 type suiteStreams struct {
-	js     nats.JetStreamManager
-	prefix string
+	js       nats.JetStreamManager
+	prefix   string
+	replicas int
 
 	mu      sync.Mutex
 	streams map[string]bool // created, deleted when the test ends
 }
 
-// subject returns <prefix>.<topic>, after making sure the topic's R3
-// stream, holding <prefix>.<topic>.>, exists.
+// subject returns <prefix>.<topic>, after making sure the topic's stream,
+// holding <prefix>.<topic>.>, exists.
 func (s *suiteStreams) subject(topic string) (string, error) {
 	name := "SUITE_" + strings.ToUpper(durableName("t", topic))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.streams[name] {
-		if err := EnsureStreamConfig(s.js, StreamConfig{Name: name, Prefix: s.prefix + "." + topic, Replicas: 3}); err != nil {
+		if err := EnsureStreamConfig(s.js, StreamConfig{Name: name, Prefix: s.prefix + "." + topic, Replicas: s.replicas}); err != nil {
 			return "", err
 		}
 		s.streams[name] = true
@@ -228,21 +229,29 @@ const (
 // RestartServiceCommand (TestCluster_NodeKilledMidRun kills nodes of a
 // private cluster instead).
 func TestCluster_UniversalPubSub(t *testing.T) {
-	urls := testenv.NatsClusterURLs(t)
+	universalSuite(t, testenv.NatsClusterURLs(t), 3)
+}
+
+// TestUniversalPubSub runs the same suite on the single server, R1.
+func TestUniversalPubSub(t *testing.T) {
+	universalSuite(t, []string{testenv.NatsURL(t)}, 1)
+}
+
+func universalSuite(t *testing.T, urls []string, replicas int) {
 	url := strings.Join(urls, ",")
 	nc := connect(t, url)
 	t.Cleanup(nc.Close)
 	js, err := nc.JetStream()
 	require.NoError(t, err)
 	streams := &suiteStreams{js: js, prefix: "arcmillsuite" + strings.ReplaceAll(uuid.NewString()[:8], "-", ""),
-		streams: map[string]bool{}}
+		replicas: replicas, streams: map[string]bool{}}
 	t.Cleanup(func() {
 		for name := range streams.streams {
 			assert.NoError(t, js.DeleteStream(name))
 		}
 	})
 	dlqPrefix, dlqStream := streams.prefix+"dlq", "SUITE_DLQ_"+strings.ToUpper(streams.prefix)
-	require.NoError(t, EnsureStreamConfig(js, StreamConfig{Name: dlqStream, Prefix: dlqPrefix, Replicas: 3}))
+	require.NoError(t, EnsureStreamConfig(js, StreamConfig{Name: dlqStream, Prefix: dlqPrefix, Replicas: replicas}))
 	t.Cleanup(func() { assert.NoError(t, js.DeleteStream(dlqStream)) })
 	newPubSub := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
 		pub, err := NewPublisher(PublisherConfig{Conn: connectTo(t, url), Prefix: streams.prefix})

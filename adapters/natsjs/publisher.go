@@ -3,6 +3,7 @@ package natsjs
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -34,6 +35,9 @@ type Publisher struct {
 	// ingress is PublisherConfig.PartitionIngress: "" for no partitions.
 	ingress string
 	logger  watermill.LoggerAdapter
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewPublisher returns a JetStream publisher on cfg.Conn, or on a
@@ -119,10 +123,14 @@ func (p *Publisher) subject(topic string, msg *message.Message) (string, error) 
 	return subject, nil
 }
 
-// Close drains and closes the connection.
+// Close drains and closes the connection. It is idempotent: a later call
+// returns the first one's result (Drain is asynchronous, so a second Drain
+// could meet the connection closing and fail).
 func (p *Publisher) Close() error {
-	if p.conn.IsClosed() {
-		return nil
-	}
-	return p.conn.Drain()
+	p.closeOnce.Do(func() {
+		if !p.conn.IsClosed() {
+			p.closeErr = p.conn.Drain()
+		}
+	})
+	return p.closeErr
 }
