@@ -163,6 +163,55 @@ nats() {
 	log "nats       $hostport up"
 }
 
+# --- NATS JetStream cluster (3 nodes) -------------------------------------------------
+# Three nats-server -js nodes clustered on loopback (client ports 4231-4233, routes 6241-6243,
+# monitoring 8231-8233), each with its own store, for adapters/natsjs's cluster tests. Ready once
+# every node's /jsz names the meta leader. ARCMILL_NATS_CLUSTER_URLS (comma-separated) names a
+# cluster of the caller's, which is only checked.
+DEFAULT_NATS_CLUSTER_URLS=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233
+
+http_get() { if command -v curl >/dev/null; then curl -fsS "$1" 2>/dev/null; else wget -qO- "$1" 2>/dev/null; fi; }
+
+nats_cluster() {
+	local urls=${ARCMILL_NATS_CLUSTER_URLS:-$DEFAULT_NATS_CLUSTER_URLS} u hostport
+	if [ -n "${ARCMILL_NATS_CLUSTER_URLS:-}" ]; then
+		for u in ${urls//,/ }; do
+			hostport=${u#nats://}
+			reachable "${hostport%:*}" "${hostport##*:}" || die "nats cluster node $u (ARCMILL_NATS_CLUSTER_URLS) does not answer"
+		done
+		log "nats-js-3  $urls up (not managed)"
+		return
+	fi
+	command -v nats-server >/dev/null || install_packages nats-server
+	command -v curl >/dev/null || command -v wget >/dev/null || install_packages curl
+	local dir=/var/lib/arcmill-nats-cluster
+	mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ] || dir=${TMPDIR:-/tmp}/arcmill-nats-cluster
+	mkdir -p "$dir"
+	local i routes
+	for i in 1 2 3; do
+		reachable 127.0.0.1 "423$i" && continue
+		routes=$(for j in 1 2 3; do [ "$j" = "$i" ] || printf 'nats://127.0.0.1:624%s,' "$j"; done)
+		log "starting nats-server -js cluster node n$i on 127.0.0.1:423$i"
+		mkdir -p "$dir/n$i"
+		# nats-server has no --daemonize: detach it, and keep its pid in a file.
+		setsid nohup nats-server -n "arcmill-n$i" -a 127.0.0.1 -p "423$i" -m "823$i" -js -sd "$dir/n$i" \
+			--cluster_name arcmill --cluster "nats://127.0.0.1:624$i" --routes "${routes%,}" \
+			-P "$dir/n$i.pid" -l "$dir/n$i.log" >/dev/null 2>&1 </dev/null &
+	done
+	for i in 1 2 3; do wait_for "nats cluster node n$i" 127.0.0.1 "423$i"; done
+	# Clients are accepted before the nodes have elected a JetStream meta leader.
+	for _ in $(seq 1 120); do
+		local ready=0 jsz
+		for i in 1 2 3; do
+			jsz=$(http_get "http://127.0.0.1:823$i/jsz") || continue
+			grep -q '"leader": *"arcmill-n' <<<"$jsz" && ready=$((ready + 1))
+		done
+		[ "$ready" = 3 ] && { log "nats-js-3  $urls up (meta leader elected)"; return; }
+		sleep 0.5
+	done
+	die "nats cluster on $urls: no JetStream meta leader within 60 s (logs in $dir)"
+}
+
 # --- Chromium (the console's browser journeys) ------------------------------------
 # Debian's `chromium` package, driven headless by console's chromedp test. A
 # browser named by ARCMILL_CHROMIUM is only checked, never installed.
@@ -180,4 +229,5 @@ redis
 postgres
 mysql
 nats
+nats_cluster
 browser

@@ -74,6 +74,15 @@ type PublisherConfig struct {
 	// <Prefix>.<t>. It must be valid subject tokens. Defaults to
 	// DefaultPrefix.
 	Prefix string
+	// PartitionIngress, when set, partitions the events by key (see
+	// PartitionMapping): an event goes to
+	// <PartitionIngress>.<KeyToken(PartitionKey(msg))>.<type>, and the
+	// server's subject mapping places it on <Prefix>.<partition>.<key
+	// token>.<type>. It must be subject tokens outside <Prefix>.>, and the
+	// mapping must be in every server's configuration: without it the
+	// publish finds no stream and fails. Dead letters are not partitioned.
+	// Defaults to "": events go to <Prefix>.<type>, unpartitioned.
+	PartitionIngress string
 	// Logger defaults to watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
@@ -101,8 +110,20 @@ func (c *PublisherConfig) validate() error {
 	switch {
 	case !validTokens(c.Prefix):
 		return fmt.Errorf("%w: PublisherConfig.Prefix %q is not a sequence of subject tokens", ErrInvalidConfig, c.Prefix)
+	case c.PartitionIngress != "" && !validTokens(c.PartitionIngress):
+		return fmt.Errorf("%w: PublisherConfig.PartitionIngress %q is not a sequence of subject tokens",
+			ErrInvalidConfig, c.PartitionIngress)
+	case c.PartitionIngress != "" && underPrefix(c.PartitionIngress, c.Prefix):
+		// The events' stream would store them there, unpartitioned.
+		return fmt.Errorf("%w: PublisherConfig.PartitionIngress %q lies under Prefix %s.>; give it a prefix of its own",
+			ErrInvalidConfig, c.PartitionIngress, c.Prefix)
 	}
 	return nil
+}
+
+// underPrefix reports whether subject lies under prefix.> (or is prefix).
+func underPrefix(subject, prefix string) bool {
+	return subject == prefix || strings.HasPrefix(subject, prefix+".")
 }
 
 // SubscriberConfig configures NewSubscriber.
@@ -139,7 +160,11 @@ type SubscriberConfig struct {
 	// instance's buffer included. A message waits there while those before
 	// it are handled, and is redelivered (one delivery spent) if that
 	// takes longer than its ack wait: keep MaxAckPending × handler time
-	// well under AckWaitTimeout. Defaults to DefaultMaxAckPending.
+	// well under AckWaitTimeout. 1 delivers the subject's next message only
+	// once the one before is settled, whatever happens to it (nack,
+	// crash, redelivery): set it for the consumer of a partition
+	// (PartitionSubject), to keep the order of each key. Defaults to
+	// DefaultMaxAckPending.
 	MaxAckPending int
 	// MaxDeliver is how many times JetStream delivers a message at most
 	// (the consumer's MaxDeliver). When it gives up, the server sends its

@@ -116,3 +116,67 @@ func ExampleNewSubscriber() {
 	}
 	_ = run // needs a NATS server with JetStream: see TestWildcardRouterOnJetStream
 }
+
+// The subject mapping that partitions events by key, for every node's
+// configuration file, and where an event of key "cust-42" lands.
+func ExamplePartitionMappingConfig() {
+	fmt.Print(natsjs.PartitionMappingConfig("arcin", "arcp", 4))
+	p := natsjs.Partition("cust-42", 4)
+	fmt.Println("cust-42 → partition", p, "read by the consumer of", natsjs.PartitionSubject("arcp", p))
+	// Output:
+	// mappings = {
+	//   "arcin.*.>": "arcp.{{partition(4,1)}}.{{wildcard(1)}}.>"
+	// }
+	// cust-42 → partition 3 read by the consumer of arcp.3.>
+}
+
+// On a 3-node JetStream cluster: the streams with three replicas, the
+// events partitioned by key (the mapping above in every node's
+// configuration), and one consumer per partition that holds one message
+// at a time, so that each key's events are handled in order.
+func ExampleEnsureStreamConfig() {
+	const partitions = 4
+	urls := "nats://n1:4222,nats://n2:4222,nats://n3:4222"
+	run := func(ctx context.Context) error {
+		nc, err := nats.Connect(urls)
+		if err != nil {
+			return err
+		}
+		js, err := nc.JetStream()
+		if err != nil {
+			return err
+		}
+		for name, prefix := range map[string]string{"ARC_EVENTS": "arcp", "ARC_DEAD_LETTERS": natsjs.DefaultDeadLetterPrefix} {
+			if err := natsjs.EnsureStreamConfig(js, natsjs.StreamConfig{Name: name, Prefix: prefix, Replicas: 3}); err != nil {
+				return err
+			}
+		}
+		// An event with meta.partitionKey "cust-42" goes to arcin.cust-42.<type>;
+		// the servers store it on arcp.3.cust-42.<type>.
+		pub, err := natsjs.NewPublisher(natsjs.PublisherConfig{Conn: nc, Prefix: "arcp", PartitionIngress: "arcin"})
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		sub, err := natsjs.NewSubscriber(natsjs.SubscriberConfig{URL: urls, Group: "billing", MaxAckPending: 1})
+		if err != nil {
+			return err
+		}
+		router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+		if err != nil {
+			return err
+		}
+		events, err := wildcard.NewRouter(router, wildcard.Config{})
+		if err != nil {
+			return err
+		}
+		for p := range partitions {
+			if _, err := events.Subscribe(sub, natsjs.PartitionSubject("arcp", p), "order.*",
+				func(ctx context.Context, ev arc.Event) error { return nil }); err != nil {
+				return err
+			}
+		}
+		return events.Run(ctx)
+	}
+	_ = run // needs a JetStream cluster: see TestCluster_PartitionsKeepOrderPerKey
+}

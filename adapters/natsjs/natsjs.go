@@ -66,23 +66,39 @@
 // (JetStream's AckWait), MaxDeliver, BackOff and MaxAckPending, each with
 // its Default* constant. A consumer made with other settings (an earlier
 // version, another config) is updated in place at Subscribe.
+//
+// # Clusters
+//
+// On a JetStream cluster, give the streams replicas (EnsureStreamConfig
+// with StreamConfig.Replicas 3 on three nodes; the consumers inherit the
+// stream's count) and give clients every node's URL, comma-separated, so
+// that they reconnect to another node when theirs dies. When a node is
+// lost, the streams and consumers it led elect new leaders within seconds;
+// meanwhile a publish fails with nats.ErrNoStreamResponse, nats.ErrTimeout
+// or a 503 API error, all of which middleware.IsTransportError counts as
+// outages: a handler that publishes waits (middleware.Retry) instead of
+// spending attempts, and nothing is dead-lettered for it. An ack lost in
+// the election is redelivered after the ack wait (at least once).
+//
+// # Partitions
+//
+// Events can be spread by key over N partitions of one stream, each read
+// by one consumer that holds one message at a time, keeping each key's
+// order while N consumers share the load. The servers' subject mapping
+// places them (PartitionMapping, PublisherConfig.PartitionIngress,
+// PartitionSubject), with the same FNV-1a hash of the key as the Redis
+// partitioned streams.
 package natsjs
 
 import (
-	"fmt"
-
 	"github.com/nats-io/nats.go"
 )
 
-// EnsureStream creates the stream that holds <prefix>.> if it is missing.
-// Use it for the events (DefaultPrefix) and, with another name, for the
-// dead letters (DefaultDeadLetterPrefix).
+// EnsureStream creates the stream that holds <prefix>.> if it is missing,
+// with one replica (DefaultReplicas), and leaves an existing one as it is:
+// EnsureStreamConfig with Name and Prefix. Use it for the events (DefaultPrefix) and, with another name,
+// for the dead letters (DefaultDeadLetterPrefix). On a cluster, use
+// EnsureStreamConfig with Replicas 3.
 func EnsureStream(js nats.JetStreamManager, name, prefix string) error {
-	if _, err := js.StreamInfo(name); err == nil {
-		return nil
-	}
-	if _, err := js.AddStream(&nats.StreamConfig{Name: name, Subjects: []string{prefix + ".>"}}); err != nil {
-		return fmt.Errorf("natsjs: creating stream %s for %s.>: %w", name, prefix, err)
-	}
-	return nil
+	return EnsureStreamConfig(js, StreamConfig{Name: name, Prefix: prefix})
 }

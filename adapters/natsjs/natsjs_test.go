@@ -30,7 +30,7 @@ const (
 
 // connect opens a connection of its own for a publisher or subscriber,
 // whose Close closes it.
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)

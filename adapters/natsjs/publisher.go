@@ -3,7 +3,7 @@ package natsjs
 import (
 	"context"
 	"fmt"
-	"strings"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -16,6 +16,9 @@ import (
 
 // Publisher publishes each Arc message on <prefix>.<type>, whatever topic
 // it is given; the stream holding <prefix>.> must exist (EnsureStream).
+// With PublisherConfig.PartitionIngress, it publishes on
+// <ingress>.<key token>.<type> instead, for the server to partition (see
+// PartitionMapping).
 // A dead letter (a message carrying middleware.MetadataDLQReason, as
 // middleware.DeadLetter writes them) goes to topic instead, which must be
 // a subject outside <prefix>.>, in a stream of its own.
@@ -29,7 +32,12 @@ type Publisher struct {
 	conn   *nats.Conn
 	js     nats.JetStreamContext
 	prefix string
-	logger watermill.LoggerAdapter
+	// ingress is PublisherConfig.PartitionIngress: "" for no partitions.
+	ingress string
+	logger  watermill.LoggerAdapter
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewPublisher returns a JetStream publisher on cfg.Conn, or on a
@@ -50,7 +58,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		}
 		return nil, fmt.Errorf("natsjs: publisher: %w", err)
 	}
-	return &Publisher{conn: conn, js: js, prefix: cfg.Prefix, logger: cfg.Logger}, nil
+	return &Publisher{conn: conn, js: js, prefix: cfg.Prefix, ingress: cfg.PartitionIngress, logger: cfg.Logger}, nil
 }
 
 // MsgID returns the Nats-Msg-Id the Publisher gives msg: its UUID, and
@@ -95,7 +103,7 @@ func (p *Publisher) subject(topic string, msg *message.Message) (string, error) 
 		if err := ValidateSubject(topic, false); err != nil {
 			return "", fmt.Errorf("natsjs: dead letter %s: topic: %w", msg.UUID, err)
 		}
-		if topic == p.prefix || strings.HasPrefix(topic, p.prefix+".") {
+		if underPrefix(topic, p.prefix) {
 			return "", fmt.Errorf("%w: dead letter %s: topic %q lies under %s.>, where every \"*\" consumer would read it",
 				ErrInvalidSubject, msg.UUID, topic, p.prefix)
 		}
@@ -106,16 +114,23 @@ func (p *Publisher) subject(topic string, msg *message.Message) (string, error) 
 		return "", fmt.Errorf("%w: message %s has no event type (%s)", ErrInvalidSubject, msg.UUID, arc.MetadataType)
 	}
 	subject := p.prefix + "." + typ
+	if p.ingress != "" {
+		subject = p.ingress + "." + KeyToken(PartitionKey(msg)) + "." + typ
+	}
 	if err := ValidateSubject(subject, false); err != nil {
 		return "", fmt.Errorf("natsjs: message %s: type %q is not a NATS subject token sequence: %w", msg.UUID, typ, err)
 	}
 	return subject, nil
 }
 
-// Close drains and closes the connection.
+// Close drains and closes the connection. It is idempotent: a later call
+// returns the first one's result (Drain is asynchronous, so a second Drain
+// could meet the connection closing and fail).
 func (p *Publisher) Close() error {
-	if p.conn.IsClosed() {
-		return nil
-	}
-	return p.conn.Drain()
+	p.closeOnce.Do(func() {
+		if !p.conn.IsClosed() {
+			p.closeErr = p.conn.Drain()
+		}
+	})
+	return p.closeErr
 }
