@@ -220,7 +220,7 @@ func TestSubscriber_SurvivesSIGKILLOfAMember(t *testing.T) {
 				}
 			}
 			return true
-		}, waitTimeout, pollInterval)
+		}, DefaultAckWaitTimeout+waitTimeout, pollInterval) // the server may have pushed one to the member just killed: it comes again after AckWait
 	}
 
 	var before []string
