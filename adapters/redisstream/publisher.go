@@ -186,8 +186,14 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { p.checkServer(ctx) })
+	return p.send(ctx, topic, msgs, args)
+}
+
+// send writes the entries entries built for msgs: one XADD, or one
+// pipeline (with WAIT or WAITAOF when Durability asks), then trims.
+func (p *Publisher) send(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
 	if p.cfg.Durability != nil {
-		if err := p.admitDurable(ctx, p.durability()); err != nil {
+		if err := p.admitDurable(ctx, topic, p.durability()); err != nil {
 			return err
 		}
 		defer p.trim(ctx, topic, len(msgs))
@@ -264,7 +270,10 @@ func (p *Publisher) checkServer(ctx context.Context) {
 }
 
 // publishDurably sends the XADDs and WAIT / WAITAOF in one pipeline (one
-// connection: both commands confirm that connection's writes).
+// connection: both commands confirm that connection's writes). On a
+// Cluster client the pipeline goes to the stream's primary: go-redis sends
+// a command without a key (WAIT) to the node of the pipeline's first
+// command, on that node's one connection of the pipeline.
 // A confirmation that falls short opens the gate (durableGate), so the
 // retries that follow write nothing until the server can confirm again.
 func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
