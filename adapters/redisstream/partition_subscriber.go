@@ -12,6 +12,11 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
+// MetadataPartitionStream holds, on a message a PartitionSubscriber
+// delivers, the key of the partition it was read from (arc:events:{3}):
+// with MetadataEntryID it names the entry.
+const MetadataPartitionStream = "arcmill_partition_stream"
+
 // PartitionSubscriberConfig configures a PartitionSubscriber.
 type PartitionSubscriberConfig struct {
 	// Subscriber configures the reading of each partition, as it would a
@@ -184,13 +189,14 @@ func (s *PartitionSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	}
 	out := make(chan *message.Message)
 	var forwarders sync.WaitGroup
-	for _, in := range ins {
+	for n, in := range ins {
+		key := parts.Key(s.cfg.Assign[n])
 		forwarders.Add(1)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer forwarders.Done()
-			s.forward(subCtx, in, out)
+			s.forward(subCtx, key, in, out)
 		}()
 	}
 	s.wg.Add(1)
@@ -207,8 +213,10 @@ func (s *PartitionSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 // Once reading stops (ctx ends, or Close) a message taken from the
 // partition is nacked, not handed on: as a Subscriber's buffered messages,
 // it stays pending for the group, and the partition's channel drains.
-func (s *PartitionSubscriber) forward(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
+func (s *PartitionSubscriber) forward(ctx context.Context, key string, in <-chan *message.Message,
+	out chan<- *message.Message) {
 	for msg := range in {
+		msg.Metadata.Set(MetadataPartitionStream, key)
 		select {
 		case <-ctx.Done():
 			msg.Nack()
