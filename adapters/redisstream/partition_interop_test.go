@@ -116,4 +116,3 @@ func TestPartition_OnePartitionIsArcsStream(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return b.pending("g") == 0 }, testWait, 5*time.Millisecond)
 }
-
