@@ -1,17 +1,20 @@
 package redisstream
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/leaktest"
 )
 
 func TestPartitions_KeysAndDeadLetterKeys(t *testing.T) {
@@ -130,4 +133,84 @@ func TestPartitionConfigs_Validate(t *testing.T) {
 	assert.ErrorContains(t, err, "Client is required")
 	sub = PartitionSubscriberConfig{Partitions: 3, Subscriber: SubscriberConfig{DeadLetterStream: "x"}}
 	assert.ErrorContains(t, sub.Validate(), "set DeadLetters")
+}
+
+// Close with messages unsettled gives the handlers CloseTimeout, reports
+// them (ErrCloseTimeout), leaves their entries pending for the group, and
+// leaves no goroutine behind; a later Subscribe is refused. On the single
+// Redis: partitions are keys, and need no cluster.
+func TestPartitionSubscriber_CloseLeavesUnsettledPendingAndNoGoroutine(t *testing.T) {
+	b := setup(t)
+	parts := Partitions{Stream: b.stream, N: 3}
+	t.Cleanup(func() { b.client.Del(context.Background(), parts.Keys()...) })
+	pub, err := NewPartitionPublisher(PartitionPublisherConfig{Partitions: parts.N, Publisher: PublisherConfig{Client: b.client}})
+	require.NoError(t, err)
+	msgs := keyedEvents(t, parts, 2) // two per partition, of distinct keys
+	require.NoError(t, pub.Publish(parts.Stream, msgs...))
+	sub, err := NewPartitionSubscriber(PartitionSubscriberConfig{Partitions: parts.N, Subscriber: SubscriberConfig{
+		Client: b.client, ConsumerGroup: "g", BlockTime: testBlockTime, CloseTimeout: 50 * time.Millisecond}})
+	require.NoError(t, err)
+	got, err := sub.Subscribe(context.Background(), parts.Stream)
+	require.NoError(t, err)
+	var held []*message.Message
+	for len(held) < len(msgs) {
+		select {
+		case m := <-got:
+			held = append(held, m) // never acked
+		case <-time.After(testWait):
+			t.Fatalf("got %d of %d", len(held), len(msgs))
+		}
+	}
+	err = sub.Close()
+	require.ErrorIs(t, err, ErrCloseTimeout)
+	for _, k := range parts.Keys() {
+		p, perr := b.client.XPending(context.Background(), k, "g").Result()
+		require.NoError(t, perr)
+		assert.EqualValues(t, 2, p.Count, "%s: unsettled entries stay pending", k)
+	}
+	_, ok := <-got
+	assert.False(t, ok, "the merged channel is closed")
+	_, err = sub.Subscribe(context.Background(), parts.Stream)
+	assert.ErrorIs(t, err, ErrClosed)
+	leaktest.RequireNone(t, "github.com/arcmill/arcmill/adapters/redisstream", testWait)
+}
+
+// A Publish call whose messages are refused writes nothing, in no
+// partition: every message is checked before any partition is written.
+func TestPartitionPublisher_RefusedMessageWritesNothing(t *testing.T) {
+	b := setup(t)
+	parts := Partitions{Stream: b.stream, N: 3}
+	t.Cleanup(func() { b.client.Del(context.Background(), parts.Keys()...) })
+	pub, err := NewPartitionPublisher(PartitionPublisherConfig{Partitions: parts.N,
+		Publisher: PublisherConfig{Client: b.client, MaxPayloadBytes: 200}})
+	require.NoError(t, err)
+	msgs := keyedEvents(t, parts, 2)
+	big, err := arc.NewEvent("order.placed", map[string]string{"blob": strings.Repeat("x", 500)}, arc.Meta{})
+	require.NoError(t, err)
+	bigMsg, err := arc.ToMessage(big)
+	require.NoError(t, err)
+	err = pub.Publish(parts.Stream, append(msgs, bigMsg)...)
+	require.ErrorIs(t, err, ErrPayloadTooLarge)
+	for _, k := range parts.Keys() {
+		assert.Zero(t, b.client.Exists(context.Background(), k).Val(), "%s written", k)
+	}
+	// Each partition's messages in the order published.
+	require.NoError(t, pub.Publish(parts.Stream, msgs...))
+	for i, k := range parts.Keys() {
+		entries, err := RangeEntries(context.Background(), b.client, k, "-", "+", 0)
+		require.NoError(t, err)
+		var want []string
+		for _, m := range msgs {
+			if parts.OfMessage(m) == i {
+				want = append(want, m.UUID)
+			}
+		}
+		var ids []string
+		for _, e := range entries {
+			var ev arc.Event
+			require.NoError(t, arc.Unmarshal([]byte(e.Map()[FieldData].(string)), &ev))
+			ids = append(ids, ev.Meta.ID)
+		}
+		assert.Equal(t, want, ids, k)
+	}
 }
