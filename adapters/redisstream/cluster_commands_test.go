@@ -2,8 +2,10 @@ package redisstream
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // keyedEvents are n events per partition of parts, routed by partitionKey.
@@ -180,4 +184,99 @@ func TestCluster_DurableWaitOnEachPartitionsPrimary(t *testing.T) {
 	// INFO commandstats itself counts once per call on every node: one more
 	// on the partition's primary is the gate's.
 	assert.GreaterOrEqual(t, infoAfter[nodes[0]]-infoBefore[nodes[0]], 2, "the gate asked %s", nodes[0])
+}
+
+// A handler's dead letters (middleware.DeadLetter, with its once-only guard
+// on the cluster) go, through PartitionDeadLetterPublisher, to the
+// dead-letter stream of the partition each event was read from, naming it
+// as originalStream; an entry that is not an event keeps its raw fields,
+// read from its partition. Each is redriven into its partition by the
+// one-script move, in one slot.
+func TestPartition_HandlerDeadLettersGoToTheirPartition(t *testing.T) {
+	c := clusterClient(t)
+	parts := clusterStream(t, c, 3)
+	ctx := context.Background()
+	fallback := parts.Stream + ":dlq"
+	t.Cleanup(func() { c.Del(ctx, fallback) })
+	sub, err := NewPartitionSubscriber(PartitionSubscriberConfig{Partitions: parts.N,
+		Subscriber: SubscriberConfig{Client: c, ConsumerGroup: "billing", BlockTime: testBlockTime}})
+	require.NoError(t, err)
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry: middleware.RetryConfig{MaxRetries: 1, Backoff: middleware.NoBackoff},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: &PartitionDeadLetterPublisher{DeadLetterPublisher{Client: c}},
+			Topic: fallback, ConsumerGroup: "billing"},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: testWait}, nil)
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	require.NoError(t, err)
+	var fail atomic.Bool
+	fail.Store(true)
+	handled := make(chan string, 10)
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "charge", Subscriber: sub, Topic: parts.Stream,
+		Patterns: []string{"order.*"}, Middleware: stack.Middleware}, func(_ context.Context, ev arc.Event) error {
+		if fail.Load() {
+			return errors.New("payment service down")
+		}
+		handled <- ev.Meta.ID
+		return nil
+	})
+	require.NoError(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = events.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done; _ = sub.Close() })
+
+	msgs := keyedEvents(t, parts, 1) // one event per partition
+	pub, err := NewPartitionPublisher(PartitionPublisherConfig{Partitions: parts.N, Publisher: PublisherConfig{Client: c}})
+	require.NoError(t, err)
+	require.NoError(t, pub.Publish(parts.Stream, msgs...))
+	arcXAddTo(t, c, parts.Key(1), "order.placed", "{not json") // an Arc service's broken write, in partition 1
+
+	for i := range parts.N {
+		want := int64(1)
+		if i == 1 {
+			want = 2
+		}
+		require.Eventually(t, func() bool { return c.XLen(ctx, parts.DeadLetterKey(i)).Val() == want }, testWait,
+			10*time.Millisecond, "partition %d's dead letters", i)
+	}
+	assert.Zero(t, c.Exists(ctx, fallback).Val(), "nothing in the topic's dead-letter stream")
+
+	fail.Store(false)
+	redriven := 0
+	for i := range parts.N {
+		entries, err := RangeEntries(ctx, c, parts.DeadLetterKey(i), "-", "+", 0)
+		require.NoError(t, err)
+		for _, e := range entries {
+			dl, rerr := ReadDeadLetterEntry(e)
+			require.NoError(t, rerr)
+			assert.Equal(t, parts.Key(i), dl.OriginalStream)
+			assert.Equal(t, "billing", dl.Group)
+			fields, ok := RedriveFields(dl, rerr)
+			require.True(t, ok, "%+v", dl)
+			if dl.Envelope.Reason == middleware.ReasonMalformed {
+				assert.Equal(t, []string{FieldType, "order.placed", FieldData, "{not json"}, fields, "the raw entry, read from its partition")
+				continue // it would only be dead-lettered again
+			}
+			moved, err := RedriveEntry(ctx, c, parts.DeadLetterKey(i), e.ID, dl.OriginalStream, 0, fields)
+			require.NoError(t, err)
+			require.True(t, moved)
+			redriven++
+		}
+	}
+	require.Equal(t, parts.N, redriven)
+	got := map[string]bool{}
+	for len(got) < parts.N {
+		select {
+		case id := <-handled:
+			got[id] = true
+		case <-time.After(testWait):
+			t.Fatalf("handled %d of %d redriven events", len(got), parts.N)
+		}
+	}
+	for _, m := range msgs {
+		assert.True(t, got[m.UUID], m.UUID)
+	}
 }

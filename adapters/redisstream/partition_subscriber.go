@@ -217,6 +217,7 @@ func (s *PartitionSubscriber) forward(ctx context.Context, key string, in <-chan
 	out chan<- *message.Message) {
 	for msg := range in {
 		msg.Metadata.Set(MetadataPartitionStream, key)
+		msg.SetContext(withPartition(msg.Context(), key)) // for PartitionDeadLetterPublisher
 		select {
 		case <-ctx.Done():
 			msg.Nack()
