@@ -197,3 +197,42 @@ func PartitionNodes(ctx context.Context, client *redis.ClusterClient, p Partitio
 	}
 	return out, nil
 }
+
+// Drained reports whether group has handled everything in every partition
+// of p: in each, no entry pending and none after the last one delivered to
+// the group. It is the check of a drain before N changes (stop the
+// publishers, wait for Drained, switch every publisher and subscriber to
+// the new N, start them). A partition without the group is not drained
+// unless it is empty.
+func Drained(ctx context.Context, client redis.UniversalClient, p Partitions, group string) (bool, error) {
+	if err := p.Validate(); err != nil {
+		return false, err
+	}
+	for _, key := range p.Keys() {
+		last, err := client.XRevRangeN(ctx, key, "+", "-", 1).Result()
+		if err != nil {
+			return false, fmt.Errorf("redisstream: reading the last entry of %q: %w", key, err)
+		}
+		if len(last) == 0 {
+			continue // empty, or no stream at all
+		}
+		groups, err := client.XInfoGroups(ctx, key).Result()
+		if err != nil {
+			return false, fmt.Errorf("redisstream: XINFO GROUPS %s: %w", key, err)
+		}
+		found := false
+		for _, g := range groups {
+			if g.Name != group {
+				continue
+			}
+			found = true
+			if g.Pending > 0 || lessID(g.LastDeliveredID, last[0].ID) {
+				return false, nil
+			}
+		}
+		if !found {
+			return false, nil
+		}
+	}
+	return true, nil
+}

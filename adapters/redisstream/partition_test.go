@@ -214,3 +214,49 @@ func TestPartitionPublisher_RefusedMessageWritesNothing(t *testing.T) {
 		assert.Equal(t, want, ids, k)
 	}
 }
+
+// Drained holds only once the group has handled every entry of every
+// partition: not before a partition is read, not while an entry is
+// pending.
+func TestDrained(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	parts := Partitions{Stream: b.stream, N: 3}
+	t.Cleanup(func() { b.client.Del(ctx, parts.Keys()...) })
+	ok, err := Drained(ctx, b.client, parts, "g")
+	require.NoError(t, err)
+	assert.True(t, ok, "nothing written: drained")
+	pub, err := NewPartitionPublisher(PartitionPublisherConfig{Partitions: parts.N, Publisher: PublisherConfig{Client: b.client}})
+	require.NoError(t, err)
+	msgs := keyedEvents(t, parts, 2)
+	require.NoError(t, pub.Publish(parts.Stream, msgs...))
+	ok, err = Drained(ctx, b.client, parts, "g")
+	require.NoError(t, err)
+	assert.False(t, ok, "no group has read them")
+
+	sub, err := NewPartitionSubscriber(PartitionSubscriberConfig{Partitions: parts.N,
+		Subscriber: SubscriberConfig{Client: b.client, ConsumerGroup: "g", BlockTime: testBlockTime}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	got, err := sub.Subscribe(ctx, parts.Stream)
+	require.NoError(t, err)
+	var held []*message.Message
+	for len(held) < len(msgs) {
+		select {
+		case m := <-got:
+			held = append(held, m)
+		case <-time.After(testWait):
+			t.Fatalf("got %d of %d", len(held), len(msgs))
+		}
+	}
+	ok, err = Drained(ctx, b.client, parts, "g")
+	require.NoError(t, err)
+	assert.False(t, ok, "read but pending")
+	for _, m := range held {
+		m.Ack()
+	}
+	require.Eventually(t, func() bool {
+		ok, err := Drained(ctx, b.client, parts, "g")
+		return err == nil && ok
+	}, testWait, 10*time.Millisecond)
+}
