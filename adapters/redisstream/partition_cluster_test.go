@@ -53,6 +53,8 @@ func clusterStream(t testing.TB, c *redis.ClusterClient, n int) Partitions {
 // each have their own UUID as their key: GuaranteedOrder and
 // GuaranteedOrderWithSingleSubscriber are false (per-key order is
 // TestPartition_PerKeyOrderAcrossPartitions).
+//
+// Under -race the suite runs in its short mode (clusterSuiteShort).
 func TestPartition_UniversalPubSubOnCluster(t *testing.T) {
 	addrs := testenv.RedisClusterAddrs(t)
 	newPS := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
@@ -79,8 +81,18 @@ func TestPartition_UniversalPubSubOnCluster(t *testing.T) {
 		GuaranteedOrderWithSingleSubscriber: false,
 		Persistent:                          true,
 		NewSubscriberReceivesOldMessages:    true,
+		ForceShort:                          clusterSuiteShort,
 	}, func(t *testing.T) (message.Publisher, message.Subscriber) { return newPS(t, "") }, newPS)
 }
+
+// clusterSuiteShort runs the universal suites on the cluster in their
+// short mode under -race: their TestConcurrentSubscribe runs 50
+// subscribers of 50 groups over 5,000 messages, which with three
+// partitions each is 150 Subscribers in one process, and under the race
+// detector on a 2-core machine that test alone outlasted go test's 10
+// minutes. The full size runs without -race (about 40 s), and on one node
+// under -race in TestUniversalPubSub: the same Subscriber, unpartitioned.
+const clusterSuiteShort = raceDetector
 
 // partitionSuiteSubscriber forgives ErrCloseTimeout, as suiteSubscriber
 // does, for the same reason.
@@ -94,7 +106,8 @@ func (s partitionSuiteSubscriber) Close() error {
 }
 
 // The single-stream Publisher and Subscriber run as they are on a Cluster
-// client: the universal suite, one stream per topic.
+// client: the universal suite, one stream per topic (short under -race,
+// see clusterSuiteShort).
 func TestSingleStream_UniversalPubSubOnCluster(t *testing.T) {
 	addrs := testenv.RedisClusterAddrs(t)
 	newPS := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
@@ -117,6 +130,7 @@ func TestSingleStream_UniversalPubSubOnCluster(t *testing.T) {
 		GuaranteedOrderWithSingleSubscriber: true,
 		Persistent:                          true,
 		NewSubscriberReceivesOldMessages:    true,
+		ForceShort:                          clusterSuiteShort,
 	}, func(t *testing.T) (message.Publisher, message.Subscriber) { return newPS(t, "") }, newPS)
 }
 
