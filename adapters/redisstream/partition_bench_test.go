@@ -20,10 +20,10 @@ import (
 // scalingCase is one setup BenchmarkPartitionScaling measures.
 type scalingCase struct {
 	name       string
-	partitions int // 0: one stream on the single Redis (no cluster)
+	partitions int // 0: one stream on the single Redis; -1: one stream on the cluster, no partitioning
 }
 
-var scalingCases = []scalingCase{{"one_node", 0}, {"p1", 1}, {"p3", 3}, {"p6", 6}}
+var scalingCases = []scalingCase{{"one_node", 0}, {"cluster_stream", -1}, {"p1", 1}, {"p3", 3}, {"p6", 6}}
 
 // scalingTotals adds up one case's runs.
 type scalingTotals struct {
@@ -87,7 +87,9 @@ func processCPU() time.Duration {
 // stream on the single Redis, in one run. Publishing: 4 goroutines, batches
 // of 100 (each a pipeline per partition). Consuming: the wildcard router
 // with a no-op Arc handler, as BenchmarkConsume, over a PartitionSubscriber
-// (a Subscriber per partition, MaxInFlight 64 each). It reports each case's
+// (a Subscriber per partition, MaxInFlight 64 each). cluster_stream is the
+// plain Publisher and Subscriber on one key of the cluster: what the
+// cluster client and the replica cost, apart from partitioning. It reports each case's
 // events/s, its ratio to one_node, and the CPU every Redis server and this
 // process spent per event (primaries, replicas, client), the per-node
 // figures to project from: a primary given a core of its own serves about
@@ -114,11 +116,13 @@ func BenchmarkPartitionScaling(b *testing.B) {
 			var err error
 			topic := "arcmill-bench:" + uuid.NewString()
 			parts := Partitions{Stream: topic, N: max(c.partitions, 1)}
-			if c.partitions == 0 {
-				client = single
-				pub, err = NewPublisher(PublisherConfig{Client: single})
+			if c.partitions <= 0 {
+				if c.partitions == 0 {
+					client = single
+				}
+				pub, err = NewPublisher(PublisherConfig{Client: client})
 				require.NoError(b, err)
-				sub, err = NewSubscriber(SubscriberConfig{Client: single, ConsumerGroup: "bench",
+				sub, err = NewSubscriber(SubscriberConfig{Client: client, ConsumerGroup: "bench",
 					Consumers: benchConsumers, MaxInFlight: benchInFlight})
 				t.primaries = 1
 			} else {
