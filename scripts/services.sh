@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Makes sure Redis, PostgreSQL, MySQL/MariaDB and NATS (with JetStream) answer on loopback for the
+# Makes sure Redis, a Redis Cluster, PostgreSQL, MySQL/MariaDB and NATS (with JetStream) answer on loopback for the
 # tests, and that Chromium is installed for the console's browser journeys: a running server is used as it is, an installed one that is stopped
 # is started, a missing one is installed with apt-get (when run as root).
 # Then the test database and user are created if they are missing.
 #
-# Point the tests elsewhere with ARCMILL_REDIS_ADDR, ARCMILL_POSTGRES_DSN and
-# ARCMILL_MYSQL_DSN and ARCMILL_NATS_URL: a service named by one of them is only checked, never
-# started, installed or changed. Idempotent, and quick when all is up.
+# Point the tests elsewhere with ARCMILL_REDIS_ADDR, ARCMILL_REDIS_CLUSTER_ADDRS (comma-separated
+# host:port of the cluster's nodes), ARCMILL_POSTGRES_DSN and ARCMILL_MYSQL_DSN and ARCMILL_NATS_URL:
+# a service named by one of them is only checked, never started, installed or changed. Idempotent,
+# and quick when all is up.
+#
+# What it leaves running, besides the distribution's own services it started:
+#   - redis-server on 127.0.0.1:6379, no persistence, data in /var/lib/redis;
+#   - a Redis Cluster of six redis-server processes on 127.0.0.1:7000-7005 (three primaries,
+#     each with one replica; --cluster-enabled yes, no persistence, cluster-node-timeout 5 s),
+#     daemonized, each with its directory (nodes-<port>.conf, redis.log) under
+#     /var/lib/redis-cluster/<port> (/tmp/arcmill-redis-cluster/<port> when not root). Stop them
+#     with `redis-cli -p <port> shutdown nosave`; delete the directories to start from scratch;
+#   - nats-server -js on 127.0.0.1:4222.
 set -euo pipefail
 
 log() { printf 'services: %s\n' "$*"; }
@@ -17,6 +27,7 @@ DEFAULT_REDIS_ADDR=127.0.0.1:6379
 DEFAULT_POSTGRES_DSN='postgres://postgres:postgres@127.0.0.1:5432/arcmill?sslmode=disable'
 DEFAULT_MYSQL_DSN='arcmill:arcmill@tcp(127.0.0.1:3306)/arcmill?parseTime=true'
 DEFAULT_NATS_URL=nats://127.0.0.1:4222
+DEFAULT_REDIS_CLUSTER_ADDRS=127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005
 
 reachable() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
@@ -57,6 +68,78 @@ redis() {
 		--dir /var/lib/redis --logfile /var/log/redis/arcmill.log >/dev/null
 	wait_for redis "$host" "$port"
 	log "redis      $addr up"
+}
+
+# --- Redis Cluster -----------------------------------------------------------
+# Three primaries and three replicas (redis-cli --cluster create --cluster-replicas 1), for the
+# partitioned streams' tests. The nodes keep no data on disk: a node restarted comes back empty,
+# and its nodes-<port>.conf makes it rejoin the cluster it knew.
+cluster_info() { redis-cli -h "${1%:*}" -p "${1##*:}" cluster info 2>/dev/null | tr -d '\r'; }
+
+cluster_ok() { # addrs...: every node answers cluster_state:ok with every slot covered
+	local a info
+	for a in "$@"; do
+		info=$(cluster_info "$a")
+		grep -qx 'cluster_state:ok' <<<"$info" || return 1
+		grep -qx 'cluster_slots_ok:16384' <<<"$info" || return 1
+	done
+}
+
+wait_cluster_ok() { # seconds addrs...
+	local seconds=$1; shift
+	for _ in $(seq 1 $((seconds * 2))); do
+		cluster_ok "$@" && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
+redis_cluster() {
+	local list=${ARCMILL_REDIS_CLUSTER_ADDRS:-$DEFAULT_REDIS_CLUSTER_ADDRS} a
+	local addrs; IFS=, read -r -a addrs <<<"$list"
+	if [ -n "${ARCMILL_REDIS_CLUSTER_ADDRS:-}" ]; then
+		for a in "${addrs[@]}"; do
+			reachable "${a%:*}" "${a##*:}" || die "redis cluster node $a (ARCMILL_REDIS_CLUSTER_ADDRS) does not answer"
+		done
+		cluster_ok "${addrs[@]}" || die "redis cluster at ARCMILL_REDIS_CLUSTER_ADDRS is not cluster_state:ok on every node"
+		log "redis cluster ${#addrs[@]} nodes up (not managed)"
+		return
+	fi
+	if cluster_ok "${addrs[@]}"; then log "redis cluster ${#addrs[@]} nodes up on ${addrs[0]}..${addrs[-1]##*:}"; return; fi
+	command -v redis-server >/dev/null || install_packages redis-server
+	local base=/var/lib/redis-cluster
+	[ "$(id -u)" = 0 ] || base=${TMPDIR:-/tmp}/arcmill-redis-cluster
+	for a in "${addrs[@]}"; do
+		local host=${a%:*} port=${a##*:}
+		reachable "$host" "$port" && continue
+		log "starting redis-server --cluster-enabled yes on $a"
+		mkdir -p "$base/$port"
+		redis-server --daemonize yes --bind "$host" --port "$port" --cluster-enabled yes \
+			--cluster-config-file "nodes-$port.conf" --cluster-node-timeout 5000 --dir "$base/$port" \
+			--save "" --appendonly no --logfile "$base/$port/redis.log" >/dev/null
+	done
+	for a in "${addrs[@]}"; do wait_for "redis cluster node" "${a%:*}" "${a##*:}"; done
+	# Nodes that knew a cluster (their nodes-<port>.conf) rejoin it: give them the time to agree.
+	local assigned
+	assigned=$(cluster_info "${addrs[0]}" | sed -n 's/^cluster_slots_assigned://p')
+	if [ "${assigned:-0}" != 0 ] && wait_cluster_ok 20 "${addrs[@]}"; then
+		log "redis cluster ${#addrs[@]} nodes up (rejoined)"
+		return
+	fi
+	if [ "${assigned:-0}" != 0 ]; then
+		# A cluster that cannot recover (nodes lost for good): the test cluster holds nothing to
+		# keep, so it is made again.
+		log "redis cluster is not ok: resetting its nodes and creating it again"
+		for a in "${addrs[@]}"; do
+			redis-cli -h "${a%:*}" -p "${a##*:}" flushall >/dev/null 2>&1 || true
+			redis-cli -h "${a%:*}" -p "${a##*:}" cluster reset hard >/dev/null
+		done
+	fi
+	log "creating the redis cluster (3 primaries, 1 replica each)"
+	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null ||
+		die "redis-cli --cluster create failed"
+	wait_cluster_ok 60 "${addrs[@]}" || die "redis cluster not cluster_state:ok on every node within 60 s"
+	log "redis cluster ${#addrs[@]} nodes up on ${addrs[0]}..${addrs[-1]##*:}"
 }
 
 # --- PostgreSQL --------------------------------------------------------------
@@ -226,6 +309,7 @@ browser() {
 }
 
 redis
+redis_cluster
 postgres
 mysql
 nats

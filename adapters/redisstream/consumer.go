@@ -388,7 +388,7 @@ func (c *consumer) deliver(ctx context.Context, e Entry) bool {
 	msg, ev := c.unmarshal(e)
 	var key string
 	if c.gate != nil {
-		key = wildcard.DefaultPartitionKey(msg)
+		key = c.s.orderKey(msg)
 		if !c.gate.acquire(ctx, key) {
 			<-c.slots
 			return false

@@ -78,15 +78,32 @@
 // # Cluster, Sentinel and TLS
 //
 // Every type takes a redis.UniversalClient, so a Cluster client, a
-// failover (Sentinel) client and TLS options work as they are. Each command
-// and script touches one key, except where two streams meet: `arcmill dlq
-// redrive` moves a dead letter with one script over the dead-letter stream
-// and its target, so on a Cluster give both a shared hash tag
-// ({orders}:events and {orders}:events:dlq). Durability's WAIT and WAITAOF
-// confirm the writes of the connection they run on, which a pipeline keeps
-// on the stream's node. After a Sentinel failover, what the old primary
-// acknowledged but had not replicated is gone unless Durability asked for a
-// replica.
+// failover (Sentinel) client and TLS options work as they are; the
+// universal Pub/Sub suite runs on a real Cluster. Each command and script
+// touches one key (the read script, the entry read, the heartbeat and
+// claims, XACK, SafeTrim's XINFO, XPENDING and XTRIM, the dead-letter
+// guard's SET NX), except where two streams meet: RedriveEntry (`arcmill dlq
+// redrive`) moves a dead letter with one script over the dead-letter stream
+// and its target, which a Cluster runs only in one slot; across slots it is
+// refused with ErrCrossSlot before anything runs. Give both a shared hash
+// tag ({orders}:events and {orders}:events:dlq), or use Partitions, whose
+// dead letters share each partition's slot. Durability's WAIT and WAITAOF
+// confirm the writes of the connection they run on: on a Cluster the
+// pipeline runs on the stream's primary. After a failover (Sentinel or
+// Cluster), what the old primary acknowledged but had not replicated is
+// gone unless Durability asked for a replica.
+//
+// # Partitioned streams
+//
+// One stream lives on one node, however large the cluster. Partitions
+// split a stream into N (arc:events:{0} … arc:events:{N-1}, one hash tag
+// each, so they spread over a Cluster's primaries); PartitionPublisher puts
+// each event in the partition of its RoutingKey (FNV-1a, see PartitionOf,
+// reproducible in any language), and PartitionSubscriber reads a group's
+// partitions, all or an assigned share, into one channel, keeping each
+// key's order end to end. An Arc service reads or writes one partition
+// with a RedisStreamTransport whose stream is the partition's key. With N
+// = 1 the layout is Arc's single stream.
 //
 // # Differences from Arc's reader, on purpose
 //

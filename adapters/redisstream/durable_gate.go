@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // durabilityRecheck is how long the answer of a durability pre-check (or
@@ -59,7 +61,7 @@ func (g *durableGate) confirmed() {
 
 // admit returns nil when a durable write may go ahead, or the error that
 // refuses it, nothing written.
-func (p *Publisher) admitDurable(ctx context.Context, d Durability) error {
+func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability) error {
 	g := &p.gate
 	if !g.short.Load() {
 		return nil
@@ -74,7 +76,7 @@ func (p *Publisher) admitDurable(ctx context.Context, d Durability) error {
 		return nil
 	}
 	g.mu.Unlock()
-	err := p.durabilityReady(ctx, d)
+	err := p.durabilityReady(ctx, topic, d)
 	g.mu.Lock()
 	g.checked, g.err = time.Now(), err
 	g.mu.Unlock()
@@ -95,12 +97,23 @@ const replicaMaxLag = 2
 // replication) and, with Fsync, an append-only file (INFO persistence).
 // A server that does not answer is an error of its own (the transport's);
 // nothing is written either way.
-func (p *Publisher) durabilityReady(ctx context.Context, d Durability) error {
+//
+// On a Cluster client the server asked is the primary of topic's slot, the
+// one the entries go to; any other node's replicas say nothing of them.
+func (p *Publisher) durabilityReady(ctx context.Context, topic string, d Durability) error {
 	sections := []string{"replication"}
 	if d.Fsync {
 		sections = append(sections, "persistence")
 	}
-	info, err := p.cfg.Client.Info(ctx, sections...).Result()
+	var server redis.Cmdable = p.cfg.Client
+	if cc, ok := p.cfg.Client.(*redis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, topic)
+		if err != nil {
+			return fmt.Errorf("redisstream: checking durability before writing (the primary of %q): %w", topic, err)
+		}
+		server = node
+	}
+	info, err := server.Info(ctx, sections...).Result()
 	if err != nil {
 		return fmt.Errorf("redisstream: checking durability before writing (INFO): %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,8 +187,14 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { p.checkServer(ctx) })
+	return p.send(ctx, topic, msgs, args)
+}
+
+// send writes the entries entries built for msgs: one XADD, or one
+// pipeline (with WAIT or WAITAOF when Durability asks), then trims.
+func (p *Publisher) send(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
 	if p.cfg.Durability != nil {
-		if err := p.admitDurable(ctx, p.durability()); err != nil {
+		if err := p.admitDurable(ctx, topic, p.durability()); err != nil {
 			return err
 		}
 		defer p.trim(ctx, topic, len(msgs))
@@ -267,10 +274,28 @@ func (p *Publisher) checkServer(ctx context.Context) {
 // connection: both commands confirm that connection's writes).
 // A confirmation that falls short opens the gate (durableGate), so the
 // retries that follow write nothing until the server can confirm again.
+//
+// On a Cluster client the pipeline runs on the stream's primary itself:
+// go-redis would route WAIT by its first argument, as if the replica count
+// were a key (WAIT 1 … to the node of slot 9842), and confirm nothing of
+// the stream's writes. A MOVED or ASK reply (the slot has moved, or is
+// moving) fails the publish, to be retried, and reloads the client's slot
+// map, so the retry goes to the new primary.
 func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
 	d := p.durability()
+	var client interface {
+		Pipelined(context.Context, func(redis.Pipeliner) error) ([]redis.Cmder, error)
+	} = p.cfg.Client
+	cluster, _ := p.cfg.Client.(*redis.ClusterClient)
+	if cluster != nil {
+		node, err := cluster.MasterForKey(ctx, topic)
+		if err != nil {
+			return fmt.Errorf("redisstream: finding the primary of %q: %w", topic, err)
+		}
+		client = node
+	}
 	var wait, waitAOF *redis.Cmd
-	cmds, err := p.cfg.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+	cmds, err := client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, a := range args {
 			pipe.XAdd(ctx, a)
 		}
@@ -283,6 +308,9 @@ func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*me
 	})
 	for i, cmd := range cmds[:len(args)] {
 		if cmd.Err() != nil {
+			if cluster != nil && slotMoved(cmd.Err()) {
+				cluster.ReloadState(ctx)
+			}
 			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", i+1, len(msgs), msgs[i].UUID, topic, cmd.Err())
 		}
 	}
@@ -420,4 +448,11 @@ func (p *Publisher) Close() error {
 		return p.cfg.Client.Close()
 	}
 	return nil
+}
+
+// slotMoved reports a Cluster redirection: the slot is served elsewhere
+// (MOVED) or is being migrated (ASK).
+func slotMoved(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
 }

@@ -33,7 +33,9 @@ return 1`)
 // maxLen is 0. It reports false, and changes nothing, when the dead letter
 // is no longer there: a redrive interrupted at any point and run again, or
 // two redrives running at once, move each dead letter once. Both keys must
-// live on one node (one hash slot on a cluster).
+// live on one node: on a Cluster client, keys in different hash slots are
+// refused with ErrCrossSlot before anything runs (Partitions put each
+// partition and its dead letters in one slot).
 func RedriveEntry(ctx context.Context, client redis.UniversalClient, dlq, id, target string, maxLen int64,
 	fields []string) (bool, error) {
 	if len(fields) == 0 || len(fields)%2 != 0 {
@@ -42,6 +44,10 @@ func RedriveEntry(ctx context.Context, client redis.UniversalClient, dlq, id, ta
 	}
 	if maxLen < 0 {
 		return false, fmt.Errorf("%w: RedriveEntry maxLen is %d: must not be negative", ErrInvalidConfig, maxLen)
+	}
+	if err := sameSlot(client, "the redrive moves the dead letter with one script, which one node runs atomically",
+		target, dlq); err != nil {
+		return false, err
 	}
 	args := make([]any, 0, 2+len(fields))
 	args = append(args, id, strconv.FormatInt(maxLen, 10))

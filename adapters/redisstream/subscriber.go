@@ -77,6 +77,20 @@ type Subscriber struct {
 	held map[heldKey]*consumer
 
 	signals subscriberSignals
+
+	// keyOf, when set, is the key whose messages are delivered one at a
+	// time instead of wildcard.DefaultPartitionKey: a PartitionSubscriber's
+	// RoutingKey, so that the key that chose the partition is the key kept in
+	// order within it. Set before the first Subscribe, never changed.
+	keyOf func(*message.Message) string
+}
+
+// orderKey is the key a consumer delivers one message of at a time.
+func (s *Subscriber) orderKey(msg *message.Message) string {
+	if s.keyOf != nil {
+		return s.keyOf(msg)
+	}
+	return wildcard.DefaultPartitionKey(msg)
 }
 
 // NewSubscriber returns a Subscriber.
