@@ -43,6 +43,11 @@ type StackConfig struct {
 	// Publisher that does not share a Redis client of its own. Defaults to
 	// nil: the guard is on only where DeadLetterConfig provides one.
 	Redis redis.UniversalClient
+	// Sequence, when set, sequences dead letters for the one handler this
+	// Stack serves (see Sequencer): its Client defaults to the dead-letter
+	// Publisher's client (a RedisClienter), else to Redis; its Group to
+	// DeadLetter.ConsumerGroup. Defaults to nil: not sequenced.
+	Sequence *SequenceConfig
 }
 
 // Stack is the one order of recovery middleware that works. Use its
@@ -51,8 +56,10 @@ type StackConfig struct {
 type Stack struct {
 	Retry      *Retry
 	DeadLetter *DeadLetter
-	// Middleware is, outermost first: Causation, DeadLetter, Validation (if
-	// any), Retry, Timeout (if any), Recoverer.
+	// Sequencer is set with StackConfig.Sequence; Close stops it.
+	Sequencer *Sequencer
+	// Middleware is, outermost first: Sequencer (if any), Causation,
+	// DeadLetter, Validation (if any), Retry, Timeout (if any), Recoverer.
 	Middleware []message.HandlerMiddleware
 }
 
@@ -111,6 +118,14 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Retry: retry, DeadLetter: dl}
+	if cfg.Sequence != nil {
+		if s.Sequencer, err = newStackSequencer(cfg); err != nil {
+			return nil, err
+		}
+		// Outermost: it must see every dead letter, and the parked events
+		// it runs later go through the whole stack.
+		s.Middleware = append(s.Middleware, s.Sequencer.Middleware)
+	}
 	s.Middleware = append(s.Middleware, Causation, dl.Middleware)
 	if cfg.Validator != nil {
 		s.Middleware = append(s.Middleware, Validation(cfg.Validator, cfg.OnInvalid, cfg.Logger))
@@ -121,4 +136,33 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	s.Middleware = append(s.Middleware, Recoverer)
 	return s, nil
+}
+
+// newStackSequencer builds StackConfig.Sequence's Sequencer with the
+// stack's Redis, group and logger as defaults.
+func newStackSequencer(cfg StackConfig) (*Sequencer, error) {
+	sc := *cfg.Sequence
+	if rc, ok := cfg.DeadLetter.Publisher.(RedisClienter); ok && sc.Client == nil {
+		sc.Client = rc.RedisClient() // the dead letters' own Redis: parked events as durable as they are
+	}
+	if sc.Client == nil {
+		sc.Client = cfg.Redis
+	}
+	if sc.Group == "" {
+		sc.Group = cfg.DeadLetter.ConsumerGroup
+	}
+	if sc.Logger == nil {
+		sc.Logger = cfg.Logger
+	}
+	return NewSequencer(sc)
+}
+
+// Close stops what the Stack runs in the background (a Sequencer's
+// drainer); call it after the router closed. A Stack without one has
+// nothing to stop.
+func (s *Stack) Close() error {
+	if s.Sequencer != nil {
+		return s.Sequencer.Close()
+	}
+	return nil
 }
