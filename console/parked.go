@@ -109,9 +109,13 @@ func readParked(r *http.Request) (ParkedRequest, error) {
 	return req, nil
 }
 
-func (c *Console) apiParkedRelease(w http.ResponseWriter, r *http.Request) { c.parkedAction(w, r, "release") }
+func (c *Console) apiParkedRelease(w http.ResponseWriter, r *http.Request) {
+	c.parkedAction(w, r, "release")
+}
 
-func (c *Console) apiParkedDiscard(w http.ResponseWriter, r *http.Request) { c.parkedAction(w, r, "discard") }
+func (c *Console) apiParkedDiscard(w http.ResponseWriter, r *http.Request) {
+	c.parkedAction(w, r, "discard")
+}
 
 // parkedAction releases or discards one parked sequence, and audits it.
 func (c *Console) parkedAction(w http.ResponseWriter, r *http.Request, action string) {
