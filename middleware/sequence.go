@@ -240,13 +240,21 @@ func noteDeadLettered(ctx context.Context, reason, errMsg string) {
 }
 
 // Middleware is the message.HandlerMiddleware. The first call starts the
-// drainer with h; a Sequencer serves one handler.
+// drainer with h. A Sequencer serves one handler: a second call panics.
 func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	first := false
 	s.startOnce.Do(func() {
+		first = true
 		s.h = h
 		s.started.Store(true)
 		go s.drainLoop()
 	})
+	if !first {
+		// The drainer runs parked events through the first handler only:
+		// a second one would see another handler's events run as its own.
+		panic("middleware: a Sequencer serves one handler, and its Middleware was applied to a second; " +
+			"build one Stack (or Sequencer) per sequenced handler")
+	}
 	return func(msg *message.Message) ([]*message.Message, error) {
 		key := s.cfg.Key(msg)
 		if key == "" || msg.Metadata.Get(MetadataDLQReason) != "" {
@@ -254,11 +262,7 @@ func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		ctx := msg.Context()
 		fields := watermill.LogFields{"message_uuid": msg.UUID, "handler_name": s.cfg.Handler, "sequence_key": key}
-		entry, err := encodeParked(msg)
-		if err != nil {
-			return nil, err
-		}
-		verdict, err := s.store.gate(ctx, key, msg.UUID, parkedID(msg), entry, parkedPosition(msg))
+		verdict, err := s.gate(ctx, key, msg)
 		if err != nil {
 			return nil, s.storeFailed(ctx, "Sequence not checked; nacking", err, fields)
 		}
@@ -295,6 +299,21 @@ func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		return res, nil
 	}
+}
+
+// gate tells what to do with msg: a key with no sequence (the common
+// case) costs one EXISTS; a parked key's event goes, with its bytes,
+// through gateScript, which checks again and appends in one step.
+func (s *Sequencer) gate(ctx context.Context, key string, msg *message.Message) (int, error) {
+	parked, err := s.store.exists(ctx, key)
+	if err != nil || !parked {
+		return gateRun, err
+	}
+	entry, err := encodeParked(msg)
+	if err != nil {
+		return 0, err
+	}
+	return s.store.gate(ctx, key, msg.UUID, parkedID(msg), entry, parkedPosition(msg))
 }
 
 // parkHead makes msg, just dead-lettered, the head of key's sequence.

@@ -183,6 +183,12 @@ func (s *sequenceStore) gate(ctx context.Context, key, eventID, parkedID string,
 	return gateScript.Run(ctx, s.client, s.keys(key), eventID, parkedID, entry, pos).Int()
 }
 
+// exists reports whether key has a sequence (parked or releasing).
+func (s *sequenceStore) exists(ctx context.Context, key string) (bool, error) {
+	n, err := s.client.Exists(ctx, s.keys(key)[0]).Result()
+	return n == 1, err
+}
+
 func (s *sequenceStore) park(ctx context.Context, key, eventID string, info []byte, at time.Time) (bool, error) {
 	n, err := parkScript.Run(ctx, s.client, s.keys(key), key, eventID, info, at.UnixMilli()).Int()
 	return n == 1, err

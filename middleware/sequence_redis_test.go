@@ -433,3 +433,56 @@ func TestSequenceConfigValidate(t *testing.T) {
 	}
 	assert.NoError(t, middleware.SequenceConfig{Client: client, Handler: "h"}.Validate())
 }
+
+// A Sequencer serves one handler: applying it to a second panics, rather
+// than drain one handler's parked events through the other.
+func TestSequencerServesOneHandler(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	defer client.Close()
+	s, err := middleware.NewSequencer(middleware.SequenceConfig{Client: client, Handler: "h",
+		Prefix: "arcmill-test:seqone:" + uuid.NewString() + ":"})
+	require.NoError(t, err)
+	defer s.Close()
+	h := func(*message.Message) ([]*message.Message, error) { return nil, nil }
+	s.Middleware(h)
+	assert.Panics(t, func() { s.Middleware(h) })
+}
+
+// The cost of a Sequencer on a handler whose keys are not parked (one
+// EXISTS per keyed event), against the same stack without it:
+//
+//	go test -run '^$' -bench BenchmarkSequencer -benchtime 2000x ./middleware/
+func BenchmarkSequencer(b *testing.B) {
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
+	defer client.Close()
+	prefix := "arcmill-test:seqbench:" + uuid.NewString() + ":"
+	for _, sequenced := range []bool{false, true} {
+		b.Run(fmt.Sprintf("sequenced=%v", sequenced), func(b *testing.B) {
+			cfg := middleware.StackConfig{
+				Retry: middleware.RetryConfig{MaxRetries: middleware.NoRetries},
+				DeadLetter: middleware.DeadLetterConfig{Publisher: &redisstream.DeadLetterPublisher{Client: client},
+					Topic: prefix + "dlq", ConsumerGroup: "g"},
+			}
+			if sequenced {
+				cfg.Sequence = &middleware.SequenceConfig{Handler: "h", Prefix: prefix}
+			}
+			stack, err := middleware.NewStack(cfg)
+			require.NoError(b, err)
+			defer stack.Close()
+			var h message.HandlerFunc = func(*message.Message) ([]*message.Message, error) { return nil, nil }
+			for i := len(stack.Middleware) - 1; i >= 0; i-- {
+				h = stack.Middleware[i](h)
+			}
+			ev, err := arc.NewEvent("order.paid", map[string]int{"amount": 1}, arc.Meta{PartitionKey: "order-1"})
+			require.NoError(b, err)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				msg, _ := arc.ToMessage(ev)
+				if _, err := h(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
