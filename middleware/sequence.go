@@ -31,7 +31,15 @@ const (
 	// whose sequence state could not be read or written (Redis down), so
 	// that an outage is no hot loop.
 	DefaultSequenceStoreBackoff = time.Second
+	// DefaultSequenceWaitTimeout bounds the WAIT for replicas
+	// (SequenceConfig.WaitReplicas).
+	DefaultSequenceWaitTimeout = time.Second
 )
+
+// ErrParkNotReplicated is the error of an event parked but not confirmed
+// by SequenceConfig.WaitReplicas replicas in time: it is nacked, and its
+// redelivery waits again.
+var ErrParkNotReplicated = errors.New("middleware: parked event not confirmed by enough replicas")
 
 // ErrSequenceStore wraps a failure to read or write a parked sequence: the
 // message is nacked and comes back, never run past a park it cannot see.
@@ -74,6 +82,16 @@ type SequenceConfig struct {
 	// renewing it; after a crash another instance resumes the release
 	// after it. Defaults to DefaultSequenceLease.
 	Lease time.Duration
+	// WaitReplicas, when positive, makes each park wait (WAIT) until that
+	// many replicas of the key's Redis have it before the event is
+	// acknowledged from its source; fewer within WaitTimeout nack it, and
+	// its redelivery (parked already) waits again. Defaults to 0: a parked
+	// event is as durable as the primary's persistence (as dead letters,
+	// which no WAIT follows).
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Defaults to
+	// DefaultSequenceWaitTimeout.
+	WaitTimeout time.Duration
 	// StoreBackoff is the wait before nacking a message whose sequence
 	// state Redis could not give. Defaults to DefaultSequenceStoreBackoff.
 	StoreBackoff time.Duration
@@ -104,6 +122,9 @@ func (c *SequenceConfig) setDefaults() {
 	if c.StoreBackoff == 0 {
 		c.StoreBackoff = DefaultSequenceStoreBackoff
 	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = DefaultSequenceWaitTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
@@ -128,6 +149,10 @@ func (c *SequenceConfig) validate() error {
 		return fmt.Errorf("%w: SequenceConfig.Lease must be at least 3ms, got %v", ErrInvalidConfig, c.Lease)
 	case c.StoreBackoff < 0:
 		return fmt.Errorf("%w: SequenceConfig.StoreBackoff must be positive or 0 (default), got %v", ErrInvalidConfig, c.StoreBackoff)
+	case c.WaitReplicas < 0:
+		return fmt.Errorf("%w: SequenceConfig.WaitReplicas must not be negative, got %d", ErrInvalidConfig, c.WaitReplicas)
+	case c.WaitTimeout < time.Millisecond:
+		return fmt.Errorf("%w: SequenceConfig.WaitTimeout must be at least 1ms, got %v", ErrInvalidConfig, c.WaitTimeout)
 	case c.Publisher != nil && c.PublishTopic == "":
 		return fmt.Errorf("%w: SequenceConfig.PublishTopic is required with a Publisher", ErrInvalidConfig)
 	}
@@ -267,12 +292,15 @@ func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			return nil, s.storeFailed(ctx, "Sequence not checked; nacking", err, fields)
 		}
 		switch verdict {
-		case gateParked:
-			s.parked.Add(1)
-			s.cfg.Logger.Debug("Event parked behind its key's dead letter", fields)
+		case gateParked, gateDuplicate: // a duplicate: parked by an earlier delivery
+			if err := s.replicated(ctx, key); err != nil {
+				return nil, s.storeFailed(ctx, "Parked event not replicated; nacking", err, fields)
+			}
+			if verdict == gateParked {
+				s.parked.Add(1)
+				s.cfg.Logger.Debug("Event parked behind its key's dead letter", fields)
+			}
 			return nil, nil
-		case gateDuplicate:
-			return nil, nil // parked by an earlier delivery
 		}
 		out := &seqOutcome{}
 		msg.SetContext(context.WithValue(ctx, seqOutcomeKey{}, out))
@@ -323,6 +351,9 @@ func (s *Sequencer) parkHead(ctx context.Context, key string, msg *message.Messa
 	info := headInfoOf(msg, out.reason, out.err)
 	out.mu.Unlock()
 	ok, err := s.store.park(ctx, key, msg.UUID, info, time.Now())
+	if err == nil {
+		err = s.replicated(ctx, key)
+	}
 	if err != nil {
 		return s.storeFailed(ctx, "Dead letter written but its key not parked; nacking", err, fields)
 	}
@@ -334,6 +365,22 @@ func (s *Sequencer) parkHead(ctx context.Context, key string, msg *message.Messa
 		// transport orders keys per consumer only) and parked it first.
 		s.cfg.Logger.Error("Dead letter of a key already parked behind another head; redrive it after that one",
 			nil, fields)
+	}
+	return nil
+}
+
+// replicated waits for WaitReplicas replicas of key's Redis to have what
+// was written to it; nil at once without WaitReplicas.
+func (s *Sequencer) replicated(ctx context.Context, key string) error {
+	if s.cfg.WaitReplicas == 0 {
+		return nil
+	}
+	n, err := s.store.wait(ctx, key, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+	if err != nil {
+		return err
+	}
+	if n < int64(s.cfg.WaitReplicas) {
+		return fmt.Errorf("%w: %d of %d within %v", ErrParkNotReplicated, n, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
 	}
 	return nil
 }

@@ -183,6 +183,28 @@ func (s *sequenceStore) gate(ctx context.Context, key, eventID, parkedID string,
 	return gateScript.Run(ctx, s.client, s.keys(key), eventID, parkedID, entry, pos).Int()
 }
 
+// wait runs WAIT on the node that holds key (on a cluster, the key's
+// master: WAIT has no key to be routed by) and returns how many replicas
+// acknowledged.
+func (s *sequenceStore) wait(ctx context.Context, key string, replicas int, timeout time.Duration) (int64, error) {
+	type waiter interface {
+		Wait(ctx context.Context, numReplicas int, timeout time.Duration) *redis.IntCmd
+	}
+	var c any = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, s.keys(key)[0])
+		if err != nil {
+			return 0, err
+		}
+		c = node
+	}
+	w, ok := c.(waiter)
+	if !ok {
+		return 0, fmt.Errorf("%w: %T cannot WAIT", ErrInvalidConfig, c)
+	}
+	return w.Wait(ctx, replicas, timeout).Result()
+}
+
 // exists reports whether key has a sequence (parked or releasing).
 func (s *sequenceStore) exists(ctx context.Context, key string) (bool, error) {
 	n, err := s.client.Exists(ctx, s.keys(key)[0]).Result()
