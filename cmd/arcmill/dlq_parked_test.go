@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -111,4 +114,78 @@ func TestDlqParkedReleaseDiscard(t *testing.T) {
 	assert.Equal(t, exitNotFound, r.code)
 	r = arcmill(t, "", "dlq", "release", "nope", "--seq-prefix", prefix)
 	assert.Equal(t, exitNotFound, r.code)
+}
+
+// `arcmill dlq redrive` of a head releases its parked sequence: the
+// consumer runs the head, then the parked events, in order.
+func TestDlqRedriveReleasesParkedSequence(t *testing.T) {
+	c := redisClient(t)
+	ctx := context.Background()
+	stream := tempStream(t, c)
+	prefix := stream + ":seq:"
+	t.Cleanup(func() {
+		keys, _ := c.Keys(ctx, prefix+"*").Result()
+		if len(keys) > 0 {
+			c.Del(ctx, keys...)
+		}
+	})
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry: middleware.RetryConfig{MaxRetries: middleware.NoRetries},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: &redisstream.DeadLetterPublisher{Client: c}, Topic: stream + ":dlq",
+			ConsumerGroup: "svc"},
+		Sequence: &middleware.SequenceConfig{Handler: "ship", Prefix: prefix, PollInterval: 50 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{OnMalformed: stack.DeadLetter.Malformed})
+	require.NoError(t, err)
+	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: c, ConsumerGroup: "svc",
+		BlockTime: 100 * time.Millisecond})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	fixed, ran := false, []string{}
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "ship", Subscriber: sub, Topic: stream, Patterns: []string{"order.*"},
+		Middleware: stack.Middleware}, func(_ context.Context, ev arc.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Type == "order.created" && !fixed {
+			return fmt.Errorf("%w: no warehouse", arc.ErrUnrecoverable)
+		}
+		ran = append(ran, ev.Type)
+		return nil
+	})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = events.Run(ctx) }()
+	<-router.Running()
+	defer func() { require.NoError(t, router.Close()); <-done; require.NoError(t, stack.Close()) }()
+
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: c})
+	require.NoError(t, err)
+	types := []string{"order.created", "order.paid", "order.packed", "order.shipped"}
+	for _, typ := range types {
+		ev, err := arc.NewEvent(typ, nil, arc.Meta{Aggregate: &arc.Aggregate{Type: "order", ID: "o-9"}})
+		require.NoError(t, err)
+		msg, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		require.NoError(t, pub.Publish(stream, msg))
+	}
+	require.Eventually(t, func() bool {
+		r := arcmill(t, "", "dlq", "parked", "--seq-prefix", prefix, "--format", "json")
+		return strings.Contains(r.stdout, `"parked":3`)
+	}, 60*time.Second, 50*time.Millisecond)
+	mu.Lock()
+	assert.Empty(t, ran)
+	fixed = true
+	mu.Unlock()
+
+	r := arcmill(t, "", "dlq", "redrive", "--stream", stream+":dlq")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(ran) == 4 }, 60*time.Second, 20*time.Millisecond)
+	mu.Lock()
+	assert.Equal(t, types, ran)
+	mu.Unlock()
+	r = arcmill(t, "", "dlq", "parked", "--seq-prefix", prefix, "--format", "json")
+	assert.Empty(t, r.stdout)
 }
