@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,8 @@ type SequenceConfig struct {
 	// Group is the consumer group the handler reads in, so that two
 	// groups running a handler of one name keep apart. Defaults to "".
 	Group string
-	// Prefix starts every key. Defaults to DefaultSequencePrefix.
+	// Prefix starts every key; no { or } (a hash tag follows it).
+	// Defaults to DefaultSequencePrefix.
 	Prefix string
 	// Key gives a message's sequence key; "" leaves it unsequenced.
 	// Defaults to SequenceKey.
@@ -143,6 +145,8 @@ func (c *SequenceConfig) validate() error {
 		return fmt.Errorf("%w: SequenceConfig.Client is required", ErrInvalidConfig)
 	case c.Handler == "":
 		return fmt.Errorf("%w: SequenceConfig.Handler is required", ErrInvalidConfig)
+	case strings.ContainsAny(c.Prefix, "{}"):
+		return fmt.Errorf("%w: SequenceConfig.Prefix %q must not hold { or }: the keys' hash tag follows it", ErrInvalidConfig, c.Prefix)
 	case c.PollInterval < 0:
 		return fmt.Errorf("%w: SequenceConfig.PollInterval must be positive or 0 (default), got %v", ErrInvalidConfig, c.PollInterval)
 	case c.Lease < 3*time.Millisecond:

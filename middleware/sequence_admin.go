@@ -92,8 +92,8 @@ func (a SequenceAdmin) handlers(ctx context.Context) ([][2]string, error) {
 	for _, n := range names {
 		tag := strings.TrimSuffix(strings.TrimPrefix(n, a.prefix()+"{"), "}:index")
 		group, handler, ok := strings.Cut(tag, "|")
-		if !ok {
-			continue
+		if !ok || strings.Contains(tag, "}") {
+			continue // a sequence's own key whose name ends so; escaped names hold no "}"
 		}
 		out = append(out, [2]string{tagUnescaper.Replace(group), tagUnescaper.Replace(handler)})
 	}

@@ -426,6 +426,7 @@ func TestSequenceConfigValidate(t *testing.T) {
 		"no client":  {Handler: "h"},
 		"no handler": {Client: client},
 		"lease":      {Client: client, Handler: "h", Lease: time.Millisecond},
+		"prefix":     {Client: client, Handler: "h", Prefix: "app:{seq}:"},
 		"publisher":  {Client: client, Handler: "h", Publisher: &redisstream.DeadLetterPublisher{}},
 	} {
 		err := c.Validate()
