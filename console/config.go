@@ -124,6 +124,10 @@ type Config struct {
 	// SampleWindow is how far back the charts reach. Defaults to
 	// DefaultSampleWindow.
 	SampleWindow time.Duration
+	// SequencePrefix is the key prefix of the sequenced handlers whose
+	// parked keys the Parked page shows (middleware.SequenceConfig.Prefix),
+	// in Redis. Defaults to middleware.DefaultSequencePrefix.
+	SequencePrefix string
 	// CSRFKey signs CSRF tokens. Set the same key on every replica behind
 	// one load balancer. Defaults to a random key per Console.
 	CSRFKey []byte

@@ -104,6 +104,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /audit", read(c.auditPage))
 	mux.HandleFunc("GET /tail", read(c.tailPage))
 	mux.HandleFunc("GET /explore", read(c.explorePage))
+	mux.HandleFunc("GET /parked", read(c.parkedPage))
 	// JSON API.
 	mux.HandleFunc("GET /api/overview", read(c.apiOverview))
 	mux.HandleFunc("GET /api/groups", read(c.apiGroups))
@@ -119,6 +120,9 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /api/tail", read(c.apiTail))
 	mux.HandleFunc("GET /api/samples", read(c.apiSamples))
 	mux.HandleFunc("GET /api/explore", read(c.apiExplore))
+	mux.HandleFunc("GET /api/parked", read(c.apiParked))
+	mux.HandleFunc("POST /api/parked/release", c.mutation(c.apiParkedRelease))
+	mux.HandleFunc("POST /api/parked/discard", c.mutation(c.apiParkedDiscard))
 	// Arc's outbox admin routes: restricted to operators, as Arc's are to
 	// platform operators.
 	p := c.cfg.AdminPrefix

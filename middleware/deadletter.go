@@ -364,6 +364,7 @@ func (d *DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			d.waitOutage(ctx, key)
 			return nil, errors.Join(err, fmt.Errorf("dead letter not published: %w", perr))
 		}
+		noteDeadLettered(ctx, dl.Reason, dl.Error.Message) // a Sequencer outside parks the key
 		d.outages.forget(key)
 		return nil, nil
 	}

@@ -139,4 +139,16 @@
 // distinct event under a reused id must still get its dead letter. The key store is pluggable
 // (DeadLetterConfig.Guard); a guard that cannot be reached nacks the
 // message, after the outage wait.
+//
+// # Sequenced dead letters
+//
+// With StackConfig.Sequence (a Sequencer, opt-in per handler, outermost),
+// a dead letter of an event with partition key K (meta.partitionKey, else
+// its aggregate id; events with neither are not sequenced) parks the
+// handler's later events of K in Redis, in source order, instead of
+// running them before it: order.cancelled never runs before a failed
+// order.created. They run, in order, once the dead letter (the head) is
+// redriven and succeeds, or an operator releases them (SequenceAdmin,
+// `arcmill dlq release`, the console's Parked page); an operator may also
+// discard them. New events of K join the sequence until it has drained.
 package middleware

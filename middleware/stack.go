@@ -48,6 +48,11 @@ type StackConfig struct {
 	// to the handler's subscription too, so that intake pauses while it is
 	// open. Defaults to nil: no breaker.
 	Breaker *Breaker
+	// Sequence, when set, sequences dead letters for the one handler this
+	// Stack serves (see Sequencer): its Client defaults to the dead-letter
+	// Publisher's client (a RedisClienter), else to Redis; its Group to
+	// DeadLetter.ConsumerGroup. Defaults to nil: not sequenced.
+	Sequence *SequenceConfig
 }
 
 // Stack is the one order of recovery middleware that works. Use its
@@ -58,15 +63,20 @@ type Stack struct {
 	DeadLetter *DeadLetter
 	// Breaker is StackConfig.Breaker, nil when none.
 	Breaker *Breaker
-	// Middleware is, outermost first: Causation, DeadLetter, Validation (if
-	// any), Retry, Breaker (if any), Timeout (if any), Recoverer.
+	// Sequencer is set with StackConfig.Sequence; Close stops it.
+	Sequencer *Sequencer
+	// Middleware is, outermost first: Sequencer (if any), Causation,
+	// DeadLetter, Validation (if any), Retry, Breaker (if any), Timeout (if
+	// any), Recoverer.
 	Middleware []message.HandlerMiddleware
 }
 
 // NewStack assembles the recovery middleware in the only order that works:
 //
-//  1. Causation, outermost, so that everything inside, dead letters
-//     included, sees the event being handled.
+//  0. Sequencer (if any), outermost, so that it sees every dead letter,
+//     and the parked events it runs later go through the whole stack.
+//  1. Causation, so that everything inside, dead letters included, sees
+//     the event being handled.
 //  2. DeadLetter, outside everything that fails, so that a failure reaching
 //     it is final; nothing outside it swallows errors (the mistake of
 //     watermill issues #580 and #645, PoisonQueue inside Retry, cannot be
@@ -127,6 +137,14 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Retry: retry, DeadLetter: dl, Breaker: cfg.Breaker}
+	if cfg.Sequence != nil {
+		if s.Sequencer, err = newStackSequencer(cfg); err != nil {
+			return nil, err
+		}
+		// Outermost: it must see every dead letter, and the parked events
+		// it runs later go through the whole stack.
+		s.Middleware = append(s.Middleware, s.Sequencer.Middleware)
+	}
 	s.Middleware = append(s.Middleware, Causation, dl.Middleware)
 	if cfg.Validator != nil {
 		s.Middleware = append(s.Middleware, Validation(cfg.Validator, cfg.OnInvalid, cfg.Logger))
@@ -140,4 +158,33 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	s.Middleware = append(s.Middleware, Recoverer)
 	return s, nil
+}
+
+// newStackSequencer builds StackConfig.Sequence's Sequencer with the
+// stack's Redis, group and logger as defaults.
+func newStackSequencer(cfg StackConfig) (*Sequencer, error) {
+	sc := *cfg.Sequence
+	if rc, ok := cfg.DeadLetter.Publisher.(RedisClienter); ok && sc.Client == nil {
+		sc.Client = rc.RedisClient() // the dead letters' own Redis: parked events as durable as they are
+	}
+	if sc.Client == nil {
+		sc.Client = cfg.Redis
+	}
+	if sc.Group == "" {
+		sc.Group = cfg.DeadLetter.ConsumerGroup
+	}
+	if sc.Logger == nil {
+		sc.Logger = cfg.Logger
+	}
+	return NewSequencer(sc)
+}
+
+// Close stops what the Stack runs in the background (a Sequencer's
+// drainer); call it after the router closed. A Stack without one has
+// nothing to stop.
+func (s *Stack) Close() error {
+	if s.Sequencer != nil {
+		return s.Sequencer.Close()
+	}
+	return nil
 }

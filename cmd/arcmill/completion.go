@@ -24,7 +24,7 @@ var completionCommands = []struct {
 	name string
 	subs []string
 }{
-	{"tail", nil}, {"publish", nil}, {"dlq", []string{"list", "show", "redrive", "purge"}},
+	{"tail", nil}, {"publish", nil}, {"dlq", []string{"list", "show", "redrive", "purge", "parked", "release", "discard"}},
 	{"outbox", []string{"status", "purge", "schema"}}, {"completion", []string{"bash", "zsh", "fish"}}, {"doctor", nil},
 	{"console", nil}, {"schema", []string{"check"}},
 }

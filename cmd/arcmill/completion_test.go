@@ -33,7 +33,8 @@ func TestBashCompletionCompletesCommandsSubcommandsAndFlags(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 	assert.Equal(t, "outbox", complete("arcmill", "ou"))
-	assert.Equal(t, "redrive", complete("arcmill", "dlq", "re"))
+	assert.Equal(t, "redrive", complete("arcmill", "dlq", "red"))
+	assert.Equal(t, "redrive release", complete("arcmill", "dlq", "re"))
 	assert.Equal(t, "--limit", complete("arcmill", "dlq", "--li"))
 	assert.Equal(t, "--redis-tls-ca --redis-tls-cert", complete("arcmill", "tail", "--redis-tls-c"))
 

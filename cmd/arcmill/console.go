@@ -9,6 +9,7 @@ import (
 
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/console"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 const consoleUsage = `Usage: arcmill console [flags]
@@ -16,7 +17,8 @@ const consoleUsage = `Usage: arcmill console [flags]
 Serves the operator console (package console) standalone: an overview of
 the streams, their consumer groups and dead letters, and of the outbox;
 dead letters grouped by cause, redriven (rate-capped, tracked) or purged;
-an audit list; Arc's outbox admin routes under /admin/outbox.
+keys sequenced handlers parked behind a dead letter (/parked), released or
+discarded; an audit list; Arc's outbox admin routes under /admin/outbox.
 
 It refuses a non-loopback --listen without a token: it can delete and
 republish production events. A token gives the operator role (bearer
@@ -37,6 +39,7 @@ func consoleCmd(ctx context.Context, e env, args []string) error {
 		token, readToken string
 		rate             float64
 		expose           bool
+		seqPrefix        string
 	)
 	fs := newFlags(e, "console", consoleUsage)
 	r.register(fs)
@@ -47,6 +50,7 @@ func consoleCmd(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&readToken, "read-token", getenv("ARCMILL_CONSOLE_READ_TOKEN", ""), "read-only `token` (ARCMILL_CONSOLE_READ_TOKEN)")
 	fs.Float64Var(&rate, "rate", console.DefaultRedriveRate, "redrive at most this many dead letters a second")
 	fs.BoolVar(&expose, "expose-payloads", false, "show event payloads and error stacks (redacted otherwise, as in Arc)")
+	fs.StringVar(&seqPrefix, "seq-prefix", middleware.DefaultSequencePrefix, "the sequenced handlers' key `prefix`, for the Parked page")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -73,7 +77,7 @@ func consoleCmd(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer client.Close()
-	cfg := console.Config{Redis: client, Auth: auth, RedriveRate: rate, ExposePayloads: expose,
+	cfg := console.Config{Redis: client, Auth: auth, RedriveRate: rate, ExposePayloads: expose, SequencePrefix: seqPrefix,
 		Logger: watermill.NewStdLoggerWithOut(e.stderr, false, false)}
 	for _, s := range streams {
 		cfg.Streams = append(cfg.Streams, console.Stream{Name: s})

@@ -12,10 +12,11 @@ import (
 
 	"github.com/arcmill/arcmill/adapters/natsjs"
 	"github.com/arcmill/arcmill/adapters/redisstream"
+	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/outbox"
 )
 
-const dlqUsage = `Usage: arcmill dlq list|show|redrive|purge [id] [flags]
+const dlqUsage = `Usage: arcmill dlq list|show|redrive|purge|parked|release|discard [id|key] [flags]
 
 Dead letters of a Redis dead-letter stream in Arc's layout (default
 arc:events:dlq, written by Arc services and by arcmill), or, with --outbox,
@@ -32,6 +33,14 @@ stream (where adapters/natsjs stores them).
                     one is moved atomically, so an interrupted redrive can be
                     run again and redrives nothing twice. --rate caps it.
   purge             delete dead letters (--type, --id, or --all)
+  parked            sequenced handlers' parked keys (middleware.Sequencer):
+                    each key with its count of held events and the dead
+                    letter (head) they wait behind; --handler, --group
+  release <key>     run a key's parked events, in order, without their head
+                    (its dead letter stays; redriving the head instead
+                    releases them after it)
+  discard <key>     drop a key's parked events for good (the head's dead
+                    letter stays); new events of the key run again
 
 With --type or --id, a command that finds no dead letter exits 3 (nothing
 matched), as show does for an unknown id.
@@ -44,6 +53,8 @@ Examples:
   arcmill dlq redrive --type order.created --rate 50
   arcmill dlq redrive --to arc:events:replay --limit 10
   arcmill dlq redrive --trim safe
+  arcmill dlq parked --handler ship
+  arcmill dlq release order-42 --handler ship
 
 Redrive trims the target stream as it is trimmed, per --trim: "auto" (the
 default) trims Arc's stream arc:events to MAXLEN ~ 10000 as Arc's publish
@@ -68,6 +79,8 @@ type dlqOpts struct {
 	natsStream         string
 	natsPrefix         string
 	summary            bool
+	handler, group     string
+	seqPrefix          string
 	types, ids         stringList
 	limit              int
 	rate               float64
@@ -104,18 +117,21 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&o.all, "all", false, "list: every dead letter, not only the first 100; purge: every dead letter (purge wants a filter or --all)")
 	fs.BoolVar(&o.summary, "summary", false, "list: counts by type, reason and error instead of the dead letters")
 	fs.StringVar(&o.format, "format", "", "json or text (default: text on a terminal, json otherwise)")
+	fs.StringVar(&o.handler, "handler", "", "parked, release, discard: only this sequenced `handler`")
+	fs.StringVar(&o.group, "group", "", "parked, release, discard: only this consumer `group`")
+	fs.StringVar(&o.seqPrefix, "seq-prefix", middleware.DefaultSequencePrefix, "parked, release, discard: the Sequencers' key `prefix`")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return usageErr("want a subcommand: list, show, redrive or purge")
+		return usageErr("want a subcommand: list, show, redrive, purge, parked, release or discard")
 	}
 	sub, rest := pos[0], pos[1:]
-	want := map[string]int{"list": 0, "show": 1, "redrive": 0, "purge": 0}
+	want := map[string]int{"list": 0, "show": 1, "redrive": 0, "purge": 0, "parked": 0, "release": 1, "discard": 1}
 	n, ok := want[sub]
 	if !ok {
-		return usageErr("unknown subcommand %q: use list, show, redrive or purge", sub)
+		return usageErr("unknown subcommand %q: use list, show, redrive, purge, parked, release or discard", sub)
 	}
 	if len(rest) != n {
 		return usageErr("%s takes %d argument(s), got %d", sub, n, len(rest))
@@ -151,6 +167,9 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	p, err := newPrinter(e.stdout, o.format)
 	if err != nil {
 		return err
+	}
+	if sub == "parked" || sub == "release" || sub == "discard" {
+		return parkedDLQ(ctx, e, o, p, sub, rest)
 	}
 	if o.useOutbox {
 		return outboxDLQ(ctx, e, o, p, sub, rest)

@@ -66,6 +66,7 @@ Commands:
   tail [pattern]                 follow a stream or Pub/Sub channels, one event per line
   publish <type> [payload-json]  publish one Arc event (payload from stdin when not given)
   dlq list|show|redrive|purge    dead letters of a Redis stream or of the outbox
+  dlq parked|release|discard     keys parked behind a dead letter (sequenced handlers)
   console                        the operator console in a browser (dead letters, streams, outbox)
   outbox status|purge            an outbox's backlog, and purging delivered rows
   doctor                         what the Redis server promises about acknowledged events

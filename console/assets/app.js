@@ -33,6 +33,7 @@
       if (kind === "redrive") { location.href = base + "/tasks/" + r.data.id; return; }
       if (kind === "purge") { flash("Purged " + r.data.purged + " dead letter(s)."); setTimeout(function () { location.reload(); }, 800); return; }
       if (kind === "cancel") { flash("Stopping…"); }
+      if (kind === "parked") { flash(r.data.message); setTimeout(function () { location.reload(); }, 800); return; }
     }).catch(function (err) {
       buttons.forEach(function (b) { b.disabled = false; });
       flash(String(err), true);

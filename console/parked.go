@@ -1,0 +1,164 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/arcmill/arcmill/middleware"
+)
+
+// ParkedResponse is GET /api/parked: the keys sequenced handlers parked
+// behind a dead letter (middleware.Sequencer), oldest first per handler.
+type ParkedResponse struct {
+	Sequences []middleware.ParkedSequence `json:"sequences"`
+	// Events counts the events held, across the sequences.
+	Events int64 `json:"events"`
+}
+
+// ParkedRequest is POST /api/parked/release and /api/parked/discard: the
+// key, and the handler (and group) where the key is parked for several.
+type ParkedRequest struct {
+	Group   string `json:"group"`
+	Handler string `json:"handler"`
+	Key     string `json:"key"`
+	// Confirm must be "discard" to discard: parked events are dropped for
+	// good.
+	Confirm string `json:"confirm,omitempty"`
+}
+
+// ParkedResult answers a release or a discard.
+type ParkedResult struct {
+	Key string `json:"key"`
+	// Count is how many parked events were released or discarded.
+	Count   int64  `json:"count"`
+	Message string `json:"message"`
+}
+
+// sequenceAdmin is the Sequencers' store, on the console's Redis.
+func (c *Console) sequenceAdmin() (middleware.SequenceAdmin, error) {
+	if c.cfg.Redis == nil {
+		return middleware.SequenceAdmin{}, fmt.Errorf("%w: parked sequences live in Redis: set Config.Redis", ErrNotFound)
+	}
+	return middleware.SequenceAdmin{Client: c.cfg.Redis, Prefix: c.cfg.SequencePrefix}, nil
+}
+
+func (c *Console) parked(r *http.Request) (ParkedResponse, error) {
+	admin, err := c.sequenceAdmin()
+	if err != nil {
+		return ParkedResponse{}, err
+	}
+	q := r.URL.Query()
+	seqs, err := admin.List(r.Context(), middleware.ParkedFilter{Group: q.Get("group"), Handler: q.Get("handler")})
+	if err != nil {
+		return ParkedResponse{}, err
+	}
+	resp := ParkedResponse{Sequences: seqs}
+	if resp.Sequences == nil {
+		resp.Sequences = []middleware.ParkedSequence{}
+	}
+	for _, s := range seqs {
+		resp.Events += s.Parked
+	}
+	return resp, nil
+}
+
+func (c *Console) apiParked(w http.ResponseWriter, r *http.Request) {
+	resp, err := c.parked(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (c *Console) parkedPage(w http.ResponseWriter, r *http.Request) {
+	resp, err := c.parked(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, "parked.html", "Parked sequences", "parked", resp)
+}
+
+// readParked reads a ParkedRequest from a JSON body or form fields.
+func readParked(r *http.Request) (ParkedRequest, error) {
+	var req ParkedRequest
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+		if err == nil {
+			err = json.Unmarshal(body, &req)
+		}
+		if err != nil {
+			return req, fmt.Errorf("%w: the body is not a parked-sequence request: %v", ErrInvalidConfig, err)
+		}
+	} else {
+		r.Body = http.MaxBytesReader(nil, r.Body, maxBody)
+		if err := r.ParseForm(); err != nil {
+			return req, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+		req = ParkedRequest{Group: r.PostForm.Get("group"), Handler: r.PostForm.Get("handler"), Key: r.PostForm.Get("key"),
+			Confirm: r.PostForm.Get("confirm")}
+	}
+	if req.Key == "" {
+		return req, fmt.Errorf("%w: no key given", ErrInvalidConfig)
+	}
+	return req, nil
+}
+
+func (c *Console) apiParkedRelease(w http.ResponseWriter, r *http.Request) {
+	c.parkedAction(w, r, "release")
+}
+
+func (c *Console) apiParkedDiscard(w http.ResponseWriter, r *http.Request) {
+	c.parkedAction(w, r, "discard")
+}
+
+// parkedAction releases or discards one parked sequence, and audits it.
+func (c *Console) parkedAction(w http.ResponseWriter, r *http.Request, action string) {
+	req, err := readParked(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if action == "discard" && req.Confirm != "discard" {
+		c.refuse(w, r, http.StatusBadRequest, `a discard drops the parked events for good: confirm it with "confirm": "discard"`)
+		return
+	}
+	admin, err := c.sequenceAdmin()
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	f := middleware.ParkedFilter{Group: req.Group, Handler: req.Handler, Key: req.Key}
+	var n int64
+	if action == "release" {
+		n, err = admin.Release(r.Context(), f)
+	} else {
+		n, err = admin.Discard(r.Context(), f)
+	}
+	switch {
+	case errors.Is(err, middleware.ErrNotParked):
+		err = fmt.Errorf("%w: %v", ErrNotFound, err)
+	case errors.Is(err, middleware.ErrAmbiguousSequence):
+		err = fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	p, _ := PrincipalFrom(r.Context())
+	what := fmt.Sprintf("parked key %q", req.Key)
+	if req.Handler != "" {
+		what += fmt.Sprintf(" of handler %q", req.Handler)
+	}
+	c.audit.record(AuditEntry{Time: c.cfg.Now().UTC(), Who: p.Name, Action: action + "-parked", What: what, Count: n})
+	msg := fmt.Sprintf("Released %q: %d parked event(s) run next, in order.", req.Key, n)
+	if action == "discard" {
+		msg = fmt.Sprintf("Discarded %q: %d parked event(s) dropped.", req.Key, n)
+	}
+	writeJSON(w, http.StatusOK, ParkedResult{Key: req.Key, Count: n, Message: msg})
+}

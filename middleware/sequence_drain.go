@@ -1,0 +1,182 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/wildcard"
+)
+
+// drainBatch is how many released keys one look takes.
+const drainBatch = 100
+
+// errDrainLeaseLost stops a drain whose lease another instance took.
+var errDrainLeaseLost = errors.New("middleware: sequence drain lease lost")
+
+// drainLoop drains released sequences until Close: at once when this
+// process released one, else every PollInterval (releases by an operator
+// or another instance, and drains a crash interrupted).
+func (s *Sequencer) drainLoop() {
+	defer close(s.done)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.kick:
+		}
+		s.drainReleased()
+		timer.Reset(s.cfg.PollInterval)
+	}
+}
+
+// drainReleased drains every released key this instance can lease.
+func (s *Sequencer) drainReleased() {
+	keys, err := s.store.releasedKeys(s.ctx, drainBatch)
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.storeFailures.Add(1)
+			s.cfg.Logger.Error("Released sequences not read; trying again", err, watermill.LogFields{"handler_name": s.cfg.Handler})
+		}
+		return
+	}
+	for _, key := range keys {
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.drainKey(key)
+	}
+}
+
+// drainKey runs key's parked events in order under a lease, each removed
+// once its handler succeeded; it stops at a failure (to try again later),
+// at a dead letter (the event becomes the new head) or at Close.
+func (s *Sequencer) drainKey(key string) {
+	fields := watermill.LogFields{"handler_name": s.cfg.Handler, "sequence_key": key}
+	token := watermill.NewUUID()
+	held, err := s.store.lease(s.ctx, key, token, s.cfg.Lease, "take")
+	if err != nil || !held {
+		if err != nil && s.ctx.Err() == nil {
+			s.storeFailures.Add(1)
+			s.cfg.Logger.Error("Sequence drain lease not taken", err, fields)
+		}
+		return // another instance drains it
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.Lease)
+		defer cancel()
+		_, _ = s.store.lease(ctx, key, token, s.cfg.Lease, "drop")
+	}()
+	for s.ctx.Err() == nil {
+		entry, err := s.store.first(s.ctx, key)
+		if err != nil {
+			s.storeFailed(s.ctx, "Parked event not read", err, fields)
+			return
+		}
+		if entry == nil {
+			if err := s.store.finish(s.ctx, key); err != nil {
+				s.storeFailed(s.ctx, "Drained sequence not removed", err, fields)
+			} else {
+				s.cfg.Logger.Info("Sequence drained", fields)
+			}
+			return
+		}
+		if !s.drainOne(key, token, entry, fields) {
+			return
+		}
+	}
+}
+
+// drainOne runs one parked event; true to go on with the next.
+func (s *Sequencer) drainOne(key, token string, entry []byte, fields watermill.LogFields) bool {
+	pe, msg, err := decodeParked(entry)
+	if err != nil { // cannot happen: we wrote it
+		s.cfg.Logger.Error("Parked event not readable; the sequence stays released until discarded", err, fields)
+		return false
+	}
+	fields = fields.Add(watermill.LogFields{"message_uuid": msg.UUID})
+	out := &seqOutcome{}
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	ctx = context.WithValue(ctx, seqOutcomeKey{}, out)
+	if ev, err := arc.FromMessage(msg); err == nil {
+		ctx = wildcard.ContextWithInfo(ctx, wildcard.Info{Handler: s.cfg.Handler, Pattern: msg.Metadata.Get(wildcard.MetadataPattern),
+			Topic: msg.Metadata.Get(wildcard.MetadataTopic), Event: ev})
+	}
+	msg.SetContext(ctx)
+
+	// Renew the lease while the handler runs (retries can take minutes);
+	// a lease lost ends the run as a shutdown would: it stays first.
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(s.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if ok, err := s.store.lease(ctx, key, token, s.cfg.Lease, "renew"); err == nil && !ok {
+					cancel(fmt.Errorf("%w: %w", ErrShutdown, errDrainLeaseLost))
+					return
+				}
+			}
+		}
+	}()
+	res, herr := s.h(msg)
+	if herr == nil && len(res) > 0 {
+		herr = s.publish(ctx, res)
+	}
+	cancel(nil)
+	<-renewed
+
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.Lease)
+	defer scancel()
+	if out.deadLettered.Load() {
+		out.mu.Lock()
+		info := headInfoOf(msg, out.reason, out.err)
+		out.mu.Unlock()
+		if _, err := s.store.repark(sctx, key, entry, pe.ID, msg.UUID, info, time.Now()); err != nil {
+			// It stays first: the next drain runs it again, and the guard
+			// finds its dead letter written.
+			s.storeFailed(s.ctx, "Dead-lettered parked event not made the new head", err, fields)
+			return false
+		}
+		s.reparked.Add(1)
+		s.cfg.Logger.Info("Parked event dead-lettered while releasing: the rest stay parked behind it", fields)
+		return false
+	}
+	if herr != nil {
+		if s.ctx.Err() == nil {
+			s.cfg.Logger.Error("Parked event failed while releasing; it stays first, tried again later", herr, fields)
+		}
+		return false
+	}
+	n, err := s.store.pop(sctx, key, entry, pe.ID)
+	if err != nil {
+		s.storeFailed(s.ctx, "Parked event ran but was not removed; it runs again", err, fields)
+		return false
+	}
+	s.drained.Add(1)
+	return n == 1
+}
+
+// publish sends what a drained event's handler returned.
+func (s *Sequencer) publish(ctx context.Context, msgs []*message.Message) error {
+	if s.cfg.Publisher == nil {
+		return errors.New("middleware: a drained event's handler returned messages and SequenceConfig.Publisher is not set")
+	}
+	for _, m := range msgs {
+		m.SetContext(ctx)
+	}
+	return s.cfg.Publisher.Publish(s.cfg.PublishTopic, msgs...)
+}
