@@ -72,20 +72,20 @@ func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, err
 // (then _watermill_message_uuid when asked); data is a string or a
 // []byte. The data of a message whose
 // Arc JSON was handed over with it (AttachArcJSON, EncodeArcJSON) and
-// that is unchanged since is those bytes, not encoded again.
+// that is unchanged since is those bytes, not encoded again. The pairs
+// may be shared between calls: callers only read them.
 func (m Marshaller) fields(msg *message.Message) ([]any, error) {
 	if w := handedOver(msg); w != nil {
-		pairs := []any{FieldType, w.typ, FieldData, w.data}
 		if m.WatermillUUID {
-			pairs = append(pairs, wredis.UUIDHeaderKey, w.uuid)
+			return []any{FieldType, w.typ, FieldData, w.data, wredis.UUIDHeaderKey, w.uuid}, nil
 		}
-		return pairs, nil
+		return w.pairs, nil
 	}
 	ev, err := arc.FromMessage(msg)
 	if err != nil {
 		return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
 	}
-	data, err := arc.Marshal(ev)
+	data, err := ev.AppendJSON(make([]byte, 0, encodedSizeHint(msg)))
 	if err != nil {
 		return nil, err
 	}
@@ -150,4 +150,18 @@ func rawFields(values map[string]any) string {
 	}
 	b, _ := json.Marshal(out)
 	return string(b)
+}
+
+// encodedSizeHint is about the size of msg's Arc JSON, a little over: the
+// payload, and each metadata key and value with room for quotes and
+// punctuation (the metadata's keys are longer than the JSON's). arc.Marshal
+// guesses 128 bytes past the payload, which a typical event's meta (an id,
+// a timestamp, a user and a correlation id) outgrows: the buffer then grows
+// and is copied once per message.
+func encodedSizeHint(msg *message.Message) int {
+	n := 64 + len(msg.Payload)
+	for k, v := range msg.Metadata {
+		n += len(k) + len(v) + 8
+	}
+	return n
 }
