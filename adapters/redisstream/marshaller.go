@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"unsafe"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -60,8 +61,11 @@ func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, err
 	fields := make(map[string]any, len(pairs)/2)
 	for i := 0; i < len(pairs); i += 2 {
 		v := pairs[i+1]
-		if b, ok := v.([]byte); ok {
-			v = string(b) // the map is the caller's: values as strings, as go-redis reads them
+		switch b := v.(type) { // the map is the caller's: values as strings, as go-redis reads them
+		case []byte:
+			v = string(b)
+		case *string:
+			v = *b
 		}
 		fields[pairs[i].(string)] = v
 	}
@@ -89,13 +93,30 @@ func (m Marshaller) fields(msg *message.Message) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// data goes to go-redis as []byte, written as it is: no copy into a
-	// string (a tenth of the encode's CPU).
-	pairs := []any{FieldType, ev.Type, FieldData, data}
+	pairs := newArcEntry(ev.Type, data)
 	if m.WatermillUUID {
 		pairs = append(pairs, wredis.UUIDHeaderKey, ev.Meta.ID)
 	}
 	return pairs, nil
+}
+
+// arcEntry holds the fields of an encoded entry in one allocation: the
+// pairs handed to go-redis, and the two strings its values point to.
+// go-redis writes a *string argument as the string, so neither value is
+// boxed into an interface of its own (an allocation each, a quarter of the
+// encode's allocations).
+type arcEntry struct {
+	pairs     [4]any
+	typ, data string
+}
+
+// newArcEntry returns the pairs type, typ, data, data. data is the
+// caller's fresh encoding, never written again: it is read as a string in
+// place, not copied (a tenth of the encode's CPU).
+func newArcEntry(typ string, data []byte) []any {
+	e := &arcEntry{typ: typ, data: unsafe.String(unsafe.SliceData(data), len(data))}
+	e.pairs = [4]any{FieldType, &e.typ, FieldData, &e.data}
+	return e.pairs[:]
 }
 
 // Unmarshal returns the message of an entry, read under m.Limits; it never
