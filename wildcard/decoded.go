@@ -20,6 +20,9 @@ type decoded struct {
 	payload         *byte
 	size            int
 	metadata        []string // msg's metadata when ContextWithEvent was called: key, value, …
+	// inline holds metadata of up to 8 keys (what a decoded event
+	// usually has), so that the snapshot takes no allocation of its own.
+	inline [16]string
 }
 
 type decodedKey struct{}
@@ -45,12 +48,17 @@ func (d *decoded) Value(key any) any {
 // Otherwise (a router middleware changed the message) it decodes the
 // message as it would without ev.
 func ContextWithEvent(ctx context.Context, msg *message.Message, ev arc.Event, limits arc.Limits) context.Context {
-	md := make([]string, 0, 2*len(msg.Metadata))
+	d := &decoded{Context: ctx, ev: ev, limits: limits, uuid: msg.UUID,
+		payload: unsafe.SliceData(msg.Payload), size: len(msg.Payload)}
+	md := d.inline[:0]
+	if n := 2 * len(msg.Metadata); n > len(d.inline) {
+		md = make([]string, 0, n)
+	}
 	for k, v := range msg.Metadata {
 		md = append(md, k, v)
 	}
-	return &decoded{Context: ctx, ev: ev, limits: limits, uuid: msg.UUID,
-		payload: unsafe.SliceData(msg.Payload), size: len(msg.Payload), metadata: md}
+	d.metadata = md
+	return d
 }
 
 // eventOf returns msg's event: the one its context carries when msg still

@@ -2,6 +2,7 @@ package wildcard
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -63,5 +64,53 @@ func TestDispatchUsesTheTransportsEventUntilTheMessageChanges(t *testing.T) {
 				assert.NotEqual(t, "from-the-transport", got[0])
 			}
 		})
+	}
+}
+
+// The snapshot ContextWithEvent takes of the metadata is held inline up to
+// 8 keys and in a slice of its own past them: a change is seen either way,
+// including in the keys past the inline part.
+func TestDispatchSeesMetadataChangesWithManyKeys(t *testing.T) {
+	t.Parallel()
+	for _, keys := range []int{0, 3, 4, 5, 12} {
+		for name, tc := range map[string]struct {
+			change     func(*message.Message)
+			wantCached bool
+		}{
+			"unchanged":     {func(*message.Message) {}, true},
+			"first changed": {func(m *message.Message) { m.Metadata.Set(arc.MetadataUserID, "u-2") }, false},
+			"last changed": {func(m *message.Message) {
+				if keys == 0 {
+					m.Metadata.Set("x-extra", "new")
+					return
+				}
+				m.Metadata.Set(fmt.Sprint("x-extra-", keys-1), "changed")
+			}, false},
+			"key removed": {func(m *message.Message) { delete(m.Metadata, arc.MetadataType) }, false},
+		} {
+			t.Run(fmt.Sprint(keys, " extra keys, ", name), func(t *testing.T) {
+				t.Parallel()
+				ev := mustEvent(t, "order.created", map[string]int{"n": 1}, arc.Meta{UserID: "u-1"})
+				msg := mustMessage(t, ev)
+				for i := range keys {
+					msg.Metadata.Set(fmt.Sprint("x-extra-", i), "v")
+				}
+				cached := ev
+				cached.Meta.UserID = "from-the-transport"
+				msg.SetContext(ContextWithEvent(context.Background(), msg, cached, arc.Limits{}))
+				tc.change(msg)
+				got, err := eventOf(msg, arc.Limits{})
+				if msg.Metadata.Get(arc.MetadataType) == "" {
+					require.Error(t, err, "no type: decoded again, and malformed")
+					return
+				}
+				require.NoError(t, err)
+				if tc.wantCached {
+					assert.Equal(t, "from-the-transport", got.Meta.UserID)
+				} else {
+					assert.NotEqual(t, "from-the-transport", got.Meta.UserID)
+				}
+			})
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package wildcard
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -192,15 +191,16 @@ func (s *source) unrouted(msg *message.Message, ev *arc.Event) (err error) {
 // changes) and turns a panic into an error, so one handler cannot take its
 // siblings down.
 func (s *source) run(e *entry, msg *message.Message, ev *arc.Event, only bool) (err error) {
-	info := &Info{Handler: e.name, Pattern: firstMatch(e.patterns, ev.Type), Topic: s.key.topic, Event: *ev}
+	ic := &infoContext{Context: msg.Context(),
+		info: Info{Handler: e.name, Pattern: firstMatch(e.patterns, ev.Type), Topic: s.key.topic, Event: *ev}}
 	hm := msg
 	if !only {
 		hm = msg.Copy()
 	}
-	hm.Metadata[MetadataHandler] = info.Handler
-	hm.Metadata[MetadataPattern] = info.Pattern
-	hm.Metadata[MetadataTopic] = info.Topic
-	hm.SetContext(context.WithValue(msg.Context(), infoKey{}, info))
+	hm.Metadata[MetadataHandler] = ic.info.Handler
+	hm.Metadata[MetadataPattern] = ic.info.Pattern
+	hm.Metadata[MetadataTopic] = ic.info.Topic
+	hm.SetContext(ic)
 	defer func() {
 		if p := recover(); p != nil {
 			err = &PanicError{Value: p, Stack: string(debug.Stack()), withStack: s.r.cfg.PanicStackInError}

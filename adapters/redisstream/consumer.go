@@ -233,9 +233,10 @@ func (c *consumer) decodeAhead(entries []Entry) {
 		if e.deferred || e.msg != nil || (c.cfg.MaxEntryBytes != None && e.size() > c.cfg.MaxEntryBytes) {
 			continue
 		}
-		if msg, ev, limits, ok := decodeArc(c.cfg.Unmarshaller, *e); ok {
+		if msg, ev, ok := decodeArc(c.cfg.Unmarshaller, *e); ok {
 			msg.Metadata.Set(MetadataEntryID, e.ID)
-			e.msg, e.event, e.Fields = msg, &decodedEvent{*ev, limits}, nil
+			e.msg, e.event = msg, ev
+			e.dropFields()
 		}
 	}
 }
@@ -369,7 +370,8 @@ func (c *consumer) deliverAll(ctx context.Context, entries []Entry) bool {
 			}
 			return false
 		}
-		entries[i].Fields, entries[i].msg, entries[i].event = nil, nil, nil // delivered: the message's now, not the batch's
+		entries[i].msg, entries[i].event = nil, nil // delivered: the message's now, not the batch's
+		entries[i].dropFields()
 	}
 	return true
 }
@@ -404,11 +406,12 @@ func (c *consumer) deliver(ctx context.Context, e Entry) bool {
 		return false
 	}
 	c.inFlight.Add(1)
+	id := e.ID // the settling goroutine keeps the id, not the entry and its fields
 	go func() {
 		defer c.inFlight.Done()
 		defer func() { <-c.slots }()
 		defer c.unlock(key)
-		c.settle(ctx, e.ID, msg, ev, m, cancel)
+		c.settle(ctx, id, msg, ev, m, cancel)
 	}()
 	return true
 }
@@ -516,9 +519,9 @@ func (c *consumer) unmarshal(e Entry) (*message.Message, *decodedEvent) {
 		return e.msg, e.event
 	}
 	if c.cfg.MaxEntryBytes == None || e.size() <= c.cfg.MaxEntryBytes {
-		if msg, ev, limits, ok := decodeArc(c.cfg.Unmarshaller, e); ok {
+		if msg, ev, ok := decodeArc(c.cfg.Unmarshaller, e); ok {
 			msg.Metadata.Set(MetadataEntryID, e.ID)
-			return msg, &decodedEvent{*ev, limits}
+			return msg, ev
 		}
 	}
 	var why string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -150,12 +151,18 @@ func BenchmarkConsumeLimit(b *testing.B) {
 	// The process's CPU per event of each case, which a loaded machine
 	// disturbs less than wall time.
 	cpu := map[string]time.Duration{}
+	// And the allocations per event, which load does not move at all.
+	allocs := map[string]uint64{}
 	timed := func(name string, f func()) {
 		var before, after syscall.Rusage
+		var mBefore, mAfter runtime.MemStats
+		runtime.ReadMemStats(&mBefore)
 		require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &before))
 		f()
 		require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &after))
+		runtime.ReadMemStats(&mAfter)
 		cpu[name] += time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+		allocs[name] += mAfter.Mallocs - mBefore.Mallocs
 	}
 	var all []rates
 	for b.Loop() {
@@ -196,6 +203,7 @@ func BenchmarkConsumeLimit(b *testing.B) {
 		}
 		if cpu[name] > 0 {
 			b.ReportMetric(float64(cpu[name].Nanoseconds())/1e3/float64(events*len(all)), name+"_cpu_us/event")
+			b.ReportMetric(float64(allocs[name])/float64(events*len(all)), name+"_allocs/event")
 		}
 	}
 	b.ReportMetric(median(func(r rates) float64 { return r.raw }), "raw_events/s")

@@ -45,11 +45,13 @@ func BenchmarkPublishVsRaw(b *testing.B) {
 	raw := make([][]any, n)
 	passed := make([]*message.Message, n)
 	for i, m := range msgs {
-		pairs, err := Marshaller{}.fields(m)
+		ev, err := arc.FromMessage(m)
 		require.NoError(b, err)
-		raw[i] = pairs
+		data, err := arc.Marshal(ev)
+		require.NoError(b, err)
+		raw[i] = []any{FieldType, ev.Type, FieldData, data}
 		passed[i] = m.Copy()
-		AttachArcJSON(passed[i], pairs[3].([]byte))
+		AttachArcJSON(passed[i], data)
 	}
 	ours, err := NewPublisher(PublisherConfig{Client: client, SkipServerCheck: true})
 	require.NoError(b, err)

@@ -374,6 +374,8 @@ func (p *Publisher) checkSize(msg *message.Message, values any) error {
 		switch d := pairs[3].(type) {
 		case string:
 			text, isText = d, true
+		case *string:
+			text, isText = *d, true
 		case []byte:
 			data = d
 		}

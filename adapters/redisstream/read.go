@@ -126,8 +126,15 @@ return out`)
 
 // parseArcEntries reads the flat reply of entries in Arc's layout: id,
 // type, data, id, type, data, …
+//
+// The entries' Fields share one array, cut so that an append to one
+// entry's Fields copies rather than writes over the next entry's: one
+// allocation a batch instead of one an entry. Whoever drops an entry's
+// fields clears them (dropFields), so the array keeps no entry's data alive
+// after it was decoded.
 func parseArcEntries(res []any) ([]Entry, error) {
 	out := make([]Entry, 0, len(res)/3)
+	fields := make([]string, 4*(len(res)/3))
 	for i := 0; i+2 < len(res); i += 3 {
 		id, ok1 := res[i].(string)
 		typ, ok2 := res[i+1].(string)
@@ -135,9 +142,20 @@ func parseArcEntries(res []any) ([]Entry, error) {
 		if !ok1 || !ok2 || !ok3 {
 			return nil, errBoundedReply
 		}
-		out = append(out, Entry{ID: id, Fields: []string{FieldType, typ, FieldData, data}})
+		f := fields[:4:4]
+		fields = fields[4:]
+		f[0], f[1], f[2], f[3] = FieldType, typ, FieldData, data
+		out = append(out, Entry{ID: id, Fields: f})
 	}
 	return out, nil
+}
+
+// dropFields forgets e's fields, clearing them first: they may share an
+// array with other entries' (parseArcEntries), which would otherwise keep
+// them alive.
+func (e *Entry) dropFields() {
+	clear(e.Fields)
+	e.Fields = nil
 }
 
 // errBoundedReply is a reply of boundedReadScript that cannot be read.
