@@ -59,7 +59,7 @@ func (g *durableGate) confirmed() {
 
 // admit returns nil when a durable write may go ahead, or the error that
 // refuses it, nothing written.
-func (p *Publisher) admitDurable(ctx context.Context, d Durability) error {
+func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability) error {
 	g := &p.gate
 	if !g.short.Load() {
 		return nil
@@ -74,7 +74,7 @@ func (p *Publisher) admitDurable(ctx context.Context, d Durability) error {
 		return nil
 	}
 	g.mu.Unlock()
-	err := p.durabilityReady(ctx, d)
+	err := p.durabilityReady(ctx, topic, d)
 	g.mu.Lock()
 	g.checked, g.err = time.Now(), err
 	g.mu.Unlock()
@@ -90,17 +90,22 @@ func (p *Publisher) admitDurable(ctx context.Context, d Durability) error {
 // stopped one that the primary has not yet dropped grows past it.
 const replicaMaxLag = 2
 
-// durabilityReady asks the server whether the durability d asks for can be
+// durabilityReady asks the server of topic (on a Cluster, the primary
+// serving topic's slot) whether the durability d asks for can be
 // confirmed now: enough replicas online and acknowledging (INFO
 // replication) and, with Fsync, an append-only file (INFO persistence).
 // A server that does not answer is an error of its own (the transport's);
 // nothing is written either way.
-func (p *Publisher) durabilityReady(ctx context.Context, d Durability) error {
+func (p *Publisher) durabilityReady(ctx context.Context, topic string, d Durability) error {
 	sections := []string{"replication"}
 	if d.Fsync {
 		sections = append(sections, "persistence")
 	}
-	info, err := p.cfg.Client.Info(ctx, sections...).Result()
+	server, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: checking durability before writing: finding the cluster node of %q: %w", topic, err)
+	}
+	info, err := server.Info(ctx, sections...).Result()
 	if err != nil {
 		return fmt.Errorf("redisstream: checking durability before writing (INFO): %w", err)
 	}

@@ -187,7 +187,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { p.checkServer(ctx) })
 	if p.cfg.Durability != nil {
-		if err := p.admitDurable(ctx, p.durability()); err != nil {
+		if err := p.admitDurable(ctx, topic, p.durability()); err != nil {
 			return err
 		}
 		defer p.trim(ctx, topic, len(msgs))
@@ -264,37 +264,89 @@ func (p *Publisher) checkServer(ctx context.Context) {
 }
 
 // publishDurably sends the XADDs and WAIT / WAITAOF in one pipeline (one
-// connection: both commands confirm that connection's writes).
+// connection: both commands confirm that connection's writes), on a
+// Cluster to the primary serving topic (see cluster.go), following MOVED
+// and ASK itself: the entries not yet written go again to the node the
+// reply names, confirmed there.
 // A confirmation that falls short opens the gate (durableGate), so the
 // retries that follow write nothing until the server can confirm again.
 func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
 	d := p.durability()
-	var wait, waitAOF *redis.Cmd
-	cmds, err := p.cfg.Client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, a := range args {
-			pipe.XAdd(ctx, a)
+	target, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: finding the cluster node of %q: %w", topic, err)
+	}
+	done, asking := 0, false // entries written, and whether the next pipeline follows an ASK
+	for redirects := 0; ; redirects++ {
+		var wait, waitAOF *redis.Cmd
+		xadds := make([]redis.Cmder, 0, len(args)-done)
+		_, pipeErr := target.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, a := range args[done:] {
+				if asking {
+					pipe.Do(ctx, "ASKING") // good for the one command after it
+				}
+				xadds = append(xadds, pipe.XAdd(ctx, a))
+			}
+			if d.Fsync {
+				waitAOF = pipe.Do(ctx, "WAITAOF", 1, d.Replicas, d.Timeout.Milliseconds())
+			} else {
+				wait = pipe.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+			}
+			return nil
+		})
+		redirected, err := p.followRedirect(ctx, topic, msgs, xadds, &done, redirects)
+		if err != nil {
+			return err
 		}
-		if d.Fsync {
-			waitAOF = pipe.Do(ctx, "WAITAOF", 1, d.Replicas, d.Timeout.Milliseconds())
-		} else {
-			wait = pipe.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+		if redirected != nil {
+			target, asking = redirected.node, redirected.ask
+			continue
 		}
+		if err := p.confirmation(d, len(msgs), wait, waitAOF, pipeErr); err != nil {
+			if !errors.Is(err, ErrNotDurable) {
+				return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+			}
+			p.gate.fellShort(err)
+			return err
+		}
+		p.gate.confirmed()
 		return nil
-	})
-	for i, cmd := range cmds[:len(args)] {
-		if cmd.Err() != nil {
-			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", i+1, len(msgs), msgs[i].UUID, topic, cmd.Err())
-		}
 	}
-	if err := p.confirmation(d, len(msgs), wait, waitAOF, err); err != nil {
-		if !errors.Is(err, ErrNotDurable) {
-			return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+}
+
+// redirect is where a durable publish goes on after MOVED or ASK.
+type redirect struct {
+	node pipeliner
+	ask  bool
+}
+
+// followRedirect reads the XADDs of one durable pipeline, sent from entry
+// *done on: nil when all were written; a redirect (and *done moved to the
+// first entry not written) when one was answered MOVED or ASK on a Cluster
+// and redirects remain; or the error of the first that failed.
+func (p *Publisher) followRedirect(ctx context.Context, topic string, msgs []*message.Message, xadds []redis.Cmder,
+	done *int, redirects int) (*redirect, error) {
+	for i, cmd := range xadds {
+		if cmd.Err() == nil {
+			continue
 		}
-		p.gate.fellShort(err)
-		return err
+		n := *done + i
+		fail := func(err error) error {
+			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", n+1, len(msgs), msgs[n].UUID, topic, err)
+		}
+		cc, isCluster := p.cfg.Client.(*redis.ClusterClient)
+		moved, ask, addr := redirection(cmd.Err())
+		if !isCluster || !moved || redirects >= maxDurableRedirects {
+			return nil, fail(cmd.Err())
+		}
+		node, err := clusterNode(ctx, cc, addr)
+		if err != nil {
+			return nil, fail(err)
+		}
+		*done = n
+		return &redirect{node: node, ask: ask}, nil
 	}
-	p.gate.confirmed()
-	return nil
+	return nil, nil
 }
 
 // confirmation reads the reply of WAIT or WAITAOF: nil when d is met, an

@@ -338,7 +338,8 @@ func (c *Cluster) WaitHealthy() {
 func (c *Cluster) unhealthy() string {
 	ctx := context.Background()
 	var view string
-	for _, addr := range c.up() {
+	running := c.up()
+	for _, addr := range running {
 		why := node(addr, func(rc *redis.Client) string {
 			info, err := rc.ClusterInfo(ctx).Result()
 			if err != nil {
@@ -359,10 +360,19 @@ func (c *Cluster) unhealthy() string {
 				return fmt.Sprintf("%s: CLUSTER SLOTS: %v", addr, err)
 			}
 			var b strings.Builder
+			serving := map[string]bool{}
 			for _, s := range slots {
 				if len(s.Nodes) > 0 {
 					fmt.Fprintf(&b, "%d-%d@%s;", s.Start, s.End, s.Nodes[0].Addr)
 				}
+				for _, n := range s.Nodes {
+					serving[n.Addr] = true
+				}
+			}
+			// Every running node serves, as a primary or as a replica in
+			// sync (CLUSTER SLOTS leaves out a replica still loading).
+			if len(serving) != len(running) {
+				return fmt.Sprintf("%s: %d nodes serve slots, %d are running", addr, len(serving), len(running))
 			}
 			if v := sortedView(b.String()); view == "" {
 				view = v
@@ -452,4 +462,28 @@ func (c *Cluster) ReshardWith(from, to string, slots []int, migrating func(slot 
 		}
 	}
 	c.WaitHealthy()
+}
+
+// ReplicasOf returns the addresses of the replicas of the primary at
+// addr, as the running nodes see them (CLUSTER SLOTS).
+func (c *Cluster) ReplicasOf(primary string) []string {
+	c.t.Helper()
+	for _, addr := range c.up() {
+		slots, err := node(addr, func(rc *redis.Client) *redis.ClusterSlotsCmd {
+			return rc.ClusterSlots(context.Background())
+		}).Result()
+		if err != nil {
+			continue
+		}
+		for _, s := range slots {
+			if len(s.Nodes) > 0 && s.Nodes[0].Addr == primary {
+				var out []string
+				for _, n := range s.Nodes[1:] {
+					out = append(out, n.Addr)
+				}
+				return out
+			}
+		}
+	}
+	return nil
 }
