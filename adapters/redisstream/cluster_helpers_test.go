@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/arcmill/arcmill/arc"
@@ -36,8 +37,9 @@ func clusterSubscriberConfig(client redis.UniversalClient, dlq string) Subscribe
 // the nodes of a ClusterClient saw: MOVED, ASK, CLUSTERDOWN, TRYAGAIN,
 // refused dials. It proves a run went through what it means to test.
 type replyCounter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu      sync.Mutex
+	n       map[string]int
+	example map[string]string // the first error of each kind
 }
 
 func (r *replyCounter) add(err error) {
@@ -48,6 +50,9 @@ func (r *replyCounter) add(err error) {
 	var re redis.Error
 	switch {
 	case errors.As(err, &re):
+		if strings.Contains(re.Error(), "setinfo") {
+			return // go-redis' CLIENT SETINFO, which Redis 7.0 does not know: harmless
+		}
 		kind, _, _ = strings.Cut(re.Error(), " ")
 	case errors.Is(err, context.Canceled):
 		return
@@ -61,6 +66,9 @@ func (r *replyCounter) add(err error) {
 	}
 	r.mu.Lock()
 	r.n[kind]++
+	if _, ok := r.example[kind]; !ok {
+		r.example[kind] = err.Error()
+	}
 	r.mu.Unlock()
 }
 
@@ -75,7 +83,7 @@ func (r *replyCounter) String() string {
 	defer r.mu.Unlock()
 	var b strings.Builder
 	for k, v := range r.n {
-		b.WriteString(k + "=" + itoa(v) + " ")
+		b.WriteString(k + "=" + itoa(v) + " (" + r.example[k] + ") ")
 	}
 	return b.String()
 }
@@ -124,7 +132,7 @@ func (r *replyCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // countedClient returns a new ClusterClient of c whose every node counts
 // its errors in the returned counter.
 func countedClient(c *testenv.Cluster) (*redis.ClusterClient, *replyCounter) {
-	counter := &replyCounter{n: map[string]int{}}
+	counter := &replyCounter{n: map[string]int{}, example: map[string]string{}}
 	cc := c.NewClient(redis.ClusterOptions{})
 	cc.OnNewNode(func(rc *redis.Client) { rc.AddHook(counter) })
 	return cc, counter
@@ -146,13 +154,18 @@ type clusterRun struct {
 	pubErrors []string          // the distinct errors Publish returned, for the log
 	published atomic.Int64
 
-	stop    chan struct{}
-	stopped sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	stopped  sync.WaitGroup
 }
 
+// newClusterRun returns a run; the publisher and the consumers are stopped
+// at the end of the test whatever happens.
 func newClusterRun(t *testing.T, client *redis.ClusterClient, pub message.Publisher, streams ...string) *clusterRun {
-	return &clusterRun{t: t, client: client, streams: streams, pub: pub, acked: map[string]string{},
+	r := &clusterRun{t: t, client: client, streams: streams, pub: pub, acked: map[string]string{},
 		handled: map[string]int{}, stop: make(chan struct{})}
+	t.Cleanup(r.stopPublishing)
+	return r
 }
 
 // consume subscribes sub to every stream and records each delivery.
@@ -160,6 +173,7 @@ func (r *clusterRun) consume(sub message.Subscriber) {
 	for _, s := range r.streams {
 		msgs, err := sub.Subscribe(context.Background(), s)
 		require.NoError(r.t, err)
+		r.t.Cleanup(func() { _ = sub.Close() })
 		r.stopped.Add(1)
 		go func() {
 			defer r.stopped.Done()
@@ -230,13 +244,16 @@ func (r *clusterRun) noteError(err error) {
 // waitPublished polls until n events have been accepted since the start.
 func (r *clusterRun) waitPublished(n int64) {
 	r.t.Helper()
-	require.Eventually(r.t, func() bool { return r.published.Load() >= n }, clusterWait, 10*time.Millisecond,
-		"the publisher got to %d accepted events", n)
+	if !assert.Eventually(r.t, func() bool { return r.published.Load() >= n }, clusterWait, 10*time.Millisecond,
+		"the publisher got to %d accepted events", n) {
+		r.report(nil)
+		r.t.FailNow()
+	}
 }
 
-// stopPublishing stops the publisher and waits for it.
+// stopPublishing stops the publisher; idempotent.
 func (r *clusterRun) stopPublishing() {
-	close(r.stop)
+	r.stopOnce.Do(func() { close(r.stop) })
 }
 
 // inStreams returns the ids of the events now in the streams.
@@ -305,6 +322,7 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 			return l
 		}
 		if time.Now().After(deadline) {
+			r.report(nil)
 			r.t.Fatalf("after %s: %d accepted events in the streams never handled, %d pending: a stuck consumer",
 				clusterWait, unhandled, pending)
 		}
@@ -328,7 +346,10 @@ func (r *clusterRun) deadLetters(dlqs ...string) int64 {
 func (r *clusterRun) report(counter *replyCounter) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.t.Logf("accepted %d events; replies seen by the clients: %s", len(r.acked), counter)
+	r.t.Logf("accepted %d events", len(r.acked))
+	if counter != nil {
+		r.t.Logf("replies seen by the clients: %s", counter)
+	}
 	for _, e := range r.pubErrors {
 		r.t.Logf("publish error (retried): %s", e)
 	}
