@@ -83,10 +83,20 @@
 // redrive` moves a dead letter with one script over the dead-letter stream
 // and its target, so on a Cluster give both a shared hash tag
 // ({orders}:events and {orders}:events:dlq). Durability's WAIT and WAITAOF
-// confirm the writes of the connection they run on, which a pipeline keeps
-// on the stream's node. After a Sentinel failover, what the old primary
-// acknowledged but had not replicated is gone unless Durability asked for a
-// replica.
+// confirm the writes of the connection they run on: on a Cluster the
+// publisher pipelines the XADDs and WAIT to the primary serving the stream
+// itself, following MOVED and ASK, since go-redis' cluster pipeline would
+// route WAIT to another node. After a failover (Sentinel, or a Cluster
+// promoting a replica), what the old primary acknowledged but had not
+// replicated is gone unless Durability asked for a replica; with one
+// replica per primary, a durable publish is refused (ErrNotDurable,
+// nothing written) from the promotion until the promoted primary has a
+// replica again. A consumer finds the promoted primary by itself, once its
+// client reloads the slot map (go-redis: on a MOVED reply, or when the map
+// is 10 s old); transport errors and MOVED/ASK never count as deliveries
+// of an event. The tests in cluster_failover_test.go and
+// cluster_reshard_test.go kill primaries and move slots on a private
+// cluster.
 //
 // # Differences from Arc's reader, on purpose
 //
