@@ -93,8 +93,9 @@
 // nothing written) from the promotion until the promoted primary has a
 // replica again. A consumer finds the promoted primary by itself, once its
 // client reloads the slot map (go-redis: on a MOVED reply, or when the map
-// is 10 s old); transport errors and MOVED/ASK never count as deliveries
-// of an event. The tests in cluster_failover_test.go and
+// is 10 s old); entries whose XACK died with the primary are delivered
+// again (at least once), and the tests see no dead letter from a failover
+// or a reshard. The tests in cluster_failover_test.go and
 // cluster_reshard_test.go kill primaries and move slots on a private
 // cluster.
 //
