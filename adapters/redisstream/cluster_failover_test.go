@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -85,11 +86,16 @@ func TestCluster_DurablePublishConfirmsOnTheStreamsPrimary(t *testing.T) {
 	assert.Equal(t, int64(4), n, "three confirmed, one written and not confirmed, none while the gate refused")
 }
 
-// failoverRun publishes to and consumes from stream on a private cluster,
-// SIGKILLs the stream's primary mid-run, waits for the cluster to promote
-// its replica, publishes as much again, and waits until the consumer has
-// handled every event still in the stream. It returns how many events the
-// publisher saw accepted and the stream then lost.
+// failoverRun publishes to and consumes from stream on a private cluster
+// (4 publishers of batches of 10), then stalls the stream's replica
+// (SIGSTOP) and has the primary drop its replication link (CLIENT KILL
+// TYPE replica), as a cut network does, while the publishers go on,
+// SIGKILLs the stream's primary,
+// lets the replica go on so that the cluster promotes it, restarts the
+// killed node (the new primary's replica), publishes as much again, and
+// waits until the consumer has handled every event still in the stream.
+// It returns how many events the publishers saw accepted and the stream
+// then lost: those the primary acknowledged while its replica was stalled.
 func failoverRun(t *testing.T, durability *Durability) (accepted, lost int) {
 	c := testenv.PrivateRedisCluster(t, 3, 1)
 	client, counter := countedClient(c)
@@ -102,12 +108,27 @@ func failoverRun(t *testing.T, durability *Durability) (accepted, lost int) {
 	sub, err := NewSubscriber(clusterSubscriberConfig(client, dlq))
 	require.NoError(t, err)
 	run.consume(sub)
-	run.publish()
-	run.waitPublished(500)
+	run.publishConcurrently(4, 10)
+	run.waitPublished(2000)
 
 	old := c.PrimaryFor(stream)
+	replica := c.ReplicasOf(old)[0]
+	c.Pause(replica)
+	// The primary drops its link to the stalled replica, and with it what
+	// it had not yet sent; the replica cannot reconnect while stalled. What
+	// the primary acknowledges from now on exists on the primary only.
+	primaryClient := redis.NewClient(&redis.Options{Addr: old})
+	require.NoError(t, primaryClient.Do(context.Background(), "CLIENT", "KILL", "TYPE", "replica").Err())
+	require.NoError(t, primaryClient.Close())
+	// The publishers go on until 2000 more are accepted (without
+	// durability) or a durable write has been refused.
+	before := run.published.Load()
+	require.Eventually(t, func() bool { return run.published.Load() >= before+2000 || run.errorCount() > 0 },
+		clusterWait, 10*time.Millisecond)
 	c.Kill(old)
-	t.Logf("killed %s, the primary of %s, after %d accepted events", old, stream, run.published.Load())
+	c.Resume(replica)
+	t.Logf("stalled %s, then killed %s, the primary of %s: %d accepted before the stall, %d by the kill",
+		replica, old, stream, before, run.published.Load())
 	promoted := c.WaitFailover(stream, old)
 	t.Logf("%s promoted, after %d accepted events", promoted, run.published.Load())
 	// The killed node comes back as the replica of the promoted one: with
@@ -115,7 +136,7 @@ func failoverRun(t *testing.T, durability *Durability) (accepted, lost int) {
 	// its writes until then, and writes nothing (ErrNotDurable).
 	c.Restart(old)
 	t.Logf("%s back as a replica, after %d accepted events", old, run.published.Load())
-	run.waitPublished(run.published.Load() + 500)
+	run.waitPublished(run.published.Load() + 2000)
 	run.stopPublishing()
 
 	lost = run.waitAllHandled("g")
@@ -143,9 +164,9 @@ func TestCluster_PrimaryKilled_DurableLosesNothing(t *testing.T) {
 
 // Without Durability, what the primary acknowledged and had not yet sent
 // to its replica when it died is gone: the promoted replica never had it.
-// The test measures it (logged: "accepted N, lost M") and checks the rest:
-// the consumer recovers by itself and handles everything the stream still
-// has, with no dead letter.
+// The test measures it (logged: "LOSS without durability") and checks the
+// rest: the consumer recovers by itself and handles everything the stream
+// still has, with no dead letter.
 func TestCluster_PrimaryKilled_NotDurableLossMeasured(t *testing.T) {
 	accepted, lost := failoverRun(t, nil)
 	assert.Positive(t, accepted)

@@ -152,6 +152,7 @@ type clusterRun struct {
 	acked     map[string]string // event id → stream, once Publish returned nil
 	handled   map[string]int    // event id → deliveries to the handler
 	pubErrors []string          // the distinct errors Publish returned, for the log
+	errors    int               // how many times Publish failed
 	published atomic.Int64
 
 	stop     chan struct{}
@@ -187,46 +188,64 @@ func (r *clusterRun) consume(sub message.Subscriber) {
 	}
 }
 
-// publish starts the publisher: event i goes to stream i mod len(streams),
-// published again after each failure until it is accepted.
-func (r *clusterRun) publish() {
-	r.stopped.Add(1)
-	go func() {
-		defer r.stopped.Done()
-		for i := 0; ; i++ {
-			stream := r.streams[i%len(r.streams)]
-			ev, err := arc.NewEvent("order.placed", map[string]int{"i": i}, arc.Meta{})
-			require.NoError(r.t, err)
-			for {
-				select {
-				case <-r.stop:
-					return
-				default:
+// publish starts one publisher: event i goes to stream i mod
+// len(streams), published again after each failure until it is accepted.
+func (r *clusterRun) publish() { r.publishConcurrently(1, 1) }
+
+// publishConcurrently starts workers publishers, each publishing batches of
+// batch events (one pipelined Publish) to the streams in turn, each batch
+// published again after a failure until it is accepted as a whole.
+func (r *clusterRun) publishConcurrently(workers, batch int) {
+	for w := 0; w < workers; w++ {
+		r.stopped.Add(1)
+		go func() {
+			defer r.stopped.Done()
+			for i := w; ; i += workers {
+				stream := r.streams[i%len(r.streams)]
+				evs := make([]arc.Event, batch)
+				for k := range evs {
+					ev, err := arc.NewEvent("order.placed", map[string]int{"i": i, "k": k}, arc.Meta{})
+					require.NoError(r.t, err)
+					evs[k] = ev
 				}
-				msg, err := arc.ToMessage(ev)
-				require.NoError(r.t, err)
-				if err := r.pub.Publish(stream, msg); err != nil {
-					r.noteError(err)
+				for {
 					select {
 					case <-r.stop:
 						return
-					case <-time.After(20 * time.Millisecond): // pacing a retry loop, not waiting for a condition
+					default:
 					}
-					continue
+					msgs := make([]*message.Message, batch)
+					for k, ev := range evs {
+						msg, err := arc.ToMessage(ev)
+						require.NoError(r.t, err)
+						msgs[k] = msg
+					}
+					if err := r.pub.Publish(stream, msgs...); err != nil {
+						r.noteError(err)
+						select {
+						case <-r.stop:
+							return
+						case <-time.After(20 * time.Millisecond): // pacing a retry loop, not waiting for a condition
+						}
+						continue
+					}
+					r.mu.Lock()
+					for _, ev := range evs {
+						r.acked[ev.Meta.ID] = stream
+					}
+					r.mu.Unlock()
+					r.published.Add(int64(batch))
+					break
 				}
-				r.mu.Lock()
-				r.acked[ev.Meta.ID] = stream
-				r.mu.Unlock()
-				r.published.Add(1)
-				break
 			}
-		}
-	}()
+		}()
+	}
 }
 
 func (r *clusterRun) noteError(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.errors++
 	msg := err.Error()
 	if len(msg) > 160 {
 		msg = msg[:160]
@@ -239,6 +258,13 @@ func (r *clusterRun) noteError(err error) {
 	if len(r.pubErrors) < 20 {
 		r.pubErrors = append(r.pubErrors, msg)
 	}
+}
+
+// errorCount returns how many times Publish failed.
+func (r *clusterRun) errorCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errors
 }
 
 // waitPublished polls until n events have been accepted since the start.
@@ -274,19 +300,24 @@ func (r *clusterRun) inStreams() map[string]bool {
 }
 
 // lostAndUnhandled returns how many accepted events are missing from the
-// streams, and how many of those present were never handled.
-func (r *clusterRun) lostAndUnhandled(present map[string]bool) (lost, unhandled int) {
+// streams, how many of those no consumer handled either (handled before
+// the loss: a group reading later would still miss them), and how many of
+// those present were never handled.
+func (r *clusterRun) lostAndUnhandled(present map[string]bool) (missing, neverHandled, unhandled int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id := range r.acked {
 		switch {
-		case !present[id] && r.handled[id] == 0:
-			lost++
+		case !present[id]:
+			missing++
+			if r.handled[id] == 0 {
+				neverHandled++
+			}
 		case r.handled[id] == 0:
 			unhandled++
 		}
 	}
-	return lost, unhandled
+	return missing, neverHandled, unhandled
 }
 
 // redelivered returns how many accepted events were handled more than once.
@@ -304,14 +335,15 @@ func (r *clusterRun) redelivered() int {
 
 // waitAllHandled polls until every accepted event that is in the streams
 // has been handled and nothing is pending in the group: no consumer is
-// stuck. It returns how many accepted events the streams lost.
+// stuck. It returns how many accepted events the streams lost (logging how
+// many of those no consumer had handled before).
 func (r *clusterRun) waitAllHandled(group string) (lost int) {
 	r.t.Helper()
 	var present map[string]bool
 	deadline := time.Now().Add(clusterWait)
 	for {
 		present = r.inStreams()
-		l, unhandled := r.lostAndUnhandled(present)
+		missing, neverHandled, unhandled := r.lostAndUnhandled(present)
 		pending := int64(0)
 		for _, s := range r.streams {
 			p, err := r.client.XPending(context.Background(), s, group).Result()
@@ -319,7 +351,8 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 			pending += p.Count
 		}
 		if unhandled == 0 && pending == 0 {
-			return l
+			r.t.Logf("accepted events missing from the streams: %d, of which no consumer handled %d", missing, neverHandled)
+			return missing
 		}
 		if time.Now().After(deadline) {
 			r.report(nil)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -486,4 +487,25 @@ func (c *Cluster) ReplicasOf(primary string) []string {
 		}
 	}
 	return nil
+}
+
+// Pause stops the node at addr with SIGSTOP: it keeps its connections but
+// reads and answers nothing, as a stalled machine or a cut link does.
+// Resume ends it.
+func (c *Cluster) Pause(addr string) { c.signal(addr, syscall.SIGSTOP) }
+
+// Resume continues a node stopped by Pause (SIGCONT).
+func (c *Cluster) Resume(addr string) { c.signal(addr, syscall.SIGCONT) }
+
+func (c *Cluster) signal(addr string, sig syscall.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.nodes[addr]
+	if !ok || p.cmd == nil {
+		c.t.Fatalf("%s: not a running node of this cluster", addr)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("%s: %v", addr, err)
+	}
 }
