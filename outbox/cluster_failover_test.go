@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +22,9 @@ import (
 const clusterTestWait = 90 * time.Second
 
 // The relay as the publisher on a Redis Cluster, through a primary killed
-// mid-run (SIGKILL) and its replica's promotion: with durable publishing
-// (Durability{Replicas: 1}) every row the relay marked delivered is on the
-// stream afterwards, the outage charges no attempt and dead-letters
+// mid-run (SIGKILL) after its replica stalled and lost its link, and the
+// replica's promotion: with durable publishing (Durability{Replicas: 1})
+// every row the relay marked delivered is on the stream afterwards, the outage charges no attempt and dead-letters
 // nothing, and the relay delivers every row once the cluster is back.
 func TestRelay_ClusterPrimaryKilledLosesNothingDelivered(t *testing.T) {
 	f := newFixture(t, PostgreSQL, false)
@@ -35,9 +36,11 @@ func TestRelay_ClusterPrimaryKilledLosesNothingDelivered(t *testing.T) {
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: client, SkipServerCheck: true,
 		Durability: &redisstream.Durability{Replicas: 1, Timeout: 2 * time.Second}})
 	require.NoError(t, err)
+	var transportFailed atomic.Int64
 	relay, err := f.ob.NewRelay(pub, RelayConfig{BatchSize: 20, DisableNotify: true,
 		PollInterval:  10 * time.Millisecond,
-		OutageBackoff: Backoff{Base: 10 * time.Millisecond, Max: 500 * time.Millisecond}})
+		OutageBackoff: Backoff{Base: 10 * time.Millisecond, Max: 500 * time.Millisecond},
+		OnPass:        func(res RelayResult) { transportFailed.Add(int64(res.TransportFailed)) }})
 	require.NoError(t, err)
 	stop := run(t, relay)
 	defer stop()
@@ -65,8 +68,8 @@ func TestRelay_ClusterPrimaryKilledLosesNothingDelivered(t *testing.T) {
 			}
 			f.commit(batch...)
 			if i == total/3 {
-				// Hold the rest until the kill, so rows are written during
-				// the outage as well as before it.
+				// Hold the rest until the replica is away, so rows are
+				// written during the outage as well as before it.
 				<-killed
 			}
 		}
@@ -74,9 +77,22 @@ func TestRelay_ClusterPrimaryKilledLosesNothingDelivered(t *testing.T) {
 
 	require.Eventually(t, func() bool { return f.count(statusDelivered) >= 200 }, clusterTestWait, 10*time.Millisecond)
 	old := c.PrimaryFor(stream)
+	// The replica stalls (SIGSTOP) and the primary drops its link to it:
+	// what the primary takes from now on exists only there. A durable
+	// publish is then never confirmed, and the relay keeps its rows
+	// pending until the primary dies.
+	replica := c.ReplicasOf(old)[0]
+	c.Pause(replica)
+	primaryClient := redis.NewClient(&redis.Options{Addr: old})
+	require.NoError(t, primaryClient.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err())
+	require.NoError(t, primaryClient.Close())
+	close(killed) // the rest of the rows are committed from now on
+	require.Eventually(t, func() bool { return transportFailed.Load() > 0 }, clusterTestWait, 10*time.Millisecond,
+		"the relay's publishes fall short while the replica is away")
 	c.Kill(old)
-	close(killed)
-	t.Logf("killed %s, the primary of %s, with %d rows delivered", old, stream, f.count(statusDelivered))
+	c.Resume(replica)
+	t.Logf("stalled %s, cut its link, killed %s, the primary of %s, with %d rows delivered", replica, old, stream,
+		f.count(statusDelivered))
 	c.WaitFailover(stream, old)
 	c.Restart(old) // the promoted primary's replica, which durable writes need
 	<-done
