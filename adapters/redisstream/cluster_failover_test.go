@@ -53,7 +53,8 @@ func orderMessage(t *testing.T, i int) *message.Message {
 // argument as if it were a key ("1"), so WAIT used to run on another
 // primary and confirm at once writes it never had: with the stream's
 // replica dead, Publish still returned nil. The stream here is picked off
-// the primary of the key "1" (and of "replication", where INFO went).
+// the primary of the key "1" (and of "replication", where INFO went). The
+// gate that then refuses writes is that primary's alone.
 func TestCluster_DurablePublishConfirmsOnTheStreamsPrimary(t *testing.T) {
 	c := testenv.PrivateRedisCluster(t, 3, 1)
 	client, _ := countedClient(c)
@@ -81,6 +82,11 @@ func TestCluster_DurablePublishConfirmsOnTheStreamsPrimary(t *testing.T) {
 		err := short.Publish(stream, orderMessage(t, 4))
 		return err != nil && assert.ErrorIs(t, err, ErrNotDurable) && assert.Contains(t, err.Error(), "nothing written")
 	}, clusterWait, 50*time.Millisecond)
+	// The gate is the primary's: a stream on another primary, whose
+	// replica is up, is written and confirmed at once.
+	other := taggedStream(t, c, stream)
+	require.NoError(t, short.Publish(other, orderMessage(t, 5)),
+		"a replica outage behind one primary holds up the streams of another")
 	n, err := client.XLen(context.Background(), stream).Result()
 	require.NoError(t, err)
 	assert.Equal(t, int64(4), n, "three confirmed, one written and not confirmed, none while the gate refused")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // durabilityRecheck is how long the answer of a durability pre-check (or
@@ -60,7 +62,11 @@ func (g *durableGate) confirmed() {
 // admit returns nil when a durable write may go ahead, or the error that
 // refuses it, nothing written.
 func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability) error {
-	g := &p.gate
+	target, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: finding the cluster node of %q: %w", topic, err)
+	}
+	g := p.gateOf(target)
 	if !g.short.Load() {
 		return nil
 	}
@@ -74,7 +80,7 @@ func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability
 		return nil
 	}
 	g.mu.Unlock()
-	err := p.durabilityReady(ctx, topic, d)
+	err = p.durabilityReady(ctx, topic, d)
 	g.mu.Lock()
 	g.checked, g.err = time.Now(), err
 	g.mu.Unlock()
@@ -82,6 +88,19 @@ func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability
 		return fmt.Errorf("%w (nothing written)", err)
 	}
 	return nil
+}
+
+// gateOf returns the gate of the server node writes go to: the
+// publisher's one gate on a single server (or Sentinel), one per primary on
+// a Cluster, so that a replica outage behind one primary does not hold up
+// the streams of the others.
+func (p *Publisher) gateOf(node pipeliner) *durableGate {
+	c, ok := node.(*redis.Client)
+	if _, isCluster := p.cfg.Client.(*redis.ClusterClient); !isCluster || !ok {
+		return &p.gate
+	}
+	g, _ := p.nodeGates.LoadOrStore(c.Options().Addr, &durableGate{})
+	return g.(*durableGate)
 }
 
 // replicaMaxLag is how many seconds since its last acknowledgement

@@ -155,7 +155,8 @@ type Publisher struct {
 
 	checked sync.Once // the server check, before the first Publish
 
-	gate durableGate // with Durability: refuses writes while confirmation is known to be missing
+	gate      durableGate // with Durability: refuses writes while confirmation is known to be missing
+	nodeGates sync.Map    // on a Cluster, one gate per primary instead: address → *durableGate
 
 	mu        sync.Mutex
 	published map[string]int // since the last SafeTrim, per topic
@@ -306,10 +307,10 @@ func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*me
 			if !errors.Is(err, ErrNotDurable) {
 				return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
 			}
-			p.gate.fellShort(err)
+			p.gateOf(target).fellShort(err)
 			return err
 		}
-		p.gate.confirmed()
+		p.gateOf(target).confirmed()
 		return nil
 	}
 }
