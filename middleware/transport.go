@@ -49,9 +49,11 @@ func (e transientError) Is(target error) bool { return target == ErrTransient }
 // replica, out of memory, a cluster or failover in progress), not that the
 // command is wrong: the same command succeeds once the server recovers.
 // The whole first word must match: BUSYGROUP or BUSYKEY (the command's own
-// fault) are not BUSY.
+// fault) are not BUSY. MOVED and ASK reach a caller only when a Cluster
+// client ran out of redirections while slots were moving (a reshard, a
+// failover): the same command succeeds once the slot map settles.
 var redisUnavailable = map[string]bool{"LOADING": true, "READONLY": true, "OOM": true, "CLUSTERDOWN": true,
-	"TRYAGAIN": true, "MASTERDOWN": true, "BUSY": true, "NOREPLICAS": true, "NOTREADY": true}
+	"TRYAGAIN": true, "MASTERDOWN": true, "BUSY": true, "NOREPLICAS": true, "NOTREADY": true, "MOVED": true, "ASK": true}
 
 // redisTooManyClients is the one generic ERR reply that is an outage.
 const redisTooManyClients = "ERR max number of clients reached"
@@ -95,7 +97,9 @@ var transportErrnos = []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, 
 //     publisher or subscriber (errors matching ErrShutdown);
 //   - a Redis reply that the server cannot serve now, by its whole first
 //     word: LOADING, READONLY, OOM, CLUSTERDOWN, TRYAGAIN, MASTERDOWN,
-//     BUSY, NOREPLICAS, NOTREADY, and "ERR max number of clients reached"
+//     BUSY, NOREPLICAS, NOTREADY, MOVED, ASK (a Cluster's slots moving
+//     faster than the client's redirections), and "ERR max number of
+//     clients reached"
 //     (BUSYGROUP, BUSYKEY and the like are the command's fault);
 //   - a NATS connection that is down or a JetStream that does not answer:
 //     nats.ErrConnectionClosed, ErrConnectionDraining,

@@ -56,6 +56,8 @@ func TestIsTransportError(t *testing.T) {
 		redisReply("CLUSTERDOWN Hash slot"):                       true,
 		redisReply("TRYAGAIN Multiple keys"):                      true,
 		redisReply("MASTERDOWN Link is down"):                     true,
+		redisReply("MOVED 3999 127.0.0.1:6381"):                   true,
+		redisReply("ASK 3999 127.0.0.1:6381"):                     true,
 		redisReply("ERR wrong number of args"):                    false,
 		redisReply("WRONGTYPE Operation against"):                 false,
 		nats.ErrConnectionClosed:                                  true,

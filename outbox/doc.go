@@ -25,7 +25,8 @@
 // The outbox takes every event Arc takes: ids of any length and types up
 // to arc.MaxTypeLength characters (MaxTypeLength bytes). Topics follow
 // watermill-sql's rule: 1 to MaxTopicLength bytes of A-Z, a-z, 0-9 and
-// "-$:._", which Arc's stream names (arc:events) fit; dedupe and
+// "-$:._", which Arc's stream names (arc:events) fit, and may hold the
+// braces of a Redis Cluster hash tag ({orders}:events); dedupe and
 // partition keys, which are indexed, take up to MaxKeyLength bytes.
 //
 // # Relaying

@@ -38,7 +38,9 @@ const (
 const (
 	// MaxTopicLength bounds Entry.Topic, in bytes. A topic is also made of
 	// A-Z, a-z, 0-9 and "-$:._" only: watermill-sql's rule for topic names,
-	// which Write applies. Arc's stream names ("arc:events", …) fit it.
+	// which Write applies, and of the braces of a Redis Cluster hash tag
+	// ("{orders}:events"; see topic_tag.go). Arc's stream names
+	// ("arc:events", …) fit it.
 	MaxTopicLength = 255
 	// MaxTypeLength bounds an event type, in bytes: room for any type Arc
 	// accepts (arc.MaxTypeLength UTF-16 code units, at most 768 bytes of
@@ -51,13 +53,15 @@ const (
 )
 
 // topicPattern is watermill-sql's rule for topic names (its publisher
-// refuses the others).
-var topicPattern = regexp.MustCompile(`^[A-Za-z0-9\-$:._]+$`)
+// refuses the others), with the braces of a hash tag, which cross
+// watermill-sql encoded (wsqlTopic).
+var topicPattern = regexp.MustCompile(`^[A-Za-z0-9\-$:._{}]+$`)
 
 // Entry is one event to store.
 type Entry struct {
 	// Topic is the destination topic on the relay's publisher: 1 to
-	// MaxTopicLength bytes of A-Z, a-z, 0-9 and "-$:._". Required.
+	// MaxTopicLength bytes of A-Z, a-z, 0-9, "-$:._" and the braces of a
+	// Redis Cluster hash tag ("{orders}:events"). Required.
 	Topic string
 	// Event is the Arc event to deliver, unchanged (same meta.id and
 	// timestamp, as Arc's outbox does). Ignored when Message is set.
@@ -195,7 +199,10 @@ func (o *Outbox) publisher(tx wsql.ContextExecutor) (message.Publisher, error) {
 // maxRowsPerInsert rows.
 type chunkedPublisher struct{ *wsql.Publisher }
 
+// Publish writes msgs to topic, encoded for watermill-sql (wsqlTopic) when
+// it has a hash tag.
 func (p chunkedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	topic = wsqlTopic(topic)
 	for len(msgs) > maxRowsPerInsert {
 		if err := p.Publisher.Publish(topic, msgs[:maxRowsPerInsert]...); err != nil {
 			return err
@@ -220,7 +227,8 @@ func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error)
 	if len(p.Msgs) == 0 {
 		return wsql.Query{}, errors.New("outbox: nothing to insert")
 	}
-	if err := validateTopic(p.Topic); err != nil {
+	topic := storedTopic(p.Topic)
+	if err := validateTopic(topic); err != nil {
 		return wsql.Query{}, err
 	}
 	now := a.o.nowMs()
@@ -230,7 +238,7 @@ func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error)
 		if err != nil {
 			return wsql.Query{}, err
 		}
-		args = append(args, row.eventID, p.Topic, row.eventType, []byte(msg.Payload), row.metadata,
+		args = append(args, row.eventID, topic, row.eventType, []byte(msg.Payload), row.metadata,
 			nullString(row.dedupe), nullString(row.partition), row.visibleAt, now)
 	}
 	return wsql.Query{Query: a.o.q.insert(len(p.Msgs)), Args: args}, nil
@@ -298,7 +306,8 @@ func validateTopic(topic string) error {
 	case topic == "" || len(topic) > MaxTopicLength:
 		return fmt.Errorf("%w: a topic of 1 to %d bytes is required", ErrInvalidEntry, MaxTopicLength)
 	case !topicPattern.MatchString(topic):
-		return fmt.Errorf("%w: topic %q: only A-Z, a-z, 0-9 and \"-$:._\" are allowed (watermill-sql's rule)", ErrInvalidEntry, topic)
+		return fmt.Errorf("%w: topic %q: only A-Z, a-z, 0-9, \"-$:._\" (watermill-sql's rule) and the braces of a hash tag are allowed",
+			ErrInvalidEntry, topic)
 	}
 	return nil
 }

@@ -89,9 +89,20 @@
 // tag ({orders}:events and {orders}:events:dlq), or use Partitions, whose
 // dead letters share each partition's slot. Durability's WAIT and WAITAOF
 // confirm the writes of the connection they run on: on a Cluster the
-// pipeline runs on the stream's primary. After a failover (Sentinel or
-// Cluster), what the old primary acknowledged but had not replicated is
-// gone unless Durability asked for a replica.
+// publisher pipelines the XADDs and WAIT to the primary serving the stream
+// itself, following MOVED and ASK, since go-redis' cluster pipeline would
+// route WAIT to another node; each primary has its own durability gate.
+// After a failover (Sentinel, or a Cluster promoting a replica), what the
+// old primary acknowledged but had not replicated is gone unless Durability
+// asked for a replica; with one replica per primary, a durable publish is
+// refused (ErrNotDurable, nothing written) from the promotion until the
+// promoted primary has a replica again. A consumer finds the promoted
+// primary by itself, once its client reloads the slot map (go-redis: on a
+// MOVED reply, or when the map is 10 s old); entries whose XACK died with
+// the primary are delivered again (at least once), and the tests see no
+// dead letter from a failover or a reshard. The tests in
+// cluster_failover_test.go and cluster_reshard_test.go kill primaries and
+// move slots on a private cluster.
 //
 // # Partitioned streams
 //

@@ -20,6 +20,10 @@ type Finding struct {
 	Risk bool
 	// Advice says, in plain words, what follows and what to change.
 	Advice string
+	// Node is, on a Redis Cluster, the address of the node the finding is
+	// about, with its role ("127.0.0.1:7000 primary"), or "cluster" for a
+	// fact of the whole cluster; "" for a single server.
+	Node string
 }
 
 // ServerReport is what CheckServer read.
@@ -42,8 +46,19 @@ func (r ServerReport) Risky() bool {
 // stream entries under memory pressure; Arc's docs require noeviction), its
 // persistence (no append-only file, or one synced only every second, loses
 // acknowledged writes on a crash) and its replicas (without one, a lost
-// machine loses everything). `arcmill doctor` prints it.
+// machine loses everything). `arcmill doctor` prints it. On a
+// *redis.ClusterClient it checks every node, and the cluster itself (see
+// checkCluster).
 func CheckServer(ctx context.Context, client redis.UniversalClient) (ServerReport, error) {
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		return checkCluster(ctx, cc)
+	}
+	return checkNode(ctx, client, true)
+}
+
+// checkNode is CheckServer on one server; a replica (primary false) has no
+// replicas of its own to count.
+func checkNode(ctx context.Context, client redis.Cmdable, primary bool) (ServerReport, error) {
 	var r ServerReport
 	get := func(name string) (string, error) {
 		res, err := client.ConfigGet(ctx, name).Result()
@@ -85,6 +100,9 @@ func CheckServer(ctx context.Context, client redis.UniversalClient) (ServerRepor
 			f.Advice = "every acknowledged entry is on disk"
 		}
 		r.Findings = append(r.Findings, Finding{Setting: "appendonly", Value: aof, Advice: "append-only file on"}, f)
+	}
+	if !primary {
+		return r, nil
 	}
 	info, err := client.Info(ctx, "replication").Result()
 	if err != nil {

@@ -62,7 +62,11 @@ func (g *durableGate) confirmed() {
 // admit returns nil when a durable write may go ahead, or the error that
 // refuses it, nothing written.
 func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability) error {
-	g := &p.gate
+	target, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: finding the cluster node of %q: %w", topic, err)
+	}
+	g := p.gateOf(target)
 	if !g.short.Load() {
 		return nil
 	}
@@ -76,7 +80,7 @@ func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability
 		return nil
 	}
 	g.mu.Unlock()
-	err := p.durabilityReady(ctx, topic, d)
+	err = p.durabilityReady(ctx, topic, d)
 	g.mu.Lock()
 	g.checked, g.err = time.Now(), err
 	g.mu.Unlock()
@@ -86,32 +90,39 @@ func (p *Publisher) admitDurable(ctx context.Context, topic string, d Durability
 	return nil
 }
 
+// gateOf returns the gate of the server node writes go to: the
+// publisher's one gate on a single server (or Sentinel), one per primary on
+// a Cluster, so that a replica outage behind one primary does not hold up
+// the streams of the others.
+func (p *Publisher) gateOf(node pipeliner) *durableGate {
+	c, ok := node.(*redis.Client)
+	if _, isCluster := p.cfg.Client.(*redis.ClusterClient); !isCluster || !ok {
+		return &p.gate
+	}
+	g, _ := p.nodeGates.LoadOrStore(c.Options().Addr, &durableGate{})
+	return g.(*durableGate)
+}
+
 // replicaMaxLag is how many seconds since its last acknowledgement
 // (INFO's lag) a replica may show and still count as acknowledging.
 // Replicas acknowledge every second, so a healthy one shows 0 or 1; a
 // stopped one that the primary has not yet dropped grows past it.
 const replicaMaxLag = 2
 
-// durabilityReady asks the server whether the durability d asks for can be
+// durabilityReady asks the server of topic (on a Cluster, the primary
+// serving topic's slot) whether the durability d asks for can be
 // confirmed now: enough replicas online and acknowledging (INFO
 // replication) and, with Fsync, an append-only file (INFO persistence).
 // A server that does not answer is an error of its own (the transport's);
 // nothing is written either way.
-//
-// On a Cluster client the server asked is the primary of topic's slot, the
-// one the entries go to; any other node's replicas say nothing of them.
 func (p *Publisher) durabilityReady(ctx context.Context, topic string, d Durability) error {
 	sections := []string{"replication"}
 	if d.Fsync {
 		sections = append(sections, "persistence")
 	}
-	var server redis.Cmdable = p.cfg.Client
-	if cc, ok := p.cfg.Client.(*redis.ClusterClient); ok {
-		node, err := cc.MasterForKey(ctx, topic)
-		if err != nil {
-			return fmt.Errorf("redisstream: checking durability before writing (the primary of %q): %w", topic, err)
-		}
-		server = node
+	server, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: checking durability before writing: finding the cluster node of %q: %w", topic, err)
 	}
 	info, err := server.Info(ctx, sections...).Result()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,7 +155,8 @@ type Publisher struct {
 
 	checked sync.Once // the server check, before the first Publish
 
-	gate durableGate // with Durability: refuses writes while confirmation is known to be missing
+	gate      durableGate // with Durability: refuses writes while confirmation is known to be missing
+	nodeGates sync.Map    // on a Cluster, one gate per primary instead: address → *durableGate
 
 	mu        sync.Mutex
 	published map[string]int // since the last SafeTrim, per topic
@@ -271,7 +271,10 @@ func (p *Publisher) checkServer(ctx context.Context) {
 }
 
 // publishDurably sends the XADDs and WAIT / WAITAOF in one pipeline (one
-// connection: both commands confirm that connection's writes).
+// connection: both commands confirm that connection's writes), on a
+// Cluster to the primary serving topic (see cluster.go), following MOVED
+// and ASK itself: the entries not yet written go again to the node the
+// reply names, confirmed there.
 // A confirmation that falls short opens the gate (durableGate), so the
 // retries that follow write nothing until the server can confirm again.
 //
@@ -283,46 +286,81 @@ func (p *Publisher) checkServer(ctx context.Context) {
 // map, so the retry goes to the new primary.
 func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*message.Message, args []*redis.XAddArgs) error {
 	d := p.durability()
-	var client interface {
-		Pipelined(context.Context, func(redis.Pipeliner) error) ([]redis.Cmder, error)
-	} = p.cfg.Client
-	cluster, _ := p.cfg.Client.(*redis.ClusterClient)
-	if cluster != nil {
-		node, err := cluster.MasterForKey(ctx, topic)
-		if err != nil {
-			return fmt.Errorf("redisstream: finding the primary of %q: %w", topic, err)
-		}
-		client = node
+	target, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: finding the cluster node of %q: %w", topic, err)
 	}
-	var wait, waitAOF *redis.Cmd
-	cmds, err := client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, a := range args {
-			pipe.XAdd(ctx, a)
-		}
-		if d.Fsync {
-			waitAOF = pipe.Do(ctx, "WAITAOF", 1, d.Replicas, d.Timeout.Milliseconds())
-		} else {
-			wait = pipe.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
-		}
-		return nil
-	})
-	for i, cmd := range cmds[:len(args)] {
-		if cmd.Err() != nil {
-			if cluster != nil && slotMoved(cmd.Err()) {
-				cluster.ReloadState(ctx)
+	done, asking := 0, false // entries written, and whether the next pipeline follows an ASK
+	for redirects := 0; ; redirects++ {
+		var wait, waitAOF *redis.Cmd
+		xadds := make([]redis.Cmder, 0, len(args)-done)
+		_, pipeErr := target.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, a := range args[done:] {
+				if asking {
+					pipe.Do(ctx, "ASKING") // good for the one command after it
+				}
+				xadds = append(xadds, pipe.XAdd(ctx, a))
 			}
-			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", i+1, len(msgs), msgs[i].UUID, topic, cmd.Err())
+			if d.Fsync {
+				waitAOF = pipe.Do(ctx, "WAITAOF", 1, d.Replicas, d.Timeout.Milliseconds())
+			} else {
+				wait = pipe.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+			}
+			return nil
+		})
+		redirected, err := p.followRedirect(ctx, topic, msgs, xadds, &done, redirects)
+		if err != nil {
+			return err
 		}
-	}
-	if err := p.confirmation(d, len(msgs), wait, waitAOF, err); err != nil {
-		if !errors.Is(err, ErrNotDurable) {
-			return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+		if redirected != nil {
+			target, asking = redirected.node, redirected.ask
+			continue
 		}
-		p.gate.fellShort(err)
-		return err
+		if err := p.confirmation(d, len(msgs), wait, waitAOF, pipeErr); err != nil {
+			if !errors.Is(err, ErrNotDurable) {
+				return fmt.Errorf("redisstream: pipelined XADD to %q: %w", topic, err)
+			}
+			p.gateOf(target).fellShort(err)
+			return err
+		}
+		p.gateOf(target).confirmed()
+		return nil
 	}
-	p.gate.confirmed()
-	return nil
+}
+
+// redirect is where a durable publish goes on after MOVED or ASK.
+type redirect struct {
+	node pipeliner
+	ask  bool
+}
+
+// followRedirect reads the XADDs of one durable pipeline, sent from entry
+// *done on: nil when all were written; a redirect (and *done moved to the
+// first entry not written) when one was answered MOVED or ASK on a Cluster
+// and redirects remain; or the error of the first that failed.
+func (p *Publisher) followRedirect(ctx context.Context, topic string, msgs []*message.Message, xadds []redis.Cmder,
+	done *int, redirects int) (*redirect, error) {
+	for i, cmd := range xadds {
+		if cmd.Err() == nil {
+			continue
+		}
+		n := *done + i
+		fail := func(err error) error {
+			return fmt.Errorf("redisstream: XADD of message %d of %d (%s) to %q: %w", n+1, len(msgs), msgs[n].UUID, topic, err)
+		}
+		cc, isCluster := p.cfg.Client.(*redis.ClusterClient)
+		moved, ask, addr := redirection(cmd.Err())
+		if !isCluster || !moved || redirects >= maxDurableRedirects {
+			return nil, fail(cmd.Err())
+		}
+		node, err := clusterNode(ctx, cc, addr)
+		if err != nil {
+			return nil, fail(err)
+		}
+		*done = n
+		return &redirect{node: node, ask: ask}, nil
+	}
+	return nil, nil
 }
 
 // confirmation reads the reply of WAIT or WAITAOF: nil when d is met, an
@@ -452,9 +490,3 @@ func (p *Publisher) Close() error {
 	return nil
 }
 
-// slotMoved reports a Cluster redirection: the slot is served elsewhere
-// (MOVED) or is being migrated (ASK).
-func slotMoved(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
-}
