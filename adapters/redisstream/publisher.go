@@ -489,4 +489,3 @@ func (p *Publisher) Close() error {
 	}
 	return nil
 }
-
