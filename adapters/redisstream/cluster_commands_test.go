@@ -169,7 +169,10 @@ func TestCluster_DurableWaitOnEachPartitionsPrimary(t *testing.T) {
 
 	// The gate asks the partition's primary.
 	key := parts.Key(0)
-	pub.partition(parts.Stream, key).gate.fellShort(ErrNotDurable)
+	part := pub.partition(parts.Stream, key)
+	node, err := nodeFor(ctx, c, key)
+	require.NoError(t, err)
+	part.gateOf(node).fellShort(ErrNotDurable) // the gate of the partition's primary
 	infoBefore := commandCalls(t, c, "info")
 	var first *message.Message
 	for _, m := range keyedEvents(t, parts, 1) {
