@@ -65,7 +65,7 @@ func (c *consumption) receive(m *nats.Msg) {
 func (c *consumption) run() {
 	defer c.s.wg.Done()
 	defer close(c.out)
-	defer c.stop() // first of the three: nothing waits when out closes
+	defer c.stop(nil) // first of the three: nothing waits when out closes
 	// Half the ack wait leaves the other half for the report to arrive.
 	// The floor only keeps a nonsensical AckWaitTimeout from panicking.
 	progress := time.NewTicker(max(c.s.cfg.AckWaitTimeout/2, time.Millisecond))
@@ -95,8 +95,7 @@ func (c *consumption) run() {
 func (c *consumption) handle(r *received) bool {
 	fields := c.fields(r)
 	if c.stopping() { // before a handler, which may be ready too, can take it
-		c.stop()
-		c.nak(r.raw, 0, fields)
+		c.stop(r)
 		return false
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
@@ -109,12 +108,10 @@ func (c *consumption) handle(r *received) bool {
 		case <-c.progress:
 			c.reportProgress(r)
 		case <-c.s.closing:
-			c.stop()
-			c.nak(r.raw, 0, fields) // to another member of the group, now
+			c.stop(r) // to another member of the group, now
 			return false
 		case <-c.ctx.Done():
-			c.stop()
-			c.nak(r.raw, 0, fields)
+			c.stop(r)
 			return false
 		}
 	}
@@ -137,11 +134,11 @@ func (c *consumption) handle(r *received) bool {
 			return !c.stopped
 		case <-closing:
 			closing, ctxDone = nil, nil
-			c.stop() // the waiting messages go to another member now
+			c.stop(nil) // the waiting messages go to another member now
 			deadline = time.After(c.s.cfg.CloseTimeout)
 		case <-ctxDone:
 			closing, ctxDone = nil, nil
-			c.stop()
+			c.stop(nil)
 			deadline = time.After(c.s.cfg.CloseTimeout)
 		case <-deadline:
 			cancel(ErrClosed)
@@ -191,19 +188,25 @@ func (c *consumption) reportProgress(inHand *received) {
 }
 
 // stop stops the intake once: it unsubscribes (the consumer stays on the
-// server) and nacks every waiting message, so that another member of the
-// group receives it now rather than after its ack wait. A callback still
-// running nacks its message itself (the queue refuses it).
-func (c *consumption) stop() {
-	if c.stopped {
-		return
+// server) and nacks first, the message about to be handed out if any, then
+// every waiting message, so that another member of the group receives
+// them now, in order, rather than after their ack wait. The unsubscription
+// goes out first on the connection, so the server sends none of them back
+// here. A callback still running nacks its message itself (the queue
+// refuses it).
+func (c *consumption) stop(first *received) {
+	var left []*received
+	if first != nil {
+		left = append(left, first)
 	}
-	c.stopped = true
-	if err := c.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		c.s.cfg.Logger.Error("Unsubscribe failed", err, c.logFields)
+	if !c.stopped {
+		c.stopped = true
+		if err := c.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			c.s.cfg.Logger.Error("Unsubscribe failed", err, c.logFields)
+		}
+		_ = c.adv.Unsubscribe()
+		left = append(left, c.queue.stop()...)
 	}
-	_ = c.adv.Unsubscribe()
-	left := c.queue.stop()
 	for _, r := range left {
 		c.nak(r.raw, 0, c.fields(r))
 	}
