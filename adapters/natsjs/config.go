@@ -151,16 +151,18 @@ type SubscriberConfig struct {
 	CloseTimeout time.Duration
 	// AckWaitTimeout is how long the server waits for an ack before it
 	// redelivers (plus BackOff's wait, see there). While a handler works
-	// on a message, the subscriber tells the server so (+WPI) every half
-	// AckWaitTimeout, so the wait detects crashed processes, not slow
+	// on a message, the subscriber tells the server (+WPI) every half
+	// AckWaitTimeout that the message, and each one waiting behind it,
+	// is in progress, so the wait detects crashed processes, not slow
 	// handlers. Defaults to DefaultAckWaitTimeout.
 	AckWaitTimeout time.Duration
 	// MaxAckPending is the consumer's MaxAckPending: how many messages the
 	// group holds delivered and unacknowledged, the ones waiting in an
 	// instance's buffer included. A message waits there while those before
-	// it are handled, and is redelivered (one delivery spent) if that
-	// takes longer than its ack wait: keep MaxAckPending × handler time
-	// well under AckWaitTimeout. 1 delivers the subject's next message only
+	// it are handled, reported in progress like the one in the handler, so
+	// a long wait spends none of its deliveries; but it is held by that
+	// instance, not by an idle one, until Close or a crash releases it.
+	// 1 delivers the subject's next message only
 	// once the one before is settled, whatever happens to it (nack,
 	// crash, redelivery): set it for the consumer of a partition
 	// (PartitionSubject), to keep the order of each key. Defaults to

@@ -47,6 +47,13 @@
 // as DeadLetterConfig.Publisher with the same subject as Topic.
 // ReadDeadLetters reads them back.
 //
+// A handler that waits out a downstream outage (middleware.Retry on
+// transport errors, an open middleware.Breaker) costs no event a
+// delivery: the Subscriber reports every message it holds, the one in
+// the handler and the ones the server pushed behind it (up to
+// MaxAckPending), as in progress every half AckWaitTimeout, so none
+// reaches its ack wait, is redelivered or is given up by MaxDeliver.
+//
 // The same wildcard router and handlers as on Redis run on top: give
 // Subject's result as the handler's Topic and the pattern as its pattern.
 //

@@ -10,11 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
-	"github.com/ThreeDotsLabs/watermill/components/delay"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
@@ -51,6 +49,14 @@ const MetadataDelivered = "arcmill_nats_delivered"
 // DeadLetterSubject when the server's max-deliveries advisory arrives.
 // A message carrying Watermill's delay metadata (a delayed retry) is held
 // back until its time with a NakWithDelay, which counts as a delivery.
+//
+// Each subscription hands its handler one message at a time; the server
+// pushes up to MaxAckPending, which wait in the Subscriber meanwhile.
+// Every half AckWaitTimeout the Subscriber tells the server that each
+// message it holds, in the handler or waiting, is in progress, so that a
+// handler that waits out a downstream outage costs the messages behind it
+// no delivery (and no dead letter). Close and the end of a subscription's
+// context nack the waiting messages at once, for another member.
 type Subscriber struct {
 	cfg  SubscriberConfig
 	js   nats.JetStreamContext
@@ -89,8 +95,9 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 // Subscribe creates (or updates) the group's durable consumer on topic, a
 // NATS subject that may hold wildcards (see SubjectMode), binds to it and
 // returns its messages. topic is checked with ValidateSubject before
-// anything reaches the server. The channel is closed when ctx ends or the
-// Subscriber closes, once the message in flight is settled.
+// anything reaches the server. When ctx ends or the Subscriber closes, the
+// intake stops, the messages waiting are nacked, and the channel is
+// closed once the message in flight is settled.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if err := ValidateSubject(topic, true); err != nil {
 		return nil, err
@@ -127,35 +134,24 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, err
 	}
 	c := &consumption{s: s, ctx: ctx, stream: stream, durable: durable, topic: topic,
-		out: make(chan *message.Message), busy: make(chan struct{}, 1),
+		out: make(chan *message.Message), queue: newWaiting(),
 		logFields: watermill.LogFields{"topic": topic, "consumer_group": s.cfg.Group, "consumer": durable}}
 	// Advisories first, so that none is missed once deliveries begin.
 	adv, err := s.cfg.Conn.Subscribe(maxDeliveriesSubject(stream, durable), c.maxDeliveries)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: subscribing to the max-deliveries advisories of %s: %w", durable, err)
 	}
-	sub, err := s.js.QueueSubscribe(topic, durable, c.deliver, nats.Bind(stream, durable), nats.ManualAck())
+	// A callback that only queues, not a channel subscription: nats.go
+	// drops a message it cannot put in a full channel (a slow consumer).
+	sub, err := s.js.QueueSubscribe(topic, durable, c.receive, nats.Bind(stream, durable), nats.ManualAck())
 	if err != nil {
 		_ = adv.Unsubscribe()
 		return nil, fmt.Errorf("natsjs: binding to consumer %s on %s: %w", durable, stream, err)
 	}
+	c.sub, c.adv = sub, adv
 	started = true
 	s.cfg.Logger.Debug("Subscribed", c.logFields)
-	go func() {
-		defer s.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-s.closing:
-		}
-		// Bound, not created, by the client: unsubscribing leaves the
-		// consumer on the server.
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			s.cfg.Logger.Error("Unsubscribe failed", err, c.logFields)
-		}
-		_ = adv.Unsubscribe()
-		c.busy <- struct{}{} // waits for the message in flight; later callbacks nak
-		close(c.out)
-	}()
+	go c.run() // until ctx ends or Close; then Unsubscribe, which leaves the consumer on the server
 	return c.out, nil
 }
 
@@ -224,105 +220,6 @@ func (s *Subscriber) Close() error {
 		return fmt.Errorf("natsjs: draining the connection: %w", err)
 	}
 	return nil
-}
-
-// consumption is one subscription: its callbacks run one at a time (as
-// nats.go runs a subscription's callbacks), on nats.go's goroutine.
-type consumption struct {
-	s                      *Subscriber
-	ctx                    context.Context
-	stream, durable, topic string
-	out                    chan *message.Message
-	// busy is held while a message is in flight; the stopping goroutine
-	// takes it for good, so a callback after the stop nacks at once.
-	busy      chan struct{}
-	logFields watermill.LogFields
-}
-
-func (c *consumption) deliver(m *nats.Msg) {
-	select {
-	case c.busy <- struct{}{}:
-		defer func() { <-c.busy }()
-	default:
-		c.nak(m, 0, nil)
-		return
-	}
-	meta, err := m.Metadata()
-	if err != nil {
-		c.s.cfg.Logger.Error("Not a JetStream message; terminated", err, c.logFields)
-		_ = m.Term()
-		return
-	}
-	msg := toMessage(m.Header, m.Data, meta.Sequence.Stream)
-	msg.Metadata.Set(MetadataDelivered, strconv.FormatUint(meta.NumDelivered, 10))
-	fields := c.logFields.Add(watermill.LogFields{"message_uuid": msg.UUID, "delivered": meta.NumDelivered})
-	if until, err := time.Parse(time.RFC3339, msg.Metadata.Get(delay.DelayedUntilKey)); err == nil {
-		if wait := time.Until(until); wait > 0 {
-			c.nak(m, wait, fields) // a delayed retry, early: held back by the server
-			return
-		}
-	}
-	ctx, cancel := context.WithCancelCause(c.ctx)
-	defer cancel(nil)
-	msg.SetContext(ctx)
-	select {
-	case c.out <- msg:
-	case <-c.s.closing:
-		c.nak(m, 0, fields) // to another member of the group, now
-		return
-	case <-c.ctx.Done():
-		c.nak(m, 0, fields)
-		return
-	}
-	closing, ctxDone := c.s.closing, c.ctx.Done()
-	var deadline <-chan time.Time
-	working := time.NewTicker(c.s.cfg.AckWaitTimeout / 2)
-	defer working.Stop()
-	for {
-		select {
-		case <-working.C:
-			// Still working: the ack wait is for crashed processes.
-			if err := m.InProgress(); err != nil {
-				c.s.cfg.Logger.Error("Telling the server the handler is still working failed", err, fields)
-			}
-		case <-msg.Acked():
-			if err := m.AckSync(); err != nil {
-				c.s.cfg.Logger.Error("Ack failed; JetStream will redeliver", err, fields)
-				return
-			}
-			c.s.cfg.Logger.Trace("Message acked", fields)
-			return
-		case <-msg.Nacked():
-			c.nak(m, c.s.cfg.nakDelay(meta.NumDelivered), fields)
-			return
-		case <-closing:
-			closing, ctxDone = nil, nil
-			deadline = time.After(c.s.cfg.CloseTimeout)
-		case <-ctxDone:
-			closing, ctxDone = nil, nil
-			deadline = time.After(c.s.cfg.CloseTimeout)
-		case <-deadline:
-			cancel(ErrClosed)
-			c.s.cfg.Logger.Info("Handler did not settle the message within CloseTimeout; nacked", fields)
-			c.nak(m, 0, fields)
-			return
-		}
-	}
-}
-
-// nak asks for a redelivery after wait (at once when 0).
-func (c *consumption) nak(m *nats.Msg, wait time.Duration, fields watermill.LogFields) {
-	var err error
-	if wait > 0 {
-		err = m.NakWithDelay(wait)
-	} else {
-		err = m.Nak()
-	}
-	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		c.s.cfg.Logger.Error("Nak failed; JetStream redelivers after the ack wait", err, fields)
-		return
-	}
-	c.s.cfg.Logger.Trace("Message nacked", fields.Add(watermill.LogFields{"delay": wait.String()}))
 }
 
 // toMessage reads a JetStream message as a Watermill message, as
