@@ -25,12 +25,11 @@ import (
 //
 // What a paused subscription keeps depends on sub: arcmill's Redis Streams
 // Subscriber keeps what it has read pending in the group, fresh (its
-// heartbeat), without spending a delivery. A JetStream push consumer
-// (natsjs) has up to MaxAckPending messages on their way to this process;
-// those beyond the one in hand wait without the +WPI that the subscriber
-// sends for messages in hand, so a pause longer than AckWaitTimeout lets
-// the server redeliver them, each redelivery spending one of MaxDeliver:
-// there, keep CoolDown under AckWaitTimeout, or MaxAckPending small.
+// heartbeat), without spending a delivery. arcmill's JetStream
+// Subscriber (natsjs) reports every message it holds, up to MaxAckPending,
+// in progress every half AckWaitTimeout, so a pause spends none of their
+// deliveries either; another JetStream subscriber may let the server
+// redeliver what waits longer than its ack wait.
 //
 // Each subscription runs one goroutine, which ends when the subscription's
 // context ends or sub closes its channel; Close closes sub.
