@@ -135,8 +135,20 @@ func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
 			strconv.Itoa(int(d)), dsn, table, list, redisAddr, strconv.Itoa(int(mode))}, "|"))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		require.NoError(t, cmd.Start())
-		require.Eventually(t, func() bool { return rdb.LLen(context.Background(), list).Val() >= 60 },
-			20*time.Second, 5*time.Millisecond, "the child relays")
+		// Kill it mid-batch: rows published and not yet acknowledged (and,
+		// with leases, rows leased). Checked, not timed: under load the
+		// child may sit between batches at any given moment.
+		require.Eventually(t, func() bool {
+			ctx := context.Background()
+			if rdb.LLen(ctx, list).Val() < 60 {
+				return false
+			}
+			st, err := f.ob.Status(ctx)
+			if err != nil {
+				return false
+			}
+			return rdb.LLen(ctx, list).Val() > st.Delivered && (mode != ClaimLease || st.InFlight > 0)
+		}, 60*time.Second, time.Millisecond, "the child relays, and is caught mid-batch")
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		var exit *exec.ExitError
 		require.ErrorAs(t, cmd.Wait(), &exit, "killed")
