@@ -32,28 +32,56 @@ const seqWait = 60 * time.Second
 type seqEnv struct {
 	t                          *testing.T
 	addr                       string
-	client                     *redis.Client
+	client                     redis.UniversalClient
 	stream, dlq, group, prefix string
 	pub                        *redisstream.Publisher
 	admin                      middleware.SequenceAdmin
 }
 
 func newSeqEnv(t *testing.T, addr string) *seqEnv {
-	e := openSeqEnv(t, addr, uuid.NewString())
-	t.Cleanup(func() {
+	return cleanSeqEnv(openSeqEnv(t, addr, uuid.NewString()))
+}
+
+// newClusterSeqEnv is a seqEnv on a Redis Cluster: the stream and its
+// dead-letter stream share a hash tag (a redrive moves an entry between
+// them in one script); the sequences' keys have their own.
+func newClusterSeqEnv(t *testing.T, addrs []string) *seqEnv {
+	id := uuid.NewString()
+	return cleanSeqEnv(openSeqEnvOn(t, redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}), "",
+		"arcmill-test:seq:{"+id+"}", id))
+}
+
+func cleanSeqEnv(e *seqEnv) *seqEnv {
+	e.t.Cleanup(func() {
 		ctx := context.Background()
-		keys, _ := e.client.Keys(ctx, e.prefix+"*").Result()
-		keys = append(keys, e.stream, e.dlq)
-		assert.NoError(t, e.client.Del(ctx, keys...).Err())
-		assert.NoError(t, e.client.Close())
+		del := func(ctx context.Context, c *redis.Client) error {
+			keys, _ := c.Keys(ctx, e.prefix+"*").Result()
+			for _, k := range keys {
+				if err := c.Del(ctx, k).Err(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if cc, ok := e.client.(*redis.ClusterClient); ok {
+			assert.NoError(e.t, cc.ForEachMaster(ctx, del))
+		} else {
+			assert.NoError(e.t, del(ctx, e.client.(*redis.Client)))
+		}
+		assert.NoError(e.t, e.client.Del(ctx, e.stream, e.dlq).Err()) // one slot
+		assert.NoError(e.t, e.client.Close())
 	})
 	return e
 }
 
 // openSeqEnv opens the env of id, which another process may share.
 func openSeqEnv(t *testing.T, addr, id string) *seqEnv {
-	e := &seqEnv{t: t, addr: addr, client: redis.NewClient(&redis.Options{Addr: addr}),
-		stream: "arcmill-test:seq:" + id, group: "orders-svc", prefix: "arcmill-test:seqkeys:" + id + ":"}
+	return openSeqEnvOn(t, redis.NewClient(&redis.Options{Addr: addr}), addr, "arcmill-test:seq:"+id, id)
+}
+
+func openSeqEnvOn(t *testing.T, client redis.UniversalClient, addr, stream, id string) *seqEnv {
+	e := &seqEnv{t: t, addr: addr, client: client,
+		stream: stream, group: "orders-svc", prefix: "arcmill-test:seqkeys:" + id + ":"}
 	e.dlq = e.stream + ":dlq"
 	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: e.client})
 	require.NoError(t, err)
@@ -240,7 +268,16 @@ func (e *seqEnv) deadLetters() int64 {
 // event's later events wait (while another key flows), survive a restart
 // of the consumer, and run after the redriven head, in order, once each.
 func TestSequenceOrderAcrossFailureRestartRedrive(t *testing.T) {
-	e := newSeqEnv(t, testenv.RedisAddr(t))
+	sequenceOrderAcrossFailureRestartRedrive(t, newSeqEnv(t, testenv.RedisAddr(t)))
+}
+
+// The same on a Redis Cluster: each script touches the keys of one
+// sequence and its handler's index, which share a hash tag.
+func TestSequenceOrderOnCluster(t *testing.T) {
+	sequenceOrderAcrossFailureRestartRedrive(t, newClusterSeqEnv(t, testenv.RedisClusterAddrs(t)))
+}
+
+func sequenceOrderAcrossFailureRestartRedrive(t *testing.T, e *seqEnv) {
 	rec := newRecorder()
 	rec.setPoison("a1", true)
 	first := e.start("c1", 0, rec.handler)
