@@ -65,6 +65,26 @@ func TestBreakerSharedTripsTheFleetTogether(t *testing.T) {
 	assert.True(t, b1.Stats().Shared)
 }
 
+// The shared state works on a Redis Cluster: a breaker's keys share one
+// hash tag, so each script runs in one slot.
+func TestBreakerSharedOnCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisClusterAddrs(t)})
+	t.Cleanup(func() { _ = cc.Close() })
+	b1, b2, endCoolDown := sharedPair(t, cc, BreakerConfig{MinRequests: 2, Threshold: 0.5})
+	b1.record(ctx, false, errDown)
+	b2.record(ctx, false, errDown)
+	assert.Equal(t, BreakerOpen, b2.State())
+	require.Eventually(t, func() bool { return b1.sync(ctx) == BreakerOpen }, waitTimeout, pollInterval,
+		"the other instance opens too")
+	assert.Nil(t, b1.Stats().SharedError, "no cross-slot error")
+	endCoolDown()
+	require.Eventually(t, func() bool { return b1.sync(ctx) != BreakerOpen }, waitTimeout, pollInterval,
+		"the cool-down's end is seen through the cluster")
+	assert.Nil(t, b1.Stats().SharedError)
+}
+
 // Once the cool-down ends the fleet lets one probe through: one instance
 // takes it, the other waits; the probe's success closes every instance.
 func TestBreakerSharedOneProbeAcrossTheFleet(t *testing.T) {
