@@ -102,5 +102,6 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 	if err := o.q.e.migrate(ctx, o.db, o.cfg.Table, o.q.migration()); err != nil {
 		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
 	}
+	o.q.arc.set(true) // the migration adds the stored Arc JSON's columns
 	return nil
 }
