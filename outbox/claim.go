@@ -26,7 +26,7 @@ type row struct {
 	createdAt int64
 	// arcJSON is the stored Arc JSON when arc_json_crc vouches for it
 	// (the row's columns are those it was encoded from), else nil.
-	arcJSON []byte
+	arcJSON string
 
 	msg  *message.Message // nil when the row is malformed
 	base context.Context  // msg's context as decode left it
@@ -125,7 +125,9 @@ func scanRows(rs *stdsql.Rows) ([]*row, error) {
 	for rs.Next() {
 		r := &row{}
 		var partition stdsql.NullString
-		var arcJSON []byte
+		// Read in place (RawBytes, valid until the next row) and copied
+		// once, into the string the publisher writes.
+		var arcJSON stdsql.RawBytes
 		var sum stdsql.NullInt64
 		dest := []any{&r.seq, &r.eventID, &r.topic, &r.eventType, &r.payload, &r.metadata, &partition,
 			&r.claims, &r.attempts, &r.createdAt}
@@ -139,7 +141,7 @@ func scanRows(rs *stdsql.Rows) ([]*row, error) {
 		r.partition = partition.String
 		// Checked on the columns as stored, before they are unescaped.
 		if len(arcJSON) > 0 && sum.Valid && sum.Int64 == arcSum(r.eventID, r.payload, r.metadata) {
-			r.arcJSON = arcJSON
+			r.arcJSON = string(arcJSON)
 		}
 		r.fromColumns()
 		out = append(out, r)
@@ -170,11 +172,11 @@ func (r *row) decode() {
 	}
 	r.msg = message.NewMessage(r.eventID, r.payload)
 	r.msg.Metadata = md
-	if r.arcJSON != nil {
+	if r.arcJSON != "" {
 		// The snapshot is taken now, from the message as stored: whatever
 		// a publisher, middleware or failure policy changes later, on any
 		// attempt, makes the bytes unusable (arc.AttachedJSON).
-		arc.AttachJSON(r.msg, r.arcJSON)
+		arc.AttachJSONString(r.msg, r.arcJSON)
 	}
 }
 
