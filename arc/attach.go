@@ -3,7 +3,6 @@ package arc
 import (
 	"bytes"
 	"context"
-	"maps"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 )
@@ -34,7 +33,9 @@ type attached struct {
 	data    string
 	uuid    string
 	payload []byte
-	md      message.Metadata
+	// md is the metadata as key, value, key, value…: one allocation
+	// where a cloned map takes several, and as exact (keys are unique).
+	md []string
 }
 
 // AttachJSON attaches data, the Arc JSON of msg's event as Marshal wrote
@@ -48,7 +49,11 @@ func AttachJSON(msg *message.Message, data []byte) {
 
 // AttachJSONString is AttachJSON for data held as a string (not copied).
 func AttachJSONString(msg *message.Message, data string) {
-	a := &attached{data: data, uuid: msg.UUID, payload: bytes.Clone(msg.Payload), md: maps.Clone(msg.Metadata)}
+	md := make([]string, 0, 2*len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		md = append(md, k, v)
+	}
+	a := &attached{data: data, uuid: msg.UUID, payload: bytes.Clone(msg.Payload), md: md}
 	msg.SetContext(context.WithValue(msg.Context(), attachedKey{}, a))
 }
 
@@ -57,11 +62,12 @@ func AttachJSONString(msg *message.Message, data string) {
 // attached, or the UUID, the payload or any metadata entry changed.
 func AttachedJSON(msg *message.Message) (string, bool) {
 	a, _ := msg.Context().Value(attachedKey{}).(*attached)
-	if a == nil || msg.UUID != a.uuid || len(msg.Metadata) != len(a.md) || !bytes.Equal(msg.Payload, a.payload) {
+	if a == nil || msg.UUID != a.uuid || 2*len(msg.Metadata) != len(a.md) || !bytes.Equal(msg.Payload, a.payload) {
 		return "", false
 	}
-	for k, v := range a.md {
-		if got, ok := msg.Metadata[k]; !ok || got != v {
+	// As many keys, each with its value: the same metadata.
+	for i := 0; i < len(a.md); i += 2 {
+		if got, ok := msg.Metadata[a.md[i]]; !ok || got != a.md[i+1] {
 			return "", false
 		}
 	}

@@ -337,3 +337,73 @@ func TestSchema_HasTheArcJSONColumns(t *testing.T) {
 		assert.Contains(t, ddl, "arc_json_crc", d)
 	}
 }
+
+// BenchmarkRelayRow is the relay's own CPU for one row of a typical event
+// (benchEvent), from the scanned columns to the entry's fields, without
+// the databases: "encode" is a row without stored Arc JSON (an older row,
+// and every row before the pass-through), which the publisher's
+// Marshaller encodes; "stored" checks the row's arc_json_crc, attaches the
+// stored bytes and has the Marshaller take them.
+func BenchmarkRelayRow(b *testing.B) {
+	msg, err := arc.ToMessage(benchEvent(b, 1))
+	require.NoError(b, err)
+	r, err := rowFor(msg, 0, true)
+	require.NoError(b, err)
+	require.NotNil(b, r.arcJSON)
+	stored := string(r.arcJSON)
+	var m redisstream.Marshaller
+	for _, withArc := range []bool{false, true} {
+		name := map[bool]string{false: "encode", true: "stored"}[withArc]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for b.Loop() {
+				rw := &row{seq: 1, eventID: r.eventID, topic: "t", payload: msg.Payload, metadata: []byte(r.metadata)}
+				if withArc && r.arcSum == arcSum(rw.eventID, rw.payload, rw.metadata) {
+					rw.arcJSON = stored
+				}
+				rw.fromColumns()
+				rw.decode()
+				if _, err := m.Marshal("t", rw.msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWriteRow is the writer's CPU for one typical event's row,
+// without the database: the columns alone (a table without arc_json), and
+// with the stored Arc JSON encoded and summed, which a business
+// transaction now pays (its commit costs milliseconds: BenchmarkWriteCost).
+func BenchmarkWriteRow(b *testing.B) {
+	ev := benchEvent(b, 1)
+	for _, withArc := range []bool{false, true} {
+		name := map[bool]string{false: "columns", true: "columns+arc_json"}[withArc]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for b.Loop() {
+				msg, err := Entry{Topic: "t", Event: ev}.message()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rowFor(msg, 0, withArc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// reportCPU reports the process's CPU time per iteration (cpu-ns/op) from
+// now to the call of the function it returns: on a machine shared with
+// other work, ns/op counts the time the benchmark waited for a core too.
+func reportCPU(b *testing.B) func() {
+	start := processCPU()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64((processCPU()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
