@@ -407,3 +407,24 @@ func reportCPU(b *testing.B) func() {
 		}
 	}
 }
+
+// With DisableArcJSON the writer stores no Arc JSON, and the relay encodes
+// each event: the same entries.
+func TestWrite_DisableArcJSON(t *testing.T) {
+	t.Parallel()
+	client, pub := arcJSONRedis(t)
+	f := newFixture(t, PostgreSQL, false)
+	ob, err := New(f.db, Config{Dialect: PostgreSQL, Table: f.ob.Table(), DisableArcJSON: true})
+	require.NoError(t, err)
+	f.ob = ob
+	stream := arcJSONStream(t, client)
+	ev := f.event("order.created", arc.Meta{CorrelationID: "c-1"})
+	f.commit(Entry{Topic: stream, Event: ev})
+	var null int
+	require.NoError(t, f.db.QueryRow("SELECT COUNT(*) FROM "+ob.Table()+" WHERE arc_json IS NULL AND arc_json_crc IS NULL").Scan(&null))
+	assert.Equal(t, 1, null)
+	spy := &handOverSpy{next: pub, handed: map[string]bool{}}
+	drain(t, f, spy, 1)
+	assert.False(t, spy.handedOver(ev.Meta.ID))
+	assert.Equal(t, encodedEntries(t, client, pub, []arc.Event{ev}), streamFields(t, client, stream))
+}

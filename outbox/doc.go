@@ -150,6 +150,10 @@
 // so are a table's rows before it has the columns: writer and relay look
 // them up in the catalog (once, and again each minute while they are
 // missing), so an older schema keeps working until it is migrated.
+// Config.DisableArcJSON leaves the columns NULL: the bytes widen each row,
+// which the database pays on every claim and acknowledgement, so where
+// the database rather than the relay is the bottleneck, storing them may
+// not pay (BENCHMARKS.md).
 //
 // # Ids that are not text
 //

@@ -232,10 +232,13 @@ func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error)
 		return wsql.Query{}, err
 	}
 	now := a.o.nowMs()
+	// The columns are written whenever the table has them (NULL when
+	// disabled); only their content is optional.
 	withArc := a.o.q.arc.present()
+	encode := withArc && !a.o.cfg.DisableArcJSON
 	args := make([]any, 0, 11*len(p.Msgs))
 	for _, msg := range p.Msgs {
-		row, err := rowFor(msg, now, withArc)
+		row, err := rowFor(msg, now, encode)
 		if err != nil {
 			return wsql.Query{}, err
 		}
