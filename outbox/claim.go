@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/arcmill/arcmill/arc"
 )
 
 // row is one claimed outbox row.
@@ -22,9 +24,13 @@ type row struct {
 	claims    int
 	attempts  int
 	createdAt int64
+	// arcJSON is the stored Arc JSON when arc_json_crc vouches for it
+	// (the row's columns are those it was encoded from), else nil.
+	arcJSON string
 
-	msg *message.Message // nil when the row is malformed
-	bad string           // why the row is malformed
+	msg  *message.Message // nil when the row is malformed
+	base context.Context  // msg's context as decode left it
+	bad  string           // why the row is malformed
 }
 
 // claimRequest is one claim: lease the rows the filter selects to owner
@@ -109,16 +115,34 @@ func closeRows(rs *stdsql.Rows) error {
 }
 
 func scanRows(rs *stdsql.Rows) ([]*row, error) {
+	cols, err := rs.Columns()
+	if err != nil {
+		rs.Close()
+		return nil, err
+	}
+	withArc := len(cols) == 12 // claimCols: the stored Arc JSON too
 	var out []*row
 	for rs.Next() {
 		r := &row{}
 		var partition stdsql.NullString
-		if err := rs.Scan(&r.seq, &r.eventID, &r.topic, &r.eventType, &r.payload, &r.metadata, &partition,
-			&r.claims, &r.attempts, &r.createdAt); err != nil {
+		// Read in place (RawBytes, valid until the next row) and copied
+		// once, into the string the publisher writes.
+		var arcJSON stdsql.RawBytes
+		var sum stdsql.NullInt64
+		dest := []any{&r.seq, &r.eventID, &r.topic, &r.eventType, &r.payload, &r.metadata, &partition,
+			&r.claims, &r.attempts, &r.createdAt}
+		if withArc {
+			dest = append(dest, &arcJSON, &sum)
+		}
+		if err := rs.Scan(dest...); err != nil {
 			rs.Close()
 			return nil, err
 		}
 		r.partition = partition.String
+		// Checked on the columns as stored, before they are unescaped.
+		if len(arcJSON) > 0 && sum.Valid && sum.Int64 == arcSum(r.eventID, r.payload, r.metadata) {
+			r.arcJSON = string(arcJSON)
+		}
 		r.fromColumns()
 		out = append(out, r)
 	}
@@ -148,6 +172,12 @@ func (r *row) decode() {
 	}
 	r.msg = message.NewMessage(r.eventID, r.payload)
 	r.msg.Metadata = md
+	if r.arcJSON != "" {
+		// The snapshot is taken now, from the message as stored: whatever
+		// a publisher, middleware or failure policy changes later, on any
+		// attempt, makes the bytes unusable (arc.AttachedJSON).
+		arc.AttachJSONString(r.msg, r.arcJSON)
+	}
 }
 
 // inTx runs f in a transaction of the package's isolation, and commits

@@ -88,6 +88,12 @@ type engine interface {
 	// forwarderSchema returns watermill-sql's adapters for the forwarder
 	// path, or an error wrapping ErrInvalidConfig where it has none.
 	forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, error)
+	// arcColumnsQuery counts the stored Arc JSON's columns (arc_json,
+	// arc_json_crc) of the table named by its one argument, from the
+	// catalog: it never fails for a missing column, so it may run inside
+	// a caller's transaction (a failed statement would abort a
+	// PostgreSQL transaction).
+	arcColumnsQuery() string
 }
 
 // engines holds each Dialect's engine, indexed by the Dialect.

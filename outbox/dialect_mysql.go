@@ -42,6 +42,8 @@ func (mysqlEngine) migration(t string) []string {
 	first_failed_at BIGINT NULL,
 	last_failed_at BIGINT NULL,
 	last_error TEXT NULL,
+	arc_json LONGBLOB NULL,
+	arc_json_crc BIGINT NULL,
 	UNIQUE KEY ` + t + `_dedupe (dedupe_key),
 	KEY ` + t + `_pending (status, id),
 	KEY ` + t + `_partition (partition_key, status, id)
@@ -61,6 +63,16 @@ func (mysqlEngine) migration(t string) []string {
 		"PREPARE arcmill_widen FROM @arcmill_widen",
 		"EXECUTE arcmill_widen",
 		"DEALLOCATE PREPARE arcmill_widen",
+		// Tables of arcmill before 2026-12 have no stored Arc JSON (see
+		// arcjson.go): the same guarded form. Columns added last are an
+		// instant change (MySQL 8.0.12+, MariaDB 10.3+).
+		"SET @arcmill_arcjson = (SELECT IF(COUNT(*) > 0, 'DO 0',\n\t'ALTER TABLE " + t +
+			" ADD COLUMN arc_json LONGBLOB NULL, ADD COLUMN arc_json_crc BIGINT NULL')\n" +
+			"\tFROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '" + t +
+			"' AND column_name = 'arc_json_crc')",
+		"PREPARE arcmill_arcjson FROM @arcmill_arcjson",
+		"EXECUTE arcmill_arcjson",
+		"DEALLOCATE PREPARE arcmill_arcjson",
 	}
 }
 
@@ -128,3 +140,8 @@ func (mysqlEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, e
 }
 
 func (mysqlEngine) idArrays() bool { return false }
+
+func (mysqlEngine) arcColumnsQuery() string {
+	return "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?" +
+		" AND column_name IN ('arc_json', 'arc_json_crc')"
+}

@@ -55,7 +55,9 @@ func (postgresEngine) migration(t string) []string {
 	delivered_at BIGINT,
 	first_failed_at BIGINT,
 	last_failed_at BIGINT,
-	last_error TEXT
+	last_error TEXT,
+	arc_json BYTEA,
+	arc_json_crc BIGINT
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02)`,
 		// Tables of arcmill before 2026-12 limited ids and types to 255
 		// characters; Arc has no such limit. varchar to text rewrites
@@ -64,6 +66,15 @@ func (postgresEngine) migration(t string) []string {
 	IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '` + t + `'
 			AND column_name IN ('event_id', 'event_type') AND data_type <> 'text') THEN
 		ALTER TABLE ` + t + ` ALTER COLUMN event_id TYPE TEXT, ALTER COLUMN event_type TYPE TEXT;
+	END IF;
+END $d$`,
+		// Tables of arcmill before 2026-12 have no stored Arc JSON (see
+		// arcjson.go). Adding nullable columns without a default rewrites
+		// nothing; the guard keeps a current table from even being locked.
+		`DO $d$ BEGIN
+	IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '` + t + `'
+			AND column_name = 'arc_json_crc') THEN
+		ALTER TABLE ` + t + ` ADD COLUMN IF NOT EXISTS arc_json BYTEA, ADD COLUMN IF NOT EXISTS arc_json_crc BIGINT;
 	END IF;
 END $d$`,
 		`CREATE INDEX IF NOT EXISTS ` + t + `_pending ON ` + t + ` (id) WHERE status = 0`,
@@ -162,3 +173,8 @@ func (postgresEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter
 }
 
 func (postgresEngine) idArrays() bool { return true }
+
+func (postgresEngine) arcColumnsQuery() string {
+	return "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1" +
+		" AND column_name IN ('arc_json', 'arc_json_crc')"
+}

@@ -38,7 +38,9 @@ func (sqliteEngine) migration(t string) []string {
 	delivered_at INTEGER,
 	first_failed_at INTEGER,
 	last_failed_at INTEGER,
-	last_error TEXT
+	last_error TEXT,
+	arc_json BLOB,
+	arc_json_crc INTEGER
 )`,
 		`CREATE INDEX IF NOT EXISTS ` + t + `_pending ON ` + t + ` (id) WHERE status = 0`,
 		`CREATE INDEX IF NOT EXISTS ` + t + `_partition ON ` + t + ` (partition_key, id) WHERE status = 0`,
@@ -47,8 +49,28 @@ func (sqliteEngine) migration(t string) []string {
 
 }
 
-func (sqliteEngine) migrate(ctx context.Context, db *stdsql.DB, _ string, stmts []string) error {
-	return execAll(ctx, db, stmts)
+// migrate also adds the stored Arc JSON's columns to a table of arcmill
+// before 2026-12: SQLite's ALTER TABLE … ADD COLUMN has no IF NOT EXISTS
+// and its SQL no conditional, so the guard is here, not in the script
+// (Schema); the CHANGELOG gives the two statements for such a table.
+func (e sqliteEngine) migrate(ctx context.Context, db *stdsql.DB, table string, stmts []string) error {
+	if err := execAll(ctx, db, stmts); err != nil {
+		return err
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, e.arcColumnsQuery(), table).Scan(&n); err != nil {
+		return err
+	}
+	if n == 2 {
+		return nil
+	}
+	return execAll(ctx, db, sqliteAddArcColumns(table))
+}
+
+// sqliteAddArcColumns adds the stored Arc JSON's columns to an older
+// table.
+func sqliteAddArcColumns(t string) []string {
+	return []string{"ALTER TABLE " + t + " ADD COLUMN arc_json BLOB", "ALTER TABLE " + t + " ADD COLUMN arc_json_crc INTEGER"}
 }
 
 func (sqliteEngine) onDuplicate() string { return " ON CONFLICT (dedupe_key) DO NOTHING" }
@@ -78,3 +100,7 @@ func (sqliteEngine) forwarderSchema() (wsql.SchemaAdapter, wsql.OffsetsAdapter, 
 }
 
 func (sqliteEngine) idArrays() bool { return false }
+
+func (sqliteEngine) arcColumnsQuery() string {
+	return "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name IN ('arc_json', 'arc_json_crc')"
+}

@@ -123,6 +123,38 @@
 //     needs nothing. Each script holds the guarded ALTER (a DO block on
 //     PostgreSQL, a prepared statement on MySQL), which does nothing on a
 //     current table.
+//   - 2026-12: arc_json (BYTEA, LONGBLOB, BLOB) and arc_json_crc
+//     (BIGINT, INTEGER), both nullable, hold each event's Arc JSON as
+//     written (see "The stored Arc JSON"). PostgreSQL and MySQL add them
+//     with a guarded ALTER in the script (no rewrite: nullable columns
+//     without a default, added last); SQLite's script cannot guard an
+//     ALTER, so Migrate adds them itself, and a migration tool runs
+//     "ALTER TABLE t ADD COLUMN arc_json BLOB" and "ALTER TABLE t ADD
+//     COLUMN arc_json_crc INTEGER" once. Until then writer and relay work
+//     without them, as before.
+//
+// # The stored Arc JSON
+//
+// The writer encodes each Arc event once, in the business transaction
+// (arc.Marshal, a microsecond or two beside a commit's milliseconds), and
+// stores the bytes in arc_json. The relay attaches them to the message it
+// rebuilds from the row (arc.AttachJSON), and the redisstream Publisher
+// writes them as the entry instead of encoding the event again: the same
+// bytes, a third less of the relay's own CPU. Any other publisher gets the
+// same complete message and may ignore them. The bytes are used only while
+// they are the message's: arc_json_crc, a CRC-32C of the event_id,
+// payload and metadata columns, must match the row (a row edited by hand
+// after the write is encoded afresh), and a message that a publisher,
+// middleware or failure policy changed is encoded afresh
+// (arc.AttachedJSON). Rows without them (written by an older arcmill, or
+// a Watermill message that is not an Arc event) are encoded as before, and
+// so are a table's rows before it has the columns: writer and relay look
+// them up in the catalog (once, and again each minute while they are
+// missing), so an older schema keeps working until it is migrated.
+// Config.DisableArcJSON leaves the columns NULL: the bytes widen each row,
+// which the database pays on every claim and acknowledgement, so where
+// the database rather than the relay is the bottleneck, storing them may
+// not pay (BENCHMARKS.md).
 //
 // # Ids that are not text
 //

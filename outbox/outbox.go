@@ -25,6 +25,15 @@ type Config struct {
 	// it, so relays on several hosts should keep their clocks in sync to
 	// well under a lease. Defaults to time.Now.
 	Now func() time.Time
+	// DisableArcJSON has Write store no Arc JSON (arc_json and
+	// arc_json_crc stay NULL): the relay then encodes each event, as
+	// before 2026-12. The stored bytes save the relay's process the encode
+	// (about a third of its CPU per row, BenchmarkRelayRow), but widen each
+	// row by the event's size, which the database pays on every claim and
+	// acknowledgement: where the database, not the relay, is the
+	// bottleneck (one small machine for both), disabling them may relay
+	// faster (BENCHMARKS.md). Defaults to false: stored.
+	DisableArcJSON bool
 }
 
 func (c *Config) setDefaults() {
@@ -102,5 +111,6 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 	if err := o.q.e.migrate(ctx, o.db, o.cfg.Table, o.q.migration()); err != nil {
 		return fmt.Errorf("outbox: migrating %s: %w", o.cfg.Table, err)
 	}
+	o.q.arc.set(true) // the migration adds the stored Arc JSON's columns
 	return nil
 }

@@ -33,6 +33,9 @@ func (r *Relay) lockMode() bool {
 
 // pass claims, publishes and settles one batch as owner.
 func (r *Relay) pass(ctx context.Context, owner string) (RelayResult, error) {
+	// Once (and a minute after finding an older table): does the table
+	// store the Arc JSON? Without it, every row is encoded as before.
+	r.o.detectArcColumns(ctx, countOnDB(r.o.db))
 	if r.lockMode() {
 		return r.lockedPass(ctx)
 	}
@@ -286,7 +289,13 @@ func (r *Relay) publishRows(ctx context.Context, rows []*row, deadline time.Time
 	defer cancel()
 	msgs := make([]*message.Message, len(rows))
 	for i, row := range rows {
-		row.msg.SetContext(pctx) // each row's message is built for this pass alone
+		// Each row's message is built for this pass alone. Its context
+		// keeps the values decode attached (the stored Arc JSON), and
+		// takes pctx's deadline and values.
+		if row.base == nil {
+			row.base = row.msg.Context()
+		}
+		row.msg.SetContext(valuesFrom{Context: pctx, more: row.base})
 		msgs[i] = row.msg
 	}
 	defer func() {
@@ -453,4 +462,20 @@ func (r *Relay) release(ctx context.Context, st settler, rows []*row) {
 		r.cfg.Logger.Info("Outbox relay could not release rows", watermill.LogFields{"consumer_uuid": st.owner,
 			"count": len(rows), "err": err})
 	}
+}
+
+// valuesFrom is a context that looks up values in more after its own: a
+// row message's publish context (deadline, cancellation, the relay's
+// values) with the values decode attached to the message.
+type valuesFrom struct {
+	context.Context
+	more context.Context
+}
+
+// Value implements context.Context.
+func (c valuesFrom) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.more.Value(key)
 }

@@ -14,7 +14,7 @@ const (
 )
 
 // maxRowsPerInsert keeps a multi-row INSERT under every database's
-// placeholder limit (SQLite's is 32766; 9 columns per row).
+// placeholder limit (SQLite's is 32766; at most 11 columns per row).
 const maxRowsPerInsert = 1000
 
 // tableName is lower case: PostgreSQL folds unquoted names, and the
@@ -27,6 +27,9 @@ type queries struct {
 	e     engine
 	table string
 	cols  string // the columns a claim reads, in scanRow order
+	// arc is whether the table has the stored Arc JSON's columns, which
+	// inserts then write and claims read (arcjson.go).
+	arc arcColumns
 }
 
 func newQueries(d Dialect, table string) (*queries, error) {
@@ -39,6 +42,15 @@ func newQueries(d Dialect, table string) (*queries, error) {
 	}
 	return &queries{e: e, table: table,
 		cols: "id, event_id, topic, event_type, payload, metadata, partition_key, claims, attempts, created_at"}, nil
+}
+
+// claimCols are the columns a claim reads: cols, then the stored Arc
+// JSON's where the table has them (scanRows tells the two apart).
+func (q *queries) claimCols() string {
+	if q.arc.present() {
+		return q.cols + ", arc_json, arc_json_crc"
+	}
+	return q.cols
 }
 
 // bind rewrites ? placeholders into the database's own.
@@ -61,15 +73,20 @@ func list(n int) string {
 
 // insert is the multi-row INSERT of n rows; a repeated dedupe key is a
 // no-op, never an error.
-func (q *queries) insert(n int) string {
+// With arc, each row also has arc_json and arc_json_crc.
+func (q *queries) insert(n int, arc bool) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO " + q.table +
-		" (event_id, topic, event_type, payload, metadata, dedupe_key, partition_key, visible_at, created_at) VALUES ")
+	cols, row := "event_id, topic, event_type, payload, metadata, dedupe_key, partition_key, visible_at, created_at",
+		"(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	if arc {
+		cols, row = cols+", arc_json, arc_json_crc", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	}
+	b.WriteString("INSERT INTO " + q.table + " (" + cols + ") VALUES ")
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		b.WriteString(row)
 	}
 	b.WriteString(q.e.onDuplicate())
 	return q.bind(b.String())
@@ -126,7 +143,7 @@ func (q *queries) claimSelectRaw(keyed bool, types int) string {
 // them (databases with UPDATE … RETURNING).
 func (q *queries) claimUpdate(keyed bool, types int) string {
 	return q.bind("UPDATE " + q.table + " SET lease_owner = ?, lease_until = ?, claims = claims + 1 WHERE id IN (" +
-		q.claimSelectRaw(keyed, types) + ") RETURNING " + q.cols)
+		q.claimSelectRaw(keyed, types) + ") RETURNING " + q.claimCols())
 }
 
 // lockClaims takes the table's claim lock row, so that keyed claims take
@@ -141,13 +158,13 @@ func (q *queries) leaseIDs(n int) string {
 }
 
 func (q *queries) selectIDs(n int) string {
-	return q.bind("SELECT " + q.cols + " FROM " + q.table + " WHERE id IN (" + list(n) + ")")
+	return q.bind("SELECT " + q.claimCols() + " FROM " + q.table + " WHERE id IN (" + list(n) + ")")
 }
 
 // lockSelect reads up to limit claimable rows and locks them for the
 // rest of the transaction, skipping rows other workers hold (lock mode).
 func (q *queries) lockSelect(types int) string {
-	return q.bind("SELECT " + q.cols + " FROM " + q.table + " o WHERE " + q.claimable(false, types) +
+	return q.bind("SELECT " + q.claimCols() + " FROM " + q.table + " o WHERE " + q.claimable(false, types) +
 		" ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED")
 }
 

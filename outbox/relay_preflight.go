@@ -29,6 +29,9 @@ func (r *Relay) preflight(ctx context.Context) error {
 	if err := check("SELECT on "+t, "SELECT "+tableColumns+" FROM "+t+" WHERE 1 = 0"); err != nil {
 		return err
 	}
+	// The stored Arc JSON's columns are optional: a table of an older
+	// arcmill has none, and the relay encodes each event instead.
+	r.o.detectArcColumns(ctx, countOnDB(r.o.db))
 	if r.o.q.e.rowLocks() {
 		// SQLite has no grants, and its UPDATE would take the write lock.
 		if err := check("UPDATE on "+t, "UPDATE "+t+" SET status = status WHERE 1 = 0"); err != nil {

@@ -17,9 +17,10 @@ import (
 // function kept whole: for goose, "arcmill outbox schema --goose" marks
 // each statement (StatementBegin/End). Tools that run the whole script in
 // one call (golang-migrate) need multi-statement support, which MySQL's
-// driver gives with multiStatements=true. The MySQL script's last four
-// statements share a session variable, so they must run on one
-// connection: in one call, or in one transaction (goose's default).
+// driver gives with multiStatements=true. The MySQL script's guarded
+// ALTERs are each four statements (SET, PREPARE, EXECUTE, DEALLOCATE) that
+// share a session variable, so they must run on one connection: in one
+// call, or in one transaction (goose's default).
 //
 // See the package doc ("Schema and upgrades") for how the table changes
 // between arcmill versions.

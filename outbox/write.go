@@ -138,6 +138,10 @@ func (o *Outbox) write(ctx context.Context, tx wsql.ContextExecutor, entries []E
 	if len(entries) == 0 {
 		return nil
 	}
+	// Once per outbox (and a minute after finding an older table): does
+	// the table store the Arc JSON? Asked in the caller's transaction,
+	// through the catalog, which cannot fail the transaction.
+	o.detectArcColumns(ctx, countOn(tx))
 	pub, err := o.publisher(tx)
 	if err != nil {
 		return err
@@ -175,7 +179,9 @@ func (o *Outbox) Publisher(tx *stdsql.Tx) (message.Publisher, error) {
 	if tx == nil {
 		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
 	}
-	return o.publisher(wsql.TxFromStdSQL(tx))
+	exec := wsql.TxFromStdSQL(tx)
+	o.detectArcColumns(context.Background(), countOn(exec))
+	return o.publisher(exec)
 }
 
 // PgxPublisher is Publisher for a pgx transaction. Commit or roll back tx
@@ -184,7 +190,9 @@ func (o *Outbox) PgxPublisher(tx pgx.Tx) (message.Publisher, error) {
 	if tx == nil {
 		return nil, fmt.Errorf("%w: nil transaction", ErrInvalidConfig)
 	}
-	return o.publisher(wsql.TxFromPgx(tx))
+	exec := wsql.TxFromPgx(tx)
+	o.detectArcColumns(context.Background(), countOn(exec))
+	return o.publisher(exec)
 }
 
 func (o *Outbox) publisher(tx wsql.ContextExecutor) (message.Publisher, error) {
@@ -232,16 +240,27 @@ func (a SchemaAdapter) InsertQuery(p wsql.InsertQueryParams) (wsql.Query, error)
 		return wsql.Query{}, err
 	}
 	now := a.o.nowMs()
-	args := make([]any, 0, 9*len(p.Msgs))
+	// The columns are written whenever the table has them (NULL when
+	// disabled); only their content is optional.
+	withArc := a.o.q.arc.present()
+	encode := withArc && !a.o.cfg.DisableArcJSON
+	args := make([]any, 0, 11*len(p.Msgs))
 	for _, msg := range p.Msgs {
-		row, err := rowFor(msg, now)
+		row, err := rowFor(msg, now, encode)
 		if err != nil {
 			return wsql.Query{}, err
 		}
 		args = append(args, row.eventID, topic, row.eventType, []byte(msg.Payload), row.metadata,
 			nullString(row.dedupe), nullString(row.partition), row.visibleAt, now)
+		if withArc {
+			if row.arcJSON == nil {
+				args = append(args, nil, nil)
+			} else {
+				args = append(args, row.arcJSON, row.arcSum)
+			}
+		}
 	}
-	return wsql.Query{Query: a.o.q.insert(len(p.Msgs)), Args: args}, nil
+	return wsql.Query{Query: a.o.q.insert(len(p.Msgs), withArc), Args: args}, nil
 }
 
 // insertRow is one row's columns, text in its stored form (toColumn).
@@ -249,9 +268,15 @@ type insertRow struct {
 	eventID, eventType, dedupe, partition string
 	metadata                              string
 	visibleAt                             int64
+	// arcJSON is the event's Arc JSON as the relay's publisher would
+	// encode it (nil: not an Arc event, or not asked for), and arcSum the
+	// checksum of the columns it encodes (arcjson.go).
+	arcJSON []byte
+	arcSum  int64
 }
 
-func rowFor(msg *message.Message, now int64) (insertRow, error) {
+// rowFor returns msg's row; withArc adds its Arc JSON.
+func rowFor(msg *message.Message, now int64, withArc bool) (insertRow, error) {
 	if msg.UUID == "" {
 		return insertRow{}, fmt.Errorf("%w: message uuid (event.meta.id) is required", ErrInvalidEntry)
 	}
@@ -297,6 +322,13 @@ func rowFor(msg *message.Message, now int64) (insertRow, error) {
 	}
 	b := appendMetadata(make([]byte, 0, 64*len(md)), md)
 	r.metadata = string(b)
+	if withArc {
+		// Encoded from exactly what the relay rebuilds: the id, the
+		// payload and the metadata as stored (the write options removed).
+		if r.arcJSON = encodeStored(msg.UUID, msg.Payload, md); r.arcJSON != nil {
+			r.arcSum = arcSum(r.eventID, msg.Payload, b)
+		}
+	}
 	return r, nil
 }
 

@@ -79,11 +79,11 @@ func (m Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, err
 // that is unchanged since is those bytes, not encoded again. The pairs
 // may be shared between calls: callers only read them.
 func (m Marshaller) fields(msg *message.Message) ([]any, error) {
-	if w := handedOver(msg); w != nil {
+	if pairs := handedOver(msg); pairs != nil {
 		if m.WatermillUUID {
-			return []any{FieldType, w.typ, FieldData, w.data, wredis.UUIDHeaderKey, w.uuid}, nil
+			pairs = append(pairs, wredis.UUIDHeaderKey, msg.UUID)
 		}
-		return w.pairs, nil
+		return pairs, nil
 	}
 	ev, err := arc.FromMessage(msg)
 	if err != nil {
