@@ -31,6 +31,11 @@ type listPublisher struct {
 	rdb  *redis.Client
 	list string
 	wait time.Duration
+	// stallAt, when positive, makes a publish that brings the list to that
+	// length or beyond hang for good, as a broker that stops answering
+	// would: the process is then certainly killed between publishing rows
+	// and acknowledging them, holding their leases.
+	stallAt int64
 }
 
 func (p listPublisher) Publish(_ string, msgs ...*message.Message) error {
@@ -38,8 +43,12 @@ func (p listPublisher) Publish(_ string, msgs ...*message.Message) error {
 	for i, m := range msgs {
 		ids[i] = m.UUID
 	}
-	if err := p.rdb.RPush(msgs[0].Context(), p.list, ids...).Err(); err != nil {
+	n, err := p.rdb.RPush(msgs[0].Context(), p.list, ids...).Result()
+	if err != nil {
 		return err
+	}
+	if p.stallAt > 0 && n >= p.stallAt {
+		select {} // until SIGKILL
 	}
 	time.Sleep(p.wait) // simulated broker latency, so that a kill lands between publish and ack
 	return nil
@@ -66,8 +75,8 @@ func TestRelayProcessHelper(t *testing.T) {
 	ob, err := New(db, Config{Dialect: Dialect(d), Table: parts[2]})
 	require.NoError(t, err)
 	rdb := redis.NewClient(&redis.Options{Addr: parts[4]})
-	relay, err := ob.NewRelay(listPublisher{rdb, parts[3], 20 * time.Millisecond}, RelayConfig{
-		ConsumerID: "doomed", Workers: 2, BatchSize: 10, Lease: time.Second, PollInterval: 5 * time.Millisecond,
+	relay, err := ob.NewRelay(listPublisher{rdb, parts[3], 20 * time.Millisecond, 60}, RelayConfig{
+		ConsumerID: "doomed", Workers: 2, BatchSize: 10, Lease: 5 * time.Second, PollInterval: 5 * time.Millisecond,
 		Claim: ClaimMode(mode)})
 	require.NoError(t, err)
 	require.NoError(t, relay.Run(context.Background())) // runs until SIGKILL
@@ -135,20 +144,10 @@ func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
 			strconv.Itoa(int(d)), dsn, table, list, redisAddr, strconv.Itoa(int(mode))}, "|"))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		require.NoError(t, cmd.Start())
-		// Kill it mid-batch: rows published and not yet acknowledged (and,
-		// with leases, rows leased). Checked, not timed: under load the
-		// child may sit between batches at any given moment.
-		require.Eventually(t, func() bool {
-			ctx := context.Background()
-			if rdb.LLen(ctx, list).Val() < 60 {
-				return false
-			}
-			st, err := f.ob.Status(ctx)
-			if err != nil {
-				return false
-			}
-			return rdb.LLen(ctx, list).Val() > st.Delivered && (mode != ClaimLease || st.InFlight > 0)
-		}, 60*time.Second, time.Millisecond, "the child relays, and is caught mid-batch")
+		// The child's publisher hangs once 60 ids are on the list: it is
+		// killed holding published, unacknowledged, leased rows.
+		require.Eventually(t, func() bool { return rdb.LLen(context.Background(), list).Val() >= 60 },
+			60*time.Second, 5*time.Millisecond, "the child relays")
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		var exit *exec.ExitError
 		require.ErrorAs(t, cmd.Wait(), &exit, "killed")
@@ -165,7 +164,7 @@ func killRelay(t *testing.T, d Dialect, mode ClaimMode) {
 			assert.Zero(t, st.InFlight, "row locks die with the connection")
 		}
 
-		relay, err := f.ob.NewRelay(listPublisher{rdb, list, 0}, RelayConfig{ConsumerID: "survivor",
+		relay, err := f.ob.NewRelay(listPublisher{rdb: rdb, list: list}, RelayConfig{ConsumerID: "survivor",
 			PollInterval: 10 * time.Millisecond})
 		require.NoError(t, err)
 		stop := run(t, relay)
