@@ -34,6 +34,10 @@ type consumerSpec struct {
 	DSN, Inbox, Outbox, Ledger     string
 	Redis, Stream, Group, Consumer string
 	EmitTopic                      string
+	// StallAfter, when positive, makes every handler that has committed
+	// once that many have hang before its ack, until SIGKILL: the kill then
+	// certainly leaves committed entries unacked.
+	StallAfter int64
 }
 
 // consumer runs an inbox consumer of spec's stream until ctx ends: a
@@ -72,7 +76,7 @@ func runConsumer(ctx context.Context, spec consumerSpec, onDup func(context.Cont
 		return err
 	}
 	_, err = events.Handle(wildcard.HandlerConfig{Name: "ledger", Subscriber: sub, Topic: spec.Stream,
-		Patterns: []string{"*"}, Middleware: []message.HandlerMiddleware{slowAck}},
+		Patterns: []string{"*"}, Middleware: []message.HandlerMiddleware{slowAck(spec.StallAfter)}},
 		ib.Handle("ledger", func(ctx context.Context, tx *stdsql.Tx, ev arc.Event) error {
 			if err := f.effect(ctx, tx, "ledger", ev); err != nil {
 				return err
@@ -94,12 +98,19 @@ func runConsumer(ctx context.Context, spec consumerSpec, onDup func(context.Cont
 }
 
 // slowAck is simulated latency between a handler's commit and its ack, so
-// that a kill lands there.
-func slowAck(h message.HandlerFunc) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		out, err := h(msg)
-		time.Sleep(5 * time.Millisecond)
-		return out, err
+// that a kill lands there; from the stallAfter-th commit on (when
+// positive), the ack never comes.
+func slowAck(stallAfter int64) message.HandlerMiddleware {
+	var committed atomic.Int64
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			out, err := h(msg)
+			if err == nil && stallAfter > 0 && committed.Add(1) >= stallAfter {
+				select {} // until SIGKILL
+			}
+			time.Sleep(5 * time.Millisecond)
+			return out, err
+		}
 	}
 }
 
@@ -130,7 +141,7 @@ func TestKilledBetweenCommitAndAck(t *testing.T) {
 		ctx := context.Background()
 		spec := consumerSpec{Dialect: d, DSN: f.dsn, Inbox: f.ib.Table(), Outbox: f.ob.Table(), Ledger: f.ledger,
 			Redis: redisAddr, Stream: "arcmill:test:inbox:kill:" + f.ib.Table(), Group: "inbox-kill",
-			Consumer: "doomed", EmitTopic: "arcmill:test:inbox:kill:emitted:" + f.ib.Table()}
+			Consumer: "doomed", EmitTopic: "arcmill:test:inbox:kill:emitted:" + f.ib.Table(), StallAfter: 60}
 		t.Cleanup(func() { rdb.Del(context.Background(), spec.Stream, spec.EmitTopic) })
 
 		const total = 300
@@ -174,7 +185,7 @@ func TestKilledBetweenCommitAndAck(t *testing.T) {
 		// The survivor, in this process.
 		var dups atomic.Int32
 		survivor := spec
-		survivor.Consumer = "survivor"
+		survivor.Consumer, survivor.StallAfter = "survivor", 0
 		runCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		ready := make(chan struct{})
