@@ -136,7 +136,10 @@ func TestRouterFansOutByPattern(t *testing.T) {
 	h.publish("order.item.added", nil, arc.Meta{})
 	h.publish("payment:captured", nil, arc.Meta{})
 	h.publish("$deadLetter", nil, arc.Meta{})
-	eventually(t, func() bool { return len(rec.get("all")) == 4 }, "all four reach *")
+	// Each event's handlers run concurrently: wait until every matched
+	// handler of all four has finished, not only "*"'s.
+	eventually(t, func() bool { return h.wr.Stats().Handled == 4 }, "all four handled")
+	assert.Len(t, rec.get("all"), 4, "all four reach *")
 
 	assert.Equal(t, []string{"order.created", "order.item.added"}, rec.get("orders"))
 	assert.Equal(t, []string{"order.created"}, rec.get("created"))
