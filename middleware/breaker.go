@@ -74,6 +74,7 @@ type Breaker struct {
 	paused   int           // subscriptions whose intake waits now
 	pending  []func()      // OnStateChange calls queued under mu, run by unlock
 	lastErr  error         // the counted failure that last tripped or re-opened it
+	suspect  suspect       // the message whose failed probes make the current row
 
 	// sharedErr is the shared state's last error, nil while it answers;
 	// lastSync is when it was last read.
@@ -86,6 +87,7 @@ type Breaker struct {
 
 	opened, halfOpened, closed uint64
 	held, probes, probeFails   uint64
+	returned                   uint64
 	failures, successes        uint64
 }
 
@@ -133,6 +135,10 @@ type BreakerStats struct {
 	// Held counts the failures held instead of returned: the message
 	// waited for the breaker and ran again, no attempt counted.
 	Held uint64
+	// Returned counts the held messages whose failure was returned after
+	// they failed BreakerConfig.ProbeAttempts probes in a row (a poison
+	// event, not an outage): each an attempt for Retry.
+	Returned uint64
 	// Waiting is how many messages wait in the gate now.
 	Waiting int
 	// Paused is how many subscriptions (Subscriber) hold back their next
@@ -168,7 +174,7 @@ func (b *Breaker) Stats() BreakerStats {
 	ok, bad := b.win.sum(now)
 	st := BreakerStats{Name: b.cfg.Name, State: b.state, Since: b.since, LastError: b.lastErr,
 		WindowSuccesses: ok, WindowFailures: bad, Successes: b.successes, Failures: b.failures,
-		Opened: b.opened, HalfOpened: b.halfOpened, Closed: b.closed, Held: b.held, Waiting: b.waiting, Paused: b.paused,
+		Opened: b.opened, HalfOpened: b.halfOpened, Closed: b.closed, Held: b.held, Returned: b.returned, Waiting: b.waiting, Paused: b.paused,
 		Probes: b.probes, ProbeFailures: b.probeFails, Shared: b.shared != nil, SharedError: b.sharedErr}
 	if b.state == BreakerOpen {
 		st.OpenUntil = b.openedAt.Add(b.cfg.CoolDown)
@@ -199,7 +205,8 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		ctx := msg.Context()
 		defer msg.SetContext(ctx)
-		yield := false
+		id := suspectID(msg)
+		yield := b.isSuspect(id) // back from Retry after its failure was returned
 		for {
 			probe, err := b.admit(ctx, yield)
 			if err != nil {
@@ -212,6 +219,15 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			}
 			if b.State() == BreakerClosed {
 				return out, err // an ordinary failure: Retry and DeadLetter deal with it
+			}
+			if probe && b.probeFailed(id, err) {
+				// Its probes keep failing, and no other message's did
+				// meanwhile: the event's own fault, not an outage. The
+				// breaker stays open for the others.
+				b.cfg.Logger.Error("Circuit breaker: a held message failed its probes in a row; returning its failure as the event's own",
+					err, watermill.LogFields{"breaker": b.cfg.Name, "message_uuid": msg.UUID,
+						"probe_attempts": b.cfg.ProbeAttempts})
+				return out, err
 			}
 			// The breaker is open (this failure may have tripped it): the
 			// failure is the outage's, not the event's. Hold the message
