@@ -22,8 +22,8 @@ import (
 //     while the breaker is open a message in hand waits (blocks, with its
 //     context) rather than running; a message that fails while the breaker
 //     is open, or whose failure trips it, is held and runs again after the
-//     probe, so that it costs no attempt and is never dead-lettered. It is
-//     never nacked: a nacking breaker is a hot redelivery loop (Watermill's
+//     probe, so that it costs no attempt and is never dead-lettered (a
+//     poison event excepted: see ProbeAttempts below). It is never nacked: a nacking breaker is a hot redelivery loop (Watermill's
 //     CircuitBreaker with redisstream's NackResendSleep).
 //   - Subscriber wraps the subscription's message.Subscriber so that it
 //     hands out no new message while the breaker is open: intake pauses,
@@ -45,16 +45,36 @@ import (
 // With BreakerConfig.Redis the state is shared by every instance of the
 // same Name, so a fleet trips together; see BreakerConfig.Redis.
 //
+// Only failures while the breaker is open are held. Those before the trip
+// are ordinary failures, returned: Retry counts them as attempts and
+// DeadLetter may dead-letter a message whose attempts run out before the
+// window holds MinRequests outcomes (a quiet subscription at the start of
+// an outage). A dependency's outage reported as a transport failure
+// (IsTransportError, Transient) costs no attempt there either: Retry
+// waits instead.
+//
 // The probe goes to whichever waiting message asks first, but a message
 // whose probe failed leaves the next one to another waiting message, if
-// any. A message whose own fault Counts counts (a bug for that one event,
-// not an outage) fails every probe it runs and keeps the breaker open
-// meanwhile; with only that message in hand (Workers 1, or its key's turn)
-// it holds the subscription until it succeeds, as a transport failure
-// holds Retry. The state says so
-// (Stats, metrics, the console, an Error line per re-open): mark such
-// faults arc.ErrUnrecoverable, or narrow Counts, so that they reach
-// DeadLetter instead.
+// any. A poison event (a fault of that one event that Counts counts, e.g.
+// a handler bug or an HTTP 400, which can trip the breaker on its own
+// attempts at low traffic) is not held for good: a held message that
+// fails BreakerConfig.ProbeAttempts probes in a row (3 by default) is
+// returned, its failure taken for its own, while the breaker stays open
+// for the others; Retry counts an attempt, the message comes back to the
+// gate, and each further failed probe in the same row returns it at once,
+// until DeadLetter takes it. The row is broken, and no message returned,
+// by the evidence of an outage: another message's failed probe, a
+// transport failure, the breaker closing. With shared state another
+// instance's failed probe breaks it only when this process sees the
+// re-open (sync), which it may miss. So during an outage with several messages in hand
+// (their probes alternate) or reported as transport failures, no attempt
+// is burnt and nothing is dead-lettered, however long it lasts. An outage
+// reported as ordinary errors with one message alone in hand (Workers 1,
+// or its key's turn) cannot be told from a poison event: its message is
+// returned, an attempt per cool-down after the first ProbeAttempts; mark
+// such errors Transient, or set ProbeAttempts to NoProbeLimit to hold
+// every message until a probe succeeds. A returned message is logged at
+// Error and counted in BreakerStats.Returned.
 //
 // A Breaker starts no goroutine of its own; Subscriber starts one per
 // subscription, which ends with the subscription.
