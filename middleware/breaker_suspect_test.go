@@ -13,16 +13,24 @@ import (
 	"github.com/arcmill/arcmill/internal/fakeclock"
 )
 
-// heldCall runs msg through b's Middleware over h in a goroutine; its
-// result comes on the channel.
-func heldCall(b *Breaker, id string, h message.HandlerFunc) <-chan error {
+// heldCall runs a message id through b's Middleware over h in a
+// goroutine; its result comes on the channel. The test's cleanup ends the
+// call (its context) and waits for the goroutine, so none is left.
+func heldCall(t *testing.T, b *Breaker, id string, h message.HandlerFunc) <-chan error {
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	exited := make(chan struct{})
 	msg := message.NewMessage(id, nil)
-	msg.SetContext(context.Background())
+	msg.SetContext(ctx)
 	go func() {
+		defer close(exited)
 		_, err := b.Middleware(h)(msg)
 		done <- err
 	}()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
 	return done
 }
 
@@ -55,7 +63,7 @@ func TestBreakerReturnsAMessageThatFailsItsProbesInARow(t *testing.T) {
 	b := newTestBreaker(t, clock, BreakerConfig{MinRequests: 1})
 	b.record(context.Background(), false, errDown)
 	h := func(*message.Message) ([]*message.Message, error) { return nil, errDown }
-	call := heldCall(b, "poison", h)
+	call := heldCall(t, b, "poison", h)
 	coolDowns(t, clock, b, DefaultBreakerProbeAttempts-1, 1, call)
 	clock.Advance(DefaultBreakerCoolDown)
 	select {
@@ -69,7 +77,7 @@ func TestBreakerReturnsAMessageThatFailsItsProbesInARow(t *testing.T) {
 	assert.Equal(t, uint64(DefaultBreakerProbeAttempts), st.ProbeFailures)
 	assert.Equal(t, uint64(1), st.Returned)
 
-	call = heldCall(b, "poison", h) // Retry's next attempt
+	call = heldCall(t, b, "poison", h) // Retry's next attempt
 	require.Eventually(t, func() bool { return b.Stats().Waiting == 1 }, waitTimeout, pollInterval)
 	clock.Advance(DefaultBreakerCoolDown)
 	select {
@@ -90,7 +98,7 @@ func TestBreakerOutageWithOthersWaitingReturnsNothing(t *testing.T) {
 	b := newTestBreaker(t, clock, BreakerConfig{MinRequests: 1})
 	b.record(context.Background(), false, errDown)
 	h := func(*message.Message) ([]*message.Message, error) { return nil, errDown }
-	a, c := heldCall(b, "a", h), heldCall(b, "b", h)
+	a, c := heldCall(t, b, "a", h), heldCall(t, b, "b", h)
 	coolDowns(t, clock, b, 4*DefaultBreakerProbeAttempts, 2, a, c)
 	assert.Zero(t, b.Stats().Returned)
 }
@@ -102,7 +110,7 @@ func TestBreakerTransportOutageReturnsNothing(t *testing.T) {
 	clock := fakeclock.New(time.Unix(1_800_000_000, 0))
 	b := newTestBreaker(t, clock, BreakerConfig{MinRequests: 1})
 	b.record(context.Background(), false, errDown)
-	call := heldCall(b, "only", func(*message.Message) ([]*message.Message, error) {
+	call := heldCall(t, b, "only", func(*message.Message) ([]*message.Message, error) {
 		return nil, Transient(fmt.Errorf("dial tcp 10.0.0.7:5432: connection refused"))
 	})
 	coolDowns(t, clock, b, 4*DefaultBreakerProbeAttempts, 1, call)
