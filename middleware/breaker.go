@@ -22,8 +22,8 @@ import (
 //     while the breaker is open a message in hand waits (blocks, with its
 //     context) rather than running; a message that fails while the breaker
 //     is open, or whose failure trips it, is held and runs again after the
-//     probe, so that it costs no attempt and is never dead-lettered. It is
-//     never nacked: a nacking breaker is a hot redelivery loop (Watermill's
+//     probe, so that it costs no attempt and is never dead-lettered (a
+//     poison event excepted: see ProbeAttempts below). It is never nacked: a nacking breaker is a hot redelivery loop (Watermill's
 //     CircuitBreaker with redisstream's NackResendSleep).
 //   - Subscriber wraps the subscription's message.Subscriber so that it
 //     hands out no new message while the breaker is open: intake pauses,
@@ -45,16 +45,36 @@ import (
 // With BreakerConfig.Redis the state is shared by every instance of the
 // same Name, so a fleet trips together; see BreakerConfig.Redis.
 //
+// Only failures while the breaker is open are held. Those before the trip
+// are ordinary failures, returned: Retry counts them as attempts and
+// DeadLetter may dead-letter a message whose attempts run out before the
+// window holds MinRequests outcomes (a quiet subscription at the start of
+// an outage). A dependency's outage reported as a transport failure
+// (IsTransportError, Transient) costs no attempt there either: Retry
+// waits instead.
+//
 // The probe goes to whichever waiting message asks first, but a message
 // whose probe failed leaves the next one to another waiting message, if
-// any. A message whose own fault Counts counts (a bug for that one event,
-// not an outage) fails every probe it runs and keeps the breaker open
-// meanwhile; with only that message in hand (Workers 1, or its key's turn)
-// it holds the subscription until it succeeds, as a transport failure
-// holds Retry. The state says so
-// (Stats, metrics, the console, an Error line per re-open): mark such
-// faults arc.ErrUnrecoverable, or narrow Counts, so that they reach
-// DeadLetter instead.
+// any. A poison event (a fault of that one event that Counts counts, e.g.
+// a handler bug or an HTTP 400, which can trip the breaker on its own
+// attempts at low traffic) is not held for good: a held message that
+// fails BreakerConfig.ProbeAttempts probes in a row (3 by default) is
+// returned, its failure taken for its own, while the breaker stays open
+// for the others; Retry counts an attempt, the message comes back to the
+// gate, and each further failed probe in the same row returns it at once,
+// until DeadLetter takes it. The row is broken, and no message returned,
+// by the evidence of an outage: another message's failed probe, a
+// transport failure, the breaker closing. With shared state another
+// instance's failed probe breaks it only when this process sees the
+// re-open (sync), which it may miss. So during an outage with several messages in hand
+// (their probes alternate) or reported as transport failures, no attempt
+// is burnt and nothing is dead-lettered, however long it lasts. An outage
+// reported as ordinary errors with one message alone in hand (Workers 1,
+// or its key's turn) cannot be told from a poison event: its message is
+// returned, an attempt per cool-down after the first ProbeAttempts; mark
+// such errors Transient, or set ProbeAttempts to NoProbeLimit to hold
+// every message until a probe succeeds. A returned message is logged at
+// Error and counted in BreakerStats.Returned.
 //
 // A Breaker starts no goroutine of its own; Subscriber starts one per
 // subscription, which ends with the subscription.
@@ -74,6 +94,7 @@ type Breaker struct {
 	paused   int           // subscriptions whose intake waits now
 	pending  []func()      // OnStateChange calls queued under mu, run by unlock
 	lastErr  error         // the counted failure that last tripped or re-opened it
+	suspect  suspect       // the message whose failed probes make the current row
 
 	// sharedErr is the shared state's last error, nil while it answers;
 	// lastSync is when it was last read.
@@ -86,6 +107,7 @@ type Breaker struct {
 
 	opened, halfOpened, closed uint64
 	held, probes, probeFails   uint64
+	returned                   uint64
 	failures, successes        uint64
 }
 
@@ -133,6 +155,10 @@ type BreakerStats struct {
 	// Held counts the failures held instead of returned: the message
 	// waited for the breaker and ran again, no attempt counted.
 	Held uint64
+	// Returned counts the held messages whose failure was returned after
+	// they failed BreakerConfig.ProbeAttempts probes in a row (a poison
+	// event, not an outage): each an attempt for Retry.
+	Returned uint64
 	// Waiting is how many messages wait in the gate now.
 	Waiting int
 	// Paused is how many subscriptions (Subscriber) hold back their next
@@ -168,7 +194,7 @@ func (b *Breaker) Stats() BreakerStats {
 	ok, bad := b.win.sum(now)
 	st := BreakerStats{Name: b.cfg.Name, State: b.state, Since: b.since, LastError: b.lastErr,
 		WindowSuccesses: ok, WindowFailures: bad, Successes: b.successes, Failures: b.failures,
-		Opened: b.opened, HalfOpened: b.halfOpened, Closed: b.closed, Held: b.held, Waiting: b.waiting, Paused: b.paused,
+		Opened: b.opened, HalfOpened: b.halfOpened, Closed: b.closed, Held: b.held, Returned: b.returned, Waiting: b.waiting, Paused: b.paused,
 		Probes: b.probes, ProbeFailures: b.probeFails, Shared: b.shared != nil, SharedError: b.sharedErr}
 	if b.state == BreakerOpen {
 		st.OpenUntil = b.openedAt.Add(b.cfg.CoolDown)
@@ -199,7 +225,8 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		ctx := msg.Context()
 		defer msg.SetContext(ctx)
-		yield := false
+		id := suspectID(msg)
+		yield := b.isSuspect(id) // back from Retry after its failure was returned
 		for {
 			probe, err := b.admit(ctx, yield)
 			if err != nil {
@@ -212,6 +239,15 @@ func (b *Breaker) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			}
 			if b.State() == BreakerClosed {
 				return out, err // an ordinary failure: Retry and DeadLetter deal with it
+			}
+			if probe && b.probeFailed(id, err) {
+				// Its probes keep failing, and no other message's did
+				// meanwhile: the event's own fault, not an outage. The
+				// breaker stays open for the others.
+				b.cfg.Logger.Error("Circuit breaker: a held message failed its probes in a row; returning its failure as the event's own",
+					err, watermill.LogFields{"breaker": b.cfg.Name, "message_uuid": msg.UUID,
+						"probe_attempts": b.cfg.ProbeAttempts})
+				return out, err
 			}
 			// The breaker is open (this failure may have tripped it): the
 			// failure is the outage's, not the event's. Hold the message

@@ -35,7 +35,17 @@ const (
 	DefaultBreakerSyncInterval = time.Second
 	// DefaultBreakerKeyPrefix prefixes the shared state's Redis keys.
 	DefaultBreakerKeyPrefix = "arcmill:breaker:"
+	// DefaultBreakerProbeAttempts is how many probes in a row one held
+	// message may fail, with no other message's probe failing in between,
+	// before its failure is taken for its own and returned (see
+	// BreakerConfig.ProbeAttempts): 3.
+	DefaultBreakerProbeAttempts = 3
 )
+
+// NoProbeLimit, as BreakerConfig.ProbeAttempts, holds a message that fails
+// its probes until one succeeds, however many it fails: one event failing
+// on its own fault then holds the subscription until it is fixed.
+const NoProbeLimit = -1
 
 // BreakerState is a breaker's state.
 type BreakerState int
@@ -107,6 +117,20 @@ type BreakerConfig struct {
 	// outages (IsTransportError) included, but not the event's own
 	// unrecoverable faults nor a shutdown.
 	Counts func(error) bool
+	// ProbeAttempts is how many probes in a row one held message may fail
+	// before the breaker takes the failure for the event's own (a poison
+	// event, not an outage) and returns it, while it stays open for the
+	// others: Retry then counts an attempt and DeadLetter eventually takes
+	// the message. The row is broken, and the count starts again, by any
+	// other message's failed probe seen by this process, by the breaker
+	// closing, and by a failure that IsTransportError (a dependency out of
+	// reach is an outage, never the event's fault): during an outage every
+	// message fails, so no message's row grows while others wait, and a
+	// transport failure is never returned. Once returned, the message's
+	// next failed probe in the same row returns it at once (one attempt per
+	// cool-down). NoProbeLimit holds it until a probe succeeds. Defaults
+	// to DefaultBreakerProbeAttempts.
+	ProbeAttempts int
 	// SyncInterval is how often a held message and a paused subscription
 	// look at the state again, besides being woken by a change in this
 	// process; with Redis, also how often the shared state is read, and the
@@ -194,6 +218,9 @@ func (c *BreakerConfig) setDefaults() {
 	if c.SyncInterval == 0 {
 		c.SyncInterval = DefaultBreakerSyncInterval
 	}
+	if c.ProbeAttempts == 0 {
+		c.ProbeAttempts = DefaultBreakerProbeAttempts
+	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultBreakerKeyPrefix
 	}
@@ -237,6 +264,8 @@ func (c *BreakerConfig) validate() error {
 		return bad("Buckets", "(%d) slices Window (%v) finer than 1 ms", c.Buckets, c.Window)
 	case c.CoolDown < 0:
 		return bad("CoolDown", "must not be negative, got %v", c.CoolDown)
+	case c.ProbeAttempts < NoProbeLimit:
+		return bad("ProbeAttempts", "must be positive, or NoProbeLimit, got %d", c.ProbeAttempts)
 	case c.SyncInterval < 0:
 		return bad("SyncInterval", "must not be negative, got %v", c.SyncInterval)
 	case c.ProbeLease < 0:

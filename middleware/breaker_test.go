@@ -46,8 +46,10 @@ func TestBreakerConfigDefaultsAndValidation(t *testing.T) {
 	assert.Equal(t, DefaultBreakerWindow, c.Window)
 	assert.Equal(t, DefaultBreakerCoolDown, c.CoolDown)
 	assert.Equal(t, DefaultBreakerCoolDown, c.ProbeLease)
+	assert.Equal(t, DefaultBreakerProbeAttempts, c.ProbeAttempts)
+	assert.NoError(t, BreakerConfig{Name: "x", ProbeAttempts: NoProbeLimit}.Validate())
 	for _, bad := range []BreakerConfig{{}, {Name: "x", Threshold: 1.5}, {Name: "x", Threshold: -0.1},
-		{Name: "x", MinRequests: -1}, {Name: "x", CoolDown: -time.Second}, {Name: "x", Window: time.Millisecond, Buckets: 10}} {
+		{Name: "x", MinRequests: -1}, {Name: "x", CoolDown: -time.Second}, {Name: "x", Window: time.Millisecond, Buckets: 10}, {Name: "x", ProbeAttempts: -2}} {
 		assert.ErrorIs(t, bad.Validate(), ErrInvalidConfig, "%+v", bad)
 	}
 }

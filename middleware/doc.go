@@ -63,10 +63,25 @@
 // opens: the subscription stops taking messages (Breaker.Subscriber), the
 // messages in hand wait at its gate (Breaker.Middleware, inside Retry in
 // the Stack) instead of running, and a failure while it is open is held,
-// not returned, so it costs no attempt and is never dead-lettered. Nothing
-// is nacked, so there is no hot redelivery loop. After a cool-down (a
-// minute by default) one probe message runs: its success closes the
-// breaker, its failure opens it for another cool-down.
+// not returned, so it costs no attempt and is never dead-lettered (a
+// poison event excepted, below). Nothing is nacked, so there is no hot
+// redelivery loop. After a cool-down (a minute by default) one probe
+// message runs: its success closes the breaker, its failure opens it for
+// another cool-down. Failures before the
+// trip are ordinary ones: Retry counts them and DeadLetter may take a
+// message whose attempts run out before the breaker has seen enough calls
+// (a transport failure costs no attempt there either).
+//
+// A poison event cannot hold the subscription: a held message that fails
+// BreakerConfig.ProbeAttempts probes in a row (3 by default) with no other
+// message's probe failing in between and no transport failure is taken to
+// fail on its own fault, and its failure is returned (Retry counts an
+// attempt; DeadLetter takes it in the end) while the breaker stays open
+// for the others. During an outage every message fails, so the probes of
+// the messages in hand alternate and no row grows; a transport failure
+// never counts towards one. Only an outage reported as ordinary errors,
+// with a single message in hand, looks like a poison event: mark such
+// errors Transient, or use NoProbeLimit.
 //
 // What counts: the handler's failures, and the outages of the handler's
 // own dependencies (its database or Redis down: IsTransportError), which
