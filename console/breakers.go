@@ -29,6 +29,9 @@ type BreakerInfo struct {
 	// Waiting the messages waiting at its gate now.
 	Held    uint64 `json:"held"`
 	Waiting int    `json:"waiting"`
+	// Returned counts the held messages handed back to retry and dead
+	// letters as poison events (BreakerConfig.ProbeAttempts).
+	Returned uint64 `json:"returned"`
 	// Opened counts its trips.
 	Opened uint64 `json:"opened"`
 	// Shared says its state is shared through Redis; SharedError why
@@ -45,7 +48,7 @@ func (c *Console) breakers() []BreakerInfo {
 	for _, b := range c.cfg.Breakers {
 		st := b.Stats()
 		info := BreakerInfo{Name: st.Name, State: st.State.String(), Healthy: st.Healthy(),
-			WindowSuccesses: st.WindowSuccesses, WindowFailures: st.WindowFailures, Held: st.Held, Waiting: st.Waiting,
+			WindowSuccesses: st.WindowSuccesses, WindowFailures: st.WindowFailures, Held: st.Held, Waiting: st.Waiting, Returned: st.Returned,
 			Opened: st.Opened, Shared: st.Shared}
 		if !st.Since.IsZero() {
 			since := st.Since.UTC()

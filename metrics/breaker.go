@@ -13,12 +13,16 @@ import (
 //	arcmill_breaker_transitions_total  counter  handler, to   to: open, half_open, closed
 //	arcmill_breaker_held_total         counter  handler       failures held, not returned
 //	arcmill_breaker_waiting            gauge    handler       messages waiting at the gate
+//	arcmill_breaker_returned_total     counter  handler       held messages handed back as poison
 //
 // state is the breaker's as this process sees it (with shared state, the
 // fleet's, read at most BreakerConfig.SyncInterval ago). Alert on
 // arcmill_breaker_state > 0: the subscription has stopped taking messages.
 // held_total counts the failures that, the breaker being open, cost their
-// message no attempt and no dead letter.
+// message no attempt and no dead letter. returned_total counts the held
+// messages handed back to Retry and DeadLetter after failing
+// BreakerConfig.ProbeAttempts probes in a row while nothing else failed
+// (poison events, not the outage).
 func (m *Metrics) WatchBreaker(b *middleware.Breaker) error {
 	labels := prometheus.Labels{"handler": b.Name()}
 	state := prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "breaker", "state"),
@@ -29,7 +33,9 @@ func (m *Metrics) WatchBreaker(b *middleware.Breaker) error {
 		"Failures an open circuit breaker held (no attempt counted, nothing dead-lettered).", nil, labels)
 	waiting := prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "breaker", "waiting"),
 		"Messages waiting at the circuit breaker's gate now.", nil, labels)
-	return m.reg.Register(collectorFunc{desc: state, more: []*prometheus.Desc{transitions, held, waiting},
+	returned := prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "breaker", "returned_total"),
+		"Held messages an open circuit breaker handed back to retry and dead letters as poison events.", nil, labels)
+	return m.reg.Register(collectorFunc{desc: state, more: []*prometheus.Desc{transitions, held, waiting, returned},
 		collect: func(ch chan<- prometheus.Metric) {
 			st := b.Stats()
 			ch <- prometheus.MustNewConstMetric(state, prometheus.GaugeValue, float64(st.State))
@@ -38,5 +44,6 @@ func (m *Metrics) WatchBreaker(b *middleware.Breaker) error {
 			}
 			ch <- prometheus.MustNewConstMetric(held, prometheus.CounterValue, float64(st.Held))
 			ch <- prometheus.MustNewConstMetric(waiting, prometheus.GaugeValue, float64(st.Waiting))
+			ch <- prometheus.MustNewConstMetric(returned, prometheus.CounterValue, float64(st.Returned))
 		}})
 }

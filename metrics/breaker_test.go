@@ -50,7 +50,10 @@ arcmill_breaker_held_total{handler="billing/charge"} 1
 # HELP arcmill_breaker_waiting Messages waiting at the circuit breaker's gate now.
 # TYPE arcmill_breaker_waiting gauge
 arcmill_breaker_waiting{handler="billing/charge"} 1
-`), "arcmill_breaker_state", "arcmill_breaker_held_total", "arcmill_breaker_waiting"))
+# HELP arcmill_breaker_returned_total Held messages an open circuit breaker handed back to retry and dead letters as poison events.
+# TYPE arcmill_breaker_returned_total counter
+arcmill_breaker_returned_total{handler="billing/charge"} 0
+`), "arcmill_breaker_state", "arcmill_breaker_held_total", "arcmill_breaker_waiting", "arcmill_breaker_returned_total"))
 	clock.Advance(middleware.DefaultBreakerCoolDown)
 	require.NoError(t, <-done)
 	require.NoError(t, testutil.CollectAndCompare(reg, strings.NewReader(`

@@ -34,6 +34,7 @@
 //	arcmill_breaker_transitions_total      counter    handler, to                     WatchBreaker
 //	arcmill_breaker_held_total             counter    handler                         WatchBreaker
 //	arcmill_breaker_waiting                gauge      handler                         WatchBreaker
+//	arcmill_breaker_returned_total         counter    handler                         WatchBreaker
 //
 // The label values:
 //
@@ -74,7 +75,9 @@
 //     closed, 1 open, 2 half-open (alert on > 0: the subscription takes no
 //     message); to: open, half_open, closed; held_total counts the failures
 //     an open breaker held (no attempt counted, nothing dead-lettered);
-//     waiting counts the messages in hand waiting for the breaker.
+//     waiting counts the messages in hand waiting for the breaker;
+//     returned_total the held messages handed back as poison events
+//     (BreakerConfig.ProbeAttempts).
 //
 // handler_seconds has 14 buckets from 0.5 ms, doubling (0.0005 s to about
 // 4 s). outbox_status_up is 0 when a scrape could not read the outbox
