@@ -320,7 +320,7 @@ func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if herr != nil || verdict != gateHead {
 			return res, herr
 		}
-		n, err := s.store.headDone(ctx, key, msg.UUID)
+		n, err := s.store.headDone(ctx, key, RedrivenEventID(msg.UUID))
 		if err != nil {
 			return nil, s.storeFailed(ctx, "Redriven head ran but its sequence was not released; nacking (it runs again)", err, fields)
 		}
@@ -345,7 +345,9 @@ func (s *Sequencer) gate(ctx context.Context, key string, msg *message.Message) 
 	if err != nil {
 		return 0, err
 	}
-	return s.store.gate(ctx, key, msg.UUID, parkedID(msg), entry, parkedPosition(msg))
+	// The head is recognised by its event id, not its UUID: a redrive over
+	// JetStream gives it a new UUID (RedriveUUID).
+	return s.store.gate(ctx, key, RedrivenEventID(msg.UUID), parkedID(msg), entry, parkedPosition(msg))
 }
 
 // parkHead makes msg, just dead-lettered, the head of key's sequence.
@@ -354,7 +356,7 @@ func (s *Sequencer) parkHead(ctx context.Context, key string, msg *message.Messa
 	out.mu.Lock()
 	info := headInfoOf(msg, out.reason, out.err)
 	out.mu.Unlock()
-	ok, err := s.store.park(ctx, key, msg.UUID, info, time.Now())
+	ok, err := s.store.park(ctx, key, RedrivenEventID(msg.UUID), info, time.Now())
 	if err == nil {
 		err = s.replicated(ctx, key)
 	}

@@ -165,7 +165,7 @@ func (s *Sequencer) drainOne(dctx context.Context, key, token string, entry []by
 		out.mu.Lock()
 		info := headInfoOf(msg, out.reason, out.err)
 		out.mu.Unlock()
-		if _, err := s.store.repark(sctx, key, token, entry, pe.ID, msg.UUID, info, time.Now()); err != nil {
+		if _, err := s.store.repark(sctx, key, token, entry, pe.ID, RedrivenEventID(msg.UUID), info, time.Now()); err != nil {
 			if errors.Is(err, errDrainLeaseLost) {
 				s.cfg.Logger.Error("Parked event dead-lettered after the drain lease was lost; the key's new drainer runs it again", err, fields)
 				return false

@@ -338,7 +338,8 @@ func parkedID(msg *message.Message) string {
 
 // ParkedHead describes the dead letter a sequence waits behind.
 type ParkedHead struct {
-	// EventID is the dead-lettered event's id (its message UUID).
+	// EventID is the dead-lettered event's id (its message UUID, without
+	// the suffixes of a redrive: RedrivenEventID).
 	EventID string `json:"eventId"`
 	// Type is its event type.
 	Type string `json:"type,omitempty"`
@@ -353,7 +354,7 @@ type ParkedHead struct {
 }
 
 func headInfoOf(msg *message.Message, reason, errMsg string) []byte {
-	b, _ := json.Marshal(ParkedHead{EventID: msg.UUID, Type: msg.Metadata.Get(arc.MetadataType),
+	b, _ := json.Marshal(ParkedHead{EventID: RedrivenEventID(msg.UUID), Type: msg.Metadata.Get(arc.MetadataType),
 		OriginalID: msg.Metadata.Get(MetadataOriginalID), Reason: reason, Error: errMsg, At: time.Now().UTC()})
 	return b
 }
