@@ -146,7 +146,7 @@ func (s *Sequencer) drainOne(dctx context.Context, key, token string, entry []by
 	out := &seqOutcome{}
 	ctx, cancel := context.WithCancelCause(dctx)
 	defer cancel(nil)
-	ctx = context.WithValue(ctx, seqOutcomeKey{}, out)
+	ctx = withDrained(context.WithValue(ctx, seqOutcomeKey{}, out), msg)
 	if ev, err := arc.FromMessage(msg); err == nil {
 		ctx = wildcard.ContextWithInfo(ctx, wildcard.Info{Handler: s.cfg.Handler, Pattern: msg.Metadata.Get(wildcard.MetadataPattern),
 			Topic: msg.Metadata.Get(wildcard.MetadataTopic), Event: ev})
