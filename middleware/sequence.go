@@ -107,7 +107,8 @@ type SequenceConfig struct {
 	// Publisher and PublishTopic receive the messages a HandlerFunc returns
 	// while a released sequence is drained (the router publishes them for
 	// live deliveries). Default to nil: a drained event whose handler
-	// returns messages fails, and stays parked.
+	// returns messages fails (logged at Error), and stays first in its
+	// sequence, tried again a minute later (its handler runs again).
 	Publisher    message.Publisher
 	PublishTopic string
 	// Logger receives an Info line per park and release, and an Error
@@ -203,6 +204,9 @@ type Sequencer struct {
 	started   atomic.Bool
 
 	parked, heads, released, drained, reparked, storeFailures atomic.Uint64
+
+	// retryAt puts off keys whose drained event failed (drainer only).
+	retryAt map[string]drainRetry
 }
 
 // NewSequencer returns a Sequencer; its drainer starts with the first call
@@ -214,7 +218,8 @@ func NewSequencer(cfg SequenceConfig) (*Sequencer, error) {
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Sequencer{cfg: cfg, store: newSequenceStore(cfg.Client, cfg.Prefix, cfg.Group, cfg.Handler),
-		ctx: ctx, cancel: func() { cancel(ErrShutdown) }, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+		ctx: ctx, cancel: func() { cancel(ErrShutdown) }, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		retryAt: map[string]drainRetry{}}, nil
 }
 
 // SequenceStats counts what a Sequencer did.

@@ -19,6 +19,37 @@ const drainBatch = 100
 // errDrainLeaseLost stops a drain whose lease another instance took.
 var errDrainLeaseLost = errors.New("middleware: sequence drain lease lost")
 
+// errNoDrainPublisher fails a drained event whose handler returned
+// messages with no SequenceConfig.Publisher to send them.
+var errNoDrainPublisher = errors.New("middleware: a drained event's handler returned messages and SequenceConfig.Publisher is not set")
+
+// maxDrainRetryWait caps the doubled wait before a key whose drained
+// event failed is tried again.
+const maxDrainRetryWait = time.Minute
+
+// drainRetry is when a key whose drained event failed is tried again, and
+// the wait that led there (doubled at the next failure).
+type drainRetry struct {
+	at   time.Time
+	wait time.Duration
+}
+
+// drainFailed puts key off: PollInterval after its first failure, doubled
+// per failure up to maxDrainRetryWait, so that a failing event (its side
+// effects repeated at each run) is no hot loop. A handler whose returned
+// messages cannot be sent (no Publisher) fails the same way every time
+// until the configuration changes: it waits maxDrainRetryWait at once.
+func (s *Sequencer) drainFailed(key string, err error) {
+	wait := max(s.cfg.PollInterval, time.Millisecond)
+	if r, ok := s.retryAt[key]; ok {
+		wait = min(2*r.wait, maxDrainRetryWait)
+	}
+	if errors.Is(err, errNoDrainPublisher) {
+		wait = maxDrainRetryWait
+	}
+	s.retryAt[key] = drainRetry{at: time.Now().Add(wait), wait: wait}
+}
+
 // drainLoop drains released sequences until Close: at once when this
 // process released one, else every PollInterval (releases by an operator
 // or another instance, and drains a crash interrupted).
@@ -48,9 +79,18 @@ func (s *Sequencer) drainReleased() {
 		}
 		return
 	}
+	now := time.Now()
+	for key, r := range s.retryAt {
+		if now.Sub(r.at) > 2*maxDrainRetryWait { // discarded meanwhile, or drained elsewhere
+			delete(s.retryAt, key)
+		}
+	}
 	for _, key := range keys {
 		if s.ctx.Err() != nil {
 			return
+		}
+		if r, ok := s.retryAt[key]; ok && now.Before(r.at) {
+			continue // failed lately: put off (drainFailed)
 		}
 		s.drainKey(key)
 	}
@@ -181,7 +221,16 @@ func (s *Sequencer) drainOne(dctx context.Context, key, token string, entry []by
 	}
 	if herr != nil {
 		if s.ctx.Err() == nil && context.Cause(dctx) == nil {
-			s.cfg.Logger.Error("Parked event failed while releasing; it stays first, tried again later", herr, fields)
+			s.drainFailed(key, herr)
+			wait := s.retryAt[key].wait
+			if errors.Is(herr, errNoDrainPublisher) {
+				s.cfg.Logger.Error("Drained event's handler returned messages, and SequenceConfig.Publisher is not set to send them: "+
+					"the event stays first (its handler ran), tried again later; set SequenceConfig.Publisher and PublishTopic",
+					herr, fields.Add(watermill.LogFields{"retry_in": wait}))
+			} else {
+				s.cfg.Logger.Error("Parked event failed while releasing; it stays first, tried again later", herr,
+					fields.Add(watermill.LogFields{"retry_in": wait}))
+			}
 		}
 		return false
 	}
@@ -195,13 +244,14 @@ func (s *Sequencer) drainOne(dctx context.Context, key, token string, entry []by
 		return false
 	}
 	s.drained.Add(1)
+	delete(s.retryAt, key)
 	return n == 1
 }
 
 // publish sends what a drained event's handler returned.
 func (s *Sequencer) publish(ctx context.Context, msgs []*message.Message) error {
 	if s.cfg.Publisher == nil {
-		return errors.New("middleware: a drained event's handler returned messages and SequenceConfig.Publisher is not set")
+		return errNoDrainPublisher
 	}
 	for _, m := range msgs {
 		m.SetContext(ctx)
