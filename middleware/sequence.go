@@ -207,6 +207,9 @@ type Sequencer struct {
 
 	// retryAt puts off keys whose drained event failed (drainer only).
 	retryAt map[string]drainRetry
+	// scanCursor is where the next look at the released keys goes on
+	// (drainer only).
+	scanCursor uint64
 }
 
 // NewSequencer returns a Sequencer; its drainer starts with the first call

@@ -71,7 +71,7 @@ func (s *Sequencer) drainLoop() {
 
 // drainReleased drains every released key this instance can lease.
 func (s *Sequencer) drainReleased() {
-	keys, err := s.store.releasedKeys(s.ctx, drainBatch)
+	keys, next, err := s.store.releasedKeys(s.ctx, s.scanCursor, drainBatch)
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.storeFailures.Add(1)
@@ -79,6 +79,7 @@ func (s *Sequencer) drainReleased() {
 		}
 		return
 	}
+	s.scanCursor = next
 	now := time.Now()
 	for key, r := range s.retryAt {
 		if now.Sub(r.at) > 2*maxDrainRetryWait { // discarded meanwhile, or drained elsewhere

@@ -276,10 +276,12 @@ func (s *sequenceStore) first(ctx context.Context, key string) ([]byte, error) {
 	return []byte(m[0]), nil
 }
 
-// releasedKeys returns up to n keys waiting to be drained.
-func (s *sequenceStore) releasedKeys(ctx context.Context, n int64) ([]string, error) {
-	keys, _, err := s.client.SScan(ctx, s.base+"released", 0, "", n).Result()
-	return keys, err
+// releasedKeys returns about n keys waiting to be drained, from cursor on,
+// and the cursor to go on from (0: the whole set was seen). The caller
+// carries it from one look to the next: from 0 each time, a set larger
+// than n would show its first keys only, and the others never drain.
+func (s *sequenceStore) releasedKeys(ctx context.Context, cursor uint64, n int64) ([]string, uint64, error) {
+	return s.client.SScan(ctx, s.base+"released", cursor, "", n).Result()
 }
 
 // parkedEntry is a parked message as stored: enough to run it again.
