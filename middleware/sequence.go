@@ -28,9 +28,9 @@ const (
 	// drain a released sequence; renewed while it drains, so it only
 	// matters when the instance dies mid-release.
 	DefaultSequenceLease = 30 * time.Second
-	// DefaultSequenceStoreBackoff is the wait before nacking a message
-	// whose sequence state could not be read or written (Redis down), so
-	// that an outage is no hot loop.
+	// DefaultSequenceStoreBackoff is the first wait before a message
+	// whose sequence state could not be read or written (Redis down) tries
+	// again, so that an outage is no hot loop.
 	DefaultSequenceStoreBackoff = time.Second
 	// DefaultSequenceWaitTimeout bounds the WAIT for replicas
 	// (SequenceConfig.WaitReplicas).
@@ -38,12 +38,15 @@ const (
 )
 
 // ErrParkNotReplicated is the error of an event parked but not confirmed
-// by SequenceConfig.WaitReplicas replicas in time: it is nacked, and its
-// redelivery waits again.
+// by SequenceConfig.WaitReplicas replicas in time: the delivery WAITs
+// again (StoreBackoff between), and is nacked only if its context ends
+// first.
 var ErrParkNotReplicated = errors.New("middleware: parked event not confirmed by enough replicas")
 
-// ErrSequenceStore wraps a failure to read or write a parked sequence: the
-// message is nacked and comes back, never run past a park it cannot see.
+// ErrSequenceStore wraps a failure to read or write a parked sequence that
+// lasted until the message's context ended (the delivery tries again in
+// place until then): the message is nacked and comes back, never run past
+// a park it cannot see.
 var ErrSequenceStore = errors.New("middleware: sequence store")
 
 // SequenceKey is the key a Sequencer orders by: the event's
@@ -86,21 +89,26 @@ type SequenceConfig struct {
 	Lease time.Duration
 	// WaitReplicas, when positive, makes each park wait (WAIT) until that
 	// many replicas of the key's Redis have it before the event is
-	// acknowledged from its source; fewer within WaitTimeout nack it, and
-	// its redelivery (parked already) waits again. Defaults to 0: a parked
+	// acknowledged from its source; fewer within WaitTimeout and it WAITs
+	// again (as a store failure: StoreBackoff), nacked only when its
+	// context ends. Defaults to 0: a parked
 	// event is as durable as the primary's persistence (as dead letters,
 	// which no WAIT follows).
 	WaitReplicas int
 	// WaitTimeout bounds each WAIT. Defaults to
 	// DefaultSequenceWaitTimeout.
 	WaitTimeout time.Duration
-	// StoreBackoff is the wait before nacking a message whose sequence
-	// state Redis could not give. Defaults to DefaultSequenceStoreBackoff.
+	// StoreBackoff is the first wait before a message whose sequence state
+	// Redis could not read or write (or ErrParkNotReplicated) tries again,
+	// in place (not nacked: a nack would spend one of the transport's
+	// deliveries); it doubles per failure up to 30s, until the message's
+	// context ends. Defaults to DefaultSequenceStoreBackoff.
 	StoreBackoff time.Duration
 	// Publisher and PublishTopic receive the messages a HandlerFunc returns
 	// while a released sequence is drained (the router publishes them for
 	// live deliveries). Default to nil: a drained event whose handler
-	// returns messages fails, and stays parked.
+	// returns messages fails (logged at Error), and stays first in its
+	// sequence, tried again a minute later (its handler runs again).
 	Publisher    message.Publisher
 	PublishTopic string
 	// Logger receives an Info line per park and release, and an Error
@@ -196,6 +204,12 @@ type Sequencer struct {
 	started   atomic.Bool
 
 	parked, heads, released, drained, reparked, storeFailures atomic.Uint64
+
+	// retryAt puts off keys whose drained event failed (drainer only).
+	retryAt map[string]drainRetry
+	// scanCursor is where the next look at the released keys goes on
+	// (drainer only).
+	scanCursor uint64
 }
 
 // NewSequencer returns a Sequencer; its drainer starts with the first call
@@ -207,7 +221,8 @@ func NewSequencer(cfg SequenceConfig) (*Sequencer, error) {
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Sequencer{cfg: cfg, store: newSequenceStore(cfg.Client, cfg.Prefix, cfg.Group, cfg.Handler),
-		ctx: ctx, cancel: func() { cancel(ErrShutdown) }, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+		ctx: ctx, cancel: func() { cancel(ErrShutdown) }, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		retryAt: map[string]drainRetry{}}, nil
 }
 
 // SequenceStats counts what a Sequencer did.
@@ -291,14 +306,19 @@ func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		ctx := msg.Context()
 		fields := watermill.LogFields{"message_uuid": msg.UUID, "handler_name": s.cfg.Handler, "sequence_key": key}
-		verdict, err := s.gate(ctx, key, msg)
-		if err != nil {
-			return nil, s.storeFailed(ctx, "Sequence not checked; nacking", err, fields)
+		var verdict int
+		if err := s.storeRetry(ctx, "Sequence not checked; waiting for Redis", fields, func() (err error) {
+			verdict, err = s.gate(ctx, key, msg)
+			return err
+		}); err != nil {
+			return nil, err
 		}
 		switch verdict {
 		case gateParked, gateDuplicate: // a duplicate: parked by an earlier delivery
-			if err := s.replicated(ctx, key); err != nil {
-				return nil, s.storeFailed(ctx, "Parked event not replicated; nacking", err, fields)
+			if err := s.storeRetry(ctx, "Parked event not replicated; waiting", fields, func() error {
+				return s.replicated(ctx, key)
+			}); err != nil {
+				return nil, err
 			}
 			if verdict == gateParked {
 				s.parked.Add(1)
@@ -320,9 +340,13 @@ func (s *Sequencer) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if herr != nil || verdict != gateHead {
 			return res, herr
 		}
-		n, err := s.store.headDone(ctx, key, msg.UUID)
-		if err != nil {
-			return nil, s.storeFailed(ctx, "Redriven head ran but its sequence was not released; nacking (it runs again)", err, fields)
+		var n int64
+		if err := s.storeRetry(ctx, "Redriven head ran but its sequence was not released; waiting for Redis", fields, func() (err error) {
+			n, err = s.store.headDone(ctx, key, RedrivenEventID(msg.UUID))
+			return err
+		}); err != nil {
+			// Nacked: it runs again, as the head still.
+			return nil, err
 		}
 		if n >= 0 {
 			s.released.Add(1)
@@ -345,7 +369,9 @@ func (s *Sequencer) gate(ctx context.Context, key string, msg *message.Message) 
 	if err != nil {
 		return 0, err
 	}
-	return s.store.gate(ctx, key, msg.UUID, parkedID(msg), entry, parkedPosition(msg))
+	// The head is recognised by its event id, not its UUID: a redrive over
+	// JetStream gives it a new UUID (RedriveUUID).
+	return s.store.gate(ctx, key, RedrivenEventID(msg.UUID), parkedID(msg), entry, parkedPosition(msg))
 }
 
 // parkHead makes msg, just dead-lettered, the head of key's sequence.
@@ -354,12 +380,15 @@ func (s *Sequencer) parkHead(ctx context.Context, key string, msg *message.Messa
 	out.mu.Lock()
 	info := headInfoOf(msg, out.reason, out.err)
 	out.mu.Unlock()
-	ok, err := s.store.park(ctx, key, msg.UUID, info, time.Now())
-	if err == nil {
-		err = s.replicated(ctx, key)
-	}
-	if err != nil {
-		return s.storeFailed(ctx, "Dead letter written but its key not parked; nacking", err, fields)
+	var ok bool
+	if err := s.storeRetry(ctx, "Dead letter written but its key not parked; waiting for Redis", fields, func() (err error) {
+		ok, err = s.store.park(ctx, key, RedrivenEventID(msg.UUID), info, time.Now())
+		if err == nil {
+			err = s.replicated(ctx, key)
+		}
+		return err
+	}); err != nil {
+		return err
 	}
 	if ok {
 		s.heads.Add(1)
@@ -387,6 +416,40 @@ func (s *Sequencer) replicated(ctx context.Context, key string) error {
 		return fmt.Errorf("%w: %d of %d within %v", ErrParkNotReplicated, n, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
 	}
 	return nil
+}
+
+// storeMaxBackoff caps the doubled wait of storeRetry.
+const storeMaxBackoff = 30 * time.Second
+
+// storeRetry runs op until it succeeds or ctx ends, waiting StoreBackoff,
+// doubled per failure up to max(StoreBackoff, storeMaxBackoff), between
+// tries. A store failure (Redis down, ErrParkNotReplicated) is an outage,
+// not the event's fault: a nack would spend one of the transport's
+// deliveries (JetStream's MaxDeliver would dead-letter an event that
+// never ran, its key not parked), so the message waits in place, as
+// Retry waits out transport errors. Only when ctx ends (shutdown) is the
+// error returned, to nack with.
+func (s *Sequencer) storeRetry(ctx context.Context, what string, fields watermill.LogFields, op func() error) error {
+	wait := s.cfg.StoreBackoff
+	for failures := 0; ; failures++ {
+		err := op()
+		if err == nil {
+			if failures > 0 {
+				s.cfg.Logger.Info("Sequence store back", fields.Add(watermill.LogFields{"failures": failures}))
+			}
+			return nil
+		}
+		s.storeFailures.Add(1)
+		if failures == 0 {
+			s.cfg.Logger.Error(what, err, fields)
+		} else {
+			s.cfg.Logger.Debug(what, fields.Add(watermill.LogFields{"err": err, "failures": failures + 1}))
+		}
+		if ctx.Err() != nil || !sleepCtx(ctx, wait) {
+			return fmt.Errorf("%w: %w", ErrSequenceStore, err)
+		}
+		wait = min(2*wait, max(s.cfg.StoreBackoff, storeMaxBackoff))
+	}
 }
 
 // storeFailed counts and logs a Redis failure, waits StoreBackoff (or

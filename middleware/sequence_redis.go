@@ -117,10 +117,13 @@ redis.call('SADD', KEYS[5], ARGV[1])
 return n`)
 
 // popScript removes a parked event after its handler succeeded, and the
-// sequence once it is empty. Returns 0 (gone already: discarded), 1
-// (removed), 2 (removed, sequence done).
-// ARGV: key, member, parked id.
+// sequence once it is empty, only while the drainer still holds the
+// key's lease (ARGV[4], its token). Returns -1 (lease lost: another
+// instance may be draining), 0 (gone already: discarded), 1 (removed), 2
+// (removed, sequence done).
+// ARGV: key, member, parked id, lease token.
 var popScript = redis.NewScript(`
+if redis.call('GET', KEYS[6]) ~= ARGV[4] then return -1 end
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('SREM', KEYS[3], ARGV[3])
 if redis.call('ZCARD', KEYS[2]) == 0 and redis.call('HGET', KEYS[1], 'status') == 'released' then
@@ -144,9 +147,12 @@ redis.call('SREM', KEYS[5], ARGV[1])
 return 1`)
 
 // reparkScript makes a parked event, dead-lettered while draining, the
-// new head: the rest stay parked behind it.
-// ARGV: key, member, parked id, event id, head info, ms.
+// new head: the rest stay parked behind it; only while the drainer still
+// holds the key's lease (ARGV[7], its token). Returns -1 (lease lost), 0
+// (not released, or the event gone), 1 (reparked).
+// ARGV: key, member, parked id, event id, head info, ms, lease token.
 var reparkScript = redis.NewScript(`
+if redis.call('GET', KEYS[6]) ~= ARGV[7] then return -1 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'released' then return 0 end
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('SREM', KEYS[3], ARGV[3])
@@ -230,17 +236,28 @@ func (s *sequenceStore) discard(ctx context.Context, key string) (int64, error) 
 	return discardScript.Run(ctx, s.client, s.keys(key), key).Int64()
 }
 
-func (s *sequenceStore) pop(ctx context.Context, key string, entry []byte, parkedID string) (int, error) {
-	return popScript.Run(ctx, s.client, s.keys(key), key, entry, parkedID).Int()
+// pop removes a drained event; errDrainLeaseLost when token no longer
+// holds key's lease (the event stays: its next drainer runs it).
+func (s *sequenceStore) pop(ctx context.Context, key, token string, entry []byte, parkedID string) (int, error) {
+	n, err := popScript.Run(ctx, s.client, s.keys(key), key, entry, parkedID, token).Int()
+	if err == nil && n < 0 {
+		return 0, errDrainLeaseLost
+	}
+	return n, err
 }
 
 func (s *sequenceStore) finish(ctx context.Context, key string) error {
 	return finishScript.Run(ctx, s.client, s.keys(key), key).Err()
 }
 
-func (s *sequenceStore) repark(ctx context.Context, key string, entry []byte, parkedID, eventID string, info []byte,
+// repark makes a drained event the new head; errDrainLeaseLost when token
+// no longer holds key's lease.
+func (s *sequenceStore) repark(ctx context.Context, key, token string, entry []byte, parkedID, eventID string, info []byte,
 	at time.Time) (bool, error) {
-	n, err := reparkScript.Run(ctx, s.client, s.keys(key), key, entry, parkedID, eventID, info, at.UnixMilli()).Int()
+	n, err := reparkScript.Run(ctx, s.client, s.keys(key), key, entry, parkedID, eventID, info, at.UnixMilli(), token).Int()
+	if err == nil && n < 0 {
+		return false, errDrainLeaseLost
+	}
 	return n == 1, err
 }
 
@@ -259,10 +276,12 @@ func (s *sequenceStore) first(ctx context.Context, key string) ([]byte, error) {
 	return []byte(m[0]), nil
 }
 
-// releasedKeys returns up to n keys waiting to be drained.
-func (s *sequenceStore) releasedKeys(ctx context.Context, n int64) ([]string, error) {
-	keys, _, err := s.client.SScan(ctx, s.base+"released", 0, "", n).Result()
-	return keys, err
+// releasedKeys returns about n keys waiting to be drained, from cursor on,
+// and the cursor to go on from (0: the whole set was seen). The caller
+// carries it from one look to the next: from 0 each time, a set larger
+// than n would show its first keys only, and the others never drain.
+func (s *sequenceStore) releasedKeys(ctx context.Context, cursor uint64, n int64) ([]string, uint64, error) {
+	return s.client.SScan(ctx, s.base+"released", cursor, "", n).Result()
 }
 
 // parkedEntry is a parked message as stored: enough to run it again.
@@ -321,7 +340,8 @@ func parkedID(msg *message.Message) string {
 
 // ParkedHead describes the dead letter a sequence waits behind.
 type ParkedHead struct {
-	// EventID is the dead-lettered event's id (its message UUID).
+	// EventID is the dead-lettered event's id (its message UUID, without
+	// the suffixes of a redrive: RedrivenEventID).
 	EventID string `json:"eventId"`
 	// Type is its event type.
 	Type string `json:"type,omitempty"`
@@ -336,7 +356,7 @@ type ParkedHead struct {
 }
 
 func headInfoOf(msg *message.Message, reason, errMsg string) []byte {
-	b, _ := json.Marshal(ParkedHead{EventID: msg.UUID, Type: msg.Metadata.Get(arc.MetadataType),
+	b, _ := json.Marshal(ParkedHead{EventID: RedrivenEventID(msg.UUID), Type: msg.Metadata.Get(arc.MetadataType),
 		OriginalID: msg.Metadata.Get(MetadataOriginalID), Reason: reason, Error: errMsg, At: time.Now().UTC()})
 	return b
 }

@@ -20,8 +20,9 @@ import (
 )
 
 // With WaitReplicas, a parked event is acknowledged only once a replica
-// has it: with the replica gone it is nacked, and its redelivery (parked
-// already, not parked twice) is nacked too until one confirms.
+// has it: with the replica gone it waits (WAITs again, in place) and is
+// nacked only when its context ends; its redelivery (parked already, not
+// parked twice) waits too until one confirms.
 func TestSequenceWaitReplicas(t *testing.T) {
 	primary, _ := testenv.PrivateRedis(t)
 	killReplica := testenv.RedisReplica(t, primary)
@@ -59,10 +60,17 @@ func TestSequenceWaitReplicas(t *testing.T) {
 	require.NoError(t, err, "parked and replicated")
 
 	killReplica()
+	// A delivery whose context ends (a transport closing) while it waits.
+	bounded := func(m *message.Message) *message.Message {
+		ctx, cancel := context.WithTimeout(m.Context(), time.Second)
+		t.Cleanup(cancel)
+		m.SetContext(ctx)
+		return m
+	}
 	third := event(2)
-	_, err = h(third)
+	_, err = h(bounded(third))
 	assert.ErrorIs(t, err, middleware.ErrParkNotReplicated)
-	_, err = h(third.Copy())
+	_, err = h(bounded(third.Copy()))
 	assert.ErrorIs(t, err, middleware.ErrParkNotReplicated, "a redelivery waits again")
 	seqs, err := middleware.SequenceAdmin{Client: client}.List(context.Background(), middleware.ParkedFilter{})
 	require.NoError(t, err)

@@ -18,10 +18,16 @@ func withPartition(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, partitionCtxKey{}, key)
 }
 
-// partitionOf returns the partition key ctx names, if any.
+// partitionOf returns the partition key ctx names, if any: the delivery's
+// (withPartition), else, for a parked event a Sequencer drains on a
+// context of its own, the partition it was parked from (its
+// MetadataPartitionStream, kept in the parked entry).
 func partitionOf(ctx context.Context) (string, bool) {
-	key, ok := ctx.Value(partitionCtxKey{}).(string)
-	return key, ok && key != ""
+	if key, ok := ctx.Value(partitionCtxKey{}).(string); ok && key != "" {
+		return key, true
+	}
+	key := middleware.DrainedMetadata(ctx).Get(MetadataPartitionStream)
+	return key, key != ""
 }
 
 // PartitionDeadLetterPublisher writes middleware.DeadLetter's dead letters

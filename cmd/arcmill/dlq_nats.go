@@ -12,14 +12,14 @@ import (
 
 	"github.com/arcmill/arcmill/adapters/natsjs"
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/middleware"
 )
 
 // Defaults of the NATS dead-letter flags.
 const (
-	envNatsURL            = "ARCMILL_NATS_URL"
-	defaultNatsDLQStream  = "ARC_DEAD_LETTERS"
-	unknownEventType      = "<unknown>"
-	natsRedriveIDTemplate = "%s.redrive.%d"
+	envNatsURL           = "ARCMILL_NATS_URL"
+	defaultNatsDLQStream = "ARC_DEAD_LETTERS"
+	unknownEventType     = "<unknown>"
 )
 
 // natsDLQ runs a dlq subcommand on a NATS dead-letter stream (the one
@@ -135,7 +135,9 @@ func natsRedrive(e env, nc *nats.Conn, js nats.JetStreamManager, o dlqOpts, matc
 			skipped++
 			continue
 		}
-		msg.UUID = fmt.Sprintf(natsRedriveIDTemplate, ev.Meta.ID, dl.Seq)
+		// A UUID of its own (JetStream de-duplicates by it) that a Sequencer
+		// still reads as the event's id, so a redriven head releases its key.
+		msg.UUID = middleware.RedriveUUID(ev.Meta.ID, dl.Seq)
 		if err := pub.Publish(o.natsPrefix, msg); err != nil {
 			return fmt.Errorf("redriving dead letter %d: %w", dl.Seq, err)
 		}
