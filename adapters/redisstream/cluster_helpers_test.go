@@ -352,6 +352,9 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 		}
 		if unhandled == 0 && pending == 0 {
 			r.t.Logf("accepted events missing from the streams: %d, of which no consumer handled %d", missing, neverHandled)
+			if missing > 0 {
+				r.whereAreTheMissing(present)
+			}
 			return missing
 		}
 		if time.Now().After(deadline) {
@@ -361,6 +364,57 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling a condition, with a deadline
 	}
+}
+
+// whereAreTheMissing logs, for a failed run, every key of every node (primaries
+// and replicas) that holds an entry of a missing event: a stray copy of a
+// stream left on another node, or nothing at all, tells two kinds of loss
+// apart.
+func (r *clusterRun) whereAreTheMissing(present map[string]bool) {
+	r.mu.Lock()
+	var ids []string
+	for id := range r.acked {
+		if !present[id] {
+			ids = append(ids, id)
+		}
+	}
+	r.mu.Unlock()
+	ctx := context.Background()
+	_ = r.client.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
+		// A node that does not own a slot refuses every read of its keys
+		// (MOVED), but counts and names them: a stray copy shows here.
+		for _, st := range r.streams {
+			slot, err := r.client.ClusterKeySlot(ctx, st).Result()
+			if err != nil {
+				continue
+			}
+			n, _ := node.ClusterCountKeysInSlot(ctx, int(slot)).Result()
+			ks, _ := node.ClusterGetKeysInSlot(ctx, int(slot), 10).Result()
+			r.t.Logf("%s holds %d key(s) of slot %d: %v", node.Options().Addr, n, slot, ks)
+		}
+		keys, err := node.Keys(ctx, "*").Result()
+		if err != nil {
+			r.t.Logf("%s: KEYS: %v", node.Options().Addr, err)
+			return nil
+		}
+		for _, k := range keys {
+			entries, err := node.XRange(ctx, k, "-", "+").Result()
+			if err != nil {
+				continue // not a stream, or not served here
+			}
+			for _, e := range entries {
+				data, _ := e.Values["data"].(string)
+				for _, id := range ids {
+					if strings.Contains(data, id) {
+						r.t.Logf("missing event %s found on %s in %s as entry %s (the key has %d entries)",
+							id, node.Options().Addr, k, e.ID, len(entries))
+					}
+				}
+			}
+		}
+		return nil
+	})
+	r.t.Logf("missing events: %v", ids)
 }
 
 // deadLetters returns the length of the dead-letter streams.
