@@ -303,10 +303,10 @@ func (r *clusterRun) inStreams() map[string]bool {
 // streams, how many of those no consumer handled either (handled before
 // the loss: a group reading later would still miss them), and how many of
 // those present were never handled.
-func (r *clusterRun) lostAndUnhandled(present map[string]bool) (missing, neverHandled, unhandled int) {
+func (r *clusterRun) lostAndUnhandled(present, acked map[string]bool) (missing, neverHandled, unhandled int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id := range r.acked {
+	for id := range acked {
 		switch {
 		case !present[id]:
 			missing++
@@ -342,8 +342,12 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 	var present map[string]bool
 	deadline := time.Now().Add(clusterWait)
 	for {
+		// The accepted events first, then the streams: a publish still in
+		// flight when publishing stopped may return after the streams were
+		// read, and its events, written after that read, are not lost.
+		acked := r.ackedSnapshot()
 		present = r.inStreams()
-		missing, neverHandled, unhandled := r.lostAndUnhandled(present)
+		missing, neverHandled, unhandled := r.lostAndUnhandled(present, acked)
 		pending := int64(0)
 		for _, s := range r.streams {
 			p, err := r.client.XPending(context.Background(), s, group).Result()
@@ -353,7 +357,7 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 		if unhandled == 0 && pending == 0 {
 			r.t.Logf("accepted events missing from the streams: %d, of which no consumer handled %d", missing, neverHandled)
 			if missing > 0 {
-				r.whereAreTheMissing(present)
+				r.whereAreTheMissing(present, acked)
 			}
 			return missing
 		}
@@ -366,19 +370,28 @@ func (r *clusterRun) waitAllHandled(group string) (lost int) {
 	}
 }
 
+// ackedSnapshot returns the ids of the events accepted so far.
+func (r *clusterRun) ackedSnapshot() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]bool, len(r.acked))
+	for id := range r.acked {
+		out[id] = true
+	}
+	return out
+}
+
 // whereAreTheMissing logs, for a failed run, every key of every node (primaries
 // and replicas) that holds an entry of a missing event: a stray copy of a
 // stream left on another node, or nothing at all, tells two kinds of loss
 // apart.
-func (r *clusterRun) whereAreTheMissing(present map[string]bool) {
-	r.mu.Lock()
+func (r *clusterRun) whereAreTheMissing(present, acked map[string]bool) {
 	var ids []string
-	for id := range r.acked {
+	for id := range acked {
 		if !present[id] {
 			ids = append(ids, id)
 		}
 	}
-	r.mu.Unlock()
 	ctx := context.Background()
 	_ = r.client.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
 		// A node that does not own a slot refuses every read of its keys
