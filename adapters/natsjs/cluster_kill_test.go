@@ -140,7 +140,7 @@ func TestCluster_NodeKilledMidRun(t *testing.T) {
 	_, err := c.js.AddStream(&nats.StreamConfig{Name: followStream, Subjects: []string{followPrefix + ".>"}, Replicas: 1,
 		Placement: &nats.Placement{Tags: []string{cl.Tag(0)}}})
 	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, c.js.DeleteStream(followStream)) })
+	t.Cleanup(func() { deleteStreamEventually(t, c.js, followStream) })
 	logger := watermill.NopLogger{}
 	opts := []nats.Option{nats.ReconnectWait(100 * time.Millisecond)}
 	newPub := func(prefix string) *Publisher {

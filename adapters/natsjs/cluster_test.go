@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +46,7 @@ func newClusterStreams(t *testing.T, urls []string) *clusterStreams {
 	require.NoError(t, err)
 	for stream, prefix := range map[string]string{c.stream: c.prefix, c.dlqStream: c.dlqPrefix} {
 		require.NoError(t, EnsureStreamConfig(c.js, StreamConfig{Name: stream, Prefix: prefix, Replicas: 3}))
-		t.Cleanup(func() { assert.NoError(t, c.js.DeleteStream(stream)) })
+		t.Cleanup(func() { deleteStreamEventually(t, c.js, stream) })
 	}
 	return c
 }
@@ -89,7 +90,7 @@ func TestCluster_ReplicatedStreams(t *testing.T) {
 	// Scaled in place: R1 with a message, then R3.
 	name, prefix := c.stream+"_SCALE", c.prefix+"scale"
 	require.NoError(t, EnsureStream(c.js, name, prefix))
-	t.Cleanup(func() { assert.NoError(t, c.js.DeleteStream(name)) })
+	t.Cleanup(func() { deleteStreamEventually(t, c.js, name) })
 	info, err = c.js.StreamInfo(name)
 	require.NoError(t, err)
 	assert.Equal(t, DefaultReplicas, info.Config.Replicas)
@@ -252,7 +253,7 @@ func universalSuite(t *testing.T, urls []string, replicas int) {
 	})
 	dlqPrefix, dlqStream := streams.prefix+"dlq", "SUITE_DLQ_"+strings.ToUpper(streams.prefix)
 	require.NoError(t, EnsureStreamConfig(js, StreamConfig{Name: dlqStream, Prefix: dlqPrefix, Replicas: replicas}))
-	t.Cleanup(func() { assert.NoError(t, js.DeleteStream(dlqStream)) })
+	t.Cleanup(func() { deleteStreamEventually(t, js, dlqStream) })
 	newPubSub := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
 		pub, err := NewPublisher(PublisherConfig{Conn: connectTo(t, url), Prefix: streams.prefix})
 		require.NoError(t, err)
@@ -386,5 +387,25 @@ func TestCluster_DeadLettersThroughTheAdvisory(t *testing.T) {
 	assert.Empty(t, raw, "each foreign message dead-lettered")
 	for _, id := range good {
 		assert.GreaterOrEqual(t, handled.count(id), 1, "good event %s handled", id)
+	}
+}
+
+// deleteStreamEventually deletes a test's stream, asking again while the
+// cluster answers with a timeout: after a test took a majority of nodes
+// down, the meta leader may take longer than one API call's wait to be
+// back on a loaded machine.
+func deleteStreamEventually(t *testing.T, js nats.JetStreamContext, name string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := js.DeleteStream(name)
+		if err == nil || errors.Is(err, nats.ErrStreamNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			assert.NoError(t, err, "deleting stream %s", name)
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // polling a condition, with a deadline
 	}
 }
