@@ -258,6 +258,7 @@ func story(ctx context.Context, out io.Writer, printed *[]arc.Event) error {
 		}
 		fmt.Fprintf(out, "  %s\n", abbreviate(string(wire), ids, width-2))
 	}
+	slices.Sort(payments) // handlers run concurrently: arrival order varies between runs
 	fmt.Fprintf(out, "\nPattern handlers:\n  *          saw %d events\n  payment.*  saw %s\n", len(seen), strings.Join(payments, ", "))
 	fmt.Fprintln(out, "\nThe mailer's handler on receipt.*:")
 	for _, r := range retries {
