@@ -39,19 +39,13 @@ func TestParkedPositionSortsInSourceOrder(t *testing.T) {
 // Group and handler names that hold the hash tag's characters keep every
 // key of a handler in one tag, and read back as they were.
 func TestSequenceKeysOfOddNames(t *testing.T) {
-	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	defer client.Close()
-	prefix := "arcmill-test:seqnames:" + uuid.NewString() + ":"
+	client, prefix := seqRedis(t, "seqnames")
 	group, handler := "g}{|%7D", "h|x}"
 	st := newSequenceStore(client, prefix, group, handler)
 	for _, k := range st.keys("key}:index") {
 		assert.Equal(t, st.base, k[:len(st.base)])
 	}
 	ctx := context.Background()
-	defer func() {
-		keys, _ := client.Keys(ctx, prefix+"*").Result()
-		client.Del(ctx, keys...)
-	}()
 	ok, err := st.park(ctx, "key}:index", "e1", []byte(`{"eventId":"e1"}`), parseMillis("1700000000000"))
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -62,4 +56,20 @@ func TestSequenceKeysOfOddNames(t *testing.T) {
 	assert.Equal(t, handler, seqs[0].Handler)
 	assert.Equal(t, "key}:index", seqs[0].Key)
 	assert.Equal(t, "e1", seqs[0].Head.EventID)
+}
+
+// seqRedis is a client of the test Redis and a key prefix of t's own; the
+// prefix's keys are deleted, and the client closed, when t ends.
+func seqRedis(t *testing.T, name string) (*redis.Client, string) {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	prefix := "arcmill-test:" + name + ":" + uuid.NewString() + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if keys, _ := client.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
+			client.Del(ctx, keys...)
+		}
+		_ = client.Close()
+	})
+	return client, prefix
 }

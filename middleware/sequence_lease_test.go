@@ -9,11 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-
-	"github.com/arcmill/arcmill/internal/testenv"
 )
 
 // TestSequenceDrainLeaseRenewedAcrossQuickEvents: a drain of many quick
@@ -21,16 +17,8 @@ import (
 // (not only while one handler call runs), so that a second instance never
 // drains the same sequence at once: each event runs once, in order.
 func TestSequenceDrainLeaseRenewedAcrossQuickEvents(t *testing.T) {
-	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	defer client.Close()
+	client, prefix := seqRedis(t, "seqlease")
 	ctx := context.Background()
-	prefix := "arcmill-test:seqlease:" + uuid.NewString() + ":"
-	defer func() {
-		keys, _ := client.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-	}()
 	st := newSequenceStore(client, prefix, "g", "h")
 	ok, err := st.park(ctx, "K", "head", []byte(`{}`), time.Now())
 	require.NoError(t, err)

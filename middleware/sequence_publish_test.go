@@ -8,11 +8,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-
-	"github.com/arcmill/arcmill/internal/testenv"
 )
 
 // TestSequenceDrainFailureIsNoHotLoop: a drained event whose handler
@@ -22,16 +18,8 @@ import (
 // drainer goes on draining other keys: five sequences of another key drain
 // (five more looks at the released keys) and the failing event ran once.
 func TestSequenceDrainFailureIsNoHotLoop(t *testing.T) {
-	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	defer client.Close()
+	client, prefix := seqRedis(t, "seqpublish")
 	ctx := context.Background()
-	prefix := "arcmill-test:seqpublish:" + uuid.NewString() + ":"
-	defer func() {
-		keys, _ := client.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-	}()
 	st := newSequenceStore(client, prefix, "g", "h")
 	park := func(key, id string) {
 		ok, err := st.park(ctx, key, "head-"+id, []byte(`{}`), time.Now())

@@ -9,11 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-
-	"github.com/arcmill/arcmill/internal/testenv"
 )
 
 // TestSequenceDrainReachesEveryReleasedKey: with more released keys than
@@ -21,16 +17,8 @@ import (
 // whose events keep failing (released still) included: the scan goes on
 // from where the last look stopped, not from the set's start.
 func TestSequenceDrainReachesEveryReleasedKey(t *testing.T) {
-	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	defer client.Close()
+	client, prefix := seqRedis(t, "seqscan")
 	ctx := context.Background()
-	prefix := "arcmill-test:seqscan:" + uuid.NewString() + ":"
-	defer func() {
-		keys, _ := client.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-	}()
 	st := newSequenceStore(client, prefix, "g", "h")
 	const n = 3 * drainBatch
 	for i := 0; i < n; i++ {
