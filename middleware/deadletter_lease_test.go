@@ -60,10 +60,13 @@ func (p gatedFinder) Publish(topic string, msgs ...*message.Message) error {
 func TestDeadLetterOnce_PublishEndsWithinTheClaimLease(t *testing.T) {
 	t.Parallel()
 	f := newOnceFixture(t)
-	pub := gatedFinder{findingPublisher: findingPublisher{f.pub, f.client}, delay: 200 * time.Millisecond,
+	pub := gatedFinder{findingPublisher: findingPublisher{f.pub, f.client}, delay: 1500 * time.Millisecond,
 		finds: make(chan struct{}, 4), started: make(chan struct{}, 4), proceeds: make(chan struct{})}
 	cfg := f.config(pub)
-	cfg.PublishTimeout, cfg.GuardLease = 300*time.Millisecond, 400*time.Millisecond
+	// The look-up (delay) plus a fresh PublishTimeout would outlive the
+	// lease by a second; the second delivery's claim, look-up and publish
+	// have 1.5 s to spare within its PublishTimeout, for a loaded machine.
+	cfg.PublishTimeout, cfg.GuardLease = 3*time.Second, 3500*time.Millisecond
 	d, err := NewDeadLetter(cfg)
 	require.NoError(t, err)
 	ev, err := arc.NewEvent("billing.charge", map[string]int{"n": 1}, arc.Meta{})
