@@ -36,7 +36,9 @@ type roleSpec struct {
 	Redis  redisConn
 	Stream string
 	// Durable is how many replicas a relay's Publish waits for (WAIT); 0:
-	// none asked for. The consumers' relays of their emitted events too.
+	// none asked for. The consumers' relays of their emitted events too,
+	// and the consumers' dead letters (the middleware's and the
+	// subscriber's own).
 	Durable int
 }
 
@@ -133,14 +135,22 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	defer db.Close()
 	client := spec.Redis.client()
 	defer client.Close()
+	// Dead letters wait for the replicas as the relays' publishes do: an
+	// event is acknowledged only once its dead letter would survive the
+	// primary's death.
+	var durability *redisstream.Durability
+	if spec.Durable > 0 {
+		durability = &redisstream.Durability{Replicas: spec.Durable}
+	}
 	catalog := registry.New(registry.Config{})
 	catalog.MustRegister(registry.Definition{Name: "order.created", Schema: json.RawMessage(orderSchema)})
 	stack, err := middleware.NewStack(middleware.StackConfig{
 		// A small budget: the handler waits out its own database's outages
 		// itself (below), so retries are for the event, not the database.
-		Retry:      middleware.RetryConfig{MaxRetries: 2, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
-		DeadLetter: middleware.DeadLetterConfig{Publisher: &redisstream.DeadLetterPublisher{Client: client}, Topic: spec.Stream + ":dlq", ConsumerGroup: "rel"},
-		Validator:  catalog,
+		Retry: middleware.RetryConfig{MaxRetries: 2, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: &redisstream.DeadLetterPublisher{Client: client, Durability: durability},
+			Topic: spec.Stream + ":dlq", ConsumerGroup: "rel"},
+		Validator: catalog,
 	})
 	if err != nil {
 		return err
@@ -148,7 +158,7 @@ func runConsumer(ctx context.Context, spec roleSpec) error {
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: client, ConsumerGroup: "rel",
 		Consumer: spec.Name, ClaimIdle: 1500 * time.Millisecond, ClaimInterval: 300 * time.Millisecond,
 		MaxInFlight: 32, MaxDeliveries: 30, DeadLetterStream: spec.Stream + ":dlq", CloseTimeout: 2 * time.Second,
-		MaxEntryBytes: consumerMaxEntryBytes})
+		MaxEntryBytes: consumerMaxEntryBytes, DeadLetterDurability: durability})
 	if err != nil {
 		return err
 	}

@@ -144,6 +144,15 @@ type SubscriberConfig struct {
 	// it nears the cap. Defaults to no cap: a dead letter leaves only by
 	// redrive or purge (Arc's dead-letter stream is uncapped too).
 	DeadLetterMaxLen int64
+	// DeadLetterDurability, when set, has each dead letter the subscriber
+	// writes itself (MaxDeliveries reached, an entry gone while pending)
+	// confirmed as PublisherConfig.Durability confirms events, before the
+	// entry is acknowledged; unconfirmed, the entry stays pending and the
+	// next claim pass tries again. Without it a dead letter written just
+	// before the primary dies can go with it while the XACK lands on the
+	// promoted replica. Use the service publisher's setting. Defaults to
+	// nil: a plain XADD.
+	DeadLetterDurability *Durability
 	// MaxDeliveries is how many deliveries an entry of a dead consumer gets
 	// before it goes to DeadLetterStream; None never dead-letters for the
 	// count. Defaults to DefaultMaxDeliveries (Arc's maxRetries).
@@ -334,6 +343,9 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if err := limitsOf(c.Unmarshaller).Validate(); err != nil {
 		bad("Unmarshaller", "has invalid Limits: %v", err)
+	}
+	if d := c.DeadLetterDurability; d != nil && (d.Replicas < 0 || d.Timeout < 0 || d.Replicas == 0 && !d.Fsync) {
+		bad("DeadLetterDurability", "asks for nothing or for negative values: %+v", *d)
 	}
 	if c.DeadLetterMaxLen < 0 {
 		bad("DeadLetterMaxLen", "is %d: must not be negative (0 for no cap)", c.DeadLetterMaxLen)

@@ -59,7 +59,7 @@ func newConsumer(s *Subscriber, topic, name string, out chan<- *message.Message,
 	c.claims = &claimer{cfg: s.cfg, stream: topic, consumer: name, logger: c.logger, holds: s.holds,
 		hold: func(ids ...string) { s.hold(c, ids...) }, release: func(ids ...string) { s.release(c, ids...) },
 		deadLetters: &deadLetterer{cfg: s.cfg, stream: topic, consumer: name, host: s.host, logger: c.logger,
-			signal: &s.signals.DeadLettered},
+			signal: &s.signals.DeadLettered, w: &s.deadLetters},
 		claimed: &s.signals.Claimed}
 	if s.cfg.bounded() {
 		c.reader = &boundedReader{client: s.cfg.Client, stream: topic, group: s.cfg.ConsumerGroup, consumer: name,

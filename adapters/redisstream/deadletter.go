@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -44,12 +45,49 @@ func writeDeadLetter(ctx context.Context, client redis.UniversalClient, args *re
 	if err := client.XAdd(ctx, args).Err(); err != nil {
 		return err
 	}
+	warnNearCap(ctx, client, args, logger)
+	return nil
+}
+
+func warnNearCap(ctx context.Context, client redis.UniversalClient, args *redis.XAddArgs, logger watermill.LoggerAdapter) {
 	if args.MaxLen > 0 {
 		if n, err := client.XLen(ctx, args.Stream).Result(); err == nil && float64(n) >= deadLetterNearCap*float64(args.MaxLen) {
 			logger.Error("Dead-letter stream near its cap: older dead letters will be trimmed; redrive or purge them",
 				nil, watermill.LogFields{"topic": args.Stream, "entries": n, "cap": args.MaxLen})
 		}
 	}
+}
+
+// deadLetterWriter writes dead letters, confirmed as a durable Publisher
+// confirms its entries (XADD and WAIT or WAITAOF on the stream's primary,
+// following a Cluster's redirects, refused at once while the replicas are
+// known to be missing) when a Durability is given.
+type deadLetterWriter struct {
+	once sync.Once
+	pub  *Publisher
+	err  error
+}
+
+// write writes the dead letter args; with d, it returns nil only once
+// Redis confirmed it as d asks, else an error wrapping ErrNotDurable (the
+// dead letter may be written, unconfirmed: the message it stands for is
+// not acknowledged, and its next delivery writes it again or finds it).
+// uuid names the message in errors.
+func (w *deadLetterWriter) write(ctx context.Context, client redis.UniversalClient, d *Durability, args *redis.XAddArgs,
+	uuid string, logger watermill.LoggerAdapter) error {
+	if d == nil {
+		return writeDeadLetter(ctx, client, args, logger)
+	}
+	w.once.Do(func() {
+		w.pub, w.err = NewPublisher(PublisherConfig{Client: client, Durability: d, SkipServerCheck: true, Logger: logger})
+	})
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.pub.send(ctx, args.Stream, []*message.Message{message.NewMessage(uuid, nil)}, []*redis.XAddArgs{args}); err != nil {
+		return err
+	}
+	warnNearCap(ctx, client, args, logger)
 	return nil
 }
 
@@ -156,6 +194,7 @@ type deadLetterer struct {
 	host     string
 	logger   watermill.LoggerAdapter
 	signal   *testsignal.Signal[string]
+	w        *deadLetterWriter
 }
 
 // write dead-letters entry id and reports whether this call wrote it. On
@@ -223,8 +262,8 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 			return false
 		}
 	}
-	if err := writeDeadLetter(ctx, cfg.Client, deadLetterArgs(cfg.DeadLetterStream, cfg.DeadLetterMaxLen, typ, d.stream, id,
-		cfg.ConsumerGroup, data, raw), d.logger); err != nil {
+	if err := d.w.write(ctx, cfg.Client, cfg.DeadLetterDurability, deadLetterArgs(cfg.DeadLetterStream, cfg.DeadLetterMaxLen,
+		typ, d.stream, id, cfg.ConsumerGroup, data, raw), id, d.logger); err != nil {
 		cfg.Client.Del(ctx, guard) // let the next pass try again
 		d.logger.Error("Dead letter not written; the entry stays pending", err, fields)
 		return false
@@ -256,8 +295,18 @@ type DeadLetterPublisher struct {
 	// nears the cap. Defaults to no cap: dead letters leave only by redrive
 	// or purge.
 	MaxLen int64
+	// Durability, when set, has each dead letter confirmed beyond the
+	// primary's memory before Publish returns, as PublisherConfig.Durability
+	// does for events: the message it stands for is acknowledged only then.
+	// Without it a dead letter written just before the primary dies can go
+	// with it, while the message's acknowledgement, sent after, lands on the
+	// promoted replica. Use the same setting as the service's publisher.
+	// Defaults to nil: a plain XADD.
+	Durability *Durability
 	// Logger receives the near-cap warning. Defaults to no logging.
 	Logger watermill.LoggerAdapter
+
+	w deadLetterWriter
 }
 
 // Publish writes each dead letter; a message that is not one is refused.
@@ -293,8 +342,8 @@ func (p *DeadLetterPublisher) Publish(topic string, msgs ...*message.Message) er
 				}
 			}
 		}
-		if err := writeDeadLetter(msg.Context(), p.Client, deadLetterArgs(topic, p.MaxLen, typ, stream, id,
-			md.Get(middleware.MetadataDLQConsumerGroup), data, raw), logger); err != nil {
+		if err := p.w.write(msg.Context(), p.Client, p.Durability, deadLetterArgs(topic, p.MaxLen, typ, stream, id,
+			md.Get(middleware.MetadataDLQConsumerGroup), data, raw), msg.UUID, logger); err != nil {
 			return fmt.Errorf("redisstream: writing the dead letter of %q to %q: %w", dl.Event.Meta.ID, topic, err)
 		}
 	}

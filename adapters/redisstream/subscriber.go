@@ -77,6 +77,9 @@ type Subscriber struct {
 	held map[heldKey]*consumer
 
 	signals subscriberSignals
+	// deadLetters writes the subscriber's own dead letters, one durable
+	// publisher (and its gate) for all its consumers.
+	deadLetters deadLetterWriter
 
 	// keyOf, when set, is the key whose messages are delivered one at a
 	// time instead of wildcard.DefaultPartitionKey: a PartitionSubscriber's

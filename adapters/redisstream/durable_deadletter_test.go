@@ -1,0 +1,109 @@
+package redisstream
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
+	"github.com/arcmill/arcmill/middleware"
+)
+
+// replicated starts a private primary and a replica in sync with it, and
+// returns the primary's address, a client of the replica, and a function
+// that kills the replica.
+func replicated(t *testing.T) (primary string, replica *redis.Client, kill func()) {
+	t.Helper()
+	primary, _ = testenv.PrivateRedis(t)
+	host, port, _ := strings.Cut(primary, ":")
+	addr, kill := testenv.PrivateRedis(t, "--replicaof", host, port)
+	replica = redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = replica.Close() })
+	require.Eventually(t, func() bool {
+		info, err := replica.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}, testWait, 10*time.Millisecond, "replica in sync")
+	return primary, replica, kill
+}
+
+// With Durability, a DeadLetterPublisher returns only once a replica has
+// the dead letter, and reports ErrNotDurable when none confirms: the
+// middleware then nacks the message instead of acknowledging an event
+// whose dead letter a failover could lose.
+func TestDeadLetterPublisher_DurabilityWaitsForReplicas(t *testing.T) {
+	t.Parallel()
+	primary, replica, killReplica := replicated(t)
+	client := redis.NewClient(&redis.Options{Addr: primary})
+	t.Cleanup(func() { _ = client.Close() })
+	letter := func() *message.Message {
+		ev, err := arc.NewEvent("order.x", nil, arc.Meta{})
+		require.NoError(t, err)
+		data, err := middleware.DeadLetteredEvent{Event: ev, Reason: middleware.ReasonRetryExhausted}.MarshalArc()
+		require.NoError(t, err)
+		return message.NewMessage(ev.Meta.ID, data)
+	}
+	pub := &DeadLetterPublisher{Client: client, Durability: &Durability{Replicas: 1, Timeout: 5 * time.Second}}
+	require.NoError(t, pub.Publish("arc:events:dlq", letter()))
+	require.NoError(t, pub.Publish("arc:events:dlq", letter(), letter()))
+	assert.Equal(t, int64(3), replica.XLen(context.Background(), "arc:events:dlq").Val(),
+		"the replica has every dead letter when Publish returns")
+
+	killReplica()
+	short := &DeadLetterPublisher{Client: client, Durability: &Durability{Replicas: 1, Timeout: 100 * time.Millisecond}}
+	err := short.Publish("arc:events:dlq", letter())
+	require.ErrorIs(t, err, ErrNotDurable)
+	t.Log(err)
+	// The gate now knows the replica is missing: the next one is refused
+	// before anything is written.
+	err = short.Publish("arc:events:dlq", letter())
+	require.ErrorIs(t, err, ErrNotDurable)
+	assert.Equal(t, int64(4), client.XLen(context.Background(), "arc:events:dlq").Val(),
+		"one written unconfirmed, then none while the replica is known missing")
+
+	bad := &DeadLetterPublisher{Client: client, Durability: &Durability{}}
+	require.ErrorIs(t, bad.Publish("arc:events:dlq", letter()), ErrInvalidConfig)
+}
+
+// The subscriber's own dead letters (MaxDeliveries reached) wait for the
+// replica too: unconfirmed, the entry is not acknowledged and stays
+// pending; once a replica confirms, it is dead-lettered and acknowledged.
+func TestSubscriber_DeadLetterDurabilityKeepsTheEntryPendingUntilConfirmed(t *testing.T) {
+	t.Parallel()
+	primary, _, killReplica := replicated(t)
+	killReplica()
+	b := setupAt(t, primary)
+	ids := b.publish("order.placed", 1)
+	b.readAs("g", "dead", 1)
+	for range 4 {
+		require.NoError(t, b.client.XClaim(context.Background(), &redis.XClaimArgs{Stream: b.stream, Group: "g",
+			Consumer: "dead", Messages: ids}).Err())
+	}
+	const idle = 50 * time.Millisecond
+	b.idleFor("g", idle)
+	cfg := SubscriberConfig{Consumer: "c", ClaimIdle: idle, ClaimInterval: idle, DeadLetterStream: b.dlq,
+		MaxDeliveries: 5, DeadLetterDurability: &Durability{Replicas: 1, Timeout: 100 * time.Millisecond}}
+	sub, _ := b.subscribe(cfg)
+	// Claim rounds pass with no replica: nothing is acknowledged.
+	for range 5 {
+		sub.signals.Claimed.WaitOrTimeout()
+	}
+	assert.Equal(t, int64(1), b.pending("g"), "the entry stays pending while its dead letter is unconfirmed")
+
+	// A replica joins: the next attempt is confirmed, and the entry acked.
+	host, port, _ := strings.Cut(primary, ":")
+	_, _ = testenv.PrivateRedis(t, "--replicaof", host, port)
+	require.Eventually(t, func() bool { return b.pending("g") == 0 }, 30*time.Second, 20*time.Millisecond,
+		"dead-lettered and acknowledged once a replica confirms")
+	require.NoError(t, sub.Close())
+	assert.GreaterOrEqual(t, b.xlen(b.dlq), int64(1))
+
+	require.ErrorIs(t, SubscriberConfig{Client: b.client, ConsumerGroup: "g", DeadLetterDurability: &Durability{}}.Validate(),
+		ErrInvalidConfig)
+}
