@@ -23,14 +23,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkReplicas -benchtime 2000x ./adapters/natsjs
 func BenchmarkReplicas(b *testing.B) {
-	for _, tc := range []struct {
-		name     string
-		urls     func(testing.TB) []string
-		replicas int
-	}{
-		{"R1-single", func(t testing.TB) []string { return []string{testenv.NatsURL(t)} }, 1},
-		{"R3-cluster", func(t testing.TB) []string { return testenv.NatsClusterURLs(t) }, 3},
-	} {
+	for _, tc := range benchDeployments {
 		b.Run("publish/"+tc.name, func(b *testing.B) {
 			js, prefix, _ := benchStream(b, tc.urls(b), tc.replicas)
 			pub, err := NewPublisher(PublisherConfig{Conn: js.conn, Prefix: prefix})
@@ -69,6 +62,17 @@ func BenchmarkReplicas(b *testing.B) {
 			require.NoError(b, sub.Close())
 		})
 	}
+}
+
+// benchDeployments are the streams the benchmarks compare: R1 on the
+// single server, R3 on the 3-node cluster.
+var benchDeployments = []struct {
+	name     string
+	urls     func(testing.TB) []string
+	replicas int
+}{
+	{"R1-single", func(t testing.TB) []string { return []string{testenv.NatsURL(t)} }, 1},
+	{"R3-cluster", func(t testing.TB) []string { return testenv.NatsClusterURLs(t) }, 3},
 }
 
 // benchJS is a benchmark's own connection and JetStream context.

@@ -11,8 +11,6 @@ import (
 	wnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
-
-	"github.com/arcmill/arcmill/internal/testenv"
 )
 
 // BenchmarkVsRaw runs arcmill's JetStream publisher and subscriber beside
@@ -31,14 +29,7 @@ import (
 //	go test -run '^$' -bench BenchmarkVsRaw -benchtime 1x ./adapters/natsjs
 func BenchmarkVsRaw(b *testing.B) {
 	const nPublish, nConsume, rounds = 1000, 3000, 3
-	for _, tc := range []struct {
-		name     string
-		urls     func(testing.TB) []string
-		replicas int
-	}{
-		{"R1-single", func(t testing.TB) []string { return []string{testenv.NatsURL(t)} }, 1},
-		{"R3-cluster", func(t testing.TB) []string { return testenv.NatsClusterURLs(t) }, 3},
-	} {
+	for _, tc := range benchDeployments {
 		b.Run(tc.name, func(b *testing.B) {
 			urls := strings.Join(tc.urls(b), ",")
 			js, prefix, stream := benchStream(b, tc.urls(b), tc.replicas)

@@ -22,17 +22,9 @@ import (
 // no replica confirms in time.
 func TestPublisher_DurabilityWaitsForReplicas(t *testing.T) {
 	t.Parallel()
-	primary, _ := testenv.PrivateRedis(t)
-	host, port, _ := strings.Cut(primary, ":")
-	replica, killReplica := testenv.PrivateRedis(t, "--replicaof", host, port)
+	primary, rc, killReplica := replicated(t)
 	client := redis.NewClient(&redis.Options{Addr: primary})
 	t.Cleanup(func() { _ = client.Close() })
-	rc := redis.NewClient(&redis.Options{Addr: replica})
-	t.Cleanup(func() { _ = rc.Close() })
-	require.Eventually(t, func() bool {
-		info, err := rc.Info(context.Background(), "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	}, testWait, 10*time.Millisecond, "replica in sync")
 
 	pub, err := NewPublisher(PublisherConfig{Client: client,
 		Durability: &Durability{Replicas: 1, Timeout: 2 * time.Second}})
