@@ -135,8 +135,10 @@ func (a SequenceAdmin) List(ctx context.Context, f ParkedFilter) ([]ParkedSequen
 
 // ListPage returns the page of parked sequences f.Offset and f.Limit
 // select, in List's order, and the total the filter matches. It counts
-// each handler's keys from its index and reads the page's keys only, so a
-// page costs the same with a hundred keys parked or a million.
+// each handler's keys from its index (ZCARD) and reads the page's keys
+// only (ZRANGE over the page's window), however many keys are parked;
+// finding the handlers still SCANs the keyspace for their indexes, as
+// List always did.
 func (a SequenceAdmin) ListPage(ctx context.Context, f ParkedFilter) (ParkedPage, error) {
 	var p ParkedPage
 	total, err := a.Each(ctx, f, func(s ParkedSequence) error {
