@@ -12,12 +12,21 @@ import (
 // maxBody bounds a request body.
 const maxBody = 1 << 20
 
+// maxPageLimit caps a page's limit= query.
+const maxPageLimit = 1000
+
 // paging reads offset and limit (or page) from the query.
 func (c *Console) paging(r *http.Request) (offset, limit int) {
+	return pagingOf(r, c.cfg.PageSize)
+}
+
+// pagingOf reads offset and limit (or page) from the query, limit
+// defaulting to def and capped at maxPageLimit.
+func pagingOf(r *http.Request, def int) (offset, limit int) {
 	q := r.URL.Query()
-	limit = c.cfg.PageSize
+	limit = def
 	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 {
-		limit = min(n, 1000)
+		limit = min(n, maxPageLimit)
 	}
 	if n, err := strconv.Atoi(q.Get("offset")); err == nil && n > 0 {
 		offset = n

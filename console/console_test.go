@@ -637,6 +637,12 @@ func TestPagesRender(t *testing.T) {
 		assert.NotContains(t, page, "<script>x</script>", "escaped on %s", p)
 		assert.NotContains(t, page, "//cdn", p)
 	}
+	// The pager's links, and the groups' link to their letters, keep the
+	// filter: not escaped into one opaque query value.
+	_, body := cl.do(http.MethodGet, "/console/letters?type=order.created&limit=1", "", "", nil)
+	assert.Contains(t, string(body), `rel="next" href="?type=order.created&amp;page=2"`)
+	_, body = cl.do(http.MethodGet, "/console/dead-letters?type=order.created", "", "", nil)
+	assert.Contains(t, string(body), `href="/console/letters?type=order.created"`)
 	// A reader sees no button that changes something; an operator does.
 	_, page := cl.do(http.MethodGet, "/console/dead-letters", "", "", nil)
 	assert.NotContains(t, string(page), "/api/redrive")

@@ -18,6 +18,10 @@
 //     rate-capped task whose progress survives a page reload; each letter
 //     moves atomically (redisstream.RedriveEntry, Outbox.Redrive), so a
 //     letter is never redriven twice; purge with confirmation;
+//   - the keys sequenced handlers parked behind a dead letter
+//     (middleware.Sequencer), a page at a time (DefaultParkedPageSize) with
+//     their total, each page reading its own keys only; release or
+//     discard one;
 //   - an audit list of every mutation: who, what, how many;
 //   - an event explorer: the causation tree of an event id or a
 //     correlation id, from the newest DefaultExploreLimit entries of each
@@ -45,6 +49,8 @@
 //	GET  /api/letters/{source}/{id}      LetterDetail: one dead letter, redacted
 //	POST /api/redrive                    Selection → Task (202): a rate-capped redrive
 //	POST /api/purge                      PurgeRequest (confirm "purge") → PurgeResponse
+//	GET  /api/parked?group=&handler=&offset=&limit=  ParkedResponse: a page of parked keys, and their total
+//	POST /api/parked/release, /api/parked/discard  ParkedRequest → ParkedResult
 //	GET  /api/tasks, /api/tasks/{id}     TasksResponse, Task: progress
 //	POST /api/tasks/{id}/cancel          Task: stops between two letters
 //	GET  /api/audit                      AuditResponse: mutations, newest first

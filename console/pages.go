@@ -39,8 +39,10 @@ func parsePages(base string) (*template.Template, error) {
 		"ms": func(ms int64) string {
 			return (time.Duration(ms) * time.Millisecond).Round(time.Millisecond).String()
 		},
-		"path":  url.PathEscape,
-		"query": func(v url.Values) string { return v.Encode() },
+		"path": url.PathEscape,
+		// Encoded values are safe in a URL as they are: as a string, the
+		// template would escape their "=" and "&" too, losing the filter.
+		"query": func(v url.Values) template.URL { return template.URL(v.Encode()) },
 		"pretty": func(raw json.RawMessage) string {
 			var b bytes.Buffer
 			if json.Indent(&b, raw, "", "  ") != nil {

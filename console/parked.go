@@ -6,17 +6,32 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/arcmill/arcmill/middleware"
 )
 
-// ParkedResponse is GET /api/parked: the keys sequenced handlers parked
-// behind a dead letter (middleware.Sequencer), oldest first per handler.
+// DefaultParkedPageSize is how many parked keys the Parked page and GET
+// /api/parked show without a limit= (at most 1000 with one).
+const DefaultParkedPageSize = 100
+
+// ParkedResponse is GET /api/parked: a page of the keys sequenced handlers
+// parked behind a dead letter (middleware.Sequencer), handlers sorted by
+// group and handler, each handler's keys oldest first. Query: group=,
+// handler=, and offset=, limit= or page= as for /api/letters.
 type ParkedResponse struct {
 	Sequences []middleware.ParkedSequence `json:"sequences"`
-	// Events counts the events held, across the sequences.
+	// Events counts the events held by the page's sequences (not every
+	// page's: that would read every key).
 	Events int64 `json:"events"`
+	// Offset and Limit are the page's.
+	Offset int `json:"offset"`
+	Limit  int `json:"limit"`
+	// Total counts the keys parked that group= and handler= match, on
+	// every page.
+	Total int64 `json:"total"`
 }
 
 // ParkedRequest is POST /api/parked/release and /api/parked/discard: the
@@ -52,15 +67,17 @@ func (c *Console) parked(r *http.Request) (ParkedResponse, error) {
 		return ParkedResponse{}, err
 	}
 	q := r.URL.Query()
-	seqs, err := admin.List(r.Context(), middleware.ParkedFilter{Group: q.Get("group"), Handler: q.Get("handler")})
+	offset, limit := pagingOf(r, DefaultParkedPageSize)
+	p, err := admin.ListPage(r.Context(), middleware.ParkedFilter{Group: q.Get("group"), Handler: q.Get("handler"),
+		Offset: offset, Limit: limit})
 	if err != nil {
 		return ParkedResponse{}, err
 	}
-	resp := ParkedResponse{Sequences: seqs}
+	resp := ParkedResponse{Sequences: p.Sequences, Offset: offset, Limit: limit, Total: p.Total}
 	if resp.Sequences == nil {
 		resp.Sequences = []middleware.ParkedSequence{}
 	}
-	for _, s := range seqs {
+	for _, s := range p.Sequences {
 		resp.Events += s.Parked
 	}
 	return resp, nil
@@ -75,13 +92,45 @@ func (c *Console) apiParked(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// parkedView is a page of parked keys.
+type parkedView struct {
+	ParkedResponse
+	Group, Handler string
+	// Query keeps the filter, and a limit= given, in the page links.
+	Query url.Values
+	// First and Last number the page's keys from 1 (Last < First: none).
+	First, Last int
+	Page        int
+	Pages       int
+	PrevPage    int
+	NextPage    int
+}
+
 func (c *Console) parkedPage(w http.ResponseWriter, r *http.Request) {
 	resp, err := c.parked(r)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	c.render(w, r, "parked.html", "Parked sequences", "parked", resp)
+	q := r.URL.Query()
+	v := parkedView{ParkedResponse: resp, Group: q.Get("group"), Handler: q.Get("handler"), Query: url.Values{},
+		First: resp.Offset + 1, Last: resp.Offset + len(resp.Sequences), Page: resp.Offset/resp.Limit + 1,
+		Pages: max(1, int((resp.Total+int64(resp.Limit)-1)/int64(resp.Limit)))}
+	for _, k := range []string{"group", "handler"} {
+		if q.Get(k) != "" {
+			v.Query.Set(k, q.Get(k))
+		}
+	}
+	if resp.Limit != DefaultParkedPageSize {
+		v.Query.Set("limit", strconv.Itoa(resp.Limit))
+	}
+	if v.Page > 1 {
+		v.PrevPage = min(v.Page-1, v.Pages) // past the end: back to the last page
+	}
+	if v.Page < v.Pages {
+		v.NextPage = v.Page + 1
+	}
+	c.render(w, r, "parked.html", "Parked sequences", "parked", v)
 }
 
 // readParked reads a ParkedRequest from a JSON body or form fields.

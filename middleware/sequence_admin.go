@@ -1,11 +1,13 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +45,18 @@ type ParkedSequence struct {
 // ParkedFilter narrows SequenceAdmin.List; empty fields match all.
 type ParkedFilter struct {
 	Group, Handler, Key string
+	// Offset skips that many of the matching keys, in List's order, and
+	// Limit caps how many are returned (0: no cap): a page. Only the
+	// page's keys are read; negative values count as 0.
+	Offset, Limit int
+}
+
+// ParkedPage is a page of parked sequences (SequenceAdmin.ListPage).
+type ParkedPage struct {
+	Sequences []ParkedSequence `json:"sequences"`
+	// Total counts the keys the filter matches, on every page: each
+	// handler's index, counted (ZCARD) when the page was read.
+	Total int64 `json:"total"`
 }
 
 // SequenceAdmin reads and changes parked sequences for operators (the
@@ -53,6 +67,8 @@ type SequenceAdmin struct {
 	// Prefix is the Sequencers' SequenceConfig.Prefix. Defaults to
 	// DefaultSequencePrefix.
 	Prefix string
+
+	chunk int // parkedChunk, or a test's
 }
 
 func (a SequenceAdmin) prefix() string {
@@ -106,53 +122,238 @@ func escapeGlob(s string) string {
 	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(s)
 }
 
-// List returns the parked sequences f matches, oldest first per handler.
+// parkedChunk is how many index entries one read of Each fetches.
+const parkedChunk = 500
+
+// List returns the parked sequences f matches, handlers sorted by group
+// then handler, each handler's keys oldest first; f.Offset and f.Limit
+// page them (ListPage also counts them all).
 func (a SequenceAdmin) List(ctx context.Context, f ParkedFilter) ([]ParkedSequence, error) {
-	hs, err := a.handlers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []ParkedSequence
-	for _, gh := range hs {
-		if (f.Group != "" && gh[0] != f.Group) || (f.Handler != "" && gh[1] != f.Handler) {
-			continue
-		}
-		st := newSequenceStore(a.Client, a.prefix(), gh[0], gh[1])
-		var keys []string
-		if f.Key != "" {
-			keys = []string{f.Key}
-		} else if keys, err = a.Client.ZRange(ctx, st.base+"index", 0, -1).Result(); err != nil {
-			return nil, fmt.Errorf("middleware: listing parked sequences: %w", err)
-		}
-		for _, k := range keys {
-			seq, ok, err := a.read(ctx, st, gh, k)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				out = append(out, seq)
-			}
-		}
-	}
-	return out, nil
+	p, err := a.ListPage(ctx, f)
+	return p.Sequences, err
 }
 
-func (a SequenceAdmin) read(ctx context.Context, st *sequenceStore, gh [2]string, key string) (ParkedSequence, bool, error) {
-	ks := st.keys(key)
+// ListPage returns the page of parked sequences f.Offset and f.Limit
+// select, in List's order, and the total the filter matches. It counts
+// each handler's keys from its index (ZCARD) and reads the page's keys
+// only (ZRANGE over the page's window), however many keys are parked;
+// finding the handlers still SCANs the keyspace for their indexes, as
+// List always did.
+func (a SequenceAdmin) ListPage(ctx context.Context, f ParkedFilter) (ParkedPage, error) {
+	var p ParkedPage
+	total, err := a.Each(ctx, f, func(s ParkedSequence) error {
+		p.Sequences = append(p.Sequences, s)
+		return nil
+	})
+	p.Total = total
+	return p, err
+}
+
+// Each calls fn for each parked sequence of the page f selects, in List's
+// order, reading the index a chunk at a time so that memory stays bounded
+// however many keys are parked; an error of fn stops it and is returned.
+// It returns the total the filter matches, as ListPage does.
+//
+// A walk is not a snapshot: a key released, discarded or parked while it
+// runs may be left out or shown as it is by then. Past the first chunk of
+// a handler it goes on from the last key's parking time, not its rank, so
+// that keys leaving the index behind it do not make it skip others.
+func (a SequenceAdmin) Each(ctx context.Context, f ParkedFilter, fn func(ParkedSequence) error) (int64, error) {
+	hs, err := a.handlers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	hs = slices.DeleteFunc(hs, func(gh [2]string) bool {
+		return (f.Group != "" && gh[0] != f.Group) || (f.Handler != "" && gh[1] != f.Handler)
+	})
+	if f.Key != "" {
+		return a.eachOfKey(ctx, hs, f, fn)
+	}
+	// Count every handler's keys in one round trip (on a cluster, one per
+	// node: go-redis splits the pipeline by slot).
+	counts := make([]*redis.IntCmd, len(hs))
 	pipe := a.Client.Pipeline()
-	h := pipe.HGetAll(ctx, ks[0])
-	n := pipe.ZCard(ctx, ks[1])
+	for i, gh := range hs {
+		counts[i] = pipe.ZCard(ctx, sequenceBase(a.prefix(), gh[0], gh[1])+"index")
+	}
+	if len(hs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, fmt.Errorf("middleware: counting parked sequences: %w", err)
+		}
+	}
+	var total int64
+	for _, c := range counts {
+		total += c.Val()
+	}
+	skip, left := int64(max(f.Offset, 0)), int64(f.Limit)
+	if left <= 0 {
+		left = -1 // no cap
+	}
+	for i, gh := range hs {
+		n := counts[i].Val()
+		if skip >= n {
+			skip -= n
+			continue
+		}
+		if left == 0 {
+			break
+		}
+		st := newSequenceStore(a.Client, a.prefix(), gh[0], gh[1])
+		took, err := a.eachOfHandler(ctx, st, gh, skip, left, fn)
+		if err != nil {
+			return total, err
+		}
+		skip = 0
+		if left > 0 {
+			left -= took
+		}
+	}
+	return total, nil
+}
+
+// formatScore writes a score (a time in ms) for a range.
+func formatScore(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// eachOfHandler walks one handler's index from rank skip, at most left
+// entries (-1: to its end), and returns how many entries it took.
+//
+// The first chunk is read by rank; the next ones from after the last entry
+// taken: its time, then its key (the index orders keys of one time by
+// name), so that entries leaving the index behind the walk shift nothing.
+func (a SequenceAdmin) eachOfHandler(ctx context.Context, st *sequenceStore, gh [2]string, skip, left int64,
+	fn func(ParkedSequence) error) (int64, error) {
+	index := st.base + "index"
+	var took int64
+	var last redis.Z // the last entry taken,
+	var ties int64   // and at most how many taken share its time
+	for left != 0 {
+		n := int64(cmp.Or(a.chunk, parkedChunk))
+		if left > 0 {
+			n = min(n, left)
+		}
+		var zs []redis.Z
+		var err error
+		want := n
+		if took == 0 {
+			zs, err = a.Client.ZRangeWithScores(ctx, index, skip, skip+n-1).Result()
+		} else {
+			// Those sharing the last one's time come first: read past them.
+			want = n + ties
+			zs, err = a.Client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: index, ByScore: true,
+				Start: formatScore(last.Score), Stop: "+inf", Count: want}).Result()
+		}
+		if err != nil {
+			return took, fmt.Errorf("middleware: listing parked sequences: %w", err)
+		}
+		end := int64(len(zs)) < want
+		if took > 0 {
+			lastKey, _ := last.Member.(string)
+			i := 0
+			for i < len(zs) && zs[i].Score == last.Score {
+				if m, _ := zs[i].Member.(string); m > lastKey {
+					break
+				}
+				i++
+			}
+			zs = zs[i:min(len(zs), i+int(n))]
+		}
+		if took == 0 && len(zs) > 0 && !end && left != n {
+			// Going on from a rank: count the entries up to the last one
+			// that share its time, before the rank too.
+			at := zs[len(zs)-1].Score
+			below, err := a.Client.ZCount(ctx, index, "-inf", "("+formatScore(at)).Result()
+			if err != nil {
+				return took, fmt.Errorf("middleware: listing parked sequences: %w", err)
+			}
+			ties = max(skip+int64(len(zs))-below, 1)
+		} else {
+			for _, z := range zs {
+				if z.Score == last.Score {
+					ties++
+				} else {
+					ties = 1
+				}
+				last = z
+			}
+		}
+		if len(zs) > 0 {
+			last = zs[len(zs)-1]
+		}
+		keys := make([]string, len(zs))
+		for i, z := range zs {
+			keys[i], _ = z.Member.(string)
+		}
+		seqs, err := a.readAll(ctx, st, gh, keys)
+		if err != nil {
+			return took, err
+		}
+		for _, s := range seqs {
+			if err := fn(s); err != nil {
+				return took, err
+			}
+		}
+		took += int64(len(zs))
+		if left > 0 {
+			left -= int64(len(zs))
+		}
+		if end || len(zs) == 0 {
+			break
+		}
+	}
+	return took, nil
+}
+
+// eachOfKey is Each for one key: at most one sequence a handler.
+func (a SequenceAdmin) eachOfKey(ctx context.Context, hs [][2]string, f ParkedFilter, fn func(ParkedSequence) error) (int64, error) {
+	var seqs []ParkedSequence
+	for _, gh := range hs {
+		s, err := a.readAll(ctx, newSequenceStore(a.Client, a.prefix(), gh[0], gh[1]), gh, []string{f.Key})
+		if err != nil {
+			return 0, err
+		}
+		seqs = append(seqs, s...)
+	}
+	page := seqs[min(max(f.Offset, 0), len(seqs)):]
+	if f.Limit > 0 {
+		page = page[:min(f.Limit, len(page))]
+	}
+	for _, s := range page {
+		if err := fn(s); err != nil {
+			return int64(len(seqs)), err
+		}
+	}
+	return int64(len(seqs)), nil
+}
+
+// readAll reads keys of one handler in one round trip (one slot: they
+// share the handler's hash tag), leaving out those no longer parked.
+func (a SequenceAdmin) readAll(ctx context.Context, st *sequenceStore, gh [2]string, keys []string) ([]ParkedSequence, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := a.Client.Pipeline()
+	hs := make([]*redis.MapStringStringCmd, len(keys))
+	ns := make([]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		ks := st.keys(k)
+		hs[i] = pipe.HGetAll(ctx, ks[0])
+		ns[i] = pipe.ZCard(ctx, ks[1])
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return ParkedSequence{}, false, fmt.Errorf("middleware: reading parked sequence %q: %w", key, err)
+		return nil, fmt.Errorf("middleware: reading parked sequences of handler %q: %w", gh[1], err)
 	}
-	m := h.Val()
-	if m["status"] == "" {
-		return ParkedSequence{}, false, nil
+	out := make([]ParkedSequence, 0, len(keys))
+	for i, k := range keys {
+		m := hs[i].Val()
+		if m["status"] == "" {
+			continue // released and drained, or discarded, since the index was read
+		}
+		seq := ParkedSequence{Group: gh[0], Handler: gh[1], Key: k, Status: m["status"], Parked: ns[i].Val(),
+			Since: parseMillis(m["since"])}
+		_ = json.Unmarshal([]byte(m["info"]), &seq.Head) // best effort: the head's record is informative
+		out = append(out, seq)
 	}
-	seq := ParkedSequence{Group: gh[0], Handler: gh[1], Key: key, Status: m["status"], Parked: n.Val(),
-		Since: parseMillis(m["since"])}
-	_ = json.Unmarshal([]byte(m["info"]), &seq.Head) // best effort: the head's record is informative
-	return seq, true, nil
+	return out, nil
 }
 
 // resolve finds the one handler that has key parked, given the filter's
@@ -161,6 +362,7 @@ func (a SequenceAdmin) resolve(ctx context.Context, f ParkedFilter) (*sequenceSt
 	if f.Key == "" {
 		return nil, fmt.Errorf("%w: no key given", ErrNotParked)
 	}
+	f.Offset, f.Limit = 0, 0 // every handler that has it
 	seqs, err := a.List(ctx, f)
 	if err != nil {
 		return nil, err

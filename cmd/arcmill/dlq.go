@@ -35,7 +35,9 @@ stream (where adapters/natsjs stores them).
   purge             delete dead letters (--type, --id, or --all)
   parked            sequenced handlers' parked keys (middleware.Sequencer):
                     each key with its count of held events and the dead
-                    letter (head) they wait behind; --handler, --group
+                    letter (head) they wait behind; --handler, --group;
+                    every key, read a page at a time, or --offset N and
+                    --limit N for a page of them
   release <key>     run a key's parked events, in order, without their head
                     (its dead letter stays; redriving the head instead
                     releases them after it)
@@ -54,6 +56,7 @@ Examples:
   arcmill dlq redrive --to arc:events:replay --limit 10
   arcmill dlq redrive --trim safe
   arcmill dlq parked --handler ship
+  arcmill dlq parked --offset 1000 --limit 100
   arcmill dlq release order-42 --handler ship
 
 Redrive trims the target stream as it is trimmed, per --trim: "auto" (the
@@ -82,7 +85,7 @@ type dlqOpts struct {
 	handler, group     string
 	seqPrefix          string
 	types, ids         stringList
-	limit              int
+	limit, offset      int
 	rate               float64
 }
 
@@ -110,7 +113,8 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&o.natsPrefix, "nats-prefix", natsjs.DefaultPrefix, "with --nats: redrive events to `prefix`.<type>")
 	fs.Var(&o.types, "type", "only events of this `type` (repeatable)")
 	fs.Var(&o.ids, "id", "only this event `id` (repeatable)")
-	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100, --all for every one; redrive, purge: all)")
+	fs.IntVar(&o.limit, "limit", 0, "at most `n` dead letters (list: default 100, --all for every one; redrive, purge: all), or parked keys (default: all)")
+	fs.IntVar(&o.offset, "offset", 0, "parked: skip the first `n` keys")
 	fs.Float64Var(&o.rate, "rate", 0, "redrive at most `n` per second (0: no cap)")
 	fs.StringVar(&o.to, "to", "", "redrive to this `stream` instead of each entry's original stream")
 	fs.StringVar(&o.trim, "trim", trimAuto, "how redrive trims its target: auto, arc, safe, none or a MAXLEN `n`")
@@ -139,8 +143,11 @@ func dlqCmd(ctx context.Context, e env, args []string) error {
 	if sub == "purge" && !o.all && len(o.types) == 0 && len(o.ids) == 0 {
 		return usageErr("purge deletes for good: give --type, --id, or --all")
 	}
-	if o.limit < 0 || o.rate < 0 {
-		return usageErr("--limit and --rate must not be negative")
+	if o.limit < 0 || o.rate < 0 || o.offset < 0 {
+		return usageErr("--limit, --offset and --rate must not be negative")
+	}
+	if o.offset > 0 && sub != "parked" {
+		return usageErr("--offset applies to parked")
 	}
 	if sub == "list" && o.all && o.limit > 0 {
 		return usageErr("list: give --limit or --all, not both")

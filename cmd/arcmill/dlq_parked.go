@@ -25,6 +25,7 @@ func parkedDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 	admin := middleware.SequenceAdmin{Client: client, Prefix: o.seqPrefix}
 	f := middleware.ParkedFilter{Group: o.group, Handler: o.handler}
 	if sub == "parked" {
+		f.Offset, f.Limit = o.offset, o.limit
 		return listParked(ctx, e, p, admin, f)
 	}
 	f.Key = rest[0]
@@ -53,24 +54,32 @@ func parkedDLQ(ctx context.Context, e env, o dlqOpts, p printer, sub string, res
 	})
 }
 
+// listParked prints the page of parked keys f selects (every key without
+// a limit) as it reads them, a chunk at a time: memory stays bounded
+// however many keys are parked.
 func listParked(ctx context.Context, e env, p printer, admin middleware.SequenceAdmin, f middleware.ParkedFilter) error {
-	seqs, err := admin.List(ctx, f)
-	if err != nil {
-		return err
-	}
-	var events int64
-	for _, s := range seqs {
+	var shown, events int64
+	total, err := admin.Each(ctx, f, func(s middleware.ParkedSequence) error {
+		shown++
 		events += s.Parked
-		err := p.value(s, func(w io.Writer) {
+		return p.value(s, func(w io.Writer) {
 			fmt.Fprintf(w, "%-20s handler=%s group=%s %s parked=%d since=%s head=%s event=%s entry=%s reason=%s error=%q\n",
 				s.Key, s.Handler, s.Group, s.Status, s.Parked, arc.FormatTimestamp(s.Since), s.Head.Type, s.Head.EventID,
 				s.Head.OriginalID, s.Head.Reason, s.Head.Error)
 		})
-		if err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(e.stderr, "%d parked key(s), %d event(s) held; redrive a head (dlq redrive --id EVENT) to release its key after it\n",
-		len(seqs), events)
+	const hint = "redrive a head (dlq redrive --id EVENT) to release its key after it"
+	switch {
+	case f.Offset == 0 && shown == total:
+		fmt.Fprintf(e.stderr, "%d parked key(s), %d event(s) held; %s\n", total, events, hint)
+	case shown == 0:
+		fmt.Fprintf(e.stderr, "none of %d parked key(s) shown: --offset %d is past them\n", total, f.Offset)
+	default:
+		fmt.Fprintf(e.stderr, "keys %d-%d of %d parked key(s) shown, %d event(s) held by those; %s\n",
+			f.Offset+1, int64(f.Offset)+shown, total, events, hint)
+	}
 	return nil
 }

@@ -63,6 +63,104 @@ func parkSequence(t *testing.T, prefix, dlq, handler, key string, n int) string 
 	return head
 }
 
+// parkKeys parks each of keys for handler: its head fails for good, a
+// second event is parked behind it.
+func parkKeys(t *testing.T, prefix, dlq, handler string, keys []string) {
+	t.Helper()
+	c := redisClient(t)
+	stack, err := middleware.NewStack(middleware.StackConfig{
+		Retry: middleware.RetryConfig{MaxRetries: middleware.NoRetries},
+		DeadLetter: middleware.DeadLetterConfig{Publisher: &redisstream.DeadLetterPublisher{Client: c}, Topic: dlq,
+			ConsumerGroup: "svc"},
+		Sequence: &middleware.SequenceConfig{Handler: handler, Prefix: prefix},
+	})
+	require.NoError(t, err)
+	heads := 0
+	var h message.HandlerFunc = func(*message.Message) ([]*message.Message, error) {
+		heads++ // only heads run: the rest are parked
+		return nil, fmt.Errorf("%w: boom", arc.ErrUnrecoverable)
+	}
+	for i := len(stack.Middleware) - 1; i >= 0; i-- {
+		h = stack.Middleware[i](h)
+	}
+	for _, key := range keys {
+		for i := range 2 {
+			ev, err := arc.NewEvent("order.step", map[string]int{"i": i}, arc.Meta{PartitionKey: key})
+			require.NoError(t, err)
+			msg, err := arc.ToMessage(ev)
+			require.NoError(t, err)
+			msg.SetContext(wildcard.ContextWithInfo(context.Background(), wildcard.Info{Handler: handler, Topic: "orders", Event: ev}))
+			_, err = h(msg)
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, stack.Close())
+	require.Equal(t, len(keys), heads)
+}
+
+// `dlq parked --offset --limit` shows a page of the keys, in order, across
+// handlers, and says which; pages concatenate to the whole list.
+func TestDlqParkedPaged(t *testing.T) {
+	c := redisClient(t)
+	prefix := "arcmill-cli-test:seq:" + uuid.NewString() + ":"
+	dlq := tempStream(t, c) + ":dlq"
+	t.Cleanup(func() {
+		keys, _ := c.Keys(context.Background(), prefix+"*").Result()
+		if len(keys) > 0 {
+			c.Del(context.Background(), keys...)
+		}
+	})
+	keysOf := func(handler string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("%s-%03d", handler, i))
+		}
+		return out
+	}
+	parkKeys(t, prefix, dlq, "ship", keysOf("ship", 9))
+	parkKeys(t, prefix, dlq, "bill", keysOf("bill", 12))
+	all := append(keysOf("bill", 12), keysOf("ship", 9)...)
+	list := func(args ...string) ([]string, string) {
+		t.Helper()
+		r := arcmill(t, "", append([]string{"dlq", "parked", "--seq-prefix", prefix, "--format", "json"}, args...)...)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		var keys []string
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			if line == "" {
+				continue
+			}
+			var seq middleware.ParkedSequence
+			require.NoError(t, json.Unmarshal([]byte(line), &seq), line)
+			keys = append(keys, seq.Key)
+		}
+		return keys, r.stderr
+	}
+
+	keys, summary := list()
+	assert.Equal(t, all, keys)
+	assert.Contains(t, summary, "21 parked key(s), 21 event(s) held")
+	var got []string
+	for off := 0; off < len(all); off += 5 {
+		keys, summary = list("--offset", fmt.Sprint(off), "--limit", "5")
+		got = append(got, keys...)
+		assert.Contains(t, summary, fmt.Sprintf("keys %d-%d of 21 parked key(s) shown, %d event(s) held by those",
+			off+1, min(off+5, 21), min(5, 21-off)))
+	}
+	assert.Equal(t, all, got)
+	keys, summary = list("--offset", "30")
+	assert.Empty(t, keys)
+	assert.Contains(t, summary, "none of 21 parked key(s) shown")
+
+	keys, summary = list("--handler", "ship", "--offset", "4", "--limit", "3")
+	assert.Equal(t, keysOf("ship", 9)[4:7], keys)
+	assert.Contains(t, summary, "keys 5-7 of 9 parked key(s) shown")
+
+	r := arcmill(t, "", "dlq", "list", "--offset", "3")
+	assert.Equal(t, exitUsage, r.code, "--offset is parked's")
+	r = arcmill(t, "", "dlq", "parked", "--offset", "-1")
+	assert.Equal(t, exitUsage, r.code)
+}
+
 func TestDlqParkedReleaseDiscard(t *testing.T) {
 	c := redisClient(t)
 	prefix := "arcmill-cli-test:seq:" + uuid.NewString() + ":"
