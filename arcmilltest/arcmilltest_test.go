@@ -26,8 +26,11 @@ import (
 	"github.com/arcmill/arcmill/outbox"
 )
 
-// shortTimeout is the timeout of helpers expected to fail.
-const shortTimeout = 20 * time.Millisecond
+// shortTimeout is the timeout of helpers expected to fail. Not shorter:
+// a message already in the channel must be read before it runs out,
+// which a loaded machine's scheduling can delay by tens of milliseconds
+// (both ready, select picks at random and the failure saw nothing).
+const shortTimeout = 500 * time.Millisecond
 
 // recordingT is a T that records a failure instead of stopping the test,
 // so the helpers' failures can be checked.

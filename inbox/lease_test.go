@@ -102,7 +102,9 @@ func TestLeaseConcurrent(t *testing.T) {
 // runs again.
 func TestLeaseLapsesAfterCrash(t *testing.T) {
 	t.Parallel()
-	const lease = 300 * time.Millisecond
+	// Long enough for the first Process to find the record still there on
+	// a loaded machine; the test waits it out once.
+	const lease = time.Second
 	l, rdb := newLease(t, lease)
 	ctx := context.Background()
 	ev := newEvent(t, "mail.send", arc.Meta{})
@@ -128,13 +130,15 @@ func TestLeaseLapsesAfterCrash(t *testing.T) {
 // runs, so a concurrent delivery is still told it is in progress.
 func TestLeaseRenewedWhileRunning(t *testing.T) {
 	t.Parallel()
-	const lease = 150 * time.Millisecond
+	// Renewed every lease/3: a lease this long survives a renewal stalled
+	// by hundreds of ms on a loaded machine.
+	const lease = 900 * time.Millisecond
 	l, _ := newLease(t, lease)
 	ctx := context.Background()
 	ev := newEvent(t, "mail.send", arc.Meta{})
 	_, err := l.Process(ctx, "mailer", ev, func(context.Context) error {
 		began := time.Now()
-		for time.Since(began) < 4*lease { // running past the lease is the condition under test
+		for time.Since(began) < 2*lease { // running past the lease is the condition under test
 			time.Sleep(10 * time.Millisecond)
 		}
 		_, err := l.Process(ctx, "mailer", ev, func(context.Context) error {

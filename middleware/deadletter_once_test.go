@@ -260,7 +260,10 @@ func TestRedisGuard_States(t *testing.T) {
 	f := newOnceFixture(t)
 	g := &RedisGuard{Client: f.client, Prefix: f.prefix}
 	ctx := context.Background()
-	const lease, ttl = 200 * time.Millisecond, time.Minute
+	// The lease must outlast the three claims and the release that expect
+	// it held (round trips a loaded machine can stall for hundreds of ms);
+	// waiting it out costs the test its length once.
+	const lease, ttl = 2 * time.Second, time.Minute
 	c, err := g.Claim(ctx, "k", "a", lease, ttl)
 	require.NoError(t, err)
 	assert.Equal(t, GuardClaimed, c.State)
@@ -274,7 +277,7 @@ func TestRedisGuard_States(t *testing.T) {
 	require.Eventually(t, func() bool {
 		c, err = g.Claim(ctx, "k", "b", lease, ttl)
 		return err == nil && c.State == GuardReclaimed
-	}, waitTimeout, pollInterval, "a's lease ends")
+	}, lease+waitTimeout, pollInterval, "a's lease ends")
 	assert.WithinDuration(t, time.Now(), c.PriorClaim, 10*time.Second)
 	require.NoError(t, g.Release(ctx, "k", "b"))
 	c, err = g.Claim(ctx, "k", "c", lease, ttl)

@@ -303,6 +303,6 @@ func TestDelayedTierAcrossProcesses(t *testing.T) {
 	p.mu.Unlock()
 	// The counter moves once the publish has returned, which can be after
 	// the dead letter is already readable.
-	assert.Eventually(t, func() bool { return p.stack.DeadLetter.Stats().DeadLettered >= 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Eventually(t, func() bool { return p.stack.DeadLetter.Stats().DeadLettered >= 1 }, waitTimeout, pollInterval)
 	p.mu.Lock()
 }

@@ -19,8 +19,9 @@ import (
 const (
 	topic    = "arc.events"
 	dlqTopic = "arc.events.dlq"
-	// waitTimeout bounds every wait for something that should happen.
-	waitTimeout = 5 * time.Second
+	// waitTimeout bounds every wait for something that should happen, with
+	// seconds to spare on a loaded machine: a wait ends at the event.
+	waitTimeout = 30 * time.Second
 	// pollInterval is how often a condition is checked.
 	pollInterval = 5 * time.Millisecond
 )

@@ -23,7 +23,11 @@ func TestSequenceDrainLeaseRenewedAcrossQuickEvents(t *testing.T) {
 	ok, err := st.park(ctx, "K", "head", []byte(`{}`), time.Now())
 	require.NoError(t, err)
 	require.True(t, ok)
-	const n = 60
+	// The drain (n events of 20 ms) lasts three Leases: a lease renewed
+	// only while a handler runs (never, its ticker is Lease/3) is lost
+	// after one. The Lease is long enough that a renewal stalled on a
+	// loaded machine does not lose it either.
+	const n, lease = 150, time.Second
 	for i := 0; i < n; i++ {
 		m := message.NewMessage(fmt.Sprintf("e%03d", i), []byte(fmt.Sprint(i)))
 		m.Metadata.Set(MetadataOriginalID, fmt.Sprintf("1-%d", i))
@@ -53,7 +57,7 @@ func TestSequenceDrainLeaseRenewedAcrossQuickEvents(t *testing.T) {
 	}
 	mk := func() *Sequencer {
 		s, err := NewSequencer(SequenceConfig{Client: client, Handler: "h", Group: "g", Prefix: prefix,
-			Lease: 300 * time.Millisecond, PollInterval: 50 * time.Millisecond})
+			Lease: lease, PollInterval: 50 * time.Millisecond})
 		require.NoError(t, err)
 		s.Middleware(h)
 		return s

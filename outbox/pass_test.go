@@ -77,25 +77,32 @@ func TestAttemptedCountsOnlyRowsHandedToThePublisher(t *testing.T) {
 func TestLockedPassStopsPublishingAtLeaseDeadline(t *testing.T) {
 	f := newFixture(t, PostgreSQL, false)
 	ctx := context.Background()
+	// The calls add up to more than the lease (3.5 s against 3 s): a pass
+	// publishing them all loses its session. A call started just before
+	// the deadline (2.25 s) ends by 2.5 s, and the acknowledgement has half
+	// a second before the session's end on a loaded machine (with a lease
+	// of 1 s and calls of 250 ms, it could have none).
+	const rows, lease, call = 14, 3 * time.Second, 250 * time.Millisecond
 	var ids []string
-	for i := 0; i < 6; i++ {
+	for i := 0; i < rows; i++ {
 		ev := f.event("a", arc.Meta{})
 		ids = append(ids, ev.Meta.ID)
 		f.commit(Entry{Topic: fmt.Sprintf("topic%d", i), Event: ev})
 	}
 	rec := newRecorder()
-	// Simulated broker latency: each call takes a quarter of the lease.
-	rec.onPublish = func(string, []*message.Message) { time.Sleep(250 * time.Millisecond) }
-	relay, err := f.ob.NewRelay(rec, RelayConfig{Claim: ClaimLock, Lease: time.Second, PublishTimeout: 500 * time.Millisecond})
+	// Simulated broker latency: each call takes a twelfth of the lease.
+	rec.onPublish = func(string, []*message.Message) { time.Sleep(call) }
+	relay, err := f.ob.NewRelay(rec, RelayConfig{Claim: ClaimLock, Lease: lease, PublishTimeout: 500 * time.Millisecond})
 	require.NoError(t, err)
-	for i := 0; i < 3 && f.count(statusDelivered) < 6; i++ {
+	// Nine calls fit in a pass; a slow machine's passes may fit fewer.
+	for i := 0; i < rows && f.count(statusDelivered) < rows; i++ {
 		res, err := relay.RelayBatch(ctx)
 		require.NoError(t, err)
-		assert.Zero(t, res.AckFailed, "pass %d: %+v", i, res)
+		require.Zero(t, res.AckFailed, "pass %d: %+v", i, res)
 	}
 	c := rec.counts()
 	for _, id := range ids {
 		assert.Equal(t, 1, c[id], "published once")
 	}
-	assert.Equal(t, 6, f.count(statusDelivered))
+	assert.Equal(t, rows, f.count(statusDelivered))
 }

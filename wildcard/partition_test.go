@@ -125,10 +125,17 @@ func TestKeyOrderedSubscriberIsReadDirectly(t *testing.T) {
 				if inFlight.Add(1) == 2 {
 					close(both)
 				}
+				// Expected together, the other may start late on a loaded
+				// machine: wait for it. Expected one at a time, the other
+				// cannot start meanwhile: a short window shows a wrong one.
+				window := 200 * time.Millisecond
+				if tc.concurrent {
+					window = waitTimeout
+				}
 				select {
 				case <-both:
 					concurrent.Store(true)
-				case <-time.After(200 * time.Millisecond): // one at a time: the other cannot start meanwhile
+				case <-time.After(window):
 				}
 				done.Add(1)
 				return nil

@@ -20,8 +20,9 @@ import (
 )
 
 const (
-	// waitTimeout bounds every wait for something that should happen.
-	waitTimeout = 5 * time.Second
+	// waitTimeout bounds every wait for something that should happen, with
+	// seconds to spare on a loaded machine: a wait ends at the event.
+	waitTimeout = 30 * time.Second
 	// pollInterval is how often a condition is checked.
 	pollInterval = 10 * time.Millisecond
 	// absenceWait is how long a test watches for something that must not

@@ -103,15 +103,21 @@ func TestClaim_SlowHandlerKeepsItsEntry(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.publish("order.placed", 1)
-	const idle = 150 * time.Millisecond
+	// Not shorter: a heartbeat (every idle/3) stalled for two thirds of
+	// it on a loaded machine would let the other process claim the entry.
+	const idle = 900 * time.Millisecond
 	cfg := SubscriberConfig{ClaimIdle: idle, ClaimInterval: idle / 3, DeadLetterStream: b.dlq, MaxDeliveries: 1}
 	sub, msgs := b.subscribe(cfg)
 	m := <-msgs
 	other, otherMsgs := b.subscribe(cfg) // another process of the same group
 	// Work for longer than ClaimIdle, as a heartbeat measures it: six beats
 	// of ClaimIdle/3, with the other process claiming all the while.
+	// Each beat checks the entry was not taken: taken, beats refresh
+	// nothing, and the loop would wait forever instead of failing.
 	for beats := 0; beats < 6; {
 		beats += min(1, sub.signals.Heartbeat.WaitOrTimeout())
+		require.Zero(t, b.xlen(b.dlq), "dead-lettered while its handler worked")
+		require.Zero(t, len(otherMsgs), "the other process got the entry")
 	}
 	other.signals.Claimed.WaitOrTimeout()
 	m.Ack()

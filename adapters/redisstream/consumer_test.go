@@ -26,14 +26,18 @@ import (
 func TestConsumer_SlowBatchesOutlastingClaimIdleAreHandledOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	const events = 60
+	// ClaimIdle is long enough that a heartbeat (every ClaimIdle/3)
+	// stalled on a loaded machine does not let the other process claim a
+	// held entry; a read batch (up to 100 entries of 20 ms, through one
+	// handler per process) still outlasts it twice over.
+	const events, claimIdle = 200, time.Second
 	b.publish("order.placed", events)
-	cfg := SubscriberConfig{Consumers: 2, BatchSize: 100, ClaimIdle: testClaimIdle, ClaimInterval: testClaimInterval}
+	cfg := SubscriberConfig{Consumers: 2, BatchSize: 100, ClaimIdle: claimIdle, ClaimInterval: testClaimInterval}
 	var handled counter
 	handle := func(msgs <-chan *message.Message) {
 		for m := range msgs {
 			handled.add(m.Metadata.Get(MetadataEntryID))
-			time.Sleep(20 * time.Millisecond) // the handler's work: the batch outlasts ClaimIdle four times over
+			time.Sleep(20 * time.Millisecond) // the handler's work: the batch outlasts ClaimIdle
 			m.Ack()
 		}
 	}

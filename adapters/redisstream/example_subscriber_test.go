@@ -96,7 +96,7 @@ func ExampleSubscriber_Close() {
 		}
 	}
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: client, ConsumerGroup: "billing",
-		MaxInFlight: 2, CloseTimeout: 100 * time.Millisecond})
+		MaxInFlight: 2, CloseTimeout: time.Second})
 	if err != nil {
 		panic(err)
 	}
