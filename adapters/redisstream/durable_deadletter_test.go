@@ -56,6 +56,10 @@ func TestDeadLetterPublisher_DurabilityWaitsForReplicas(t *testing.T) {
 		"the replica has every dead letter when Publish returns")
 
 	killReplica()
+	require.Eventually(t, func() bool {
+		info, err := client.Info(context.Background(), "replication").Result()
+		return err == nil && acknowledgingReplicas(info) == 0
+	}, testWait, 10*time.Millisecond, "the primary sees the replica gone")
 	short := &DeadLetterPublisher{Client: client, Durability: &Durability{Replicas: 1, Timeout: 100 * time.Millisecond}}
 	err := short.Publish("arc:events:dlq", letter())
 	require.ErrorIs(t, err, ErrNotDurable)
@@ -64,6 +68,7 @@ func TestDeadLetterPublisher_DurabilityWaitsForReplicas(t *testing.T) {
 	// before anything is written.
 	err = short.Publish("arc:events:dlq", letter())
 	require.ErrorIs(t, err, ErrNotDurable)
+	require.Contains(t, err.Error(), "nothing written")
 	assert.Equal(t, int64(4), client.XLen(context.Background(), "arc:events:dlq").Val(),
 		"one written unconfirmed, then none while the replica is known missing")
 
