@@ -1,0 +1,155 @@
+package arc
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+)
+
+// viaEvent is what AppendMessageJSON must equal: FromMessage, then
+// AppendJSON.
+func viaEvent(b []byte, msg *message.Message) ([]byte, error) {
+	ev, err := FromMessage(msg)
+	if err != nil {
+		return b, err
+	}
+	return ev.AppendJSON(b)
+}
+
+// requireSameEncode checks AppendMessageJSON against viaEvent for msg:
+// the same bytes, appended to the same prefix, or the same error.
+func requireSameEncode(t *testing.T, msg *message.Message) {
+	t.Helper()
+	prefix := []byte("prefix")
+	want, wantErr := viaEvent(bytes.Clone(prefix), msg)
+	got, gotErr := AppendMessageJSON(bytes.Clone(prefix), msg)
+	if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || !bytes.Equal(want, got) {
+		t.Fatalf("AppendMessageJSON differs from FromMessage and Marshal for %q %q %q\n got  %q, %v\n want %q, %v",
+			msg.UUID, msg.Payload, msg.Metadata, got, gotErr, want, wantErr)
+	}
+}
+
+// encodeMessages returns messages of every event the package's tests
+// read (the fuzz seeds, Arc's goldens), as ToMessage maps them and with
+// the key order dropped (as a producer's event has none).
+func encodeMessages(t *testing.T) []*message.Message {
+	var events []Event
+	for _, s := range fuzzSeeds {
+		var ev Event
+		if Unmarshal([]byte(s), &ev) == nil {
+			events = append(events, ev)
+		}
+	}
+	for _, c := range readArcGoldens(t) {
+		events = append(events, mustUnmarshal(t, c.Want))
+	}
+	var msgs []*message.Message
+	for _, ev := range events {
+		msg, err := ToMessage(ev)
+		require.NoError(t, err)
+		plain := msg.Copy()
+		delete(plain.Metadata, MetadataKeyOrder)
+		msgs = append(msgs, msg, plain)
+	}
+	return msgs
+}
+
+// edgeValues are metadata values that test each reading of the direct
+// encode: empty, escapes, invalid UTF-8, WTF-8 surrogates (which ids keep
+// and other strings replace), odd numbers and times.
+var edgeValues = []string{"", "x", "0", "00", "+7", "-1", "1e3", " 1", "9223372036854775808", "true", "null", `"q"`,
+	"a\"b\\c\n\u2028\x01", "\xff", "\xed\xa0\x80", "\xed\xa0\x80\xed\xb0\x80", "é🙂",
+	"2026-04-28T10:00:00.123Z", "2026-04-28T10:00:00.123456789+05:30", "2026-04-28t10:00:00Z", "2026-04-28",
+	"0000-01-01T00:00:00+01:00", "9999-12-31T23:00:00-01:00", "0001-01-01T00:00:00Z", "10000-01-01T00:00:00Z",
+	"2026-02-30T00:00:00Z", "2026-04-28T10:00:00.123", "[]", `["id"]`, `["timestamp","id"]`, `["id","id"]`,
+	`["userId","aggregate","id","x"]`, `[ "id"]`, `["id",]`, `["i\u0064"]`, `["id""timestamp"]`, `[`, `["id"`}
+
+// TestAppendMessageJSONMatchesMarshal: for every message of the package's
+// events, and for each of those with any one metadata key set to any edge
+// value or removed, AppendMessageJSON writes what FromMessage and Marshal
+// write, or fails as FromMessage does.
+func TestAppendMessageJSONMatchesMarshal(t *testing.T) {
+	t.Parallel()
+	keys := []string{MetadataType, MetadataTimestamp, MetadataSchemaVersion, MetadataCorrelationID, MetadataCausationID,
+		MetadataPartitionKey, MetadataSource, MetadataIdempotencyKey, MetadataResource, MetadataResourceID,
+		MetadataUserID, MetadataOrganizationID, MetadataAggregateType, MetadataAggregateID, MetadataPayloadAbsent,
+		MetadataKeyOrder, MetadataMalformed, MetadataExtraPrefix + "x", MetadataExtraPrefix, "other"}
+	for _, msg := range encodeMessages(t) {
+		requireSameEncode(t, msg)
+		for _, uuid := range []string{"", "\xed\xa0\x80", "a\"\x00"} {
+			m := msg.Copy()
+			m.UUID = uuid
+			requireSameEncode(t, m)
+		}
+		for _, payload := range []string{"", "nul", " [1] ", "{}x", `"\ud800"`} {
+			m := msg.Copy()
+			m.Payload = message.Payload(payload)
+			requireSameEncode(t, m)
+		}
+		for _, k := range keys {
+			m := msg.Copy()
+			delete(m.Metadata, k)
+			requireSameEncode(t, m)
+			for _, v := range edgeValues {
+				m := msg.Copy()
+				m.Metadata = maps.Clone(msg.Metadata)
+				m.Metadata[k] = v
+				requireSameEncode(t, m)
+			}
+		}
+	}
+}
+
+// TestAppendMessageJSONDirect: the messages producers publish (built in
+// Go, or read from Arc's wire with their key order) are written from
+// their metadata, not through FromMessage: the comparison above tests the
+// direct encode, not only the fallback.
+func TestAppendMessageJSONDirect(t *testing.T) {
+	t.Parallel()
+	ev, err := NewEvent("order.created", map[string]any{"orderId": "o-1"}, Meta{UserID: "u-1", CorrelationID: "req-1",
+		SchemaVersion: 2, Aggregate: &Aggregate{Type: "Order"}})
+	require.NoError(t, err)
+	built, err := ToMessage(ev)
+	require.NoError(t, err)
+	// Arc's createChildEvent order: not the default one, so kept.
+	wire, err := ToMessage(mustUnmarshal(t, `{"type":"inventory.reserved","payload":{},"meta":{"id":"c-2",`+
+		`"timestamp":"2026-04-28T10:00:00.123Z","correlationId":"req-1","causationId":"p-2","userId":"u-7",`+
+		`"organizationId":"org-1","source":"commerce","idempotencyKey":"k-1"}}`))
+	require.NoError(t, err)
+	require.NotEmpty(t, wire.Metadata[MetadataKeyOrder])
+	for name, msg := range map[string]*message.Message{"built in Go": built, "read from the wire": wire} {
+		out, ok := appendMessageDirect(nil, msg)
+		require.True(t, ok, name)
+		want, err := viaEvent(nil, msg)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(out), name)
+	}
+}
+
+// FuzzAppendMessageJSON: for any message, AppendMessageJSON writes what
+// FromMessage and Marshal write, or fails as FromMessage does.
+func FuzzAppendMessageJSON(f *testing.F) {
+	f.Add("1", []byte(`{"a":1}`), "t", "2026-04-28T10:00:00.123Z", "3", "c", "k", "u", `["id","userId"]`, "", "")
+	f.Add("", []byte(``), "", "nope", "x", "", "\xed\xa0\x80", "\xff", `[`, "A", "true")
+	f.Add("é", []byte(`null`), "$deadLetter", "2026-04-28T10:00:00.123456789-07:00", "-1", "\u2028", "", "",
+		`["aggregate","timestamp"]`, "", "")
+	f.Fuzz(func(t *testing.T, uuid string, payload []byte, typ, ts, version, corr, key, user, order, aggType, absent string) {
+		msg := message.NewMessage(uuid, payload)
+		msg.Metadata = message.Metadata{MetadataType: typ, MetadataTimestamp: ts, MetadataSchemaVersion: version,
+			MetadataCorrelationID: corr, MetadataIdempotencyKey: key, MetadataUserID: user, MetadataKeyOrder: order,
+			MetadataPayloadAbsent: absent}
+		if aggType != "" {
+			msg.Metadata[MetadataAggregateType] = aggType
+		}
+		requireSameEncode(t, msg)
+		if json.Valid(payload) {
+			msg.Metadata[MetadataExtraPrefix+"x"] = string(payload)
+			requireSameEncode(t, msg)
+		}
+	})
+}
