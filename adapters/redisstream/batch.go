@@ -21,13 +21,14 @@ type batch struct {
 	args    []*redis.XAddArgs
 	argv    []redis.XAddArgs
 	entries []arcEntry
-	spans   []span // where each entry's data lies in buf
-	buf     []byte
+	// values[i] is entries[i].pairs[:] as an XAddArgs.Values: boxed once
+	// for the pool's life rather than once a message (an allocation each).
+	values []any
+	// buf holds the encoded entries' data. When it grows, the entries
+	// encoded before keep pointing into the old array, which nothing
+	// writes again.
+	buf []byte
 }
-
-// span is an entry's data in batch.buf; from < 0: not in buf (handed
-// over, or written by another Marshaller).
-type span struct{ from, to int }
 
 var batchPool = sync.Pool{New: func() any { return new(batch) }}
 
@@ -42,9 +43,14 @@ func newBatch(n int) *batch {
 		b.args = make([]*redis.XAddArgs, n)
 		b.argv = make([]redis.XAddArgs, n)
 		b.entries = make([]arcEntry, n)
-		b.spans = make([]span, n)
+		b.values = make([]any, n)
+		for i := range b.entries {
+			e := &b.entries[i]
+			e.pairs = [4]any{FieldType, &e.typ, FieldData, &e.data}
+			b.values[i] = e.pairs[:]
+		}
 	}
-	b.args, b.argv, b.entries, b.spans = b.args[:n], b.argv[:n], b.entries[:n], b.spans[:n]
+	b.args, b.argv, b.entries = b.args[:n], b.argv[:n], b.entries[:n]
 	b.buf = b.buf[:0]
 	return b
 }
@@ -55,10 +61,13 @@ func (b *batch) release() {
 	if b == nil {
 		return
 	}
-	// Drop what the entries point to (messages' strings, Marshal's maps).
+	// Drop what the entries point to (messages' strings, Marshal's maps);
+	// the pairs point into the batch itself.
 	clear(b.args)
 	clear(b.argv)
-	clear(b.entries)
+	for i := range b.entries {
+		b.entries[i].typ, b.entries[i].data = "", ""
+	}
 	if cap(b.buf) > maxPooledBuf {
 		b.buf = nil
 	}
@@ -68,38 +77,33 @@ func (b *batch) release() {
 // encode writes msg's entry, Arc's layout, into b's entry i: the type,
 // and as data the Arc JSON handed over with msg (AttachArcJSON) or else
 // msg's event encoded into b.buf (arc.AppendMessageJSON). It returns the
-// data as it is for now (checkSize reads it; finish points it at b.buf's
-// final memory), and the error of a message that is not an Arc event.
+// data, or the error of a message that is not an Arc event.
 func (b *batch) encode(m Marshaller, i int, msg *message.Message) (string, error) {
 	e := &b.entries[i]
-	e.typ = msg.Metadata[arc.MetadataType]
 	if data, ok := arc.AttachedJSON(msg); ok {
-		e.data, b.spans[i] = data, span{-1, -1}
+		e.data = data
 	} else {
 		from := len(b.buf)
 		buf, err := arc.AppendMessageJSON(b.buf, msg)
 		if err != nil {
 			return "", notArcEvent(msg, err)
 		}
-		b.buf, b.spans[i] = buf, span{from, len(buf)}
-		e.data = unsafe.String(&buf[from], len(buf)-from)
+		// Read in place, not copied: the bytes are not written again
+		// until the batch is released.
+		b.buf, e.data = buf, unsafe.String(&buf[from], len(buf)-from)
 	}
-	e.pairs = [4]any{FieldType, &e.typ, FieldData, &e.data}
-	values := e.pairs[:]
+	e.typ = msg.Metadata[arc.MetadataType] // after the encode read the map: in cache
 	if m.WatermillUUID {
-		values = append(values, wredis.UUIDHeaderKey, msg.UUID)
+		b.argv[i].Values = append(e.pairs[:], wredis.UUIDHeaderKey, msg.UUID)
+	} else {
+		b.argv[i].Values = b.values[i]
 	}
-	b.argv[i].Values = values
 	return e.data, nil
 }
 
-// finish points the encoded entries' data at b.buf as it ends up (it may
-// have moved as it grew), and fills in each XADD.
-func (b *batch) finish(topic string, maxLen int64) []*redis.XAddArgs {
+// finish fills in each XADD but its values.
+func (b *batch) finish(topic string, maxLen int64) {
 	for i := range b.argv {
-		if s := b.spans[i]; s.from >= 0 {
-			b.entries[i].data = unsafe.String(&b.buf[s.from], s.to-s.from)
-		}
 		a := &b.argv[i]
 		a.Stream, a.ID = topic, "*"
 		if maxLen > 0 {
@@ -107,5 +111,4 @@ func (b *batch) finish(topic string, maxLen int64) []*redis.XAddArgs {
 		}
 		b.args[i] = a
 	}
-	return b.args
 }

@@ -253,7 +253,7 @@ func (p *Publisher) entries(topic string, msgs []*message.Message) (*batch, erro
 			b.release()
 			return nil, err
 		}
-		b.argv[i].Values, b.spans[i] = values, span{-1, -1}
+		b.argv[i].Values = values
 	}
 	b.finish(topic, p.maxLen(topic))
 	return b, nil
