@@ -159,3 +159,26 @@ func FuzzAppendMessageJSON(f *testing.F) {
 		}
 	})
 }
+
+// plain8 says a word is plain exactly when each of its bytes is, for
+// every byte value in every position, beside plain bytes and beside
+// bytes that borrow.
+func TestPlain8(t *testing.T) {
+	t.Parallel()
+	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' }
+	for _, fill := range []byte{'a', ' ', 0x7f, '#', '[', 0x00, 0x1f, '"', 0x80} {
+		for pos := range 8 {
+			for c := range 256 {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = byte(c)
+				want := true
+				for _, x := range w {
+					want = want && plain(x)
+				}
+				if got := plain8(load8(string(w), 0)); got != want {
+					t.Fatalf("plain8(%q) = %v", w, got)
+				}
+			}
+		}
+	}
+}
