@@ -291,9 +291,13 @@ func appendStr(b []byte, s string, keep bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) && plain8(load8(s, i)) {
-			i += 8 // the common case, eight bytes at a time: nothing to escape or decode
-			continue
+		if i+8 <= len(s) {
+			if plain8(load8(s[i:])) {
+				i += 8 // the common case, eight bytes at a time: nothing to escape or decode
+				continue
+			}
+		} else if len(s) >= 8 && plain8(load8(s[len(s)-8:])) {
+			break // the tail, in the last eight bytes (those before i were plain or are written)
 		}
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -365,10 +369,10 @@ func plain8(w uint64) bool {
 	return (w|(w-0x20*lows)|(quote-lows)|(backslash-lows))&highs == 0
 }
 
-// load8 returns the eight bytes of s from i as a little-endian word (one
-// load: the compiler combines them).
-func load8(s string, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+// load8 returns the first eight bytes of s as a little-endian word (one
+// load and one bounds check: the compiler combines them).
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
@@ -175,10 +177,99 @@ func TestPlain8(t *testing.T) {
 				for _, x := range w {
 					want = want && plain(x)
 				}
-				if got := plain8(load8(string(w), 0)); got != want {
+				if got := plain8(load8(string(w))); got != want {
 					t.Fatalf("plain8(%q) = %v", w, got)
 				}
 			}
 		}
 	}
+}
+
+// appendStr writes what the byte-at-a-time loop it replaced wrote, for
+// strings of every length up to 24 with any one of the bytes it treats
+// apart at any position, one or two of them, ids and other strings.
+func TestAppendStrMatchesByteLoop(t *testing.T) {
+	t.Parallel()
+	specials := []string{"\"", "\\", "\x00", "\x1f", "\n", "\x7f", "é", "\u2028", "\xff", "\xed\xa0\x80",
+		"\xed\xa0\x80\xed\xb0\x80", "🙂", "\xf0\x9f"}
+	check := func(s string) {
+		for _, keep := range []bool{false, true} {
+			if got, want := appendStr([]byte("x"), s, keep), appendStrRef([]byte("x"), s, keep); !bytes.Equal(got, want) {
+				t.Fatalf("appendStr(%q, %v) = %q, want %q", s, keep, got, want)
+			}
+		}
+	}
+	for n := 0; n <= 24; n++ {
+		base := strings.Repeat("abcdefgh", 3)[:n]
+		check(base)
+		for pos := 0; pos <= n; pos++ {
+			for _, sp := range specials {
+				s := base[:pos] + sp + base[pos:]
+				check(s)
+				for pos2 := pos + len(sp); pos2 <= len(s); pos2++ {
+					check(s[:pos2] + "\"" + s[pos2:])
+				}
+			}
+		}
+	}
+}
+
+// appendStrRef is appendStr as it was before it skipped eight plain bytes
+// at a time: the reference it must agree with.
+func appendStrRef(b []byte, s string, keep bool) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			if !keep {
+				b = append(b, s[start:i]...)
+				b = append(b, "\ufffd"...)
+				i++
+				start = i
+				continue
+			}
+			if sr := surrogateAt(s, i); sr >= 0 {
+				if sr < 0xdc00 && surrogateAt(s, i+3) >= 0xdc00 {
+					i += 6 // a CESU-8 pair: raw, as it came
+					continue
+				}
+				b = append(b, s[start:i]...)
+				b = append(b, '\\', 'u', hexDigits[sr>>12], hexDigits[sr>>8&0xf], hexDigits[sr>>4&0xf], hexDigits[sr&0xf])
+				i += 3
+				start = i
+				continue
+			}
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
