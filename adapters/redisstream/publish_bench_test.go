@@ -27,8 +27,8 @@ const publishRounds = 10
 //
 //   - raw: pipelined XADD of the entries' fields, encoded beforehand (the
 //     physical limit: no encoding, no checks);
-//   - arcmill: Publisher.Publish, encoding each message (arc.FromMessage,
-//     arc.Marshal) and checking its size;
+//   - arcmill: Publisher.Publish, encoding each message
+//     (arc.AppendMessageJSON) and checking its size;
 //   - pass-through: the same messages with their Arc JSON handed over
 //     (AttachArcJSON), as a relay holding the stored bytes would publish;
 //   - watermill: watermill-redisstream's publisher, same marshaller.
