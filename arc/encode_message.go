@@ -1,6 +1,7 @@
 package arc
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ type directMeta struct {
 	t      time.Time
 	tsAsIs bool // ts is written as it is: see canonicalTimestamp
 	n      int64
+	set    uint16 // by rank, the fields written: see findSet
 }
 
 // canonicalTimestamp reports whether ts is already what Marshal writes for
@@ -56,15 +58,21 @@ func (d *directMeta) canonicalTimestamp() bool {
 		s[23] != 'Z' || s == "0001-01-01T00:00:00.000Z" {
 		return false
 	}
-	year, ok1 := digits(s, 0, 4)
-	month, ok2 := digits(s, 5, 7)
-	day, ok3 := digits(s, 8, 10)
-	hour, ok4 := digits(s, 11, 13)
-	minute, ok5 := digits(s, 14, 16)
-	sec, ok6 := digits(s, 17, 19)
-	_, ok7 := digits(s, 20, 23)
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || !ok7 ||
-		month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+	digits := true
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c -= '0'; c > 9 {
+				digits = false
+			}
+			v = v*10 + int(c)
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
+	num(20, 3) // the milliseconds: any three digits
+	if !digits || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
 		return false
 	}
 	d.tsAsIs = true
@@ -176,6 +184,7 @@ func appendMessageDirect(b []byte, msg *message.Message) ([]byte, bool) {
 	if !d.absent && (len(msg.Payload) == 0 || validJSONDepth(msg.Payload, Limits{}.below(1)) != nil) {
 		return b, false
 	}
+	d.findSet()
 	start := len(b)
 	b = append(b, `{"type":`...)
 	b = appendString(b, d.typ)
@@ -192,10 +201,8 @@ func appendMessageDirect(b []byte, msg *message.Message) ([]byte, bool) {
 			return b[:start], false
 		}
 	}
-	for r := range knownKeys {
-		if done&(1<<r) == 0 {
-			b = d.appendMember(b, r, msg.UUID, &first)
-		}
+	for rest := d.set &^ done; rest != 0; rest &= rest - 1 { // by rank: knownKeys' order
+		b = d.appendMember(b, bits.TrailingZeros16(rest), msg.UUID, &first)
 	}
 	return append(b, '}', '}'), true
 }
@@ -233,34 +240,36 @@ func (d *directMeta) appendOrdered(b []byte, id string, first *bool) ([]byte, ui
 			s = s[1:]
 		}
 		done |= 1 << r
-		b = d.appendMember(b, r, id, first)
+		if d.set&(1<<r) != 0 {
+			b = d.appendMember(b, r, id, first)
+		}
 	}
 	return b, done, true
 }
 
-// appendMember writes the typed field of rank r if it is set, as
-// Meta.appendMember does.
-func (d *directMeta) appendMember(b []byte, r int, id string, first *bool) []byte {
-	switch r {
-	case rankID:
-		// Always set: the UUID is not empty.
-	case rankTimestamp:
-		if d.t.IsZero() && !d.tsAsIs {
-			return b
-		}
-	case rankSchemaVersion:
-		if int(d.n) == 0 {
-			return b
-		}
-	case rankAggregate:
-		if !d.agg {
-			return b
-		}
-	default:
-		if d.str[r] == "" {
-			return b
+// findSet marks, in d.set by rank, the typed fields that are set and so
+// written (Meta.known).
+func (d *directMeta) findSet() {
+	d.set = 1 << rankID // the UUID is not empty
+	if d.tsAsIs || !d.t.IsZero() {
+		d.set |= 1 << rankTimestamp
+	}
+	if int(d.n) != 0 {
+		d.set |= 1 << rankSchemaVersion
+	}
+	for r := rankSchemaVersion + 1; r < rankAggregate; r++ {
+		if d.str[r] != "" {
+			d.set |= 1 << r
 		}
 	}
+	if d.agg {
+		d.set |= 1 << rankAggregate
+	}
+}
+
+// appendMember writes the typed field of rank r, which is set (d.set),
+// as Meta.appendMember does.
+func (d *directMeta) appendMember(b []byte, r int, id string, first *bool) []byte {
 	if !*first {
 		b = append(b, ',')
 	}
