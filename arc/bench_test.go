@@ -119,3 +119,38 @@ func BenchmarkNewEvent(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodeMessage writes a typical event's message as Arc JSON:
+// AppendMessageJSON (direct, from the metadata) against FromMessage then
+// AppendJSON, into a reused buffer.
+func BenchmarkEncodeMessage(b *testing.B) {
+	var ev Event
+	if err := Unmarshal([]byte(typicalEvent), &ev); err != nil {
+		b.Fatal(err)
+	}
+	msg, err := ToMessage(ev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, 1024)
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if buf, err = AppendMessageJSON(buf[:0], msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("via_event", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ev, err := FromMessage(msg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if buf, err = ev.AppendJSON(buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

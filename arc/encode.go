@@ -291,6 +291,14 @@ func appendStr(b []byte, s string, keep bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			if plain8(load8(s[i:])) {
+				i += 8 // the common case, eight bytes at a time: nothing to escape or decode
+				continue
+			}
+		} else if len(s) >= 8 && plain8(load8(s[len(s)-8:])) {
+			break // the tail, in the last eight bytes (those before i were plain or are written)
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -343,4 +351,28 @@ func appendStr(b []byte, s string, keep bool) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Bytes repeated in each of a word's eight bytes, for plain8.
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plain8 reports whether the eight bytes of w are all ASCII that
+// JSON.stringify writes as it is: none from 0x80, none below 0x20, none
+// '"' or '\\'. Once w's bytes are known to be below 0x80, subtracting
+// n from each borrows into a byte's high bit exactly where that byte is
+// below n (Hacker's Delight, "find a zero byte").
+func plain8(w uint64) bool {
+	quote, backslash := w^('"'*lows), w^('\\'*lows) // zero bytes where w has them
+	return (w|(w-0x20*lows)|(quote-lows)|(backslash-lows))&highs == 0
+}
+
+// load8 returns the first eight bytes of s as a little-endian word (one
+// load and one bounds check: the compiler combines them).
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }

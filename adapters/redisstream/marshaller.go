@@ -85,19 +85,20 @@ func (m Marshaller) fields(msg *message.Message) ([]any, error) {
 		}
 		return pairs, nil
 	}
-	ev, err := arc.FromMessage(msg)
+	data, err := arc.AppendMessageJSON(make([]byte, 0, encodedSizeHint(msg)), msg)
 	if err != nil {
-		return nil, fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
+		return nil, notArcEvent(msg, err)
 	}
-	data, err := ev.AppendJSON(make([]byte, 0, encodedSizeHint(msg)))
-	if err != nil {
-		return nil, err
-	}
-	pairs := newArcEntry(ev.Type, data)
+	pairs := newArcEntry(msg.Metadata[arc.MetadataType], data)
 	if m.WatermillUUID {
-		pairs = append(pairs, wredis.UUIDHeaderKey, ev.Meta.ID)
+		pairs = append(pairs, wredis.UUIDHeaderKey, msg.UUID)
 	}
 	return pairs, nil
+}
+
+// notArcEvent is the error of a message that arc refuses to encode.
+func notArcEvent(msg *message.Message, err error) error {
+	return fmt.Errorf("redisstream: message %q is not an Arc event: %w", msg.UUID, err)
 }
 
 // arcEntry holds the fields of an encoded entry in one allocation: the

@@ -107,7 +107,7 @@ func (p *PartitionPublisher) Publish(topic string, msgs ...*message.Message) err
 		key  string
 		pub  *Publisher
 		msgs []*message.Message
-		args []*redis.XAddArgs
+		b    *batch
 	}
 	byPart := map[int]*share{}
 	var order []int
@@ -122,19 +122,24 @@ func (p *PartitionPublisher) Publish(topic string, msgs ...*message.Message) err
 		}
 		s.msgs = append(s.msgs, msg)
 	}
+	defer func() {
+		for _, s := range byPart {
+			s.b.release()
+		}
+	}()
 	for _, i := range order { // everything encoded and checked before anything is written
 		s := byPart[i]
-		args, err := s.pub.entries(s.key, s.msgs)
+		b, err := s.pub.entries(s.key, s.msgs)
 		if err != nil {
 			return err
 		}
-		s.args = args
+		s.b = b
 	}
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { (&Publisher{cfg: p.cfg.Publisher}).checkServer(ctx) })
 	if len(order) == 1 {
 		s := byPart[order[0]]
-		return s.pub.send(ctx, s.key, s.msgs, s.args)
+		return s.pub.send(ctx, s.key, s.msgs, s.b.args)
 	}
 	errs := make([]error, len(order))
 	var wg sync.WaitGroup
@@ -143,7 +148,7 @@ func (p *PartitionPublisher) Publish(topic string, msgs ...*message.Message) err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.pub.send(ctx, s.key, s.msgs, s.args); err != nil {
+			if err := s.pub.send(ctx, s.key, s.msgs, s.b.args); err != nil {
 				errs[n] = fmt.Errorf("redisstream: partition %d (%s), %d message(s): %w", i, s.key, len(s.msgs), err)
 			}
 		}()

@@ -181,13 +181,14 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	args, err := p.entries(topic, msgs)
+	b, err := p.entries(topic, msgs)
 	if err != nil {
 		return err
 	}
+	defer b.release()
 	ctx := msgs[0].Context()
 	p.checked.Do(func() { p.checkServer(ctx) })
-	return p.send(ctx, topic, msgs, args)
+	return p.send(ctx, topic, msgs, b.args)
 }
 
 // send writes the entries entries built for msgs: one XADD, or one
@@ -227,26 +228,35 @@ func (p *Publisher) send(ctx context.Context, topic string, msgs []*message.Mess
 // entries builds the XADD of each message, in order, encoding and checking
 // them all before anything is sent: a message that is refused (not an Arc
 // event, too large) leaves nothing of the call written. The error is the
-// first failing message's.
-func (p *Publisher) entries(topic string, msgs []*message.Message) ([]*redis.XAddArgs, error) {
-	argv := make([]redis.XAddArgs, len(msgs)) // one allocation for the batch, not one per entry
-	args := make([]*redis.XAddArgs, len(msgs))
-	maxLen := p.maxLen(topic)
+// first failing message's. The caller releases the batch once the XADDs
+// are sent (or dropped).
+func (p *Publisher) entries(topic string, msgs []*message.Message) (*batch, error) {
+	b := newBatch(len(msgs))
+	m, arcLayout := p.cfg.Marshaller.(Marshaller)
 	for i, msg := range msgs {
-		values, err := p.values(topic, msg)
+		if arcLayout {
+			data, err := b.encode(m, i, msg)
+			if err == nil {
+				err = p.checkLen(msg, data)
+			}
+			if err != nil {
+				b.release()
+				return nil, err
+			}
+			continue
+		}
+		values, err := p.cfg.Marshaller.Marshal(topic, msg)
+		if err == nil {
+			err = p.checkSize(msg, values)
+		}
 		if err != nil {
+			b.release()
 			return nil, err
 		}
-		if err := p.checkSize(msg, values); err != nil {
-			return nil, err
-		}
-		argv[i] = redis.XAddArgs{Stream: topic, Values: values, ID: "*"}
-		if maxLen > 0 {
-			argv[i].MaxLen, argv[i].Approx = maxLen, true
-		}
-		args[i] = &argv[i]
+		b.argv[i].Values = values
 	}
-	return args, nil
+	b.finish(topic, p.maxLen(topic))
+	return b, nil
 }
 
 // checkServer warns about server settings that can lose acknowledged
@@ -403,31 +413,33 @@ func (p *Publisher) durability() Durability {
 // checkSize applies MaxPayloadBytes to the data field (Arc's layout) or,
 // for another Marshaller, to the message payload, counting as Arc does.
 func (p *Publisher) checkSize(msg *message.Message, values any) error {
-	limit := p.cfg.MaxPayloadBytes
-	if limit == None {
+	if p.cfg.MaxPayloadBytes == None {
 		return nil
 	}
-	data, text, isText := []byte(msg.Payload), "", false
+	data := []byte(msg.Payload)
 	if pairs, ok := values.([]any); ok && len(pairs) >= 4 {
 		switch d := pairs[3].(type) {
 		case string:
-			text, isText = d, true
+			return p.checkLen(msg, d)
 		case *string:
-			text, isText = *d, true
+			return p.checkLen(msg, *d)
 		case []byte:
 			data = d
 		}
 	}
-	if !isText {
-		if len(data) <= limit { // UTF-16 length ≤ byte length: the common case costs nothing
-			return nil
-		}
-		text = string(data)
-	}
-	if len(text) <= limit {
+	if len(data) <= p.cfg.MaxPayloadBytes { // UTF-16 length ≤ byte length: the common case costs nothing
 		return nil
 	}
-	if size := JSLength(text); size > limit {
+	return p.checkLen(msg, string(data))
+}
+
+// checkLen applies MaxPayloadBytes to data, an entry's data field.
+func (p *Publisher) checkLen(msg *message.Message, data string) error {
+	limit := p.cfg.MaxPayloadBytes
+	if limit == None || len(data) <= limit {
+		return nil
+	}
+	if size := JSLength(data); size > limit {
 		return fmt.Errorf("%w: message %s is %d characters (JavaScript string length), the limit %d",
 			ErrPayloadTooLarge, msg.UUID, size, limit)
 	}
@@ -447,14 +459,6 @@ func JSLength(s string) int {
 		}
 	}
 	return n
-}
-
-// values returns the entry fields; Arc's in Arc's order.
-func (p *Publisher) values(topic string, msg *message.Message) (any, error) {
-	if m, ok := p.cfg.Marshaller.(Marshaller); ok {
-		return m.fields(msg) // a slice keeps Arc's field order; a map would not
-	}
-	return p.cfg.Marshaller.Marshal(topic, msg)
 }
 
 // trim runs SafeTrim after SafeTrimEvery messages to topic. A failure is
