@@ -323,11 +323,11 @@ func (r *Relay) ack(ctx context.Context, st settler, rows []*row, res *RelayResu
 	if st.owned() {
 		args = append(args, st.owner)
 	}
-	query := r.o.q.ack(len(rows), st.owned())
+	var query string
 	if r.o.q.e.idArrays() {
 		query, args = r.o.q.ackArray(st.owned()), append(args, seqArray(rows))
 	} else {
-		args = seqArgs(args, rows)
+		query, args = r.o.q.ack(len(rows), st.owned()), seqArgs(args, rows)
 	}
 	out, err := st.db.ExecContext(ctx, query, args...)
 	var n int64
