@@ -244,6 +244,25 @@ func (r *row) decode() {
 	}
 }
 
+// inConnTx is inTx on a connection of its own, which f may use for
+// queryRows.
+func (o *Outbox) inConnTx(ctx context.Context, f func(conn *stdsql.Conn, tx *stdsql.Tx) error) error {
+	conn, err := o.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, o.q.e.txOptions())
+	if err != nil {
+		return err
+	}
+	if err := f(conn, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
 // inTx runs f in a transaction of the package's isolation, and commits
 // it unless f fails.
 func (o *Outbox) inTx(ctx context.Context, f func(tx *stdsql.Tx) error) error {

@@ -157,7 +157,7 @@ const steerPlanner = "SET LOCAL enable_bitmapscan = off"
 // turns on the lock row first, so that each sees the leases of the one
 // before it.
 func (postgresEngine) claim(ctx context.Context, o *Outbox, c claimRequest) (rows []*row, err error) {
-	err = o.inTx(ctx, func(tx *stdsql.Tx) error {
+	err = o.inConnTx(ctx, func(conn *stdsql.Conn, tx *stdsql.Tx) error {
 		if _, err := tx.ExecContext(ctx, steerPlanner); err != nil {
 			return err
 		}
@@ -167,7 +167,8 @@ func (postgresEngine) claim(ctx context.Context, o *Outbox, c claimRequest) (row
 			}
 		}
 		var err error
-		rows, err = o.claimReturning(ctx, tx, c)
+		rows, err = queryRows(ctx, conn, tx, o.q.claimUpdate(c.keyed, c.types),
+			append([]any{c.owner, c.leaseUntil}, c.filter...))
 		return err
 	})
 	return rows, err
