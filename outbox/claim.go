@@ -186,8 +186,13 @@ func scanPgxRows(rs pgx.Rows) ([]*row, error) {
 	defer rs.Close()
 	withArc := len(rs.FieldDescriptions()) == 12 // claimCols: the stored Arc JSON too
 	var out []*row
+	var slab []row
 	for rs.Next() {
-		r := &row{}
+		if len(slab) == 0 {
+			slab = make([]row, 64) // one allocation for many rows, not one each
+		}
+		r := &slab[0]
+		slab = slab[1:]
 		var partition pgtype.Text
 		// Read in place (valid until the next row) and copied once, into
 		// the string the publisher writes.
