@@ -179,9 +179,17 @@ func (postgresEngine) rowLocks() bool { return true }
 // startLockedPass has the server end the session of a pass stalled
 // longer than lease (idle_in_transaction_session_timeout), which frees
 // its rows and makes its late commit fail.
+//
+// The pass commits without waiting for its WAL to reach the disk
+// (synchronous_commit off): what it commits is only the settlement of
+// rows already published, and a crash of PostgreSQL that forgets the last
+// moments of them leaves those rows pending, to be published again (at
+// least once). The business transactions that wrote the rows keep their
+// own setting. Waiting for the flush held each worker a disk sync per
+// pass: the relay ran at 0.80 of the raw loop with it and 0.94 without.
 func (postgresEngine) startLockedPass(ctx context.Context, tx *stdsql.Tx, lease time.Duration) error {
 	_, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = "+
-		strconv.FormatInt(max(1, lease.Milliseconds()), 10)+"; "+steerPlanner)
+		strconv.FormatInt(max(1, lease.Milliseconds()), 10)+"; SET LOCAL synchronous_commit = off; "+steerPlanner)
 	return err
 }
 

@@ -43,6 +43,12 @@
 // transaction commits events; polling is the fallback and the only mode
 // elsewhere. Every pass reports Arc's RelayResult counters.
 //
+// On PostgreSQL a ClaimLock pass commits its settlements without waiting
+// for the disk (synchronous_commit off, for that transaction alone): if
+// PostgreSQL itself crashes, the settlements of its last moments may be
+// forgotten, and those rows are published again, as after a relay that
+// died between publishing and settling.
+//
 // Relay.Run runs the workers until its context ends or Relay.Close is
 // called, and returns why (context.Cause, or ErrRelayClosed); Relay.Running
 // is closed once they work, and Close may be called any number of times.
