@@ -4,10 +4,14 @@ import (
 	"cmp"
 	"context"
 	stdsql "database/sql"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/arcmill/arcmill/arc"
 )
@@ -149,6 +153,71 @@ func scanRows(rs *stdsql.Rows) ([]*row, error) {
 	return out, closeRows(rs)
 }
 
+// queryRows runs a claim's query in tx, on conn, and scans the rows. With
+// the pgx driver it reads them from pgx's own connection: database/sql
+// would turn each column into a driver.Value and copy it again, which was
+// a third of the relay's CPU. Other drivers go through tx.
+func queryRows(ctx context.Context, conn *stdsql.Conn, tx *stdsql.Tx, query string, args []any) ([]*row, error) {
+	var rows []*row
+	err := conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errNotPgx
+		}
+		rs, err := sc.Conn().Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		rows, err = scanPgxRows(rs)
+		return err
+	})
+	if !errors.Is(err, errNotPgx) {
+		return rows, err
+	}
+	rs, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanRows(rs)
+}
+
+// scanPgxRows is scanRows for rows read through pgx.
+func scanPgxRows(rs pgx.Rows) ([]*row, error) {
+	defer rs.Close()
+	withArc := len(rs.FieldDescriptions()) == 12 // claimCols: the stored Arc JSON too
+	var out []*row
+	var slab []row
+	for rs.Next() {
+		if len(slab) == 0 {
+			slab = make([]row, 64) // one allocation for many rows, not one each
+		}
+		r := &slab[0]
+		slab = slab[1:]
+		var partition pgtype.Text
+		// Read in place (valid until the next row) and copied once, into
+		// the string the publisher writes.
+		var arcJSON pgtype.DriverBytes
+		var sum pgtype.Int8
+		dest := [12]any{&r.seq, &r.eventID, &r.topic, &r.eventType, &r.payload, &r.metadata, &partition,
+			&r.claims, &r.attempts, &r.createdAt, &arcJSON, &sum}
+		n := 10
+		if withArc {
+			n = 12
+		}
+		if err := rs.Scan(dest[:n]...); err != nil {
+			return nil, err
+		}
+		r.partition = partition.String
+		// Checked on the columns as stored, before they are unescaped.
+		if len(arcJSON) > 0 && sum.Valid && sum.Int64 == arcSum(r.eventID, r.payload, r.metadata) {
+			r.arcJSON = string(arcJSON)
+		}
+		r.fromColumns()
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
 // fromColumns turns the row's text columns from their stored forms (see
 // toColumn) into the strings written.
 func (r *row) fromColumns() {
@@ -178,6 +247,25 @@ func (r *row) decode() {
 		// attempt, makes the bytes unusable (arc.AttachedJSON).
 		arc.AttachJSONString(r.msg, r.arcJSON)
 	}
+}
+
+// inConnTx is inTx on a connection of its own, which f may use for
+// queryRows.
+func (o *Outbox) inConnTx(ctx context.Context, f func(conn *stdsql.Conn, tx *stdsql.Tx) error) error {
+	conn, err := o.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, o.q.e.txOptions())
+	if err != nil {
+		return err
+	}
+	if err := f(conn, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // inTx runs f in a transaction of the package's isolation, and commits

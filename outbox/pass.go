@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	stdsql "database/sql"
 	"fmt"
 	"time"
 
@@ -86,17 +85,25 @@ func (r *Relay) lockedPass(ctx context.Context) (RelayResult, error) {
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Lease+settleTimeout)
 	defer cancel()
 	claimed := time.Now()
-	tx, err := r.o.db.BeginTx(tctx, r.o.q.e.txOptions())
+	// A connection of its own, so that the claim can read its rows
+	// through the driver's connection (queryRows) inside the transaction.
+	conn, err := r.o.db.Conn(tctx)
+	if err != nil {
+		err = fmt.Errorf("outbox: claiming rows: %w", classify(err))
+		if ctx.Err() == nil {
+			r.report(RelayError{Kind: ClaimFailed, Err: err})
+		}
+		return res, err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(tctx, r.o.q.e.txOptions())
 	if err == nil {
 		err = r.o.q.e.startLockedPass(tctx, tx, r.cfg.Lease)
 	}
 	var rows []*row
 	if err == nil {
 		args := claimArgs(r.o.nowMs(), false, r.cfg.Types, r.cfg.BatchSize)
-		var rs *stdsql.Rows
-		if rs, err = tx.QueryContext(tctx, r.o.q.lockSelect(len(r.cfg.Types)), args...); err == nil {
-			rows, err = scanRows(rs)
-		}
+		rows, err = queryRows(tctx, conn, tx, r.o.q.lockSelect(len(r.cfg.Types)), args)
 	}
 	if err != nil {
 		if tx != nil {
@@ -316,11 +323,11 @@ func (r *Relay) ack(ctx context.Context, st settler, rows []*row, res *RelayResu
 	if st.owned() {
 		args = append(args, st.owner)
 	}
-	query := r.o.q.ack(len(rows), st.owned())
+	var query string
 	if r.o.q.e.idArrays() {
 		query, args = r.o.q.ackArray(st.owned()), append(args, seqArray(rows))
 	} else {
-		args = seqArgs(args, rows)
+		query, args = r.o.q.ack(len(rows), st.owned()), seqArgs(args, rows)
 	}
 	out, err := st.db.ExecContext(ctx, query, args...)
 	var n int64

@@ -124,3 +124,36 @@ func columns(t *testing.T, db *stdsql.DB, d Dialect, table string) []string {
 	require.NotEmpty(t, out)
 	return out
 }
+
+// PostgreSQL tables leave room on each page for the rows' delivered
+// versions (fillFactor); Migrate gives an older table the setting, and
+// leaves a fillfactor someone chose alone.
+func TestMigrate_SetsThePostgreSQLFillFactor(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, PostgreSQL, false)
+	ctx := context.Background()
+	table := f.ob.Table()
+	reloptions := func() []string {
+		var opts []string
+		rs, err := f.db.QueryContext(ctx, "SELECT unnest(reloptions) FROM pg_class WHERE oid = $1::regclass", table)
+		require.NoError(t, err)
+		for rs.Next() {
+			var o string
+			require.NoError(t, rs.Scan(&o))
+			opts = append(opts, o)
+		}
+		require.NoError(t, closeRows(rs))
+		return opts
+	}
+	assert.Contains(t, reloptions(), "fillfactor="+fillFactor, "a new table")
+
+	_, err := f.db.ExecContext(ctx, "ALTER TABLE "+table+" RESET (fillfactor)") // a table of an older arcmill
+	require.NoError(t, err)
+	require.NoError(t, f.ob.Migrate(ctx))
+	assert.Contains(t, reloptions(), "fillfactor="+fillFactor, "an older table")
+
+	_, err = f.db.ExecContext(ctx, "ALTER TABLE "+table+" SET (fillfactor = 70)")
+	require.NoError(t, err)
+	require.NoError(t, f.ob.Migrate(ctx))
+	assert.Contains(t, reloptions(), "fillfactor=70", "a chosen fillfactor")
+}
