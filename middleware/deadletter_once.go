@@ -50,8 +50,9 @@ const (
 // GuardClaim is what DeadLetterGuard.Claim found and did.
 type GuardClaim struct {
 	State GuardState
-	// PriorClaim is when the claim taken over was made (GuardReclaimed):
-	// a dead letter it wrote is no older.
+	// PriorClaim is when the claim taken over was made (GuardReclaimed),
+	// or, if that one took over an earlier claim, when the first claim of
+	// that chain was made: a dead letter any of them wrote is no older.
 	PriorClaim time.Time
 }
 
@@ -109,7 +110,8 @@ type DeadLetterGuard interface {
 	// Claim records key as being written by token for lease (and keeps
 	// the record for ttl), unless it is written (GuardDone) or claimed by
 	// another token whose lease runs (GuardBusy). A claim whose lease ended
-	// is taken over (GuardReclaimed).
+	// is taken over (GuardReclaimed), keeping the time of the first claim
+	// of the chain (GuardClaim.PriorClaim).
 	Claim(ctx context.Context, key, token string, lease, ttl time.Duration) (GuardClaim, error)
 	// Done records key as written, for ttl.
 	Done(ctx context.Context, key string, ttl time.Duration) error
@@ -140,7 +142,8 @@ type RedisGuard struct {
 
 // claimScript: ARGV[1] the token, ARGV[2] the lease and ARGV[3] the TTL
 // in ms. Returns {state, prior claim ms}: 1 claimed, 2 done, 3 busy, 4
-// reclaimed (with when the expired claim was made).
+// reclaimed (with when the expired claim, or the first claim it took
+// over, was made).
 var claimScript = redis.NewScript(`
 redis.replicate_commands()
 local t = redis.call('TIME')
@@ -153,7 +156,11 @@ if v then
   if deadline and tonumber(deadline) > now then return {3, 0} end
   prior = tonumber(at) or 1
 end
-redis.call('SET', KEYS[1], 'publishing:' .. ARGV[1] .. ':' .. now .. ':' .. (now + tonumber(ARGV[2])), 'PX', ARGV[3])
+-- A claim taken over keeps the time of the first claim of the chain:
+-- each delivery since may have stored the dead letter.
+local at = now
+if prior > 1 then at = prior end
+redis.call('SET', KEYS[1], 'publishing:' .. ARGV[1] .. ':' .. at .. ':' .. (now + tonumber(ARGV[2])), 'PX', ARGV[3])
 if prior > 0 then return {4, prior} end
 return {1, 0}`)
 

@@ -293,6 +293,37 @@ func TestRedisGuard_States(t *testing.T) {
 	assert.Equal(t, GuardDone, c.State)
 }
 
+// A claim taken over from one that never marked its dead letter done
+// reports the first claim of that chain, not the last: every delivery
+// since may have stored the dead letter (a publish that failed after
+// writing, ErrNotDurable; a look-up that failed), and a DeadLetterFinder
+// asked only since the last claim misses what an earlier one wrote, and
+// the dead letter is written twice.
+func TestRedisGuard_ReclaimReportsTheChainsFirstClaim(t *testing.T) {
+	t.Parallel()
+	f := newOnceFixture(t)
+	g := &RedisGuard{Client: f.client, Prefix: f.prefix}
+	ctx := context.Background()
+	const lease, ttl = time.Minute, 2 * time.Minute
+	c, err := g.Claim(ctx, "k", "a", lease, ttl)
+	require.NoError(t, err)
+	require.Equal(t, GuardClaimed, c.State)
+	afterA := f.client.Time(ctx).Val()
+	require.NoError(t, g.Release(ctx, "k", "a"))
+	// b's claim is made after a's (Redis's clock counts milliseconds).
+	require.Eventually(t, func() bool { return f.client.Time(ctx).Val().UnixMilli() > afterA.UnixMilli()+1 },
+		waitTimeout, time.Millisecond)
+	c, err = g.Claim(ctx, "k", "b", lease, ttl)
+	require.NoError(t, err)
+	require.Equal(t, GuardReclaimed, c.State)
+	first := c.PriorClaim
+	require.NoError(t, g.Release(ctx, "k", "b"))
+	c, err = g.Claim(ctx, "k", "c", lease, ttl)
+	require.NoError(t, err)
+	require.Equal(t, GuardReclaimed, c.State)
+	assert.Equal(t, first, c.PriorClaim, "a's claim, the first whose dead letter may be stored")
+}
+
 func TestDeadLetterOnce_ConfigValidated(t *testing.T) {
 	t.Parallel()
 	guard := &RedisGuard{}
