@@ -78,17 +78,24 @@ func (w *deadLetterWriter) write(ctx context.Context, client redis.UniversalClie
 	if d == nil {
 		return writeDeadLetter(ctx, client, args, logger)
 	}
-	w.once.Do(func() {
-		w.pub, w.err = NewPublisher(PublisherConfig{Client: client, Durability: d, SkipServerCheck: true, Logger: logger})
-	})
-	if w.err != nil {
-		return w.err
+	pub, err := w.publisher(client, d, logger)
+	if err != nil {
+		return err
 	}
-	if err := w.pub.send(ctx, args.Stream, []*message.Message{message.NewMessage(uuid, nil)}, []*redis.XAddArgs{args}); err != nil {
+	if err := pub.send(ctx, args.Stream, []*message.Message{message.NewMessage(uuid, nil)}, []*redis.XAddArgs{args}); err != nil {
 		return err
 	}
 	warnNearCap(ctx, client, args, logger)
 	return nil
+}
+
+// publisher returns the durable Publisher the writer confirms with, made
+// on first use.
+func (w *deadLetterWriter) publisher(client redis.UniversalClient, d *Durability, logger watermill.LoggerAdapter) (*Publisher, error) {
+	w.once.Do(func() {
+		w.pub, w.err = NewPublisher(PublisherConfig{Client: client, Durability: d, SkipServerCheck: true, Logger: logger})
+	})
+	return w.pub, w.err
 }
 
 // unknownType is Arc's type for an event that cannot be read.

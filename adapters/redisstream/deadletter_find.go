@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/ThreeDotsLabs/watermill"
+
 	"github.com/arcmill/arcmill/middleware"
 )
 
@@ -22,10 +24,36 @@ const findPage = 16
 // consumer died between writing a dead letter and marking it written, so
 // that the dead letter is not written twice; it reads the dead letters
 // written since that consumer's claim, no others.
+//
+// With Durability, a dead letter found is reported only once Redis
+// confirms it as Publish would (else an error wrapping ErrNotDurable): the
+// one found may be the write of a Publish that failed with ErrNotDurable,
+// still only in the primary's memory, and the middleware acknowledges the
+// message on finding it.
 func (p *DeadLetterPublisher) FindDeadLetter(ctx context.Context, q middleware.DeadLetterQuery) (bool, error) {
 	if p.Client == nil {
 		return false, fmt.Errorf("%w: DeadLetterPublisher.Client is required", ErrInvalidConfig)
 	}
+	found, err := p.find(ctx, q)
+	if err != nil || !found || p.Durability == nil {
+		return found, err
+	}
+	logger := p.Logger
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	pub, err := p.w.publisher(p.Client, p.Durability, logger)
+	if err != nil {
+		return false, err
+	}
+	if err := pub.confirmStream(ctx, q.Topic); err != nil {
+		return false, fmt.Errorf("redisstream: dead letter found in %q, not confirmed durable: %w", q.Topic, err)
+	}
+	return true, nil
+}
+
+// find is FindDeadLetter without the confirmation.
+func (p *DeadLetterPublisher) find(ctx context.Context, q middleware.DeadLetterQuery) (bool, error) {
 	start := "-"
 	if ms := q.Since.UnixMilli(); ms > 0 {
 		start = strconv.FormatInt(ms, 10) + "-0"

@@ -2,6 +2,7 @@ package redisstream
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/arcmill/arcmill/arc"
 	"github.com/arcmill/arcmill/internal/testenv"
 	"github.com/arcmill/arcmill/middleware"
+	"github.com/arcmill/arcmill/wildcard"
 )
 
 // replicated starts a private primary and a replica in sync with it, and
@@ -111,4 +113,89 @@ func TestSubscriber_DeadLetterDurabilityKeepsTheEntryPendingUntilConfirmed(t *te
 
 	require.ErrorIs(t, SubscriberConfig{Client: b.client, ConsumerGroup: "g", DeadLetterDurability: &Durability{}}.Validate(),
 		ErrInvalidConfig)
+}
+
+// A dead letter written but not confirmed (ErrNotDurable) is not a dead
+// letter the next delivery may acknowledge on finding it: the guard
+// releases the failed claim, the next delivery takes it over and asks
+// FindDeadLetter, and the dead letter it finds is still only in the
+// primary's memory. Acknowledging then is what Durability exists to
+// prevent (on a Cluster the ack and the guard's done mark live on other
+// shards than the dead letter, and survive its primary's failover). Once
+// a replica confirms it, the delivery acknowledges without writing it
+// again.
+func TestDeadLetter_DurableFoundButUnconfirmedIsNotAcknowledged(t *testing.T) {
+	t.Parallel()
+	primary, _, killReplica := replicated(t)
+	client := redis.NewClient(&redis.Options{Addr: primary})
+	t.Cleanup(func() { _ = client.Close() })
+	killReplica()
+	require.Eventually(t, func() bool {
+		info, err := client.Info(context.Background(), "replication").Result()
+		return err == nil && acknowledgingReplicas(info) == 0
+	}, testWait, 10*time.Millisecond, "the primary sees the replica gone")
+
+	const dlq = "arc:events:dlq"
+	pub := &DeadLetterPublisher{Client: client, Durability: &Durability{Replicas: 1, Timeout: 100 * time.Millisecond}}
+	d, err := middleware.NewDeadLetter(middleware.DeadLetterConfig{Publisher: pub, Topic: dlq, ConsumerGroup: "billing",
+		OutageBackoff: time.Millisecond, OutageMaxBackoff: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.True(t, d.Guarded())
+	ev, err := arc.NewEvent("billing.charge", map[string]int{"n": 1}, arc.Meta{})
+	require.NoError(t, err)
+	deliver := func() error {
+		msg, err := arc.ToMessage(ev)
+		require.NoError(t, err)
+		msg.Metadata.Set(MetadataEntryID, "1-1")
+		msg.SetContext(wildcard.ContextWithInfo(context.Background(), wildcard.Info{Handler: "charge",
+			Topic: "arc:events", Pattern: "billing.*", Event: ev}))
+		_, err = d.Middleware(func(*message.Message) ([]*message.Message, error) {
+			return nil, errors.Join(arc.ErrUnrecoverable, errors.New("card declined"))
+		})(msg)
+		return err
+	}
+	err = deliver()
+	require.ErrorIs(t, err, ErrNotDurable, "written, not confirmed: nacked")
+	require.EqualValues(t, 1, client.XLen(context.Background(), dlq).Val(), "written on the primary")
+
+	err = deliver()
+	require.Error(t, err, "the next delivery finds the dead letter, still unconfirmed: it must not acknowledge")
+
+	host, port, _ := strings.Cut(primary, ":")
+	addr, _ := testenv.PrivateRedis(t, "--replicaof", host, port)
+	replica := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = replica.Close() })
+	require.Eventually(t, func() bool {
+		info, err := client.Info(context.Background(), "replication").Result()
+		return err == nil && acknowledgingReplicas(info) == 1
+	}, testWait, 10*time.Millisecond, "a replica joins")
+	require.Eventually(t, func() bool { return deliver() == nil }, testWait, 50*time.Millisecond,
+		"acknowledged once a replica confirms the dead letter")
+	require.EqualValues(t, 1, client.XLen(context.Background(), dlq).Val(), "found, not written again")
+	require.EqualValues(t, 1, replica.XLen(context.Background(), dlq).Val(), "the replica has it")
+}
+
+// On a Cluster, a durable DeadLetterPublisher confirms a dead letter it
+// finds on the primary of the dead-letter stream's slot (the WAIT after a
+// replicated write to that stream), and reports it found.
+func TestCluster_DurableFindDeadLetterConfirmsOnTheStreamsPrimary(t *testing.T) {
+	c := clusterClient(t)
+	parts := clusterStream(t, c, 1)
+	ctx := context.Background()
+	dlq := parts.DeadLetterKey(0)
+	pub := &DeadLetterPublisher{Client: c, Durability: &Durability{Replicas: 1, Timeout: 5 * time.Second}}
+	require.NoError(t, c.XAdd(ctx, deadLetterArgs(dlq, 0, "x", parts.Key(0), "1-1", "g", []byte(`{}`), nil)).Err())
+	node, err := nodeFor(ctx, c, dlq)
+	require.NoError(t, err)
+	addr := node.(*redis.Client).Options().Addr
+	before := commandCalls(t, c, "wait")
+	found, err := pub.FindDeadLetter(ctx, middleware.DeadLetterQuery{Topic: dlq, SourceTopic: parts.Key(0),
+		OriginalID: "1-1", ConsumerGroup: "g"})
+	require.NoError(t, err)
+	assert.True(t, found)
+	assert.Equal(t, 1, commandCalls(t, c, "wait")[addr]-before[addr], "confirmed on %s", addr)
+	found, err = pub.FindDeadLetter(ctx, middleware.DeadLetterQuery{Topic: dlq, SourceTopic: parts.Key(0),
+		OriginalID: "2-2", ConsumerGroup: "g"})
+	require.NoError(t, err)
+	assert.False(t, found)
 }

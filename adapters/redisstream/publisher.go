@@ -338,6 +338,58 @@ func (p *Publisher) publishDurably(ctx context.Context, topic string, msgs []*me
 	}
 }
 
+// touchScript sets a stream's last id to what it is: a write that changes
+// nothing but is replicated, so that a WAIT after it on the same
+// connection covers every earlier write to the stream, whoever made it (a
+// WAIT alone covers only its own connection's writes).
+var touchScript = redis.NewScript(`
+redis.replicate_commands()
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return redis.call('XSETID', KEYS[1], info[i + 1]) end
+end
+return redis.error_reply('XINFO STREAM gave no last-generated-id')`)
+
+// confirmStream confirms, as the publisher's Durability asks, every entry
+// already written to topic: a replicated no-op write to it, then WAIT or
+// WAITAOF, on its primary. It returns an error wrapping ErrNotDurable
+// when the confirmation falls short. A Cluster's redirect fails it (the
+// slot map is reloaded for the next try).
+func (p *Publisher) confirmStream(ctx context.Context, topic string) error {
+	d := p.durability()
+	target, err := nodeFor(ctx, p.cfg.Client, topic)
+	if err != nil {
+		return fmt.Errorf("redisstream: finding the cluster node of %q: %w", topic, err)
+	}
+	var touch *redis.Cmd
+	var wait, waitAOF *redis.Cmd
+	_, pipeErr := target.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		touch = touchScript.Eval(ctx, pipe, []string{topic})
+		if d.Fsync {
+			waitAOF = pipe.Do(ctx, "WAITAOF", 1, d.Replicas, d.Timeout.Milliseconds())
+		} else {
+			wait = pipe.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+		}
+		return nil
+	})
+	if err := touch.Err(); err != nil {
+		if cc, ok := p.cfg.Client.(*redis.ClusterClient); ok {
+			if moved, _, _ := redirection(err); moved {
+				cc.ReloadState(ctx)
+			}
+		}
+		return fmt.Errorf("redisstream: confirming the entries of %q: %w", topic, err)
+	}
+	if err := p.confirmation(d, 1, wait, waitAOF, pipeErr); err != nil {
+		if errors.Is(err, ErrNotDurable) {
+			p.gateOf(target).fellShort(err)
+		}
+		return err
+	}
+	p.gateOf(target).confirmed()
+	return nil
+}
+
 // redirect is where a durable publish goes on after MOVED or ASK.
 type redirect struct {
 	node pipeliner
