@@ -213,13 +213,25 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		d.logger.Error("Entry lost from the stream while pending (no DeadLetterStream configured)", nil, fields)
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.CommandTimeout)
+	base := context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(base, cfg.CommandTimeout)
 	defer cancel()
 	// One dead letter per entry, whichever consumer or process gets here
 	// first.
 	guard := "arcmill:dead-lettered:" + d.stream + ":" + cfg.ConsumerGroup + ":" + id
 	if won, err := cfg.Client.SetNX(ctx, guard, d.consumer, deadLetterGuardTTL).Result(); err != nil || !won {
 		return false
+	}
+	// settle runs a command after the write on a deadline of its own: the
+	// write (a WAIT for a replica that is gone) may have used ctx's up, and
+	// a guard left behind holds the entry for deadLetterGuardTTL.
+	settle := func(cmd func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(base, cfg.CommandTimeout)
+		defer cancel()
+		return cmd(ctx)
+	}
+	releaseGuard := func() {
+		_ = settle(func(ctx context.Context) error { return cfg.Client.Del(ctx, guard).Err() })
 	}
 	now := cfg.Now().UTC()
 	dl := middleware.DeadLetteredEvent{Error: middleware.ErrorInfo{Message: why}, Attempts: int(deliveries),
@@ -231,7 +243,7 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 	if err != nil {
 		// The content may still exist: never write a content-less dead letter
 		// (and ack) for it. The next claim pass tries again.
-		cfg.Client.Del(ctx, guard)
+		releaseGuard()
 		d.logger.Error("Reading an entry to dead-letter failed; it stays pending", err, fields)
 		return false
 	}
@@ -265,17 +277,19 @@ func (d *deadLetterer) write(ctx context.Context, id string, deliveries int64, w
 		dl.Event, typ = middleware.PlaceholderEvent(id, now), unknownType
 		if data, err = encodeEnvelope(dl); err != nil {
 			d.logger.Error("Encoding a dead letter", err, fields)
-			cfg.Client.Del(ctx, guard)
+			releaseGuard()
 			return false
 		}
 	}
 	if err := d.w.write(ctx, cfg.Client, cfg.DeadLetterDurability, deadLetterArgs(cfg.DeadLetterStream, cfg.DeadLetterMaxLen,
 		typ, d.stream, id, cfg.ConsumerGroup, data, raw), id, d.logger); err != nil {
-		cfg.Client.Del(ctx, guard) // let the next pass try again
+		releaseGuard() // let the next pass try again
 		d.logger.Error("Dead letter not written; the entry stays pending", err, fields)
 		return false
 	}
-	if err := cfg.Client.XAck(ctx, d.stream, cfg.ConsumerGroup, id).Err(); err != nil {
+	if err := settle(func(ctx context.Context) error {
+		return cfg.Client.XAck(ctx, d.stream, cfg.ConsumerGroup, id).Err()
+	}); err != nil {
 		d.logger.Error("XACK of a dead-lettered entry failed; the guard keeps it from a second dead letter", err, fields)
 	}
 	// Error, as middleware.DeadLetter and natsjs log theirs: an entry the

@@ -199,3 +199,38 @@ func TestCluster_DurableFindDeadLetterConfirmsOnTheStreamsPrimary(t *testing.T) 
 	require.NoError(t, err)
 	assert.False(t, found)
 }
+
+// A dead-letter write that outlasts CommandTimeout (a WAIT for a replica
+// that is gone, its Timeout longer than CommandTimeout) must still give
+// its guard up: released on the expired context, the guard stayed for its
+// whole TTL (10 minutes), and the entry stayed pending that long after the
+// replica came back.
+func TestSubscriber_DeadLetterOutlastingCommandTimeoutReleasesItsGuard(t *testing.T) {
+	t.Parallel()
+	primary, _, killReplica := replicated(t)
+	killReplica()
+	b := setupAt(t, primary)
+	require.Eventually(t, func() bool {
+		info, err := b.client.Info(context.Background(), "replication").Result()
+		return err == nil && acknowledgingReplicas(info) == 0
+	}, testWait, 10*time.Millisecond, "the primary sees the replica gone")
+	ids := b.publish("order.placed", 1)
+	b.readAs("g", "dead", 1)
+	for range 4 {
+		require.NoError(t, b.client.XClaim(context.Background(), &redis.XClaimArgs{Stream: b.stream, Group: "g",
+			Consumer: "dead", Messages: ids}).Err())
+	}
+	const idle = 50 * time.Millisecond
+	b.idleFor("g", idle)
+	cfg := SubscriberConfig{Consumer: "c", ClaimIdle: idle, ClaimInterval: idle, DeadLetterStream: b.dlq,
+		MaxDeliveries: 5, CommandTimeout: 300 * time.Millisecond,
+		DeadLetterDurability: &Durability{Replicas: 1, Timeout: 2 * time.Second}}
+	sub, _ := b.subscribe(cfg)
+	guard := "arcmill:dead-lettered:" + b.stream + ":g:" + ids[0]
+	require.Eventually(t, func() bool { return b.xlen(b.dlq) == 1 }, testWait, 10*time.Millisecond,
+		"the dead letter written, unconfirmed")
+	require.Eventually(t, func() bool { return b.client.Exists(context.Background(), guard).Val() == 0 }, testWait,
+		10*time.Millisecond, "the guard released once the write failed")
+	assert.Equal(t, int64(1), b.pending("g"), "the entry stays pending while its dead letter is unconfirmed")
+	require.NoError(t, sub.Close())
+}
