@@ -274,3 +274,42 @@ func appendStrRef(b []byte, s string, keep bool) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// fuzzMetadataKeys are the keys FuzzAppendMessageJSONMetadata sets: every
+// key of the mapping, Extra keys (one named as a typed field, one an id),
+// and one outside it.
+var fuzzMetadataKeys = []string{MetadataType, MetadataTimestamp, MetadataSchemaVersion, MetadataCorrelationID,
+	MetadataCausationID, MetadataPartitionKey, MetadataSource, MetadataIdempotencyKey, MetadataResource,
+	MetadataResourceID, MetadataUserID, MetadataOrganizationID, MetadataAggregateType, MetadataAggregateID,
+	MetadataPayloadAbsent, MetadataKeyOrder, MetadataMalformed, MetadataExtraPrefix + "x",
+	MetadataExtraPrefix + "userId", MetadataExtraPrefix + "correlationId", "other"}
+
+// FuzzAppendMessageJSONMetadata: as FuzzAppendMessageJSON, for any set of
+// metadata keys with any values: data is read as (key index, value length,
+// value) triples.
+func FuzzAppendMessageJSONMetadata(f *testing.F) {
+	f.Add("id-1", []byte(`{"a":1}`), []byte("\x00\x01t\x01\x182026-04-28T10:00:00.123Z\x0d\x01A\x0f\x0e[\"aggregate\",\"id\"]"))
+	f.Add("id-2", []byte(`null`), []byte("\x00\x01t\x0c\x01o\x0d\x00\x0e\x01\x00\x0f\x0c[\"timestamp\"]\x0a\x02u1"))
+	f.Add("\xed\xa0\x80", []byte(``), []byte("\x00\x01t\x0e\x04true\x03\x05\xed\xa0\x80ab\x07\x02\xff\xfe"))
+	f.Fuzz(func(t *testing.T, uuid string, payload, data []byte) {
+		msg := message.NewMessage(uuid, payload)
+		for len(data) >= 2 {
+			k, n := fuzzMetadataKeys[int(data[0])%len(fuzzMetadataKeys)], int(data[1])
+			data = data[2:]
+			n = min(n, len(data))
+			msg.Metadata[k] = string(data[:n])
+			data = data[n:]
+		}
+		// One Extra key at most: of two that are not JSON, FromMessage
+		// names whichever the map gives it first.
+		extra := 0
+		for _, k := range fuzzMetadataKeys {
+			if _, ok := msg.Metadata[k]; ok && strings.HasPrefix(k, MetadataExtraPrefix) {
+				if extra++; extra > 1 {
+					delete(msg.Metadata, k)
+				}
+			}
+		}
+		requireSameEncode(t, msg)
+	})
+}
