@@ -141,11 +141,11 @@ func encodeStored(uuid string, payload []byte, md message.Metadata) []byte {
 	if md.Get(arc.MetadataType) == "" {
 		return nil // a Watermill message, not an Arc event: skip the work
 	}
-	ev, err := arc.FromMessage(&message.Message{UUID: uuid, Payload: payload, Metadata: md})
-	if err != nil {
-		return nil
-	}
-	data, err := arc.Marshal(ev)
+	// The same bytes as arc.Marshal(arc.FromMessage(m)), from the metadata
+	// straight, in about half the time.
+	// Sized for the payload and a typical meta, so that it grows once at most.
+	data, err := arc.AppendMessageJSON(make([]byte, 0, len(payload)+64+48*len(md)),
+		&message.Message{UUID: uuid, Payload: payload, Metadata: md})
 	if err != nil {
 		return nil
 	}

@@ -155,11 +155,8 @@ func (ArcCodec) Channel(topic string, msg *message.Message) (string, error) {
 
 // Encode writes the event's Arc JSON.
 func (ArcCodec) Encode(msg *message.Message) ([]byte, error) {
-	ev, err := arc.FromMessage(msg)
-	if err != nil {
-		return nil, err
-	}
-	return arc.Marshal(ev)
+	// arc.Marshal(arc.FromMessage(msg)), from the metadata straight.
+	return arc.AppendMessageJSON(make([]byte, 0, len(msg.Payload)+64+48*len(msg.Metadata)), msg)
 }
 
 // Decode reads Arc JSON under the codec's Limits.
