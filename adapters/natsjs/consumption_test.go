@@ -69,34 +69,15 @@ func TestSubscriber_WaitingMessagesKeepTheirDeliveries(t *testing.T) {
 	// The handler works for three of the consumer's ack waits: without the
 	// progress reports each waiting message would be redelivered and then
 	// given up on (MaxDeliver 2) by now.
-	busy := time.After(3 * consumerAckWait)
-	var redelivered int
-watch:
-	for {
-		select {
-		case <-busy:
-			break watch
-		case <-time.After(pollInterval):
-			redelivered = max(redelivered, b.consumer(t, "g", subject).NumRedelivered)
-		}
-	}
+	redelivered := b.mostRedelivered(t, subject, 3*consumerAckWait)
 	close(release)
-	require.Eventually(t, func() bool {
-		info := b.consumer(t, "g", subject)
-		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == events
-	}, waitTimeout, pollInterval, "every event acknowledged")
+	b.requireAllAcked(t, subject, events)
 
 	assert.Zero(t, redelivered, "no message was redelivered while it waited")
 	mu.Lock()
-	want := make([]handled, len(ids))
-	for i, id := range ids {
-		want[i] = handled{id, "1"}
-	}
-	assert.Equal(t, want, seen, "each event handled once, in order, on its first delivery")
+	assert.Equal(t, deliveries(ids, "1"), seen, "each event handled once, in order, on its first delivery")
 	mu.Unlock()
-	dead, err := ReadDeadLetters(b.js, b.dlqStream, 0, 0)
-	require.NoError(t, err)
-	assert.Empty(t, dead, "%d events dead-lettered", len(dead))
+	b.requireNoDeadLetters(t)
 
 	require.NoError(t, sub.Close())
 	<-done
@@ -165,34 +146,15 @@ func TestSubscriber_OutageInRetryCostsTheWaitingNoDelivery(t *testing.T) {
 		return outages > 0 && info.NumPending == 0 && info.NumAckPending == events
 	}, waitTimeout, pollInterval, "the outage has begun with every event out on the member")
 
-	outage := time.After(3 * (ackWait + backOff))
-	var redelivered int
-watch:
-	for {
-		select {
-		case <-outage:
-			break watch
-		case <-time.After(pollInterval):
-			redelivered = max(redelivered, b.consumer(t, "g", subject).NumRedelivered)
-		}
-	}
+	redelivered := b.mostRedelivered(t, subject, 3*(ackWait+backOff))
 	close(back)
-	require.Eventually(t, func() bool {
-		info := b.consumer(t, "g", subject)
-		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == events
-	}, waitTimeout, pollInterval, "every event acknowledged")
+	b.requireAllAcked(t, subject, events)
 
 	assert.Zero(t, redelivered, "no message was redelivered during the outage")
 	mu.Lock()
-	want := make([]handled, len(ids))
-	for i, id := range ids {
-		want[i] = handled{id, "1"}
-	}
-	assert.Equal(t, want, seen, "each event handled once, in order, on its first delivery")
+	assert.Equal(t, deliveries(ids, "1"), seen, "each event handled once, in order, on its first delivery")
 	mu.Unlock()
-	dead, err := ReadDeadLetters(b.js, b.dlqStream, 0, 0)
-	require.NoError(t, err)
-	assert.Empty(t, dead, "%d events dead-lettered", len(dead))
+	b.requireNoDeadLetters(t)
 	assert.Zero(t, stack.DeadLetter.Stats().PublishFailures)
 }
 
@@ -327,17 +289,7 @@ func TestSubscriber_UnreadMessagesKeepTheirDeliveries(t *testing.T) {
 		info := b.consumer(t, "g", subject)
 		return info.NumPending == 0 && info.NumAckPending == events
 	}, waitTimeout, pollInterval, "every event out on the member")
-	unreadFor := time.After(3 * (ackWait + backOff))
-	var redelivered int
-watch:
-	for {
-		select {
-		case <-unreadFor:
-			break watch
-		case <-time.After(pollInterval):
-			redelivered = max(redelivered, b.consumer(t, "g", subject).NumRedelivered)
-		}
-	}
+	redelivered := b.mostRedelivered(t, subject, 3*(ackWait+backOff))
 	assert.Zero(t, redelivered, "no message was redelivered while unread")
 
 	other := b.subscriber(t, cfg)
@@ -355,9 +307,47 @@ watch:
 			t.Fatalf("an unread message was not nacked on Close: the other member got %d of %d", len(got), events)
 		}
 	}
-	want := make([]handled, len(ids))
-	for i, id := range ids {
-		want[i] = handled{id, "2"}
+	assert.Equal(t, deliveries(ids, "2"), got, "nacked in order, one delivery spent: the nak's")
+}
+
+// mostRedelivered watches the group's consumer on subject for d and
+// returns the most messages it counted redelivered meanwhile.
+func (b *bundle) mostRedelivered(t *testing.T, subject string, d time.Duration) int {
+	t.Helper()
+	end := time.After(d)
+	most := 0
+	for {
+		select {
+		case <-end:
+			return most
+		case <-time.After(pollInterval):
+			most = max(most, b.consumer(t, "g", subject).NumRedelivered)
+		}
 	}
-	assert.Equal(t, want, got, "nacked in order, one delivery spent: the nak's")
+}
+
+// requireAllAcked waits until the group has acknowledged all n events.
+func (b *bundle) requireAllAcked(t *testing.T, subject string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		info := b.consumer(t, "g", subject)
+		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == uint64(n)
+	}, waitTimeout, pollInterval, "every event acknowledged")
+}
+
+// requireNoDeadLetters checks the dead-letter stream is empty.
+func (b *bundle) requireNoDeadLetters(t *testing.T) {
+	t.Helper()
+	dead, err := ReadDeadLetters(b.js, b.dlqStream, 0, 0)
+	require.NoError(t, err)
+	assert.Empty(t, dead, "%d events dead-lettered", len(dead))
+}
+
+// deliveries is each id with the delivery count it is expected to arrive on.
+func deliveries(ids []string, delivered string) []handled {
+	out := make([]handled, len(ids))
+	for i, id := range ids {
+		out[i] = handled{id, delivered}
+	}
+	return out
 }
