@@ -15,6 +15,7 @@ import (
 
 	"github.com/arcmill/arcmill/adapters/redisstream"
 	"github.com/arcmill/arcmill/arc"
+	"github.com/arcmill/arcmill/internal/testenv"
 	"github.com/arcmill/arcmill/middleware"
 	"github.com/arcmill/arcmill/wildcard"
 )
@@ -35,9 +36,9 @@ func (l *errorCounter) With(watermill.LogFields) watermill.LoggerAdapter { retur
 func TestBreakerIgnoresTheSubscriptionsBrokerOutage(t *testing.T) {
 	t.Parallel()
 	// The broker keeps its data across the restart (an outage, not a loss).
-	broker := newRestartableRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	broker := testenv.RestartableRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	newClient := func() *redis.Client {
-		c := redis.NewClient(&redis.Options{Addr: broker.addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+		c := redis.NewClient(&redis.Options{Addr: broker.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
@@ -94,10 +95,10 @@ func TestBreakerIgnoresTheSubscriptionsBrokerOutage(t *testing.T) {
 	publish(5)
 	require.Eventually(t, func() bool { return count() == 5 }, outageTimeout, 5*time.Millisecond)
 
-	broker.stop()
+	broker.Stop()
 	require.Eventually(t, func() bool { return subLog.n.Load() >= 3 }, outageTimeout, 5*time.Millisecond,
 		"the subscriber meets its broker's outage")
-	broker.start()
+	broker.Start()
 	publish(5)
 	require.Eventually(t, func() bool { return count() == 10 }, outageTimeout, 5*time.Millisecond,
 		"every event handled after the broker is back")

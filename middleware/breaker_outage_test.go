@@ -2,9 +2,6 @@ package middleware_test
 
 import (
 	"context"
-	"net"
-	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,53 +26,6 @@ import (
 // is shared.
 const outageTimeout = 60 * time.Second
 
-// restartableRedis is a private redis-server on a fixed port, which the
-// test stops and starts again: the handler's dependency.
-type restartableRedis struct {
-	t     *testing.T
-	bin   string
-	port  int
-	dir   string
-	extra []string
-	cmd   *exec.Cmd
-}
-
-func newRestartableRedis(t *testing.T, extra ...string) *restartableRedis {
-	t.Helper()
-	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
-	bin, err := exec.LookPath("redis-server")
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	r := &restartableRedis{t: t, bin: bin, port: port, dir: t.TempDir(), extra: extra}
-	t.Cleanup(r.stop)
-	r.start()
-	return r
-}
-
-func (r *restartableRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *restartableRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command(r.bin, append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", r.dir}, r.extra...)...)
-	require.NoError(r.t, r.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
-	defer c.Close()
-	require.Eventually(r.t, func() bool { return c.Ping(context.Background()).Err() == nil },
-		outageTimeout, 10*time.Millisecond, "the private redis-server answers")
-}
-
-func (r *restartableRedis) stop() {
-	if r.cmd != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
 // instance is one process of the billing service: a wildcard router over
 // arcmill's Redis Streams subscriber, a Stack with a Breaker sharing its
 // state through Redis, and the handler "charge" whose own Redis is store.
@@ -98,8 +48,8 @@ type instance struct {
 //   - a healthy handler of another consumer group beside it keeps running.
 func TestBreakerDownstreamOutageOverRedisStreams(t *testing.T) {
 	addr := testenv.RedisAddr(t)
-	store := newRestartableRedis(t)
-	storeClient := redis.NewClient(&redis.Options{Addr: store.addr(), MaxRetries: -1,
+	store := testenv.RestartableRedis(t)
+	storeClient := redis.NewClient(&redis.Options{Addr: store.Addr(), MaxRetries: -1,
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = storeClient.Close() })
 	admin := redis.NewClient(&redis.Options{Addr: addr})
@@ -238,7 +188,7 @@ func TestBreakerDownstreamOutageOverRedisStreams(t *testing.T) {
 	publish(10)
 	require.Eventually(t, func() bool { return countOf(charged) == 10 }, outageTimeout, 5*time.Millisecond)
 
-	store.stop()
+	store.Stop()
 	const n = 100
 	publish(n)
 	require.Eventually(t, func() bool {
@@ -268,7 +218,7 @@ func TestBreakerDownstreamOutageOverRedisStreams(t *testing.T) {
 
 	// The store is back; the next cool-down's probe succeeds and closes the
 	// fleet; every event is handled.
-	store.start()
+	store.Start()
 	// Each look ends the cool-down again, standing in for time passing: a
 	// probe may still meet a connection the outage left broken.
 	require.Eventually(t, func() bool {

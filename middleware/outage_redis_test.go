@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -24,56 +22,6 @@ import (
 	"github.com/arcmill/arcmill/wildcard"
 )
 
-// downstreamRedis is a redis-server of the test's own, on a fixed free
-// loopback port, that the test stops and starts again to stage an outage
-// of a handler's dependency.
-type downstreamRedis struct {
-	t     *testing.T
-	bin   string
-	port  int
-	dir   string
-	extra []string
-	cmd   *exec.Cmd
-}
-
-func newDownstreamRedis(t *testing.T, extra ...string) *downstreamRedis {
-	t.Helper()
-	testenv.RedisAddr(t) // the shared server is up, so redis-server is installed
-	bin, err := exec.LookPath("redis-server")
-	require.NoError(t, err, "redis-server is needed for a private server (make test installs it)")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	d := &downstreamRedis{t: t, bin: bin, port: port, dir: t.TempDir(), extra: extra}
-	t.Cleanup(d.stop)
-	d.start()
-	return d
-}
-
-func (d *downstreamRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(d.port) }
-
-// start runs the server and returns once it answers.
-func (d *downstreamRedis) start() {
-	d.t.Helper()
-	d.cmd = exec.Command(d.bin, append([]string{"--port", strconv.Itoa(d.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", d.dir}, d.extra...)...)
-	require.NoError(d.t, d.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: d.addr(), MaxRetries: -1})
-	defer c.Close()
-	require.Eventually(d.t, func() bool { return c.Ping(context.Background()).Err() == nil },
-		10*time.Second, 10*time.Millisecond, "downstream redis-server answers")
-}
-
-// stop kills the server (no chance to save anything: an outage).
-func (d *downstreamRedis) stop() {
-	if d.cmd != nil {
-		_ = d.cmd.Process.Kill()
-		_ = d.cmd.Wait()
-		d.cmd = nil
-	}
-}
-
 // A handler whose own Redis goes down for a while, over real Redis
 // Streams: nothing is dead-lettered, no attempt is spent on the outage,
 // and every event is handled once the dependency is back. A failure that
@@ -81,8 +29,8 @@ func (d *downstreamRedis) stop() {
 func TestDownstreamRedisOutageBurnsNoAttempts(t *testing.T) {
 	t.Parallel()
 	addr := testenv.RedisAddr(t)
-	down := newDownstreamRedis(t)
-	store := redis.NewClient(&redis.Options{Addr: down.addr(), MaxRetries: -1,
+	down := testenv.RestartableRedis(t)
+	store := redis.NewClient(&redis.Options{Addr: down.Addr(), MaxRetries: -1,
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = store.Close() })
 
@@ -146,7 +94,7 @@ func TestDownstreamRedisOutageBurnsNoAttempts(t *testing.T) {
 		return ev.Meta.ID
 	}
 
-	down.stop()
+	down.Stop()
 	const n = 20
 	for range n {
 		publish("billing.charge")
@@ -156,7 +104,7 @@ func TestDownstreamRedisOutageBurnsNoAttempts(t *testing.T) {
 	require.Eventually(t, func() bool { return stack.Retry.OutageWaits() >= 5*(maxRetries+1) },
 		30*time.Second, pollInterval, "the handler meets the outage")
 	assert.Zero(t, stack.Retry.Retried(), "no attempt spent on the outage")
-	down.start()
+	down.Start()
 
 	require.Eventually(t, func() bool {
 		got, err := store.SCard(context.Background(), "charged").Result()
@@ -189,9 +137,9 @@ func TestDownstreamRedisOutageBurnsNoAttempts(t *testing.T) {
 func TestRealServersOutageErrorsAreTransportErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	primary := newDownstreamRedis(t)
-	replica := newDownstreamRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
-	rc := redis.NewClient(&redis.Options{Addr: replica.addr(), MaxRetries: -1})
+	primary := testenv.RestartableRedis(t)
+	replica := testenv.RestartableRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rc.Close() })
 	readonly := rc.Set(ctx, "k", "v", 0).Err()
 	require.Error(t, readonly)
@@ -199,12 +147,12 @@ func TestRealServersOutageErrorsAreTransportErrors(t *testing.T) {
 	readonlyList := rc.LPush(ctx, "k", "v").Err() // READONLY too: a replica takes no write at all
 	assert.True(t, IsTransportError(readonlyList), "%v", readonlyList)
 
-	pc := redis.NewClient(&redis.Options{Addr: primary.addr(), MaxRetries: -1})
+	pc := redis.NewClient(&redis.Options{Addr: primary.Addr(), MaxRetries: -1})
 	require.NoError(t, pc.Set(ctx, "k", "v", 0).Err())
 	notTransport := pc.LPush(ctx, "k", "v").Err() // WRONGTYPE: the command's fault
 	require.Error(t, notTransport)
 	assert.False(t, IsTransportError(notTransport), "%v", notTransport)
-	primary.stop()
+	primary.Stop()
 	refused := pc.Get(ctx, "k").Err()
 	require.Error(t, refused)
 	assert.True(t, IsTransportError(refused), "%v", refused)
@@ -217,7 +165,7 @@ func TestRealServersOutageErrorsAreTransportErrors(t *testing.T) {
 	nc.Close()
 	natsClosed := nc.Publish("arcmill.test", []byte("x"))
 	assert.True(t, IsTransportError(natsClosed), "%v", natsClosed)
-	_, err = nats.Connect("nats://"+primary.addr(), nats.MaxReconnects(0), nats.Timeout(time.Second))
+	_, err = nats.Connect("nats://"+primary.Addr(), nats.MaxReconnects(0), nats.Timeout(time.Second))
 	require.Error(t, err)
 	assert.True(t, IsTransportError(err), "%v", err)
 }

@@ -19,6 +19,25 @@ import (
 // server's other clients never feel it.
 func PrivateRedis(t testing.TB, extra ...string) (addr string, kill func()) {
 	t.Helper()
+	r := RestartableRedis(t, extra...)
+	return r.Addr(), r.Stop
+}
+
+// Redis is a private redis-server (RestartableRedis) that a test can stop
+// and start again on the same port and directory, to stage an outage.
+type Redis struct {
+	t     testing.TB
+	bin   string
+	port  int
+	dir   string
+	extra []string
+	cmd   *exec.Cmd
+}
+
+// RestartableRedis starts a private redis-server on a free loopback port,
+// without persistence unless extra says otherwise; cleanup stops it.
+func RestartableRedis(t testing.TB, extra ...string) *Redis {
+	t.Helper()
 	RedisAddr(t) // the shared server is up, so redis-server is installed
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -32,23 +51,37 @@ func PrivateRedis(t testing.TB, extra ...string) (addr string, kill func()) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", t.TempDir()}, extra...)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	r := &Redis{t: t, bin: bin, port: port, dir: t.TempDir(), extra: extra}
+	t.Cleanup(r.Stop)
+	r.Start()
+	return r
+}
+
+// Addr is the server's address.
+func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+// Port is the server's port.
+func (r *Redis) Port() int { return r.port }
+
+// Start runs the server and returns once it answers.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir}, r.extra...)...)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
 	}
-	killed := false
-	kill = func() {
-		if !killed {
-			killed = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
+	waitFor(r.t, r.Addr(), "private redis-server", func(c *redis.Client) bool { return c.Ping(context.Background()).Err() == nil })
+}
+
+// Stop kills the server (SIGKILL: nothing saved beyond what its
+// persistence already wrote); idempotent.
+func (r *Redis) Stop() {
+	if r.cmd != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
 	}
-	t.Cleanup(kill)
-	addr = "127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, addr, "private redis-server", func(c *redis.Client) bool { return c.Ping(context.Background()).Err() == nil })
-	return addr, kill
 }
 
 // RedisReplica starts a private replica of primary and waits until its
