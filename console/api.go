@@ -15,6 +15,11 @@ const maxBody = 1 << 20
 // maxPageLimit caps a page's limit= query.
 const maxPageLimit = 1000
 
+// maxPageOffset caps a page's offset, whether given as offset= or page=:
+// far beyond any listing, and small enough that offset+limit and
+// (page-1)*limit never overflow an int.
+const maxPageOffset = 1 << 30
+
 // paging reads offset and limit (or page) from the query.
 func (c *Console) paging(r *http.Request) (offset, limit int) {
 	return pagingOf(r, c.cfg.PageSize)
@@ -29,10 +34,14 @@ func pagingOf(r *http.Request, def int) (offset, limit int) {
 		limit = min(n, maxPageLimit)
 	}
 	if n, err := strconv.Atoi(q.Get("offset")); err == nil && n > 0 {
-		offset = n
+		offset = min(n, maxPageOffset)
 	}
 	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 1 {
-		offset = (n - 1) * limit
+		// Divide rather than multiply: page=9223372036854775807 must not wrap.
+		offset = maxPageOffset
+		if n-1 <= maxPageOffset/limit {
+			offset = (n - 1) * limit
+		}
 	}
 	return offset, limit
 }

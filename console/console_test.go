@@ -346,6 +346,13 @@ func TestGroupsByCauseFilterAndPage(t *testing.T) {
 	assert.Len(t, lr.Letters, 1)
 	require.Equal(t, http.StatusOK, cl.getJSON("/api/letters?limit=100", &lr))
 	assert.Len(t, lr.Letters, 14)
+	for _, q := range []string{"page=9223372036854775807", "offset=9223372036854775807&limit=1000"} {
+		require.Equal(t, http.StatusOK, cl.getJSON("/api/letters?"+q, &lr), q)
+		assert.Empty(t, lr.Letters, q)
+		assert.Positive(t, lr.Offset, q)
+		status, _ := cl.do(http.MethodGet, "/letters?"+q, "", "", map[string]string{"Accept": "text/html"})
+		assert.Equal(t, http.StatusOK, status, q)
+	}
 }
 
 func TestLetterDetailRedactsUnlessExposed(t *testing.T) {

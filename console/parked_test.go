@@ -213,4 +213,15 @@ func TestParkedPaged(t *testing.T) {
 	page = html("/parked?handler=ship&limit=20&page=9")
 	assert.Contains(t, page, "No key on this page.")
 	assert.Contains(t, page, `rel="prev" href="?handler=ship&amp;limit=20&amp;page=3"`, "back to the last page")
+
+	// Pages and offsets beyond any listing are empty pages, not a wrapped
+	// negative offset.
+	for _, q := range []string{"page=9223372036854775807", "page=4611686018427387904&limit=2",
+		"offset=9223372036854775807", "offset=9223372036854775807&limit=1000"} {
+		require.Equal(t, http.StatusOK, reader.getJSON("/api/parked?"+q, &resp), q)
+		assert.Empty(t, resp.Sequences, q)
+		assert.EqualValues(t, 115, resp.Total, q)
+		assert.Positive(t, resp.Offset, q)
+		assert.Contains(t, html("/parked?"+q), "No key on this page.", q)
+	}
 }
