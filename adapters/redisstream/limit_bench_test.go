@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -101,17 +102,78 @@ func routerConsume(b *testing.B, sub message.Subscriber, stream string, n int, m
 	return elapsed
 }
 
+// outsideConsume is a probe, not a product path: it gives the wildcard
+// router's dispatch of one no-op Arc handler on "order.*" (the Watermill
+// handler func wildcard registers, taken from message.Router.Handlers; the
+// message.Router never runs) the messages of sub, read directly as the
+// wildcard source reads a KeyOrderedSubscriber, from workers goroutines
+// that ack or nack each message as Watermill's handleMessage does. It
+// returns the time until n events are handled, subscription included.
+func outsideConsume(b *testing.B, sub message.Subscriber, stream string, n, workers int) time.Duration {
+	ko, ok := sub.(wildcard.KeyOrderedSubscriber)
+	require.True(b, ok && ko.OrdersByPartitionKey(), "the source reads only a KeyOrderedSubscriber directly")
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	require.NoError(b, err)
+	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	require.NoError(b, err)
+	var handled atomic.Int64
+	done := make(chan struct{})
+	_, err = events.Handle(wildcard.HandlerConfig{Name: "noop", Subscriber: sub, Topic: stream,
+		Patterns: []string{"order.*"}}, func(context.Context, arc.Event) error {
+		if handled.Add(1) == int64(n) {
+			close(done)
+		}
+		return nil
+	})
+	require.NoError(b, err)
+	handlers := router.Handlers()
+	require.Len(b, handlers, 1)
+	var dispatch message.HandlerFunc
+	for _, h := range handlers {
+		dispatch = h
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	in, err := sub.Subscribe(ctx, stream)
+	require.NoError(b, err)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for m := range in {
+				if _, err := dispatch(m); err != nil {
+					m.Nack()
+				} else {
+					m.Ack()
+				}
+			}
+		})
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("handled %d of %d", handled.Load(), n)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	_ = sub.Close()
+	wg.Wait()
+	return elapsed
+}
+
 // BenchmarkConsumeLimit measures the consumer against its physical limit,
 // in one run: the raw go-redis loop (rawConsume), arcmill as a user gets
 // it (the ArcSubscriber preset and wildcard.Config{}, one no-op Arc
 // handler), the same under middleware.NewStack, and watermill-redisstream's
-// default subscriber (Arc's layout, the same router), each over its own
+// default subscriber (Arc's layout, the same router), and a probe
+// (outsideConsume: the defaults' subscriber, the wildcard dispatch called
+// by DefaultMaxInFlight workers outside message.Router), each over its own
 // group of one stream of Arc events. Every round runs each case once, in a
 // rotating order; a ratio is the median of the rounds' ratios.
 //
 // of_raw is arcmill's events/s over the raw loop's (targets: ≥ 0.70,
 // ≥ 0.60 under NewStack); x_watermill is arcmill's over Watermill's
-// default (target ≥ 12).
+// default (target ≥ 12); outside_of_raw and outside_of_default are the
+// probe's, which bound what bypassing message.Router could gain.
 //
 //	go test -run '^$' -bench BenchmarkConsumeLimit -benchtime 1x ./adapters/redisstream
 func BenchmarkConsumeLimit(b *testing.B) {
@@ -144,10 +206,21 @@ func BenchmarkConsumeLimit(b *testing.B) {
 		defer sub.Close()
 		return routerConsume(b, sub, stream, nWatermill, nil)
 	}
+	// The defaults' subscriber; message.Router would run one goroutine per
+	// message, at most MaxInFlight (the preset leaves DefaultMaxInFlight).
+	outside := func(stream, group string) time.Duration {
+		client := redis.NewClient(&redis.Options{Addr: addr})
+		cfg := ArcSubscriber(client, group, true)
+		cfg.CloseClient = true
+		sub, err := NewSubscriber(cfg)
+		require.NoError(b, err)
+		defer sub.Close()
+		return outsideConsume(b, sub, stream, n, DefaultMaxInFlight)
+	}
 
 	// ARCMILL_BENCH_ONLY runs one case, for profiling it alone.
-	only, names := os.Getenv("ARCMILL_BENCH_ONLY"), []string{"raw", "default", "stack", "watermill"}
-	type rates struct{ raw, def, stack, wm float64 }
+	only, names := os.Getenv("ARCMILL_BENCH_ONLY"), []string{"raw", "default", "stack", "watermill", "outside"}
+	type rates struct{ raw, def, stack, wm, out float64 }
 	// The process's CPU per event of each case, which a loaded machine
 	// disturbs less than wall time.
 	cpu := map[string]time.Duration{}
@@ -178,6 +251,7 @@ func BenchmarkConsumeLimit(b *testing.B) {
 				func() {
 					r.wm = float64(nWatermill) / watermillDefault(stream, fmt.Sprint("watermill-", round)).Seconds()
 				},
+				func() { r.out = float64(n) / outside(stream, fmt.Sprint("outside-", round)).Seconds() },
 			}
 			for i := range cases {
 				if c := (i + round) % len(cases); only == "" || only == names[c] {
@@ -210,8 +284,11 @@ func BenchmarkConsumeLimit(b *testing.B) {
 	b.ReportMetric(median(func(r rates) float64 { return r.def }), "default_events/s")
 	b.ReportMetric(median(func(r rates) float64 { return r.stack }), "stack_events/s")
 	b.ReportMetric(median(func(r rates) float64 { return r.wm }), "watermill_events/s")
+	b.ReportMetric(median(func(r rates) float64 { return r.out }), "outside_events/s")
 	b.ReportMetric(median(func(r rates) float64 { return r.def / r.raw }), "default_of_raw")
 	b.ReportMetric(median(func(r rates) float64 { return r.stack / r.raw }), "stack_of_raw")
 	b.ReportMetric(median(func(r rates) float64 { return r.def / r.wm }), "default_x_watermill")
 	b.ReportMetric(median(func(r rates) float64 { return r.stack / r.wm }), "stack_x_watermill")
+	b.ReportMetric(median(func(r rates) float64 { return r.out / r.raw }), "outside_of_raw")
+	b.ReportMetric(median(func(r rates) float64 { return r.out / r.def }), "outside_of_default")
 }
