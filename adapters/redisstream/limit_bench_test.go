@@ -76,9 +76,23 @@ func rawConsume(b *testing.B, addr, stream, group string, n int) time.Duration {
 // handler on "order.*" (with mw as its middleware) over sub until n events
 // are handled, and returns the time it took, subscription included.
 func routerConsume(b *testing.B, sub message.Subscriber, stream string, n int, mw []message.HandlerMiddleware) time.Duration {
+	_, events, wait := noopRouter(b, sub, stream, n, mw)
+	start := time.Now()
+	go func() { _ = events.Run(context.Background()) }()
+	wait()
+	elapsed := time.Since(start)
+	_ = events.Close()
+	return elapsed
+}
+
+// noopRouter builds, without running it, a wildcard router with its
+// defaults and one no-op Arc handler on "order.*" (with mw as its
+// middleware) over sub; wait returns once n events are handled.
+func noopRouter(b *testing.B, sub message.Subscriber, stream string, n int,
+	mw []message.HandlerMiddleware) (router *message.Router, events *wildcard.Router, wait func()) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
 	require.NoError(b, err)
-	events, err := wildcard.NewRouter(router, wildcard.Config{})
+	events, err = wildcard.NewRouter(router, wildcard.Config{})
 	require.NoError(b, err)
 	var handled atomic.Int64
 	done := make(chan struct{})
@@ -90,16 +104,13 @@ func routerConsume(b *testing.B, sub message.Subscriber, stream string, n int, m
 		return nil
 	})
 	require.NoError(b, err)
-	start := time.Now()
-	go func() { _ = events.Run(context.Background()) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("handled %d of %d", handled.Load(), n)
+	return router, events, func() {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("handled %d of %d", handled.Load(), n)
+		}
 	}
-	elapsed := time.Since(start)
-	_ = events.Close()
-	return elapsed
 }
 
 // outsideConsume is a probe, not a product path: it gives the wildcard
@@ -112,20 +123,7 @@ func routerConsume(b *testing.B, sub message.Subscriber, stream string, n int, m
 func outsideConsume(b *testing.B, sub message.Subscriber, stream string, n, workers int) time.Duration {
 	ko, ok := sub.(wildcard.KeyOrderedSubscriber)
 	require.True(b, ok && ko.OrdersByPartitionKey(), "the source reads only a KeyOrderedSubscriber directly")
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
-	require.NoError(b, err)
-	events, err := wildcard.NewRouter(router, wildcard.Config{})
-	require.NoError(b, err)
-	var handled atomic.Int64
-	done := make(chan struct{})
-	_, err = events.Handle(wildcard.HandlerConfig{Name: "noop", Subscriber: sub, Topic: stream,
-		Patterns: []string{"order.*"}}, func(context.Context, arc.Event) error {
-		if handled.Add(1) == int64(n) {
-			close(done)
-		}
-		return nil
-	})
-	require.NoError(b, err)
+	router, _, wait := noopRouter(b, sub, stream, n, nil)
 	handlers := router.Handlers()
 	require.Len(b, handlers, 1)
 	var dispatch message.HandlerFunc
@@ -148,11 +146,7 @@ func outsideConsume(b *testing.B, sub message.Subscriber, stream string, n, work
 			}
 		})
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("handled %d of %d", handled.Load(), n)
-	}
+	wait()
 	elapsed := time.Since(start)
 	cancel()
 	_ = sub.Close()
