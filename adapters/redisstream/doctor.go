@@ -48,12 +48,26 @@ func (r ServerReport) Risky() bool {
 // acknowledged writes on a crash) and its replicas (without one, a lost
 // machine loses everything). `arcmill doctor` prints it. On a
 // *redis.ClusterClient it checks every node, and the cluster itself (see
-// checkCluster).
+// checkCluster); on one node of a cluster it says that only that node was
+// checked (a cluster_enabled finding, not a risk).
 func CheckServer(ctx context.Context, client redis.UniversalClient) (ServerReport, error) {
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		return checkCluster(ctx, cc)
 	}
-	return checkNode(ctx, client, true)
+	r, err := checkNode(ctx, client, true)
+	if err == nil && clusterEnabled(ctx, client) {
+		r.Findings = append(r.Findings, Finding{Setting: "cluster_enabled", Value: "1",
+			Advice: "this server is one node of a Redis Cluster and only it was checked: check every node " +
+				"(arcmill doctor --redis-cluster, or CheckServer with a *redis.ClusterClient)"})
+	}
+	return r, err
+}
+
+// clusterEnabled tells whether the server is a Redis Cluster node. A server
+// that refuses INFO cluster (some managed ones) is taken as not one.
+func clusterEnabled(ctx context.Context, client redis.Cmdable) bool {
+	info, err := client.Info(ctx, "cluster").Result()
+	return err == nil && strings.Contains(info, "cluster_enabled:1")
 }
 
 // checkNode is CheckServer on one server; a replica (primary false) has no

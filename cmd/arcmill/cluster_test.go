@@ -55,8 +55,17 @@ func TestCLI_OnARedisCluster(t *testing.T) {
 		}
 		assert.Len(t, regexp.MustCompile(`ok +replicas +1 `).FindAllString(r.stdout, -1), 3,
 			"each primary's replica counted on that primary:\n%s", r.stdout)
+		assert.True(t, strings.HasPrefix(r.stdout, "Redis Cluster "), "one 'Redis' in the heading:\n%s", r.stdout)
+		assert.NotContains(t, r.stdout, "cluster_enabled", "every node was checked")
 		j := cli("", "doctor", "--format", "json")
 		assert.Contains(t, j.stdout, `"node":"cluster"`)
+
+		// One node of the cluster, without --redis-cluster: says that only it
+		// was checked.
+		one := runBinary(t, nil, nil, "doctor", "--redis", c.Primaries()[0], "--format", "text")
+		assert.Equal(t, exitFailure, one.code, one.stdout+one.stderr)
+		assert.True(t, strings.HasPrefix(one.stdout, "Redis at "), one.stdout)
+		assert.Regexp(t, `ok +cluster_enabled +1 +this server is one node of a Redis Cluster .*--redis-cluster`, one.stdout)
 	})
 
 	t.Run("publish and tail", func(t *testing.T) {

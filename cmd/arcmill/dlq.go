@@ -58,6 +58,10 @@ Examples:
   arcmill dlq parked --handler ship
   arcmill dlq parked --offset 1000 --limit 100
   arcmill dlq release order-42 --handler ship
+  arcmill dlq discard order-43 --handler ship
+  arcmill dlq purge --id 4f0c…  --outbox --dsn postgres://…
+  arcmill dlq list --outbox --dsn file:shop.db --format json
+  arcmill dlq list --nats nats://127.0.0.1:4222 --nats-stream ARC_DEAD_LETTERS
 
 Redrive trims the target stream as it is trimmed, per --trim: "auto" (the
 default) trims Arc's stream arc:events to MAXLEN ~ 10000 as Arc's publish
@@ -66,9 +70,6 @@ trims to MAXLEN ~ N; "safe" runs SafeTrim on each target afterwards (only
 what every group is done with); "none" never trims. A dead letter of an
 entry that could not be read is put back as its original fields, byte for
 byte.
-  arcmill dlq purge --id 4f0c…  --outbox --dsn postgres://…
-  arcmill dlq list --outbox --dsn file:shop.db --format json
-  arcmill dlq list --nats nats://127.0.0.1:4222 --nats-stream ARC_DEAD_LETTERS
 `
 
 // dlqOpts are the flags of every dlq subcommand.

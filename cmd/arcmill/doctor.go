@@ -69,7 +69,7 @@ func doctorCmd(ctx context.Context, e env, args []string) error {
 		findings = append(findings, m)
 	}
 	err = p.value(map[string]any{"server": r.describe(), "atRisk": report.Risky(), "findings": findings}, func(w io.Writer) {
-		fmt.Fprintf(w, "Redis %s\n", r.describe())
+		fmt.Fprintln(w, r.describe())
 		node, width := "", 17
 		for _, f := range report.Findings {
 			width = max(width, len(f.Setting))

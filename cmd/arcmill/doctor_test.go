@@ -24,6 +24,8 @@ func TestDoctor_TellsARiskyServerFromACarefulOne(t *testing.T) {
 		assert.Contains(t, r.stdout, want)
 	}
 	assert.Contains(t, r.stderr, "can lose acknowledged events")
+	assert.True(t, strings.HasPrefix(r.stdout, "Redis at 127.0.0.1:"), r.stdout)
+	assert.NotContains(t, r.stdout, "cluster_enabled", "not a cluster node")
 
 	careful := startRedisServer(t, "--port", "{port}", "--appendonly", "yes", "--appendfsync", "always")
 	startRedisServer(t, "--port", "{port}", "--replicaof", "127.0.0.1", strconv.Itoa(careful))

@@ -230,7 +230,7 @@ func (r *redisFlags) describe() string {
 	}
 	switch {
 	case r.sentinelMaster != "":
-		return fmt.Sprintf("master %q via Sentinel %s", r.sentinelMaster, target)
+		return fmt.Sprintf("Redis master %q via Sentinel %s", r.sentinelMaster, target)
 	case r.cluster:
 		return "Redis Cluster " + target
 	}
