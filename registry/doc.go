@@ -67,7 +67,14 @@
 //     more (regular-language inclusion is not computed), as in Confluent;
 //   - a property removed under a reader whose patternProperties would
 //     accept it is still reported;
-//   - schemas nested deeper than 64 levels are reported, not walked.
+//   - schemas nested deeper than 64 levels are reported, not walked;
+//   - the work of one comparison is bounded (2^18 steps, 1,000 changes):
+//     local $refs make a schema a graph with exponentially many paths, and
+//     anyOf branches are compared pairwise, so a hostile or huge pair of
+//     schemas stops there and the rest is reported as
+//     UNCHECKED_TOO_COMPLEX, with the pointer where it stopped.
+//
+// Identical schemas are compatible under every mode, however deep or large.
 //
 // Local $refs (#, #/$defs/…) are followed, recursive ones included.
 // Keywords that never change which payloads are valid (title,
