@@ -33,7 +33,7 @@ read old data), FORWARD (consumers on the old schema read new data), FULL
 every earlier version), NONE.
 
 Exits 0 when nothing breaks, 1 when something does, 2 when a file is not a
-catalog (or bad usage), 3 when a file does not exist.
+catalog, is larger than 32 MiB (or bad usage), 3 when a file does not exist.
 
 Examples:
   arcmill schema check main/catalog.json catalog.json
@@ -89,15 +89,30 @@ func schemaCmd(_ context.Context, e env, args []string) error {
 	return nil
 }
 
+// maxCatalogBytes bounds a catalog file: the files are foreign input, and
+// a catalog of thousands of events is a few MiB.
+const maxCatalogBytes = 32 << 20
+
 // readCatalog reads a catalog file: a missing file is errNotFound (exit
-// 3), a file that is not a catalog a usage error (exit 2).
+// 3), a file that is not a catalog, or larger than maxCatalogBytes, a
+// usage error (exit 2).
 func readCatalog(path string) ([]registry.Definition, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s: no such file", errNotFound, path)
 	}
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	// Read at most one byte past the bound, whatever the file claims to be
+	// (a pipe or a growing file has no useful size).
+	data, err := io.ReadAll(io.LimitReader(f, maxCatalogBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxCatalogBytes {
+		return nil, usageErr("%s: larger than %d MiB, refused as a catalog", path, maxCatalogBytes>>20)
 	}
 	defs, err := registry.ParseCatalog(data)
 	if err != nil {

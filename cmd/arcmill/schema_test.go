@@ -123,3 +123,21 @@ func TestSchemaCheck_ExitCodes(t *testing.T) {
 	assert.Contains(t, r.stdout, "Examples:")
 	assert.Contains(t, r.stdout, "--mode")
 }
+
+// A catalog file is foreign input: one larger than the bound is refused
+// before it is read whole.
+func TestSchemaCheck_FileTooLarge(t *testing.T) {
+	t.Parallel()
+	good := writeFile(t, "good.json", catalogV1)
+	big := writeFile(t, "big.json", catalogV1)
+	require.NoError(t, os.Truncate(big, maxCatalogBytes+1)) // sparse: cheap to make
+	r := schemaCheck(t, good, big)
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "big.json: larger than 32 MiB, refused as a catalog")
+
+	// At the bound exactly, the file is read (and here, not JSON).
+	require.NoError(t, os.Truncate(big, maxCatalogBytes))
+	r = schemaCheck(t, good, big)
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "not a catalog")
+}
