@@ -26,8 +26,9 @@ var ErrInvalidCatalog = errors.New("registry: not a catalog")
 //     payload the schema (a Multi Format Schema object's schema, a $ref to
 //     components.schemas followed). Registry.AsyncAPI writes this shape.
 //
-// `arc describe`'s eventCatalog lists field names, not schemas, and is
-// refused.
+// A definition without a name or with a negative version is refused, as
+// Register refuses it. `arc describe`'s eventCatalog lists field names,
+// not schemas, and is refused.
 func ParseCatalog(data []byte) ([]Definition, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) > 0 && data[0] == '[' {
@@ -50,6 +51,9 @@ func ParseCatalog(data []byte) ([]Definition, error) {
 			}
 			d := Definition{Name: e.Name, Version: e.Version, Description: e.Description, Schema: e.Schema}
 			d.setDefaults()
+			if err := d.Validate(); err != nil {
+				return nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidCatalog, i, err)
+			}
 			out = append(out, d)
 		}
 		return out, nil
@@ -106,6 +110,9 @@ func parseAsyncAPI(data []byte) ([]Definition, error) {
 		}
 		d := Definition{Name: name, Version: m.Version, Description: m.Summary, Schema: payload}
 		d.setDefaults()
+		if err := d.Validate(); err != nil { // an empty key and no name, a negative version
+			return fmt.Errorf("%w: message %q: %v", ErrInvalidCatalog, key, err)
+		}
 		out = append(out, d)
 		return nil
 	}

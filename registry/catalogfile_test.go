@@ -55,6 +55,10 @@ func TestParseCatalogAsyncAPIForms(t *testing.T) {
 	assert.JSONEq(t, `{"type":"string"}`, string(defs[1].Schema))
 
 	for _, bad := range []string{`{"eventCatalog":[]}`, `{"openapi":"3.1.0"}`, `{"asyncapi":"2.6.0"}`, `[{"version":1}]`, `nope`,
+		`[{"name":"a","version":-1}]`, `{"asyncapi":"3.0.0","components":{"messages":{"m":{"name":"a","x-arc-version":-2}}}}`,
+		// Found by FuzzParseCatalog: a message keyed "" without a name
+		// became a definition without a name.
+		`{"asyncapi":"3.","ChAnnels":{"":{"messAges":{"":{}}}}}`,
 		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"payload":{"$ref":"#/components/schemas/missing"}}}}}`} {
 		_, err := ParseCatalog([]byte(bad))
 		assert.ErrorIs(t, err, ErrInvalidCatalog, bad)
