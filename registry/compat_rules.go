@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,6 +79,9 @@ var annotations = map[string]bool{
 	"deprecated": true, "readOnly": true, "writeOnly": true, "$schema": true, "$id": true,
 	"$anchor": true, "$dynamicAnchor": true, "$defs": true, "definitions": true, "format": true,
 	"contentMediaType": true, "contentEncoding": true, "contentSchema": true, "$vocabulary": true,
+	// Not a keyword: where ParseCatalog keeps the AsyncAPI schemas a
+	// payload refers to.
+	"components": true,
 }
 
 // handled are the keywords the rules below compare; every other keyword
@@ -211,7 +215,7 @@ func (c *comparer) resolve(root, s any, p string) (any, string) {
 		return s, ""
 	}
 	c.charge(1+len(ref)/32, p)
-	target, ok := pointerGet(root, strings.TrimPrefix(ref, "#"))
+	target, ok := pointerGet(root, fragment(ref))
 	if !ok {
 		return s, ""
 	}
@@ -224,7 +228,7 @@ func (c *comparer) resolve(root, s any, p string) (any, string) {
 		if !isRef || !strings.HasPrefix(next, "#") || !c.charge(1+len(next)/32+len(tm), p) {
 			break
 		}
-		t, found := pointerGet(root, strings.TrimPrefix(next, "#"))
+		t, found := pointerGet(root, fragment(next))
 		if !found {
 			break
 		}
@@ -245,6 +249,16 @@ func (c *comparer) resolve(root, s any, p string) (any, string) {
 		}
 	}
 	return out, ref
+}
+
+// fragment is the JSON Pointer of a local $ref: the URI fragment,
+// percent-decoded ("#/$defs/a%20b" is "/$defs/a b").
+func fragment(ref string) string {
+	f := strings.TrimPrefix(ref, "#")
+	if u, err := url.PathUnescape(f); err == nil {
+		return u
+	}
+	return f
 }
 
 // pointerGet follows a JSON Pointer in a decoded document.

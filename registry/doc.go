@@ -79,7 +79,9 @@
 // Local $refs (#, #/$defs/…) are followed, recursive ones included.
 // Keywords that never change which payloads are valid (title,
 // description, default, examples, format, which 2020-12 makes an
-// annotation and the validator does not assert, x-…) are ignored.
+// annotation and the validator does not assert, x-…, and components,
+// where ParseCatalog keeps the AsyncAPI schemas a payload refers to) are
+// ignored.
 //
 // One rule is deliberately not conservative: adding an optional property
 // to an open object (no additionalProperties) is compatible, as the
