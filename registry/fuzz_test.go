@@ -164,3 +164,71 @@ func FuzzParseCatalog(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAsyncAPIRefs builds an AsyncAPI document around a foreign payload
+// and components.schemas: the $refs into components that ParseCatalog
+// follows must end, and every one left in a payload must resolve in it.
+func FuzzAsyncAPIRefs(f *testing.F) {
+	f.Add(`{"$ref":"#/components/schemas/A"}`, `{"A":{"type":"object","properties":{"b":{"$ref":"#/components/schemas/B"}}},"B":{"type":"string"}}`)
+	f.Add(`{"$ref":"#/components/schemas/A"}`, `{"A":{"$ref":"#/components/schemas/A"}}`)
+	f.Add(`{"items":{"$ref":"#/components/schemas/a~1b/items"}}`, `{"a/b":{"items":{"$ref":"#/components/schemas/c%20d"}},"c d":{"enum":[1]}}`)
+	f.Add(`{"schemaFormat":"application/schema+json","schema":{"$ref":"#/components/schemas/A"}}`, `{"A":true}`)
+	f.Add(`{"$ref":"#/components/schemas/missing"}`, `{}`)
+	f.Add(`{"components":{},"$ref":"#/components/schemas/A"}`, `{"A":{}}`)
+	f.Fuzz(func(t *testing.T, payload, schemas string) {
+		doc := []byte(`{"asyncapi":"3.0.0","components":{"messages":{"m":{"name":"m","payload":` + payload + `},
+			"n":{"name":"m","x-arc-version":2,"payload":` + payload + `}},"schemas":` + schemas + `}}`)
+		if !json.Valid(doc) {
+			return
+		}
+		defs, err := ParseCatalog(doc)
+		again, err2 := ParseCatalog(doc)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(defs, again) {
+			t.Fatalf("two runs differ: %v %v", err, err2)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCatalog) {
+				t.Fatalf("error does not wrap ErrInvalidCatalog: %v", err)
+			}
+			return
+		}
+		for _, d := range defs {
+			var root any
+			if len(d.Schema) == 0 {
+				continue
+			}
+			if err := json.Unmarshal(d.Schema, &root); err != nil {
+				t.Fatalf("schema is not JSON: %v", err)
+			}
+			var walk func(v any)
+			walk = func(v any) {
+				switch x := v.(type) {
+				case map[string]any:
+					if ref, ok := x["$ref"].(string); ok {
+						// The schema it names is kept (the rest of the
+						// pointer is the document's own business).
+						if name, isComponent := componentName(ref); isComponent {
+							if _, ok := pointerGet(root, "/components/schemas/"+escape(name)); !ok {
+								t.Fatalf("$ref %q does not resolve in %s", ref, d.Schema)
+							}
+						}
+					}
+					for _, v := range x {
+						walk(v)
+					}
+				case []any:
+					for _, v := range x {
+						walk(v)
+					}
+				}
+			}
+			walk(root)
+		}
+		if len(defs) == 2 {
+			checkResult(t, Check(CompatFullTransitive, defs[1], defs[:1]))
+			if err := Check(CompatFull, defs[1], []Definition{{Name: "m", Version: 1, Schema: defs[1].Schema}}); err != nil {
+				t.Fatalf("a payload breaks itself: %v", err)
+			}
+		}
+	})
+}
