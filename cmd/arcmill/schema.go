@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/arcmill/arcmill/registry"
 )
@@ -32,8 +33,12 @@ read old data), FORWARD (consumers on the old schema read new data), FULL
 (both), BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE, FULL_TRANSITIVE (against
 every earlier version), NONE.
 
+Foreign files are bounded: a file larger than 32 MiB is refused, and so are
+catalogs that need more than 100,000 comparisons of two versions (a
+transitive mode compares each version with every earlier one).
+
 Exits 0 when nothing breaks, 1 when something does, 2 when a file is not a
-catalog, is larger than 32 MiB (or bad usage), 3 when a file does not exist.
+catalog or exceeds a bound (or bad usage), 3 when a file does not exist.
 
 Examples:
   arcmill schema check main/catalog.json catalog.json
@@ -154,6 +159,23 @@ func (r schemaReport) text(w io.Writer) {
 	}
 }
 
+// maxVersionPairs bounds the versions compared in one schema check: a
+// transitive mode compares each version with every earlier one, so an
+// event with thousands of versions costs millions of comparisons (4,000
+// took two minutes).
+const maxVersionPairs = 100_000
+
+// versionPairs is how many earlier versions Check compares next with.
+func versionPairs(mode registry.Compatibility, earlier []registry.Definition) int {
+	if mode == registry.CompatNone || len(earlier) == 0 {
+		return 0
+	}
+	if strings.HasSuffix(string(mode), "_TRANSITIVE") {
+		return len(earlier)
+	}
+	return 1
+}
+
 // compareCatalogs checks every version NEW adds or changes against the
 // versions before it, as Register would have.
 func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.Definition) (schemaReport, error) {
@@ -169,6 +191,7 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 		return out
 	}
 	oldBy, newBy := byName(oldDefs), byName(newDefs)
+	pairs := 0
 	for _, name := range slices.Sorted(maps.Keys(oldBy)) {
 		if newBy[name] == nil {
 			report.Notes = append(report.Notes, fmt.Sprintf("event %s is not in the new catalog", name))
@@ -208,6 +231,9 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 						earlier = append(earlier, d)
 					}
 				}
+			}
+			if pairs += versionPairs(mode, earlier); pairs > maxVersionPairs {
+				return report, usageErr("under %s the catalogs need more than %d comparisons of two versions; check a non-transitive mode or fewer versions", mode, maxVersionPairs)
 			}
 			report.Checked++
 			err := registry.Check(mode, next, earlier)
