@@ -165,17 +165,6 @@ func (r schemaReport) text(w io.Writer) {
 // took two minutes).
 const maxVersionPairs = 100_000
 
-// versionPairs is how many earlier versions Check compares next with.
-func versionPairs(mode registry.Compatibility, earlier []registry.Definition) int {
-	if mode == registry.CompatNone || len(earlier) == 0 {
-		return 0
-	}
-	if strings.HasSuffix(string(mode), "_TRANSITIVE") {
-		return len(earlier)
-	}
-	return 1
-}
-
 // compareCatalogs checks every version NEW adds or changes against the
 // versions before it, as Register would have.
 func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.Definition) (schemaReport, error) {
@@ -203,11 +192,32 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 			}
 		}
 	}
+	// The earlier versions of each version to check, as sorted version
+	// lists cut at it: a version's are OLD's below it (at or below, for a
+	// version edited in place) and NEW's below it that OLD lacks. Only
+	// the latest of them, unless the mode is transitive.
+	transitive := strings.HasSuffix(string(mode), "_TRANSITIVE")
+	type job struct {
+		name    string
+		v       int
+		next    registry.Definition
+		earlier []int // OLD's versions, then NEW's
+		nOld    int
+	}
+	var jobs []job
 	for _, name := range slices.Sorted(maps.Keys(newBy)) {
+		oldVers := slices.Sorted(maps.Keys(oldBy[name]))
+		var newOnly []int
+		for _, v := range slices.Sorted(maps.Keys(newBy[name])) {
+			if _, inOld := oldBy[name][v]; !inOld {
+				newOnly = append(newOnly, v)
+			}
+		}
 		for _, v := range slices.Sorted(maps.Keys(newBy[name])) {
 			next := newBy[name][v]
-			var earlier []registry.Definition
 			old, existed := oldBy[name][v]
+			nOld, _ := slices.BinarySearch(oldVers, v)
+			nNew, _ := slices.BinarySearch(newOnly, v)
 			switch {
 			case existed && sameSchema(old.Schema, next.Schema):
 				continue
@@ -215,37 +225,46 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 				// A published version edited in place: check it as the
 				// version after OLD's, then report it under its own number.
 				next.Version = v + 1
-				for ov, d := range oldBy[name] {
-					if ov <= v {
-						earlier = append(earlier, d)
-					}
-				}
-			default:
-				for ov, d := range oldBy[name] {
-					if ov < v {
-						earlier = append(earlier, d)
-					}
-				}
-				for nv, d := range newBy[name] {
-					if _, inOld := oldBy[name][nv]; nv < v && !inOld {
-						earlier = append(earlier, d)
-					}
+				nOld++ // OLD's own v
+				nNew = 0
+			}
+			olds, news := oldVers[:nOld], newOnly[:nNew]
+			if !transitive { // the latest earlier version only
+				switch {
+				case len(news) > 0 && (len(olds) == 0 || news[len(news)-1] > olds[len(olds)-1]):
+					olds, news = nil, news[len(news)-1:]
+				case len(olds) > 0:
+					olds, news = olds[len(olds)-1:], nil
 				}
 			}
-			if pairs += versionPairs(mode, earlier); pairs > maxVersionPairs {
-				return report, usageErr("under %s the catalogs need more than %d comparisons of two versions; check a non-transitive mode or fewer versions", mode, maxVersionPairs)
-			}
-			report.Checked++
-			err := registry.Check(mode, next, earlier)
-			var ie *registry.IncompatibleError
-			if errors.As(err, &ie) {
-				for _, c := range ie.Changes {
-					report.Changes = append(report.Changes, schemaChange{Event: name, Version: v, Against: c.Against,
-						Rule: c.Rule, Pointer: c.Pointer, Detail: c.Detail, Direction: string(c.Direction)})
+			if mode != registry.CompatNone {
+				if pairs += len(olds) + len(news); pairs > maxVersionPairs {
+					return report, usageErr("under %s the catalogs need more than %d comparisons of two versions; check a non-transitive mode or fewer versions", mode, maxVersionPairs)
 				}
-			} else if err != nil {
-				return report, usageErr("%s v%d: %v", name, v, err)
 			}
+			jobs = append(jobs, job{name: name, v: v, next: next, earlier: append(slices.Clip(olds), news...), nOld: len(olds)})
+		}
+	}
+	for _, j := range jobs {
+		name, v, next := j.name, j.v, j.next
+		earlier := make([]registry.Definition, 0, len(j.earlier))
+		for i, ev := range j.earlier {
+			if i < j.nOld {
+				earlier = append(earlier, oldBy[name][ev])
+			} else {
+				earlier = append(earlier, newBy[name][ev])
+			}
+		}
+		report.Checked++
+		err := registry.Check(mode, next, earlier)
+		var ie *registry.IncompatibleError
+		if errors.As(err, &ie) {
+			for _, c := range ie.Changes {
+				report.Changes = append(report.Changes, schemaChange{Event: name, Version: v, Against: c.Against,
+					Rule: c.Rule, Pointer: c.Pointer, Detail: c.Detail, Direction: string(c.Direction)})
+			}
+		} else if err != nil {
+			return report, usageErr("%s v%d: %v", name, v, err)
 		}
 	}
 	report.Compatible = len(report.Changes) == 0
