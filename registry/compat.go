@@ -93,7 +93,8 @@ type Change struct {
 	// (io.confluent.kafka.schemaregistry.json.diff.Difference.Type), from
 	// the writer's schema to the reader's: "REQUIRED_ATTRIBUTE_ADDED",
 	// "TYPE_NARROWED", "ENUM_ARRAY_NARROWED"… Rules arcmill adds where it
-	// cannot decide are "UNCHECKED_KEYWORD_CHANGED".
+	// cannot decide are "UNCHECKED_KEYWORD_CHANGED" and, where it stopped
+	// at its bound on work, "UNCHECKED_TOO_COMPLEX".
 	Rule string
 	// Pointer is the JSON Pointer (RFC 6901) of the keyword or subschema
 	// that changed, in the reader's schema ("/properties/total/minimum").
