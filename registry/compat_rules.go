@@ -100,6 +100,9 @@ func (c *comparer) add(rule, ptr, format string, args ...any) {
 		c.failed = true // covered needs to know that, not what
 		return
 	}
+	if c.exhausted {
+		return // what follows the bound is not known; UNCHECKED_TOO_COMPLEX says so
+	}
 	if len(c.out) >= maxChanges {
 		c.charge(maxWork+1, ptr) // stop here
 		return
@@ -869,9 +872,11 @@ func (c *comparer) equal(a, b any, p string) bool {
 		if !ok || len(x) != len(y) {
 			return false
 		}
-		for k, v := range x {
+		// In key order: the steps spent, and so where the bound falls,
+		// must not depend on map order.
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			w, ok := y[k]
-			if !ok || !c.equal(v, w, p) {
+			if !ok || !c.equal(x[k], w, p) {
 				return false
 			}
 		}
