@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -144,4 +145,15 @@ func TestPointerGetArrayIndex(t *testing.T) {
 			assert.Equal(t, want, got, ptr)
 		}
 	}
+}
+
+// A detail quotes patterns and values: one of megabytes is cut short.
+func TestCheckDetailBounded(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", 1<<20)
+	changes := changesOf(t, Check(CompatBackward, def(2, `{"type":"string","pattern":"`+long+`"}`), []Definition{def(1, `{"type":"string","pattern":"a"}`)}))
+	require.Len(t, changes, 1)
+	assert.Equal(t, "PATTERN_CHANGED", changes[0].Rule)
+	assert.LessOrEqual(t, len(changes[0].Detail), maxDetail+len("…"))
+	assert.True(t, utf8.ValidString(changes[0].Detail))
 }

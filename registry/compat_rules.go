@@ -41,6 +41,9 @@ const maxDepth = 64
 // of five each, about 100,000.
 const maxWork = 1 << 18
 
+// maxDetail bounds a change's Detail, in bytes.
+const maxDetail = 1000
+
 // maxChanges bounds the changes one comparison reports; past it the
 // comparison stops (UNCHECKED_TOO_COMPLEX).
 const maxChanges = 1000
@@ -109,6 +112,9 @@ func (c *comparer) add(rule, ptr, format string, args ...any) {
 	}
 	detail := fmt.Sprintf(format, args...)
 	c.charge(1+(len(ptr)+len(detail))/32, ptr)
+	if len(detail) > maxDetail { // a pattern or name of megabytes
+		detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
+	}
 	c.out = append(c.out, Change{Rule: rule, Pointer: ptr, Detail: detail})
 }
 
@@ -423,6 +429,9 @@ func (c *comparer) enum(wm, rm map[string]any, p string) {
 	}
 	wv := enumValues(wm)
 	if wv == nil {
+		for _, v := range rv[:min(len(rv), maxListed)] {
+			c.key(nil, v, p) // the steps of formatting the values listed
+		}
 		c.add("ENUM_ARRAY_NARROWED", p+kw, "the {r} schema restricts the value to %s, the {w} did not", jsonList(rv))
 		return
 	}
