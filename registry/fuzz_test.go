@@ -71,6 +71,19 @@ func FuzzCheck(f *testing.F) {
 	for i, s := range seeds {
 		f.Add(s, seeds[(i+1)%len(seeds)])
 	}
+	// Hostile shapes: $ref loops and chains, escapes, many paths, many branches.
+	for _, pair := range [][2]string{
+		{`{"$ref":"#"}`, `{"$ref":"#","type":"string"}`},
+		{`{"$ref":"#/a","a":{"$ref":"#/a"}}`, `{"$ref":"#/a","a":{"$ref":"#/b"},"b":{"$ref":"#/a"}}`},
+		{`{"$defs":{"a/b~c":{"type":"number"},"x y":{"type":"number"}},"items":[{"$ref":"#/$defs/a~1b~0c"},{"$ref":"#/$defs/x%20y"}]}`,
+			`{"$defs":{"a/b~c":{"type":"integer"},"x y":{"type":"integer"}},"items":[{"$ref":"#/$defs/a~1b~0c"},{"$ref":"#/$defs/x%20y"}]}`},
+		{refPaths(8, "number"), refPaths(8, "integer")},
+		{anyOfConsts(20, 0), anyOfConsts(20, 10)},
+		{enumStrings(200, 0), enumStrings(200, 1)},
+		{`{"oneOf":[{"type":"null"},{"$ref":"#/$defs/n"}],"$defs":{"n":{"type":"number"}}}`, `{"oneOf":[{"type":"null"},{"$ref":"#/$defs/n"}],"$defs":{"n":{"type":"integer"}}}`},
+	} {
+		f.Add(pair[0], pair[1])
+	}
 	f.Fuzz(func(t *testing.T, a, b string) {
 		v1, v2, v3 := def(1, a), def(2, b), def(3, a)
 		validA, validB := a == "" || json.Valid([]byte(a)), b == "" || json.Valid([]byte(b))
