@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -23,11 +24,13 @@ var ErrInvalidCatalog = errors.New("registry: not a catalog")
 //   - an AsyncAPI 3.0 document: each message of components.messages, and
 //     each message written inline in a channel, is a definition named by
 //     its name (else its key) at version x-arc-version (else 1), its
-//     payload the schema (a Multi Format Schema object's schema, a $ref to
-//     components.schemas followed). Registry.AsyncAPI writes this shape.
+//     payload the schema (a Multi Format Schema object's schema, $refs to
+//     components.schemas followed, the schemas they reach kept with the
+//     payload). Registry.AsyncAPI writes this shape.
 //
-// `arc describe`'s eventCatalog lists field names, not schemas, and is
-// refused.
+// A definition without a name or with a negative version is refused, as
+// Register refuses it. `arc describe`'s eventCatalog lists field names,
+// not schemas, and is refused.
 func ParseCatalog(data []byte) ([]Definition, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) > 0 && data[0] == '[' {
@@ -50,6 +53,9 @@ func ParseCatalog(data []byte) ([]Definition, error) {
 			}
 			d := Definition{Name: e.Name, Version: e.Version, Description: e.Description, Schema: e.Schema}
 			d.setDefaults()
+			if err := d.Validate(); err != nil {
+				return nil, fmt.Errorf("%w: entry %d: %v", ErrInvalidCatalog, i, err)
+			}
 			out = append(out, d)
 		}
 		return out, nil
@@ -95,17 +101,21 @@ func parseAsyncAPI(data []byte) ([]Definition, error) {
 		return nil, fmt.Errorf("%w: AsyncAPI %q: want 3.x", ErrInvalidCatalog, doc.AsyncAPI)
 	}
 	var out []Definition
+	schemas := &asyncSchemas{raw: doc.Components.Schemas, decoded: map[string]any{}, left: 8*len(data) + 1<<20}
 	add := func(key, fallbackName string, m asyncMessage) error {
 		name := m.Name
 		if name == "" {
 			name = fallbackName
 		}
-		payload, err := asyncPayload(m.Payload, doc.Components.Schemas)
+		payload, err := schemas.payload(m.Payload)
 		if err != nil {
 			return fmt.Errorf("%w: message %q: %v", ErrInvalidCatalog, key, err)
 		}
 		d := Definition{Name: name, Version: m.Version, Description: m.Summary, Schema: payload}
 		d.setDefaults()
+		if err := d.Validate(); err != nil { // an empty key and no name, a negative version
+			return fmt.Errorf("%w: message %q: %v", ErrInvalidCatalog, key, err)
+		}
 		out = append(out, d)
 		return nil
 	}
@@ -131,9 +141,55 @@ func parseAsyncAPI(data []byte) ([]Definition, error) {
 	return out, nil
 }
 
-// asyncPayload returns a message payload's JSON Schema: a Multi Format
-// Schema object is unwrapped, and a $ref to components.schemas followed.
-func asyncPayload(raw json.RawMessage, schemas map[string]json.RawMessage) (json.RawMessage, error) {
+// asyncSchemas resolves $refs to an AsyncAPI document's
+// components.schemas for the payloads of its messages.
+type asyncSchemas struct {
+	raw     map[string]json.RawMessage
+	decoded map[string]any
+	left    int // bytes the payloads may still take
+}
+
+const componentRef = "#/components/schemas/"
+
+// get returns the decoded component schema name.
+func (s *asyncSchemas) get(name string) (any, error) {
+	if v, ok := s.decoded[name]; ok {
+		return v, nil
+	}
+	raw, ok := s.raw[name]
+	if !ok {
+		return nil, fmt.Errorf("$ref %q: no such schema", componentRef+escape(name))
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	s.decoded[name] = v
+	return v, nil
+}
+
+// componentName is the schema a $ref into components.schemas names
+// ("#/components/schemas/Order/properties/id" names Order).
+func componentName(ref string) (string, bool) {
+	if u, err := url.PathUnescape(ref); err == nil {
+		ref = u
+	}
+	rest, ok := strings.CutPrefix(ref, componentRef)
+	if !ok {
+		return "", false
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	return strings.ReplaceAll(strings.ReplaceAll(name, "~1", "/"), "~0", "~"), true
+}
+
+// payload returns a message payload's JSON Schema: a Multi Format Schema
+// object is unwrapped; a payload that is a $ref to one component schema
+// is that schema. The $refs into components.schemas that a payload (or a
+// schema it reaches) holds resolve in the AsyncAPI document, not in the
+// payload alone: the schemas they reach are kept with the payload, under
+// components.schemas as in the document, so that the refs still resolve
+// and a change behind them is compared.
+func (s *asyncSchemas) payload(raw json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
 	}
@@ -146,18 +202,73 @@ func asyncPayload(raw json.RawMessage, schemas map[string]json.RawMessage) (json
 			return nil, fmt.Errorf("schemaFormat %q is not JSON Schema", multi.SchemaFormat)
 		}
 		raw = multi.Schema
-	}
-	var ref struct {
-		Ref string `json:"$ref"`
-	}
-	if json.Unmarshal(raw, &ref) == nil {
-		if name, ok := strings.CutPrefix(ref.Ref, "#/components/schemas/"); ok {
-			target, found := schemas[name]
-			if !found {
-				return nil, fmt.Errorf("$ref %q: no such schema", ref.Ref)
-			}
-			return target, nil
+		if len(bytes.TrimSpace(raw)) == 0 {
+			return nil, nil
 		}
 	}
-	return raw, nil
+	var root any
+	if err := json.Unmarshal(raw, &root); err != nil {
+		return nil, err
+	}
+	reached := map[string]any{}
+	nested := false // a component schema refers to components
+	var walk func(v any, inComponent bool) error
+	walk = func(v any, inComponent bool) error {
+		switch x := v.(type) {
+		case map[string]any:
+			if ref, ok := x["$ref"].(string); ok {
+				if name, ok := componentName(ref); ok {
+					nested = nested || inComponent
+					if _, seen := reached[name]; !seen {
+						target, err := s.get(name)
+						if err != nil {
+							return err
+						}
+						reached[name] = target
+						if err := walk(target, true); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				if err := walk(x[k], inComponent); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for _, e := range x {
+				if err := walk(e, inComponent); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(root, false); err != nil {
+		return nil, err
+	}
+	if len(reached) == 0 {
+		return raw, nil
+	}
+	rm, _ := root.(map[string]any) // a $ref was found: root is an object
+	if ref, ok := rm["$ref"].(string); ok && len(rm) == 1 && !nested {
+		if name, _ := componentName(ref); componentRef+escape(name) == ref {
+			return s.raw[name], nil // the plain case: one schema, self-contained
+		}
+	}
+	if _, clash := rm["components"]; clash {
+		return nil, errors.New(`the payload has a "components" keyword and refers to components.schemas`)
+	}
+	rm["components"] = map[string]any{"schemas": reached}
+	out, err := json.Marshal(rm)
+	if err != nil {
+		return nil, err
+	}
+	// Each payload carries what it reaches: many messages reaching many
+	// schemas would otherwise multiply a small document.
+	if s.left -= len(out); s.left < 0 {
+		return nil, errors.New("the payloads and the schemas they refer to expand to more than 8 times the document")
+	}
+	return out, nil
 }

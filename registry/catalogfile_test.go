@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -55,8 +56,56 @@ func TestParseCatalogAsyncAPIForms(t *testing.T) {
 	assert.JSONEq(t, `{"type":"string"}`, string(defs[1].Schema))
 
 	for _, bad := range []string{`{"eventCatalog":[]}`, `{"openapi":"3.1.0"}`, `{"asyncapi":"2.6.0"}`, `[{"version":1}]`, `nope`,
+		`[{"name":"a","version":-1}]`, `{"asyncapi":"3.0.0","components":{"messages":{"m":{"name":"a","x-arc-version":-2}}}}`,
+		// Found by FuzzParseCatalog: a message keyed "" without a name
+		// became a definition without a name.
+		`{"asyncapi":"3.","ChAnnels":{"":{"messAges":{"":{}}}}}`,
 		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"payload":{"$ref":"#/components/schemas/missing"}}}}}`} {
 		_, err := ParseCatalog([]byte(bad))
 		assert.ErrorIs(t, err, ErrInvalidCatalog, bad)
 	}
+}
+
+// Bug: a component schema referring to another ($ref
+// "#/components/schemas/Item", the usual AsyncAPI layout) was read alone,
+// its $ref left dangling, and a narrowing behind it passed the check.
+func TestParseCatalogAsyncAPINestedRefs(t *testing.T) {
+	t.Parallel()
+	doc := func(item string) []byte {
+		return []byte(`{"asyncapi":"3.0.0","components":{"messages":{"Order":{"name":"order","payload":{"$ref":"#/components/schemas/Order"}},
+		  "Named":{"name":"named","payload":{"type":"object","properties":{"a":{"$ref":"#/components/schemas/a~1b"},"b":{"$ref":"#/components/schemas/c%20d"}}}}},
+		  "schemas":{"Order":{"type":"object","properties":{"item":{"$ref":"#/components/schemas/Item"},"self":{"$ref":"#/components/schemas/Order"}}},
+		  "Item":{"type":` + item + `},"a/b":{"type":"string"},"c d":{"$ref":"#/components/schemas/Item"}}}}`)
+	}
+	oldDefs, err := ParseCatalog(doc(`"number"`))
+	require.NoError(t, err)
+	newDefs, err := ParseCatalog(doc(`"integer"`))
+	require.NoError(t, err)
+	require.Len(t, newDefs, 2)
+	for i, next := range newDefs {
+		next.Version = 2
+		changes := changesOf(t, Check(CompatBackward, next, oldDefs))
+		require.Len(t, changes, 1, "%s: %v", next.Name, changes)
+		assert.Equal(t, "TYPE_NARROWED", changes[0].Rule)
+		assert.Equal(t, []string{"/properties/b/type", "/properties/item/type"}[i], changes[0].Pointer)
+		assert.NoError(t, Check(CompatFull, next, []Definition{newDefs[i]}), "unchanged")
+
+		// The payload with what it reaches is a schema the registry compiles.
+		r := New(Config{})
+		require.NoError(t, r.Register(next))
+		assert.ErrorIs(t, r.Validate(next.Name, json.RawMessage(`{"item":1.5,"b":1.5}`), 2), ErrValidation)
+		assert.NoError(t, r.Validate(next.Name, json.RawMessage(`{"item":1,"b":1,"a":"x"}`), 2))
+	}
+
+	// Many messages each reaching many schemas would multiply the
+	// document; past 8 times its size it is refused.
+	var msgs, schemas []string
+	for i := range 300 {
+		msgs = append(msgs, fmt.Sprintf(`"m%d":{"payload":{"$ref":"#/components/schemas/s0"}}`, i))
+		schemas = append(schemas, fmt.Sprintf(`"s%d":{"items":{"$ref":"#/components/schemas/s%d"}}`, i, i+1))
+	}
+	schemas = append(schemas, `"s300":{}`)
+	_, err = ParseCatalog([]byte(`{"asyncapi":"3.0.0","components":{"messages":{` + strings.Join(msgs, ",") + `},"schemas":{` + strings.Join(schemas, ",") + `}}}`))
+	assert.ErrorIs(t, err, ErrInvalidCatalog)
+	assert.ErrorContains(t, err, "expand to more than 8 times the document")
 }

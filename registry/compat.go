@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -92,7 +93,8 @@ type Change struct {
 	// (io.confluent.kafka.schemaregistry.json.diff.Difference.Type), from
 	// the writer's schema to the reader's: "REQUIRED_ATTRIBUTE_ADDED",
 	// "TYPE_NARROWED", "ENUM_ARRAY_NARROWED"… Rules arcmill adds where it
-	// cannot decide are "UNCHECKED_KEYWORD_CHANGED".
+	// cannot decide are "UNCHECKED_KEYWORD_CHANGED" and, where it stopped
+	// at its bound on work, "UNCHECKED_TOO_COMPLEX".
 	Rule string
 	// Pointer is the JSON Pointer (RFC 6901) of the keyword or subschema
 	// that changed, in the reader's schema ("/properties/total/minimum").
@@ -214,10 +216,23 @@ var sides = map[Direction]*strings.Replacer{
 }
 
 // compare returns the changes that keep a reader on the reader schema
-// from accepting some payload valid under the writer schema.
+// from accepting some payload valid under the writer schema. Identical
+// documents accept the same payloads, however deep or large.
 func compare(writer, reader any, dir Direction, against int) []Change {
+	if reflect.DeepEqual(writer, reader) {
+		return nil
+	}
+	return compareRules(writer, reader, dir, against)
+}
+
+// compareRules is compare by the rules alone.
+func compareRules(writer, reader any, dir Direction, against int) []Change {
 	c := &comparer{wRoot: writer, rRoot: reader, seen: map[[2]string]bool{}}
 	c.schema(writer, reader, "")
+	if c.exhausted {
+		c.out = append(c.out, Change{Rule: "UNCHECKED_TOO_COMPLEX", Pointer: c.stoppedAt,
+			Detail: fmt.Sprintf("the comparison stopped after %d steps or %d changes (schemas too large, or too many paths through $refs or anyOf branches); the rest is not compared", maxWork, maxChanges)})
+	}
 	for i := range c.out {
 		c.out[i].Direction = dir
 		c.out[i].Against = against

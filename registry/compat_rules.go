@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"reflect"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -20,10 +21,58 @@ type comparer struct {
 	seen         map[[2]string]bool // pairs of $refs already being compared
 	depth        int
 	out          []Change
+	work         int    // steps spent, against maxWork
+	stoppedAt    string // where maxWork ran out; "" while it has not
+	exhausted    bool
+	limited      bool // a bound (maxDepth, maxWork, maxChanges) cut the walk somewhere
+	probing      int  // inside covered: changes are not recorded, only noticed
+	failed       bool // covered's walk met a change
 }
 
 // maxDepth bounds the walk; a deeper schema is reported rather than walked.
 const maxDepth = 64
+
+// maxWork bounds the steps of one comparison (a subschema visited, a
+// keyword, list item or value node read, 32 bytes of a pointer). Local
+// $refs make a schema a graph, and two graphs compared path by path, or
+// anyOf branches compared pairwise, can cost exponential or quadratic
+// time; past the bound the rest is reported (UNCHECKED_TOO_COMPLEX), not
+// compared. Ordinary schemas need a few thousand steps; 2,000 properties
+// of five each, about 100,000.
+const maxWork = 1 << 18
+
+// maxDetail bounds a change's Detail, in bytes.
+const maxDetail = 1000
+
+// maxChanges bounds the changes one comparison reports; past it the
+// comparison stops (UNCHECKED_TOO_COMPLEX).
+const maxChanges = 1000
+
+// charge spends n steps and reports whether any are left.
+func (c *comparer) charge(n int, p string) bool {
+	if c.exhausted {
+		return false
+	}
+	c.work += n
+	if c.work > maxWork {
+		c.exhausted, c.limited, c.stoppedAt = true, true, p
+	}
+	return !c.exhausted
+}
+
+// shallow is the number of steps reading a keyword's value costs at one
+// level (the lists and maps the rules iterate).
+func shallow(v any) int {
+	switch x := v.(type) {
+	case []any:
+		return len(x)
+	case map[string]any:
+		return len(x)
+	case string:
+		return len(x) / 32
+	}
+	return 0
+}
 
 // annotations never change which payloads a schema accepts. format is one:
 // 2020-12 makes it an annotation, and the registry's validator does not
@@ -33,6 +82,9 @@ var annotations = map[string]bool{
 	"deprecated": true, "readOnly": true, "writeOnly": true, "$schema": true, "$id": true,
 	"$anchor": true, "$dynamicAnchor": true, "$defs": true, "definitions": true, "format": true,
 	"contentMediaType": true, "contentEncoding": true, "contentSchema": true, "$vocabulary": true,
+	// Not a keyword: where ParseCatalog keeps the AsyncAPI schemas a
+	// payload refers to.
+	"components": true,
 }
 
 // handled are the keywords the rules below compare; every other keyword
@@ -47,19 +99,39 @@ var handled = map[string]bool{
 }
 
 func (c *comparer) add(rule, ptr, format string, args ...any) {
-	c.out = append(c.out, Change{Rule: rule, Pointer: ptr, Detail: fmt.Sprintf(format, args...)})
+	if c.probing > 0 {
+		c.failed = true // covered needs to know that, not what
+		return
+	}
+	if c.exhausted {
+		return // what follows the bound is not known; UNCHECKED_TOO_COMPLEX says so
+	}
+	if len(c.out) >= maxChanges {
+		c.charge(maxWork+1, ptr) // stop here
+		return
+	}
+	detail := fmt.Sprintf(format, args...)
+	c.charge(1+(len(ptr)+len(detail))/32, ptr)
+	if len(detail) > maxDetail { // a pattern or name of megabytes
+		detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
+	}
+	c.out = append(c.out, Change{Rule: rule, Pointer: ptr, Detail: detail})
 }
 
 // schema compares the writer's subschema w with the reader's r at p.
 func (c *comparer) schema(w, r any, p string) {
+	if !c.charge(1+len(p)/32, p) || (c.probing > 0 && c.failed) {
+		return
+	}
 	if c.depth >= maxDepth {
+		c.limited = true
 		c.add("UNCHECKED_KEYWORD_CHANGED", p, "schema nested deeper than %d levels, not compared", maxDepth)
 		return
 	}
 	c.depth++
 	defer func() { c.depth-- }()
-	w, wref := resolve(c.wRoot, w)
-	r, rref := resolve(c.rRoot, r)
+	w, wref := c.resolve(c.wRoot, w, p)
+	r, rref := c.resolve(c.rRoot, r, p)
 	if wref != "" && rref != "" {
 		// A recursive schema meets itself again: assume the pair
 		// compatible while it is being compared (the usual co-inductive
@@ -84,6 +156,16 @@ func (c *comparer) schema(w, r any, p string) {
 	wm, ok := asSchema(w)
 	if !ok {
 		return // the writer writes nothing
+	}
+	n := len(wm) + len(rm)
+	for _, v := range wm {
+		n += shallow(v)
+	}
+	for _, v := range rm {
+		n += shallow(v)
+	}
+	if !c.charge(n, p) {
+		return
 	}
 	if c.branchesCovered(wm, r, p) {
 		return
@@ -122,7 +204,7 @@ func (c *comparer) schema(w, r any, p string) {
 		// patternProperties, dependentRequired, propertyNames, contains,
 		// unevaluated*, external $refs… are compared by value only. Any
 		// difference is reported, though many are harmless.
-		if !reflect.DeepEqual(wm[k], rm[k]) {
+		if !c.equal(wm[k], rm[k], p) {
 			c.add("UNCHECKED_KEYWORD_CHANGED", p+"/"+escape(k), "%q differs between the schemas and arcmill does not decide its compatibility", k)
 		}
 	}
@@ -132,7 +214,7 @@ func (c *comparer) schema(w, r any, p string) {
 // returns its target, with the referring schema's other keywords laid
 // over it, and the reference (empty when there was none). A $ref to
 // another document is left for the by-value comparison.
-func resolve(root, s any) (any, string) {
+func (c *comparer) resolve(root, s any, p string) (any, string) {
 	m, ok := s.(map[string]any)
 	if !ok {
 		return s, ""
@@ -141,7 +223,8 @@ func resolve(root, s any) (any, string) {
 	if !ok || !strings.HasPrefix(ref, "#") {
 		return s, ""
 	}
-	target, ok := pointerGet(root, strings.TrimPrefix(ref, "#"))
+	c.charge(1+len(ref)/32, p)
+	target, ok := pointerGet(root, fragment(ref))
 	if !ok {
 		return s, ""
 	}
@@ -151,10 +234,10 @@ func resolve(root, s any) (any, string) {
 			break
 		}
 		next, isRef := tm["$ref"].(string)
-		if !isRef || !strings.HasPrefix(next, "#") {
+		if !isRef || !strings.HasPrefix(next, "#") || !c.charge(1+len(next)/32+len(tm), p) {
 			break
 		}
-		t, found := pointerGet(root, strings.TrimPrefix(next, "#"))
+		t, found := pointerGet(root, fragment(next))
 		if !found {
 			break
 		}
@@ -177,6 +260,16 @@ func resolve(root, s any) (any, string) {
 	return out, ref
 }
 
+// fragment is the JSON Pointer of a local $ref: the URI fragment,
+// percent-decoded ("#/$defs/a%20b" is "/$defs/a b").
+func fragment(ref string) string {
+	f := strings.TrimPrefix(ref, "#")
+	if u, err := url.PathUnescape(f); err == nil {
+		return u
+	}
+	return f
+}
+
 // pointerGet follows a JSON Pointer in a decoded document.
 func pointerGet(doc any, ptr string) (any, bool) {
 	if ptr == "" {
@@ -196,8 +289,8 @@ func pointerGet(doc any, ptr string) (any, bool) {
 			}
 			cur = next
 		case []any:
-			var i int
-			if _, err := fmt.Sscan(tok, &i); err != nil || i < 0 || i >= len(v) {
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(v) || (tok != "0" && tok[0] == '0') || tok[0] == '+' {
 				return nil, false
 			}
 			cur = v[i]
@@ -336,12 +429,24 @@ func (c *comparer) enum(wm, rm map[string]any, p string) {
 	}
 	wv := enumValues(wm)
 	if wv == nil {
+		for _, v := range rv[:min(len(rv), maxListed)] {
+			c.key(nil, v, p) // the steps of formatting the values listed
+		}
 		c.add("ENUM_ARRAY_NARROWED", p+kw, "the {r} schema restricts the value to %s, the {w} did not", jsonList(rv))
 		return
 	}
+	// By canonical key, not value against value: enums of thousands of
+	// values would cost their product.
+	allowed := make(map[string]bool, len(rv))
+	var b []byte
+	for _, v := range rv {
+		b = c.key(b[:0], v, p)
+		allowed[string(b)] = true
+	}
 	var removed []any
 	for _, v := range wv {
-		if !slices.ContainsFunc(rv, func(x any) bool { return reflect.DeepEqual(x, v) }) {
+		b = c.key(b[:0], v, p)
+		if !allowed[string(b)] || c.exhausted {
 			removed = append(removed, v)
 		}
 	}
@@ -350,14 +455,27 @@ func (c *comparer) enum(wm, rm map[string]any, p string) {
 	}
 }
 
+// maxListed bounds the values a detail lists.
+const maxListed = 10
+
 func jsonList(vs []any) string {
-	parts := make([]string, len(vs))
+	more := len(vs) - maxListed
+	if more > 0 {
+		vs = vs[:maxListed]
+	}
+	parts := make([]string, len(vs), len(vs)+1)
 	for i, v := range vs {
 		if s, ok := v.(string); ok {
 			parts[i] = fmt.Sprintf("%q", s)
 		} else {
 			parts[i] = fmt.Sprint(v)
 		}
+		if len(parts[i]) > 200 {
+			parts[i] = parts[i][:200] + "…"
+		}
+	}
+	if more > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", more))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -630,10 +748,13 @@ func (c *comparer) objects(wm, rm map[string]any, p string) {
 // covered reports whether the reader's subschema r accepts every value of
 // the writer's w, without recording the changes.
 func (c *comparer) covered(w, r any, p string) bool {
-	n := len(c.out)
+	failed := c.failed
+	c.probing++
+	c.failed = false
 	c.schema(w, r, p)
-	ok := len(c.out) == n
-	c.out = c.out[:n]
+	ok := !c.failed && !c.exhausted // out of steps: not known, so not covered
+	c.probing--
+	c.failed = failed
 	return ok
 }
 
@@ -657,7 +778,11 @@ func (c *comparer) combinators(wm, rm map[string]any, p string) {
 	}
 	sum := func(kw string, branches []any) {
 		for i, wb := range wAlts {
-			if !slices.ContainsFunc(branches, func(rb any) bool { return c.covered(wb, rb, p+"/"+kw) }) {
+			// The branch at the same index first: an unchanged or
+			// extended list then costs one comparison per branch.
+			ptr := p + "/" + kw
+			same := i < len(branches) && c.covered(wb, branches[i], ptr)
+			if !same && !slices.ContainsFunc(branches, func(rb any) bool { return c.covered(wb, rb, ptr) }) {
 				where := "the {w} schema"
 				if len(wAlts) > 1 {
 					where = fmt.Sprintf("branch %d of the {w} schema", i)
@@ -671,7 +796,7 @@ func (c *comparer) combinators(wm, rm map[string]any, p string) {
 	}
 	if list, ok := rm["oneOf"].([]any); ok {
 		switch {
-		case reflect.DeepEqual(wm["oneOf"], rm["oneOf"]):
+		case c.equal(wm["oneOf"], rm["oneOf"], p):
 		case c.disjoint(list):
 			sum("oneOf", list)
 		default:
@@ -697,7 +822,7 @@ func (c *comparer) combinators(wm, rm map[string]any, p string) {
 func (c *comparer) disjoint(branches []any) bool {
 	seen := map[string]bool{}
 	for _, b := range branches {
-		b, _ = resolve(c.rRoot, b)
+		b, _ = c.resolve(c.rRoot, b, "")
 		m, ok := b.(map[string]any)
 		if !ok {
 			return false
@@ -741,4 +866,77 @@ func (c *comparer) branchesCovered(wm map[string]any, r any, p string) bool {
 		}
 	}
 	return true
+}
+
+// equal reports whether two decoded JSON values are equal, as
+// reflect.DeepEqual does, spending a step per node; out of steps, it
+// reports them unequal (the conservative answer).
+func (c *comparer) equal(a, b any, p string) bool {
+	if !c.charge(1, p) {
+		return false
+	}
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		// In key order: the steps spent, and so where the bound falls,
+		// must not depend on map order.
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			w, ok := y[k]
+			if !ok || !c.equal(x[k], w, p) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !c.equal(x[i], y[i], p) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b // nil, bool, float64, string
+}
+
+// key appends a canonical encoding of a decoded JSON value to b (equal
+// values, and only those, have equal keys), spending a step per node.
+func (c *comparer) key(b []byte, v any, p string) []byte {
+	c.charge(1, p)
+	switch x := v.(type) {
+	case nil:
+		return append(b, 'n')
+	case bool:
+		if x {
+			return append(b, 't')
+		}
+		return append(b, 'f')
+	case float64:
+		if x == 0 {
+			x = 0 // -0 equals 0
+		}
+		return strconv.AppendFloat(append(b, 'd'), x, 'g', -1, 64)
+	case string:
+		return strconv.AppendQuote(append(b, 's'), x)
+	case []any:
+		b = append(b, '[')
+		for _, e := range x {
+			b = append(c.key(b, e, p), ',')
+		}
+		return append(b, ']')
+	case map[string]any:
+		b = append(b, '{')
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			b = strconv.AppendQuote(b, k)
+			b = append(c.key(append(b, ':'), x[k], p), ',')
+		}
+		return append(b, '}')
+	}
+	return append(b, '?')
 }

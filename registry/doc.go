@@ -67,12 +67,21 @@
 //     more (regular-language inclusion is not computed), as in Confluent;
 //   - a property removed under a reader whose patternProperties would
 //     accept it is still reported;
-//   - schemas nested deeper than 64 levels are reported, not walked.
+//   - schemas nested deeper than 64 levels are reported, not walked;
+//   - the work of one comparison is bounded (2^18 steps, 1,000 changes):
+//     local $refs make a schema a graph with exponentially many paths, and
+//     anyOf branches are compared pairwise, so a hostile or huge pair of
+//     schemas stops there and the rest is reported as
+//     UNCHECKED_TOO_COMPLEX, with the pointer where it stopped.
+//
+// Identical schemas are compatible under every mode, however deep or large.
 //
 // Local $refs (#, #/$defs/…) are followed, recursive ones included.
 // Keywords that never change which payloads are valid (title,
 // description, default, examples, format, which 2020-12 makes an
-// annotation and the validator does not assert, x-…) are ignored.
+// annotation and the validator does not assert, x-…, and components,
+// where ParseCatalog keeps the AsyncAPI schemas a payload refers to) are
+// ignored.
 //
 // One rule is deliberately not conservative: adding an optional property
 // to an open object (no additionalProperties) is compatible, as the

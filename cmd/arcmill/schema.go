@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/arcmill/arcmill/registry"
 )
@@ -32,8 +33,12 @@ read old data), FORWARD (consumers on the old schema read new data), FULL
 (both), BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE, FULL_TRANSITIVE (against
 every earlier version), NONE.
 
+Foreign files are bounded: a file larger than 32 MiB is refused, and so are
+catalogs that need more than 100,000 comparisons of two versions (a
+transitive mode compares each version with every earlier one).
+
 Exits 0 when nothing breaks, 1 when something does, 2 when a file is not a
-catalog (or bad usage), 3 when a file does not exist.
+catalog or exceeds a bound (or bad usage), 3 when a file does not exist.
 
 Examples:
   arcmill schema check main/catalog.json catalog.json
@@ -89,15 +94,30 @@ func schemaCmd(_ context.Context, e env, args []string) error {
 	return nil
 }
 
+// maxCatalogBytes bounds a catalog file: the files are foreign input, and
+// a catalog of thousands of events is a few MiB.
+const maxCatalogBytes = 32 << 20
+
 // readCatalog reads a catalog file: a missing file is errNotFound (exit
-// 3), a file that is not a catalog a usage error (exit 2).
+// 3), a file that is not a catalog, or larger than maxCatalogBytes, a
+// usage error (exit 2).
 func readCatalog(path string) ([]registry.Definition, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s: no such file", errNotFound, path)
 	}
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	// Read at most one byte past the bound, whatever the file claims to be
+	// (a pipe or a growing file has no useful size).
+	data, err := io.ReadAll(io.LimitReader(f, maxCatalogBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxCatalogBytes {
+		return nil, usageErr("%s: larger than %d MiB, refused as a catalog", path, maxCatalogBytes>>20)
 	}
 	defs, err := registry.ParseCatalog(data)
 	if err != nil {
@@ -139,6 +159,12 @@ func (r schemaReport) text(w io.Writer) {
 	}
 }
 
+// maxVersionPairs bounds the versions compared in one schema check: a
+// transitive mode compares each version with every earlier one, so an
+// event with thousands of versions costs millions of comparisons (4,000
+// took two minutes).
+const maxVersionPairs = 100_000
+
 // compareCatalogs checks every version NEW adds or changes against the
 // versions before it, as Register would have.
 func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.Definition) (schemaReport, error) {
@@ -154,6 +180,7 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 		return out
 	}
 	oldBy, newBy := byName(oldDefs), byName(newDefs)
+	pairs := 0
 	for _, name := range slices.Sorted(maps.Keys(oldBy)) {
 		if newBy[name] == nil {
 			report.Notes = append(report.Notes, fmt.Sprintf("event %s is not in the new catalog", name))
@@ -165,11 +192,32 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 			}
 		}
 	}
+	// The earlier versions of each version to check, as sorted version
+	// lists cut at it: a version's are OLD's below it (at or below, for a
+	// version edited in place) and NEW's below it that OLD lacks. Only
+	// the latest of them, unless the mode is transitive.
+	transitive := strings.HasSuffix(string(mode), "_TRANSITIVE")
+	type job struct {
+		name    string
+		v       int
+		next    registry.Definition
+		earlier []int // OLD's versions, then NEW's
+		nOld    int
+	}
+	var jobs []job
 	for _, name := range slices.Sorted(maps.Keys(newBy)) {
+		oldVers := slices.Sorted(maps.Keys(oldBy[name]))
+		var newOnly []int
+		for _, v := range slices.Sorted(maps.Keys(newBy[name])) {
+			if _, inOld := oldBy[name][v]; !inOld {
+				newOnly = append(newOnly, v)
+			}
+		}
 		for _, v := range slices.Sorted(maps.Keys(newBy[name])) {
 			next := newBy[name][v]
-			var earlier []registry.Definition
 			old, existed := oldBy[name][v]
+			nOld, _ := slices.BinarySearch(oldVers, v)
+			nNew, _ := slices.BinarySearch(newOnly, v)
 			switch {
 			case existed && sameSchema(old.Schema, next.Schema):
 				continue
@@ -177,34 +225,46 @@ func compareCatalogs(mode registry.Compatibility, oldDefs, newDefs []registry.De
 				// A published version edited in place: check it as the
 				// version after OLD's, then report it under its own number.
 				next.Version = v + 1
-				for ov, d := range oldBy[name] {
-					if ov <= v {
-						earlier = append(earlier, d)
-					}
-				}
-			default:
-				for ov, d := range oldBy[name] {
-					if ov < v {
-						earlier = append(earlier, d)
-					}
-				}
-				for nv, d := range newBy[name] {
-					if _, inOld := oldBy[name][nv]; nv < v && !inOld {
-						earlier = append(earlier, d)
-					}
+				nOld++ // OLD's own v
+				nNew = 0
+			}
+			olds, news := oldVers[:nOld], newOnly[:nNew]
+			if !transitive { // the latest earlier version only
+				switch {
+				case len(news) > 0 && (len(olds) == 0 || news[len(news)-1] > olds[len(olds)-1]):
+					olds, news = nil, news[len(news)-1:]
+				case len(olds) > 0:
+					olds, news = olds[len(olds)-1:], nil
 				}
 			}
-			report.Checked++
-			err := registry.Check(mode, next, earlier)
-			var ie *registry.IncompatibleError
-			if errors.As(err, &ie) {
-				for _, c := range ie.Changes {
-					report.Changes = append(report.Changes, schemaChange{Event: name, Version: v, Against: c.Against,
-						Rule: c.Rule, Pointer: c.Pointer, Detail: c.Detail, Direction: string(c.Direction)})
+			if mode != registry.CompatNone {
+				if pairs += len(olds) + len(news); pairs > maxVersionPairs {
+					return report, usageErr("under %s the catalogs need more than %d comparisons of two versions; check a non-transitive mode or fewer versions", mode, maxVersionPairs)
 				}
-			} else if err != nil {
-				return report, usageErr("%s v%d: %v", name, v, err)
 			}
+			jobs = append(jobs, job{name: name, v: v, next: next, earlier: append(slices.Clip(olds), news...), nOld: len(olds)})
+		}
+	}
+	for _, j := range jobs {
+		name, v, next := j.name, j.v, j.next
+		earlier := make([]registry.Definition, 0, len(j.earlier))
+		for i, ev := range j.earlier {
+			if i < j.nOld {
+				earlier = append(earlier, oldBy[name][ev])
+			} else {
+				earlier = append(earlier, newBy[name][ev])
+			}
+		}
+		report.Checked++
+		err := registry.Check(mode, next, earlier)
+		var ie *registry.IncompatibleError
+		if errors.As(err, &ie) {
+			for _, c := range ie.Changes {
+				report.Changes = append(report.Changes, schemaChange{Event: name, Version: v, Against: c.Against,
+					Rule: c.Rule, Pointer: c.Pointer, Detail: c.Detail, Direction: string(c.Direction)})
+			}
+		} else if err != nil {
+			return report, usageErr("%s v%d: %v", name, v, err)
 		}
 	}
 	report.Compatible = len(report.Changes) == 0

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,4 +123,41 @@ func TestSchemaCheck_ExitCodes(t *testing.T) {
 	assert.Equal(t, exitOK, r.code)
 	assert.Contains(t, r.stdout, "Examples:")
 	assert.Contains(t, r.stdout, "--mode")
+}
+
+// A catalog file is foreign input: one larger than the bound is refused
+// before it is read whole.
+func TestSchemaCheck_FileTooLarge(t *testing.T) {
+	t.Parallel()
+	good := writeFile(t, "good.json", catalogV1)
+	big := writeFile(t, "big.json", catalogV1)
+	require.NoError(t, os.Truncate(big, maxCatalogBytes+1)) // sparse: cheap to make
+	r := schemaCheck(t, good, big)
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "big.json: larger than 32 MiB, refused as a catalog")
+
+	// At the bound exactly, the file is read (and here, not JSON).
+	require.NoError(t, os.Truncate(big, maxCatalogBytes))
+	r = schemaCheck(t, good, big)
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "not a catalog")
+}
+
+// Transitive modes compare every version with every earlier one: a
+// catalog of thousands of versions of one event took minutes, and is
+// refused past the bound; a non-transitive mode checks it.
+func TestSchemaCheck_TooManyVersionPairs(t *testing.T) {
+	t.Parallel()
+	var entries []string
+	for v := 1; v <= 500; v++ {
+		entries = append(entries, fmt.Sprintf(`{"name":"a","version":%d,"schema":{"type":"object","properties":{"p%d":{"type":"string"}}}}`, v, v))
+	}
+	old := writeFile(t, "old.json", `[{"name":"a","version":1,"schema":{"type":"object"}}]`)
+	next := writeFile(t, "new.json", "["+strings.Join(entries, ",")+"]")
+	r := schemaCheck(t, old, next, "--mode", "full_transitive")
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "under FULL_TRANSITIVE the catalogs need more than 100000 comparisons of two versions")
+	r = schemaCheck(t, old, next, "--mode", "full")
+	assert.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "ok: 500 new or changed version(s)")
 }
