@@ -35,10 +35,13 @@ bench:
 ## fuzz: each decoder's fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	for f in FuzzUnmarshal FuzzFromMessage FuzzValidJSON; do \
+	for f in FuzzUnmarshal FuzzFromMessage FuzzValidJSON FuzzNodeDate FuzzAppendMessageJSON FuzzAppendMessageJSONMetadata; do \
 	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./arc || exit 1; done
+	for f in FuzzCheck FuzzParseCatalog FuzzAsyncAPIRefs; do \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./registry || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalEntry$$' -fuzztime $(FUZZTIME) ./adapters/redisstream
 	$(GO) test -run '^$$' -fuzz '^FuzzReadDeadLetter$$' -fuzztime $(FUZZTIME) ./adapters/redisstream
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./adapters/redispubsub
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMetadata$$' -fuzztime $(FUZZTIME) ./outbox
+	$(GO) test -run '^$$' -fuzz '^FuzzColumnText$$' -fuzztime $(FUZZTIME) ./outbox
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalStructured$$' -fuzztime $(FUZZTIME) ./cloudevents
