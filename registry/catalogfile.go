@@ -119,27 +119,57 @@ func parseAsyncAPI(data []byte) ([]Definition, error) {
 		out = append(out, d)
 		return nil
 	}
+	// A message that is a $ref is the components message it names, read
+	// under that message's own key; a $ref to anything else is refused
+	// rather than read as a message with no payload (which accepts anything).
+	checkRef := func(key, ref string) error {
+		if u, err := url.PathUnescape(ref); err == nil {
+			ref = u
+		}
+		name, ok := strings.CutPrefix(ref, componentMessageRef)
+		if name = strings.ReplaceAll(strings.ReplaceAll(name, "~1", "/"), "~0", "~"); !ok || strings.Contains(name, "/") {
+			return fmt.Errorf("%w: message %q: $ref %q: only $refs to %s<name> are read", ErrInvalidCatalog, key, ref, componentMessageRef)
+		}
+		if _, ok := doc.Components.Messages[name]; !ok {
+			return fmt.Errorf("%w: message %q: $ref %q: no such message", ErrInvalidCatalog, key, ref)
+		}
+		return nil
+	}
 	for _, key := range slices.Sorted(maps.Keys(doc.Components.Messages)) {
-		if err := add(key, key, doc.Components.Messages[key]); err != nil {
+		m := doc.Components.Messages[key]
+		if m.Ref != "" {
+			if err := checkRef(key, m.Ref); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := add(key, key, m); err != nil {
 			return nil, err
 		}
 	}
 	for _, chKey := range slices.Sorted(maps.Keys(doc.Channels)) {
 		ch := doc.Channels[chKey]
 		for _, key := range slices.Sorted(maps.Keys(ch.Messages)) {
-			if m := ch.Messages[key]; m.Ref == "" { // a $ref is a components message, already read
-				fallback := ch.Address
-				if fallback == "" {
-					fallback = chKey
-				}
-				if err := add(chKey+"/"+key, fallback, m); err != nil {
+			m := ch.Messages[key]
+			if m.Ref != "" { // a components message, read above
+				if err := checkRef(chKey+"/"+key, m.Ref); err != nil {
 					return nil, err
 				}
+				continue
+			}
+			fallback := ch.Address
+			if fallback == "" {
+				fallback = chKey
+			}
+			if err := add(chKey+"/"+key, fallback, m); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return out, nil
 }
+
+const componentMessageRef = "#/components/messages/"
 
 // asyncSchemas resolves $refs to an AsyncAPI document's
 // components.schemas for the payloads of its messages.

@@ -60,10 +60,30 @@ func TestParseCatalogAsyncAPIForms(t *testing.T) {
 		// Found by FuzzParseCatalog: a message keyed "" without a name
 		// became a definition without a name.
 		`{"asyncapi":"3.","ChAnnels":{"":{"messAges":{"":{}}}}}`,
-		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"payload":{"$ref":"#/components/schemas/missing"}}}}}`} {
+		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"payload":{"$ref":"#/components/schemas/missing"}}}}}`,
+		// A message that is a $ref to no message, or to something else,
+		// was read as a message with no payload, which accepts anything.
+		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"$ref":"#/components/messages/missing"}}}}`,
+		`{"asyncapi":"3.0.0","components":{"messages":{"x":{"$ref":"other.yaml#/components/messages/x"}}}}`,
+		`{"asyncapi":"3.0.0","channels":{"c":{"messages":{"x":{"$ref":"#/components/messages/missing"}}}}}`} {
 		_, err := ParseCatalog([]byte(bad))
 		assert.ErrorIs(t, err, ErrInvalidCatalog, bad)
 	}
+}
+
+// A message that is a $ref to another is that message, read once under
+// its own key, not a definition of its own with no schema.
+func TestParseCatalogAsyncAPIMessageRefs(t *testing.T) {
+	t.Parallel()
+	doc := `{"asyncapi":"3.0.0",
+	  "channels":{"orders":{"messages":{"paid":{"$ref":"#/components/messages/Paid"}}}},
+	  "components":{"messages":{"Alias":{"$ref":"#/components/messages/Paid"},
+	    "Paid":{"name":"order.paid","payload":{"type":"integer"}}}}}`
+	defs, err := ParseCatalog([]byte(doc))
+	require.NoError(t, err)
+	require.Len(t, defs, 1)
+	assert.Equal(t, "order.paid", defs[0].Name)
+	assert.JSONEq(t, `{"type":"integer"}`, string(defs[0].Schema))
 }
 
 // Bug: a component schema referring to another ($ref

@@ -5,7 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,8 +26,17 @@ func (c *children) start(spec roleSpec) {
 	raw, _ := json.Marshal(spec)
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestRole$", "-test.count", "1")
 	cmd.Env = append(os.Environ(), roleEnv+"="+string(raw))
-	logf, err := os.Create(filepath.Join(c.t.TempDir(), spec.Name+".log"))
+	logf, err := os.CreateTemp(c.t.TempDir(), spec.Name+"-*.log") // one per start: a restart keeps the killed one's
 	require.NoError(c.t, err)
+	path := logf.Name()
+	// The log goes with the temporary directory: show its end when the run
+	// failed, to tell why a process did not do its part. Registered after
+	// TempDir's own cleanup, so it runs before the directory is removed.
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			c.t.Logf("last lines of %s (pid %d):\n%s", spec.Name, cmd.Process.Pid, tailOf(path, 25))
+		}
+	})
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(c.t, cmd.Start())
 	c.mu.Lock()
@@ -62,6 +71,16 @@ func (c *children) names() []string {
 		out = append(out, n)
 	}
 	return out
+}
+
+// tailOf returns the last n lines of the file at path, or why it cannot.
+func tailOf(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func freeAddr(t *testing.T) string {

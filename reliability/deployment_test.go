@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,7 +95,22 @@ func startServer(t *testing.T, dir, addr string, args ...string) *redisServer {
 	defer c.Close()
 	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil },
 		10*time.Second, 20*time.Millisecond, "private redis-server on %s (log in %s)", addr, dir)
+	pid, err := testenv.RedisPID(context.Background(), c)
+	require.NoError(t, err)
+	require.Equal(t, s.cmd.Process.Pid, pid, "%s answered by another redis-server: the port was taken (log in %s)", addr, dir)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last lines of the redis-server log in %s:\n%s", dir, tailOf(filepath.Join(dir, "redis.log"), 15))
+		}
+	})
 	return s
+}
+
+// restartAddr is a loopback address for a server the scenario crashes and
+// starts again on the same address: outside the ephemeral ports, so that
+// no other test's server or connection takes it while it is down.
+func restartAddr(t *testing.T) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.RestartPort(t)))
 }
 
 // kill ends the process with SIGKILL: it keeps only what its append-only
@@ -136,15 +152,15 @@ func startDeployment(t *testing.T, mode redisMode) *deployment {
 	plain := []string{"--save", "", "--appendonly", "no"}
 	switch mode {
 	case modeAOF:
-		d.primary = startServer(t, filepath.Join(d.dir, "primary"), freeAddr(t),
+		d.primary = startServer(t, filepath.Join(d.dir, "primary"), restartAddr(t),
 			"--save", "", "--appendonly", "yes", "--appendfsync", "always")
 	case modeNone:
-		d.primary = startServer(t, filepath.Join(d.dir, "primary"), freeAddr(t), plain...)
+		d.primary = startServer(t, filepath.Join(d.dir, "primary"), restartAddr(t), plain...)
 	case modeReplica:
-		d.primary = startServer(t, filepath.Join(d.dir, "primary"), freeAddr(t), plain...)
+		d.primary = startServer(t, filepath.Join(d.dir, "primary"), restartAddr(t), plain...)
 		d.link = newLagLink(t, d.primary.addr)
 		host, port, _ := net.SplitHostPort(d.link.addr())
-		d.replica = startServer(t, filepath.Join(d.dir, "replica"), freeAddr(t),
+		d.replica = startServer(t, filepath.Join(d.dir, "replica"), restartAddr(t),
 			append(append([]string{}, plain...), "--replicaof", host, port)...)
 		d.startSentinel(t)
 		d.durable = 1

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -100,17 +101,14 @@ func PrivateRedisCluster(t testing.TB, primaries, replicasPer int, extra ...stri
 }
 
 // freeClusterPort returns a free loopback port whose cluster bus port
-// (port+10000) is free too.
+// (port+10000) is free too, both below the ephemeral range (see
+// RestartPort): nodes are killed and started again on their ports.
 func freeClusterPort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		port := clusterPortMin + rand.IntN(clusterPortMax-clusterPortMin)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if port+10000 > 65535 {
-			_ = l.Close()
 			continue
 		}
 		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -43,15 +42,7 @@ func RestartableRedis(t testing.TB, extra ...string) *Redis {
 	if err != nil {
 		t.Fatalf("redis-server is needed for a private server (make test installs it): %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r := &Redis{t: t, bin: bin, port: port, dir: t.TempDir(), extra: extra}
+	r := &Redis{t: t, bin: bin, port: RestartPort(t), dir: t.TempDir(), extra: extra}
 	t.Cleanup(r.Stop)
 	r.Start()
 	return r
@@ -71,7 +62,14 @@ func (r *Redis) Start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	waitFor(r.t, r.Addr(), "private redis-server", func(c *redis.Client) bool { return c.Ping(context.Background()).Err() == nil })
+	pid := r.cmd.Process.Pid
+	waitFor(r.t, r.Addr(), "private redis-server", func(c *redis.Client) bool {
+		got, err := RedisPID(context.Background(), c)
+		if err == nil && got != pid {
+			r.t.Fatalf("%s answered by another redis-server (pid %d, ours %d): the port was taken", r.Addr(), got, pid)
+		}
+		return err == nil
+	})
 }
 
 // Stop kills the server (SIGKILL: nothing saved beyond what its
