@@ -39,7 +39,14 @@ func scanString(data []byte, i int) (end int, plain bool, err error) {
 	}
 	plain = true
 	ascii := true
-	for j := i + 1; j < len(data); j++ {
+	// Eight bytes at a time while none of them is one the cases below look
+	// at: the common case, from a string's start only (short strings and
+	// the bytes after an escape do not repay the test).
+	j := i + 1
+	for j+8 <= len(data) && plain8(load8b(data[j:])) {
+		j += 8
+	}
+	for ; j < len(data); j++ {
 		c := data[j]
 		switch {
 		case c == '"':
