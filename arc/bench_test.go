@@ -162,10 +162,7 @@ const smallEvent = `{"type":"order.created","payload":{"orderId":"o-0","total":9
 // adapterDecode is what a transport adapter does with an entry's Arc JSON:
 // the event, its message, and the adapter's own entry id key.
 func adapterDecode(data []byte, ev *Event) error {
-	if err := (Limits{}).Unmarshal(data, ev); err != nil {
-		return err
-	}
-	msg, err := ToMessage(*ev)
+	msg, err := Limits{}.UnmarshalEventMessage(data, ev, 1)
 	if err != nil {
 		return err
 	}
