@@ -19,12 +19,16 @@ import (
 var diffLimits = []Limits{{}, {MaxDepth: 3, MaxTypeBytes: 5}, {MaxDepth: 1}, {MaxDepth: NoLimit, MaxTypeBytes: NoLimit},
 	{MaxDepth: hardMaxDepth}, {MaxDepth: hardMaxDepth + 1}, {MaxDepth: hardMaxDepth + 2}}
 
-// checkSameAsToMessage checks that UnmarshalEventMessage gives what
-// Unmarshal then ToMessage give: the same event, message and error.
+// checkSameAsToMessage checks that Unmarshal and UnmarshalEventMessage
+// give what Unmarshal in two passes over meta (unmarshal without
+// oneMetaPass), then ToMessage, give: the same event, message and error.
 func checkSameAsToMessage(t *testing.T, l Limits, data []byte) {
 	t.Helper()
-	var want Event
-	err1 := l.Unmarshal(data, &want)
+	var want, got0 Event
+	err1 := l.unmarshal(data, &want, false)
+	if err0 := l.Unmarshal(data, &got0); !reflect.DeepEqual(err0, err1) || !reflect.DeepEqual(got0, want) {
+		t.Fatalf("%+v %q: Unmarshal gives %v %#v, want %v %#v", l, data, err0, got0, err1, want)
+	}
 	var msg1 *message.Message
 	if err1 == nil {
 		msg1, err1 = ToMessage(want)
