@@ -296,3 +296,58 @@ func TestBoundedRead_LostReplyIsRecoveredInOrder(t *testing.T) {
 		t.Fatal("the consumer did not go on reading")
 	}
 }
+
+// retryReadOnce does to the first bounded read of new entries what go-redis
+// does to a command whose reply timed out (ReadTimeout) or whose
+// connection dropped: it sends it again and returns only the second reply.
+// The first has already run on the server.
+type retryReadOnce struct{ done *atomic.Bool }
+
+func (retryReadOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (retryReadOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h retryReadOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(args) > 4 && args[4] == "read" && args[len(args)-1] == ">" && !h.done.Load() {
+			if err := next(ctx, cmd); err != nil {
+				return err // NOSCRIPT: go-redis sends EVAL next, which is the read
+			}
+			h.done.Store(true)
+			time.Sleep(suspectRetriedRead) // the first reply "timed out"
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// Bug: a bounded read that go-redis retried (its reply timed out: a read
+// over huge entries can outlast ReadTimeout) left the first batch pending
+// to the consumer, unknown to it, until ClaimIdle and a claim: 30 s by
+// default, and a delivery spent. Here ClaimIdle is 10 minutes, so without
+// the fix the events never come.
+func TestBoundedRead_ARetriedReadsEntriesComeWithoutAClaim(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var retried atomic.Bool
+	b.client.AddHook(retryReadOnce{&retried})
+	ids := b.publish("order.created", 5)
+	_, msgs := b.subscribe(SubscriberConfig{ClaimIdle: 10 * time.Minute})
+	var got []string
+	for range ids {
+		select {
+		case m := <-msgs:
+			got = append(got, m.Metadata.Get(MetadataEntryID))
+			m.Ack()
+		case <-time.After(testWait):
+			t.Fatalf("got %d of %d events; retried read: %v", len(got), len(ids), retried.Load())
+		}
+	}
+	assert.True(t, retried.Load(), "the read was retried")
+	assert.Equal(t, ids, got, "in order")
+	for id, n := range b.retryCounts("g") {
+		assert.EqualValues(t, 1, n, "delivered once: %s", id)
+	}
+}
