@@ -6,8 +6,6 @@ import (
 	"github.com/google/uuid"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -46,22 +44,7 @@ type consumer struct {
 	slots    chan struct{}  // one per message in flight
 	gate     *keyGate       // one message in flight per partition key; nil at MaxInFlight 1
 	inFlight sync.WaitGroup // the settling goroutines
-
-	// slowRead is set by a bounded read of new entries slow enough that
-	// go-redis may have retried it (see suspectRetriedRead); the read loop
-	// then looks for entries pending to this consumer that it does not hold.
-	slowRead atomic.Bool
 }
-
-// suspectRetriedRead is how long a bounded read of new entries may take
-// before its reply is suspected lost. go-redis sends a command again when
-// its reply times out (ReadTimeout, 3 s by default) or the connection
-// drops, and returns only the second reply: the first XREADGROUP ">" inside
-// the script has already taken its entries into the group's pending list
-// for this consumer, which would wait for ClaimIdle and a claim, and spend
-// a delivery. A read takes milliseconds; looking (one XPENDING of this
-// consumer's entries) costs less than one.
-const suspectRetriedRead = 250 * time.Millisecond
 
 func newConsumer(s *Subscriber, topic, name string, out chan<- *message.Message, workCtx context.Context) *consumer {
 	c := &consumer{s: s, cfg: s.cfg, topic: topic, name: name, out: out, workCtx: workCtx,
@@ -192,9 +175,6 @@ func (c *consumer) run(ctx context.Context) {
 			continue
 		}
 		c.backoff.reset()
-		if c.slowRead.Swap(false) {
-			lostReply = true // after this batch is delivered and no read ahead is out: see suspectRetriedRead
-		}
 		if c.reader != nil && len(entries) == c.cfg.BatchSize {
 			// A full batch: more are likely waiting. The read script costs Redis
 			// more than a plain XREADGROUP, so the next batch is read while this
@@ -340,11 +320,7 @@ func (c *consumer) read(ctx context.Context, id string, wait bool) ([]Entry, err
 		}
 		entries, err = readGroup(ctx, client, c.cfg.ConsumerGroup, c.name, c.topic, id, c.cfg.BatchSize, block)
 	} else {
-		start := time.Now()
 		entries, err = c.reader.read(ctx, id, c.cfg.BatchSize)
-		if err == nil && id == ">" && time.Since(start) >= suspectRetriedRead {
-			c.slowRead.Store(true)
-		}
 		if err == nil && len(entries) == 0 && id == ">" && wait {
 			entries, err = readGroup(ctx, c.cfg.BlockingClient, c.cfg.ConsumerGroup, c.name, c.topic, ">", 1,
 				c.cfg.BlockTime.Milliseconds())
