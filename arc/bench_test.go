@@ -154,36 +154,3 @@ func BenchmarkEncodeMessage(b *testing.B) {
 		}
 	})
 }
-
-// smallEvent is the shape of the events of the Redis adapter's
-// BenchmarkConsumeLimit (NewEvent with a user and a correlation id).
-const smallEvent = `{"type":"order.created","payload":{"orderId":"o-0","total":99},"meta":{"id":"0d9ca049-a531-409a-8ab7-67dd8baae945","timestamp":"2026-12-01T05:55:29.730Z","correlationId":"req-1","userId":"u-1"}}`
-
-// adapterDecode is what a transport adapter does with an entry's Arc JSON:
-// the event, its message, and the adapter's own entry id key.
-func adapterDecode(data []byte, ev *Event) error {
-	msg, err := Limits{}.UnmarshalEventMessage(data, ev, 1)
-	if err != nil {
-		return err
-	}
-	msg.Metadata.Set("arcmill_original_id", "1700000000000-0")
-	return nil
-}
-
-// BenchmarkAdapterDecode is a transport adapter's decode of an entry
-// (adapterDecode), for the small events of the consume benchmarks and for
-// typicalEvent.
-func BenchmarkAdapterDecode(b *testing.B) {
-	for _, c := range []struct{ name, data string }{{"small", smallEvent}, {"typical", typicalEvent}} {
-		b.Run(c.name, func(b *testing.B) {
-			data := []byte(c.data)
-			b.ReportAllocs()
-			for b.Loop() {
-				ev := new(Event) // the adapter's decodedEvent
-				if err := adapterDecode(data, ev); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}

@@ -35,19 +35,6 @@ func Unmarshal(data []byte, ev *Event) error { return Limits{}.Unmarshal(data, e
 
 // Unmarshal is the package's Unmarshal under these limits.
 func (l Limits) Unmarshal(data []byte, ev *Event) error {
-	// The meta object read once, in one pass that checks and decodes it;
-	// an input that fails so is read again the other way, for the error
-	// that way gives.
-	if l.unmarshal(data, ev, true) == nil {
-		return nil
-	}
-	return l.unmarshal(data, ev, false)
-}
-
-// unmarshal is Unmarshal. With oneMetaPass the meta object is decoded as
-// it is checked, not checked as a value and then decoded; it accepts the
-// same events, but its errors are not always Unmarshal's.
-func (l Limits) unmarshal(data []byte, ev *Event, oneMetaPass bool) error {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		if err := validJSON(data); err != nil {
@@ -63,23 +50,6 @@ func (l Limits) unmarshal(data []byte, ev *Event, oneMetaPass bool) error {
 	it := newObjectIter(data, i)
 	it.maxDepth = l.below(1)
 	for {
-		if oneMetaPass {
-			// The same bounds as the value's scan under it.maxDepth and
-			// then its decode under hardMaxDepth.
-			save := it
-			name, vs, ok, err := it.nextKey()
-			if ok && err == nil && string(name) == "meta" && vs < len(data) && data[vs] == '{' && it.maxDepth >= 1 {
-				out.Meta = Meta{}
-				end, err := out.Meta.decodeDepth(data, vs, min(l.below(2), hardMaxDepth))
-				if err != nil {
-					return err
-				}
-				it.i, hasMeta = end, true
-				it.n++
-				continue
-			}
-			it = save
-		}
 		name, vs, ve, ok, err := it.next()
 		if err != nil {
 			return malformed("", jsonProblem(err), err)
@@ -170,34 +140,26 @@ func unquoteRaw(v []byte) string {
 // decode reads the meta object that starts at data[i], noting the key order
 // when it is not the one Marshal writes by default.
 func (m *Meta) decode(data []byte, i int) error {
-	_, err := m.decodeDepth(data, i, hardMaxDepth)
-	return err
-}
-
-// decodeDepth is decode with the members' values nesting at most maxDepth
-// deep; it returns the index after the object.
-func (m *Meta) decodeDepth(data []byte, i, maxDepth int) (int, error) {
 	var buf [24]string
 	keys := buf[:0]
 	it := newObjectIter(data, i)
-	it.maxDepth = maxDepth
 	for {
 		name, vs, ve, ok, err := it.next()
 		if err != nil {
-			return 0, malformed("meta", "not JSON", err)
+			return malformed("meta", "not JSON", err)
 		}
 		if !ok {
 			break
 		}
 		if err := m.decodeField(name, data[vs:ve]); err != nil {
-			return 0, err
+			return err
 		}
 		keys = appendKey(keys, name)
 	}
 	if !defaultOrder(keys) {
 		m.order = slices.Clone(keys)
 	}
-	return it.i, nil
+	return nil
 }
 
 // appendKey adds name to keys unless it is there already (a duplicate

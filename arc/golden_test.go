@@ -22,7 +22,7 @@ type arcGolden struct {
 	Want    string      `json:"want"`
 }
 
-func readArcGoldens(t testing.TB) []arcGolden {
+func readArcGoldens(t *testing.T) []arcGolden {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "events.golden.json"))
 	require.NoError(t, err)

@@ -85,24 +85,6 @@ func ToMessage(ev Event) (*message.Message, error) {
 	return toMessage(ev), nil
 }
 
-// UnmarshalEventMessage is Unmarshal into ev then ToMessage, for a
-// transport adapter that keeps the event with its message: what the read
-// checked is not checked again, and the message's metadata has room for
-// room more keys (the adapter's own) without growing. ev is written as
-// Unmarshal writes it; the errors are Unmarshal's, then ToMessage's.
-func (l Limits) UnmarshalEventMessage(data []byte, ev *Event, room int) (*message.Message, error) {
-	if err := l.Unmarshal(data, ev); err != nil {
-		return nil, err
-	}
-	if l.depth() > hardMaxDepth {
-		// The read took values nested deeper than a write takes.
-		if err := ev.checkEncodable(); err != nil {
-			return nil, err
-		}
-	}
-	return toMessageRoom(*ev, room), nil
-}
-
 // UnmarshalMessage is Unmarshal then ToMessage, for transport adapters: it
 // checks the wire JSON once rather than again on the way to the message.
 func UnmarshalMessage(data []byte) (*message.Message, error) {
@@ -114,36 +96,9 @@ func UnmarshalMessage(data []byte) (*message.Message, error) {
 }
 
 // toMessage maps an event already known to be writable.
-func toMessage(ev Event) *message.Message { return toMessageRoom(ev, 0) }
-
-// toMessageRoom is toMessage with a metadata map sized for its keys and
-// room more, so that neither it nor a caller's room keys grow it.
-func toMessageRoom(ev Event, room int) *message.Message {
-	m := &ev.Meta
-	n := 1 + len(m.Extra) + room // type, Extra
-	if !m.Timestamp.IsZero() {
-		n++
-	}
-	if m.SchemaVersion != 0 {
-		n++
-	}
-	strs := [...]string{m.CorrelationID, m.CausationID, m.PartitionKey, m.Source, m.IdempotencyKey,
-		m.Resource, m.ResourceID, m.UserID, m.OrganizationID} // stringMetadata's order
-	for _, v := range strs {
-		if v != "" {
-			n++
-		}
-	}
-	if m.Aggregate != nil {
-		n += 2
-	}
-	if len(m.order) > 0 {
-		n++
-	}
-	if len(ev.Payload) == 0 {
-		n++
-	}
-	md := make(message.Metadata, n)
+func toMessage(ev Event) *message.Message {
+	m := ev.Meta
+	md := make(message.Metadata, 4+len(m.Extra))
 	md[MetadataType] = ev.Type
 	if !m.Timestamp.IsZero() {
 		md[MetadataTimestamp] = formatMetadataTime(m.Timestamp)
@@ -151,11 +106,9 @@ func toMessageRoom(ev Event, room int) *message.Message {
 	if m.SchemaVersion != 0 {
 		md[MetadataSchemaVersion] = strconv.Itoa(m.SchemaVersion)
 	}
-	// The fields of stringMetadata, read directly: through its accessors
-	// the event would move to the heap.
-	for i, v := range strs {
-		if v != "" {
-			md[stringMetadata[i].key] = v
+	for _, f := range stringMetadata {
+		if v := *f.field(&m); v != "" {
+			md[f.key] = v
 		}
 	}
 	if a := m.Aggregate; a != nil {

@@ -39,14 +39,7 @@ func scanString(data []byte, i int) (end int, plain bool, err error) {
 	}
 	plain = true
 	ascii := true
-	// Eight bytes at a time while none of them is one the cases below look
-	// at: the common case, from a string's start only (short strings and
-	// the bytes after an escape do not repay the test).
-	j := i + 1
-	for j+8 <= len(data) && plain8(load8b(data[j:])) {
-		j += 8
-	}
-	for ; j < len(data); j++ {
+	for j := i + 1; j < len(data); j++ {
 		c := data[j]
 		switch {
 		case c == '"':
@@ -340,41 +333,27 @@ func newObjectIter(data []byte, i int) objectIter {
 // false at the end of the object. The name aliases data unless the key had
 // escapes.
 func (it *objectIter) next() (name []byte, vs, ve int, ok bool, err error) {
-	if name, vs, ok, err = it.nextKey(); !ok || err != nil {
-		return nil, 0, 0, ok, err
-	}
-	if ve, err = scanWith(it.data, vs, nil, it.maxDepth); err != nil {
-		return nil, 0, 0, false, err
-	}
-	it.i = ve
-	it.n++
-	return name, vs, ve, true, nil
-}
-
-// nextKey is next up to the member's value, which it does not scan: the
-// caller reads it and sets it.i past it, and counts it in it.n.
-func (it *objectIter) nextKey() (name []byte, vs int, ok bool, err error) {
 	data := it.data
 	i := skipWS(data, it.i)
 	if i >= len(data) {
-		return nil, 0, false, &syntaxError{"unexpected end of input", i}
+		return nil, 0, 0, false, &syntaxError{"unexpected end of input", i}
 	}
 	if it.n > 0 {
 		if data[i] == '}' {
 			it.i = i + 1
-			return nil, 0, false, nil
+			return nil, 0, 0, false, nil
 		}
 		if data[i] != ',' {
-			return nil, 0, false, &syntaxError{fmt.Sprintf("unexpected character %q in object", data[i]), i}
+			return nil, 0, 0, false, &syntaxError{fmt.Sprintf("unexpected character %q in object", data[i]), i}
 		}
 		i = skipWS(data, i+1)
 	} else if data[i] == '}' {
 		it.i = i + 1
-		return nil, 0, false, nil
+		return nil, 0, 0, false, nil
 	}
 	ke, plain, err := scanString(data, i)
 	if err != nil {
-		return nil, 0, false, err
+		return nil, 0, 0, false, err
 	}
 	if plain {
 		name = data[i+1 : ke-1]
@@ -383,9 +362,15 @@ func (it *objectIter) nextKey() (name []byte, vs int, ok bool, err error) {
 	}
 	i = skipWS(data, ke)
 	if i >= len(data) || data[i] != ':' {
-		return nil, 0, false, &syntaxError{"expected ':' after object key", i}
+		return nil, 0, 0, false, &syntaxError{"expected ':' after object key", i}
 	}
-	return name, skipWS(data, i+1), true, nil
+	vs = skipWS(data, i+1)
+	if ve, err = scanWith(data, vs, nil, it.maxDepth); err != nil {
+		return nil, 0, 0, false, err
+	}
+	it.i = ve
+	it.n++
+	return name, vs, ve, true, nil
 }
 
 // unquoteKeep is unquote for a validated string token that keeps what

@@ -12,9 +12,6 @@ import (
 // YYYY-MM-DDTHH:mm:ss.sssZ, in UTC, truncated to the millisecond. Years
 // outside 0000-9999 take JavaScript's extended form, ±YYYYYY.
 func appendTimestamp(b []byte, t time.Time) []byte {
-	if !t.Before(minTime4) && t.Before(endTime4) { // UnixMilli is defined
-		return appendTimestamp4(b, t.UnixMilli())
-	}
 	t = t.UTC()
 	year, month, day := t.Date()
 	hour, min, sec := t.Clock()
@@ -42,63 +39,6 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 	b = append(b, '.')
 	b = appendInt(b, ms, 3)
 	return append(b, 'Z')
-}
-
-// The Unix milliseconds of 0000-01-01T00:00:00.000Z and of
-// 9999-12-31T23:59:59.999Z: the years of appendTimestamp4.
-const (
-	minMilli4 = -62167219200000
-	maxMilli4 = 253402300799999
-)
-
-// The first instant of years 0000-9999 and the first one after them.
-var minTime4, endTime4 = time.UnixMilli(minMilli4), time.UnixMilli(maxMilli4 + 1)
-
-// appendTimestamp4 is appendTimestamp for the Unix milliseconds of a
-// time in years 0000-9999, without time.Time's separate date and clock
-// computations (days to a civil date as in Howard Hinnant's
-// civil_from_days).
-func appendTimestamp4(b []byte, ms int64) []byte {
-	days := ms / 86400000
-	if ms%86400000 < 0 {
-		days--
-	}
-	msOfDay := ms - days*86400000
-	z := days + 719468 // days from 0000-03-01: negative in 0000's January and February
-	era := z / 146097
-	if z < 0 {
-		era = (z - 146096) / 146097
-	}
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	year := yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	day := doy - (153*mp+2)/5 + 1
-	month := mp + 3
-	if mp >= 10 {
-		month = mp - 9
-		year++
-	}
-	sec := msOfDay / 1000
-	var out [24]byte
-	put2 := func(i int, v int64) { out[i], out[i+1] = byte('0'+v/10), byte('0'+v%10) }
-	put2(0, year/100)
-	put2(2, year%100)
-	out[4] = '-'
-	put2(5, month)
-	out[7] = '-'
-	put2(8, day)
-	out[10] = 'T'
-	put2(11, sec/3600)
-	out[13] = ':'
-	put2(14, sec/60%60)
-	out[16] = ':'
-	put2(17, sec%60)
-	out[19] = '.'
-	m := msOfDay % 1000
-	out[20], out[21], out[22], out[23] = byte('0'+m/100), byte('0'+m/10%10), byte('0'+m%10), 'Z'
-	return append(b, out[:]...)
 }
 
 // appendInt appends v >= 0 in decimal, zero-padded to at least width digits.

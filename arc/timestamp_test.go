@@ -2,7 +2,6 @@ package arc
 
 import (
 	"encoding/json"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -92,61 +91,4 @@ func TestFormatTimestampNeverPanics(t *testing.T) {
 	assert.Equal(t, "-000001-01-01T00:00:00.000Z", FormatTimestamp(time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)))
 	assert.NotPanics(t, func() { FormatTimestamp(time.Date(100000000, 1, 1, 0, 0, 0, 0, time.UTC)) })
 	assert.NotPanics(t, func() { FormatTimestamp(time.Date(-100000000, 1, 1, 0, 0, 0, 0, time.UTC)) })
-}
-
-// appendTimestampDate is appendTimestamp as it was before
-// appendTimestamp4, through time.Time's date and clock: the reference.
-func appendTimestampDate(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	year, month, day := t.Date()
-	hour, min, sec := t.Clock()
-	ms := t.Nanosecond() / int(time.Millisecond)
-	b = appendInt(b, year, 4)
-	b = append(b, '-')
-	b = appendInt(b, int(month), 2)
-	b = append(b, '-')
-	b = appendInt(b, day, 2)
-	b = append(b, 'T')
-	b = appendInt(b, hour, 2)
-	b = append(b, ':')
-	b = appendInt(b, min, 2)
-	b = append(b, ':')
-	b = appendInt(b, sec, 2)
-	b = append(b, '.')
-	b = appendInt(b, ms, 3)
-	return append(b, 'Z')
-}
-
-// TestAppendTimestamp4MatchesDate: every day of years 0000-9999 at its
-// first and last millisecond and a random one, a million random instants
-// with nanoseconds, and times in other zones.
-func TestAppendTimestamp4MatchesDate(t *testing.T) {
-	check := func(tm time.Time) {
-		if got, want := string(appendTimestamp(nil, tm)), string(appendTimestampDate(nil, tm)); got != want {
-			t.Fatalf("%v: %s, want %s", tm, got, want)
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for d := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() <= 9999; d = d.AddDate(0, 0, 1) {
-		check(d)
-		check(d.Add(24*time.Hour - time.Nanosecond))
-		check(d.Add(time.Duration(rng.Int64N(int64(24 * time.Hour)))))
-	}
-	zone := time.FixedZone("", -5*3600-30*60)
-	for range 1_000_000 {
-		ms := minMilli4 + rng.Int64N(maxMilli4-minMilli4+1)
-		tm := time.UnixMilli(ms).Add(time.Duration(rng.Int64N(1e6)))
-		check(tm)
-		check(tm.In(zone))
-	}
-	for _, ms := range []int64{minMilli4, maxMilli4, 0, -1, 1, 951782400000, 4107542400000} {
-		check(time.UnixMilli(ms))
-	}
-	require.Equal(t, "0000-01-01T00:00:00.000Z", FormatTimestamp(time.UnixMilli(minMilli4)))
-	require.Equal(t, "9999-12-31T23:59:59.999Z", FormatTimestamp(time.UnixMilli(maxMilli4)))
-	require.Equal(t, "-000001-12-31T23:59:59.999Z", FormatTimestamp(time.UnixMilli(minMilli4-1)))
-	require.Equal(t, "+010000-01-01T00:00:00.000Z", FormatTimestamp(time.UnixMilli(maxMilli4+1)))
-	// Far enough that Unix milliseconds overflow an int64.
-	require.Equal(t, "+300000000-01-01T00:00:00.000Z", FormatTimestamp(time.Date(300_000_000, 1, 1, 0, 0, 0, 0, time.UTC)))
-	require.Equal(t, "-300000000-01-01T00:00:00.000Z", FormatTimestamp(time.Date(-300_000_000, 1, 1, 0, 0, 0, 0, time.UTC)))
 }

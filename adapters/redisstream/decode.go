@@ -31,8 +31,10 @@ func decodeArc(u any, e Entry) (msg *message.Message, ev *decodedEvent, ok bool)
 		return nil, nil, false
 	}
 	ev = &decodedEvent{limits: limits}
-	// Room for MetadataEntryID, which the caller adds.
-	msg, err := limits.UnmarshalEventMessage([]byte(e.Fields[3]), &ev.ev, 1)
+	if err := limits.Unmarshal([]byte(e.Fields[3]), &ev.ev); err != nil {
+		return nil, nil, false
+	}
+	msg, err := arc.ToMessage(ev.ev)
 	if err != nil {
 		return nil, nil, false
 	}
