@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,7 +77,20 @@ func TestRole(t *testing.T) {
 	case "relay":
 		err = runRelay(ctx, spec)
 	case "consumer":
-		err = runConsumer(ctx, spec)
+		// A consumer started while Redis is down (the chaos loop restarts
+		// killed processes during the outage) fails to subscribe: start
+		// again, as a supervisor would, instead of leaving the slot empty.
+		for {
+			err = runConsumer(ctx, spec)
+			if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "cannot subscribe") {
+				break
+			}
+			t.Logf("%v; starting again in 500 ms", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
 	default:
 		err = errors.New("unknown role " + spec.Role)
 	}
